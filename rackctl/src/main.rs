@@ -1,0 +1,5 @@
+//! rackctl: the rackd CLI.
+
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}

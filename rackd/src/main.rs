@@ -1,0 +1,5 @@
+//! rackd: the node routing daemon.
+
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}
