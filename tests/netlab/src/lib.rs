@@ -1,1 +1,26 @@
-//! See README.md.
+//! Network-namespace lab harness for rackd's integration tests.
+//!
+//! Building blocks, all RAII so a failing or panicking test leaves nothing behind:
+//! - [`Netns`]: a uniquely named namespace; processes inside are killed and the namespace deleted
+//!   on drop. Links ([`veth`], bridges, dummies), addresses, sysctls, and [`Netns::enter`] to run
+//!   in-process code (sockets, a tokio runtime, aya) inside it.
+//! - [`Process`]: a program started inside a namespace with its output captured to a file.
+//! - [`LabDir`]: a per-test directory for configs, sockets and logs.
+//! - Real peers: [`frr`], [`bird`], [`gobgp`], [`etcd`].
+//! - [`wait_for`] / [`wait_until`]: polling that reports the last observation on timeout.
+//!
+//! Everything here needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN); see README.md.
+
+pub mod cmd;
+pub mod dir;
+pub mod error;
+pub mod names;
+pub mod netns;
+pub mod process;
+pub mod wait;
+
+pub use dir::LabDir;
+pub use error::{Error, Result};
+pub use netns::{EnteredNetns, Netns, veth};
+pub use process::Process;
+pub use wait::{Check, wait_for, wait_until};
