@@ -11,14 +11,17 @@
 //!
 //! Everything here needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN); see README.md.
 
+pub mod bgp;
 pub mod cmd;
 pub mod dir;
 pub mod error;
+pub mod frr;
 pub mod names;
 pub mod netns;
 pub mod process;
 pub mod wait;
 
+pub use bgp::{BgpConfig, Family, Neighbor, Path, Route};
 pub use dir::LabDir;
 pub use error::{Error, Result};
 pub use netns::{EnteredNetns, Netns, veth};
