@@ -1,0 +1,900 @@
+//! The allocator: level-triggered `reconcile(pools, services)` over persisted allocations.
+//!
+//! Each reconcile runs, in order:
+//! 1. pool table: first-seen order, precedence, conflicts;
+//! 2. release everything held by services that are gone or no longer ours;
+//! 3. validate every existing allocation (before any new one, so nobody can take an address
+//!    that is still valid for its holder);
+//! 4. adopt published `status.loadBalancer.ingress` addresses we do not yet track;
+//! 5. satisfy the remaining requests in service-key order (deterministic);
+//! 6. report per-service and per-pool status.
+
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::addr::{Family, from_u128, to_u128};
+use crate::count::IpCount;
+use crate::outcome::{Assignment, Outcome, PoolConflict, PoolStatus, Reason, ServiceOutcome};
+use crate::runs::RunSet;
+use crate::spec::{
+    ANNOTATION_SHARING_CROSS_NAMESPACE, ANNOTATION_SHARING_CROSS_NAMESPACE_ALIAS,
+    ANNOTATION_SHARING_KEY, ANNOTATION_SHARING_KEY_ALIAS, Config, ExternalTrafficPolicy, PoolSpec,
+    ServiceKey, ServiceSelector, ServiceSpec, annotation, requested_ips, service_selector_labels,
+};
+use crate::state::{
+    PersistedAllocation, PersistedPool, PersistedState, STATE_FORMAT, STATE_VERSION, StateError,
+};
+
+/// One allocated address.
+#[derive(Clone, Debug)]
+struct Group {
+    /// Pool the address is attributed to (for counts and display).
+    pool: Arc<str>,
+    /// Holders in join order.
+    members: Vec<ServiceKey>,
+}
+
+/// The LB-IPAM allocator. Holds only allocations (memory grows with allocated addresses, never
+/// with pool size) and the first-seen order of pools.
+#[derive(Clone, Debug, Default)]
+pub struct LbIpam {
+    allocs: BTreeMap<IpAddr, Group>,
+    /// Occupied addresses per family, as runs, for O(log n) next-free search.
+    occupied: [RunSet; 2],
+    by_service: HashMap<ServiceKey, Vec<IpAddr>>,
+    pool_seq: BTreeMap<String, u64>,
+    next_seq: u64,
+    dirty: bool,
+}
+
+/// A block as the reconcile sees it.
+#[derive(Debug)]
+struct RangeView {
+    family: Family,
+    first: u128,
+    last: u128,
+    /// Allocatable bounds (first/last excluded when reserved).
+    lo: u128,
+    hi: u128,
+    reserved: bool,
+}
+
+struct PoolView<'a, S> {
+    spec: &'a PoolSpec<S>,
+    name: Arc<str>,
+    ranges: Vec<RangeView>,
+    conflict: Option<PoolConflict>,
+}
+
+impl<S> PoolView<'_, S> {
+    fn allocatable(&self) -> bool {
+        !self.spec.disabled && self.conflict.is_none()
+    }
+}
+
+/// Pools in precedence order plus lookup structures.
+struct PoolTable<'a, S> {
+    pools: Vec<PoolView<'a, S>>,
+    /// Ranges of non-conflicting pools (disjoint by construction): first -> (last, pool index).
+    accepted: [BTreeMap<u128, (u128, usize)>; 2],
+    /// Ranges of conflicting pools (rare): (family, first, last, pool index).
+    conflicting: Vec<(Family, u128, u128, usize)>,
+}
+
+fn range_str(family: Family, first: u128, last: u128) -> String {
+    format!(
+        "{} - {}",
+        from_u128(family, first),
+        from_u128(family, last)
+    )
+}
+
+impl<'a, S: ServiceSelector> PoolTable<'a, S> {
+    fn build(pools: &'a [PoolSpec<S>], seq: &BTreeMap<String, u64>) -> Self {
+        let mut seen = BTreeSet::new();
+        let mut views: Vec<(i64, u64, PoolView<'a, S>)> = Vec::with_capacity(pools.len());
+        for spec in pools {
+            if !seen.insert(spec.name.as_str()) {
+                continue;
+            }
+            let mut ranges: Vec<RangeView> = spec
+                .blocks
+                .iter()
+                .map(|b| {
+                    let (first, last) = b.bounds();
+                    let reserved = b.reserves_first_last(spec.allow_first_last_ips);
+                    let (lo, hi) = if reserved {
+                        (first + 1, last - 1)
+                    } else {
+                        (first, last)
+                    };
+                    RangeView {
+                        family: b.family(),
+                        first,
+                        last,
+                        lo,
+                        hi,
+                        reserved,
+                    }
+                })
+                .collect();
+            // Address order, so block order in the input does not matter.
+            ranges.sort_by_key(|r| (r.family, r.first, r.last));
+            let order = seq.get(&spec.name).copied().unwrap_or(u64::MAX);
+            views.push((
+                spec.created.unwrap_or(i64::MAX),
+                order,
+                PoolView {
+                    spec,
+                    name: Arc::from(spec.name.as_str()),
+                    ranges,
+                    conflict: None,
+                },
+            ));
+        }
+        views.sort_by(|a, b| (a.0, a.1, &a.2.name).cmp(&(b.0, b.1, &b.2.name)));
+        let mut table = PoolTable {
+            pools: views.into_iter().map(|(_, _, v)| v).collect(),
+            accepted: [BTreeMap::new(), BTreeMap::new()],
+            conflicting: Vec::new(),
+        };
+        table.settle_conflicts();
+        table
+    }
+
+    /// Oldest first: a pool conflicts if its own blocks overlap, or if it overlaps an older
+    /// non-conflicting pool. Level-triggered, so a conflict resolves as soon as the overlap goes.
+    fn settle_conflicts(&mut self) {
+        for idx in 0..self.pools.len() {
+            let pool = &self.pools[idx];
+            let mut conflict = None;
+            // Internal overlap (ranges are sorted by family, first).
+            let mut widest: Option<&RangeView> = None;
+            for r in &pool.ranges {
+                if let Some(w) = widest
+                    && w.family == r.family
+                    && r.first <= w.last
+                {
+                    conflict = Some(PoolConflict {
+                        with_pool: pool.name.to_string(),
+                        message: format!(
+                            "Pool conflicts since range '{}' overlaps range '{}' from IP Pool '{}'",
+                            range_str(r.family, r.first, r.last),
+                            range_str(w.family, w.first, w.last),
+                            pool.name
+                        ),
+                    });
+                    break;
+                }
+                if widest.is_none_or(|w| w.family != r.family || r.last > w.last) {
+                    widest = Some(r);
+                }
+            }
+            if conflict.is_none() {
+                'outer: for r in &pool.ranges {
+                    let acc = &self.accepted[r.family.index()];
+                    if let Some((&of, &(ol, other))) = acc.range(..=r.last).next_back()
+                        && ol >= r.first
+                    {
+                        conflict = Some(PoolConflict {
+                            with_pool: self.pools[other].name.to_string(),
+                            message: format!(
+                                "Pool conflicts since range '{}' overlaps range '{}' from IP Pool '{}'",
+                                range_str(r.family, r.first, r.last),
+                                range_str(r.family, of, ol),
+                                self.pools[other].name
+                            ),
+                        });
+                        break 'outer;
+                    }
+                }
+            }
+            match conflict {
+                Some(c) => {
+                    for r in &self.pools[idx].ranges {
+                        self.conflicting.push((r.family, r.first, r.last, idx));
+                    }
+                    self.pools[idx].conflict = Some(c);
+                }
+                None => {
+                    for r in &self.pools[idx].ranges {
+                        self.accepted[r.family.index()].insert(r.first, (r.last, idx));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The non-conflicting pool whose range holds `ip`, with that range.
+    fn accepted_of(&self, ip: IpAddr) -> Option<(usize, &RangeView)> {
+        let (family, v) = to_u128(ip);
+        let (_, &(last, idx)) = self.accepted[family.index()].range(..=v).next_back()?;
+        if last < v {
+            return None;
+        }
+        let range = self.pools[idx]
+            .ranges
+            .iter()
+            .find(|r| r.family == family && r.first <= v && v <= r.last)?;
+        Some((idx, range))
+    }
+
+    /// Every pool with a block holding `ip`: the non-conflicting one first, then conflicting
+    /// ones in precedence order.
+    fn candidates(&self, ip: IpAddr) -> Vec<usize> {
+        let mut out = Vec::with_capacity(1);
+        if let Some((idx, _)) = self.accepted_of(ip) {
+            out.push(idx);
+        }
+        if !self.conflicting.is_empty() {
+            let (family, v) = to_u128(ip);
+            for &(f, first, last, idx) in &self.conflicting {
+                if f == family && first <= v && v <= last && !out.contains(&idx) {
+                    out.push(idx);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// LB-IPAM's view of one service for one reconcile.
+struct View<'a> {
+    spec: &'a ServiceSpec,
+    requested: Vec<IpAddr>,
+    invalid: Vec<String>,
+    want: [bool; 2],
+    sharing_key: Option<&'a str>,
+    cross_ns: Vec<&'a str>,
+    labels: OnceCell<BTreeMap<String, String>>,
+}
+
+impl<'a> View<'a> {
+    fn new(config: &Config, spec: &'a ServiceSpec) -> Self {
+        let (requested, invalid) = requested_ips(spec);
+        let (v4, v6) = config.requested_families(spec);
+        View {
+            spec,
+            requested,
+            invalid,
+            want: [v4, v6],
+            sharing_key: annotation(spec, ANNOTATION_SHARING_KEY, ANNOTATION_SHARING_KEY_ALIAS),
+            cross_ns: annotation(
+                spec,
+                ANNOTATION_SHARING_CROSS_NAMESPACE,
+                ANNOTATION_SHARING_CROSS_NAMESPACE_ALIAS,
+            )
+            .map(|v| v.split(',').map(str::trim).collect())
+            .unwrap_or_default(),
+            labels: OnceCell::new(),
+        }
+    }
+
+    fn selected_by<S: ServiceSelector>(&self, pool: &PoolView<'_, S>) -> bool {
+        match &pool.spec.service_selector {
+            None => true,
+            Some(sel) => sel.matches(self.labels.get_or_init(|| {
+                service_selector_labels(
+                    &self.spec.key.namespace,
+                    &self.spec.key.name,
+                    &self.spec.labels,
+                )
+            })),
+        }
+    }
+
+    /// Whether the address is still wanted by the service's request (ignoring pools).
+    fn wants(&self, ip: IpAddr) -> bool {
+        if self.requested.is_empty() {
+            self.want[Family::of(ip).index()]
+        } else {
+            self.requested.contains(&ip)
+        }
+    }
+
+    fn permits_namespace(&self, ns: &str) -> bool {
+        self.cross_ns.iter().any(|n| *n == ns || *n == "*")
+    }
+}
+
+/// Cilium's `isCompatible`: may `a` and `b` share one address? `Err` carries Cilium's reason.
+fn compatible(a: &View<'_>, b: &View<'_>) -> Result<(), &'static str> {
+    if a.sharing_key != b.sharing_key {
+        return Err("different sharing key");
+    }
+    if a.spec.key.namespace != b.spec.key.namespace
+        && !(a.permits_namespace(&b.spec.key.namespace)
+            && b.permits_namespace(&a.spec.key.namespace))
+    {
+        return Err("different and not permitted namespace");
+    }
+    // Protocol is ignored: the datapath cannot tell TCP/80 from UDP/80 (cilium/cilium#9207).
+    if a.spec.ports.iter().any(|p| b.spec.ports.contains(p)) {
+        return Err("same port and protocol");
+    }
+    if a.spec.external_traffic_policy != b.spec.external_traffic_policy {
+        return Err("different ExternalTrafficPolicy");
+    }
+    if a.spec.external_traffic_policy == ExternalTrafficPolicy::Local
+        && (a.spec.pod_selector.is_empty() || a.spec.pod_selector != b.spec.pod_selector)
+    {
+        return Err("compatible ExternalTrafficPolicy local but selecting different set of pods");
+    }
+    Ok(())
+}
+
+struct Failure {
+    reason: Reason,
+    message: String,
+}
+
+impl LbIpam {
+    /// An empty allocator (first start, no state file).
+    pub fn new() -> Self {
+        LbIpam::default()
+    }
+
+    /// Rebuilds the allocator from persisted state. Call before the first reconcile, so every
+    /// recorded address is reinstated before any new allocation.
+    pub fn restore(state: &PersistedState) -> Result<Self, StateError> {
+        state.validate()?;
+        let mut me = LbIpam {
+            next_seq: state.next_pool_seq,
+            ..LbIpam::default()
+        };
+        for p in &state.pools {
+            me.pool_seq.insert(p.name.clone(), p.seq);
+        }
+        let mut names: HashMap<&str, Arc<str>> = HashMap::new();
+        for a in &state.allocations {
+            let pool = names
+                .entry(a.pool.as_str())
+                .or_insert_with(|| Arc::from(a.pool.as_str()))
+                .clone();
+            let (family, v) = to_u128(a.ip);
+            me.occupied[family.index()].insert(v);
+            for s in &a.services {
+                me.by_service.entry(s.clone()).or_default().push(a.ip);
+            }
+            me.allocs.insert(
+                a.ip,
+                Group {
+                    pool,
+                    members: a.services.clone(),
+                },
+            );
+        }
+        for ips in me.by_service.values_mut() {
+            ips.sort();
+        }
+        Ok(me)
+    }
+
+    /// Decodes bytes and restores from them.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, StateError> {
+        LbIpam::restore(&PersistedState::decode(bytes)?)
+    }
+
+    /// The state to persist.
+    pub fn snapshot(&self) -> PersistedState {
+        let mut pools: Vec<PersistedPool> = self
+            .pool_seq
+            .iter()
+            .map(|(name, seq)| PersistedPool {
+                name: name.clone(),
+                seq: *seq,
+            })
+            .collect();
+        pools.sort_by_key(|p| p.seq);
+        PersistedState {
+            format: STATE_FORMAT.to_owned(),
+            version: STATE_VERSION,
+            next_pool_seq: self.next_seq,
+            pools,
+            allocations: self
+                .allocs
+                .iter()
+                .map(|(ip, g)| PersistedAllocation {
+                    ip: *ip,
+                    pool: g.pool.to_string(),
+                    services: g.members.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Number of allocated addresses.
+    pub fn allocated(&self) -> usize {
+        self.allocs.len()
+    }
+
+    /// The addresses a service holds, sorted.
+    pub fn ips_of(&self, key: &ServiceKey) -> &[IpAddr] {
+        self.by_service.get(key).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Every allocation: address, pool, holders in join order.
+    pub fn allocations(&self) -> impl Iterator<Item = (IpAddr, &str, &[ServiceKey])> {
+        self.allocs
+            .iter()
+            .map(|(ip, g)| (*ip, &*g.pool, g.members.as_slice()))
+    }
+
+    fn occupy(&mut self, ip: IpAddr, pool: Arc<str>, key: &ServiceKey) {
+        let (family, v) = to_u128(ip);
+        self.occupied[family.index()].insert(v);
+        self.allocs.insert(
+            ip,
+            Group {
+                pool,
+                members: vec![key.clone()],
+            },
+        );
+        self.add_to_service(key, ip);
+    }
+
+    fn join(&mut self, ip: IpAddr, key: &ServiceKey) {
+        if let Some(g) = self.allocs.get_mut(&ip) {
+            g.members.push(key.clone());
+            self.add_to_service(key, ip);
+        }
+    }
+
+    fn add_to_service(&mut self, key: &ServiceKey, ip: IpAddr) {
+        let ips = self.by_service.entry(key.clone()).or_default();
+        if let Err(pos) = ips.binary_search(&ip) {
+            ips.insert(pos, ip);
+        }
+        self.dirty = true;
+    }
+
+    fn remove_from_service(&mut self, key: &ServiceKey, ip: IpAddr) {
+        if let Some(ips) = self.by_service.get_mut(key) {
+            ips.retain(|x| *x != ip);
+            if ips.is_empty() {
+                self.by_service.remove(key);
+            }
+        }
+        self.dirty = true;
+    }
+
+    fn free(&mut self, ip: IpAddr) {
+        if self.allocs.remove(&ip).is_some() {
+            let (family, v) = to_u128(ip);
+            self.occupied[family.index()].remove(v);
+            self.dirty = true;
+        }
+    }
+
+    fn release_member(&mut self, ip: IpAddr, key: &ServiceKey) {
+        let empty = match self.allocs.get_mut(&ip) {
+            Some(g) => {
+                g.members.retain(|m| m != key);
+                g.members.is_empty()
+            }
+            None => false,
+        };
+        if empty {
+            self.free(ip);
+        }
+        self.remove_from_service(key, ip);
+    }
+
+    /// Brings allocations in line with `pools` and `services` (the complete current sets) and
+    /// reports the result. Idempotent: a second call with the same input changes nothing.
+    /// The result does not depend on the order of `pools` or `services`.
+    pub fn reconcile<S: ServiceSelector>(
+        &mut self,
+        config: &Config,
+        pools: &[PoolSpec<S>],
+        services: &[ServiceSpec],
+    ) -> Outcome {
+        self.update_pool_seq(pools);
+        let table = PoolTable::build(pools, &self.pool_seq);
+
+        // Services we are responsible for, in key order; the first of duplicate keys wins.
+        let mut handled: Vec<&ServiceSpec> = services.iter().filter(|s| config.handles(s)).collect();
+        handled.sort_by(|a, b| a.key.cmp(&b.key));
+        handled.dedup_by(|b, a| a.key == b.key);
+        let views: Vec<View<'_>> = handled.iter().map(|s| View::new(config, s)).collect();
+        let index: HashMap<&ServiceKey, usize> = views
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (&v.spec.key, i))
+            .collect();
+
+        self.release_unhandled(&index);
+        self.validate_existing(&table, &views, &index);
+        self.adopt_ingress(&table, &views);
+
+        let mut sharing: HashMap<&str, BTreeSet<IpAddr>> = HashMap::new();
+        for (ip, g) in &self.allocs {
+            if let Some(key) = g
+                .members
+                .first()
+                .and_then(|m| index.get(m))
+                .and_then(|&i| views[i].sharing_key)
+            {
+                sharing.entry(key).or_default().insert(*ip);
+            }
+        }
+
+        let mut out = Outcome::default();
+        for view in &views {
+            let failure = self.satisfy(&table, view, &views, &index, &mut sharing);
+            out.services
+                .insert(view.spec.key.clone(), self.service_outcome(view, failure));
+        }
+        out.pools = self.pool_statuses(&table);
+        out.state_changed = std::mem::take(&mut self.dirty);
+        out
+    }
+
+    fn update_pool_seq<S>(&mut self, pools: &[PoolSpec<S>]) {
+        let present: BTreeSet<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+        let before = self.pool_seq.len();
+        self.pool_seq.retain(|name, _| present.contains(name.as_str()));
+        if self.pool_seq.len() != before {
+            self.dirty = true;
+        }
+        let mut new: Vec<(i64, &str)> = pools
+            .iter()
+            .filter(|p| !self.pool_seq.contains_key(&p.name))
+            .map(|p| (p.created.unwrap_or(i64::MAX), p.name.as_str()))
+            .collect();
+        new.sort();
+        new.dedup();
+        for (_, name) in new {
+            self.pool_seq.insert(name.to_owned(), self.next_seq);
+            self.next_seq += 1;
+            self.dirty = true;
+        }
+    }
+
+    fn release_unhandled(&mut self, index: &HashMap<&ServiceKey, usize>) {
+        let gone: Vec<ServiceKey> = self
+            .by_service
+            .keys()
+            .filter(|k| !index.contains_key(k))
+            .cloned()
+            .collect();
+        for key in gone {
+            for ip in self.by_service.get(&key).cloned().unwrap_or_default() {
+                self.release_member(ip, &key);
+            }
+        }
+    }
+
+    /// Keeps an address for a holder only if the holder still wants it, a pool holding the
+    /// address still selects the holder (disabled and conflicting pools included: existing
+    /// allocations are kept), and it is compatible with the earlier holders.
+    fn validate_existing<S: ServiceSelector>(
+        &mut self,
+        table: &PoolTable<'_, S>,
+        views: &[View<'_>],
+        index: &HashMap<&ServiceKey, usize>,
+    ) {
+        let mut dropped: Vec<(IpAddr, ServiceKey)> = Vec::new();
+        let mut emptied: Vec<IpAddr> = Vec::new();
+        let mut reattributed = false;
+        for (ip, group) in self.allocs.iter_mut() {
+            let cands = table.candidates(*ip);
+            let mut kept: Vec<usize> = Vec::with_capacity(group.members.len());
+            for m in &group.members {
+                let ok = index.get(m).copied().filter(|&vi| {
+                    let v = &views[vi];
+                    v.wants(*ip)
+                        && cands.iter().any(|&p| v.selected_by(&table.pools[p]))
+                        && kept.iter().all(|&k| compatible(v, &views[k]).is_ok())
+                });
+                match ok {
+                    Some(vi) => kept.push(vi),
+                    None => dropped.push((*ip, m.clone())),
+                }
+            }
+            if kept.len() != group.members.len() {
+                group.members = kept.iter().map(|&k| views[k].spec.key.clone()).collect();
+            }
+            let Some(&first) = kept.first() else {
+                emptied.push(*ip);
+                continue;
+            };
+            let still = cands.iter().any(|&p| {
+                *table.pools[p].name == *group.pool && views[first].selected_by(&table.pools[p])
+            });
+            if !still
+                && let Some(&p) = cands
+                    .iter()
+                    .find(|&&p| views[first].selected_by(&table.pools[p]))
+            {
+                group.pool = table.pools[p].name.clone();
+                reattributed = true;
+            }
+        }
+        if reattributed {
+            self.dirty = true;
+        }
+        for (ip, key) in dropped {
+            self.remove_from_service(&key, ip);
+        }
+        for ip in emptied {
+            self.free(ip);
+        }
+    }
+
+    /// Adopts addresses already published on the service when we hold nothing of that family
+    /// for it (migration from Cilium, or a lost state file) and the address is free.
+    fn adopt_ingress<S: ServiceSelector>(&mut self, table: &PoolTable<'_, S>, views: &[View<'_>]) {
+        for v in views {
+            for &ip in &v.spec.current_ingress {
+                let held = self.ips_of(&v.spec.key);
+                if held.contains(&ip) || !v.wants(ip) || self.allocs.contains_key(&ip) {
+                    continue;
+                }
+                let family = Family::of(ip);
+                if v.requested.is_empty() && held.iter().any(|h| Family::of(*h) == family) {
+                    continue;
+                }
+                let Some((p, range)) = table.accepted_of(ip) else {
+                    continue;
+                };
+                let pool = &table.pools[p];
+                let (_, x) = to_u128(ip);
+                if !pool.allocatable()
+                    || !v.selected_by(pool)
+                    || (range.reserved && (x == range.first || x == range.last))
+                {
+                    continue;
+                }
+                self.occupy(ip, pool.name.clone(), &v.spec.key);
+            }
+        }
+    }
+
+    /// Tries to meet every unmet request of one service; returns the last failure.
+    fn satisfy<'v, S: ServiceSelector>(
+        &mut self,
+        table: &PoolTable<'_, S>,
+        view: &View<'v>,
+        views: &[View<'v>],
+        index: &HashMap<&ServiceKey, usize>,
+        sharing: &mut HashMap<&'v str, BTreeSet<IpAddr>>,
+    ) -> Option<Failure> {
+        let mut failure = None;
+        if !view.requested.is_empty() {
+            for &ip in &view.requested {
+                if self.ips_of(&view.spec.key).contains(&ip) {
+                    continue;
+                }
+                if let Err(f) = self.satisfy_specific(table, view, views, index, sharing, ip) {
+                    failure = Some(f);
+                }
+            }
+        } else {
+            for family in [Family::V4, Family::V6] {
+                if !view.want[family.index()]
+                    || self
+                        .ips_of(&view.spec.key)
+                        .iter()
+                        .any(|ip| Family::of(*ip) == family)
+                {
+                    continue;
+                }
+                if let Err(f) = self.satisfy_generic(table, view, views, index, sharing, family) {
+                    failure = Some(f);
+                }
+            }
+        }
+        failure
+    }
+
+    fn satisfy_specific<'v, S: ServiceSelector>(
+        &mut self,
+        table: &PoolTable<'_, S>,
+        view: &View<'v>,
+        views: &[View<'v>],
+        index: &HashMap<&ServiceKey, usize>,
+        sharing: &mut HashMap<&'v str, BTreeSet<IpAddr>>,
+        ip: IpAddr,
+    ) -> Result<(), Failure> {
+        // Like Cilium's findRangeOfIP: only enabled ranges count, so an address in a disabled
+        // or conflicting pool is "no pool".
+        let found = table
+            .accepted_of(ip)
+            .filter(|(p, _)| table.pools[*p].allocatable());
+        let Some((p, range)) = found else {
+            return Err(Failure {
+                reason: Reason::NoPool,
+                message: format!("No pool exists with a CIDR containing '{ip}'"),
+            });
+        };
+        let pool = &table.pools[p];
+        if !view.selected_by(pool) {
+            return Err(Failure {
+                reason: Reason::PoolSelectorMismatch,
+                message: format!("The pool with the CIDR containing '{ip}', doesn't select this service"),
+            });
+        }
+        let already = || Failure {
+            reason: Reason::AlreadyAllocated,
+            message: format!("The IP '{ip}' is already allocated to another service"),
+        };
+        if let Some(group) = self.allocs.get(&ip) {
+            if view.sharing_key.is_none() {
+                return Err(already());
+            }
+            for m in &group.members {
+                if let Some(&vi) = index.get(m)
+                    && let Err(why) = compatible(view, &views[vi])
+                {
+                    return Err(Failure {
+                        reason: Reason::AlreadyAllocatedIncompatibleService,
+                        message: format!(
+                            "The IP '{ip}' is already allocated to an incompatible service. Reason: {why}"
+                        ),
+                    });
+                }
+            }
+            self.join(ip, &view.spec.key);
+            return Ok(());
+        }
+        let (_, x) = to_u128(ip);
+        if range.reserved && (x == range.first || x == range.last) {
+            // allowFirstLastIPs: No holds these as Cilium does (allocated to nobody).
+            return Err(already());
+        }
+        self.occupy(ip, pool.name.clone(), &view.spec.key);
+        if let Some(key) = view.sharing_key {
+            sharing.entry(key).or_default().insert(ip);
+        }
+        Ok(())
+    }
+
+    fn satisfy_generic<'v, S: ServiceSelector>(
+        &mut self,
+        table: &PoolTable<'_, S>,
+        view: &View<'v>,
+        views: &[View<'v>],
+        index: &HashMap<&ServiceKey, usize>,
+        sharing: &mut HashMap<&'v str, BTreeSet<IpAddr>>,
+        family: Family,
+    ) -> Result<(), Failure> {
+        if let Some(key) = view.sharing_key
+            && let Some(ips) = sharing.get(key)
+        {
+            let shareable = ips.iter().copied().find(|ip| {
+                Family::of(*ip) == family
+                    && self.allocs.get(ip).is_some_and(|g| {
+                        g.members.iter().all(|m| {
+                            index
+                                .get(m)
+                                .is_some_and(|&vi| compatible(view, &views[vi]).is_ok())
+                        })
+                    })
+                    // Unlike Cilium, only share where a pool holding the address selects this
+                    // service, or the next validation would strip it again.
+                    && table
+                        .candidates(*ip)
+                        .iter()
+                        .any(|&p| view.selected_by(&table.pools[p]))
+            });
+            if let Some(ip) = shareable {
+                self.join(ip, &view.spec.key);
+                return Ok(());
+            }
+        }
+        let mut full = false;
+        for pool in &table.pools {
+            if !pool.allocatable() || !pool.ranges.iter().any(|r| r.family == family) {
+                continue;
+            }
+            if !view.selected_by(pool) {
+                continue;
+            }
+            for r in pool.ranges.iter().filter(|r| r.family == family) {
+                match self.occupied[family.index()].first_free(r.lo, r.hi) {
+                    Some(x) => {
+                        let ip = from_u128(family, x);
+                        self.occupy(ip, pool.name.clone(), &view.spec.key);
+                        if let Some(key) = view.sharing_key {
+                            sharing.entry(key).or_default().insert(ip);
+                        }
+                        return Ok(());
+                    }
+                    None => full = true,
+                }
+            }
+        }
+        Err(if full {
+            Failure {
+                reason: Reason::OutOfIps,
+                message: "All enabled CiliumLoadBalancerIPPools that match this service ran out of allocatable IPs".to_owned(),
+            }
+        } else {
+            Failure {
+                reason: Reason::NoPool,
+                message: "There are no enabled CiliumLoadBalancerIPPools that match this service"
+                    .to_owned(),
+            }
+        })
+    }
+
+    fn service_outcome(&self, view: &View<'_>, failure: Option<Failure>) -> ServiceOutcome {
+        let held = self.ips_of(&view.spec.key);
+        let satisfied = if view.requested.is_empty() {
+            [Family::V4, Family::V6].iter().all(|f| {
+                !view.want[f.index()] || held.iter().any(|ip| Family::of(*ip) == *f)
+            })
+        } else {
+            view.requested.iter().all(|ip| held.contains(ip))
+        };
+        let assignments = held
+            .iter()
+            .filter_map(|ip| {
+                let g = self.allocs.get(ip)?;
+                let mut shared_with: Vec<ServiceKey> = g
+                    .members
+                    .iter()
+                    .filter(|m| **m != view.spec.key)
+                    .cloned()
+                    .collect();
+                shared_with.sort();
+                Some(Assignment {
+                    ip: *ip,
+                    pool: g.pool.to_string(),
+                    shared_with,
+                })
+            })
+            .collect();
+        let (reason, message) = match (satisfied, failure) {
+            (true, _) | (false, None) => (Reason::Satisfied, String::new()),
+            (false, Some(f)) => (f.reason, f.message),
+        };
+        ServiceOutcome {
+            assignments,
+            satisfied,
+            reason,
+            message,
+            invalid_requested_ips: view.invalid.clone(),
+        }
+    }
+
+    fn pool_statuses<S>(&self, table: &PoolTable<'_, S>) -> BTreeMap<String, PoolStatus> {
+        let mut counts: HashMap<&str, (u64, u64)> = HashMap::new();
+        for g in self.allocs.values() {
+            let c = counts.entry(&*g.pool).or_default();
+            c.0 += 1;
+            c.1 += g.members.len() as u64;
+        }
+        table
+            .pools
+            .iter()
+            .map(|p| {
+                let mut total = IpCount::ZERO;
+                let mut reserved = 0u64;
+                for r in &p.ranges {
+                    total = total.saturating_add(IpCount::from_span(r.first, r.last));
+                    if r.reserved {
+                        let occ = &self.occupied[r.family.index()];
+                        reserved += u64::from(!occ.contains(r.first)) + u64::from(!occ.contains(r.last));
+                    }
+                }
+                let (ips, services) = counts.get(&*p.name).copied().unwrap_or_default();
+                let used = ips + reserved;
+                (
+                    p.name.to_string(),
+                    PoolStatus {
+                        disabled: p.spec.disabled,
+                        conflict: p.conflict.clone(),
+                        total,
+                        available: total.saturating_sub(IpCount::from(used)),
+                        used,
+                        services,
+                    },
+                )
+            })
+            .collect()
+    }
+}
