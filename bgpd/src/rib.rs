@@ -1,0 +1,727 @@
+//! Routing information bases: one table per family holding every path to every prefix
+//! (Adj-RIB-In of every peer and the local routes, side by side), the Loc-RIB best path per
+//! prefix (RFC 4271 §9.1.2), and interned attribute sets.
+//!
+//! Keeping all paths of a prefix in one entry, instead of a map per peer plus a Loc-RIB, costs
+//! one hash lookup per received prefix and stores each path once (16 bytes plus its share of
+//! the interned attributes). Adj-RIB-In of a peer is the subset of paths with its id.
+
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use bgpd_wire::{AsSegment, Family, NextHop, PathAttributes};
+use hashbrown::{HashMap, HashSet};
+use ipnet::IpNet;
+use smallvec::SmallVec;
+
+/// Index of a path's source: 0 is this speaker, peers get 1.. (reused after removal).
+pub type PeerId = u32;
+/// The id of locally originated paths.
+pub const LOCAL: PeerId = 0;
+/// Default LOCAL_PREF (the usual value; RFC 4271 leaves it to the operator).
+pub const DEFAULT_LOCAL_PREF: u32 = 100;
+
+/// A path's attributes and next hop, interned: every prefix with the same attributes from the
+/// same source shares one allocation.
+#[derive(Debug, Clone)]
+pub struct Attrs {
+    /// Interned path attributes (compared by pointer).
+    pub path: Arc<PathAttributes>,
+    /// Next hop; an unspecified address means "this speaker" (local routes).
+    pub next_hop: NextHop,
+}
+
+impl PartialEq for Attrs {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.path, &other.path) && self.next_hop == other.next_hop
+    }
+}
+impl Eq for Attrs {}
+impl Hash for Attrs {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (Arc::as_ptr(&self.path) as usize).hash(state);
+        self.next_hop.hash(state);
+    }
+}
+
+impl Attrs {
+    /// The next hop as one address (the global one for IPv6).
+    pub fn next_hop_addr(&self) -> IpAddr {
+        match self.next_hop {
+            NextHop::V4(a) => IpAddr::V4(a),
+            NextHop::V6 { global, .. } => IpAddr::V6(global),
+        }
+    }
+}
+
+/// Hash-consing of attribute sets. Entries nobody else references are swept when the tables
+/// have doubled since the last sweep, so memory follows the live set.
+#[derive(Debug, Default)]
+pub struct Interner {
+    paths: HashSet<Arc<PathAttributes>>,
+    attrs: HashSet<Arc<Attrs>>,
+    sweep_at: usize,
+}
+
+impl Interner {
+    pub fn path(&mut self, pa: Arc<PathAttributes>) -> Arc<PathAttributes> {
+        if let Some(x) = self.paths.get(&*pa) {
+            return x.clone();
+        }
+        self.paths.insert(pa.clone());
+        pa
+    }
+
+    pub fn attrs(&mut self, path: Arc<PathAttributes>, next_hop: NextHop) -> Arc<Attrs> {
+        let path = self.path(path);
+        let a = Attrs { path, next_hop };
+        if let Some(x) = self.attrs.get(&a) {
+            return x.clone();
+        }
+        self.maybe_sweep();
+        let a = Arc::new(a);
+        self.attrs.insert(a.clone());
+        a
+    }
+
+    fn maybe_sweep(&mut self) {
+        if self.attrs.len() < self.sweep_at.max(1024) {
+            return;
+        }
+        self.sweep();
+        self.sweep_at = self.attrs.len() * 2;
+    }
+
+    /// Drop entries only the interner holds.
+    pub fn sweep(&mut self) {
+        self.attrs.retain(|a| Arc::strong_count(a) > 1);
+        self.paths.retain(|p| Arc::strong_count(p) > 1);
+    }
+
+    /// Distinct attribute sets (path attributes + next hop) currently interned.
+    pub fn len(&self) -> usize {
+        self.attrs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.attrs.is_empty()
+    }
+}
+
+/// Path flags.
+pub mod flags {
+    /// Kept while the peer restarts (RFC 4724 §4.2).
+    pub const STALE: u8 = 1;
+    /// Refused by the import policy: in Adj-RIB-In, never a candidate.
+    pub const REJECTED: u8 = 2;
+}
+
+/// One path to a prefix.
+#[derive(Debug, Clone)]
+pub struct Path {
+    pub peer: PeerId,
+    pub flags: u8,
+    pub attrs: Arc<Attrs>,
+}
+
+impl Path {
+    pub fn is_stale(&self) -> bool {
+        self.flags & flags::STALE != 0
+    }
+    pub fn is_rejected(&self) -> bool {
+        self.flags & flags::REJECTED != 0
+    }
+}
+
+/// What the decision process needs to know about a path's source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceInfo {
+    pub address: IpAddr,
+    /// The peer's BGP identifier (ours for local routes).
+    pub router_id: Ipv4Addr,
+    pub ebgp: bool,
+}
+
+/// All paths to a prefix; when the prefix has a best path it is at index 0.
+pub type Paths = SmallVec<[Path; 1]>;
+
+/// The Loc-RIB outcome for a prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Best {
+    pub peer: PeerId,
+    pub attrs: Arc<Attrs>,
+    pub stale: bool,
+    /// Next hops of the best path and its equal-cost peers (best first, no duplicates).
+    pub next_hops: Vec<IpAddr>,
+}
+
+/// One address family's paths.
+#[derive(Debug)]
+pub struct Table {
+    pub family: Family,
+    routes: HashMap<IpNet, Paths>,
+}
+
+impl Table {
+    pub fn new(family: Family) -> Self {
+        Self {
+            family,
+            routes: HashMap::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    pub fn get(&self, prefix: &IpNet) -> Option<&Paths> {
+        self.routes.get(prefix)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&IpNet, &Paths)> {
+        self.routes.iter()
+    }
+
+    /// The best path of `prefix`, if any candidate is eligible.
+    pub fn best(&self, prefix: &IpNet) -> Option<&Path> {
+        self.routes
+            .get(prefix)
+            .and_then(|p| p.first())
+            .filter(|p| !p.is_rejected())
+    }
+
+    /// Insert, replace (`Some`) or remove (`None`) the path from `peer` for `prefix`, then
+    /// rerun the decision. Returns true when the best path or its ECMP set changed.
+    pub fn set(
+        &mut self,
+        prefix: IpNet,
+        peer: PeerId,
+        path: Option<(Arc<Attrs>, u8)>,
+        sources: &Sources,
+    ) -> bool {
+        match path {
+            Some((attrs, fl)) => {
+                let paths = self.routes.entry(prefix).or_default();
+                let before = best_key(paths, sources);
+                match paths.iter_mut().find(|p| p.peer == peer) {
+                    Some(p) => {
+                        if Arc::ptr_eq(&p.attrs, &attrs) && p.flags == fl {
+                            return false;
+                        }
+                        p.attrs = attrs;
+                        p.flags = fl;
+                    }
+                    None => paths.push(Path {
+                        peer,
+                        flags: fl,
+                        attrs,
+                    }),
+                }
+                select(paths, sources);
+                before != best_key(paths, sources)
+            }
+            None => {
+                let Some(paths) = self.routes.get_mut(&prefix) else {
+                    return false;
+                };
+                let Some(i) = paths.iter().position(|p| p.peer == peer) else {
+                    return false;
+                };
+                let before = best_key(paths, sources);
+                paths.remove(i);
+                if paths.is_empty() {
+                    self.routes.remove(&prefix);
+                    return before.is_some();
+                }
+                select(paths, sources);
+                before != best_key(paths, sources)
+            }
+        }
+    }
+
+    /// Rerun the decision for one prefix (after a source's metadata or flags changed).
+    pub fn reselect(&mut self, prefix: &IpNet, sources: &Sources) -> bool {
+        let Some(paths) = self.routes.get_mut(prefix) else {
+            return false;
+        };
+        let before = best_key(paths, sources);
+        select(paths, sources);
+        before != best_key(paths, sources)
+    }
+
+    /// Prefixes where `peer` has a path, optionally only stale ones.
+    pub fn prefixes_of(&self, peer: PeerId, only_stale: bool) -> Vec<IpNet> {
+        self.routes
+            .iter()
+            .filter(|(_, ps)| {
+                ps.iter()
+                    .any(|p| p.peer == peer && (!only_stale || p.is_stale()))
+            })
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// Set `flag` on every path of `peer`; returns the prefixes touched.
+    pub fn flag_peer(&mut self, peer: PeerId, flag: u8) -> Vec<IpNet> {
+        let mut touched = Vec::new();
+        for (k, ps) in self.routes.iter_mut() {
+            for p in ps.iter_mut().filter(|p| p.peer == peer) {
+                p.flags |= flag;
+                touched.push(*k);
+            }
+        }
+        touched
+    }
+
+    /// The Loc-RIB view of `prefix`: best path and ECMP next hops.
+    pub fn best_of(&self, prefix: &IpNet, sources: &Sources) -> Option<Best> {
+        let paths = self.routes.get(prefix)?;
+        let best = paths.first().filter(|p| !p.is_rejected())?;
+        let mut next_hops = vec![best.attrs.next_hop_addr()];
+        for p in paths.iter().skip(1) {
+            if !p.is_rejected() && multipath_equal(best, p, sources) {
+                let nh = p.attrs.next_hop_addr();
+                if !next_hops.contains(&nh) {
+                    next_hops.push(nh);
+                }
+            }
+        }
+        Some(Best {
+            peer: best.peer,
+            attrs: best.attrs.clone(),
+            stale: best.is_stale(),
+            next_hops,
+        })
+    }
+
+    /// Count paths from `peer`: (all received, accepted by import policy).
+    pub fn count_peer(&self, peer: PeerId) -> (usize, usize) {
+        let mut all = 0;
+        let mut ok = 0;
+        for ps in self.routes.values() {
+            for p in ps.iter().filter(|p| p.peer == peer) {
+                all += 1;
+                if !p.is_rejected() {
+                    ok += 1;
+                }
+            }
+        }
+        (all, ok)
+    }
+}
+
+/// Source metadata indexed by [`PeerId`].
+#[derive(Debug, Default)]
+pub struct Sources {
+    slots: Vec<Option<SourceInfo>>,
+}
+
+impl Sources {
+    pub fn get(&self, id: PeerId) -> Option<&SourceInfo> {
+        self.slots.get(id as usize).and_then(Option::as_ref)
+    }
+
+    pub fn set(&mut self, id: PeerId, info: SourceInfo) {
+        let i = id as usize;
+        if self.slots.len() <= i {
+            self.slots.resize(i + 1, None);
+        }
+        self.slots[i] = Some(info);
+    }
+
+    /// A free id (never 0).
+    pub fn allocate(&mut self) -> PeerId {
+        let free = self
+            .slots
+            .iter()
+            .skip(1)
+            .position(Option::is_none)
+            .map(|i| i + 1);
+        let i = free.unwrap_or(self.slots.len().max(1));
+        if self.slots.len() <= i {
+            self.slots.resize(i + 1, None);
+        }
+        // Placeholder until the session fills it in; an id is taken once allocated.
+        self.slots[i] = Some(SourceInfo {
+            address: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            router_id: Ipv4Addr::UNSPECIFIED,
+            ebgp: true,
+        });
+        i as PeerId
+    }
+
+    pub fn release(&mut self, id: PeerId) {
+        if let Some(s) = self.slots.get_mut(id as usize) {
+            *s = None;
+        }
+    }
+}
+
+/// Identity of the Loc-RIB result, to detect changes.
+fn best_key(paths: &Paths, sources: &Sources) -> Option<(PeerId, usize, u8, SmallVec<[usize; 2]>)> {
+    let best = paths.first().filter(|p| !p.is_rejected())?;
+    let ecmp = paths
+        .iter()
+        .skip(1)
+        .filter(|p| !p.is_rejected() && multipath_equal(best, p, sources))
+        .map(|p| Arc::as_ptr(&p.attrs) as usize)
+        .collect();
+    Some((
+        best.peer,
+        Arc::as_ptr(&best.attrs) as usize,
+        best.flags & flags::STALE,
+        ecmp,
+    ))
+}
+
+/// Degree of preference (§9.1.1): LOCAL_PREF, which import strips from eBGP routes unless
+/// the import policy sets it.
+pub fn local_pref(p: &Path) -> u32 {
+    p.attrs.path.local_pref.unwrap_or(DEFAULT_LOCAL_PREF)
+}
+
+/// AS_PATH length for §9.1.2.2 a): an AS_SET counts as one, confederation segments as zero.
+pub fn as_path_len(pa: &PathAttributes) -> usize {
+    pa.as_path
+        .segments
+        .iter()
+        .map(|s| match s {
+            AsSegment::Sequence(v) => v.len(),
+            AsSegment::Set(_) => 1,
+            AsSegment::ConfedSequence(_) | AsSegment::ConfedSet(_) => 0,
+        })
+        .sum()
+}
+
+/// The neighbouring AS (§9.1.2.2 c): first AS of the first AS_SEQUENCE; 0 for local routes.
+pub fn neighbor_as(pa: &PathAttributes) -> u32 {
+    match pa.as_path.segments.first() {
+        Some(AsSegment::Sequence(v)) => v.first().copied().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn is_ebgp(p: &Path, sources: &Sources) -> bool {
+    sources.get(p.peer).is_some_and(|s| s.ebgp)
+}
+
+/// Paths equal through §9.1.2.2 step e) with the same AS_PATH (FRR's default multipath rule).
+fn multipath_equal(a: &Path, b: &Path, sources: &Sources) -> bool {
+    a.peer != LOCAL
+        && b.peer != LOCAL
+        && local_pref(a) == local_pref(b)
+        && a.attrs.path.as_path == b.attrs.path.as_path
+        && a.attrs.path.origin == b.attrs.path.origin
+        && a.attrs.path.med.unwrap_or(0) == b.attrs.path.med.unwrap_or(0)
+        && is_ebgp(a, sources) == is_ebgp(b, sources)
+}
+
+/// Run the decision process (§9.1.2.2) and move the winner to index 0.
+///
+/// Implemented as the RFC's elimination steps rather than a sort: the MED rule only compares
+/// paths from the same neighbouring AS, which is not a total order.
+pub fn select(paths: &mut Paths, sources: &Sources) {
+    let mut cand: SmallVec<[usize; 8]> = (0..paths.len())
+        .filter(|&i| !paths[i].is_rejected())
+        .collect();
+    if cand.is_empty() {
+        return;
+    }
+    // Locally originated routes win (like FRR's weight 32768 for `network` routes).
+    if cand.iter().any(|&i| paths[i].peer == LOCAL) {
+        cand.retain(|i| paths[*i].peer == LOCAL);
+    }
+    keep_min(&mut cand, |i| u64::from(u32::MAX - local_pref(&paths[i])));
+    keep_min(&mut cand, |i| as_path_len(&paths[i].attrs.path) as u64);
+    keep_min(&mut cand, |i| paths[i].attrs.path.origin as u64);
+    // c) MED among paths from the same neighbouring AS; missing MED is 0 (§9.1.2.2 c).
+    let med = |i: usize| paths[i].attrs.path.med.unwrap_or(0);
+    let snapshot = cand.clone();
+    cand.retain(|i| {
+        let nas = neighbor_as(&paths[*i].attrs.path);
+        !snapshot
+            .iter()
+            .any(|j| neighbor_as(&paths[*j].attrs.path) == nas && med(*j) < med(*i))
+    });
+    // d) eBGP over iBGP.
+    if cand.iter().any(|&i| is_ebgp(&paths[i], sources)) {
+        cand.retain(|i| is_ebgp(&paths[*i], sources));
+    }
+    // e) no IGP cost (next hops are directly reachable). f) lowest BGP identifier
+    // (ORIGINATOR_ID when present, RFC 4456 §9); g) lowest peer address.
+    let rid = |i: usize| {
+        let p = &paths[i];
+        p.attrs
+            .path
+            .originator_id
+            .or_else(|| sources.get(p.peer).map(|s| s.router_id))
+            .map_or(u64::MAX, |a| u64::from(u32::from(a)))
+    };
+    keep_min(&mut cand, rid);
+    let winner = cand
+        .iter()
+        .copied()
+        .min_by_key(|&i| sources.get(paths[i].peer).map(|s| s.address))
+        .unwrap_or(cand[0]);
+    paths.swap(0, winner);
+}
+
+fn keep_min(cand: &mut SmallVec<[usize; 8]>, key: impl Fn(usize) -> u64) {
+    if cand.len() < 2 {
+        return;
+    }
+    let m = cand.iter().map(|&i| key(i)).min().unwrap_or(0);
+    cand.retain(|i| key(*i) == m);
+}
+
+/// The family a prefix belongs to.
+pub fn family_of(prefix: &IpNet) -> Family {
+    match prefix {
+        IpNet::V4(_) => Family::Ipv4Unicast,
+        IpNet::V6(_) => Family::Ipv6Unicast,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use bgpd_wire::{AsPath, Origin};
+
+    fn p(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    fn pa(path: &[u32], lp: Option<u32>, med: Option<u32>, origin: Origin) -> PathAttributes {
+        PathAttributes {
+            origin,
+            as_path: AsPath {
+                segments: vec![AsSegment::Sequence(path.to_vec())],
+            },
+            local_pref: lp,
+            med,
+            ..Default::default()
+        }
+    }
+
+    struct Fx {
+        sources: Sources,
+        interner: Interner,
+        table: Table,
+    }
+
+    impl Fx {
+        fn new() -> Self {
+            let mut sources = Sources::default();
+            sources.set(
+                LOCAL,
+                SourceInfo {
+                    address: "0.0.0.0".parse().unwrap(),
+                    router_id: "1.1.1.1".parse().unwrap(),
+                    ebgp: false,
+                },
+            );
+            // Peers 1..=4: 1,2 eBGP; 3,4 iBGP; router ids increase with the id.
+            for i in 1..=4u8 {
+                sources.set(
+                    u32::from(i),
+                    SourceInfo {
+                        address: IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)),
+                        router_id: Ipv4Addr::new(9, 9, 9, i),
+                        ebgp: i <= 2,
+                    },
+                );
+            }
+            Self {
+                sources,
+                interner: Interner::default(),
+                table: Table::new(Family::Ipv4Unicast),
+            }
+        }
+
+        fn set(&mut self, peer: PeerId, prefix: &str, a: Option<PathAttributes>) -> bool {
+            let path = a.map(|a| {
+                let nh = NextHop::V4(Ipv4Addr::new(10, 0, 0, peer as u8));
+                (self.interner.attrs(Arc::new(a), nh), 0)
+            });
+            self.table.set(p(prefix), peer, path, &self.sources)
+        }
+
+        fn best_peer(&self, prefix: &str) -> Option<PeerId> {
+            self.table.best(&p(prefix)).map(|x| x.peer)
+        }
+    }
+
+    #[test]
+    fn interner_shares_equal_sets_and_sweeps() {
+        let mut i = Interner::default();
+        let nh = NextHop::V4(Ipv4Addr::new(192, 0, 2, 1));
+        let a = i.attrs(Arc::new(pa(&[1, 2], None, None, Origin::Igp)), nh);
+        let b = i.attrs(Arc::new(pa(&[1, 2], None, None, Origin::Igp)), nh);
+        assert!(Arc::ptr_eq(&a, &b));
+        let c = i.attrs(Arc::new(pa(&[1, 2, 3], None, None, Origin::Igp)), nh);
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(i.len(), 2);
+        drop((a, b, c));
+        i.sweep();
+        assert!(i.is_empty());
+    }
+
+    #[test]
+    fn local_pref_then_path_length_then_origin() {
+        let mut f = Fx::new();
+        assert!(f.set(
+            1,
+            "192.0.2.0/24",
+            Some(pa(&[100, 200], None, None, Origin::Igp))
+        ));
+        assert!(f.set(
+            3,
+            "192.0.2.0/24",
+            Some(pa(&[100, 200, 300], Some(200), None, Origin::Igp))
+        ));
+        assert_eq!(
+            f.best_peer("192.0.2.0/24"),
+            Some(3),
+            "higher local-pref wins"
+        );
+        assert!(f.set(
+            3,
+            "192.0.2.0/24",
+            Some(pa(&[100, 200, 300], Some(100), None, Origin::Igp))
+        ));
+        assert_eq!(f.best_peer("192.0.2.0/24"), Some(1), "shorter AS path wins");
+        f.set(
+            2,
+            "198.51.100.0/24",
+            Some(pa(&[7, 8], None, None, Origin::Incomplete)),
+        );
+        f.set(
+            1,
+            "198.51.100.0/24",
+            Some(pa(&[5, 6], None, None, Origin::Egp)),
+        );
+        assert_eq!(f.best_peer("198.51.100.0/24"), Some(1), "lower origin wins");
+    }
+
+    #[test]
+    fn med_only_between_same_neighbour_as() {
+        let mut f = Fx::new();
+        // Same neighbour AS 100: lower MED wins even though router id is higher.
+        f.set(
+            1,
+            "192.0.2.0/24",
+            Some(pa(&[100, 1], None, Some(50), Origin::Igp)),
+        );
+        f.set(
+            2,
+            "192.0.2.0/24",
+            Some(pa(&[100, 2], None, Some(10), Origin::Igp)),
+        );
+        assert_eq!(f.best_peer("192.0.2.0/24"), Some(2));
+        // Different neighbour AS: MED ignored, router id decides (peer 1 has the lower id).
+        f.set(
+            1,
+            "198.51.100.0/24",
+            Some(pa(&[100, 1], None, Some(50), Origin::Igp)),
+        );
+        f.set(
+            2,
+            "198.51.100.0/24",
+            Some(pa(&[200, 2], None, Some(10), Origin::Igp)),
+        );
+        assert_eq!(f.best_peer("198.51.100.0/24"), Some(1));
+    }
+
+    #[test]
+    fn ebgp_over_ibgp_and_router_id_tiebreak() {
+        let mut f = Fx::new();
+        f.set(3, "192.0.2.0/24", Some(pa(&[100], None, None, Origin::Igp)));
+        f.set(2, "192.0.2.0/24", Some(pa(&[200], None, None, Origin::Igp)));
+        assert_eq!(f.best_peer("192.0.2.0/24"), Some(2), "eBGP preferred");
+        f.set(
+            4,
+            "198.51.100.0/24",
+            Some(pa(&[100], None, None, Origin::Igp)),
+        );
+        f.set(
+            3,
+            "198.51.100.0/24",
+            Some(pa(&[100], None, None, Origin::Igp)),
+        );
+        assert_eq!(f.best_peer("198.51.100.0/24"), Some(3), "lower router id");
+    }
+
+    #[test]
+    fn local_routes_win_and_withdraw_reselects() {
+        let mut f = Fx::new();
+        f.set(
+            1,
+            "192.0.2.0/24",
+            Some(pa(&[100], Some(500), None, Origin::Igp)),
+        );
+        assert!(f.set(
+            LOCAL,
+            "192.0.2.0/24",
+            Some(pa(&[], None, None, Origin::Incomplete))
+        ));
+        assert_eq!(f.best_peer("192.0.2.0/24"), Some(LOCAL));
+        assert!(f.set(LOCAL, "192.0.2.0/24", None));
+        assert_eq!(f.best_peer("192.0.2.0/24"), Some(1));
+        assert!(f.set(1, "192.0.2.0/24", None));
+        assert!(f.table.is_empty());
+        assert!(
+            !f.set(1, "192.0.2.0/24", None),
+            "withdrawing nothing changes nothing"
+        );
+    }
+
+    #[test]
+    fn ecmp_next_hops_and_rejected_paths() {
+        let mut f = Fx::new();
+        f.set(
+            1,
+            "192.0.2.0/24",
+            Some(pa(&[100, 5], None, None, Origin::Igp)),
+        );
+        assert!(f.set(
+            2,
+            "192.0.2.0/24",
+            Some(pa(&[100, 5], None, None, Origin::Igp))
+        ));
+        let b = f.table.best_of(&p("192.0.2.0/24"), &f.sources).unwrap();
+        assert_eq!(b.peer, 1);
+        assert_eq!(
+            b.next_hops,
+            vec![
+                "10.0.0.1".parse::<IpAddr>().unwrap(),
+                "10.0.0.2".parse().unwrap()
+            ]
+        );
+        // A rejected path is held (Adj-RIB-In) but never chosen.
+        let a = f.interner.attrs(
+            Arc::new(pa(&[1], Some(900), None, Origin::Igp)),
+            NextHop::V4(Ipv4Addr::new(10, 0, 0, 3)),
+        );
+        f.table.set(
+            p("203.0.113.0/24"),
+            3,
+            Some((a, flags::REJECTED)),
+            &f.sources,
+        );
+        assert!(f.table.best(&p("203.0.113.0/24")).is_none());
+        assert_eq!(f.table.count_peer(3), (1, 0));
+    }
+
+    #[test]
+    fn identical_update_is_not_a_change() {
+        let mut f = Fx::new();
+        assert!(f.set(1, "192.0.2.0/24", Some(pa(&[100], None, None, Origin::Igp))));
+        assert!(!f.set(1, "192.0.2.0/24", Some(pa(&[100], None, None, Origin::Igp))));
+    }
+}
