@@ -292,10 +292,7 @@ mod tests {
         let n = Neighbor::new("10.0.0.1".parse().unwrap(), 65000).hold_time(9);
         assert_eq!(n.keepalive(), Some(3));
         assert_eq!(n.effective_families(), Family::DUAL.to_vec());
-        assert_eq!(
-            n.families(&[]).effective_families(),
-            Family::DUAL.to_vec()
-        );
+        assert_eq!(n.families(&[]).effective_families(), Family::DUAL.to_vec());
     }
 }
 

@@ -27,7 +27,10 @@ pub fn run(cmd: &mut Command) -> Result<Output> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
-        .map_err(|source| Error::Spawn { cmd: line.clone(), source })?;
+        .map_err(|source| Error::Spawn {
+            cmd: line.clone(),
+            source,
+        })?;
     if out.status.success() {
         Ok(out)
     } else {

@@ -118,13 +118,18 @@ impl Frr {
             zebra,
         };
         let what = format!("bgpd {name} to answer vtysh");
-        wait_for(&what, Duration::from_secs(10), Duration::from_millis(50), || {
-            frr.bgpd.check_running()?;
-            Ok(match frr.vtysh(&["show bgp summary json"]) {
-                Ok(_) => Check::Ready(()),
-                Err(e) => Check::NotYet(format!("{e}\nbgpd log:\n{}", frr.bgpd.log_tail())),
-            })
-        })?;
+        wait_for(
+            &what,
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || {
+                frr.bgpd.check_running()?;
+                Ok(match frr.vtysh(&["show bgp summary json"]) {
+                    Ok(_) => Check::Ready(()),
+                    Err(e) => Check::NotYet(format!("{e}\nbgpd log:\n{}", frr.bgpd.log_tail())),
+                })
+            },
+        )?;
         Ok(frr)
     }
 
@@ -326,7 +331,11 @@ pub fn render(hostname: &str, cfg: &BgpConfig) -> String {
         }
         let _ = writeln!(s, "route-map NL-ORIG-{i} permit 10");
         if !r.communities.is_empty() {
-            let c: Vec<String> = r.communities.iter().map(|(a, v)| format!("{a}:{v}")).collect();
+            let c: Vec<String> = r
+                .communities
+                .iter()
+                .map(|(a, v)| format!("{a}:{v}"))
+                .collect();
             let _ = writeln!(s, " set community {}", c.join(" "));
         }
         if !r.large_communities.is_empty() {
@@ -496,8 +505,7 @@ mod tests {
                     .passive(),
             )
             .neighbor(
-                Neighbor::new("10.0.0.2".parse().unwrap(), 65003)
-                    .families(&[Family::Ipv4Unicast]),
+                Neighbor::new("10.0.0.2".parse().unwrap(), 65003).families(&[Family::Ipv4Unicast]),
             )
             .route(
                 Route::new("192.0.2.0/24")

@@ -12,6 +12,7 @@
 //! Everything here needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN); see README.md.
 
 pub mod bgp;
+pub mod bird;
 pub mod cmd;
 pub mod dir;
 pub mod error;

@@ -44,7 +44,11 @@ pub fn unique(prefix: &str) -> String {
 /// Interface names only need to be unique inside a namespace, and every namespace we create is
 /// itself unique, so this is only needed for interfaces created in a shared namespace.
 pub fn unique_ifname(prefix: &str) -> String {
-    let p: String = prefix.chars().filter(|c| c.is_ascii_alphanumeric()).take(3).collect();
+    let p: String = prefix
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(3)
+        .collect();
     let mut s = format!("{p}{:x}{:04x}", next_counter(), short_random());
     s.truncate(IFNAME_MAX);
     s
@@ -58,7 +62,10 @@ pub fn check_ifname(name: &str) -> Result<()> {
         "longer than 15 bytes"
     } else if name == "." || name == ".." {
         "reserved"
-    } else if name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
+    } else if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
         "contains '/', ':' or whitespace"
     } else {
         return Ok(());

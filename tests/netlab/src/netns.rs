@@ -32,8 +32,21 @@ pub struct Netns {
 }
 
 impl Netns {
-    /// Creates `<prefix>-<pid>-<counter>-<rand>` and brings its loopback up.
+    /// Creates `<prefix>-<pid>-<counter>-<rand>`, brings its loopback up and turns IPv6
+    /// duplicate address detection off (see [`Netns::with_dad`] for why and how to keep it).
     pub fn new(prefix: &str) -> Result<Self> {
+        let ns = Self::with_dad(prefix)?;
+        ns.disable_dad()?;
+        Ok(ns)
+    }
+
+    /// Like [`Netns::new`] but keeps the kernel's DAD defaults.
+    ///
+    /// With DAD on, every new interface's link-local address is tentative for about a second
+    /// after link-up; daemons that start meanwhile fail in ways that cost a full retry timer
+    /// (FRR: "does not have a v6 LL address", then 120 s ConnectRetry). Tests of DAD itself
+    /// (NDP announcements) want it on.
+    pub fn with_dad(prefix: &str) -> Result<Self> {
         let name = names::unique(prefix);
         cmd::run(Command::new("ip").args(["netns", "add", &name]))?;
         // From here on the guard owns the namespace: an error below still deletes it.
@@ -139,7 +152,8 @@ impl Netns {
     /// Creates `ip link add <dev> type <kind>` (dummy, bridge, ...) inside the namespace.
     pub fn link_add(&self, dev: &str, kind: &str) -> Result<()> {
         names::check_ifname(dev)?;
-        self.ip(&["link", "add", "name", dev, "type", kind]).map(drop)
+        self.ip(&["link", "add", "name", dev, "type", kind])
+            .map(drop)
     }
 
     /// Creates a bridge and brings it up.
@@ -157,7 +171,8 @@ impl Netns {
 
     /// Enslaves `dev` to `bridge`.
     pub fn set_master(&self, dev: &str, bridge: &str) -> Result<()> {
-        self.ip(&["link", "set", "dev", dev, "master", bridge]).map(drop)
+        self.ip(&["link", "set", "dev", dev, "master", bridge])
+            .map(drop)
     }
 
     /// `ip link set <dev> up`.
@@ -177,7 +192,8 @@ impl Netns {
 
     /// Sets a MAC address (`aa:bb:cc:dd:ee:ff`).
     pub fn set_mac(&self, dev: &str, mac: &str) -> Result<()> {
-        self.ip(&["link", "set", "dev", dev, "address", mac]).map(drop)
+        self.ip(&["link", "set", "dev", dev, "address", mac])
+            .map(drop)
     }
 
     /// The MAC address of `dev`, lower-case `aa:bb:..`.
@@ -246,16 +262,24 @@ impl Netns {
     /// Turns off IPv6 duplicate address detection for `all` and `default` (interfaces created
     /// afterwards inherit `default`), so link-local and global addresses are usable at once.
     pub fn disable_dad(&self) -> Result<()> {
-        // One `ip netns exec` for the four writes: each exec costs a fork and a mount namespace.
-        self.exec(&[
-            "sysctl",
-            "-q",
-            "-w",
-            "net.ipv6.conf.all.accept_dad=0",
-            "net.ipv6.conf.default.accept_dad=0",
-            "net.ipv6.conf.all.dad_transmits=0",
-            "net.ipv6.conf.default.dad_transmits=0",
+        self.write_sysctls(&[
+            ("net.ipv6.conf.all.accept_dad", "0"),
+            ("net.ipv6.conf.default.accept_dad", "0"),
+            ("net.ipv6.conf.all.dad_transmits", "0"),
+            ("net.ipv6.conf.default.dad_transmits", "0"),
         ])
+    }
+
+    /// Writes `net.*` sysctls from this thread switched into the namespace: `/proc/sys/net` is
+    /// resolved against the opener's namespace, and this avoids forking `ip netns exec sysctl`.
+    pub fn write_sysctls(&self, kv: &[(&str, &str)]) -> Result<()> {
+        self.enter(|| {
+            for (k, v) in kv {
+                let path = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
+                std::fs::write(&path, v).map_err(|source| Error::Io { path, source })?;
+            }
+            Ok(())
+        })?
     }
 
     /// Enables IPv4 and IPv6 forwarding in the namespace (routers, the DUT).
@@ -272,7 +296,10 @@ impl Netns {
     /// Sets `net.ipv6.conf.<dev>.accept_ra` (0 = ignore router advertisements, 2 = accept even
     /// when forwarding).
     pub fn accept_ra(&self, dev: &str, value: u8) -> Result<()> {
-        self.sysctl(&format!("net.ipv6.conf.{dev}.accept_ra"), &value.to_string())
+        self.sysctl(
+            &format!("net.ipv6.conf.{dev}.accept_ra"),
+            &value.to_string(),
+        )
     }
 
     /// IPv6 addresses currently tentative (DAD not finished), as `ADDR/LEN` strings.
@@ -444,7 +471,15 @@ mod tests {
             ("10.0.0.1".parse().unwrap(), 24)
         );
         assert_eq!(parse_cidr("fd00::1/64").unwrap().1, 64);
-        for bad in ["10.0.0.1", "10.0.0.1/33", "fd00::1/129", "x/1", "10.0.0.1/", "/24", ""] {
+        for bad in [
+            "10.0.0.1",
+            "10.0.0.1/33",
+            "fd00::1/129",
+            "x/1",
+            "10.0.0.1/",
+            "/24",
+            "",
+        ] {
             assert!(parse_cidr(bad).is_err(), "{bad}");
         }
     }

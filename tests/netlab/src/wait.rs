@@ -72,14 +72,19 @@ mod tests {
     #[test]
     fn returns_value_when_ready() {
         let mut n = 0;
-        let v = wait_for("n to reach 3", Duration::from_secs(5), Duration::ZERO, || {
-            n += 1;
-            Ok(if n >= 3 {
-                Check::Ready(n)
-            } else {
-                Check::NotYet(format!("n={n}"))
-            })
-        })
+        let v = wait_for(
+            "n to reach 3",
+            Duration::from_secs(5),
+            Duration::ZERO,
+            || {
+                n += 1;
+                Ok(if n >= 3 {
+                    Check::Ready(n)
+                } else {
+                    Check::NotYet(format!("n={n}"))
+                })
+            },
+        )
         .unwrap();
         assert_eq!(v, 3);
     }

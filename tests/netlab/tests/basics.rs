@@ -39,8 +39,6 @@ fn exec_error_carries_output() {
 fn veth_addresses_and_ping() {
     let a = Netns::new("nl-va").unwrap();
     let b = Netns::new("nl-vb").unwrap();
-    a.disable_dad().unwrap();
-    b.disable_dad().unwrap();
     veth(&a, "eth0", &b, "eth0").unwrap();
     a.addr_add("eth0", "10.9.0.1/24").unwrap();
     b.addr_add("eth0", "10.9.0.2/24").unwrap();
@@ -97,11 +95,18 @@ fn process_is_stopped_and_logged() {
     let dir = LabDir::new("nl-proc").unwrap();
     let ns = Netns::new("nl-proc").unwrap();
     let mut p = ns
-        .spawn(dir.path(), "sleeper", &["sh", "-c", "echo started; exec sleep 600"])
+        .spawn(
+            dir.path(),
+            "sleeper",
+            &["sh", "-c", "echo started; exec sleep 600"],
+        )
         .unwrap();
-    netlab::wait_until("log line", Duration::from_secs(5), Duration::from_millis(20), || {
-        Ok(p.log().contains("started"))
-    })
+    netlab::wait_until(
+        "log line",
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        || Ok(p.log().contains("started")),
+    )
     .unwrap();
     assert!(p.is_running());
     assert_eq!(ns.pids().unwrap(), vec![p.pid() as i32]);
@@ -119,4 +124,26 @@ fn process_is_stopped_and_logged() {
     // SAFETY: waitpid on our own child.
     let r = unsafe { libc::waitpid(pid as i32, &mut status, 0) };
     assert_eq!(r, pid as i32);
+}
+
+#[test]
+fn dad_is_off_by_default_and_only_inside() {
+    let host = std::fs::read_to_string("/proc/sys/net/ipv6/conf/default/accept_dad").unwrap();
+    let ns = Netns::new("nl-dad").unwrap();
+    assert_eq!(
+        ns.sysctl_get("net.ipv6.conf.default.accept_dad").unwrap(),
+        "0"
+    );
+    let kept = Netns::with_dad("nl-dad").unwrap();
+    assert_ne!(
+        kept.sysctl_get("net.ipv6.conf.default.accept_dad").unwrap(),
+        "0"
+    );
+    kept.sysctl("net.ipv6.conf.default.accept_ra", "0").unwrap();
+    assert_eq!(
+        kept.sysctl_get("net.ipv6.conf.default.accept_ra").unwrap(),
+        "0"
+    );
+    let after = std::fs::read_to_string("/proc/sys/net/ipv6/conf/default/accept_dad").unwrap();
+    assert_eq!(host, after, "host sysctl must not change");
 }

@@ -29,8 +29,14 @@ fn frr_pair_exchanges_routes() {
     let fb = Frr::start_with(&b, dir.path(), "fb", &cb).unwrap();
     fa.wait_established("10.0.0.2".parse().unwrap(), Duration::from_secs(30))
         .unwrap();
-    let p = fb.wait_route("192.0.2.0/24", Duration::from_secs(30)).unwrap();
-    println!("{p:?}\n{}", fb.vtysh(&["show bgp ipv4 unicast 192.0.2.0/24 json"]).unwrap());
+    let p = fb
+        .wait_route("192.0.2.0/24", Duration::from_secs(30))
+        .unwrap();
+    println!(
+        "{p:?}\n{}",
+        fb.vtysh(&["show bgp ipv4 unicast 192.0.2.0/24 json"])
+            .unwrap()
+    );
     assert_eq!(p.as_path, vec![65001]);
     assert_eq!(p.communities, vec!["65000:7"]);
     assert_eq!(p.large_communities, vec!["65000:1:2"]);

@@ -19,7 +19,10 @@ fn panic_inside_test_removes_namespace_and_processes() {
     });
     assert!(r.is_err());
     let (name, pid) = seen.lock().unwrap().clone().unwrap();
-    assert!(!Path::new("/run/netns").join(&name).exists(), "{name} leaked");
+    assert!(
+        !Path::new("/run/netns").join(&name).exists(),
+        "{name} leaked"
+    );
     // The process guard reaped it, so its /proc entry is gone (or reused by a stranger, whose
     // namespace then cannot be ours).
     let ns_link = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
