@@ -1,5 +1,225 @@
 //! rackctl: the rackd CLI.
 
-fn main() -> anyhow::Result<()> {
+use std::collections::BTreeMap;
+use std::io::BufReader;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use rackd_api::{Reply, Request};
+use rackctl::{print, routes_args};
+
+#[derive(Parser, Debug)]
+#[command(name = "rackctl", version, about = "Control and inspect rackd")]
+struct Cli {
+    /// Admin socket of the rackd to talk to.
+    #[arg(long, global = true, env = "RACKD_SOCKET", default_value = rackd_api::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Daemon summary.
+    Status,
+    /// BGP control plane.
+    Bgp {
+        #[command(subcommand)]
+        cmd: BgpCmd,
+    },
+    /// LoadBalancer IPAM.
+    Lbipam {
+        #[command(subcommand)]
+        cmd: LbipamCmd,
+    },
+    /// L2 announcements.
+    L2 {
+        #[command(subcommand)]
+        cmd: L2Cmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BgpCmd {
+    /// Peers and their per-family route counts (like `cilium bgp peers`).
+    #[command(alias = "neighbors")]
+    Peers,
+    /// `routes [available|advertised|received] [afi] [safi] [vrouter ASN] [peer ADDR]`.
+    Routes {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Route policies rendered from advertisements.
+    #[command(alias = "rps")]
+    RoutePolicies {
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LbipamCmd {
+    /// Pools, like `kubectl get ciliumloadbalancerippools`.
+    Pools,
+    /// Services with their LoadBalancer IPs and condition.
+    Services,
+}
+
+#[derive(Subcommand, Debug)]
+enum L2Cmd {
+    /// IP groups, their lease holder and age.
+    Leases,
+    /// What this node's datapath answers for.
+    Announcements,
+}
+
+fn call(socket: &Path, req: &Request) -> anyhow::Result<Reply> {
+    let stream = UnixStream::connect(socket)
+        .with_context(|| format!("cannot connect to rackd at {}", socket.display()))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    rackd_api::write_message(&stream, req).context("sending request")?;
+    let reply: Reply = rackd_api::read_message(BufReader::new(&stream)).context("reading reply")?;
+    if let Reply::Error(e) = reply {
+        bail!("rackd: {e}");
+    }
+    Ok(reply)
+}
+
+/// Cilium prints JSON with one-space indentation.
+fn json<T: serde::Serialize>(v: &T) -> anyhow::Result<String> {
+    let mut out = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b" ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+    v.serialize(&mut ser)?;
+    Ok(String::from_utf8(out)?)
+}
+
+fn node_name(socket: &Path) -> anyhow::Result<String> {
+    match call(socket, &Request::Status)? {
+        Reply::Status(s) => Ok(s.node),
+        other => bail!("unexpected reply {other:?}"),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let sock = &cli.socket;
+    let is_json = cli.output == Output::Json;
+    match cli.cmd {
+        Cmd::Status => match call(sock, &Request::Status)? {
+            Reply::Status(s) if is_json => println!("{}", json(&s)?),
+            Reply::Status(s) => print!("{}", print::status_text(&s)),
+            other => bail!("unexpected reply {other:?}"),
+        },
+        Cmd::Bgp { cmd: BgpCmd::Peers } => {
+            let node = node_name(sock)?;
+            let Reply::BgpPeers(peers) = call(sock, &Request::BgpPeers)? else {
+                bail!("unexpected reply");
+            };
+            if is_json {
+                let m: BTreeMap<_, _> = [(node, peers)].into_iter().collect();
+                println!("{}", json(&m)?);
+            } else {
+                print!("{}", print::peers_table(&[(node, peers)]));
+            }
+        }
+        Cmd::Bgp {
+            cmd: BgpCmd::Routes { args },
+        } => {
+            let a = routes_args::parse(&args)?;
+            let node = node_name(sock)?;
+            let req = Request::BgpRoutes {
+                table: a.table.to_owned(),
+                afi: a.afi.clone(),
+                safi: a.safi.clone(),
+                neighbor: a.neighbor.map(|n| n.to_string()),
+                router_asn: a.router_asn,
+            };
+            let Reply::BgpRoutes(routes) = call(sock, &req)? else {
+                bail!("unexpected reply");
+            };
+            if is_json {
+                let m: BTreeMap<_, _> = [(node, routes)].into_iter().collect();
+                println!("{}", json(&m)?);
+            } else {
+                if a.defaulted {
+                    println!(
+                        "(Defaulting to `available ipv4 unicast` routes, please see help for more options)\n"
+                    );
+                }
+                print!(
+                    "{}",
+                    print::routes_table(&node, a.table == "adj-rib-out", &routes)
+                );
+            }
+        }
+        Cmd::Bgp {
+            cmd: BgpCmd::RoutePolicies { args },
+        } => {
+            let router_asn = match args.as_slice() {
+                [] => None,
+                [kw, asn] if kw == "vrouter" => Some(
+                    asn.parse::<u32>()
+                        .with_context(|| format!("invalid vrouter ASN {asn:?}"))?,
+                ),
+                _ => bail!("usage: rackctl bgp route-policies [vrouter ASN]"),
+            };
+            let Reply::BgpRoutePolicies(p) =
+                call(sock, &Request::BgpRoutePolicies { router_asn })?
+            else {
+                bail!("unexpected reply");
+            };
+            if is_json {
+                println!("{}", json(&p)?);
+            } else {
+                print!("{}", print::route_policies_table(&p));
+            }
+        }
+        Cmd::Lbipam { cmd } => {
+            let req = match cmd {
+                LbipamCmd::Pools => Request::LbipamPools,
+                LbipamCmd::Services => Request::LbipamServices,
+            };
+            match call(sock, &req)? {
+                Reply::LbipamPools(p) if is_json => println!("{}", json(&p)?),
+                Reply::LbipamPools(p) => print!("{}", print::pools_table(&p)),
+                Reply::LbipamServices(s) if is_json => println!("{}", json(&s)?),
+                Reply::LbipamServices(s) => print!("{}", print::services_table(&s)),
+                other => bail!("unexpected reply {other:?}"),
+            }
+        }
+        Cmd::L2 { cmd } => {
+            let req = match cmd {
+                L2Cmd::Leases => Request::L2Leases,
+                L2Cmd::Announcements => Request::L2Announcements,
+            };
+            match call(sock, &req)? {
+                Reply::L2Leases(l) if is_json => println!("{}", json(&l)?),
+                Reply::L2Leases(l) => print!("{}", print::leases_table(&l)),
+                Reply::L2Announcements(a) if is_json => println!("{}", json(&a)?),
+                Reply::L2Announcements(a) => print!("{}", print::announcements_table(&a)),
+                other => bail!("unexpected reply {other:?}"),
+            }
+        }
+    }
     Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("Error: {e:#}");
+        std::process::exit(1);
+    }
 }

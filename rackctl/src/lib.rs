@@ -1,0 +1,7 @@
+//! rackctl: the command-line client of rackd's admin socket, and offline tools
+//! (`rackctl config validate`). The printers mirror Cilium's CLI so operators' habits and
+//! scripts carry over.
+
+pub mod print;
+pub mod routes_args;
+pub mod tabwriter;

@@ -1,0 +1,7 @@
+//! rackd, the node routing daemon: configuration sources, controllers that turn Cilium's
+//! resources into BGP sessions, LoadBalancer IPs and L2 announcements, the admin API and
+//! metrics. See README.md.
+
+pub mod admin;
+pub mod metrics;
+pub mod state;

@@ -1,0 +1,214 @@
+//! Prometheus metrics and the tiny HTTP endpoint that serves them (`GET /metrics`).
+//! A full HTTP stack is not worth its weight for one read-only text page.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+/// Labels of per-peer, per-family series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerFamilyLabels {
+    pub vrouter: String,
+    pub peer: String,
+    pub family: String,
+}
+
+/// Labels of per-peer series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    pub vrouter: String,
+    pub peer: String,
+}
+
+/// Labels of per-controller series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabels {
+    pub controller: String,
+}
+
+/// Labels of per-pool series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub pool: String,
+}
+
+/// All of rackd's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    /// 1 when the session is established (`rackd_bgp_session_established`).
+    pub session_established: Family<PeerLabels, Gauge>,
+    pub prefixes_received: Family<PeerFamilyLabels, Gauge>,
+    pub prefixes_advertised: Family<PeerFamilyLabels, Gauge>,
+    pub reconcile_runs: Family<ControllerLabels, Counter>,
+    pub reconcile_errors: Family<ControllerLabels, Counter>,
+    pub reconcile_duration: Family<ControllerLabels, Histogram>,
+    /// Current number of configuration errors.
+    pub config_errors: Gauge,
+    pub config_applies: Counter,
+    pub pool_ips_used: Family<PoolLabels, Gauge>,
+    pub pool_ips_available: Family<PoolLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
+impl Metrics {
+    /// Create and register everything.
+    pub fn new() -> Arc<Self> {
+        let mut r = Registry::with_prefix("rackd");
+        let m = Metrics {
+            registry: Mutex::new(Registry::default()),
+            session_established: Family::default(),
+            prefixes_received: Family::default(),
+            prefixes_advertised: Family::default(),
+            reconcile_runs: Family::default(),
+            reconcile_errors: Family::default(),
+            reconcile_duration: Family::new_with_constructor(|| {
+                Histogram::new([0.0001, 0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0])
+            }),
+            config_errors: Gauge::default(),
+            config_applies: Counter::default(),
+            pool_ips_used: Family::default(),
+            pool_ips_available: Family::default(),
+        };
+        r.register(
+            "bgp_session_established",
+            "1 when the BGP session is established",
+            m.session_established.clone(),
+        );
+        r.register(
+            "bgp_prefixes_received",
+            "Prefixes received from the peer, per family",
+            m.prefixes_received.clone(),
+        );
+        r.register(
+            "bgp_prefixes_advertised",
+            "Prefixes advertised to the peer, per family",
+            m.prefixes_advertised.clone(),
+        );
+        r.register(
+            "reconcile_runs",
+            "Reconcile runs per controller",
+            m.reconcile_runs.clone(),
+        );
+        r.register(
+            "reconcile_errors",
+            "Reconcile runs that failed, per controller",
+            m.reconcile_errors.clone(),
+        );
+        r.register(
+            "reconcile_duration_seconds",
+            "Reconcile run duration per controller",
+            m.reconcile_duration.clone(),
+        );
+        r.register(
+            "config_errors",
+            "Configuration errors currently reported",
+            m.config_errors.clone(),
+        );
+        r.register(
+            "config_applies",
+            "Configurations applied",
+            m.config_applies.clone(),
+        );
+        r.register(
+            "lbipam_pool_ips_used",
+            "IPs allocated from the pool",
+            m.pool_ips_used.clone(),
+        );
+        r.register(
+            "lbipam_pool_ips_available",
+            "IPs still available in the pool (float: IPv6 pools exceed 2^53)",
+            m.pool_ips_available.clone(),
+        );
+        *m.registry.lock().unwrap_or_else(|e| e.into_inner()) = r;
+        Arc::new(m)
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let reg = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        if prometheus_client::encoding::text::encode(&mut out, &reg).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Serve `GET /metrics` until cancelled.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let l = TcpListener::bind(addr).await?;
+    loop {
+        let (mut s, _) = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            r = l.accept() => match r { Ok(s) => s, Err(e) => { warn!(error = %e, "metrics accept"); continue; } },
+        };
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            let n = match s.read(&mut buf).await {
+                Ok(n) => n,
+                Err(_) => return,
+            };
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let (status, body) = if req.starts_with("GET /metrics") {
+                ("200 OK", m.render())
+            } else {
+                ("404 Not Found", "not found\n".to_owned())
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes()).await;
+            let _ = s.shutdown().await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn serves_text_format() {
+        let m = Metrics::new();
+        m.session_established
+            .get_or_create(&PeerLabels {
+                vrouter: "65001".into(),
+                peer: "10.0.1.1".into(),
+            })
+            .set(1);
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let stop = CancellationToken::new();
+        let srv = tokio::spawn(serve(addr, m.clone(), stop.clone()));
+        let mut body = String::new();
+        for _ in 0..50 {
+            if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
+                s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
+                s.read_to_string(&mut body).await.unwrap();
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+        assert!(body.contains("rackd_bgp_session_established{vrouter=\"65001\",peer=\"10.0.1.1\"} 1"), "{body}");
+        stop.cancel();
+        srv.await.unwrap().unwrap();
+    }
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs everything rackd's build, tests and lab need on a fresh Debian 12 machine.
+# Idempotent: a second run only checks. Needs root (or sudo).
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# Debian packages:
+#   clang-19, llvm-19, libbpf-dev   eBPF programs (datapath/build.rs)
+#   frr, bird2, gobgpd              real BGP peers for interop tests and the lab ToR
+#   etcd-server, etcd-client        lease backend for L2 announcements
+#   arping, ndisc6, tcpdump         L2 tests and failover measurement
+#   protobuf-compiler               etcd client code generation
+#   iproute2, procps, psmisc        namespaces, veths, process handling
+PKGS=(clang-19 llvm-19 libbpf-dev bpftool frr bird2 gobgpd etcd-server etcd-client
+      arping ndisc6 tcpdump protobuf-compiler iproute2 iputils-ping procps psmisc
+      ca-certificates curl pkg-config)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The packaged daemons must not run system-wide: our tests and lab start their own
+# instances inside network namespaces.
+for svc in frr bird gobgpd etcd; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    $SUDO systemctl stop "$svc" || true
+    $SUDO systemctl disable "$svc" >/dev/null 2>&1 || true
+  fi
+done
+
+# Rust: stable 1.95 (rust-toolchain.toml) plus nightly for cargo-fuzz.
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found; install rustup (https://rustup.rs) first" >&2
+  exit 1
+fi
+rustup toolchain list | grep -q '^1.95.0' || rustup toolchain install 1.95.0 --profile minimal -c rustfmt,clippy
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+  cargo +nightly install --locked cargo-fuzz
+fi
+
+# bpffs for the datapath's pins.
+if ! mount | grep -q ' /sys/fs/bpf type bpf'; then
+  $SUDO mount -t bpf bpf /sys/fs/bpf || echo "setup: could not mount bpffs (eBPF tests will fail)" >&2
+fi
+echo "setup: ok"
