@@ -521,9 +521,13 @@ impl LbIpam {
             }
         }
 
+        let failures: Vec<Option<Failure>> = views
+            .iter()
+            .map(|view| self.satisfy(&table, view, &views, &index, &mut sharing))
+            .collect();
+        // Outcomes only after every service is served: later ones may join earlier addresses.
         let mut out = Outcome::default();
-        for view in &views {
-            let failure = self.satisfy(&table, view, &views, &index, &mut sharing);
+        for (view, failure) in views.iter().zip(failures) {
             out.services
                 .insert(view.spec.key.clone(), self.service_outcome(view, failure));
         }
