@@ -1,0 +1,174 @@
+//! Lease backends: node liveness (one lease per node) and atomic per-group claims.
+//!
+//! The interface is shaped so a Kubernetes backend fits later: one `coordination.k8s.io`
+//! Lease per node renewed every retry period, and one claim object per IP group naming the
+//! node whose Lease it depends on, created only if absent.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::fsm::{ClaimOutcome, Owner};
+
+pub mod etcd;
+pub mod local;
+
+pub use etcd::{EtcdBackend, EtcdConfig};
+pub use local::LocalBackend;
+
+/// Events a backend reports to the owning task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendEvent {
+    /// The node lease is live (first grant or a new grant after a loss).
+    LeaseAcquired,
+    /// The node lease was not renewed within the renew deadline, or it expired.
+    LeaseLost,
+    /// Nodes that hold a live node lease.
+    Members(BTreeSet<String>),
+    /// A group's claim changed (or was listed at start or resync).
+    Observed {
+        /// Group.
+        ip: IpAddr,
+        /// Owner at `revision`.
+        owner: Owner,
+        /// Datastore revision.
+        revision: i64,
+    },
+}
+
+/// Errors of lease backends.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// Connecting to etcd failed.
+    #[error("connecting to etcd at {endpoints:?}")]
+    Connect {
+        /// Endpoints tried.
+        endpoints: Vec<String>,
+        /// Cause.
+        #[source]
+        source: etcd_client::Error,
+    },
+    /// An etcd request failed.
+    #[error("etcd {op} failed")]
+    Etcd {
+        /// Which request.
+        op: &'static str,
+        /// Cause.
+        #[source]
+        source: etcd_client::Error,
+    },
+    /// etcd granted a lease with a non-positive TTL.
+    #[error("etcd granted lease with TTL {ttl}")]
+    BadGrant {
+        /// TTL returned.
+        ttl: i64,
+    },
+    /// The operation needs a live node lease.
+    #[error("no live node lease")]
+    NoLease,
+    /// The owning task's event channel is closed.
+    #[error("event channel closed")]
+    ChannelClosed,
+}
+
+/// Datastore write counters (monotonic), so benchmarks can report writes per second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteStats {
+    /// Lease grants.
+    pub grants: u64,
+    /// Lease renewals (keepalive requests sent).
+    pub keepalives: u64,
+    /// Claim and release transactions (each may carry many groups).
+    pub txns: u64,
+    /// Plain puts (membership keys).
+    pub puts: u64,
+    /// Lease revocations.
+    pub revokes: u64,
+    /// Groups claimed successfully (keys created).
+    pub keys_created: u64,
+}
+
+impl WriteStats {
+    /// All write requests sent to the datastore.
+    #[must_use]
+    pub fn total(&self) -> u64 {
+        self.grants + self.keepalives + self.txns + self.puts + self.revokes
+    }
+}
+
+/// Atomic write counters shared by a backend's tasks.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    grants: AtomicU64,
+    keepalives: AtomicU64,
+    txns: AtomicU64,
+    puts: AtomicU64,
+    revokes: AtomicU64,
+    keys_created: AtomicU64,
+}
+
+/// Which counter to bump.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Write {
+    Grant,
+    Keepalive,
+    Txn,
+    Put,
+    Revoke,
+    KeysCreated(u64),
+}
+
+impl Counters {
+    pub(crate) fn add(&self, w: Write) {
+        let (c, n) = match w {
+            Write::Grant => (&self.grants, 1),
+            Write::Keepalive => (&self.keepalives, 1),
+            Write::Txn => (&self.txns, 1),
+            Write::Put => (&self.puts, 1),
+            Write::Revoke => (&self.revokes, 1),
+            Write::KeysCreated(n) => (&self.keys_created, n),
+        };
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> WriteStats {
+        WriteStats {
+            grants: self.grants.load(Ordering::Relaxed),
+            keepalives: self.keepalives.load(Ordering::Relaxed),
+            txns: self.txns.load(Ordering::Relaxed),
+            puts: self.puts.load(Ordering::Relaxed),
+            revokes: self.revokes.load(Ordering::Relaxed),
+            keys_created: self.keys_created.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A lease backend: one liveness lease per node, and per-IP-group claims tied to it.
+pub trait LeaseBackend: Send + Sync + 'static {
+    /// This node's identity.
+    fn node(&self) -> &str;
+
+    /// Grants the node lease, lists existing claims and members, starts renewing and
+    /// watching. Reports through `events`, ending with [`BackendEvent::LeaseAcquired`].
+    fn start(
+        &mut self,
+        events: mpsc::UnboundedSender<BackendEvent>,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Claims each group atomically against the node lease: created only if absent.
+    /// Returns one outcome per IP, in order ([`ClaimOutcome::Failed`] on transport errors).
+    fn claim(&self, ips: &[IpAddr]) -> impl Future<Output = Vec<ClaimOutcome>> + Send;
+
+    /// Deletes this node's claims on these groups (only claims under its current lease).
+    fn release(&self, ips: &[IpAddr]) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Revokes the node lease, dropping every claim at once, and stops renewing.
+    fn revoke(&self) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Write counters so far.
+    fn writes(&self) -> WriteStats;
+}

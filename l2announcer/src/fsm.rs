@@ -1,0 +1,1019 @@
+//! Ownership of IP groups as a pure state machine: `step(now, input) -> Vec<Action>`.
+//!
+//! The FSM never talks to the datastore or the datapath itself; the owning task
+//! ([`crate::node`]) executes the actions in order and feeds results back as inputs.
+//!
+//! Safety rules it enforces, whatever order inputs arrive in:
+//! - a responder entry is programmed only while this node holds the group's claim under a
+//!   live node lease and the interface is up;
+//! - on losing a group (or the lease, or at shutdown) the `Unprogram` actions come *before*
+//!   the `Release`/`RevokeLease` action, so another node can only win after we stopped
+//!   answering;
+//! - when every interface a group is announced on is down, the group is released so a node
+//!   with a working link takes it (Cilium #35507).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use crate::policy::{DesiredGroup, Iface};
+
+/// Who holds a group's claim, as far as this node knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// Nobody (or not known yet).
+    Free,
+    /// This node, under its current node lease.
+    Me,
+    /// Another node (or an earlier incarnation of this node, under a dead lease).
+    Other(String),
+}
+
+/// Result of an atomic claim attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// The claim was created (or already existed) under this node's current lease.
+    Won {
+        /// Datastore revision of the claim.
+        revision: i64,
+    },
+    /// Someone else holds it.
+    Held {
+        /// Holder identity (node name).
+        holder: String,
+        /// Revision at which the claim was last modified.
+        revision: i64,
+    },
+    /// The datastore could not be asked; retried on the next tick.
+    Failed,
+}
+
+/// Inputs to the FSM.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// The full set of groups this node may announce (level-triggered).
+    Desired(BTreeMap<IpAddr, DesiredGroup>),
+    /// An interface went up or down. Unknown interfaces count as up.
+    Link {
+        /// Interface index.
+        ifindex: u32,
+        /// Operational state.
+        up: bool,
+    },
+    /// The node lease is live (first grant, or a new lease after a loss).
+    LeaseAcquired,
+    /// The node lease could not be renewed within the renew deadline: stop answering now.
+    LeaseLost,
+    /// Nodes that currently hold a live node lease (used to prefer one claimant per group).
+    Members(BTreeSet<String>),
+    /// The datastore reported a group's claim state (watch event or initial listing).
+    Observed {
+        /// Group.
+        ip: IpAddr,
+        /// Owner at `revision`.
+        owner: Owner,
+        /// Datastore revision of the observation.
+        revision: i64,
+    },
+    /// Result of a [`Action::Claim`].
+    ClaimResult {
+        /// Group.
+        ip: IpAddr,
+        /// Outcome.
+        outcome: ClaimOutcome,
+    },
+    /// A [`Action::Release`] could not be executed; it is retried on the next tick.
+    ReleaseFailed(IpAddr),
+    /// Periodic tick (retry period): retries failed or deferred claims and releases.
+    Tick,
+    /// Planned shutdown: withdraw everything, then revoke the node lease.
+    Shutdown,
+}
+
+/// Actions for the owning task, to be executed in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Add the responder entry (IP, interface).
+    Program {
+        /// IP.
+        ip: IpAddr,
+        /// Interface.
+        iface: Iface,
+    },
+    /// Remove the responder entry (IP, interface).
+    Unprogram {
+        /// IP.
+        ip: IpAddr,
+        /// Interface.
+        iface: Iface,
+    },
+    /// Send gratuitous ARP (IPv4) or unsolicited NA (IPv6) `count` times, spaced out.
+    Gratuitous {
+        /// IP.
+        ip: IpAddr,
+        /// Interface.
+        iface: Iface,
+        /// Number of announcements.
+        count: u32,
+    },
+    /// Try to claim the group atomically against the node lease.
+    Claim(IpAddr),
+    /// Delete this node's claim on the group.
+    Release(IpAddr),
+    /// Revoke the node lease (drops every claim at once); last action of a shutdown.
+    RevokeLease,
+}
+
+/// FSM configuration.
+#[derive(Debug, Clone)]
+pub struct FsmConfig {
+    /// This node's name (lease holder identity).
+    pub node: String,
+    /// Gratuitous announcements sent on gaining a group.
+    pub gratuitous_count: u32,
+    /// How long a node that is not the preferred claimant of a free group waits before
+    /// claiming it anyway (the preferred node may not be a candidate for it).
+    pub claim_delay: Duration,
+}
+
+#[derive(Debug, Clone)]
+struct Group {
+    desired: Option<DesiredGroup>,
+    owner: Owner,
+    revision: i64,
+    claiming: bool,
+    /// A claim failed (datastore unreachable): wait for the next tick before retrying.
+    backoff: bool,
+    releasing: bool,
+    programmed: BTreeSet<Iface>,
+    /// When the current owner was first seen (for lease age).
+    since: Instant,
+    /// When the group was seen free (for the claim delay).
+    free_since: Instant,
+}
+
+impl Group {
+    fn new(now: Instant) -> Self {
+        Self {
+            desired: None,
+            owner: Owner::Free,
+            revision: 0,
+            claiming: false,
+            backoff: false,
+            releasing: false,
+            programmed: BTreeSet::new(),
+            since: now,
+            free_since: now,
+        }
+    }
+}
+
+/// A read-only view of one group, for queries.
+#[derive(Debug, Clone)]
+pub struct GroupView<'a> {
+    /// The group IP.
+    pub ip: IpAddr,
+    /// What policies want for it on this node, if anything.
+    pub desired: Option<&'a DesiredGroup>,
+    /// Current owner.
+    pub owner: &'a Owner,
+    /// When the current owner was first seen or the claim won.
+    pub since: Instant,
+    /// Interfaces this node has programmed.
+    pub programmed: &'a BTreeSet<Iface>,
+}
+
+/// The ownership state machine for one node.
+#[derive(Debug)]
+pub struct Fsm {
+    cfg: FsmConfig,
+    groups: BTreeMap<IpAddr, Group>,
+    links_down: BTreeSet<u32>,
+    members: BTreeSet<String>,
+    lease_live: bool,
+    shutting_down: bool,
+}
+
+impl Fsm {
+    /// A new FSM: no lease yet, nothing desired.
+    #[must_use]
+    pub fn new(cfg: FsmConfig) -> Self {
+        Self {
+            cfg,
+            groups: BTreeMap::new(),
+            links_down: BTreeSet::new(),
+            members: BTreeSet::new(),
+            lease_live: false,
+            shutting_down: false,
+        }
+    }
+
+    /// This node's name.
+    #[must_use]
+    pub fn node(&self) -> &str {
+        &self.cfg.node
+    }
+
+    /// Whether the node lease is believed live.
+    #[must_use]
+    pub fn lease_live(&self) -> bool {
+        self.lease_live
+    }
+
+    /// Whether (ip, interface) is currently programmed.
+    #[must_use]
+    pub fn is_programmed(&self, ip: IpAddr, ifindex: u32) -> bool {
+        self.groups
+            .get(&ip)
+            .is_some_and(|g| g.programmed.iter().any(|i| i.ifindex == ifindex))
+    }
+
+    /// All known groups (desired here or observed in the datastore).
+    pub fn groups(&self) -> impl Iterator<Item = GroupView<'_>> {
+        self.groups.iter().map(|(ip, g)| GroupView {
+            ip: *ip,
+            desired: g.desired.as_ref(),
+            owner: &g.owner,
+            since: g.since,
+            programmed: &g.programmed,
+        })
+    }
+
+    /// Feeds one input, returning the actions to execute in order.
+    pub fn step(&mut self, now: Instant, input: Input) -> Vec<Action> {
+        let mut out = Vec::new();
+        match input {
+            Input::Desired(desired) => {
+                for g in self.groups.values_mut() {
+                    g.desired = None;
+                }
+                for (ip, d) in desired {
+                    self.groups
+                        .entry(ip)
+                        .or_insert_with(|| Group::new(now))
+                        .desired = Some(d);
+                }
+                self.reconcile_all(now, &mut out);
+                self.gc();
+            }
+            Input::Link { ifindex, up } => {
+                if up {
+                    self.links_down.remove(&ifindex);
+                } else {
+                    self.links_down.insert(ifindex);
+                }
+                self.reconcile_all(now, &mut out);
+            }
+            Input::LeaseAcquired => {
+                self.lease_live = true;
+                self.reconcile_all(now, &mut out);
+            }
+            Input::LeaseLost => {
+                self.lease_live = false;
+                for g in self.groups.values_mut() {
+                    if g.owner == Owner::Me {
+                        // Our claims die with the lease; what is left in the datastore until
+                        // then belongs to a dead lease, which a later claim reports as Held.
+                        g.owner = Owner::Free;
+                        g.free_since = now;
+                    }
+                    g.releasing = false;
+                }
+                self.reconcile_all(now, &mut out);
+            }
+            Input::Members(m) => {
+                self.members = m;
+                self.reconcile_all(now, &mut out);
+            }
+            Input::Observed {
+                ip,
+                owner,
+                revision,
+            } => {
+                let g = self.groups.entry(ip).or_insert_with(|| Group::new(now));
+                if revision >= g.revision {
+                    g.revision = revision;
+                    set_owner(g, owner, now);
+                }
+                self.reconcile(now, ip, &mut out);
+                self.gc();
+            }
+            Input::ClaimResult { ip, outcome } => {
+                let g = self.groups.entry(ip).or_insert_with(|| Group::new(now));
+                g.claiming = false;
+                match outcome {
+                    ClaimOutcome::Won { revision } if revision >= g.revision => {
+                        g.revision = revision;
+                        // A claim won after the lease was lost is under the dead lease.
+                        if self.lease_live {
+                            set_owner(g, Owner::Me, now);
+                        }
+                    }
+                    ClaimOutcome::Held { holder, revision } if revision >= g.revision => {
+                        g.revision = revision;
+                        set_owner(g, Owner::Other(holder), now);
+                    }
+                    ClaimOutcome::Failed => g.backoff = true,
+                    _ => {}
+                }
+                self.reconcile(now, ip, &mut out);
+                self.gc();
+            }
+            Input::ReleaseFailed(ip) => {
+                if let Some(g) = self.groups.get_mut(&ip) {
+                    g.releasing = false;
+                }
+                // Not retried at once: the next tick does it.
+            }
+            Input::Tick => {
+                for g in self.groups.values_mut() {
+                    g.backoff = false;
+                }
+                self.reconcile_all(now, &mut out);
+            }
+            Input::Shutdown => {
+                if !self.shutting_down {
+                    self.shutting_down = true;
+                    self.reconcile_all(now, &mut out);
+                    if self.lease_live {
+                        out.push(Action::RevokeLease);
+                    }
+                    self.lease_live = false;
+                }
+            }
+        }
+        out
+    }
+
+    fn reconcile_all(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let ips: Vec<IpAddr> = self.groups.keys().copied().collect();
+        // Unprograms of every group come before any claim or release.
+        let mut tail = Vec::new();
+        for ip in ips {
+            self.reconcile_into(now, ip, out, &mut tail);
+        }
+        out.append(&mut tail);
+    }
+
+    fn reconcile(&mut self, now: Instant, ip: IpAddr, out: &mut Vec<Action>) {
+        let mut tail = Vec::new();
+        self.reconcile_into(now, ip, out, &mut tail);
+        out.append(&mut tail);
+    }
+
+    /// Level-triggered reconciliation of one group. Withdrawals go to `out` at once; claims,
+    /// releases and programming go to `tail`, which the caller appends after all withdrawals.
+    fn reconcile_into(
+        &mut self,
+        now: Instant,
+        ip: IpAddr,
+        out: &mut Vec<Action>,
+        tail: &mut Vec<Action>,
+    ) {
+        let preferred = self.preferred(ip);
+        let Some(g) = self.groups.get_mut(&ip) else {
+            return;
+        };
+        let up: BTreeSet<Iface> = g
+            .desired
+            .iter()
+            .flat_map(|d| d.interfaces.iter())
+            .filter(|i| !self.links_down.contains(&i.ifindex))
+            .cloned()
+            .collect();
+        let eligible = self.lease_live && !self.shutting_down && !up.is_empty();
+        let want: BTreeSet<Iface> = if eligible && g.owner == Owner::Me && !g.releasing {
+            up
+        } else {
+            BTreeSet::new()
+        };
+        for iface in g.programmed.difference(&want) {
+            out.push(Action::Unprogram {
+                ip,
+                iface: iface.clone(),
+            });
+        }
+        for iface in want.difference(&g.programmed) {
+            tail.push(Action::Program {
+                ip,
+                iface: iface.clone(),
+            });
+            tail.push(Action::Gratuitous {
+                ip,
+                iface: iface.clone(),
+                count: self.cfg.gratuitous_count,
+            });
+        }
+        g.programmed = want;
+
+        if g.owner == Owner::Me && !eligible && self.lease_live && !self.shutting_down {
+            if !g.releasing {
+                g.releasing = true;
+                tail.push(Action::Release(ip));
+            }
+        } else if g.owner == Owner::Free
+            && eligible
+            && !g.claiming
+            && !g.backoff
+            && (preferred || now.saturating_duration_since(g.free_since) >= self.cfg.claim_delay)
+        {
+            g.claiming = true;
+            tail.push(Action::Claim(ip));
+        }
+    }
+
+    /// Whether this node is the rendezvous-hash choice for `ip` among live members, so that
+    /// free groups spread over nodes instead of going to whoever is fastest.
+    fn preferred(&self, ip: IpAddr) -> bool {
+        let me = self.cfg.node.as_str();
+        let mine = rendezvous(me, ip);
+        self.members
+            .iter()
+            .filter(|m| m.as_str() != me)
+            .all(|m| (rendezvous(m, ip), m.as_str()) < (mine, me))
+    }
+
+    /// Forgets groups nobody wants and nobody holds.
+    fn gc(&mut self) {
+        self.groups.retain(|_, g| {
+            g.desired.is_some() || g.owner != Owner::Free || g.claiming || !g.programmed.is_empty()
+        });
+    }
+}
+
+fn set_owner(g: &mut Group, owner: Owner, now: Instant) {
+    if g.owner != owner {
+        g.since = now;
+        g.releasing = false;
+        if owner == Owner::Free {
+            g.free_since = now;
+        }
+        g.owner = owner;
+    }
+}
+
+/// FNV-1a over `node`, a separator and the IP: stable across builds and processes, unlike
+/// `std`'s hasher, so every node computes the same preference.
+fn rendezvous(node: &str, ip: IpAddr) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |b: u8| {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    };
+    node.bytes().for_each(&mut feed);
+    feed(b'#');
+    match ip {
+        IpAddr::V4(a) => a.octets().into_iter().for_each(&mut feed),
+        IpAddr::V6(a) => a.octets().into_iter().for_each(&mut feed),
+    }
+    // A final avalanche step: FNV's low bits mix poorly for short inputs.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    fn ip(i: u32) -> IpAddr {
+        IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i))
+    }
+
+    fn iface(n: u32) -> Iface {
+        Iface {
+            name: format!("eth{n}"),
+            ifindex: n + 2,
+        }
+    }
+
+    fn desired(
+        ips: impl IntoIterator<Item = u32>,
+        ifaces: &[u32],
+    ) -> BTreeMap<IpAddr, DesiredGroup> {
+        ips.into_iter()
+            .map(|i| {
+                (
+                    ip(i),
+                    DesiredGroup {
+                        services: BTreeSet::new(),
+                        interfaces: ifaces.iter().map(|n| iface(*n)).collect(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn fsm(node: &str) -> Fsm {
+        Fsm::new(FsmConfig {
+            node: node.into(),
+            gratuitous_count: 3,
+            claim_delay: Duration::from_secs(2),
+        })
+    }
+
+    /// A node holding `ip(1)` on eth0 (and eth1 if `two`).
+    fn holding(two: bool) -> (Fsm, Instant) {
+        let now = Instant::now();
+        let mut f = fsm("a");
+        f.step(now, Input::LeaseAcquired);
+        let ifs: &[u32] = if two { &[0, 1] } else { &[0] };
+        let a = f.step(now, Input::Desired(desired([1], ifs)));
+        assert_eq!(a, vec![Action::Claim(ip(1))]);
+        let a = f.step(
+            now,
+            Input::ClaimResult {
+                ip: ip(1),
+                outcome: ClaimOutcome::Won { revision: 5 },
+            },
+        );
+        let programs = a
+            .iter()
+            .filter(|x| matches!(x, Action::Program { .. }))
+            .count();
+        assert_eq!(programs, ifs.len());
+        // Program comes before its gratuitous announcement.
+        assert!(matches!(a[0], Action::Program { .. }));
+        assert!(matches!(a[1], Action::Gratuitous { count: 3, .. }));
+        (f, now)
+    }
+
+    #[test]
+    fn no_claim_without_lease() {
+        let mut f = fsm("a");
+        let a = f.step(Instant::now(), Input::Desired(desired([1], &[0])));
+        assert!(a.is_empty());
+        let a = f.step(Instant::now(), Input::LeaseAcquired);
+        assert_eq!(a, vec![Action::Claim(ip(1))]);
+    }
+
+    #[test]
+    fn claim_held_elsewhere_then_freed() {
+        let now = Instant::now();
+        let mut f = fsm("a");
+        f.step(now, Input::LeaseAcquired);
+        f.step(now, Input::Desired(desired([1], &[0])));
+        let a = f.step(
+            now,
+            Input::ClaimResult {
+                ip: ip(1),
+                outcome: ClaimOutcome::Held {
+                    holder: "b".into(),
+                    revision: 3,
+                },
+            },
+        );
+        assert!(a.is_empty());
+        let a = f.step(
+            now,
+            Input::Observed {
+                ip: ip(1),
+                owner: Owner::Free,
+                revision: 9,
+            },
+        );
+        assert_eq!(a, vec![Action::Claim(ip(1))]);
+    }
+
+    #[test]
+    fn losing_desire_withdraws_before_release() {
+        let (mut f, now) = holding(true);
+        let a = f.step(now, Input::Desired(BTreeMap::new()));
+        assert_eq!(
+            a,
+            vec![
+                Action::Unprogram {
+                    ip: ip(1),
+                    iface: iface(0)
+                },
+                Action::Unprogram {
+                    ip: ip(1),
+                    iface: iface(1)
+                },
+                Action::Release(ip(1)),
+            ]
+        );
+        // Idempotent while the release is in flight.
+        assert!(f.step(now, Input::Tick).is_empty());
+    }
+
+    #[test]
+    fn other_owner_observed_fences_at_once() {
+        let (mut f, now) = holding(false);
+        let a = f.step(
+            now,
+            Input::Observed {
+                ip: ip(1),
+                owner: Owner::Other("b".into()),
+                revision: 7,
+            },
+        );
+        assert_eq!(
+            a,
+            vec![Action::Unprogram {
+                ip: ip(1),
+                iface: iface(0)
+            }]
+        );
+    }
+
+    #[test]
+    fn stale_observation_is_ignored() {
+        let (mut f, now) = holding(false);
+        // The previous holder's deletion (revision 4) arrives after our win at 5.
+        let a = f.step(
+            now,
+            Input::Observed {
+                ip: ip(1),
+                owner: Owner::Free,
+                revision: 4,
+            },
+        );
+        assert!(a.is_empty());
+        assert!(f.is_programmed(ip(1), 2));
+    }
+
+    #[test]
+    fn interface_down_gives_up_group() {
+        let (mut f, now) = holding(false);
+        let a = f.step(
+            now,
+            Input::Link {
+                ifindex: 2,
+                up: false,
+            },
+        );
+        assert_eq!(
+            a,
+            vec![
+                Action::Unprogram {
+                    ip: ip(1),
+                    iface: iface(0)
+                },
+                Action::Release(ip(1)),
+            ]
+        );
+        // Deletion observed; link back up: claim again.
+        f.step(
+            now,
+            Input::Observed {
+                ip: ip(1),
+                owner: Owner::Free,
+                revision: 6,
+            },
+        );
+        let a = f.step(
+            now,
+            Input::Link {
+                ifindex: 2,
+                up: true,
+            },
+        );
+        assert_eq!(a, vec![Action::Claim(ip(1))]);
+    }
+
+    #[test]
+    fn one_of_two_interfaces_down_keeps_group() {
+        let (mut f, now) = holding(true);
+        let a = f.step(
+            now,
+            Input::Link {
+                ifindex: 3,
+                up: false,
+            },
+        );
+        assert_eq!(
+            a,
+            vec![Action::Unprogram {
+                ip: ip(1),
+                iface: iface(1)
+            }]
+        );
+        let a = f.step(
+            now,
+            Input::Link {
+                ifindex: 3,
+                up: true,
+            },
+        );
+        assert_eq!(
+            a[0],
+            Action::Program {
+                ip: ip(1),
+                iface: iface(1)
+            }
+        );
+    }
+
+    #[test]
+    fn shutdown_withdraws_all_then_revokes() {
+        let (mut f, now) = holding(true);
+        let a = f.step(now, Input::Shutdown);
+        assert_eq!(a.len(), 3);
+        assert!(a[..2].iter().all(|x| matches!(x, Action::Unprogram { .. })));
+        assert_eq!(a[2], Action::RevokeLease);
+        // Nothing after shutdown programs again.
+        let a = f.step(
+            now,
+            Input::ClaimResult {
+                ip: ip(1),
+                outcome: ClaimOutcome::Won { revision: 99 },
+            },
+        );
+        assert!(a.is_empty());
+        assert!(f.step(now, Input::Shutdown).is_empty());
+    }
+
+    #[test]
+    fn lease_lost_withdraws_without_release_and_reclaims_later() {
+        let (mut f, now) = holding(false);
+        let a = f.step(now, Input::LeaseLost);
+        assert_eq!(
+            a,
+            vec![Action::Unprogram {
+                ip: ip(1),
+                iface: iface(0)
+            }]
+        );
+        assert!(f.step(now, Input::Tick).is_empty());
+        let a = f.step(now, Input::LeaseAcquired);
+        assert_eq!(a, vec![Action::Claim(ip(1))]);
+        // The old claim is still there under the dead lease: reported as held.
+        let a = f.step(
+            now,
+            Input::ClaimResult {
+                ip: ip(1),
+                outcome: ClaimOutcome::Held {
+                    holder: "a".into(),
+                    revision: 5,
+                },
+            },
+        );
+        assert!(a.is_empty());
+    }
+
+    #[test]
+    fn failed_claim_waits_for_tick() {
+        let now = Instant::now();
+        let mut f = fsm("a");
+        f.step(now, Input::LeaseAcquired);
+        f.step(now, Input::Desired(desired([1], &[0])));
+        let a = f.step(
+            now,
+            Input::ClaimResult {
+                ip: ip(1),
+                outcome: ClaimOutcome::Failed,
+            },
+        );
+        assert!(a.is_empty());
+        assert_eq!(f.step(now, Input::Tick), vec![Action::Claim(ip(1))]);
+    }
+
+    #[test]
+    fn non_preferred_node_defers_claim() {
+        let now = Instant::now();
+        let mut f = fsm("a");
+        f.step(now, Input::LeaseAcquired);
+        f.step(now, Input::Members(["a".into(), "b".into()].into()));
+        let a = f.step(now, Input::Desired(desired(0..100, &[0])));
+        let claimed = a.len();
+        assert!(claimed > 20 && claimed < 80, "claimed {claimed} of 100");
+        // After the claim delay the rest is claimed too.
+        let later = now + Duration::from_secs(3);
+        assert_eq!(f.step(later, Input::Tick).len(), 100 - claimed);
+    }
+
+    // ---- A small simulation: several FSMs against an atomic in-memory store. ----
+
+    struct Sim {
+        nodes: Vec<Fsm>,
+        alive: Vec<bool>,
+        inbox: Vec<VecDeque<Input>>,
+        /// ip -> (holder index, lease epoch of the holder when claimed)
+        store: BTreeMap<IpAddr, usize>,
+        rev: i64,
+        programmed: BTreeMap<IpAddr, BTreeSet<usize>>,
+        now: Instant,
+        rng: u64,
+    }
+
+    impl Sim {
+        fn new(n: usize, groups: u32) -> Self {
+            let now = Instant::now();
+            let names: BTreeSet<String> = (0..n).map(|i| format!("n{i}")).collect();
+            let mut s = Sim {
+                nodes: (0..n).map(|i| fsm(&format!("n{i}"))).collect(),
+                alive: vec![true; n],
+                inbox: vec![VecDeque::new(); n],
+                store: BTreeMap::new(),
+                rev: 0,
+                programmed: BTreeMap::new(),
+                now,
+                rng: 0x1234_5678,
+            };
+            for q in &mut s.inbox {
+                q.push_back(Input::Members(names.clone()));
+                q.push_back(Input::LeaseAcquired);
+                q.push_back(Input::Desired(desired(0..groups, &[0])));
+            }
+            s
+        }
+
+        fn rand(&mut self, n: usize) -> usize {
+            self.rng = self
+                .rng
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            usize::try_from(self.rng >> 33).unwrap() % n
+        }
+
+        fn broadcast(&mut self, ip: IpAddr, holder: Option<usize>) {
+            for (i, q) in self.inbox.iter_mut().enumerate() {
+                let owner = match holder {
+                    None => Owner::Free,
+                    Some(h) if h == i => Owner::Me,
+                    Some(h) => Owner::Other(format!("n{h}")),
+                };
+                q.push_back(Input::Observed {
+                    ip,
+                    owner,
+                    revision: self.rev,
+                });
+            }
+        }
+
+        fn apply(&mut self, i: usize, actions: Vec<Action>) {
+            for a in actions {
+                match a {
+                    Action::Program { ip, .. } => {
+                        assert_eq!(
+                            self.store.get(&ip),
+                            Some(&i),
+                            "n{i} programs {ip} without holding it"
+                        );
+                        let p = self.programmed.entry(ip).or_default();
+                        p.insert(i);
+                        assert_eq!(p.len(), 1, "two nodes answer for {ip}: {p:?}");
+                    }
+                    Action::Unprogram { ip, .. } => {
+                        if let Some(p) = self.programmed.get_mut(&ip) {
+                            p.remove(&i);
+                        }
+                    }
+                    Action::Gratuitous { .. } => {}
+                    Action::Claim(ip) => {
+                        let outcome = match self.store.get(&ip) {
+                            None => {
+                                self.rev += 1;
+                                self.store.insert(ip, i);
+                                self.broadcast(ip, Some(i));
+                                ClaimOutcome::Won { revision: self.rev }
+                            }
+                            Some(h) if *h == i => ClaimOutcome::Won { revision: self.rev },
+                            Some(h) => ClaimOutcome::Held {
+                                holder: format!("n{h}"),
+                                revision: self.rev,
+                            },
+                        };
+                        self.inbox[i].push_back(Input::ClaimResult { ip, outcome });
+                    }
+                    Action::Release(ip) => {
+                        if self.store.get(&ip) == Some(&i) {
+                            assert!(
+                                !self.programmed.get(&ip).is_some_and(|p| p.contains(&i)),
+                                "n{i} released {ip} while still answering"
+                            );
+                            self.rev += 1;
+                            self.store.remove(&ip);
+                            self.broadcast(ip, None);
+                        }
+                    }
+                    Action::RevokeLease => self.expire(i),
+                }
+            }
+        }
+
+        /// The store drops every claim of node `i` (lease expired or revoked).
+        fn expire(&mut self, i: usize) {
+            let held: Vec<IpAddr> = self
+                .store
+                .iter()
+                .filter(|(_, h)| **h == i)
+                .map(|(ip, _)| *ip)
+                .collect();
+            if !self.alive[i] {
+                // A dead node stopped answering: its datapath liveness guard fired.
+                for p in self.programmed.values_mut() {
+                    p.remove(&i);
+                }
+            }
+            self.rev += 1;
+            for ip in held {
+                self.store.remove(&ip);
+                self.broadcast(ip, None);
+            }
+            let members: BTreeSet<String> = (0..self.nodes.len())
+                .filter(|j| *j != i && self.alive[*j])
+                .map(|j| format!("n{j}"))
+                .collect();
+            for q in &mut self.inbox {
+                q.push_back(Input::Members(members.clone()));
+            }
+        }
+
+        /// Delivers inputs in a pseudo-random interleaving until quiet.
+        fn run(&mut self) {
+            for _ in 0..1_000_000 {
+                let ready: Vec<usize> = (0..self.nodes.len())
+                    .filter(|i| self.alive[*i] && !self.inbox[*i].is_empty())
+                    .collect();
+                if ready.is_empty() {
+                    // Let deferred claims happen.
+                    self.now += Duration::from_secs(3);
+                    let mut any = false;
+                    for i in 0..self.nodes.len() {
+                        if self.alive[i] {
+                            let a = self.nodes[i].step(self.now, Input::Tick);
+                            any |= !a.is_empty();
+                            self.apply(i, a);
+                        }
+                    }
+                    if !any {
+                        return;
+                    }
+                    continue;
+                }
+                let i = ready[self.rand(ready.len())];
+                if let Some(input) = self.inbox[i].pop_front() {
+                    let a = self.nodes[i].step(self.now, input);
+                    self.apply(i, a);
+                }
+            }
+            panic!("simulation did not settle");
+        }
+
+        fn check_one_owner_each(&self, groups: u32) {
+            for g in 0..groups {
+                let holder = self.store.get(&ip(g)).copied();
+                let p = self.programmed.get(&ip(g)).cloned().unwrap_or_default();
+                assert!(holder.is_some(), "{} unowned", ip(g));
+                assert_eq!(p.into_iter().collect::<Vec<_>>(), vec![holder.unwrap()]);
+            }
+        }
+
+        fn held_by(&self, i: usize) -> usize {
+            self.store.values().filter(|h| **h == i).count()
+        }
+    }
+
+    #[test]
+    fn three_nodes_settle_with_one_owner_each_and_spread() {
+        let mut s = Sim::new(3, 300);
+        s.run();
+        s.check_one_owner_each(300);
+        for i in 0..3 {
+            assert!(s.held_by(i) > 50, "n{i} holds {}", s.held_by(i));
+        }
+    }
+
+    #[test]
+    fn crash_moves_groups_to_exactly_one_survivor() {
+        for seed in 0..5 {
+            let mut s = Sim::new(3, 120);
+            s.rng = seed;
+            s.run();
+            s.alive[1] = false;
+            s.expire(1);
+            s.run();
+            s.check_one_owner_each(120);
+            assert_eq!(s.held_by(1), 0);
+        }
+    }
+
+    #[test]
+    fn shutdown_hands_over_without_overlap() {
+        let mut s = Sim::new(3, 120);
+        s.run();
+        let a = s.nodes[0].step(s.now, Input::Shutdown);
+        s.apply(0, a);
+        s.alive[0] = false;
+        s.run();
+        s.check_one_owner_each(120);
+    }
+
+    #[test]
+    fn link_down_on_holder_moves_groups() {
+        let mut s = Sim::new(2, 60);
+        s.run();
+        s.inbox[0].push_back(Input::Link {
+            ifindex: 2,
+            up: false,
+        });
+        s.run();
+        s.check_one_owner_each(60);
+        assert_eq!(s.held_by(0), 0);
+        assert_eq!(s.held_by(1), 60);
+    }
+}
