@@ -9,16 +9,19 @@ use netlab::{LabDir, Netns};
 
 #[test]
 fn panic_inside_test_removes_namespace_and_processes() {
-    let seen: Mutex<Option<(String, u32)>> = Mutex::new(None);
+    let seen: Mutex<Option<(String, u32, std::path::PathBuf)>> = Mutex::new(None);
     let r = panic::catch_unwind(|| {
         let dir = LabDir::new("nl-panic").unwrap();
         let ns = Netns::new("nl-panic").unwrap();
         let p = ns.spawn(dir.path(), "sleeper", &["sleep", "600"]).unwrap();
-        *seen.lock().unwrap() = Some((ns.name().to_owned(), p.pid()));
+        *seen.lock().unwrap() = Some((ns.name().to_owned(), p.pid(), dir.path().to_owned()));
         panic!("simulated test failure");
     });
     assert!(r.is_err());
-    let (name, pid) = seen.lock().unwrap().clone().unwrap();
+    let (name, pid, dir) = seen.lock().unwrap().clone().unwrap();
+    // The lab directory is deliberately kept after a panic (logs); this test removes it.
+    assert!(dir.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
     assert!(
         !Path::new("/run/netns").join(&name).exists(),
         "{name} leaked"
