@@ -41,6 +41,8 @@ pub struct Bird {
     dir: PathBuf,
     socket: PathBuf,
     process: Process,
+    argv: Vec<String>,
+    restarts: u32,
 }
 
 impl Bird {
@@ -66,25 +68,58 @@ impl Bird {
             socket.to_string_lossy().into_owned(),
             pid.to_string_lossy().into_owned(),
         );
-        let process = ns.spawn(&idir, "bird", &["bird", "-f", "-c", &c, "-s", &s, "-P", &p])?;
+        let argv: Vec<String> = ["bird", "-f", "-c", &c, "-s", &s, "-P", &p]
+            .iter()
+            .map(|a| (*a).to_owned())
+            .collect();
+        let a: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let process = ns.spawn(&idir, "bird", &a)?;
         let mut b = Self {
             dir: idir,
             socket,
             process,
+            argv,
+            restarts: 0,
         };
+        b.wait_ready()?;
+        Ok(b)
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
         wait_for(
-            &format!("bird {name} to answer birdc"),
+            "bird to answer birdc",
             Duration::from_secs(10),
             Duration::from_millis(20),
             || {
-                b.process.check_running()?;
-                Ok(match b.birdc(&["show", "status"]) {
+                self.process.check_running()?;
+                Ok(match self.birdc(&["show", "status"]) {
                     Ok(_) => Check::Ready(()),
                     Err(e) => Check::NotYet(e.to_string()),
                 })
             },
-        )?;
-        Ok(b)
+        )
+    }
+
+    /// Starts bird again with the same configuration (stopping it first if it runs); output goes
+    /// to `bird-<n>.log`.
+    pub fn restart(&mut self, ns: &Netns) -> Result<()> {
+        self.process.stop()?;
+        self.restarts += 1;
+        let a: Vec<&str> = self.argv.iter().map(String::as_str).collect();
+        self.process = ns.spawn(&self.dir, &format!("bird-{}", self.restarts), &a)?;
+        self.wait_ready()
+    }
+
+    /// Replaces the configuration file and asks the running daemon to reload it
+    /// (`birdc configure`).
+    pub fn reconfigure(&self, conf: &str) -> Result<String> {
+        let cpath = self.dir.join("bird.conf");
+        fs::write(&cpath, conf).map_err(|source| Error::Io {
+            path: cpath.clone(),
+            source,
+        })?;
+        cmd::run(Command::new("bird").arg("-p").arg("-c").arg(&cpath))?;
+        self.birdc(&["configure"])
     }
 
     /// Starts BIRD with a configuration rendered from `cfg` by [`render`].

@@ -43,6 +43,8 @@ pub struct Frr {
     // Field order matters: bgpd is dropped (stopped) before zebra.
     bgpd: Process,
     zebra: Process,
+    bgpd_argv: Vec<String>,
+    restarts: u32,
 }
 
 impl Frr {
@@ -116,21 +118,37 @@ impl Frr {
             pathspace,
             bgpd,
             zebra,
+            bgpd_argv: bargs,
+            restarts: 0,
         };
-        let what = format!("bgpd {name} to answer vtysh");
+        frr.wait_vty()?;
+        Ok(frr)
+    }
+
+    fn wait_vty(&mut self) -> Result<()> {
         wait_for(
-            &what,
+            "bgpd to answer vtysh",
             Duration::from_secs(10),
             Duration::from_millis(50),
             || {
-                frr.bgpd.check_running()?;
-                Ok(match frr.vtysh(&["show bgp summary json"]) {
+                self.bgpd.check_running()?;
+                Ok(match self.vtysh(&["show bgp summary json"]) {
                     Ok(_) => Check::Ready(()),
-                    Err(e) => Check::NotYet(format!("{e}\nbgpd log:\n{}", frr.bgpd.log_tail())),
+                    Err(e) => Check::NotYet(format!("{e}\nbgpd log:\n{}", self.bgpd.log_tail())),
                 })
             },
-        )?;
-        Ok(frr)
+        )
+    }
+
+    /// Starts bgpd again with the same configuration (after [`Process::kill9`] or
+    /// [`Process::stop`] on [`Frr::bgpd`], e.g. to test graceful restart helper mode). A running
+    /// bgpd is stopped first. The new output goes to `bgpd-<n>.log`; zebra keeps running.
+    pub fn restart_bgpd(&mut self, ns: &Netns) -> Result<()> {
+        self.bgpd.stop()?;
+        self.restarts += 1;
+        let argv: Vec<&str> = self.bgpd_argv.iter().map(String::as_str).collect();
+        self.bgpd = ns.spawn(&self.dir, &format!("bgpd-{}", self.restarts), &argv)?;
+        self.wait_vty()
     }
 
     /// Starts FRR with a configuration rendered from `cfg` by [`render`].

@@ -147,3 +147,42 @@ fn dad_is_off_by_default_and_only_inside() {
     let after = std::fs::read_to_string("/proc/sys/net/ipv6/conf/default/accept_dad").unwrap();
     assert_eq!(host, after, "host sysctl must not change");
 }
+
+#[test]
+fn tokio_runtime_inside_namespace() {
+    let srv = Netns::new("nl-tokio").unwrap();
+    let cli = Netns::new("nl-tokioc").unwrap();
+    veth(&srv, "eth0", &cli, "eth0").unwrap();
+    srv.addr_add("eth0", "10.6.0.1/30").unwrap();
+    cli.addr_add("eth0", "10.6.0.2/30").unwrap();
+    let got = srv
+        .enter(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use tokio::io::AsyncReadExt;
+                let l = tokio::net::TcpListener::bind("10.6.0.1:0").await.unwrap();
+                let port = l.local_addr().unwrap().port();
+                // The client runs in the other namespace, reaching us over the veth.
+                let client = cli
+                    .command(&[
+                        "bash",
+                        "-c",
+                        &format!("echo hello >/dev/tcp/10.6.0.1/{port}"),
+                    ])
+                    .spawn()
+                    .unwrap();
+                let (mut s, peer) = l.accept().await.unwrap();
+                let mut buf = String::new();
+                s.read_to_string(&mut buf).await.unwrap();
+                (client, peer, buf)
+            })
+        })
+        .unwrap();
+    let (mut client, peer, buf) = got;
+    assert!(client.wait().unwrap().success());
+    assert_eq!(peer.ip().to_string(), "10.6.0.2");
+    assert_eq!(buf, "hello\n");
+}
