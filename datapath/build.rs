@@ -12,7 +12,8 @@ const INSTALL_HINT: &str = "install them with: apt-get install clang-19 libbpf-d
 const PROGRAMS: &[(&str, &str)] = &[("l2_responder.bpf.c", "l2_responder.bpf.o")];
 
 fn main() {
-    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let bpf_dir = manifest.join("bpf");
     println!("cargo:rerun-if-changed={}", bpf_dir.display());
@@ -22,10 +23,14 @@ fn main() {
     let clang = env::var("RACKD_CLANG").unwrap_or_else(|_| "clang-19".to_owned());
     match Command::new(&clang).arg("--version").output() {
         Ok(o) if o.status.success() => {}
-        _ => fail(&format!("`{clang}` was not found or does not run; it compiles the eBPF programs in datapath/bpf; {INSTALL_HINT}")),
+        _ => fail(&format!(
+            "`{clang}` was not found or does not run; it compiles the eBPF programs in datapath/bpf; {INSTALL_HINT}"
+        )),
     }
     if !Path::new("/usr/include/bpf/bpf_helpers.h").exists() {
-        fail(&format!("libbpf headers (/usr/include/bpf/bpf_helpers.h) are missing; {INSTALL_HINT}"));
+        fail(&format!(
+            "libbpf headers (/usr/include/bpf/bpf_helpers.h) are missing; {INSTALL_HINT}"
+        ));
     }
     // Debian keeps asm/types.h under the multiarch include directory.
     let multiarch = Command::new("gcc")
@@ -40,7 +45,15 @@ fn main() {
         let src_path = bpf_dir.join(src);
         let obj_path = out.join(obj);
         let status = Command::new(&clang)
-            .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror", "-D__TARGET_ARCH_x86"])
+            .args([
+                "-O2",
+                "-g",
+                "-target",
+                "bpf",
+                "-Wall",
+                "-Werror",
+                "-D__TARGET_ARCH_x86",
+            ])
             .arg(format!("-I/usr/include/{multiarch}"))
             .arg(format!("-I{}", bpf_dir.display()))
             .arg("-c")
@@ -50,7 +63,10 @@ fn main() {
             .status();
         match status {
             Ok(s) if s.success() => {}
-            Ok(s) => fail(&format!("{clang} failed ({s}) compiling {}", src_path.display())),
+            Ok(s) => fail(&format!(
+                "{clang} failed ({s}) compiling {}",
+                src_path.display()
+            )),
             Err(e) => fail(&format!("cannot run {clang}: {e}; {INSTALL_HINT}")),
         }
     }

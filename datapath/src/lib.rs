@@ -30,7 +30,7 @@ pub mod sys;
 
 pub use error::{Error, Result};
 pub use responder::{
-    Counter, DEFAULT_LEASE, DEFAULT_PIN_ROOT, Hook, Responder, RunOutcome, Verdict, send_gratuitous,
-    uninstall,
+    Counter, DEFAULT_LEASE, DEFAULT_PIN_ROOT, Hook, Responder, RunOutcome, Verdict,
+    send_gratuitous, uninstall,
 };
 pub use sys::{SolicitedNodeMembership, join_solicited_node};

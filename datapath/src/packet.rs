@@ -194,6 +194,7 @@ pub fn neighbour_solicitation(mac: [u8; 6], src: Ipv6Addr, target: Ipv6Addr) -> 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -241,7 +242,10 @@ mod tests {
     #[test]
     fn ns_for_dad_has_no_source_option() {
         let t: Ipv6Addr = "fe80::1".parse().unwrap();
-        assert_eq!(neighbour_solicitation(MAC, Ipv6Addr::UNSPECIFIED, t).len(), 78);
+        assert_eq!(
+            neighbour_solicitation(MAC, Ipv6Addr::UNSPECIFIED, t).len(),
+            78
+        );
         assert_eq!(neighbour_solicitation(MAC, t, t).len(), 86);
     }
 }

@@ -104,7 +104,8 @@ impl std::fmt::Debug for Responder {
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<Map> {
-    ebpf.take_map(name).ok_or(Error::Missing { kind: "map", name })
+    ebpf.take_map(name)
+        .ok_or(Error::Missing { kind: "map", name })
 }
 
 fn is_not_found(e: &MapError) -> bool {
@@ -141,13 +142,19 @@ impl Responder {
 
         let tc: &mut SchedClassifier = ebpf
             .program_mut(PROG_TC)
-            .ok_or(Error::Missing { kind: "program", name: PROG_TC })?
+            .ok_or(Error::Missing {
+                kind: "program",
+                name: PROG_TC,
+            })?
             .try_into()
             .map_err(|e| Error::prog(PROG_TC, "convert", e))?;
         tc.load().map_err(|e| Error::prog(PROG_TC, "load", e))?;
         let xdp: &mut Xdp = ebpf
             .program_mut(PROG_XDP)
-            .ok_or(Error::Missing { kind: "program", name: PROG_XDP })?
+            .ok_or(Error::Missing {
+                kind: "program",
+                name: PROG_XDP,
+            })?
             .try_into()
             .map_err(|e| Error::prog(PROG_XDP, "convert", e))?;
         xdp.load().map_err(|e| Error::prog(PROG_XDP, "load", e))?;
@@ -202,7 +209,10 @@ impl Responder {
     fn tc_prog(&mut self) -> Result<&mut SchedClassifier> {
         self.ebpf
             .program_mut(PROG_TC)
-            .ok_or(Error::Missing { kind: "program", name: PROG_TC })?
+            .ok_or(Error::Missing {
+                kind: "program",
+                name: PROG_TC,
+            })?
             .try_into()
             .map_err(|e| Error::prog(PROG_TC, "convert", e))
     }
@@ -224,7 +234,10 @@ impl Responder {
         match prog.attach_to_link(link) {
             Ok(id) => {
                 // The pin keeps the link; our handle only needs closing.
-                drop(prog.take_link(id).map_err(|e| Error::prog(PROG_TC, "adopt", e))?);
+                drop(
+                    prog.take_link(id)
+                        .map_err(|e| Error::prog(PROG_TC, "adopt", e))?,
+                );
                 tracing::debug!(ifindex, path = %path.display(), "adopted pinned link");
                 Ok(())
             }
@@ -260,12 +273,15 @@ impl Responder {
                     TcAttachOptions::TcxOrder(LinkOrder::default()),
                 )
                 .map_err(|e| Error::prog(PROG_TC, "attach", e))?;
-            let link = prog.take_link(id).map_err(|e| Error::prog(PROG_TC, "attach", e))?;
+            let link = prog
+                .take_link(id)
+                .map_err(|e| Error::prog(PROG_TC, "attach", e))?;
             let fd = FdLink::try_from(link).map_err(|source| Error::LinkOpen {
                 path: path.clone(),
                 source,
             })?;
-            fd.pin(&path).map_err(|source| Error::LinkPin { path, source })?;
+            fd.pin(&path)
+                .map_err(|source| Error::LinkPin { path, source })?;
         } else {
             // cls_bpf filters are not bpf_links and cannot be pinned: they
             // stay until removed by name, so restarts replace them (a brief
@@ -278,7 +294,9 @@ impl Responder {
             let id = prog
                 .attach(&name, TcAttachType::Ingress)
                 .map_err(|e| Error::prog(PROG_TC, "attach", e))?;
-            let link = prog.take_link(id).map_err(|e| Error::prog(PROG_TC, "attach", e))?;
+            let link = prog
+                .take_link(id)
+                .map_err(|e| Error::prog(PROG_TC, "attach", e))?;
             // Dropping the link would remove the filter; it must outlive us.
             std::mem::forget(link);
         }
@@ -302,10 +320,10 @@ impl Responder {
         if path.exists() {
             unpin_link(&path)?;
         }
-        if !self.tcx {
-            if let Ok(name) = sys::if_name(ifindex) {
-                let _ = tc::qdisc_detach_program(&name, TcAttachType::Ingress, PROG_TC);
-            }
+        if !self.tcx
+            && let Ok(name) = sys::if_name(ifindex)
+        {
+            let _ = tc::qdisc_detach_program(&name, TcAttachType::Ingress, PROG_TC);
         }
         match self.ifaces.remove(&ifindex) {
             Ok(()) => Ok(()),
@@ -326,7 +344,10 @@ impl Responder {
     pub fn announce(&mut self, ip: IpAddr, ifindex: u32) -> Result<()> {
         match ip {
             IpAddr::V4(ip) => {
-                let key = V4Key { ip4: ip.octets(), ifindex };
+                let key = V4Key {
+                    ip4: ip.octets(),
+                    ifindex,
+                };
                 match self.v4.insert(key, Entry::default(), BPF_NOEXIST) {
                     Ok(()) => Ok(()),
                     Err(e) if is_exists(&e) => Ok(()),
@@ -336,9 +357,10 @@ impl Responder {
             IpAddr::V6(ip) => {
                 let group = packet::solicited_node(ip);
                 sys::link_multicast(ifindex, packet::ipv6_multicast_mac(group), true)?;
-                if !self.memberships.contains_key(&(ip, ifindex)) {
-                    let m = sys::join_solicited_node(ip, ifindex)?;
-                    self.memberships.insert((ip, ifindex), m);
+                if let std::collections::hash_map::Entry::Vacant(slot) =
+                    self.memberships.entry((ip, ifindex))
+                {
+                    slot.insert(sys::join_solicited_node(ip, ifindex)?);
                 }
                 let key = v6_key(ip, ifindex);
                 match self.v6.insert(key, Entry::default(), BPF_NOEXIST) {
@@ -354,7 +376,10 @@ impl Responder {
     /// packet). Idempotent.
     pub fn withdraw(&mut self, ip: IpAddr, ifindex: u32) -> Result<()> {
         match ip {
-            IpAddr::V4(ip) => match self.v4.remove(&V4Key { ip4: ip.octets(), ifindex }) {
+            IpAddr::V4(ip) => match self.v4.remove(&V4Key {
+                ip4: ip.octets(),
+                ifindex,
+            }) {
                 Ok(()) => Ok(()),
                 Err(e) if is_not_found(&e) => Ok(()),
                 Err(e) => Err(Error::map(MAP_V4, "remove", e)),
@@ -446,7 +471,10 @@ impl Responder {
                 let p: &SchedClassifier = self
                     .ebpf
                     .program(PROG_TC)
-                    .ok_or(Error::Missing { kind: "program", name: PROG_TC })?
+                    .ok_or(Error::Missing {
+                        kind: "program",
+                        name: PROG_TC,
+                    })?
                     .try_into()
                     .map_err(|e| Error::prog(PROG_TC, "convert", e))?;
                 (PROG_TC, p.test_run(opts))
@@ -455,7 +483,10 @@ impl Responder {
                 let p: &Xdp = self
                     .ebpf
                     .program(PROG_XDP)
-                    .ok_or(Error::Missing { kind: "program", name: PROG_XDP })?
+                    .ok_or(Error::Missing {
+                        kind: "program",
+                        name: PROG_XDP,
+                    })?
                     .try_into()
                     .map_err(|e| Error::prog(PROG_XDP, "convert", e))?;
                 (PROG_XDP, p.test_run(opts))
@@ -564,23 +595,25 @@ pub fn uninstall(pin_root: &Path) -> Result<()> {
     // Netlink (pre-TCX) filters and IPv6 multicast filters are found through
     // the pinned maps.
     let if_path = pin_root.join(MAP_IFACE);
-    if let Ok(data) = MapData::from_pin(&if_path) {
-        if let Ok(ifaces) = HashMap::<_, u32, Iface>::try_from(Map::HashMap(data)) {
-            for ifindex in ifaces.keys().flatten() {
-                if let Ok(name) = sys::if_name(ifindex) {
-                    let _ = tc::qdisc_detach_program(&name, TcAttachType::Ingress, PROG_TC);
-                }
+    if let Ok(data) = MapData::from_pin(&if_path)
+        && let Ok(ifaces) = HashMap::<_, u32, Iface>::try_from(Map::HashMap(data))
+    {
+        for ifindex in ifaces.keys().flatten() {
+            if let Ok(name) = sys::if_name(ifindex) {
+                let _ = tc::qdisc_detach_program(&name, TcAttachType::Ingress, PROG_TC);
             }
         }
     }
     let v6_path = pin_root.join(MAP_V6);
-    if let Ok(data) = MapData::from_pin(&v6_path) {
-        if let Ok(v6) = HashMap::<_, V6Key, Entry>::try_from(Map::HashMap(data)) {
-            for key in v6.keys().flatten() {
-                let group = packet::solicited_node(Ipv6Addr::from(key.ip6));
-                if let Err(e) = sys::link_multicast(key.ifindex, packet::ipv6_multicast_mac(group), false) {
-                    tracing::debug!(error = %e, "multicast filter already gone");
-                }
+    if let Ok(data) = MapData::from_pin(&v6_path)
+        && let Ok(v6) = HashMap::<_, V6Key, Entry>::try_from(Map::HashMap(data))
+    {
+        for key in v6.keys().flatten() {
+            let group = packet::solicited_node(Ipv6Addr::from(key.ip6));
+            if let Err(e) =
+                sys::link_multicast(key.ifindex, packet::ipv6_multicast_mac(group), false)
+            {
+                tracing::debug!(error = %e, "multicast filter already gone");
             }
         }
     }
@@ -601,8 +634,7 @@ pub fn uninstall(pin_root: &Path) -> Result<()> {
     match std::fs::remove_dir(pin_root) {
         Ok(()) => Ok(()),
         Err(e)
-            if e.kind() == io::ErrorKind::NotFound
-                || e.raw_os_error() == Some(libc::ENOTEMPTY) =>
+            if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTEMPTY) =>
         {
             Ok(())
         }

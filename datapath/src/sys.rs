@@ -100,8 +100,13 @@ pub fn if_name(ifindex: u32) -> Result<String> {
 
 /// Index of interface `name`.
 pub fn if_index(name: &str) -> Result<u32> {
-    let c = std::ffi::CString::new(name)
-        .map_err(|e| Error::iface(0, "parse name", io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+    let c = std::ffi::CString::new(name).map_err(|e| {
+        Error::iface(
+            0,
+            "parse name",
+            io::Error::new(io::ErrorKind::InvalidInput, e),
+        )
+    })?;
     // SAFETY: NUL-terminated name.
     let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
     if idx == 0 {
@@ -124,7 +129,11 @@ fn ifreq_for(ifindex: u32) -> Result<libc::ifreq> {
     let name = if_name(ifindex)?;
     // SAFETY: ifreq is plain data; all-zero is valid.
     let mut ifr: libc::ifreq = unsafe { zeroed() };
-    for (d, s) in ifr.ifr_name.iter_mut().zip(name.bytes().take(libc::IF_NAMESIZE - 1)) {
+    for (d, s) in ifr
+        .ifr_name
+        .iter_mut()
+        .zip(name.bytes().take(libc::IF_NAMESIZE - 1))
+    {
         *d = s as libc::c_char;
     }
     Ok(ifr)
@@ -137,7 +146,11 @@ pub fn if_mac(ifindex: u32) -> Result<[u8; 6]> {
         .map_err(|e| Error::iface(ifindex, "open a socket", e))?;
     // SAFETY: SIOCGIFHWADDR fills ifr_hwaddr of a valid ifreq.
     if unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFHWADDR, &mut ifr) } != 0 {
-        return Err(Error::iface(ifindex, "read the MAC address", io::Error::last_os_error()));
+        return Err(Error::iface(
+            ifindex,
+            "read the MAC address",
+            io::Error::last_os_error(),
+        ));
     }
     // SAFETY: the union member written by SIOCGIFHWADDR.
     let sa = unsafe { ifr.ifr_ifru.ifru_hwaddr };
@@ -162,7 +175,11 @@ pub fn link_multicast(ifindex: u32, mac: [u8; 6], add: bool) -> Result<()> {
     }
     let s = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)
         .map_err(|e| Error::iface(ifindex, "open a socket", e))?;
-    let req = if add { libc::SIOCADDMULTI } else { libc::SIOCDELMULTI };
+    let req = if add {
+        libc::SIOCADDMULTI
+    } else {
+        libc::SIOCDELMULTI
+    };
     // SAFETY: valid ifreq for SIOC{ADD,DEL}MULTI.
     if unsafe { libc::ioctl(s.as_raw_fd(), req, &ifr) } != 0 {
         let e = io::Error::last_os_error();
@@ -218,7 +235,11 @@ pub fn join_solicited_node(ip: Ipv6Addr, ifindex: u32) -> Result<SolicitedNodeMe
         )
     };
     if rc != 0 {
-        return Err(Error::iface(ifindex, "join the solicited-node group", io::Error::last_os_error()));
+        return Err(Error::iface(
+            ifindex,
+            "join the solicited-node group",
+            io::Error::last_os_error(),
+        ));
     }
     Ok(SolicitedNodeMembership {
         _sock: s,
@@ -253,7 +274,11 @@ pub fn send_frame(ifindex: u32, frame: &[u8], count: u32) -> Result<()> {
             )
         };
         if n < 0 {
-            return Err(Error::iface(ifindex, "send a frame", io::Error::last_os_error()));
+            return Err(Error::iface(
+                ifindex,
+                "send a frame",
+                io::Error::last_os_error(),
+            ));
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! BPF_PROG_TEST_RUN tests of the responder programs (both the tc and the XDP
 //! variant): crafted frames in, exact frames and verdicts out. Needs root
 //! (CAP_BPF, CAP_SYS_ADMIN for bpffs). Packets "arrive" on ifindex 1 (lo).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -73,7 +74,10 @@ fn assert_pass(r: &Responder, pkt: &[u8], what: &str) {
             Err(e) => panic!("{what} ({hook:?}): {e:?}"),
         };
         assert_eq!(out.verdict, Verdict::Pass, "{what} ({hook:?})");
-        assert_eq!(out.packet, pkt, "{what}: packet must pass untouched ({hook:?})");
+        assert_eq!(
+            out.packet, pkt,
+            "{what}: packet must pass untouched ({hook:?})"
+        );
     }
 }
 
@@ -138,7 +142,12 @@ fn neighbour_solicitation_gets_exact_advertisement() {
     for (i, hook) in HOOKS.into_iter().enumerate() {
         let out = r.test_run(hook, &ns, 1).unwrap();
         assert_eq!(out.verdict, Verdict::Reply, "{hook:?}");
-        check_na(&out.packet, ASKER_MAC, asker6(), NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE);
+        check_na(
+            &out.packet,
+            ASKER_MAC,
+            asker6(),
+            NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE,
+        );
         assert_eq!(replies(r, IpAddr::V6(vip6())), i as u64 + 1);
     }
 }
@@ -159,7 +168,12 @@ fn solicitation_without_option_or_with_extra_option_is_resized() {
         for hook in HOOKS {
             let out = r.test_run(hook, &pkt, 1).unwrap();
             assert_eq!(out.verdict, Verdict::Reply, "{hook:?} len {}", pkt.len());
-            check_na(&out.packet, ASKER_MAC, asker6(), NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE);
+            check_na(
+                &out.packet,
+                ASKER_MAC,
+                asker6(),
+                NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE,
+            );
         }
     }
 }
@@ -173,7 +187,12 @@ fn duplicate_address_detection_is_answered_to_all_nodes() {
     for hook in HOOKS {
         let out = r.test_run(hook, &ns, 1).unwrap();
         assert_eq!(out.verdict, Verdict::Reply);
-        check_na(&out.packet, [0x33, 0x33, 0, 0, 0, 1], all_nodes, NA_FLAG_OVERRIDE);
+        check_na(
+            &out.packet,
+            [0x33, 0x33, 0, 0, 0, 1],
+            all_nodes,
+            NA_FLAG_OVERRIDE,
+        );
     }
 }
 
@@ -184,14 +203,26 @@ fn everything_else_passes_untouched() {
     let other4 = Ipv4Addr::new(192, 0, 2, 99);
     let other6: Ipv6Addr = "2001:db8::99".parse().unwrap();
 
-    assert_pass(r, &packet::arp_request(ASKER_MAC, asker4(), other4), "ARP for another IP");
-    assert_pass(r, &packet::neighbour_solicitation(ASKER_MAC, asker6(), other6), "NS for another IP");
+    assert_pass(
+        r,
+        &packet::arp_request(ASKER_MAC, asker4(), other4),
+        "ARP for another IP",
+    );
+    assert_pass(
+        r,
+        &packet::neighbour_solicitation(ASKER_MAC, asker6(), other6),
+        "NS for another IP",
+    );
 
     // ARP reply (op 2) for our IP: not a question.
     let reply = packet::arp_reply(ASKER_MAC, vip4(), OUR_MAC, asker4());
     assert_pass(r, &reply, "ARP reply");
     // Someone else's announcement of our IP.
-    assert_pass(r, &packet::arp_announcement(ASKER_MAC, vip4()), "gratuitous ARP");
+    assert_pass(
+        r,
+        &packet::arp_announcement(ASKER_MAC, vip4()),
+        "gratuitous ARP",
+    );
     // ARP with a non-IPv4 protocol type.
     let mut odd = packet::arp_request(ASKER_MAC, asker4(), vip4());
     odd[16..18].copy_from_slice(&0x86ddu16.to_be_bytes());
@@ -236,11 +267,19 @@ fn everything_else_passes_untouched() {
     r.withdraw(IpAddr::V6(vip6()), LO).unwrap();
     r.announce(IpAddr::V4(vip4()), 2).unwrap();
     r.set_mac(2, OUR_MAC).unwrap();
-    assert_pass(r, &packet::arp_request(ASKER_MAC, asker4(), vip4()), "entry on ifindex 2");
+    assert_pass(
+        r,
+        &packet::arp_request(ASKER_MAC, asker4(), vip4()),
+        "entry on ifindex 2",
+    );
     // Entry present but no MAC known for the interface.
     r.announce(IpAddr::V4(vip4()), LO).unwrap();
     r.detach(LO).unwrap(); // nothing attached on lo; just forgets the MAC
-    assert_pass(r, &packet::arp_request(ASKER_MAC, asker4(), vip4()), "no MAC for lo");
+    assert_pass(
+        r,
+        &packet::arp_request(ASKER_MAC, asker4(), vip4()),
+        "no MAC for lo",
+    );
 
     assert!(r.counters().unwrap().iter().all(|c| c.replies == 0));
 }
@@ -252,8 +291,16 @@ fn withdrawn_entry_is_not_answered() {
     r.withdraw(IpAddr::V4(vip4()), LO).unwrap();
     r.withdraw(IpAddr::V6(vip6()), LO).unwrap();
     r.withdraw(IpAddr::V6(vip6()), LO).unwrap(); // idempotent
-    assert_pass(r, &packet::arp_request(ASKER_MAC, asker4(), vip4()), "withdrawn v4");
-    assert_pass(r, &packet::neighbour_solicitation(ASKER_MAC, asker6(), vip6()), "withdrawn v6");
+    assert_pass(
+        r,
+        &packet::arp_request(ASKER_MAC, asker4(), vip4()),
+        "withdrawn v4",
+    );
+    assert_pass(
+        r,
+        &packet::neighbour_solicitation(ASKER_MAC, asker6(), vip6()),
+        "withdrawn v6",
+    );
     assert!(r.counters().unwrap().is_empty());
 }
 
@@ -287,7 +334,10 @@ fn maps_survive_a_restart_and_keep_counters() {
         r.set_mac(LO, OUR_MAC).unwrap();
         r.announce(IpAddr::V4(vip4()), LO).unwrap();
         let req = packet::arp_request(ASKER_MAC, asker4(), vip4());
-        assert_eq!(r.test_run(Hook::Tc, &req, 1).unwrap().verdict, Verdict::Reply);
+        assert_eq!(
+            r.test_run(Hook::Tc, &req, 1).unwrap().verdict,
+            Verdict::Reply
+        );
         // Dropped without uninstall: a crash or restart.
     }
     let mut r = Responder::open_or_create(dir.path()).unwrap();
@@ -296,7 +346,10 @@ fn maps_survive_a_restart_and_keep_counters() {
     r.announce(IpAddr::V4(vip4()), LO).unwrap();
     assert_eq!(replies(&r, IpAddr::V4(vip4())), 1);
     let req = packet::arp_request(ASKER_MAC, asker4(), vip4());
-    assert_eq!(r.test_run(Hook::Tc, &req, 1).unwrap().verdict, Verdict::Reply);
+    assert_eq!(
+        r.test_run(Hook::Tc, &req, 1).unwrap().verdict,
+        Verdict::Reply
+    );
     assert_eq!(replies(&r, IpAddr::V4(vip4())), 2);
     r.uninstall().unwrap();
     assert!(!dir.path().exists());

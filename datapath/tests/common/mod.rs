@@ -1,6 +1,6 @@
 //! Helpers shared by the datapath tests: unique pin folders and network
 //! namespaces that clean up after themselves even when a test panics.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::fs::File;
 use std::os::fd::AsRawFd;

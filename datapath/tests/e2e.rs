@@ -1,0 +1,235 @@
+//! End to end: the responder attached (TCX) to a veth in one network
+//! namespace, `arping` / `ndisc6` / a packet socket in another. The node side
+//! has no addresses, so any answer comes from the program. Needs root,
+//! arping (Habets) and ndisc6.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use aya::programs::{SchedClassifier, TcAttachType};
+use common::{Netns, PinDir};
+use datapath::{Responder, packet, sys};
+
+const VIP4: &str = "192.0.2.10";
+const VIP6: &str = "2001:db8::10";
+
+/// Two namespaces joined by a veth: `va` in `node`, `vb` (192.0.2.1,
+/// 2001:db8::1) in `client`. Fields drop in order.
+struct Lab {
+    client: Netns,
+    node: Netns,
+    dir: PinDir,
+}
+
+impl Lab {
+    fn new() -> Self {
+        let dir = PinDir::new();
+        let node = Netns::new("dp-node");
+        let client = Netns::new("dp-cli");
+        node.exec(&[
+            "ip",
+            "link",
+            "add",
+            "va",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vb",
+            "netns",
+            &client.name,
+        ]);
+        node.exec(&["ip", "link", "set", "va", "up"]);
+        client.exec(&["ip", "addr", "add", "192.0.2.1/24", "dev", "vb"]);
+        client.exec(&["ip", "addr", "add", "2001:db8::1/64", "dev", "vb", "nodad"]);
+        client.exec(&["ip", "link", "set", "vb", "up"]);
+        Lab { client, node, dir }
+    }
+
+    /// MAC that `arping` saw answering VIP4, if any.
+    fn arping(&self) -> Option<String> {
+        let o = self.client.try_exec(&[
+            "arping", "-c", "3", "-C", "1", "-w", "3", "-i", "vb", "-r", VIP4,
+        ]);
+        let out = String::from_utf8_lossy(&o.stdout).trim().to_lowercase();
+        (o.status.success() && !out.is_empty()).then_some(out)
+    }
+
+    /// MAC that `ndisc6` saw answering VIP6, if any.
+    fn ndisc6(&self) -> Option<String> {
+        let o = self
+            .client
+            .try_exec(&["ndisc6", "-q", "-r", "3", "-w", "500", VIP6, "vb"]);
+        let out = String::from_utf8_lossy(&o.stdout).trim().to_lowercase();
+        (o.status.success() && !out.is_empty()).then_some(out)
+    }
+}
+
+fn mac_str(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn vip4() -> IpAddr {
+    IpAddr::V4(VIP4.parse::<Ipv4Addr>().unwrap())
+}
+fn vip6() -> IpAddr {
+    IpAddr::V6(VIP6.parse::<Ipv6Addr>().unwrap())
+}
+
+fn tcx_programs(ifname: &str) -> usize {
+    SchedClassifier::query_tcx(ifname, TcAttachType::Ingress)
+        .unwrap()
+        .1
+        .len()
+}
+
+#[test]
+fn arping_and_ndisc6_get_our_mac_until_withdrawn() {
+    let lab = Lab::new();
+    let _in = lab.node.enter();
+    let ifindex = sys::if_index("va").unwrap();
+    let mac = mac_str(sys::if_mac(ifindex).unwrap());
+    let mut r = Responder::open_or_create(lab.dir.path()).unwrap();
+    r.attach(ifindex).unwrap();
+    r.attach(ifindex).unwrap(); // idempotent: still one program
+    assert_eq!(tcx_programs("va"), 1);
+    assert_eq!(lab.arping(), None, "nothing announced yet");
+
+    r.announce(vip4(), ifindex).unwrap();
+    r.announce(vip6(), ifindex).unwrap();
+    // The solicited-node group is joined at link layer and by MLD.
+    let maddr = lab.node.exec(&["ip", "maddr", "show", "dev", "va"]);
+    let maddr = String::from_utf8_lossy(&maddr.stdout).to_string();
+    assert!(maddr.contains("33:33:ff:00:00:10"), "{maddr}");
+    assert!(maddr.contains("ff02::1:ff00:10"), "{maddr}");
+
+    assert_eq!(lab.arping().as_deref(), Some(mac.as_str()));
+    assert_eq!(lab.ndisc6().as_deref(), Some(mac.as_str()));
+    let counters = r.counters().unwrap();
+    assert!(counters.iter().all(|c| c.replies >= 1), "{counters:?}");
+
+    r.withdraw(vip4(), ifindex).unwrap();
+    r.withdraw(vip6(), ifindex).unwrap();
+    assert_eq!(lab.arping(), None);
+    assert_eq!(lab.ndisc6(), None);
+    let maddr = lab.node.exec(&["ip", "maddr", "show", "dev", "va"]);
+    assert!(!String::from_utf8_lossy(&maddr.stdout).contains("33:33:ff:00:00:10"));
+
+    r.detach(ifindex).unwrap();
+    assert_eq!(tcx_programs("va"), 0);
+    r.uninstall().unwrap();
+}
+
+#[test]
+fn restart_keeps_answering_and_adopts_the_pinned_link() {
+    let lab = Lab::new();
+    let _in = lab.node.enter();
+    let ifindex = sys::if_index("va").unwrap();
+    let mac = mac_str(sys::if_mac(ifindex).unwrap());
+    let first_prog;
+    {
+        let mut r = Responder::open_or_create(lab.dir.path()).unwrap();
+        r.attach(ifindex).unwrap();
+        r.announce(vip4(), ifindex).unwrap();
+        first_prog = SchedClassifier::query_tcx("va", TcAttachType::Ingress)
+            .unwrap()
+            .1[0]
+            .id();
+        // Dropped without uninstall: the daemon exits or crashes.
+    }
+    assert_eq!(
+        lab.arping().as_deref(),
+        Some(mac.as_str()),
+        "answers with no daemon"
+    );
+
+    let r = Responder::open_or_create(lab.dir.path()).unwrap();
+    let progs = SchedClassifier::query_tcx("va", TcAttachType::Ingress)
+        .unwrap()
+        .1;
+    assert_eq!(progs.len(), 1, "adopted, not attached twice");
+    assert_ne!(
+        progs[0].id(),
+        first_prog,
+        "the link now runs the new program"
+    );
+    assert_eq!(r.attached().unwrap(), vec![ifindex]);
+    assert_eq!(lab.arping().as_deref(), Some(mac.as_str()));
+
+    r.uninstall().unwrap();
+    assert_eq!(tcx_programs("va"), 0, "uninstall detaches");
+    assert!(!lab.dir.path().exists(), "uninstall removes the pins");
+    assert_eq!(lab.arping(), None);
+}
+
+/// A packet socket on `vb`, created in the client namespace.
+fn capture_socket(lab: &Lab) -> OwnedFd {
+    let _in = lab.client.enter();
+    let ifindex = sys::if_index("vb").unwrap();
+    // SAFETY: plain socket/bind/setsockopt calls on a descriptor we own.
+    unsafe {
+        let fd = libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            (libc::ETH_P_ALL as u16).to_be() as i32,
+        );
+        assert!(fd >= 0);
+        let fd = OwnedFd::from_raw_fd(fd);
+        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+        sll.sll_ifindex = ifindex as i32;
+        let rc = libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as u32,
+        );
+        assert_eq!(rc, 0);
+        let tv = libc::timeval {
+            tv_sec: 3,
+            tv_usec: 0,
+        };
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            size_of::<libc::timeval>() as u32,
+        );
+        fd
+    }
+}
+
+#[test]
+fn gratuitous_arp_and_unsolicited_na_reach_the_segment() {
+    let lab = Lab::new();
+    let sock = capture_socket(&lab);
+    let _in = lab.node.enter();
+    let ifindex = sys::if_index("va").unwrap();
+    let mac = sys::if_mac(ifindex).unwrap();
+    datapath::send_gratuitous(vip4(), ifindex, 3).unwrap();
+    datapath::send_gratuitous(vip6(), ifindex, 3).unwrap();
+
+    let garp = packet::arp_announcement(mac, VIP4.parse().unwrap());
+    let na = packet::unsolicited_na(mac, VIP6.parse().unwrap());
+    let (mut n_garp, mut n_na) = (0, 0);
+    let mut buf = [0u8; 2048];
+    for _ in 0..100 {
+        if n_garp == 3 && n_na == 3 {
+            break;
+        }
+        // SAFETY: recv into an owned buffer.
+        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        assert!(n > 0, "timed out with {n_garp} GARPs and {n_na} NAs");
+        let frame = &buf[..n as usize];
+        n_garp += usize::from(frame == &garp[..]);
+        n_na += usize::from(frame == &na[..]);
+    }
+    assert_eq!((n_garp, n_na), (3, 3));
+}
