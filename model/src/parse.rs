@@ -1,0 +1,434 @@
+//! Multi-document YAML → typed, validated objects, one error per bad document.
+//!
+//! The text is split into documents at `---`/`...` marker lines first (markers at
+//! column 0 always end a document in YAML, even inside block scalars), so a
+//! document that is not valid YAML cannot take its neighbours down, and every
+//! error can name its document and a line in the whole source.
+
+use serde::de::DeserializeOwned;
+use serde_yaml_ng::Value;
+
+use k8s_openapi::api::core::v1::{Node, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use crate::cilium::{
+    CiliumBGPAdvertisement, CiliumBGPClusterConfig, CiliumBGPNodeConfigOverride,
+    CiliumBGPPeerConfig, CiliumEgressGatewayPolicy, CiliumL2AnnouncementPolicy,
+    CiliumLoadBalancerIPPool,
+};
+use crate::error::{ConfigError, Location, ObjectRef, Problem};
+use crate::object::{Kind, Loaded, Object, Origin};
+use crate::validate::validate_and_convert;
+
+/// Everything read from one source: the good objects and one error per bad document.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ParsedSource {
+    /// The source name given to [`parse_documents`].
+    pub source: String,
+    /// Valid objects, in document order.
+    pub objects: Vec<Loaded>,
+    /// One error per document that could not be loaded.
+    pub errors: Vec<ConfigError>,
+}
+
+impl ParsedSource {
+    /// A source that could not be read at all (for example an I/O error). The
+    /// snapshot merge keeps every object previously loaded from it.
+    pub fn unreadable(source: impl Into<String>, message: impl Into<String>) -> Self {
+        let source = source.into();
+        Self {
+            errors: vec![ConfigError {
+                location: Location {
+                    source: source.clone(),
+                    document: 0,
+                    line: None,
+                },
+                object: None,
+                problem: Problem::Unreadable {
+                    message: message.into(),
+                },
+                kept_previous: false,
+            }],
+            source,
+            objects: Vec::new(),
+        }
+    }
+}
+
+/// Parses every document of a multi-document YAML text.
+///
+/// `source_name` is only used in errors and origins. Empty documents are skipped.
+/// Each document yields either one [`Loaded`] object or one [`ConfigError`]; a bad
+/// document never affects the others. Never panics, whatever the input.
+pub fn parse_documents(source_name: &str, text: &str) -> ParsedSource {
+    let mut out = ParsedSource {
+        source: source_name.to_owned(),
+        ..ParsedSource::default()
+    };
+    for doc in split_documents(text) {
+        match parse_one(source_name, &doc) {
+            Ok(Some(obj)) => out.objects.push(obj),
+            Ok(None) => {}
+            Err(e) => out.errors.push(*e),
+        }
+    }
+    out
+}
+
+/// One document's text and where it sits in the source.
+#[derive(Debug)]
+struct RawDoc {
+    /// 1-based ordinal among non-empty documents.
+    index: usize,
+    /// 1-based source line of the first line of `text`.
+    first_line: usize,
+    /// 1-based source line of the first content line.
+    content_line: usize,
+    text: String,
+}
+
+fn is_marker(line: &str, marker: &str) -> bool {
+    line.strip_prefix(marker)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
+}
+
+fn is_content(line: &str) -> bool {
+    let t = line.trim_start();
+    !(t.is_empty() || t.starts_with('#') || line.starts_with('%'))
+}
+
+fn split_documents(text: &str) -> Vec<RawDoc> {
+    let mut docs = Vec::new();
+    let mut cur = String::new();
+    let mut first_line = 1;
+    let mut content_line: Option<usize> = None;
+    let mut flush = |cur: &mut String, first_line: usize, content_line: &mut Option<usize>| {
+        if let Some(cl) = content_line.take() {
+            docs.push(RawDoc {
+                index: docs.len() + 1,
+                first_line,
+                content_line: cl,
+                text: std::mem::take(cur),
+            });
+        } else {
+            cur.clear();
+        }
+    };
+    for (i, raw) in text.split_inclusive('\n').enumerate() {
+        let line_no = i + 1;
+        let line = raw.trim_end_matches(['\n', '\r']);
+        if is_marker(line, "---") {
+            // A start marker ends the previous document only if it had content;
+            // directives and comments before it belong to the new one.
+            if content_line.is_some() {
+                flush(&mut cur, first_line, &mut content_line);
+                first_line = line_no;
+            }
+            if cur.is_empty() {
+                first_line = line_no;
+            }
+            cur.push_str(raw);
+            let rest = &line[3..];
+            if is_content(rest) && content_line.is_none() {
+                content_line = Some(line_no);
+            }
+        } else if is_marker(line, "...") {
+            flush(&mut cur, first_line, &mut content_line);
+            first_line = line_no + 1;
+        } else {
+            if cur.is_empty() {
+                first_line = line_no;
+            }
+            cur.push_str(raw);
+            if is_content(line) && content_line.is_none() {
+                content_line = Some(line_no);
+            }
+        }
+    }
+    flush(&mut cur, first_line, &mut content_line);
+    docs
+}
+
+type DocResult = Result<Option<Loaded>, Box<ConfigError>>;
+
+fn parse_one(source: &str, doc: &RawDoc) -> DocResult {
+    let offset = doc.first_line - 1;
+    let loc = |line: Option<usize>| Location {
+        source: source.to_owned(),
+        document: doc.index,
+        line: Some(line.map_or(doc.content_line, |l| l + offset)),
+    };
+    let fail = |line: Option<usize>, object: Option<ObjectRef>, problem: Problem| {
+        Err(Box::new(ConfigError {
+            location: loc(line),
+            object,
+            problem,
+            kept_previous: false,
+        }))
+    };
+
+    let value: Value = match serde_yaml_ng::from_str(&doc.text) {
+        Ok(v) => v,
+        Err(e) => {
+            let line = e.location().map(|l| l.line());
+            return fail(
+                line,
+                None,
+                Problem::Yaml {
+                    message: strip_location(&e.to_string()),
+                },
+            );
+        }
+    };
+    let map = match &value {
+        Value::Null => return Ok(None),
+        Value::Mapping(m) => m,
+        other => {
+            return fail(
+                None,
+                None,
+                Problem::NotAnObject {
+                    what: format!("a {}", value_type(other)),
+                },
+            );
+        }
+    };
+    let get_str =
+        |m: &serde_yaml_ng::Mapping, k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
+    let meta = map.get("metadata").and_then(Value::as_mapping);
+    let name = meta.and_then(|m| get_str(m, "name"));
+    let namespace = meta.and_then(|m| get_str(m, "namespace"));
+    let (Some(kind_s), Some(api_version)) = (get_str(map, "kind"), get_str(map, "apiVersion"))
+    else {
+        let what = match (map.get("kind"), map.get("apiVersion")) {
+            (None, _) => "kind is missing",
+            (Some(k), _) if k.as_str().is_none() => "kind is not a string",
+            (_, None) => "apiVersion is missing",
+            _ => "apiVersion is not a string",
+        };
+        return fail(None, None, Problem::NotAnObject { what: what.into() });
+    };
+    let Some(kind) = Kind::parse(&kind_s) else {
+        return fail(
+            None,
+            Some(ObjectRef {
+                kind: kind_s.clone(),
+                namespace,
+                name,
+            }),
+            Problem::UnknownKind {
+                kind: kind_s,
+                expected: Kind::ALL.map(Kind::as_str).join(", "),
+            },
+        );
+    };
+    let objref = ObjectRef {
+        kind: kind_s.clone(),
+        namespace: kind
+            .namespaced()
+            .then(|| namespace.clone().unwrap_or_else(|| "default".into())),
+        name: name.clone(),
+    };
+    if !kind.api_versions().contains(&api_version.as_str()) {
+        return fail(
+            None,
+            Some(objref),
+            Problem::UnknownApiVersion {
+                kind: kind_s,
+                api_version,
+                expected: kind.api_versions().join(" or "),
+            },
+        );
+    }
+    if let Some(p) = unknown_key(map, meta, kind) {
+        return fail(None, Some(objref), p);
+    }
+
+    let decoded = match kind {
+        Kind::BgpClusterConfig => {
+            decode::<CiliumBGPClusterConfig>(&doc.text).map(Object::BgpClusterConfig)
+        }
+        Kind::BgpPeerConfig => decode::<CiliumBGPPeerConfig>(&doc.text).map(Object::BgpPeerConfig),
+        Kind::BgpAdvertisement => {
+            decode::<CiliumBGPAdvertisement>(&doc.text).map(Object::BgpAdvertisement)
+        }
+        Kind::BgpNodeConfigOverride => {
+            decode::<CiliumBGPNodeConfigOverride>(&doc.text).map(Object::BgpNodeConfigOverride)
+        }
+        Kind::LoadBalancerIPPool => {
+            decode::<CiliumLoadBalancerIPPool>(&doc.text).map(Object::LoadBalancerIPPool)
+        }
+        Kind::L2AnnouncementPolicy => {
+            decode::<CiliumL2AnnouncementPolicy>(&doc.text).map(Object::L2AnnouncementPolicy)
+        }
+        Kind::EgressGatewayPolicy => {
+            decode::<CiliumEgressGatewayPolicy>(&doc.text).map(Object::EgressGatewayPolicy)
+        }
+        Kind::Service => decode::<Service>(&doc.text).map(Object::Service),
+        Kind::Node => decode::<Node>(&doc.text).map(Object::Node),
+        Kind::EndpointSlice => decode::<EndpointSlice>(&doc.text).map(Object::EndpointSlice),
+        Kind::Secret => decode::<Secret>(&doc.text).map(Object::Secret),
+    };
+    let mut object = match decoded {
+        Ok(o) => o,
+        Err((path, message, line)) => {
+            return fail(line, Some(objref), Problem::Decode { path, message });
+        }
+    };
+    normalise_namespace(&mut object);
+    let errs = validate_and_convert(&mut object, &api_version);
+    if !errs.is_empty() {
+        return fail(None, Some(objref), Problem::Invalid(errs));
+    }
+    Ok(Some(Loaded {
+        object,
+        origin: Origin {
+            location: loc(None),
+            api_version,
+        },
+    }))
+}
+
+fn decode<T: DeserializeOwned>(text: &str) -> Result<T, (String, String, Option<usize>)> {
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let line = inner.location().map(|l| l.line());
+        (path, strip_location(&inner.to_string()), line)
+    })
+}
+
+/// The location is reported separately, relative to the whole source.
+fn strip_location(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) if msg[i..].contains(" column ") => msg[..i].to_owned(),
+        _ => msg.to_owned(),
+    }
+}
+
+fn value_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Sequence(_) => "sequence",
+        Value::Mapping(_) => "mapping",
+        Value::Tagged(_) => "tagged value",
+    }
+}
+
+const OBJECT_META_KEYS: &[&str] = &[
+    "name",
+    "namespace",
+    "labels",
+    "annotations",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "finalizers",
+    "generateName",
+    "managedFields",
+    "ownerReferences",
+    "selfLink",
+];
+
+/// kubectl's strict field validation rejects unknown fields; serde would silently
+/// drop them at the root and in `metadata` (the derived specs deny them themselves).
+fn unknown_key(
+    map: &serde_yaml_ng::Mapping,
+    meta: Option<&serde_yaml_ng::Mapping>,
+    kind: Kind,
+) -> Option<Problem> {
+    let root: &[&str] = match kind {
+        Kind::Service | Kind::Node => &["apiVersion", "kind", "metadata", "spec", "status"],
+        Kind::Secret => &[
+            "apiVersion",
+            "kind",
+            "metadata",
+            "data",
+            "stringData",
+            "type",
+            "immutable",
+        ],
+        Kind::EndpointSlice => &[
+            "apiVersion",
+            "kind",
+            "metadata",
+            "addressType",
+            "endpoints",
+            "ports",
+        ],
+        _ => &["apiVersion", "kind", "metadata", "spec", "status"],
+    };
+    let check = |m: &serde_yaml_ng::Mapping, allowed: &[&str], prefix: &str| {
+        m.keys().find_map(|k| {
+            let ks = k.as_str();
+            if ks.is_some_and(|s| allowed.contains(&s)) {
+                return None;
+            }
+            Some(Problem::Decode {
+                path: format!("{prefix}{}", ks.unwrap_or("<non-string key>")),
+                message: format!("unknown field, expected one of {}", allowed.join(", ")),
+            })
+        })
+    };
+    check(map, root, "").or_else(|| meta.and_then(|m| check(m, OBJECT_META_KEYS, "metadata.")))
+}
+
+/// Namespaced kinds default to `default`; cluster-scoped kinds drop a namespace, as
+/// the API server does.
+fn normalise_namespace(o: &mut Object) {
+    let namespaced = o.kind().namespaced();
+    let m = match o {
+        Object::BgpClusterConfig(x) => &mut x.metadata,
+        Object::BgpPeerConfig(x) => &mut x.metadata,
+        Object::BgpAdvertisement(x) => &mut x.metadata,
+        Object::BgpNodeConfigOverride(x) => &mut x.metadata,
+        Object::LoadBalancerIPPool(x) => &mut x.metadata,
+        Object::L2AnnouncementPolicy(x) => &mut x.metadata,
+        Object::EgressGatewayPolicy(x) => &mut x.metadata,
+        Object::Service(x) => &mut x.metadata,
+        Object::Node(x) => &mut x.metadata,
+        Object::EndpointSlice(x) => &mut x.metadata,
+        Object::Secret(x) => &mut x.metadata,
+    };
+    if namespaced {
+        if m.namespace.as_deref().is_none_or(str::is_empty) {
+            m.namespace = Some("default".into());
+        }
+    } else {
+        m.namespace = None;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitting() {
+        let d = split_documents(
+            "# c\n---\na: 1\n---\n---\n# only comment\n---\nb: 2\n...\nignored: x\n",
+        );
+        let got: Vec<_> = d
+            .iter()
+            .map(|d| (d.index, d.first_line, d.content_line))
+            .collect();
+        // `ignored: x` after `...` is a bare document of its own.
+        assert_eq!(got, vec![(1, 1, 3), (2, 4, 8), (3, 10, 10)]);
+        assert!(d[0].text.contains("a: 1"));
+        assert!(split_documents("").is_empty());
+        assert!(split_documents("---\n---\n# x\n").is_empty());
+        let d = split_documents("--- {a: 1}\n--- b\n");
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[1].content_line, 2);
+        // A `----` line is content, not a marker.
+        assert_eq!(split_documents("a: |\n  x\n----\n").len(), 1);
+    }
+}
