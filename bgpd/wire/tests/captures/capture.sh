@@ -41,7 +41,7 @@ log stdout
 !
 bgp community-list standard X permit 1:1
 route-map RICH permit 10
- set community 4200:100 4200:200 no-export
+ set community 4200:100 4200:200
  set large-community 4200000001:1:2 4200000001:3:4
  set extcommunity rt 65001:300
  set metric 50
@@ -140,8 +140,9 @@ ip netns exec "$C" bird -c "$W/bird.conf" -s "$W/bird.ctl" -P "$W/bird.pid"
 G() { ip netns exec "$B" gobgp -u 127.0.0.1 -p 50051 "$@"; }
 sleep 8
 G global rib add -a ipv4 203.0.113.0/26 origin igp med 10 community 65002:10 large-community 4200000002:1:1 nexthop 10.0.0.2
-G global rib add -a ipv4 203.0.113.64/26 origin egp nexthop 10.0.0.2
+G global rib add -a ipv4 203.0.113.64/26 origin egp aspath 65020 nexthop 10.0.0.2
 G global rib add -a ipv6 2001:db8:3::/48 community 65002:20 nexthop fd00::2
+G global rib add -a ipv4 198.18.0.0/15 rt 65002:30 nexthop 10.0.0.2 || true
 sleep 6
 V() { ip netns exec "$A" vtysh --vty_socket "$W" -c "$@"; }
 V "show bgp summary" || true
