@@ -1,0 +1,238 @@
+//! bgperf's method without Docker: a sender, the device under test and a receiver in three
+//! network namespaces; the sender pushes a synthetic full table, the DUT re-advertises it, the
+//! receiver timestamps the moment it holds every prefix. BIRD 2 and our speaker run in the same
+//! roles, interleaved, in one invocation. See README.md.
+
+pub mod bgp;
+pub mod dut;
+pub mod lab;
+pub mod peers;
+pub mod report;
+pub mod workload;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub use dut::DutKind;
+pub use report::{Report, RunResult};
+pub use workload::Workload;
+
+use dut::Dut;
+use lab::Lab;
+use peers::PeerSpec;
+
+/// Benchmark errors.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("lab setup")]
+    Lab(#[from] netlab::Error),
+    #[error("{}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {detail}")]
+    Proc { path: String, detail: String },
+    #[error("{role}: cannot {what}")]
+    Peer {
+        role: &'static str,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{role}: {detail}")]
+    Handshake { role: &'static str, detail: String },
+    #[error(
+        "{dut} run {run}: {what} not reached within {timeout:?} (receiver: {seen}); DUT log tail:\n{log}"
+    )]
+    Timeout {
+        dut: &'static str,
+        run: usize,
+        what: &'static str,
+        timeout: Duration,
+        seen: String,
+        log: String,
+    },
+    #[error("{dut} run {run}: a peer thread panicked")]
+    Panicked { dut: &'static str, run: usize },
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub workload: Workload,
+    /// Runs per DUT (and of the sender ceiling); medians are reported.
+    pub runs: usize,
+    pub duts: Vec<DutKind>,
+    /// Per-run limit for establishing and converging.
+    pub timeout: Duration,
+}
+
+/// Builds the lab, measures the sender ceiling and every DUT `runs` times (interleaved:
+/// ceiling, DUT A, DUT B, ceiling, ...), and returns every run.
+pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&RunResult)) -> Result<Report, BenchError> {
+    let lab = Lab::new()?;
+    let t = lab.topo;
+    let table = workload::build(&cfg.workload, t.sender_as, t.sender);
+    let mut report = Report::new(
+        cfg.workload,
+        table.bytes.len(),
+        table.updates,
+        table.used_sets,
+    );
+    for run in 0..cfg.runs {
+        let r = ceiling(&lab, &table.bytes, run, cfg)?;
+        progress(&r);
+        report.runs.push(r);
+        for kind in &cfg.duts {
+            let r = one_run(&lab, kind, &table.bytes, run, cfg)?;
+            progress(&r);
+            report.runs.push(r);
+        }
+    }
+    Ok(report)
+}
+
+/// The sender alone into a sink in the DUT's place: how fast can the table be offered at all.
+fn ceiling(
+    lab: &Lab,
+    table: &[u8],
+    run: usize,
+    cfg: &BenchConfig,
+) -> Result<RunResult, BenchError> {
+    let t = lab.topo;
+    let listener = lab
+        .dut
+        .enter(|| TcpListener::bind(t.dut_for_sender()))?
+        .map_err(|source| BenchError::Peer {
+            role: "sink",
+            what: "listen",
+            source,
+        })?;
+    let stop = AtomicBool::new(false);
+    let deadline = Instant::now() + cfg.timeout;
+    let spec = PeerSpec {
+        dut: t.dut_for_sender(),
+        my_as: t.sender_as,
+        router_id: t.sender,
+    };
+    let (tx, _rx) = mpsc::channel();
+    let (sent, sunk) = std::thread::scope(|s| {
+        let sink = s.spawn(|| peers::sink(listener, t.dut_as));
+        let sender = s.spawn(|| {
+            let _in = lab.sender.enter_guard()?;
+            peers::sender(spec, table, true, &stop, deadline, tx)
+        });
+        (sender.join(), sink.join())
+    });
+    let panicked = || BenchError::Panicked { dut: "sender", run };
+    let sent = sent.map_err(|_| panicked())??;
+    let (end, bytes) = sunk.map_err(|_| panicked())??;
+    Ok(RunResult {
+        dut: "sender-ceiling",
+        run,
+        convergence_s: end.duration_since(sent.t0).as_secs_f64(),
+        sender_s: sent.written.duration_since(sent.t0).as_secs_f64(),
+        dut_cpu_s: None,
+        dut_peak_rss_kib: None,
+        received: bytes,
+    })
+}
+
+fn one_run(
+    lab: &Lab,
+    kind: &DutKind,
+    table: &[u8],
+    run: usize,
+    cfg: &BenchConfig,
+) -> Result<RunResult, BenchError> {
+    let t = lab.topo;
+    let name = kind.name();
+    let mut dut = Dut::start(kind, &t, &lab.dut, lab.dir.path(), run)?;
+    let expected = cfg.workload.prefixes;
+    let stop = AtomicBool::new(false);
+    let deadline = Instant::now() + cfg.timeout;
+    let spec = |dut: SocketAddr, my_as, router_id| PeerSpec {
+        dut,
+        my_as,
+        router_id,
+    };
+    let rspec = spec(t.dut_for_receiver(), t.receiver_as, t.receiver);
+    let sspec = spec(t.dut_for_sender(), t.sender_as, t.sender);
+
+    let outcome = std::thread::scope(|s| {
+        let (est_tx, est_rx) = mpsc::channel();
+        let (full_tx, full_rx) = mpsc::channel();
+        let (start_tx, start_rx) = mpsc::channel();
+        let receiver = s.spawn(|| {
+            let _in = lab.receiver.enter_guard()?;
+            peers::receiver(rspec, expected, &stop, deadline, est_tx, full_tx)
+        });
+        let waited = (|| {
+            let left = || deadline.saturating_duration_since(Instant::now());
+            if est_rx.recv_timeout(left()).is_err() {
+                return Err("receiver session");
+            }
+            let cpu0 = dut.cpu_seconds().ok();
+            let sender = s.spawn(|| {
+                let _in = lab.sender.enter_guard()?;
+                peers::sender(sspec, table, false, &stop, deadline, start_tx)
+            });
+            if start_rx.recv_timeout(left()).is_err() {
+                return Err("sender session");
+            }
+            let full = full_rx
+                .recv_timeout(left())
+                .map_err(|_| "full table at the receiver")?;
+            let cpu1 = dut.cpu_seconds().ok();
+            let rss = dut.peak_rss_kib().ok();
+            Ok((sender, full, cpu0, cpu1, rss))
+        })();
+        stop.store(true, Ordering::Relaxed);
+        let rec = receiver.join();
+        match waited {
+            Ok((sender, full, cpu0, cpu1, rss)) => {
+                let sent = sender.join();
+                Ok((sent, rec, full, cpu0, cpu1, rss))
+            }
+            Err(what) => Err((what, rec)),
+        }
+    });
+    let panicked = || BenchError::Panicked { dut: name, run };
+    let result = match outcome {
+        Ok((sent, rec, full, cpu0, cpu1, rss)) => {
+            let sent = sent.map_err(|_| panicked())??;
+            let rec = rec.map_err(|_| panicked())??;
+            Ok(RunResult {
+                dut: name,
+                run,
+                convergence_s: full.duration_since(sent.t0).as_secs_f64(),
+                sender_s: sent.written.duration_since(sent.t0).as_secs_f64(),
+                dut_cpu_s: cpu0.zip(cpu1).map(|(a, b)| b - a),
+                dut_peak_rss_kib: rss,
+                received: u64::from(rec.distinct),
+            })
+        }
+        Err((what, rec)) => {
+            let seen = match rec {
+                Ok(Ok(r)) => format!("{r:?}"),
+                Ok(Err(e)) => format!("error: {e}"),
+                Err(_) => "panicked".into(),
+            };
+            Err(BenchError::Timeout {
+                dut: name,
+                run,
+                what,
+                timeout: cfg.timeout,
+                seen,
+                log: dut.process.log_tail(),
+            })
+        }
+    };
+    let _ = dut.process.stop();
+    result
+}
