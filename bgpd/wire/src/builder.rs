@@ -339,10 +339,11 @@ impl<'c> UpdateBuilder<'c> {
         if family == Family::Ipv4Unicast {
             self.buf.put_u16(0);
         } else {
-            self.buf.put_u16(MP_UNREACH_HEAD as u16);
-            self.buf.put_u8(flags::OPTIONAL | flags::EXTENDED_LENGTH);
+            // Short form, as FRR, BIRD and GoBGP send it.
+            self.buf.put_u16(MP_UNREACH_HEAD as u16 - 1);
+            self.buf.put_u8(flags::OPTIONAL);
             self.buf.put_u8(tc::MP_UNREACH_NLRI);
-            self.buf.put_u16(3);
+            self.buf.put_u8(3);
             put_afi_safi(&mut self.buf, family);
         }
         self.end(s);

@@ -153,7 +153,12 @@ pub(crate) fn encode_update(u: &Update, ctx: &SessionContext, out: &mut BytesMut
         for p in &un.withdrawn {
             nlri::encode(p, ap, &mut v);
         }
-        attributes::put_attr_ext(out, flags::OPTIONAL, tc::MP_UNREACH_NLRI, &v);
+        if un.withdrawn.is_empty() {
+            // An End-of-RIB marker: FRR, BIRD and GoBGP all send the short form.
+            attributes::put_attr(out, flags::OPTIONAL, tc::MP_UNREACH_NLRI, &v);
+        } else {
+            attributes::put_attr_ext(out, flags::OPTIONAL, tc::MP_UNREACH_NLRI, &v);
+        }
     }
     if let Some(re) = &u.mp_reach {
         let mut v = BytesMut::new();
