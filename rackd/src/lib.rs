@@ -3,5 +3,7 @@
 //! metrics. See README.md.
 
 pub mod admin;
+pub mod bgp;
 pub mod metrics;
+pub mod source;
 pub mod state;
