@@ -2,6 +2,8 @@
 //! other (see `captures/capture.sh`, which produced `captures/messages.txt`), decoded by our
 //! codec with the session context negotiated from the captured OPENs.
 
+#![allow(clippy::unwrap_used)] // Tests may unwrap.
+
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use bgpd_wire::notification::{cease, code};
