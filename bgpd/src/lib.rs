@@ -3,6 +3,7 @@
 //! See README.md for the design.
 
 pub mod events;
+pub mod fib;
 pub mod fsm;
 pub mod policy;
 pub mod rib;
