@@ -153,10 +153,13 @@ type DocResult = Result<Option<Loaded>, Box<ConfigError>>;
 
 fn parse_one(source: &str, doc: &RawDoc) -> DocResult {
     let offset = doc.first_line - 1;
+    // A parser that hits end-of-document reports the line after it; clamp so the
+    // error never points into the next document.
+    let last_line = offset + doc.text.lines().count().max(1);
     let loc = |line: Option<usize>| Location {
         source: source.to_owned(),
         document: doc.index,
-        line: Some(line.map_or(doc.content_line, |l| l + offset)),
+        line: Some(line.map_or(doc.content_line, |l| (l + offset).min(last_line))),
     };
     let fail = |line: Option<usize>, object: Option<ObjectRef>, problem: Problem| {
         Err(Box::new(ConfigError {
@@ -301,10 +304,22 @@ fn decode<T: DeserializeOwned>(text: &str) -> Result<T, (String, String, Option<
 
 /// The location is reported separately, relative to the whole source.
 fn strip_location(msg: &str) -> String {
-    match msg.rfind(" at line ") {
-        Some(i) if msg[i..].contains(" column ") => msg[..i].to_owned(),
-        _ => msg.to_owned(),
+    let mut out = msg.to_owned();
+    while let Some(i) = out.find(" at line ") {
+        let rest = &out[i + " at line ".len()..];
+        let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
+        let n = digits(rest);
+        let Some(after) = rest[n..].strip_prefix(" column ") else {
+            break;
+        };
+        let m = digits(after);
+        if n == 0 || m == 0 {
+            break;
+        }
+        let end = i + " at line ".len() + n + " column ".len() + m;
+        out.replace_range(i..end, "");
     }
+    out
 }
 
 fn value_type(v: &Value) -> &'static str {

@@ -12,6 +12,8 @@
 //!    kind, unreadable source) cannot be matched to an object, so every object
 //!    previously loaded from that source and not loaded again is kept: a typo
 //!    never withdraws routes. Deletions in that source wait until it parses.
+//!    A document with a name but an unknown kind (a misspelt kind) keeps the
+//!    previous objects of that name from that source.
 //! 4. Duplicate kind/name: the first definition (sources in the order given, then
 //!    document order) wins; the other is an error.
 //! 5. Cross-object references (ClusterConfig → PeerConfig, PeerConfig → Secret)
@@ -118,8 +120,9 @@ impl Snapshot {
             let mut wholesale = false;
             for e in &src.errors {
                 let mut e = e.clone();
-                match identified_key(&e) {
-                    Some(key) => {
+                let name = e.object.as_ref().and_then(|o| o.name.clone());
+                match (identified_key(&e), name) {
+                    (Some(key), _) => {
                         if !next.contains_key(&key)
                             && let Some(prev) = previous.objects.get(&key)
                         {
@@ -127,7 +130,22 @@ impl Snapshot {
                             e.kept_previous = true;
                         }
                     }
-                    None => wholesale = true,
+                    // A misspelt kind: keep whatever this source defined under that name.
+                    (None, Some(name)) => {
+                        let keep: Vec<_> = previous
+                            .objects
+                            .iter()
+                            .filter(|(k, p)| {
+                                k.name == name
+                                    && p.origin.location.source == src.source
+                                    && !next.contains_key(*k)
+                            })
+                            .map(|(k, p)| (k.clone(), p.clone()))
+                            .collect();
+                        e.kept_previous = !keep.is_empty();
+                        next.extend(keep);
+                    }
+                    (None, None) => wholesale = true,
                 }
                 errors.push(e);
             }

@@ -55,7 +55,8 @@ fn validate_into(obj: &Object, e: &mut Errs) {
         Object::EgressGatewayPolicy(o) => egress(&o.spec, e),
         Object::Service(o) => service(o, e),
         Object::Node(o) => node(o, e),
-        Object::EndpointSlice(_) | Object::Secret(_) => {}
+        Object::EndpointSlice(o) => endpoint_slice(o, e),
+        Object::Secret(_) => {}
     }
 }
 
@@ -837,7 +838,13 @@ fn gateway(b: &str, g: &EgressGateway, e: &mut Errs) {
 // ===== core objects =====
 
 fn service(svc: &k8s_openapi::api::core::v1::Service, e: &mut Errs) {
-    let Some(spec) = &svc.spec else { return };
+    if let Some(spec) = &svc.spec {
+        service_spec(spec, e);
+    }
+    service_status(svc, e);
+}
+
+fn service_spec(spec: &k8s_openapi::api::core::v1::ServiceSpec, e: &mut Errs) {
     if let Some(t) = spec.type_.as_deref()
         && !matches!(
             t,
@@ -885,6 +892,9 @@ fn service(svc: &k8s_openapi::api::core::v1::Service, e: &mut Errs) {
     {
         e.ip("spec.loadBalancerIP", ip, false);
     }
+}
+
+fn service_status(svc: &k8s_openapi::api::core::v1::Service, e: &mut Errs) {
     if let Some(st) = &svc.status
         && let Some(lb) = &st.load_balancer
     {
@@ -903,5 +913,40 @@ fn node(n: &k8s_openapi::api::core::v1::Node, e: &mut Errs) {
     }
     for (i, c) in spec.pod_cidrs.iter().flatten().enumerate() {
         e.cidr(&format!("spec.podCIDRs[{i}]"), c);
+    }
+}
+
+fn endpoint_slice(es: &k8s_openapi::api::discovery::v1::EndpointSlice, e: &mut Errs) {
+    let family = match es.address_type.as_str() {
+        "IPv4" => Some(true),
+        "IPv6" => Some(false),
+        "FQDN" => None,
+        other => {
+            e.push(
+                "addressType",
+                if other.is_empty() {
+                    "missing".to_owned()
+                } else {
+                    format!("unsupported value {other:?}")
+                },
+                "one of IPv4, IPv6, FQDN",
+            );
+            return;
+        }
+    };
+    let Some(v4) = family else { return };
+    for (i, ep) in es.endpoints.iter().flatten().enumerate() {
+        for (j, a) in ep.addresses.iter().enumerate() {
+            let p = format!("endpoints[{i}].addresses[{j}]");
+            if let Some(ip) = e.ip(&p, a, false)
+                && ip.is_ipv4() != v4
+            {
+                e.push(
+                    p,
+                    format!("{a} does not match addressType {}", es.address_type),
+                    format!("an {} address", es.address_type),
+                );
+            }
+        }
     }
 }
