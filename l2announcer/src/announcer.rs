@@ -86,13 +86,17 @@ impl AnnounceLog {
         }
     }
 
-    /// Replays the log and returns the first IP that two nodes announced at the same time.
+    /// Replays the log and returns the first IP that two nodes announced at the same time,
+    /// ignoring calls by nodes in `ignore` (e.g. a node killed with its entries left behind,
+    /// which the datapath liveness guard would retire).
     #[must_use]
-    pub fn first_double_owner(&self) -> Option<IpAddr> {
+    pub fn first_double_owner(&self, ignore: &[&str]) -> Option<IpAddr> {
         use std::collections::BTreeMap;
         let mut live: BTreeMap<IpAddr, BTreeMap<String, u32>> = BTreeMap::new();
         for c in self.calls() {
             match c {
+                Recorded::Announce { node, .. } | Recorded::Withdraw { node, .. }
+                    if ignore.contains(&node.as_str()) => {}
                 Recorded::Announce { node, ip, .. } => {
                     let nodes = live.entry(ip).or_default();
                     *nodes.entry(node).or_default() += 1;

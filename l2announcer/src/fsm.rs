@@ -220,6 +220,12 @@ impl Fsm {
         self.lease_live
     }
 
+    /// Nodes with a live node lease, as last reported.
+    #[must_use]
+    pub fn members(&self) -> &BTreeSet<String> {
+        &self.members
+    }
+
     /// Whether (ip, interface) is currently programmed.
     #[must_use]
     pub fn is_programmed(&self, ip: IpAddr, ifindex: u32) -> bool {

@@ -14,6 +14,7 @@ pub mod fsm;
 pub mod node;
 pub mod policy;
 pub mod query;
+pub mod testing;
 pub mod timing;
 
 pub use announcer::Announcer;

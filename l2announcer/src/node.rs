@@ -396,6 +396,7 @@ where
         Snapshot {
             node,
             lease_live: self.fsm.lease_live(),
+            members: self.fsm.members().iter().cloned().collect(),
             leases,
             announcements,
             writes: self.backend.writes(),

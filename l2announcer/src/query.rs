@@ -48,6 +48,8 @@ pub struct Snapshot {
     pub node: String,
     /// Whether the node lease is live.
     pub lease_live: bool,
+    /// Nodes with a live node lease.
+    pub members: Vec<String>,
     /// Every group known to this node.
     pub leases: Vec<LeaseRow>,
     /// Entries this node answers for.

@@ -8,8 +8,8 @@
 //! Steady state costs one keepalive per node per retry period, whatever the number of groups.
 //! When a node dies its lease expires and etcd deletes all its keys at one revision; every
 //! survivor sees the deletions on its watch and races a create-if-absent per group, which
-//! exactly one wins. Claims and releases are batched as nested transactions (etcd ≥ 3.3), up
-//! to etcd's default `--max-txn-ops` of 128 per request.
+//! exactly one wins. Claims and releases are batched as nested transactions (etcd ≥ 3.3), 127
+//! per request (etcd's default `--max-txn-ops` of 128 minus the outer level).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::IpAddr;
@@ -30,8 +30,10 @@ use super::{BackendError, BackendEvent, Counters, LeaseBackend, Write, WriteStat
 use crate::fsm::{ClaimOutcome, Owner};
 use crate::timing::LeaseTimings;
 
-/// etcd's default `--max-txn-ops`.
-const MAX_TXN_OPS: usize = 128;
+/// Groups per claim/release request. etcd's default `--max-txn-ops` is 128, and etcd 3.4
+/// checks nested transactions against what the outer one leaves (128 − outer ops), so 127
+/// one-op nested transactions is the most one request can carry (128 is rejected).
+const MAX_TXN_OPS: usize = 127;
 
 /// Configuration of the etcd backend.
 #[derive(Debug, Clone)]
@@ -329,6 +331,7 @@ impl LeaseBackend for EtcdBackend {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => {
                     warn!(error = %e, groups = chunk.len(), "claim transaction failed");
+                    // Leaves them to the next tick.
                     out.extend(std::iter::repeat_n(ClaimOutcome::Failed, chunk.len()));
                     continue;
                 }
