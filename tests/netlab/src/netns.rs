@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,13 @@ const TERM_GRACE: Duration = Duration::from_secs(3);
 #[derive(Debug)]
 pub struct Netns {
     name: String,
+    /// PIDs of unreaped children spawned through this namespace (see [`Process`]). A child
+    /// removes itself when reaped, so every PID here is still ours and cannot be recycled.
+    spawned: Spawned,
 }
+
+/// Shared registry of live children, between a [`Netns`] and its [`Process`]es.
+pub(crate) type Spawned = Arc<Mutex<Vec<u32>>>;
 
 impl Netns {
     /// Creates `<prefix>-<pid>-<counter>-<rand>`, brings its loopback up and turns IPv6
@@ -50,7 +57,10 @@ impl Netns {
         let name = names::unique(prefix);
         cmd::run(Command::new("ip").args(["netns", "add", &name]))?;
         // From here on the guard owns the namespace: an error below still deletes it.
-        let ns = Self { name };
+        let ns = Self {
+            name,
+            spawned: Spawned::default(),
+        };
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
     }
@@ -341,9 +351,27 @@ impl Netns {
             .collect())
     }
 
+    /// The registry [`Process::spawn`] records children in.
+    pub(crate) fn spawned(&self) -> &Spawned {
+        &self.spawned
+    }
+
+    /// Everything to stop: processes inside the namespace plus our unreaped children (which
+    /// may not have entered it yet: `ip netns exec` between fork and setns).
+    fn targets(&self) -> Vec<i32> {
+        let mut t = self.pids().unwrap_or_default();
+        if let Ok(s) = self.spawned.lock() {
+            t.extend(s.iter().filter_map(|&p| i32::try_from(p).ok()));
+        }
+        t.retain(|&p| p > 0 && !is_zombie_or_gone(p));
+        t.sort_unstable();
+        t.dedup();
+        t
+    }
+
     /// SIGTERM then (after a grace period) SIGKILL everything still in the namespace.
     fn kill_all(&self) {
-        let Ok(pids) = self.pids() else { return };
+        let pids = self.targets();
         if pids.is_empty() {
             return;
         }
@@ -353,17 +381,27 @@ impl Netns {
         }
         let deadline = Instant::now() + TERM_GRACE;
         while Instant::now() < deadline {
-            match self.pids() {
-                Ok(p) if !p.is_empty() => thread::sleep(Duration::from_millis(50)),
-                _ => return,
+            if self.targets().is_empty() {
+                return;
             }
+            thread::sleep(Duration::from_millis(50));
         }
-        if let Ok(pids) = self.pids() {
-            for p in pids {
-                // SAFETY: as above.
-                unsafe { libc::kill(p, libc::SIGKILL) };
-            }
+        for p in self.targets() {
+            // SAFETY: as above.
+            unsafe { libc::kill(p, libc::SIGKILL) };
         }
+    }
+}
+
+/// Whether `pid` has exited (a zombie awaiting its parent's wait, or no longer present).
+fn is_zombie_or_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name, which may itself contain ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_none_or(|state| state == "Z" || state == "X"),
+        Err(_) => true,
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::cmd::describe;
 use crate::error::{Error, Result};
-use crate::netns::Netns;
+use crate::netns::{Netns, Spawned};
 
 /// How long [`Process::stop`] (and drop) waits after SIGTERM before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -29,6 +29,7 @@ pub struct Process {
     status: Option<ExitStatus>,
     log: PathBuf,
     cmdline: String,
+    registry: Spawned,
 }
 
 impl Process {
@@ -57,6 +58,10 @@ impl Process {
             cmd: cmdline.clone(),
             source,
         })?;
+        let registry = ns.spawned().clone();
+        if let Ok(mut r) = registry.lock() {
+            r.push(child.id());
+        }
         Ok(Self {
             name: name.to_owned(),
             pid: child.id(),
@@ -64,6 +69,7 @@ impl Process {
             status: None,
             log,
             cmdline,
+            registry,
         })
     }
 
@@ -113,6 +119,9 @@ impl Process {
                 target: self.pid.to_string(),
                 source,
             })?;
+            if self.status.is_some() {
+                self.unregister();
+            }
         }
         Ok(self.status)
     }
@@ -179,7 +188,15 @@ impl Process {
             source,
         })?;
         self.status = Some(s);
+        self.unregister();
         Ok(s)
+    }
+
+    /// Reaped: the PID may be recycled from now on, so the namespace must forget it.
+    fn unregister(&mut self) {
+        if let Ok(mut r) = self.registry.lock() {
+            r.retain(|&p| p != self.pid);
+        }
     }
 
     /// Waits up to `timeout` for it to exit.

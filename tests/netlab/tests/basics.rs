@@ -113,17 +113,37 @@ fn process_is_stopped_and_logged() {
     let st = p.kill9().unwrap();
     assert!(!st.success());
     assert!(p.check_running().is_err());
+}
 
-    // A second one, left to the Netns drop.
-    let p2 = ns.spawn(dir.path(), "sleeper2", &["sleep", "600"]).unwrap();
-    let pid = p2.pid();
-    std::mem::forget(p2); // simulate a leaked guard: the namespace must still kill it
-    drop(ns);
-    // Reap it ourselves (we are its parent) to be sure it died.
+/// Reaps `pid` (our child), giving up after 10 s (then kills it so the test leaks nothing).
+fn reap(pid: u32) -> bool {
+    let pid = pid as i32;
     let mut status = 0;
-    // SAFETY: waitpid on our own child.
-    let r = unsafe { libc::waitpid(pid as i32, &mut status, 0) };
-    assert_eq!(r, pid as i32);
+    for _ in 0..1000 {
+        // SAFETY: waitpid on our own child.
+        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: still our unreaped child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    false
+}
+
+#[test]
+fn namespace_drop_kills_leaked_and_just_spawned_children() {
+    let dir = LabDir::new("nl-leak").unwrap();
+    // Dropping right after spawn races `ip netns exec` (forked, not yet inside the namespace);
+    // the namespace's own child registry must catch it anyway.
+    for _ in 0..10 {
+        let ns = Netns::new("nl-leak").unwrap();
+        let p = ns.spawn(dir.path(), "sleeper", &["sleep", "600"]).unwrap();
+        let pid = p.pid();
+        std::mem::forget(p); // a leaked guard: only the namespace can stop it now
+        drop(ns);
+        assert!(reap(pid), "pid {pid} survived its namespace");
+    }
 }
 
 #[test]
@@ -174,7 +194,11 @@ fn tokio_runtime_inside_namespace() {
                     ])
                     .spawn()
                     .unwrap();
-                let (mut s, peer) = l.accept().await.unwrap();
+                // Bounded so a broken lab fails instead of hanging the suite.
+                let (mut s, peer) = tokio::time::timeout(Duration::from_secs(30), l.accept())
+                    .await
+                    .unwrap()
+                    .unwrap();
                 let mut buf = String::new();
                 s.read_to_string(&mut buf).await.unwrap();
                 (client, peer, buf)
