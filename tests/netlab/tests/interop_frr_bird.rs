@@ -129,3 +129,38 @@ fn frr_and_bird_exchange_ipv4_and_ipv6_routes() {
     bird.birdc(&["disable", "n0"]).unwrap();
     frr.wait_no_route("198.51.100.0/24", T).unwrap();
 }
+
+/// RFC 8950: IPv4 routes over a single IPv6 session, both sides configured for extended next hop.
+#[test]
+fn frr_and_bird_ipv4_over_ipv6_extended_nexthop() {
+    let dir = LabDir::new("nl-enh").unwrap();
+    let fns = Netns::new("nl-enh-frr").unwrap();
+    let bns = Netns::new("nl-enh-bird").unwrap();
+    veth(&fns, "eth0", &bns, "eth0").unwrap();
+    fns.addr_add("eth0", "fd00:2::1/64").unwrap();
+    bns.addr_add("eth0", "fd00:2::2/64").unwrap();
+    fns.wait_ipv6_ready(T).unwrap();
+    bns.wait_ipv6_ready(T).unwrap();
+    let frr_cfg = BgpConfig::new(65001, "10.0.0.1".parse().unwrap())
+        .neighbor(
+            Neighbor::new(ip("fd00:2::2"), 65002)
+                .extended_nexthop()
+                .hold_time(9),
+        )
+        .route(Route::new("192.0.2.0/24").unwrap());
+    let bird_cfg = BgpConfig::new(65002, "10.0.0.2".parse().unwrap())
+        .neighbor(
+            Neighbor::new(ip("fd00:2::1"), 65001)
+                .extended_nexthop()
+                .hold_time(9),
+        )
+        .route(Route::new("198.51.100.0/24").unwrap());
+    let frr = Frr::start_with(&fns, dir.path(), "frr", &frr_cfg).unwrap();
+    let bird = Bird::start_with(&bns, dir.path(), "bird", &bird_cfg).unwrap();
+    frr.wait_established(ip("fd00:2::2"), T).unwrap();
+    bird.wait_established("n0", T).unwrap();
+    let p = bird.wait_route("192.0.2.0/24", T).unwrap();
+    assert!(p.next_hops.iter().all(IpAddr::is_ipv6), "{p:?}");
+    let p = frr.wait_route("198.51.100.0/24", T).unwrap();
+    assert!(p.next_hops.iter().any(IpAddr::is_ipv6), "{p:?}");
+}

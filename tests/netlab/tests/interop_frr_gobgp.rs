@@ -72,3 +72,30 @@ fn frr_and_gobgp_exchange_routes() {
     gobgp.del_route("198.18.0.0/15").unwrap();
     frr.wait_no_route("198.18.0.0/15", T).unwrap();
 }
+
+/// iBGP, IPv6 session carrying both families: LOCAL_PREF set on a GoBGP-injected route reaches
+/// FRR (LOCAL_PREF is only sent over iBGP, RFC 4271 §5.1.5).
+#[test]
+fn gobgp_ibgp_local_pref_reaches_frr() {
+    let dir = LabDir::new("nl-ibgp").unwrap();
+    let fns = Netns::new("nl-ibgp-frr").unwrap();
+    let gns = Netns::new("nl-ibgp-gobgp").unwrap();
+    veth(&fns, "eth0", &gns, "eth0").unwrap();
+    fns.addr_add("eth0", "fd00:3::1/64").unwrap();
+    gns.addr_add("eth0", "fd00:3::2/64").unwrap();
+    let frr_cfg = BgpConfig::new(65010, "10.0.3.1".parse().unwrap())
+        .neighbor(Neighbor::new(ip("fd00:3::2"), 65010).extended_nexthop());
+    let gobgp_cfg = BgpConfig::new(65010, "10.0.3.2".parse().unwrap())
+        .neighbor(Neighbor::new(ip("fd00:3::1"), 65010))
+        .route(Route::new("2001:db8:9::/48").unwrap().local_pref(250))
+        .route(Route::new("192.0.2.128/25").unwrap().local_pref(50));
+    let frr = Frr::start_with(&fns, dir.path(), "frr", &frr_cfg).unwrap();
+    let gobgp = GoBgp::start_with(&gns, dir.path(), "gobgp", &gobgp_cfg).unwrap();
+    gobgp.wait_established(ip("fd00:3::1"), T).unwrap();
+    let p = frr.wait_route("2001:db8:9::/48", T).unwrap();
+    assert_eq!(p.local_pref, Some(250));
+    assert!(p.as_path.is_empty(), "{p:?}");
+    let p = frr.wait_route("192.0.2.128/25", T).unwrap();
+    assert_eq!(p.local_pref, Some(50));
+    assert!(p.next_hops.iter().any(IpAddr::is_ipv6), "{p:?}");
+}
