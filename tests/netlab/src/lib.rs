@@ -13,6 +13,7 @@
 
 pub mod bgp;
 pub mod bird;
+pub mod capture;
 pub mod cmd;
 pub mod dir;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod gobgp;
 pub mod names;
 pub mod netns;
 pub mod process;
+pub mod segment;
 pub mod wait;
 
 pub use bgp::{BgpConfig, Family, Neighbor, Path, Route};
@@ -29,4 +31,5 @@ pub use dir::LabDir;
 pub use error::{Error, Result};
 pub use netns::{EnteredNetns, Netns, veth};
 pub use process::Process;
+pub use segment::Segment;
 pub use wait::{Check, wait_for, wait_until};
