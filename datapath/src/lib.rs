@@ -28,6 +28,7 @@ pub mod packet;
 mod responder;
 pub mod sys;
 
+pub use aya::programs::XdpMode;
 pub use error::{Error, Result};
 pub use responder::{
     Counter, DEFAULT_LEASE, DEFAULT_PIN_ROOT, Hook, Responder, RunOutcome, Verdict,

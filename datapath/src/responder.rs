@@ -10,7 +10,8 @@ use std::time::Duration;
 use aya::maps::{Array, HashMap, Map, MapData, MapError};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::tc::{self, SchedClassifierLink, TcAttachOptions};
-use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp};
+use aya::programs::xdp::XdpLink;
+use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::util::KernelVersion;
 use aya::{Ebpf, EbpfLoader, TestRun, TestRunOptions};
 
@@ -65,6 +66,13 @@ pub struct RunOutcome {
     pub packet: Vec<u8>,
     /// Kernel-measured average time per run.
     pub duration: Duration,
+}
+
+/// An XDP attachment made by [`Responder::attach_xdp_unpinned`]; dropping
+/// it detaches the program.
+#[derive(Debug)]
+pub struct XdpAttachment {
+    _link: XdpLink,
 }
 
 /// One announced (IP, interface) entry and its reply counter.
@@ -330,6 +338,32 @@ impl Responder {
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(Error::map(MAP_IFACE, "remove", e)),
         }
+    }
+
+    /// Attaches the XDP variant to `ifindex` in `mode`, unpinned: it stays
+    /// only as long as the returned handle. For the tc-vs-XDP comparison
+    /// (see README.md); production uses [`Responder::attach`]. Also records
+    /// the interface MAC like `attach`.
+    pub fn attach_xdp_unpinned(&mut self, ifindex: u32, mode: XdpMode) -> Result<XdpAttachment> {
+        let mac = sys::if_mac(ifindex)?;
+        self.set_mac(ifindex, mac)?;
+        let name = sys::if_name(ifindex)?;
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(PROG_XDP)
+            .ok_or(Error::Missing {
+                kind: "program",
+                name: PROG_XDP,
+            })?
+            .try_into()
+            .map_err(|e| Error::prog(PROG_XDP, "convert", e))?;
+        let id = prog
+            .attach(&name, mode)
+            .map_err(|e| Error::prog(PROG_XDP, "attach", e))?;
+        let link = prog
+            .take_link(id)
+            .map_err(|e| Error::prog(PROG_XDP, "attach", e))?;
+        Ok(XdpAttachment { _link: link })
     }
 
     /// Interfaces the responder is attached to (with a pinned link).
