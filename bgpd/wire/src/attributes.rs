@@ -489,7 +489,9 @@ fn merge_as4(
     let mut keep = n2 - n4;
     let mut merged = Vec::with_capacity(attrs.as_path.segments.len() + as4.segments.len());
     for seg in &attrs.as_path.segments {
-        if keep == 0 {
+        // Confederation segments count zero and never appear in AS4_PATH, so they are kept
+        // even once the AS count is used up.
+        if keep == 0 && !is_confed(seg) {
             break;
         }
         match seg {
@@ -505,7 +507,19 @@ fn merge_as4(
             AsSegment::ConfedSequence(_) | AsSegment::ConfedSet(_) => merged.push(seg.clone()),
         }
     }
-    merged.extend(as4.segments);
+    let joins = matches!(
+        (merged.last(), as4.segments.first()),
+        (Some(AsSegment::Sequence(_)), Some(AsSegment::Sequence(_)))
+    );
+    let mut rest = as4.segments.into_iter();
+    // A sequence cut from AS_PATH continues into AS4_PATH's leading sequence: join them.
+    if joins
+        && let (Some(AsSegment::Sequence(head)), Some(AsSegment::Sequence(tail))) =
+            (merged.last_mut(), rest.next())
+    {
+        head.extend(tail);
+    }
+    merged.extend(rest);
     attrs.as_path = AsPath { segments: merged };
 }
 
