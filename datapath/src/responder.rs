@@ -226,8 +226,9 @@ impl Responder {
     }
 
     /// Points the pinned TCX link at our program (bpf_link_update: atomic,
-    /// no packet sees a gap). A link whose interface vanished is unpinned.
-    fn adopt(&mut self, ifindex: u32, path: &Path) -> Result<()> {
+    /// no packet sees a gap). A link whose interface vanished is unpinned
+    /// and `false` returned.
+    fn adopt(&mut self, ifindex: u32, path: &Path) -> Result<bool> {
         let pinned = PinnedLink::from_pin(path).map_err(|source| Error::LinkOpen {
             path: path.into(),
             source,
@@ -247,7 +248,7 @@ impl Responder {
                         .map_err(|e| Error::prog(PROG_TC, "adopt", e))?,
                 );
                 tracing::debug!(ifindex, path = %path.display(), "adopted pinned link");
-                Ok(())
+                Ok(true)
             }
             Err(e) => {
                 tracing::warn!(ifindex, error = %e, "pinned link is defunct; removing it");
@@ -255,7 +256,8 @@ impl Responder {
                     op: "remove",
                     path: path.into(),
                     source,
-                })
+                })?;
+                Ok(false)
             }
         }
     }
@@ -270,8 +272,8 @@ impl Responder {
         let name = sys::if_name(ifindex)?;
         let path = self.link_path(ifindex);
         if self.tcx {
-            if path.exists() {
-                return self.adopt(ifindex, &path);
+            if path.exists() && self.adopt(ifindex, &path)? {
+                return Ok(());
             }
             let prog = self.tc_prog()?;
             let id = prog

@@ -233,3 +233,42 @@ fn gratuitous_arp_and_unsolicited_na_reach_the_segment() {
     }
     assert_eq!((n_garp, n_na), (3, 3));
 }
+
+#[test]
+fn link_of_a_deleted_interface_is_dropped_on_restart() {
+    let lab = Lab::new();
+    let _in = lab.node.enter();
+    let ifindex = sys::if_index("va").unwrap();
+    {
+        let mut r = Responder::open_or_create(lab.dir.path()).unwrap();
+        r.attach(ifindex).unwrap();
+    }
+    // The interface goes away while no daemon runs; a new one appears.
+    lab.node.exec(&["ip", "link", "del", "va"]);
+    lab.node.exec(&[
+        "ip",
+        "link",
+        "add",
+        "va",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "vb",
+        "netns",
+        &lab.client.name,
+    ]);
+    lab.node.exec(&["ip", "link", "set", "va", "up"]);
+    lab.client
+        .exec(&["ip", "addr", "add", "192.0.2.1/24", "dev", "vb"]);
+    lab.client.exec(&["ip", "link", "set", "vb", "up"]);
+
+    let mut r = Responder::open_or_create(lab.dir.path()).unwrap();
+    assert!(r.attached().unwrap().is_empty(), "defunct link unpinned");
+    let ifindex = sys::if_index("va").unwrap();
+    r.attach(ifindex).unwrap();
+    r.announce(vip4(), ifindex).unwrap();
+    let mac = mac_str(sys::if_mac(ifindex).unwrap());
+    assert_eq!(lab.arping().as_deref(), Some(mac.as_str()));
+    r.uninstall().unwrap();
+}
