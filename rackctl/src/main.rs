@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use rackd_api::{Reply, Request};
 use rackctl::{print, routes_args};
+use rackd_api::{Reply, Request};
 
 #[derive(Parser, Debug)]
 #[command(name = "rackctl", version, about = "Control and inspect rackd")]
@@ -175,8 +175,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ),
                 _ => bail!("usage: rackctl bgp route-policies [vrouter ASN]"),
             };
-            let Reply::BgpRoutePolicies(p) =
-                call(sock, &Request::BgpRoutePolicies { router_asn })?
+            let Reply::BgpRoutePolicies(p) = call(sock, &Request::BgpRoutePolicies { router_asn })?
             else {
                 bail!("unexpected reply");
             };

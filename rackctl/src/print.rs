@@ -283,7 +283,11 @@ pub fn status_text(s: &Status) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Node:            {}", s.node);
     let _ = writeln!(out, "Version:         {}", s.version);
-    let _ = writeln!(out, "Uptime:          {}", go_duration(s.uptime_seconds * 1_000_000_000));
+    let _ = writeln!(
+        out,
+        "Uptime:          {}",
+        go_duration(s.uptime_seconds * 1_000_000_000)
+    );
     let _ = writeln!(out, "Config source:   {}", s.config_source);
     let _ = writeln!(out, "Config applied:  {} time(s)", s.config_generation);
     let objs: Vec<String> = s.objects.iter().map(|(k, n)| format!("{k}={n}")).collect();
@@ -365,10 +369,7 @@ mod tests {
             families: vec![fam("ipv4", 2, 2), fam("ipv6", 2, 2)],
             ..Default::default()
         };
-        let out = peers_table(&[(
-            "bgpv2-cplane-dev-service-control-plane".into(),
-            vec![peer],
-        )]);
+        let out = peers_table(&[("bgpv2-cplane-dev-service-control-plane".into(), vec![peer])]);
         let trimmed: Vec<&str> = out.lines().map(str::trim_end).collect();
         assert_eq!(
             trimmed,
@@ -412,7 +413,10 @@ mod tests {
         let row = out.lines().nth(1).unwrap();
         assert!(row.starts_with("65001     65000-ipv4-PodCIDR   export   fd00:10::1/128"));
         assert!(row.contains("10.1.0.0/24 (24..24)"));
-        assert!(row.trim_end().ends_with("accept       AddCommunities: [65000:99]"));
+        assert!(
+            row.trim_end()
+                .ends_with("accept       AddCommunities: [65000:99]")
+        );
     }
 
     #[test]

@@ -127,7 +127,10 @@ mod tests {
     #[test]
     fn defaults_to_available_ipv4_unicast() {
         let a = p("").unwrap();
-        assert_eq!((a.table, a.afi.as_str(), a.defaulted), ("loc-rib", "ipv4", true));
+        assert_eq!(
+            (a.table, a.afi.as_str(), a.defaulted),
+            ("loc-rib", "ipv4", true)
+        );
     }
 
     #[test]
@@ -142,8 +145,14 @@ mod tests {
 
     #[test]
     fn malformed() {
-        assert_eq!(p("sideways").unwrap_err(), RoutesArgsError::Table("sideways".into()));
-        assert_eq!(p("available ipv5").unwrap_err(), RoutesArgsError::Afi("ipv5".into()));
+        assert_eq!(
+            p("sideways").unwrap_err(),
+            RoutesArgsError::Table("sideways".into())
+        );
+        assert_eq!(
+            p("available ipv5").unwrap_err(),
+            RoutesArgsError::Afi("ipv5".into())
+        );
         assert_eq!(
             p("available ipv4 multicast").unwrap_err(),
             RoutesArgsError::Safi("multicast".into())

@@ -90,10 +90,7 @@ mod tests {
         let out = tw.finish();
         // Column 0 block spans lines 0-1 (width 4+3=7); line 2 breaks the block;
         // line 3 starts a new block (width max(1+3, 5) = 5).
-        assert_eq!(
-            out,
-            "a      bbb   c    \naaaa   b     \nx\ny    z    \n"
-        );
+        assert_eq!(out, "a      bbb   c    \naaaa   b     \nx\ny    z    \n");
     }
 
     #[test]

@@ -159,7 +159,9 @@ mod tests {
         })
         .await
         .unwrap();
-        assert!(matches!(reply, Reply::Error(e) if e.contains("bad request") || e.contains("permission")));
+        assert!(
+            matches!(reply, Reply::Error(e) if e.contains("bad request") || e.contains("permission"))
+        );
         stop.cancel();
         srv.await.unwrap();
     }

@@ -4,6 +4,9 @@
 
 pub mod admin;
 pub mod bgp;
+pub mod daemon;
+pub mod host;
 pub mod metrics;
 pub mod source;
 pub mod state;
+pub mod views;

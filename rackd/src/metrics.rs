@@ -207,7 +207,10 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
-        assert!(body.contains("rackd_bgp_session_established{vrouter=\"65001\",peer=\"10.0.1.1\"} 1"), "{body}");
+        assert!(
+            body.contains("rackd_bgp_session_established{vrouter=\"65001\",peer=\"10.0.1.1\"} 1"),
+            "{body}"
+        );
         stop.cancel();
         srv.await.unwrap().unwrap();
     }

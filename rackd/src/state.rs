@@ -96,6 +96,9 @@ mod tests {
         let p = dir.path().join("d");
         fs::create_dir(&p).unwrap();
         assert!(matches!(read(&p), Err(StateError::Read { .. })));
-        assert!(matches!(write_atomic(&p, b"x"), Err(StateError::Write { .. })));
+        assert!(matches!(
+            write_atomic(&p, b"x"),
+            Err(StateError::Write { .. })
+        ));
     }
 }

@@ -127,7 +127,8 @@ fn host_route(ip: IpAddr) -> IpNet {
 }
 
 fn node_labels(node: Option<&Node>) -> BTreeMap<String, String> {
-    node.and_then(|n| n.metadata.labels.clone()).unwrap_or_default()
+    node.and_then(|n| n.metadata.labels.clone())
+        .unwrap_or_default()
 }
 
 /// The node's router ID when no override gives one: its first IPv4 InternalIP, else the first
@@ -145,12 +146,16 @@ fn default_router_id(node: Option<&Node>, host: &HostInfo, node_name: &str) -> I
     if let Some(id) = from_node {
         return id;
     }
-    let from_host = host.interfaces.iter().filter(|(n, _)| *n != "lo").find_map(|(_, ips)| {
-        ips.iter().find_map(|ip| match ip {
-            IpAddr::V4(v4) if !v4.is_loopback() && !v4.is_link_local() => Some(*v4),
-            _ => None,
-        })
-    });
+    let from_host = host
+        .interfaces
+        .iter()
+        .filter(|(n, _)| *n != "lo")
+        .find_map(|(_, ips)| {
+            ips.iter().find_map(|ip| match ip {
+                IpAddr::V4(v4) if !v4.is_loopback() && !v4.is_link_local() => Some(*v4),
+                _ => None,
+            })
+        });
     if let Some(id) = from_host {
         return id;
     }
@@ -176,11 +181,7 @@ fn has_local_endpoint(snap: &Snapshot, svc_ns: &str, svc_name: &str, node: &str)
                 .is_some_and(|n| n == svc_name)
             && es.endpoints.iter().flatten().any(|ep| {
                 ep.node_name.as_deref() == Some(node)
-                    && ep
-                        .conditions
-                        .as_ref()
-                        .and_then(|c| c.ready)
-                        .unwrap_or(true)
+                    && ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true)
             })
     })
 }
@@ -237,7 +238,13 @@ fn service_routes(
             let mut prefixes: Vec<IpNet> = ips
                 .into_iter()
                 .filter(|ip| in_family(ip, family))
-                .map(|ip| if is_local_policy(svc, *addr) { host_route(ip) } else { aggregate(ip, agg) })
+                .map(|ip| {
+                    if is_local_policy(svc, *addr) {
+                        host_route(ip)
+                    } else {
+                        aggregate(ip, agg)
+                    }
+                })
                 .collect();
             prefixes.sort();
             prefixes.dedup();
@@ -298,7 +305,11 @@ fn service_addresses(
                 .and_then(|s| s.load_balancer.as_ref())
                 .and_then(|lb| lb.ingress.as_ref())
             {
-                ips.extend(ingress.iter().filter_map(|i| i.ip.as_deref()?.parse::<IpAddr>().ok()));
+                ips.extend(
+                    ingress
+                        .iter()
+                        .filter_map(|i| i.ip.as_deref()?.parse::<IpAddr>().ok()),
+                );
             }
             ips
         }
@@ -329,7 +340,11 @@ fn attributes(adv: &BGPAdvertisement) -> (Vec<u32>, Vec<[u32; 3]>, Option<u32>) 
     let mut lp = None;
     if let Some(a) = adv.attributes.as_ref() {
         if let Some(c) = a.communities.as_ref() {
-            std_c.extend(c.standard.iter().filter_map(|s| rackd_model::cilium::parse_standard_community(s)));
+            std_c.extend(
+                c.standard
+                    .iter()
+                    .filter_map(|s| rackd_model::cilium::parse_standard_community(s)),
+            );
             std_c.extend(c.well_known.iter().map(|w| w.value()));
             large.extend(
                 c.large
@@ -360,7 +375,9 @@ pub fn render(snap: &Snapshot, input: &RenderInput<'_>) -> Desired {
         match Selector::compile_optional(cc.spec.node_selector.as_ref(), NilSelector::MatchesAll) {
             Ok(sel) if sel.matches(&labels) => selected.push((name, cc)),
             Ok(_) => {}
-            Err(e) => d.problems.push(format!("CiliumBGPClusterConfig {name}: nodeSelector: {e}")),
+            Err(e) => d
+                .problems
+                .push(format!("CiliumBGPClusterConfig {name}: nodeSelector: {e}")),
         }
     }
     let Some((cc_name, cc)) = selected.first().cloned() else {
@@ -441,7 +458,10 @@ fn render_peer(
             match ip.parse::<IpAddr>() {
                 Ok(ip) => (ip, zone),
                 Err(_) => {
-                    problems.push(format!("peer {}: peerAddress {a:?} is not an IP address", p.name));
+                    problems.push(format!(
+                        "peer {}: peerAddress {a:?} is not an IP address",
+                        p.name
+                    ));
                     return None;
                 }
             }
@@ -463,11 +483,18 @@ fn render_peer(
             }
         }
         (None, None) => {
-            problems.push(format!("peer {}: neither peerAddress nor autoDiscovery", p.name));
+            problems.push(format!(
+                "peer {}: neither peerAddress nor autoDiscovery",
+                p.name
+            ));
             return None;
         }
     };
-    if let Some(i) = p.peer_interface.clone().or_else(|| povr.and_then(|o| o.peer_interface.clone())) {
+    if let Some(i) = p
+        .peer_interface
+        .clone()
+        .or_else(|| povr.and_then(|o| o.peer_interface.clone()))
+    {
         interface = Some(i);
     }
     let default_pc;
@@ -510,7 +537,10 @@ fn render_peer(
     let mut export = Vec::new();
     for f in &families_cfg {
         let Some(family) = family_of(f.afi) else {
-            problems.push(format!("peer {}: family {:?} is not supported", p.name, f.afi));
+            problems.push(format!(
+                "peer {}: family {:?} is not supported",
+                p.name, f.afi
+            ));
             continue;
         };
         families.push(family);
@@ -529,7 +559,12 @@ fn render_peer(
         for a in adverts {
             for adv in &a.spec.advertisements {
                 let (communities, large_communities, local_pref) = attributes(adv);
-                let base = format!("{}-{}-{:?}", p.name, afi_name(family), adv.advertisement_type);
+                let base = format!(
+                    "{}-{}-{:?}",
+                    p.name,
+                    afi_name(family),
+                    adv.advertisement_type
+                );
                 let mut push = |name: String, prefixes: Vec<IpNet>| {
                     if !prefixes.is_empty() {
                         export.push(ExportPolicy {
@@ -601,8 +636,13 @@ fn render_peer(
         local_address: povr
             .and_then(|o| o.local_address.as_deref())
             .and_then(|a| a.parse().ok()),
-        local_port: povr.and_then(|o| o.local_port).and_then(|p| u16::try_from(p).ok()),
-        source_interface: pc.transport.as_ref().and_then(|t| t.source_interface.clone()),
+        local_port: povr
+            .and_then(|o| o.local_port)
+            .and_then(|p| u16::try_from(p).ok()),
+        source_interface: pc
+            .transport
+            .as_ref()
+            .and_then(|t| t.source_interface.clone()),
         connect_retry_secs: u32::try_from(timers.connect_retry).unwrap_or(120),
         hold_secs: u16::try_from(timers.hold).unwrap_or(90),
         keepalive_secs: u16::try_from(timers.keepalive).unwrap_or(30),
@@ -668,7 +708,10 @@ mod tests {
         let v4 = &inst.peers["tor-v4"];
         assert_eq!(v4.address, "10.0.0.1".parse::<IpAddr>().unwrap());
         assert_eq!(v4.peer_asn, 65000);
-        assert_eq!((v4.hold_secs, v4.keepalive_secs, v4.connect_retry_secs), (9, 3, 5));
+        assert_eq!(
+            (v4.hold_secs, v4.keepalive_secs, v4.connect_retry_secs),
+            (9, 3, 5)
+        );
         assert_eq!(v4.password.as_deref(), Some(&b"cilium123"[..]));
         assert_eq!(v4.graceful_restart, Some(15));
         assert_eq!(v4.families, vec![Family::Ipv4Unicast, Family::Ipv6Unicast]);
@@ -686,7 +729,10 @@ mod tests {
         assert_eq!(pod4.prefixes, vec!["10.1.1.0/24".parse::<IpNet>().unwrap()]);
         assert_eq!(pod4.communities, vec![(65000 << 16) | 99]);
         let svc4 = &v4.export[1];
-        assert_eq!(svc4.prefixes, vec!["20.0.10.1/32".parse::<IpNet>().unwrap()]);
+        assert_eq!(
+            svc4.prefixes,
+            vec!["20.0.10.1/32".parse::<IpNet>().unwrap()]
+        );
         assert_eq!(svc4.large_communities, vec![[65000, 1, 100]]);
         assert!(inst.routes.contains(&"2004::1/128".parse().unwrap()));
         assert!(inst.routes.contains(&"fd00:10:1:1::/64".parse().unwrap()));
@@ -694,9 +740,7 @@ mod tests {
 
     #[test]
     fn override_sets_asn_and_unselected_node_gets_nothing() {
-        let snap = lab_snapshot(
-            "apiVersion: v1\nkind: Node\nmetadata: {name: outsider}\n",
-        );
+        let snap = lab_snapshot("apiVersion: v1\nkind: Node\nmetadata: {name: outsider}\n");
         let d = render(&snap, &input("node2"));
         assert_eq!(d.instances["rack"].local_asn, 65002);
         let d = render(&snap, &input("outsider"));

@@ -1,0 +1,425 @@
+//! The daemon proper: one controller task that reads configuration, keeps the last good
+//! snapshot, renders and reconciles; the admin socket and metrics endpoint beside it.
+//!
+//! ```text
+//!  DirSource ──(whole document set on change)──▶ parse + last-good merge ──▶ Snapshot
+//!                                                                             │
+//!  resync tick (host facts, counters) ─────────────────────────────▶ render ─┴▶ BGP reconciler ─▶ bgpd speakers
+//!  admin socket ◀── queries (peers, routes, policies, status) ── Shared state
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bgpd::config::AfiSafi;
+use bgpd::query::{RibKind, RouteQuery};
+use rackd_api::{Reply, Request};
+use rackd_model::{CheckOptions, Snapshot, parse_documents};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::admin;
+use crate::bgp::reconcile::{NodeAddrs, Reconciler};
+use crate::bgp::render::{self, Desired, RenderInput};
+use crate::host;
+use crate::metrics::{ControllerLabels, Metrics, PeerFamilyLabels, PeerLabels};
+use crate::source::DirSource;
+use crate::state;
+use crate::views;
+
+/// How the daemon is run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub node_name: String,
+    pub config_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub admin_socket: PathBuf,
+    pub metrics_addr: Option<SocketAddr>,
+    /// How often the configuration directory is polled.
+    pub poll_interval: Duration,
+    /// How often host facts and counters are refreshed and everything re-reconciled.
+    pub resync_interval: Duration,
+    /// Namespace of BGP auth Secrets (Cilium `--bgp-secrets-namespace`).
+    pub bgp_secrets_namespace: String,
+}
+
+/// Fatal daemon errors (start-up only; at run time errors are reported and survived).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("admin socket")]
+    Admin(#[from] admin::AdminError),
+    #[error("state directory")]
+    State(#[from] state::StateError),
+    #[error("metrics endpoint {addr}")]
+    Metrics {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the configuration looks like now, for `rackctl status`.
+#[derive(Debug, Default)]
+struct ConfigView {
+    generation: u64,
+    errors: Vec<String>,
+    objects: Vec<(String, usize)>,
+    desired: Desired,
+}
+
+/// State shared between the controller task and the admin socket.
+#[derive(Debug)]
+pub struct Shared {
+    node: String,
+    started: Instant,
+    config_source: String,
+    view: RwLock<ConfigView>,
+    bgp: tokio::sync::Mutex<Reconciler>,
+    metrics: Arc<Metrics>,
+}
+
+fn read_view<T>(s: &Shared, f: impl FnOnce(&ConfigView) -> T) -> T {
+    f(&s.view.read().unwrap_or_else(|e| e.into_inner()))
+}
+
+impl Shared {
+    async fn bgp_peers(&self) -> Vec<rackd_api::BgpPeer> {
+        let desired = read_view(self, |v| v.desired.clone());
+        let bgp = self.bgp.lock().await;
+        let mut out = Vec::new();
+        for (inst, speaker, asn) in bgp.speakers() {
+            let Ok(peers) = speaker.peers().await else {
+                continue;
+            };
+            let names: BTreeMap<IpAddr, &render::Peer> = desired
+                .instances
+                .get(inst)
+                .map(|i| i.peers.values().map(|p| (p.address, p)).collect())
+                .unwrap_or_default();
+            for p in peers {
+                out.push(views::bgp_peer(asn, &p, names.get(&p.address).copied()));
+            }
+        }
+        out
+    }
+
+    async fn bgp_routes(
+        &self,
+        table: &str,
+        afi: &str,
+        neighbor: Option<&str>,
+        router_asn: Option<u32>,
+    ) -> Result<Vec<rackd_api::BgpRoute>, String> {
+        let family = match afi {
+            "ipv4" => AfiSafi::Ipv4Unicast,
+            "ipv6" => AfiSafi::Ipv6Unicast,
+            other => return Err(format!("unsupported afi {other:?}: expected ipv4 or ipv6")),
+        };
+        let peer: Option<IpAddr> = match neighbor {
+            None => None,
+            Some(n) => Some(
+                n.parse()
+                    .map_err(|_| format!("invalid neighbor {n:?}: expected an IP address"))?,
+            ),
+        };
+        let rib = match (table, peer) {
+            ("loc-rib", None) => RibKind::LocRib,
+            ("loc-rib", Some(_)) => return Err("neighbor is not allowed for loc-rib".into()),
+            ("adj-rib-in", Some(p)) => RibKind::AdjRibIn(p),
+            ("adj-rib-out", Some(p)) => RibKind::AdjRibOut(p),
+            ("adj-rib-in" | "adj-rib-out", None) => {
+                return Err(format!("{table} needs a neighbor"));
+            }
+            (t, _) => {
+                return Err(format!(
+                    "unknown table {t:?}: expected loc-rib, adj-rib-in or adj-rib-out"
+                ));
+            }
+        };
+        let bgp = self.bgp.lock().await;
+        let mut out = Vec::new();
+        for (_, speaker, asn) in bgp.speakers() {
+            if router_asn.is_some_and(|a| a != asn) {
+                continue;
+            }
+            let routes = match speaker.routes(RouteQuery { family, rib }).await {
+                Ok(r) => r,
+                // A neighbour of another instance.
+                Err(_) if peer.is_some() => continue,
+                Err(e) => return Err(e.to_string()),
+            };
+            out.extend(views::bgp_routes(asn, family, peer, &routes));
+        }
+        Ok(out)
+    }
+
+    fn route_policies(&self, router_asn: Option<u32>) -> Vec<rackd_api::BgpRoutePolicy> {
+        read_view(self, |v| views::route_policies(&v.desired, router_asn))
+    }
+
+    async fn status(&self) -> rackd_api::Status {
+        let (generation, errors, objects, instances) = read_view(self, |v| {
+            (
+                v.generation,
+                v.errors.clone(),
+                v.objects.clone(),
+                v.desired.instances.len(),
+            )
+        });
+        let peers = self.bgp_peers().await;
+        rackd_api::Status {
+            node: self.node.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            config_source: self.config_source.clone(),
+            config_generation: generation,
+            objects,
+            config_errors: errors,
+            bgp_instances: instances,
+            bgp_peers_established: peers
+                .iter()
+                .filter(|p| p.session_state == "established")
+                .count(),
+            bgp_peers_total: peers.len(),
+        }
+    }
+
+    /// Refresh the per-peer gauges.
+    async fn update_peer_metrics(&self) {
+        for p in self.bgp_peers().await {
+            let vrouter = p.local_asn.to_string();
+            self.metrics
+                .session_established
+                .get_or_create(&PeerLabels {
+                    vrouter: vrouter.clone(),
+                    peer: p.peer_address.clone(),
+                })
+                .set(i64::from(p.session_state == "established"));
+            for f in &p.families {
+                let l = PeerFamilyLabels {
+                    vrouter: vrouter.clone(),
+                    peer: p.peer_address.clone(),
+                    family: format!("{}/{}", f.afi, f.safi),
+                };
+                self.metrics
+                    .prefixes_received
+                    .get_or_create(&l)
+                    .set(i64::try_from(f.received).unwrap_or(i64::MAX));
+                self.metrics
+                    .prefixes_advertised
+                    .get_or_create(&l)
+                    .set(i64::try_from(f.advertised).unwrap_or(i64::MAX));
+            }
+        }
+    }
+}
+
+impl admin::Handler for Shared {
+    async fn handle(&self, req: Request) -> Reply {
+        match req {
+            Request::Status => Reply::Status(self.status().await),
+            Request::BgpPeers => Reply::BgpPeers(self.bgp_peers().await),
+            Request::BgpRoutes {
+                table,
+                afi,
+                safi,
+                neighbor,
+                router_asn,
+            } => {
+                if safi != "unicast" {
+                    return Reply::Error(format!("unsupported safi {safi:?}: expected unicast"));
+                }
+                match self
+                    .bgp_routes(&table, &afi, neighbor.as_deref(), router_asn)
+                    .await
+                {
+                    Ok(r) => Reply::BgpRoutes(r),
+                    Err(e) => Reply::Error(e),
+                }
+            }
+            Request::BgpRoutePolicies { router_asn } => {
+                Reply::BgpRoutePolicies(self.route_policies(router_asn))
+            }
+            Request::LbipamPools
+            | Request::LbipamServices
+            | Request::L2Leases
+            | Request::L2Announcements => {
+                Reply::Error("this controller is not enabled in this build of rackd".into())
+            }
+        }
+    }
+}
+
+/// Marker that says a previous run may have left sessions for peers to keep (graceful
+/// restart): present while the daemon runs, removed on clean shutdown.
+const RUNNING_MARKER: &str = "bgp-running";
+
+/// Run until `stop` is cancelled.
+pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonError> {
+    let marker = opts.state_dir.join(RUNNING_MARKER);
+    let restarting = state::read(&marker)?.is_some();
+    if restarting {
+        info!("previous run did not stop cleanly: starting as a graceful-restart speaker");
+    }
+    state::write_atomic(&marker, std::process::id().to_string().as_bytes())?;
+
+    let metrics = Metrics::new();
+    let shared = Arc::new(Shared {
+        node: opts.node_name.clone(),
+        started: Instant::now(),
+        config_source: format!("dir:{}", opts.config_dir.display()),
+        view: RwLock::new(ConfigView::default()),
+        bgp: tokio::sync::Mutex::new(Reconciler::new(restarting)),
+        metrics: metrics.clone(),
+    });
+
+    let listener = admin::bind(&opts.admin_socket)?;
+    let admin_task = tokio::spawn(admin::serve(listener, shared.clone(), stop.clone()));
+    let metrics_task = match opts.metrics_addr {
+        Some(addr) => {
+            // Bind now so a taken port is a start-up error, not a silent absence.
+            let probe = std::net::TcpListener::bind(addr)
+                .map_err(|source| DaemonError::Metrics { addr, source })?;
+            drop(probe);
+            Some(tokio::spawn(crate::metrics::serve(
+                addr,
+                metrics.clone(),
+                stop.clone(),
+            )))
+        }
+        None => None,
+    };
+    info!(node = %opts.node_name, config = %opts.config_dir.display(), "rackd running");
+
+    controller(&opts, &shared, &stop).await;
+
+    shared.bgp.lock().await.shutdown().await;
+    let _ = admin_task.await;
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
+    let _ = std::fs::remove_file(&opts.admin_socket);
+    let _ = std::fs::remove_file(&marker);
+    info!("rackd stopped");
+    Ok(())
+}
+
+async fn controller(opts: &Options, shared: &Shared, stop: &CancellationToken) {
+    let mut source = DirSource::new(&opts.config_dir, opts.poll_interval);
+    let check = CheckOptions {
+        bgp_secrets_namespace: opts.bgp_secrets_namespace.clone(),
+    };
+    let mut snapshot = Snapshot::default();
+    let mut resync = tokio::time::interval(opts.resync_interval);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut synced_once = false;
+    let mut have_config = false;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            scan = source.next_change() => match scan {
+                Ok(scan) => {
+                    let parsed: Vec<_> = scan
+                        .files
+                        .iter()
+                        .map(|f| parse_documents(&f.name, &f.text))
+                        .collect();
+                    let out = Snapshot::merge(&snapshot, &parsed, &check);
+                    let mut errors: Vec<String> =
+                        scan.problems.iter().map(|p| format!("{}: {}", p.name, p.message)).collect();
+                    errors.extend(out.errors.iter().map(|e| e.to_string()));
+                    for e in &errors {
+                        error!(error = %e, "configuration error");
+                    }
+                    snapshot = out.snapshot;
+                    shared.metrics.config_errors.set(i64::try_from(errors.len()).unwrap_or(i64::MAX));
+                    shared.metrics.config_applies.inc();
+                    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+                    for (k, _) in snapshot.iter() {
+                        *counts.entry(k.kind.as_str().to_owned()).or_default() += 1;
+                    }
+                    let mut v = shared.view.write().unwrap_or_else(|e| e.into_inner());
+                    v.generation += 1;
+                    v.errors = errors;
+                    v.objects = counts.into_iter().collect();
+                    have_config = true;
+                }
+                Err(e) => {
+                    // Keep running on the last good snapshot.
+                    warn!(error = %e, "configuration source unreadable; keeping the last good configuration");
+                    let mut v = shared.view.write().unwrap_or_else(|e| e.into_inner());
+                    v.errors = vec![format!("{e}: {}", std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default())];
+                    have_config = true;
+                }
+            },
+            _ = resync.tick() => {}
+        }
+        if !have_config {
+            continue;
+        }
+        reconcile_bgp(opts, shared, &snapshot).await;
+        if !synced_once {
+            shared.bgp.lock().await.set_ready().await;
+            synced_once = true;
+        }
+        shared.update_peer_metrics().await;
+    }
+}
+
+async fn reconcile_bgp(opts: &Options, shared: &Shared, snapshot: &Snapshot) {
+    let started = Instant::now();
+    let host = host::gather();
+    let (h4, h6) = host::first_global(&host);
+    let node = snapshot.node(&opts.node_name);
+    let from_node = |want_v6: bool| -> Option<IpAddr> {
+        node.and_then(|n| n.status.as_ref())
+            .and_then(|s| s.addresses.as_ref())
+            .and_then(|a| {
+                a.iter()
+                    .filter(|a| a.type_ == "InternalIP")
+                    .filter_map(|a| a.address.parse::<IpAddr>().ok())
+                    .find(|ip| ip.is_ipv6() == want_v6)
+            })
+    };
+    let addrs = NodeAddrs {
+        v4: match from_node(false) {
+            Some(IpAddr::V4(a)) => Some(a),
+            _ => h4,
+        },
+        v6: match from_node(true) {
+            Some(IpAddr::V6(a)) => Some(a),
+            _ => h6,
+        },
+    };
+    let input = RenderInput {
+        node_name: &opts.node_name,
+        host,
+        lb_ips: BTreeMap::new(),
+        secrets_namespace: &opts.bgp_secrets_namespace,
+    };
+    let desired = render::render(snapshot, &input);
+    for p in &desired.problems {
+        warn!(problem = %p, "BGP configuration cannot be fully applied");
+    }
+    let errors = shared.bgp.lock().await.reconcile(&desired, &addrs).await;
+    let labels = ControllerLabels {
+        controller: "bgp".into(),
+    };
+    shared.metrics.reconcile_runs.get_or_create(&labels).inc();
+    shared
+        .metrics
+        .reconcile_duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    if !errors.is_empty() {
+        shared.metrics.reconcile_errors.get_or_create(&labels).inc();
+        for e in &errors {
+            error!(error = %e, cause = ?std::error::Error::source(e).map(|s| s.to_string()), "BGP reconcile");
+        }
+    }
+    let mut v = shared.view.write().unwrap_or_else(|e| e.into_inner());
+    v.desired = desired;
+}

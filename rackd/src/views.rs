@@ -1,0 +1,275 @@
+//! Conversions from the speaker's and renderer's state to the admin API's Cilium shapes.
+
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use bgpd::config::AfiSafi;
+use bgpd::query::{PeerStatus, RouteEntry};
+use ipnet::IpNet;
+use rackd_api::{
+    Base64, BgpPath, BgpPeer, BgpRoute, BgpRoutePolicy, Family, GracefulRestart, MatchNeighbors,
+    MatchPrefixes, PeerFamily, PolicyStatement, PrefixMatch,
+};
+
+use crate::bgp::render::{self, Desired};
+
+fn afi_safi(f: AfiSafi) -> (&'static str, &'static str) {
+    match f {
+        AfiSafi::Ipv4Unicast => ("ipv4", "unicast"),
+        AfiSafi::Ipv6Unicast => ("ipv6", "unicast"),
+    }
+}
+
+/// Cilium's session-state strings.
+fn state_name(s: bgpd::fsm::State) -> &'static str {
+    use bgpd::fsm::State::*;
+    match s {
+        Idle => "idle",
+        Connect => "connect",
+        Active => "active",
+        OpenSent => "open_sent",
+        OpenConfirm => "open_confirm",
+        Established => "established",
+    }
+}
+
+/// One peer as Cilium's `BgpPeer`.
+pub fn bgp_peer(local_asn: u32, p: &PeerStatus, cfg: Option<&render::Peer>) -> BgpPeer {
+    let established = matches!(p.state, bgpd::fsm::State::Established);
+    BgpPeer {
+        name: cfg.map(|c| c.name.clone()).unwrap_or_default(),
+        local_asn,
+        peer_asn: p.peer_as,
+        peer_address: p.address.to_string(),
+        peer_port: u32::from(p.port),
+        session_state: state_name(p.state).to_owned(),
+        uptime_nanoseconds: if established {
+            p.uptime_secs.unwrap_or(0).saturating_mul(1_000_000_000)
+        } else {
+            0
+        },
+        configured_hold_time_seconds: cfg.map_or(0, |c| u64::from(c.hold_secs)),
+        applied_hold_time_seconds: p.hold_time.map_or(0, u64::from),
+        configured_keep_alive_time_seconds: cfg.map_or(0, |c| u64::from(c.keepalive_secs)),
+        applied_keep_alive_time_seconds: p.keepalive.map_or(0, u64::from),
+        connect_retry_time_seconds: cfg.map_or(0, |c| u64::from(c.connect_retry_secs)),
+        ebgp_multihop_ttl: cfg.map_or(0, |c| u32::from(c.ttl)),
+        tcp_password_enabled: cfg.is_some_and(|c| c.password.is_some()),
+        graceful_restart: cfg
+            .and_then(|c| c.graceful_restart)
+            .map(|t| GracefulRestart {
+                enabled: true,
+                restart_time_seconds: u64::from(t),
+            }),
+        families: p
+            .families
+            .iter()
+            .map(|f| {
+                let (afi, safi) = afi_safi(f.family);
+                PeerFamily {
+                    afi: afi.into(),
+                    safi: safi.into(),
+                    received: f.received as u64,
+                    accepted: f.accepted as u64,
+                    advertised: f.advertised as u64,
+                }
+            })
+            .collect(),
+        local_capabilities: Vec::new(),
+        remote_capabilities: Vec::new(),
+    }
+}
+
+/// The NLRI in UPDATE format (length octet + prefix octets), base64.
+fn nlri_base64(p: &IpNet) -> String {
+    let len = p.prefix_len();
+    let octets: Vec<u8> = match p.network() {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    let mut b = vec![len];
+    b.extend_from_slice(&octets[..usize::from(len).div_ceil(8)]);
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// GoBGP's attribute list text (what `cilium bgp routes` prints in Attrs).
+pub fn gobgp_attrs(family: AfiSafi, r: &RouteEntry) -> String {
+    let mut parts = vec![format!("{{Origin: {}}}", r.origin)];
+    if !r.as_path.is_empty() {
+        parts.push(format!("{{AsPath: {}}}", r.as_path));
+    }
+    match family {
+        AfiSafi::Ipv4Unicast if r.next_hop.is_ipv4() => {
+            parts.push(format!("{{Nexthop: {}}}", r.next_hop));
+        }
+        _ => {
+            let fam = match family {
+                AfiSafi::Ipv4Unicast => "ipv4-unicast",
+                AfiSafi::Ipv6Unicast => "ipv6-unicast",
+            };
+            parts.push(format!(
+                "{{MpReach({fam}): {{Nexthop: {}, NLRIs: [{}]}}}}",
+                r.next_hop, r.prefix
+            ));
+        }
+    }
+    if let Some(m) = r.med {
+        parts.push(format!("{{Med: {m}}}"));
+    }
+    if let Some(lp) = r.local_pref {
+        parts.push(format!("{{LocalPref: {lp}}}"));
+    }
+    if !r.communities.is_empty() {
+        parts.push(format!("{{Communities: {}}}", r.communities.join(", ")));
+    }
+    if !r.large_communities.is_empty() {
+        parts.push(format!(
+            "{{LargeCommunity: [ {}]}}",
+            r.large_communities
+                .iter()
+                .map(|c| format!("{c}, "))
+                .collect::<String>()
+        ));
+    }
+    format!("[{}]", parts.join(" "))
+}
+
+/// Routes as Cilium's `BgpRoute`s, one per prefix with its paths.
+pub fn bgp_routes(
+    asn: u32,
+    family: AfiSafi,
+    neighbor: Option<IpAddr>,
+    routes: &[RouteEntry],
+) -> Vec<BgpRoute> {
+    let (afi, safi) = afi_safi(family);
+    let mut out: Vec<BgpRoute> = Vec::new();
+    for r in routes {
+        let path = BgpPath {
+            family: Some(Family {
+                afi: afi.into(),
+                safi: safi.into(),
+            }),
+            nlri: Some(Base64 {
+                base64: nlri_base64(&r.prefix),
+            }),
+            path_attributes: Vec::new(),
+            age_nanoseconds: 0,
+            best: r.best,
+            stale: r.stale,
+            rackd_next_hop: if r.source.is_none() && neighbor.is_none() {
+                // Locally originated: GoBGP shows 0.0.0.0 / :: in the Loc-RIB.
+                match family {
+                    AfiSafi::Ipv4Unicast => "0.0.0.0".into(),
+                    AfiSafi::Ipv6Unicast => "::".into(),
+                }
+            } else {
+                r.next_hop.to_string()
+            },
+            rackd_attrs: gobgp_attrs(family, r),
+        };
+        let prefix = r.prefix.to_string();
+        match out.last_mut() {
+            Some(last) if last.prefix == prefix => last.paths.push(path),
+            _ => out.push(BgpRoute {
+                router_asn: asn,
+                prefix,
+                neighbor: neighbor.map(|n| n.to_string()).unwrap_or_default(),
+                paths: vec![path],
+            }),
+        }
+    }
+    out
+}
+
+fn fam(f: bgpd_wire::Family) -> Family {
+    let afi = match f {
+        bgpd_wire::Family::Ipv4Unicast => "ipv4",
+        bgpd_wire::Family::Ipv6Unicast => "ipv6",
+        bgpd_wire::Family::Other { .. } => "unknown",
+    };
+    Family {
+        afi: afi.into(),
+        safi: "unicast".into(),
+    }
+}
+
+/// The rendered policies in Cilium's `BgpRoutePolicy` shape: one export policy per
+/// (peer, family, advertisement) plus the global `allow-local` import policy.
+pub fn route_policies(d: &Desired, router_asn: Option<u32>) -> Vec<BgpRoutePolicy> {
+    let mut out = Vec::new();
+    for inst in d.instances.values() {
+        if router_asn.is_some_and(|a| a != inst.local_asn) {
+            continue;
+        }
+        for peer in inst.peers.values() {
+            let host_len = if peer.address.is_ipv4() { 32 } else { 128 };
+            for e in &peer.export {
+                out.push(BgpRoutePolicy {
+                    router_asn: inst.local_asn,
+                    name: e.name.clone(),
+                    kind: "export".into(),
+                    statements: vec![PolicyStatement {
+                        match_neighbors: Some(MatchNeighbors {
+                            kind: "any".into(),
+                            neighbors: vec![format!("{}/{host_len}", peer.address)],
+                        }),
+                        match_families: vec![fam(e.family)],
+                        match_prefixes: Some(MatchPrefixes {
+                            kind: "any".into(),
+                            prefixes: e
+                                .prefixes
+                                .iter()
+                                .map(|p| PrefixMatch {
+                                    cidr: p.to_string(),
+                                    prefix_len_min: p.prefix_len(),
+                                    prefix_len_max: p.prefix_len(),
+                                })
+                                .collect(),
+                        }),
+                        route_action: "accept".into(),
+                        add_communities: e
+                            .communities
+                            .iter()
+                            .map(|c| format!("{}:{}", c >> 16, c & 0xffff))
+                            .collect(),
+                        add_large_communities: e
+                            .large_communities
+                            .iter()
+                            .map(|l| format!("{}:{}:{}", l[0], l[1], l[2]))
+                            .collect(),
+                        set_local_preference: e.local_pref.map_or(-1, i64::from),
+                        nexthop: None,
+                    }],
+                });
+            }
+        }
+        out.push(BgpRoutePolicy {
+            router_asn: inst.local_asn,
+            name: "allow-local".into(),
+            kind: "import".into(),
+            statements: vec![PolicyStatement {
+                route_action: "accept".into(),
+                set_local_preference: -1,
+                ..Default::default()
+            }],
+        });
+    }
+    out.sort_by(|a, b| (a.router_asn, &a.name).cmp(&(b.router_asn, &b.name)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nlri_encoding() {
+        assert_eq!(nlri_base64(&"10.1.0.0/24".parse().unwrap()), "GAoBAA==");
+        assert_eq!(nlri_base64(&"0.0.0.0/0".parse().unwrap()), "AA==");
+        assert_eq!(
+            nlri_base64(&"2004::1/128".parse().unwrap()),
+            base64::engine::general_purpose::STANDARD
+                .encode([128u8, 0x20, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
+        );
+    }
+}
