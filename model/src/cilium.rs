@@ -19,6 +19,8 @@ use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::selector::{NilSelector, Selector, for_field};
+
 /// Cilium API group.
 pub const GROUP: &str = "cilium.io";
 /// `DefaultBGPPeerPort`.
@@ -189,6 +191,13 @@ pub struct PeerConfigReference {
     pub kind: Option<String>,
 }
 
+impl CiliumBGPClusterConfigSpec {
+    /// Nodes this config applies to (nil = all nodes).
+    pub fn node_selector(&self) -> Selector {
+        for_field(self.node_selector.as_ref(), NilSelector::MatchesAll)
+    }
+}
+
 // ===== CiliumBGPPeerConfig =====
 
 /// `spec` of a CiliumBGPPeerConfig: transport, timers, auth, GR and families of a peer.
@@ -352,6 +361,13 @@ pub struct CiliumBGPFamilyWithAdverts {
     pub advertisements: Option<LabelSelector>,
 }
 
+impl CiliumBGPFamilyWithAdverts {
+    /// Advertisements carried by this family (nil = none).
+    pub fn advertisement_selector(&self) -> Selector {
+        for_field(self.advertisements.as_ref(), NilSelector::MatchesNone)
+    }
+}
+
 /// Address Family Identifier, GoBGP spelling.
 #[derive(
     Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
@@ -430,6 +446,14 @@ pub struct BGPAdvertisement {
     pub selector: Option<LabelSelector>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attributes: Option<BGPAttributes>,
+}
+
+impl BGPAdvertisement {
+    /// Objects (Services, pools) this advertisement selects (nil = none). Not used
+    /// for `PodCIDR`, which has no selector.
+    pub fn object_selector(&self) -> Selector {
+        for_field(self.selector.as_ref(), NilSelector::MatchesNone)
+    }
 }
 
 /// `advertisementType`.
@@ -679,6 +703,11 @@ pub struct CiliumLoadBalancerIPPoolSpec {
 }
 
 impl CiliumLoadBalancerIPPoolSpec {
+    /// Services eligible for this pool (nil = all).
+    pub fn service_selector(&self) -> Selector {
+        for_field(self.service_selector.as_ref(), NilSelector::MatchesAll)
+    }
+
     /// Whether the first and last address of each CIDR may be allocated (default yes).
     pub fn allow_first_last_ips(&self) -> bool {
         self.allow_first_last_ips != Some(YesNo::No)
@@ -740,6 +769,18 @@ pub struct CiliumL2AnnouncementPolicySpec {
     /// Go regexps, OR-ed; nil or empty = all interfaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interfaces: Option<Vec<String>>,
+}
+
+impl CiliumL2AnnouncementPolicySpec {
+    /// Nodes that may announce (nil = all).
+    pub fn node_selector(&self) -> Selector {
+        for_field(self.node_selector.as_ref(), NilSelector::MatchesAll)
+    }
+
+    /// Services to announce (nil = all).
+    pub fn service_selector(&self) -> Selector {
+        for_field(self.service_selector.as_ref(), NilSelector::MatchesAll)
+    }
 }
 
 // ===== CiliumEgressGatewayPolicy =====
@@ -865,6 +906,37 @@ mod tests {
         assert_eq!(s.timers().connect_retry, 120);
         assert_eq!(s.graceful_restart().restart_time_seconds, 120);
         assert_eq!(s.peer_port(), 179);
+    }
+
+    #[test]
+    fn field_selectors_apply_cilium_nil_semantics() {
+        let labels = std::collections::BTreeMap::new();
+        let cc = CiliumBGPClusterConfigSpec {
+            node_selector: None,
+            bgp_instances: vec![],
+        };
+        assert!(cc.node_selector().matches(&labels));
+        let fam = CiliumBGPFamilyWithAdverts {
+            afi: Afi::Ipv4,
+            safi: Safi::Unicast,
+            advertisements: None,
+        };
+        assert!(!fam.advertisement_selector().matches(&labels));
+        assert!(
+            CiliumLoadBalancerIPPoolSpec::default()
+                .service_selector()
+                .matches(&labels)
+        );
+        let l2 = CiliumL2AnnouncementPolicySpec::default();
+        assert!(l2.node_selector().matches(&labels) && l2.service_selector().matches(&labels));
+        let ad = BGPAdvertisement {
+            advertisement_type: AdvertisementType::Service,
+            service: None,
+            interface: None,
+            selector: None,
+            attributes: None,
+        };
+        assert!(!ad.object_selector().matches(&labels));
     }
 
     #[test]

@@ -9,7 +9,8 @@ use crate::object::ObjectKey;
 pub struct Location {
     /// The source name given to [`crate::parse_documents`] (usually a file path).
     pub source: String,
-    /// 1-based index of the YAML document in the source (empty documents count).
+    /// 1-based index of the document among the non-empty documents of the source
+    /// (0 when the error is about the whole source).
     pub document: usize,
     /// 1-based line in the source, when known.
     pub line: Option<usize>,

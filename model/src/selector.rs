@@ -349,6 +349,13 @@ impl Selector {
     }
 }
 
+/// Compiles a selector field of an already validated object (anything in a
+/// [`crate::Snapshot`]), applying the field's nil meaning. An invalid selector,
+/// which validation rules out, fails closed: it selects nothing.
+pub fn for_field(sel: Option<&LabelSelector>, nil: NilSelector) -> Selector {
+    Selector::compile_optional(sel, nil).unwrap_or_else(|_| Selector::nothing())
+}
+
 /// Validates `sel` without keeping the compiled form.
 pub fn validate(sel: &LabelSelector) -> Result<(), SelectorError> {
     Selector::compile(sel).map(|_| ())

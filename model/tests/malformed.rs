@@ -830,6 +830,14 @@ fn core_objects() {
         "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: e\nendpoints: []\n",
     );
     assert!(e.to_string().contains("addressType"), "{e}");
+    invalid_at(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: e\naddressType: IPv6\nendpoints:\n- addresses: [10.0.0.1]\n",
+        "endpoints[0].addresses[0]",
+    );
+    invalid_at(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: e\naddressType: IPv5\n",
+        "addressType",
+    );
     ok(
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n  namespace: kube-system\nstringData:\n  password: hunter2\n",
     );
