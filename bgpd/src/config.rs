@@ -1,0 +1,312 @@
+//! Speaker and peer configuration (serde, so the daemon and the example binary can load it).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use bgpd_wire::Family;
+use serde::{Deserialize, Serialize};
+
+use crate::policy::Policy;
+
+/// The families this speaker handles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AfiSafi {
+    #[serde(alias = "ipv4/unicast")]
+    Ipv4Unicast,
+    #[serde(alias = "ipv6/unicast")]
+    Ipv6Unicast,
+}
+
+impl AfiSafi {
+    pub fn family(self) -> Family {
+        match self {
+            Self::Ipv4Unicast => Family::Ipv4Unicast,
+            Self::Ipv6Unicast => Family::Ipv6Unicast,
+        }
+    }
+
+    pub fn from_family(f: Family) -> Option<Self> {
+        match f {
+            Family::Ipv4Unicast => Some(Self::Ipv4Unicast),
+            Family::Ipv6Unicast => Some(Self::Ipv6Unicast),
+            Family::Other { .. } => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AfiSafi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Ipv4Unicast => "ipv4/unicast",
+            Self::Ipv6Unicast => "ipv6/unicast",
+        })
+    }
+}
+
+/// Graceful restart as restarting speaker (RFC 4724 §4.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GracefulRestartConfig {
+    /// Advertised restart time in seconds (12 bits, 1..=4095).
+    pub restart_time: u16,
+    /// We are coming back from a restart: set the R bit and the F bits, and defer our
+    /// advertisements and End-of-RIB until [`crate::Speaker::set_ready`] (RFC 4724 §4.1).
+    #[serde(default)]
+    pub restarting: bool,
+    /// How long a restarting peer's stale routes are kept after its session is back if its
+    /// End-of-RIB never comes (FRR's `stalepath-time`, default 360 s).
+    #[serde(default = "default_stale_time")]
+    pub stale_path_time: u16,
+}
+
+fn default_stale_time() -> u16 {
+    360
+}
+
+/// The speaker itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpeakerConfig {
+    pub local_as: u32,
+    pub router_id: Ipv4Addr,
+    /// Addresses to accept connections on (`[::]:179` is dual-stack); empty = no listener,
+    /// every peer must then be active.
+    #[serde(default)]
+    pub listen: Vec<SocketAddr>,
+    /// Bind the listeners to this interface (SO_BINDTODEVICE).
+    #[serde(default)]
+    pub listen_interface: Option<String>,
+    /// Graceful restart capability; `None` = not advertised (helper mode still works for
+    /// peers that advertise it, per peer `graceful_restart`).
+    #[serde(default)]
+    pub graceful_restart: Option<GracefulRestartConfig>,
+}
+
+impl SpeakerConfig {
+    pub fn new(local_as: u32, router_id: Ipv4Addr) -> Self {
+        Self {
+            local_as,
+            router_id,
+            listen: Vec::new(),
+            listen_interface: None,
+            graceful_restart: None,
+        }
+    }
+}
+
+/// One neighbour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerConfig {
+    pub address: IpAddr,
+    /// Expected peer AS; 0 = accept the AS the peer announces.
+    pub peer_as: u32,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Never connect; wait for the peer.
+    #[serde(default)]
+    pub passive: bool,
+    #[serde(default = "default_hold")]
+    pub hold_time: u16,
+    #[serde(default)]
+    pub keepalive: Option<u16>,
+    #[serde(default = "default_connect_retry")]
+    pub connect_retry: u16,
+    #[serde(default)]
+    pub source_address: Option<IpAddr>,
+    #[serde(default)]
+    pub interface: Option<String>,
+    /// eBGP multihop TTL; `None` = 1 for eBGP (directly connected), 255 for iBGP.
+    #[serde(default)]
+    pub ttl: Option<u8>,
+    /// TCP-MD5 password (RFC 2385).
+    #[serde(default)]
+    pub md5_password: Option<String>,
+    #[serde(default = "default_families")]
+    pub families: Vec<AfiSafi>,
+    /// Offer RFC 8950 (IPv4 NLRI with IPv6 next hops) for IPv4 unicast.
+    #[serde(default)]
+    pub extended_next_hop: bool,
+    /// Import policy; the library default accepts everything.
+    #[serde(default)]
+    pub import: Policy,
+    /// Export policy applied to Loc-RIB best paths; default accepts everything.
+    #[serde(default)]
+    pub export: Policy,
+    /// Act as graceful-restart helper for this peer (keep its routes as stale while it
+    /// restarts) and advertise our capability to it when the speaker has one.
+    #[serde(default = "default_true")]
+    pub graceful_restart: bool,
+    /// Next hop to advertise for IPv4 routes when it cannot be derived from the session.
+    #[serde(default)]
+    pub next_hop_v4: Option<Ipv4Addr>,
+    /// Next hop to advertise for IPv6 routes when it cannot be derived from the session.
+    #[serde(default)]
+    pub next_hop_v6: Option<Ipv6Addr>,
+}
+
+fn default_port() -> u16 {
+    179
+}
+fn default_hold() -> u16 {
+    90
+}
+fn default_connect_retry() -> u16 {
+    5
+}
+fn default_true() -> bool {
+    true
+}
+fn default_families() -> Vec<AfiSafi> {
+    vec![AfiSafi::Ipv4Unicast, AfiSafi::Ipv6Unicast]
+}
+
+impl PeerConfig {
+    /// A peer with defaults: active, hold 90 s, both unicast families, accept-all policies.
+    pub fn new(address: IpAddr, peer_as: u32) -> Self {
+        Self {
+            address,
+            peer_as,
+            port: default_port(),
+            passive: false,
+            hold_time: default_hold(),
+            keepalive: None,
+            connect_retry: default_connect_retry(),
+            source_address: None,
+            interface: None,
+            ttl: None,
+            md5_password: None,
+            families: default_families(),
+            extended_next_hop: false,
+            import: Policy::accept_all(),
+            export: Policy::accept_all(),
+            graceful_restart: true,
+            next_hop_v4: None,
+            next_hop_v6: None,
+        }
+    }
+
+    /// Check what serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.hold_time == 1 || self.hold_time == 2 {
+            return Err(ConfigError::HoldTime {
+                hold_time: self.hold_time,
+            });
+        }
+        if self.families.is_empty() {
+            return Err(ConfigError::NoFamilies { peer: self.address });
+        }
+        if let Some(p) = &self.md5_password
+            && (p.is_empty() || p.len() > crate::transport::MD5_MAX_KEY_LEN)
+        {
+            return Err(ConfigError::Md5KeyLength {
+                peer: self.address,
+                len: p.len(),
+            });
+        }
+        if self.ttl == Some(0) {
+            return Err(ConfigError::Ttl { peer: self.address });
+        }
+        if self.address.is_unspecified() || self.address.is_multicast() {
+            return Err(ConfigError::PeerAddress { peer: self.address });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn connect_retry(&self) -> Duration {
+        Duration::from_secs(u64::from(self.connect_retry.max(1)))
+    }
+}
+
+/// Configuration values that are well-formed but unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("hold time {hold_time} s: must be 0 or at least 3 (RFC 4271 §4.2)")]
+    HoldTime { hold_time: u16 },
+    #[error("peer {peer}: no address family configured")]
+    NoFamilies { peer: IpAddr },
+    #[error("peer {peer}: TCP-MD5 password length {len} not in 1..=80")]
+    Md5KeyLength { peer: IpAddr, len: usize },
+    #[error("peer {peer}: TTL 0")]
+    Ttl { peer: IpAddr },
+    #[error("peer {peer}: not a unicast address")]
+    PeerAddress { peer: IpAddr },
+    #[error("router id 0.0.0.0 is not valid (RFC 6286)")]
+    RouterId,
+    #[error("local AS 0 is not valid (RFC 7607)")]
+    LocalAs,
+    #[error("graceful restart time {restart_time} s not in 1..=4095 (RFC 4724 §3)")]
+    RestartTime { restart_time: u16 },
+}
+
+impl SpeakerConfig {
+    /// Check what serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.router_id.is_unspecified() {
+            return Err(ConfigError::RouterId);
+        }
+        if self.local_as == 0 {
+            return Err(ConfigError::LocalAs);
+        }
+        if let Some(gr) = &self.graceful_restart
+            && !(1..=4095).contains(&gr.restart_time)
+        {
+            return Err(ConfigError::RestartTime {
+                restart_time: gr.restart_time,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_config_defaults_from_json() {
+        let p: PeerConfig =
+            serde_json::from_str(r#"{"address":"10.0.0.1","peer_as":65000}"#).unwrap();
+        assert_eq!(p, PeerConfig::new("10.0.0.1".parse().unwrap(), 65000));
+        p.validate().unwrap();
+        let p: PeerConfig = serde_json::from_str(
+            r#"{"address":"fd00::1","peer_as":0,"families":["ipv6/unicast"],"ttl":3}"#,
+        )
+        .unwrap();
+        assert_eq!(p.families, vec![AfiSafi::Ipv6Unicast]);
+    }
+
+    #[test]
+    fn malformed_and_invalid_configs_are_rejected() {
+        assert!(
+            serde_json::from_str::<PeerConfig>(r#"{"address":"10.0.0.300","peer_as":1}"#).is_err()
+        );
+        assert!(serde_json::from_str::<PeerConfig>(r#"{"address":"10.0.0.1"}"#).is_err());
+        assert!(
+            serde_json::from_str::<PeerConfig>(
+                r#"{"address":"10.0.0.1","peer_as":1,"families":["l2vpn"]}"#
+            )
+            .is_err()
+        );
+        let mut p = PeerConfig::new("10.0.0.1".parse().unwrap(), 1);
+        p.hold_time = 2;
+        assert_eq!(p.validate(), Err(ConfigError::HoldTime { hold_time: 2 }));
+        p.hold_time = 0;
+        p.md5_password = Some("x".repeat(81));
+        assert!(matches!(
+            p.validate(),
+            Err(ConfigError::Md5KeyLength { len: 81, .. })
+        ));
+        p.md5_password = None;
+        p.families.clear();
+        assert!(p.validate().is_err());
+        let mut s = SpeakerConfig::new(65001, "0.0.0.0".parse().unwrap());
+        assert_eq!(s.validate(), Err(ConfigError::RouterId));
+        s.router_id = "1.1.1.1".parse().unwrap();
+        s.graceful_restart = Some(GracefulRestartConfig {
+            restart_time: 5000,
+            restarting: false,
+            stale_path_time: 360,
+        });
+        assert!(s.validate().is_err());
+    }
+}

@@ -1,0 +1,37 @@
+//! Errors of the speaker API.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
+
+use crate::config::{AfiSafi, ConfigError};
+
+/// Why a speaker operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid configuration")]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot set the TCP-MD5 key for peer {peer} on the listener")]
+    Md5 {
+        peer: IpAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("peer {0} already exists")]
+    PeerExists(IpAddr),
+    #[error("no such peer {0}")]
+    NoSuchPeer(IpAddr),
+    #[error("prefix {prefix} is not in family {family}")]
+    FamilyMismatch { prefix: IpNet, family: AfiSafi },
+    #[error("peer {peer}: session not established or route refresh not negotiated")]
+    RouteRefreshUnavailable { peer: IpAddr },
+    #[error("the speaker has stopped")]
+    Stopped,
+}

@@ -1,0 +1,150 @@
+//! Serialisable views of peers and routes for the CLI (`rackctl bgp peers` / `bgp routes`,
+//! shaped like `cilium bgp peers` / `cilium bgp routes`).
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use bgpd_wire::{AsSegment, Capability, Origin, PathAttributes};
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::config::AfiSafi;
+use crate::fsm::State;
+
+/// One peer, as `cilium bgp peers` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerStatus {
+    pub address: IpAddr,
+    pub port: u16,
+    pub local_address: Option<IpAddr>,
+    pub local_as: u32,
+    /// Configured peer AS (0 = any) until established, then the AS the peer announced.
+    pub peer_as: u32,
+    pub peer_router_id: Option<Ipv4Addr>,
+    pub state: State,
+    /// Seconds since the session reached Established.
+    pub uptime_secs: Option<u64>,
+    pub hold_time: Option<u16>,
+    pub keepalive: Option<u16>,
+    pub families: Vec<FamilyStatus>,
+    /// Capabilities in effect (both sides advertised them).
+    pub capabilities: Vec<String>,
+    /// The peer is restarting and its routes are kept as stale (RFC 4724 helper).
+    pub stale_routes: usize,
+    pub last_error: Option<String>,
+}
+
+/// Per-family counters of a peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FamilyStatus {
+    pub family: AfiSafi,
+    /// Paths held in Adj-RIB-In (including those the import policy rejected).
+    pub received: usize,
+    /// Paths the import policy accepted.
+    pub accepted: usize,
+    /// Prefixes in Adj-RIB-Out.
+    pub advertised: usize,
+}
+
+/// Which table to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RibKind {
+    LocRib,
+    AdjRibIn(IpAddr),
+    AdjRibOut(IpAddr),
+}
+
+/// A route listing request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteQuery {
+    pub family: AfiSafi,
+    pub rib: RibKind,
+}
+
+/// One path, as `cilium bgp routes` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RouteEntry {
+    pub prefix: IpNet,
+    pub next_hop: IpAddr,
+    /// Peer it came from; `None` for locally originated routes.
+    pub source: Option<IpAddr>,
+    pub best: bool,
+    pub stale: bool,
+    /// Refused by the import policy (Adj-RIB-In only).
+    pub rejected: bool,
+    /// AS path in the usual text form, sets in braces: `65000 65001 {1 2}`.
+    pub as_path: String,
+    pub origin: &'static str,
+    pub med: Option<u32>,
+    pub local_pref: Option<u32>,
+    /// `asn:value`.
+    pub communities: Vec<String>,
+    /// `global:local1:local2`.
+    pub large_communities: Vec<String>,
+}
+
+impl RouteEntry {
+    pub(crate) fn new(
+        prefix: IpNet,
+        next_hop: IpAddr,
+        source: Option<IpAddr>,
+        pa: &PathAttributes,
+    ) -> Self {
+        Self {
+            prefix,
+            next_hop,
+            source,
+            best: false,
+            stale: false,
+            rejected: false,
+            as_path: as_path_string(pa),
+            origin: match pa.origin {
+                Origin::Igp => "i",
+                Origin::Egp => "e",
+                Origin::Incomplete => "?",
+            },
+            med: pa.med,
+            local_pref: pa.local_pref,
+            communities: pa
+                .communities
+                .iter()
+                .map(|c| format!("{}:{}", c.0 >> 16, c.0 & 0xffff))
+                .collect(),
+            large_communities: pa
+                .large_communities
+                .iter()
+                .map(|l| format!("{}:{}:{}", l.global_admin, l.local1, l.local2))
+                .collect(),
+        }
+    }
+}
+
+/// `65000 65001 {1 2}`.
+pub fn as_path_string(pa: &PathAttributes) -> String {
+    let join = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(" ");
+    pa.as_path
+        .segments
+        .iter()
+        .map(|s| match s {
+            AsSegment::Sequence(v) => join(v),
+            AsSegment::Set(v) => format!("{{{}}}", join(v)),
+            AsSegment::ConfedSequence(v) => format!("({})", join(v)),
+            AsSegment::ConfedSet(v) => format!("[{}]", join(v)),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Display name of a capability.
+pub fn capability_name(c: &Capability) -> String {
+    match c {
+        Capability::Multiprotocol(f) => format!("multiprotocol({f:?})"),
+        Capability::RouteRefresh => "route-refresh".into(),
+        Capability::ExtendedNextHop(_) => "extended-next-hop".into(),
+        Capability::ExtendedMessage => "extended-message".into(),
+        Capability::GracefulRestart(g) => format!("graceful-restart(time {})", g.restart_time),
+        Capability::FourOctetAs(_) => "4-octet-as".into(),
+        Capability::AddPath(_) => "add-path".into(),
+        Capability::EnhancedRouteRefresh => "enhanced-route-refresh".into(),
+        Capability::Unknown { code, .. } => format!("unknown({code})"),
+    }
+}

@@ -1,0 +1,230 @@
+//! Per-connection I/O tasks. The speaker task owns every session's state; each TCP connection
+//! gets a reader task (frames and decodes, so decoding runs in parallel with the RIB) and a
+//! writer task (encodes and packs UPDATEs), both talking to the speaker over channels.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bgpd_wire::{
+    BgpCodec, DecodeError, EncodedAttributes, Family, Message, Notification, Open, RawMessages,
+    SessionContext, UpdateBuilder,
+};
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use ipnet::IpNet;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+use crate::rib::Attrs;
+
+/// What the I/O tasks report to the speaker task.
+#[derive(Debug)]
+pub(crate) enum ConnEvent {
+    Rx {
+        peer: IpAddr,
+        conn: u64,
+        msg: Message,
+    },
+    /// The decoder found a session-reset error; the NOTIFICATION to send.
+    RxError {
+        peer: IpAddr,
+        conn: u64,
+        notification: Notification,
+    },
+    Closed {
+        peer: IpAddr,
+        conn: u64,
+    },
+    Connected {
+        peer: IpAddr,
+        attempt: u64,
+        result: std::io::Result<TcpStream>,
+    },
+    Accepted {
+        stream: TcpStream,
+        remote: SocketAddr,
+    },
+}
+
+/// Work for a writer task.
+#[derive(Debug)]
+pub(crate) enum WriterCmd {
+    Msg(Message),
+    /// The negotiated context, before any UPDATE is queued.
+    SetContext(SessionContext),
+    /// Announcements grouped by attribute set, and withdrawals.
+    Updates {
+        announce: Vec<(Arc<Attrs>, Vec<IpNet>)>,
+        withdraw: Vec<IpNet>,
+    },
+    EndOfRib(Family),
+    /// Flush what is queued, then close.
+    Close,
+}
+
+/// A task handle that aborts the task when dropped.
+#[derive(Debug)]
+pub(crate) struct AbortOnDrop(pub JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The speaker's end of one connection.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub id: u64,
+    pub tx: mpsc::UnboundedSender<WriterCmd>,
+    pub local: SocketAddr,
+    /// We initiated it (RFC 4271 §6.8 collision resolution needs to know).
+    pub outgoing: bool,
+    _reader: AbortOnDrop,
+}
+
+impl Conn {
+    pub fn send(&self, cmd: WriterCmd) {
+        // A closed writer means the connection is gone; the reader reports that.
+        let _ = self.tx.send(cmd);
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let _ = self.tx.send(WriterCmd::Close);
+    }
+}
+
+/// Start the reader and writer tasks of a connection.
+pub(crate) fn spawn(
+    peer: IpAddr,
+    id: u64,
+    stream: TcpStream,
+    outgoing: bool,
+    local_open: Open,
+    events: mpsc::Sender<ConnEvent>,
+) -> std::io::Result<Conn> {
+    let local = stream.local_addr()?;
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(writer(w, rx));
+    let reader = tokio::spawn(reader(peer, id, r, local_open, events));
+    Ok(Conn {
+        id,
+        tx,
+        local,
+        outgoing,
+        _reader: AbortOnDrop(reader),
+    })
+}
+
+async fn reader(
+    peer: IpAddr,
+    conn: u64,
+    r: OwnedReadHalf,
+    local_open: Open,
+    events: mpsc::Sender<ConnEvent>,
+) {
+    let mut framed = FramedRead::with_capacity(r, BgpCodec::default(), 64 * 1024);
+    while let Some(item) = framed.next().await {
+        match item {
+            Ok(msg) => {
+                // Switch to the negotiated layout before the next frame is decoded: both
+                // OPENs are known here, and nothing but the OPEN precedes UPDATEs.
+                if let Message::Open(open) = &msg {
+                    framed
+                        .decoder_mut()
+                        .set_context(SessionContext::negotiate(&local_open, open));
+                }
+                if events
+                    .send(ConnEvent::Rx { peer, conn, msg })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(DecodeError::Io(e)) => {
+                tracing::debug!(%peer, error = %e, "read failed");
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "malformed message");
+                let notification = Notification::from(&e);
+                let _ = events
+                    .send(ConnEvent::RxError {
+                        peer,
+                        conn,
+                        notification,
+                    })
+                    .await;
+                return;
+            }
+        }
+    }
+    let _ = events.send(ConnEvent::Closed { peer, conn }).await;
+}
+
+async fn writer(w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<WriterCmd>) {
+    let mut framed = FramedWrite::new(w, BgpCodec::default());
+    let mut batch = Vec::with_capacity(64);
+    loop {
+        if rx.recv_many(&mut batch, 64).await == 0 {
+            break;
+        }
+        let mut close = false;
+        for cmd in batch.drain(..) {
+            let r = match cmd {
+                WriterCmd::Msg(m) => framed.feed(m).await,
+                WriterCmd::SetContext(ctx) => {
+                    framed.encoder_mut().set_context(ctx);
+                    Ok(())
+                }
+                WriterCmd::Updates { announce, withdraw } => {
+                    let bytes = build_updates(framed.encoder().context(), &announce, &withdraw);
+                    framed.feed(RawMessages(bytes)).await
+                }
+                WriterCmd::EndOfRib(f) => {
+                    let mut b = UpdateBuilder::new(framed.encoder().context());
+                    b.end_of_rib(f);
+                    framed.feed(RawMessages(b.finish())).await
+                }
+                WriterCmd::Close => {
+                    close = true;
+                    break;
+                }
+            };
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "write failed");
+                return;
+            }
+        }
+        if SinkExt::<Message>::flush(&mut framed).await.is_err() || close {
+            break;
+        }
+    }
+    let _ = SinkExt::<Message>::close(&mut framed).await;
+}
+
+fn build_updates(
+    ctx: &SessionContext,
+    announce: &[(Arc<Attrs>, Vec<IpNet>)],
+    withdraw: &[IpNet],
+) -> Bytes {
+    let mut b = UpdateBuilder::new(ctx);
+    if !withdraw.is_empty() {
+        b.withdraw(withdraw);
+    }
+    for (attrs, prefixes) in announce {
+        let enc = EncodedAttributes::new(&attrs.path, ctx);
+        if let Err(e) = b.announce(&enc, attrs.next_hop, prefixes) {
+            tracing::warn!(error = %e, "cannot encode UPDATE; prefixes not sent");
+        }
+    }
+    b.finish()
+}

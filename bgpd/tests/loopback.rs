@@ -1,0 +1,283 @@
+//! Two of our own speakers over loopback (no namespaces, no root needed): session setup with
+//! connection collisions, routes both ways, attributes, withdraw, route refresh, peer removal.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use bgpd::fsm::State;
+use bgpd::policy::{Actions, Policy, PrefixMatch, Statement};
+use bgpd::{AfiSafi, Event, PeerConfig, RibKind, RouteQuery, Speaker, SpeakerConfig};
+use bgpd_wire::{Community, PathAttributes};
+
+fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip.parse::<IpAddr>().unwrap(), 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+async fn speaker(asn: u32, id: &str, listen: SocketAddr) -> Speaker {
+    logs();
+    let mut c = SpeakerConfig::new(asn, id.parse().unwrap());
+    c.listen = vec![listen];
+    Speaker::start(c).await.unwrap()
+}
+
+fn peer(addr: &str, port: u16, asn: u32, src: &str) -> PeerConfig {
+    let mut p = PeerConfig::new(addr.parse().unwrap(), asn);
+    p.port = port;
+    p.source_address = Some(src.parse().unwrap());
+    p.hold_time = 9;
+    p.connect_retry = 1;
+    p
+}
+
+async fn wait<F: AsyncFnMut() -> Option<T>, T>(what: &str, mut f: F) -> T {
+    for _ in 0..300 {
+        if let Some(v) = f().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn established(s: &Speaker, what: &str) {
+    wait(what, async || {
+        let p = s.peers().await.unwrap();
+        (p.len() == 1 && p[0].state == State::Established).then_some(())
+    })
+    .await
+}
+
+async fn loc_rib(s: &Speaker, f: AfiSafi) -> Vec<bgpd::RouteEntry> {
+    s.routes(RouteQuery {
+        family: f,
+        rib: RibKind::LocRib,
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_speakers_exchange_routes() {
+    let (pa, pb) = (free_port("127.0.0.1"), free_port("127.0.0.2"));
+    let a = speaker(65001, "1.1.1.1", format!("127.0.0.1:{pa}").parse().unwrap()).await;
+    let b = speaker(
+        4_200_000_002,
+        "2.2.2.2",
+        format!("127.0.0.2:{pb}").parse().unwrap(),
+    )
+    .await;
+    let mut events = b.subscribe().await.unwrap();
+    // Both sides active: the connections collide and §6.8 must leave exactly one.
+    let mut to_b = peer("127.0.0.2", pb, 4_200_000_002, "127.0.0.1");
+    to_b.export = Policy {
+        statements: vec![Statement {
+            prefixes: vec![PrefixMatch::orlonger("10.0.0.0/8".parse().unwrap())],
+            actions: Actions {
+                add_communities: vec![(65001 << 16) | 100],
+                add_large_communities: vec![[65001, 1, 2]],
+                ..Default::default()
+            },
+        }],
+        default_accept: true,
+    };
+    a.add_peer(to_b).await.unwrap();
+    b.add_peer(peer("127.0.0.1", pa, 0, "127.0.0.2"))
+        .await
+        .unwrap();
+    established(&a, "a established").await;
+    established(&b, "b established").await;
+    let st = b.peers().await.unwrap().remove(0);
+    assert_eq!(
+        st.peer_as, 65001,
+        "peer AS 0 accepts what the peer announces"
+    );
+    assert!(st.capabilities.iter().any(|c| c == "4-octet-as"));
+
+    // A originates v4 and v6 prefixes; B learns them with A's AS prepended.
+    a.add_local_route(
+        AfiSafi::Ipv4Unicast,
+        "10.1.0.0/24".parse().unwrap(),
+        PathAttributes::default(),
+    )
+    .await
+    .unwrap();
+    a.add_local_route(
+        AfiSafi::Ipv4Unicast,
+        "192.0.2.0/24".parse().unwrap(),
+        PathAttributes::default(),
+    )
+    .await
+    .unwrap();
+    a.add_local_route(
+        AfiSafi::Ipv6Unicast,
+        "2001:db8:1::/48".parse().unwrap(),
+        PathAttributes::default(),
+    )
+    .await
+    .unwrap();
+    let r = wait("v4 routes on b", async || {
+        let r = loc_rib(&b, AfiSafi::Ipv4Unicast).await;
+        (r.len() == 2).then_some(r)
+    })
+    .await;
+    let r10 = r
+        .iter()
+        .find(|e| e.prefix.to_string() == "10.1.0.0/24")
+        .unwrap();
+    assert_eq!(r10.as_path, "65001");
+    assert_eq!(r10.next_hop.to_string(), "127.0.0.1");
+    assert_eq!(r10.communities, vec!["65001:100"]);
+    assert_eq!(r10.large_communities, vec!["65001:1:2"]);
+    let r192 = r
+        .iter()
+        .find(|e| e.prefix.to_string() == "192.0.2.0/24")
+        .unwrap();
+    assert!(
+        r192.communities.is_empty(),
+        "export statement matched only 10/8"
+    );
+    let r6 = wait("v6 route on b", async || {
+        let r = loc_rib(&b, AfiSafi::Ipv6Unicast).await;
+        (r.len() == 1).then_some(r)
+    })
+    .await;
+    assert_eq!(
+        r6[0].next_hop.to_string(),
+        "::ffff:127.0.0.1",
+        "v4 session: v4-mapped next hop"
+    );
+
+    // Events: B's stream carries the best-path changes with next hops.
+    let ev = wait("best path event", async || match events.try_recv() {
+        Ok(Event::BestPath(c)) if c.prefix.to_string() == "10.1.0.0/24" => Some(c),
+        _ => None,
+    })
+    .await;
+    assert_eq!(ev.next_hops, vec!["127.0.0.1".parse::<IpAddr>().unwrap()]);
+    assert_eq!(
+        ev.attributes.unwrap().communities,
+        vec![Community((65001 << 16) | 100)]
+    );
+
+    // B's Adj-RIB-Out to A: B does not send A's routes back to A.
+    let out = b
+        .routes(RouteQuery {
+            family: AfiSafi::Ipv4Unicast,
+            rib: RibKind::AdjRibOut("127.0.0.1".parse().unwrap()),
+        })
+        .await
+        .unwrap();
+    assert!(out.is_empty(), "{out:?}");
+    let st = a.peers().await.unwrap().remove(0);
+    assert_eq!(st.families[0].advertised, 2);
+
+    // Route refresh from B: A resends, nothing changes.
+    b.request_route_refresh("127.0.0.1".parse().unwrap(), AfiSafi::Ipv4Unicast)
+        .await
+        .unwrap();
+
+    // Withdraw.
+    a.remove_local_route(AfiSafi::Ipv4Unicast, "10.1.0.0/24".parse().unwrap())
+        .await
+        .unwrap();
+    wait("withdraw on b", async || {
+        (loc_rib(&b, AfiSafi::Ipv4Unicast).await.len() == 1).then_some(())
+    })
+    .await;
+    let ev = wait("withdraw event", async || match events.try_recv() {
+        Ok(Event::BestPath(c)) if c.prefix.to_string() == "10.1.0.0/24" && c.is_withdraw() => {
+            Some(c)
+        }
+        _ => None,
+    })
+    .await;
+    assert!(ev.next_hops.is_empty());
+
+    // Removing the peer on A takes the session down on B and B drops A's routes.
+    a.remove_peer("127.0.0.2".parse().unwrap()).await.unwrap();
+    wait("routes gone on b", async || {
+        loc_rib(&b, AfiSafi::Ipv4Unicast)
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_peer_as_never_establishes_and_reports_error() {
+    let (pa, pb) = (free_port("127.0.0.3"), free_port("127.0.0.4"));
+    let a = speaker(65001, "1.1.1.1", format!("127.0.0.3:{pa}").parse().unwrap()).await;
+    let b = speaker(65002, "2.2.2.2", format!("127.0.0.4:{pb}").parse().unwrap()).await;
+    a.add_peer(peer("127.0.0.4", pb, 65099, "127.0.0.3"))
+        .await
+        .unwrap();
+    b.add_peer(peer("127.0.0.3", pa, 65001, "127.0.0.4"))
+        .await
+        .unwrap();
+    let err = wait("bad peer AS error", async || {
+        let p = a.peers().await.unwrap().remove(0);
+        p.last_error.filter(|e| e.contains("code: 2, subcode: 2"))
+    })
+    .await;
+    assert!(err.contains("NotificationSent"), "{err}");
+    assert_ne!(b.peers().await.unwrap()[0].state, State::Established);
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn api_errors() {
+    let s = Speaker::start(SpeakerConfig::new(65001, "1.1.1.1".parse().unwrap()))
+        .await
+        .unwrap();
+    let p = PeerConfig::new("192.0.2.1".parse().unwrap(), 65000);
+    s.add_peer(p.clone()).await.unwrap();
+    assert!(matches!(
+        s.add_peer(p).await,
+        Err(bgpd::Error::PeerExists(_))
+    ));
+    assert!(matches!(
+        s.remove_peer("192.0.2.9".parse().unwrap()).await,
+        Err(bgpd::Error::NoSuchPeer(_))
+    ));
+    let r = s
+        .add_local_route(
+            AfiSafi::Ipv6Unicast,
+            "10.0.0.0/8".parse().unwrap(),
+            Default::default(),
+        )
+        .await;
+    assert!(matches!(r, Err(bgpd::Error::FamilyMismatch { .. })));
+    let mut bad = PeerConfig::new("192.0.2.2".parse().unwrap(), 65000);
+    bad.hold_time = 1;
+    assert!(matches!(s.add_peer(bad).await, Err(bgpd::Error::Config(_))));
+    assert!(
+        s.request_route_refresh("192.0.2.1".parse().unwrap(), AfiSafi::Ipv4Unicast)
+            .await
+            .is_err()
+    );
+    s.shutdown().await.unwrap();
+    assert!(matches!(s.peers().await, Err(bgpd::Error::Stopped)));
+    let mut c = SpeakerConfig::new(65001, "1.1.1.1".parse().unwrap());
+    c.listen = vec!["192.0.2.200:179".parse().unwrap()];
+    assert!(matches!(
+        Speaker::start(c).await,
+        Err(bgpd::Error::Listen { .. })
+    ));
+}
