@@ -35,6 +35,35 @@ use crate::wait::{Check, wait_for};
 /// Where Debian installs the daemons.
 pub const FRR_SBIN: &str = "/usr/lib/frr";
 
+/// The command line of FRR daemon `daemon` (`zebra`, `bgpd`, ...) for an instance living in
+/// `dir`: config `conf`, PID file `<dir>/<daemon>.pid`, zserv socket `<dir>/zserv.api`, vty
+/// sockets in `dir` (so `vtysh --vty_socket <dir>` finds them), pathspace `-N pathspace`, log to
+/// stdout, no TCP vty, `-u root -g frrvty` (see the module docs for why).
+pub fn daemon_argv(daemon: &str, pathspace: &str, conf: &FsPath, dir: &FsPath) -> Vec<String> {
+    let s = |p: &FsPath| p.to_string_lossy().into_owned();
+    vec![
+        format!("{FRR_SBIN}/{daemon}"),
+        "-N".into(),
+        pathspace.to_owned(),
+        "-u".into(),
+        "root".into(),
+        "-g".into(),
+        "frrvty".into(),
+        "-f".into(),
+        s(conf),
+        "-i".into(),
+        s(&dir.join(format!("{daemon}.pid"))),
+        "-z".into(),
+        s(&dir.join("zserv.api")),
+        "--vty_socket".into(),
+        s(dir),
+        "--log".into(),
+        "stdout".into(),
+        "-P".into(),
+        "0".into(),
+    ]
+}
+
 /// A running FRR instance (zebra + bgpd) in one namespace. Dropping it stops both daemons.
 #[derive(Debug)]
 pub struct Frr {
@@ -69,29 +98,8 @@ impl Frr {
         write("vtysh.conf", "")?;
         let pathspace = names::unique("nl");
         let zserv = idir.join("zserv.api");
-        let s = |p: &FsPath| p.to_string_lossy().into_owned();
         let common = |daemon: &str, conf: &PathBuf| -> Vec<String> {
-            vec![
-                format!("{FRR_SBIN}/{daemon}"),
-                "-N".into(),
-                pathspace.clone(),
-                "-u".into(),
-                "root".into(),
-                "-g".into(),
-                "frrvty".into(),
-                "-f".into(),
-                s(conf),
-                "-i".into(),
-                s(&idir.join(format!("{daemon}.pid"))),
-                "-z".into(),
-                s(&zserv),
-                "--vty_socket".into(),
-                s(&idir),
-                "--log".into(),
-                "stdout".into(),
-                "-P".into(),
-                "0".into(),
-            ]
+            daemon_argv(daemon, &pathspace, conf, &idir)
         };
         let zargs = common("zebra", &zconf);
         let zargv: Vec<&str> = zargs.iter().map(String::as_str).collect();

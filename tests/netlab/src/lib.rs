@@ -4,7 +4,8 @@
 //! - [`Netns`]: a uniquely named namespace; processes inside are killed and the namespace deleted
 //!   on drop. Links ([`veth`], bridges, dummies), addresses, sysctls, and [`Netns::enter`] to run
 //!   in-process code (sockets, a tokio runtime, aya) inside it.
-//! - [`Process`]: a program started inside a namespace with its output captured to a file.
+//! - [`Process`]: a program started inside a namespace with its output captured to a file;
+//!   [`detached`] for programs that must outlive the caller (the lab runner).
 //! - [`LabDir`]: a per-test directory for configs, sockets and logs.
 //! - Real peers: [`frr`], [`bird`], [`gobgp`], [`etcd`].
 //! - [`wait_for`] / [`wait_until`]: polling that reports the last observation on timeout.
@@ -15,6 +16,7 @@ pub mod bgp;
 pub mod bird;
 pub mod capture;
 pub mod cmd;
+pub mod detached;
 pub mod dir;
 pub mod error;
 pub mod etcd;
