@@ -5,3 +5,4 @@
 pub mod print;
 pub mod routes_args;
 pub mod tabwriter;
+pub mod validate;

@@ -49,6 +49,22 @@ enum Cmd {
         #[command(subcommand)]
         cmd: L2Cmd,
     },
+    /// Offline configuration tools.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCmd {
+    /// Check a configuration directory exactly as rackd would load it; exits 1 on errors.
+    Validate {
+        dir: PathBuf,
+        /// Namespace of BGP auth Secrets (Cilium's --bgp-secrets-namespace).
+        #[arg(long, default_value = "kube-system")]
+        bgp_secrets_namespace: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -117,6 +133,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let sock = &cli.socket;
     let is_json = cli.output == Output::Json;
     match cli.cmd {
+        Cmd::Config {
+            cmd:
+                ConfigCmd::Validate {
+                    dir,
+                    bgp_secrets_namespace,
+                },
+        } => {
+            let r = rackctl::validate::validate_dir(&dir, &bgp_secrets_namespace)?;
+            print!("{}", r.text);
+            if r.errors > 0 {
+                std::process::exit(1);
+            }
+        }
         Cmd::Status => match call(sock, &Request::Status)? {
             Reply::Status(s) if is_json => println!("{}", json(&s)?),
             Reply::Status(s) => print!("{}", print::status_text(&s)),

@@ -6,6 +6,8 @@
 //! kebab-case keys, empty values omitted) so scripts written for `cilium bgp ... -o json`
 //! keep working on `rackctl ... -o json`.
 
+pub mod configdir;
+
 use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
