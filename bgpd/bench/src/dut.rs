@@ -14,15 +14,20 @@ use crate::lab::Topology;
 pub enum DutKind {
     /// BIRD 2, one table, `import all; export all;` on both sessions.
     Bird,
-    /// Our speaker, through the `bgpd-dut` binary at this path.
-    Bgpd(PathBuf),
+    /// Our speaker, through the `bgpd-dut` binary at this path, optionally under a wrapper
+    /// command (`perf record -g -o FILE --`, `valgrind --tool=massif`): for profiling only,
+    /// the CPU and RSS figures are then the wrapper's.
+    Bgpd {
+        binary: PathBuf,
+        wrapper: Vec<String>,
+    },
 }
 
 impl DutKind {
     pub fn name(&self) -> &'static str {
         match self {
             DutKind::Bird => "bird",
-            DutKind::Bgpd(_) => "bgpd",
+            DutKind::Bgpd { .. } => "bgpd",
         }
     }
 }
@@ -96,9 +101,10 @@ impl Dut {
                     ],
                 )?
             }
-            DutKind::Bgpd(bin) => {
-                let args = [
-                    bin.to_string_lossy().into_owned(),
+            DutKind::Bgpd { binary, wrapper } => {
+                let mut args = wrapper.clone();
+                args.extend([
+                    binary.to_string_lossy().into_owned(),
                     "--router-id".into(),
                     t.dut_sender_side.to_string(),
                     "--local-as".into(),
@@ -107,7 +113,7 @@ impl Dut {
                     format!("{}:{}", t.sender, t.sender_as),
                     "--peer".into(),
                     format!("{}:{}", t.receiver, t.receiver_as),
-                ];
+                ]);
                 let argv: Vec<&str> = args.iter().map(String::as_str).collect();
                 ns.spawn_env(dir, &format!("bgpd-{run}"), &argv, &[("RUST_LOG", "warn")])?
             }
@@ -153,9 +159,66 @@ pub fn cpu_seconds(pid: u32) -> Result<f64, BenchError> {
     };
     // Fields 14 and 15 overall are 12th and 13th after the command name (index 11, 12).
     let ticks = tick(11)? + tick(12)?;
+    Ok(ticks as f64 / clock_ticks())
+}
+
+/// Busy CPU time of the whole machine so far (all cores; `/proc/stat` without idle and
+/// iowait), in seconds.
+pub fn host_busy_seconds() -> Result<f64, BenchError> {
+    let path = "/proc/stat".to_string();
+    let stat = read_proc(path.clone())?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("cpu "))
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|f| f.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    if ticks.len() < 8 {
+        return Err(BenchError::Proc {
+            path,
+            detail: "no cpu line".into(),
+        });
+    }
+    // user nice system idle iowait irq softirq steal
+    let busy: u64 = ticks[..8].iter().sum::<u64>() - ticks[3] - ticks[4];
+    Ok(busy as f64 / clock_ticks())
+}
+
+fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    Ok(ticks as f64 / if hz > 0 { hz as f64 } else { 100.0 })
+    if hz > 0 { hz as f64 } else { 100.0 }
+}
+
+/// CPU readings taken together at the start and the end of a measured interval.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuSample {
+    pub dut: f64,
+    /// This process: the sender and receiver threads.
+    pub own: f64,
+    pub host: f64,
+}
+
+impl CpuSample {
+    pub fn take(dut_pid: u32) -> Option<Self> {
+        Some(Self {
+            dut: cpu_seconds(dut_pid).ok()?,
+            own: cpu_seconds(std::process::id()).ok()?,
+            host: host_busy_seconds().ok()?,
+        })
+    }
+
+    /// (DUT CPU seconds, foreign CPU seconds: neither the DUT nor our peers) from `self` to
+    /// `end`.
+    pub fn delta(&self, end: &CpuSample) -> (f64, f64) {
+        let dut = end.dut - self.dut;
+        let foreign = (end.host - self.host) - dut - (end.own - self.own);
+        (dut, foreign.max(0.0))
+    }
 }
 
 /// `VmHWM` of `pid` in KiB.
@@ -182,5 +245,9 @@ mod tests {
         let me = std::process::id();
         assert!(cpu_seconds(me).unwrap() >= 0.0);
         assert!(peak_rss_kib(me).unwrap() > 0);
+        assert!(host_busy_seconds().unwrap() > 0.0);
+        let a = CpuSample::take(me).unwrap();
+        let (dut, foreign) = a.delta(&CpuSample::take(me).unwrap());
+        assert!(dut >= 0.0 && foreign >= 0.0);
     }
 }

@@ -138,6 +138,7 @@ fn ceiling(
         convergence_s: end.duration_since(sent.t0).as_secs_f64(),
         sender_s: sent.written.duration_since(sent.t0).as_secs_f64(),
         dut_cpu_s: None,
+        foreign_cpu_s: None,
         dut_peak_rss_kib: None,
         received: bytes,
     })
@@ -177,7 +178,7 @@ fn one_run(
             if est_rx.recv_timeout(left()).is_err() {
                 return Err("receiver session");
             }
-            let cpu0 = dut.cpu_seconds().ok();
+            let cpu0 = dut::CpuSample::take(dut.process.pid());
             let sender = s.spawn(|| {
                 let _in = lab.sender.enter_guard()?;
                 peers::sender(sspec, table, false, &stop, deadline, start_tx)
@@ -188,7 +189,7 @@ fn one_run(
             let full = full_rx
                 .recv_timeout(left())
                 .map_err(|_| "full table at the receiver")?;
-            let cpu1 = dut.cpu_seconds().ok();
+            let cpu1 = dut::CpuSample::take(dut.process.pid());
             let rss = dut.peak_rss_kib().ok();
             Ok((sender, full, cpu0, cpu1, rss))
         })();
@@ -207,12 +208,14 @@ fn one_run(
         Ok((sent, rec, full, cpu0, cpu1, rss)) => {
             let sent = sent.map_err(|_| panicked())??;
             let rec = rec.map_err(|_| panicked())??;
+            let cpu = cpu0.zip(cpu1).map(|(a, b)| a.delta(&b));
             Ok(RunResult {
                 dut: name,
                 run,
                 convergence_s: full.duration_since(sent.t0).as_secs_f64(),
                 sender_s: sent.written.duration_since(sent.t0).as_secs_f64(),
-                dut_cpu_s: cpu0.zip(cpu1).map(|(a, b)| b - a),
+                dut_cpu_s: cpu.map(|c| c.0),
+                foreign_cpu_s: cpu.map(|c| c.1),
                 dut_peak_rss_kib: rss,
                 received: u64::from(rec.distinct),
             })

@@ -36,6 +36,10 @@ struct Args {
     /// Where to write the CSV.
     #[arg(long, default_value = "bgpd-bench.csv")]
     csv: PathBuf,
+    /// Run our speaker under this command (e.g. "perf record -g -o /tmp/perf.data --"), for
+    /// profiling; its CPU and RSS figures are then the wrapper's.
+    #[arg(long)]
+    bgpd_wrapper: Option<String>,
     /// Per-run limit in seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
@@ -79,7 +83,14 @@ fn main() -> anyhow::Result<()> {
                         bin.display()
                     );
                 }
-                DutKind::Bgpd(bin)
+                DutKind::Bgpd {
+                    binary: bin,
+                    wrapper: args
+                        .bgpd_wrapper
+                        .as_deref()
+                        .map(|w| w.split_whitespace().map(str::to_owned).collect())
+                        .unwrap_or_default(),
+                }
             }
         });
     }
@@ -91,7 +102,7 @@ fn main() -> anyhow::Result<()> {
     };
     let report = bgpd_bench::run(&cfg, |r| {
         eprintln!(
-            "{:<15} run {}: {:.3} s (sender {:.3} s), cpu {}, peak RSS {}",
+            "{:<15} run {}: {:.3} s (sender {:.3} s), cpu {}, peak RSS {}, foreign cpu {}",
             r.dut,
             r.run,
             r.convergence_s,
@@ -99,6 +110,7 @@ fn main() -> anyhow::Result<()> {
             r.dut_cpu_s.map_or("-".into(), |c| format!("{c:.2} s")),
             r.dut_peak_rss_kib
                 .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+            r.foreign_cpu_s.map_or("-".into(), |c| format!("{c:.2} s")),
         );
     })?;
     print!("{}", report.table());

@@ -16,6 +16,9 @@ pub struct RunResult {
     pub sender_s: f64,
     /// DUT utime+stime over the same interval.
     pub dut_cpu_s: Option<f64>,
+    /// CPU time used meanwhile by neither the DUT nor our peers (other work on the host,
+    /// bgperf2's "max foreign cpu"): results with much of it are not comparable.
+    pub foreign_cpu_s: Option<f64>,
     /// DUT VmHWM at convergence.
     pub dut_peak_rss_kib: Option<u64>,
     /// Distinct prefixes at the receiver (ceiling: bytes at the sink).
@@ -39,6 +42,7 @@ pub struct Summary {
     pub convergence_s: f64,
     pub sender_s: f64,
     pub dut_cpu_s: Option<f64>,
+    pub foreign_cpu_s: Option<f64>,
     pub dut_peak_rss_kib: Option<u64>,
 }
 
@@ -77,6 +81,7 @@ impl Report {
             convergence_s: median(runs.iter().map(|r| r.convergence_s).collect())?,
             sender_s: median(runs.iter().map(|r| r.sender_s).collect())?,
             dut_cpu_s: median(runs.iter().filter_map(|r| r.dut_cpu_s).collect()),
+            foreign_cpu_s: median(runs.iter().filter_map(|r| r.foreign_cpu_s).collect()),
             dut_peak_rss_kib: median(
                 runs.iter()
                     .filter_map(|r| r.dut_peak_rss_kib.map(|k| k as f64))
@@ -102,15 +107,22 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "{:<15} {:>4} {:>14} {:>10} {:>11} {:>13} {:>10}",
-            "dut", "runs", "convergence s", "sender s", "DUT cpu s", "DUT peak MiB", "B/route"
+            "{:<15} {:>4} {:>14} {:>10} {:>11} {:>13} {:>10} {:>14}",
+            "dut",
+            "runs",
+            "convergence s",
+            "sender s",
+            "DUT cpu s",
+            "DUT peak MiB",
+            "B/route",
+            "foreign cpu s"
         );
         for dut in ["sender-ceiling", "bird", "bgpd"] {
             let Some(m) = self.summary(dut) else { continue };
             let opt = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |v| format!("{v:.p$}"));
             let _ = writeln!(
                 s,
-                "{:<15} {:>4} {:>14.3} {:>10.3} {:>11} {:>13} {:>10}",
+                "{:<15} {:>4} {:>14.3} {:>10.3} {:>11} {:>13} {:>10} {:>14}",
                 dut,
                 m.runs,
                 m.convergence_s,
@@ -122,6 +134,7 @@ impl Report {
                         .map(|k| k as f64 * 1024.0 / f64::from(w.prefixes)),
                     0
                 ),
+                opt(m.foreign_cpu_s, 2),
             );
         }
         if let (Some(b), Some(o)) = (self.summary("bird"), self.summary("bgpd")) {
@@ -159,12 +172,12 @@ impl Report {
     pub fn csv(&self) -> String {
         let w = &self.workload;
         let mut s = String::from(
-            "dut,run,prefixes,attr_sets,seed,convergence_s,sender_s,dut_cpu_s,dut_peak_rss_kib,received\n",
+            "dut,run,prefixes,attr_sets,seed,convergence_s,sender_s,dut_cpu_s,foreign_cpu_s,dut_peak_rss_kib,received\n",
         );
         for r in &self.runs {
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{:.6},{:.6},{},{},{}",
+                "{},{},{},{},{},{:.6},{:.6},{},{},{},{}",
                 r.dut,
                 r.run,
                 w.prefixes,
@@ -173,6 +186,7 @@ impl Report {
                 r.convergence_s,
                 r.sender_s,
                 r.dut_cpu_s.map_or(String::new(), |v| format!("{v:.3}")),
+                r.foreign_cpu_s.map_or(String::new(), |v| format!("{v:.3}")),
                 r.dut_peak_rss_kib.map_or(String::new(), |v| v.to_string()),
                 r.received
             );
