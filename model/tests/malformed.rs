@@ -845,3 +845,79 @@ fn core_objects() {
         "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: e\n  labels:\n    kubernetes.io/service-name: svc\naddressType: IPv4\nendpoints:\n- addresses: [10.0.0.1]\n  nodeName: n1\n  conditions: {ready: true}\n",
     );
 }
+
+#[test]
+fn remaining_rules() {
+    invalid_at(
+        &cc_peer("      peerAddress: 10.0.0.1\n").replace("- name: p\n", "- name: ''\n"),
+        "spec.bgpInstances[0].peers[0].name",
+    );
+    invalid_at(
+        &cc_peer("      peerAddress: fe80::1\n      peerInterface: ''\n"),
+        "spec.bgpInstances[0].peers[0].peerInterface",
+    );
+    invalid_at(
+        &cc_peer(
+            "      autoDiscovery:\n        mode: DefaultGateway\n        defaultGateway:\n          addressFamily: ipv4\n        unnumbered:\n          interface: eth0\n",
+        ),
+        "spec.bgpInstances[0].peers[0].autoDiscovery.unnumbered",
+    );
+    invalid_at(
+        &cc_peer(
+            "      autoDiscovery:\n        mode: Unnumbered\n        unnumbered:\n          interface: ''\n",
+        ),
+        "spec.bgpInstances[0].peers[0].autoDiscovery.unnumbered.interface",
+    );
+    invalid_at(
+        &format!("{PC}  transport:\n    sourceInterface: ''\n"),
+        "spec.transport.sourceInterface",
+    );
+    invalid_at(
+        &format!(
+            "{NO}  bgpInstances:\n  - name: i\n    peers:\n    - name: p\n      localPort: 0\n"
+        ),
+        "spec.bgpInstances[0].peers[0].localPort",
+    );
+    invalid_at(
+        &format!(
+            "{NO}  bgpInstances:\n  - name: i\n    peers:\n    - name: p\n      peerInterface: ''\n"
+        ),
+        "spec.bgpInstances[0].peers[0].peerInterface",
+    );
+    invalid_at(
+        &egress(&format!("    egressIP: '{}'\n", "1".repeat(40))),
+        "spec.egressGateway.egressIP",
+    );
+    invalid_at(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  internalTrafficPolicy: Node\n",
+        "spec.internalTrafficPolicy",
+    );
+    invalid_at(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  clusterIP: 10.96.0\n",
+        "spec.clusterIP",
+    );
+    invalid_at(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  clusterIPs: [None, x]\n",
+        "spec.clusterIPs[1]",
+    );
+    ok(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  clusterIP: None\n  type: LoadBalancer\n  externalTrafficPolicy: Local\n",
+    );
+    invalid_at(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: n\nspec:\n  podCIDR: 10.1.0.0\n",
+        "spec.podCIDR",
+    );
+}
+
+#[test]
+fn every_document_gets_an_object_or_an_error() {
+    let text = format!(
+        "{PC}  {{}}\n---\n# empty\n---\n[1, 2\n---\n{}---\n{L2}  interfaces: ['(']\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n",
+        egress("")
+    );
+    let p = parse_documents("many.yaml", &text);
+    assert_eq!(p.objects.len(), 2);
+    assert_eq!(p.errors.len(), 3);
+    let docs: Vec<_> = p.errors.iter().map(|e| e.location.document).collect();
+    assert_eq!(docs, vec![2, 4, 5]);
+}
