@@ -34,8 +34,8 @@ fn percentile(v: &mut [Duration], p: f64) -> Duration {
 
 fn micro() {
     let dir = PinDir::new();
-    let ns = Netns::new("dp-bench");
-    let _in = ns.enter();
+    let ns = Netns::new("dp-bench").unwrap();
+    let _in = ns.enter_guard().unwrap();
     let mut r = Responder::open_or_create(dir.path()).unwrap();
     r.set_lease_duration(Duration::from_secs(3600)).unwrap();
     r.heartbeat().unwrap();
@@ -175,34 +175,20 @@ fn rtt(
 fn live() {
     let dir = PinDir::new();
     let peer_dir = PinDir::new();
-    let node = Netns::new("dp-bnode");
-    let client = Netns::new("dp-bcli");
-    node.exec(&[
-        "ip",
-        "link",
-        "add",
-        "va",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "vb",
-        "netns",
-        &client.name,
-    ]);
-    node.exec(&["ip", "link", "set", "va", "up"]);
-    client.exec(&["ip", "addr", "add", "192.0.2.1/24", "dev", "vb"]);
-    client.exec(&["ip", "link", "set", "vb", "up"]);
+    let node = Netns::new("dp-bnode").unwrap();
+    let client = Netns::new("dp-bcli").unwrap();
+    netlab::veth(&node, "va", &client, "vb").unwrap();
+    client.addr_add("vb", "192.0.2.1/24").unwrap();
     let vip = Ipv4Addr::new(192, 0, 2, 10);
 
     let (sock, vb_index, vb_mac) = {
-        let _c = client.enter();
+        let _c = client.enter_guard().unwrap();
         let (s, i) = arp_socket("vb");
         (s, i, sys::if_mac(i).unwrap())
     };
     let req = packet::arp_request(vb_mac, Ipv4Addr::new(192, 0, 2, 1), vip);
     let send_from_client = |label: &str| {
-        let _c = client.enter();
+        let _c = client.enter_guard().unwrap();
         match rtt(&sock, vb_index, &req, vip) {
             Some((p50, p99, lost)) => println!(
                 "  {label:40} median {:5.1} us  p99 {:5.1} us  unanswered {lost}",
@@ -214,7 +200,7 @@ fn live() {
     };
 
     println!("B. live ARP round trip over a veth ({RTT_SAMPLES} requests each)");
-    let _n = node.enter();
+    let _n = node.enter_guard().unwrap();
     let va = sys::if_index("va").unwrap();
     let mut r = Responder::open_or_create(dir.path()).unwrap();
     // The run is long on a loaded machine; keep the liveness guard out of it.
@@ -236,11 +222,11 @@ fn live() {
         // A (do-nothing here) XDP program on the peer enables its NAPI
         // receive path, which native XDP_TX on veth needs.
         let mut peer = {
-            let _c = client.enter();
+            let _c = client.enter_guard().unwrap();
             Responder::open_or_create(peer_dir.path()).unwrap()
         };
         let _px = {
-            let _c = client.enter();
+            let _c = client.enter_guard().unwrap();
             peer.attach_xdp_unpinned(vb_index, XdpMode::Driver).unwrap()
         };
         send_from_client("XDP native, peer with an XDP program");

@@ -35,3 +35,9 @@ pub use responder::{
     send_gratuitous, uninstall,
 };
 pub use sys::{SolicitedNodeMembership, join_solicited_node};
+
+// The control plane moves the responder into its own task.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<Responder>();
+};

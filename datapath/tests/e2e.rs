@@ -27,42 +27,32 @@ struct Lab {
 impl Lab {
     fn new() -> Self {
         let dir = PinDir::new();
-        let node = Netns::new("dp-node");
-        let client = Netns::new("dp-cli");
-        node.exec(&[
-            "ip",
-            "link",
-            "add",
-            "va",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "vb",
-            "netns",
-            &client.name,
-        ]);
-        node.exec(&["ip", "link", "set", "va", "up"]);
-        client.exec(&["ip", "addr", "add", "192.0.2.1/24", "dev", "vb"]);
-        client.exec(&["ip", "addr", "add", "2001:db8::1/64", "dev", "vb", "nodad"]);
-        client.exec(&["ip", "link", "set", "vb", "up"]);
+        let node = Netns::new("dp-node").unwrap();
+        let client = Netns::new("dp-cli").unwrap();
+        netlab::veth(&node, "va", &client, "vb").unwrap();
+        client.addr_add("vb", "192.0.2.1/24").unwrap();
+        client.addr_add("vb", "2001:db8::1/64").unwrap();
         Lab { client, node, dir }
     }
 
     /// MAC that `arping` saw answering VIP4, if any.
     fn arping(&self) -> Option<String> {
-        let o = self.client.try_exec(&[
-            "arping", "-c", "3", "-C", "1", "-w", "3", "-i", "vb", "-r", VIP4,
-        ]);
+        let o = common::try_exec(
+            &self.client,
+            &[
+                "arping", "-c", "3", "-C", "1", "-w", "3", "-i", "vb", "-r", VIP4,
+            ],
+        );
         let out = String::from_utf8_lossy(&o.stdout).trim().to_lowercase();
         (o.status.success() && !out.is_empty()).then_some(out)
     }
 
     /// MAC that `ndisc6` saw answering VIP6, if any.
     fn ndisc6(&self) -> Option<String> {
-        let o = self
-            .client
-            .try_exec(&["ndisc6", "-q", "-r", "3", "-w", "500", VIP6, "vb"]);
+        let o = common::try_exec(
+            &self.client,
+            &["ndisc6", "-q", "-r", "3", "-w", "500", VIP6, "vb"],
+        );
         let out = String::from_utf8_lossy(&o.stdout).trim().to_lowercase();
         (o.status.success() && !out.is_empty()).then_some(out)
     }
@@ -92,7 +82,7 @@ fn tcx_programs(ifname: &str) -> usize {
 #[test]
 fn arping_and_ndisc6_get_our_mac_until_withdrawn() {
     let lab = Lab::new();
-    let _in = lab.node.enter();
+    let _in = lab.node.enter_guard().unwrap();
     let ifindex = sys::if_index("va").unwrap();
     let mac = mac_str(sys::if_mac(ifindex).unwrap());
     let mut r = Responder::open_or_create(lab.dir.path()).unwrap();
@@ -104,8 +94,7 @@ fn arping_and_ndisc6_get_our_mac_until_withdrawn() {
     r.announce(vip4(), ifindex).unwrap();
     r.announce(vip6(), ifindex).unwrap();
     // The solicited-node group is joined at link layer and by MLD.
-    let maddr = lab.node.exec(&["ip", "maddr", "show", "dev", "va"]);
-    let maddr = String::from_utf8_lossy(&maddr.stdout).to_string();
+    let maddr = lab.node.ip(&["maddr", "show", "dev", "va"]).unwrap();
     assert!(maddr.contains("33:33:ff:00:00:10"), "{maddr}");
     assert!(maddr.contains("ff02::1:ff00:10"), "{maddr}");
 
@@ -118,8 +107,8 @@ fn arping_and_ndisc6_get_our_mac_until_withdrawn() {
     r.withdraw(vip6(), ifindex).unwrap();
     assert_eq!(lab.arping(), None);
     assert_eq!(lab.ndisc6(), None);
-    let maddr = lab.node.exec(&["ip", "maddr", "show", "dev", "va"]);
-    assert!(!String::from_utf8_lossy(&maddr.stdout).contains("33:33:ff:00:00:10"));
+    let maddr = lab.node.ip(&["maddr", "show", "dev", "va"]).unwrap();
+    assert!(!maddr.contains("33:33:ff:00:00:10"), "{maddr}");
 
     r.detach(ifindex).unwrap();
     assert_eq!(tcx_programs("va"), 0);
@@ -129,7 +118,7 @@ fn arping_and_ndisc6_get_our_mac_until_withdrawn() {
 #[test]
 fn restart_keeps_answering_and_adopts_the_pinned_link() {
     let lab = Lab::new();
-    let _in = lab.node.enter();
+    let _in = lab.node.enter_guard().unwrap();
     let ifindex = sys::if_index("va").unwrap();
     let mac = mac_str(sys::if_mac(ifindex).unwrap());
     let first_prog;
@@ -170,7 +159,7 @@ fn restart_keeps_answering_and_adopts_the_pinned_link() {
 
 /// A packet socket on `vb`, created in the client namespace.
 fn capture_socket(lab: &Lab) -> OwnedFd {
-    let _in = lab.client.enter();
+    let _in = lab.client.enter_guard().unwrap();
     let ifindex = sys::if_index("vb").unwrap();
     // SAFETY: plain socket/bind/setsockopt calls on a descriptor we own.
     unsafe {
@@ -210,7 +199,7 @@ fn capture_socket(lab: &Lab) -> OwnedFd {
 fn gratuitous_arp_and_unsolicited_na_reach_the_segment() {
     let lab = Lab::new();
     let sock = capture_socket(&lab);
-    let _in = lab.node.enter();
+    let _in = lab.node.enter_guard().unwrap();
     let ifindex = sys::if_index("va").unwrap();
     let mac = sys::if_mac(ifindex).unwrap();
     datapath::send_gratuitous(vip4(), ifindex, 3).unwrap();
@@ -237,31 +226,16 @@ fn gratuitous_arp_and_unsolicited_na_reach_the_segment() {
 #[test]
 fn link_of_a_deleted_interface_is_dropped_on_restart() {
     let lab = Lab::new();
-    let _in = lab.node.enter();
+    let _in = lab.node.enter_guard().unwrap();
     let ifindex = sys::if_index("va").unwrap();
     {
         let mut r = Responder::open_or_create(lab.dir.path()).unwrap();
         r.attach(ifindex).unwrap();
     }
     // The interface goes away while no daemon runs; a new one appears.
-    lab.node.exec(&["ip", "link", "del", "va"]);
-    lab.node.exec(&[
-        "ip",
-        "link",
-        "add",
-        "va",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "vb",
-        "netns",
-        &lab.client.name,
-    ]);
-    lab.node.exec(&["ip", "link", "set", "va", "up"]);
-    lab.client
-        .exec(&["ip", "addr", "add", "192.0.2.1/24", "dev", "vb"]);
-    lab.client.exec(&["ip", "link", "set", "vb", "up"]);
+    lab.node.link_del("va").unwrap();
+    netlab::veth(&lab.node, "va", &lab.client, "vb").unwrap();
+    lab.client.addr_add("vb", "192.0.2.1/24").unwrap();
 
     let mut r = Responder::open_or_create(lab.dir.path()).unwrap();
     assert!(r.attached().unwrap().is_empty(), "defunct link unpinned");

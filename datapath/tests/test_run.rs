@@ -35,15 +35,15 @@ fn asker6() -> Ipv6Addr {
 /// Fields drop in order: responder, namespace, pins.
 struct Fixture {
     r: Responder,
-    _entered: common::NsEntered,
+    _entered: common::EnteredNetns,
     _ns: common::Netns,
     _dir: PinDir,
 }
 
 fn setup() -> Fixture {
     let dir = PinDir::new();
-    let ns = common::Netns::new("dp-run");
-    let entered = ns.enter();
+    let ns = common::Netns::new("dp-run").unwrap();
+    let entered = ns.enter_guard().unwrap();
     let mut r = Responder::open_or_create(dir.path()).unwrap();
     r.set_mac(LO, OUR_MAC).unwrap();
     r.announce(IpAddr::V4(vip4()), LO).unwrap();
