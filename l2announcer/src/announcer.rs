@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tracing::info;
 
@@ -71,18 +72,36 @@ pub enum Recorded {
 /// A shared, ordered log of announcer calls across several nodes, so tests can replay it and
 /// check that no IP was ever announced by two nodes at once.
 #[derive(Debug, Clone, Default)]
-pub struct AnnounceLog(Arc<Mutex<Vec<Recorded>>>);
+pub struct AnnounceLog(Arc<Mutex<Vec<(Instant, Recorded)>>>);
 
 impl AnnounceLog {
     /// All calls so far, in order.
     #[must_use]
     pub fn calls(&self) -> Vec<Recorded> {
+        self.timed().into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// All calls so far with the time they were made, in order.
+    #[must_use]
+    pub fn timed(&self) -> Vec<(Instant, Recorded)> {
         self.0.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    /// Number of calls so far.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.lock().map(|g| g.len()).unwrap_or_default()
+    }
+
+    /// Whether no call was recorded.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn push(&self, r: Recorded) {
         if let Ok(mut g) = self.0.lock() {
-            g.push(r);
+            g.push((Instant::now(), r));
         }
     }
 

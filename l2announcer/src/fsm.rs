@@ -150,6 +150,9 @@ struct Group {
     since: Instant,
     /// When the group was seen free (for the claim delay).
     free_since: Instant,
+    /// The node that held the group before it became free: it just gave the group up (link
+    /// down, policy change, shutdown), so it is left out of the claim preference.
+    last_holder: Option<String>,
 }
 
 impl Group {
@@ -164,6 +167,7 @@ impl Group {
             programmed: BTreeSet::new(),
             since: now,
             free_since: now,
+            last_holder: None,
         }
     }
 }
@@ -302,7 +306,6 @@ impl Fsm {
                     set_owner(g, owner, now);
                 }
                 self.reconcile(now, ip, &mut out);
-                self.gc();
             }
             Input::ClaimResult { ip, outcome } => {
                 let g = self.groups.entry(ip).or_insert_with(|| Group::new(now));
@@ -323,7 +326,6 @@ impl Fsm {
                     _ => {}
                 }
                 self.reconcile(now, ip, &mut out);
-                self.gc();
             }
             Input::ReleaseFailed(ip) => {
                 if let Some(g) = self.groups.get_mut(&ip) {
@@ -336,6 +338,8 @@ impl Fsm {
                     g.backoff = false;
                 }
                 self.reconcile_all(now, &mut out);
+                // Here and on Desired only: per-event GC would be quadratic in groups.
+                self.gc();
             }
             Input::Shutdown => {
                 if !self.shutting_down {
@@ -376,10 +380,10 @@ impl Fsm {
         out: &mut Vec<Action>,
         tail: &mut Vec<Action>,
     ) {
-        let preferred = self.preferred(ip);
         let Some(g) = self.groups.get_mut(&ip) else {
             return;
         };
+        let preferred = preferred(&self.cfg.node, &self.members, g.last_holder.as_deref(), ip);
         let up: BTreeSet<Iface> = g
             .desired
             .iter()
@@ -428,17 +432,6 @@ impl Fsm {
         }
     }
 
-    /// Whether this node is the rendezvous-hash choice for `ip` among live members, so that
-    /// free groups spread over nodes instead of going to whoever is fastest.
-    fn preferred(&self, ip: IpAddr) -> bool {
-        let me = self.cfg.node.as_str();
-        let mine = rendezvous(me, ip);
-        self.members
-            .iter()
-            .filter(|m| m.as_str() != me)
-            .all(|m| (rendezvous(m, ip), m.as_str()) < (mine, me))
-    }
-
     /// Forgets groups nobody wants and nobody holds.
     fn gc(&mut self) {
         self.groups.retain(|_, g| {
@@ -447,12 +440,26 @@ impl Fsm {
     }
 }
 
+/// Whether `me` is the rendezvous-hash choice for `ip` among live members (less the node
+/// that just gave the group up), so free groups spread over nodes instead of going to
+/// whoever is fastest, and survivors do not all race for every group.
+fn preferred(me: &str, members: &BTreeSet<String>, exclude: Option<&str>, ip: IpAddr) -> bool {
+    let mine = rendezvous(me, ip);
+    members
+        .iter()
+        .filter(|m| m.as_str() != me && Some(m.as_str()) != exclude)
+        .all(|m| (rendezvous(m, ip), m.as_str()) < (mine, me))
+}
+
 fn set_owner(g: &mut Group, owner: Owner, now: Instant) {
     if g.owner != owner {
         g.since = now;
         g.releasing = false;
         if owner == Owner::Free {
             g.free_since = now;
+            if let Owner::Other(prev) = &g.owner {
+                g.last_holder = Some(prev.clone());
+            }
         }
         g.owner = owner;
     }
