@@ -298,7 +298,12 @@ fn decode<T: DeserializeOwned>(text: &str) -> Result<T, (String, String, Option<
         let path = e.path().to_string();
         let inner = e.into_inner();
         let line = inner.location().map(|l| l.line());
-        (path, strip_location(&inner.to_string()), line)
+        let msg = strip_location(&inner.to_string());
+        // serde_yaml_ng already prefixes some messages with the path.
+        let msg = msg
+            .strip_prefix(&format!("{path}: "))
+            .map_or(msg.clone(), str::to_owned);
+        (path, msg, line)
     })
 }
 
