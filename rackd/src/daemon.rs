@@ -25,7 +25,8 @@ use crate::admin;
 use crate::bgp::reconcile::{NodeAddrs, Reconciler};
 use crate::bgp::render::{self, Desired, RenderInput};
 use crate::host;
-use crate::metrics::{ControllerLabels, Metrics, PeerFamilyLabels, PeerLabels};
+use crate::lbipam_ctl::LbController;
+use crate::metrics::{ControllerLabels, Metrics, PeerFamilyLabels, PeerLabels, PoolLabels};
 use crate::source::DirSource;
 use crate::state;
 use crate::views;
@@ -78,6 +79,7 @@ pub struct Shared {
     config_source: String,
     view: RwLock<ConfigView>,
     bgp: tokio::sync::Mutex<Reconciler>,
+    lb: std::sync::Mutex<LbController>,
     metrics: Arc<Metrics>,
 }
 
@@ -86,6 +88,10 @@ fn read_view<T>(s: &Shared, f: impl FnOnce(&ConfigView) -> T) -> T {
 }
 
 impl Shared {
+    fn lb(&self) -> std::sync::MutexGuard<'_, LbController> {
+        self.lb.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     async fn bgp_peers(&self) -> Vec<rackd_api::BgpPeer> {
         let desired = read_view(self, |v| v.desired.clone());
         let bgp = self.bgp.lock().await;
@@ -170,6 +176,8 @@ impl Shared {
             )
         });
         let peers = self.bgp_peers().await;
+        let mut errors = errors;
+        errors.extend(self.lb().problems.iter().cloned());
         rackd_api::Status {
             node: self.node.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -243,10 +251,9 @@ impl admin::Handler for Shared {
             Request::BgpRoutePolicies { router_asn } => {
                 Reply::BgpRoutePolicies(self.route_policies(router_asn))
             }
-            Request::LbipamPools
-            | Request::LbipamServices
-            | Request::L2Leases
-            | Request::L2Announcements => {
+            Request::LbipamPools => Reply::LbipamPools(self.lb().pool_views()),
+            Request::LbipamServices => Reply::LbipamServices(self.lb().service_views()),
+            Request::L2Leases | Request::L2Announcements => {
                 Reply::Error("this controller is not enabled in this build of rackd".into())
             }
         }
@@ -266,6 +273,7 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
     }
     state::write_atomic(&marker, std::process::id().to_string().as_bytes())?;
 
+    let lb = LbController::open(&opts.state_dir)?;
     let metrics = Metrics::new();
     let shared = Arc::new(Shared {
         node: opts.node_name.clone(),
@@ -273,6 +281,7 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
         config_source: format!("dir:{}", opts.config_dir.display()),
         view: RwLock::new(ConfigView::default()),
         bgp: tokio::sync::Mutex::new(Reconciler::new(restarting)),
+        lb: std::sync::Mutex::new(lb),
         metrics: metrics.clone(),
     });
 
@@ -360,12 +369,44 @@ async fn controller(opts: &Options, shared: &Shared, stop: &CancellationToken) {
         if !have_config {
             continue;
         }
+        reconcile_lbipam(shared, &snapshot);
         reconcile_bgp(opts, shared, &snapshot).await;
         if !synced_once {
             shared.bgp.lock().await.set_ready().await;
             synced_once = true;
         }
         shared.update_peer_metrics().await;
+    }
+}
+
+fn reconcile_lbipam(shared: &Shared, snapshot: &Snapshot) {
+    let started = Instant::now();
+    let labels = ControllerLabels {
+        controller: "lbipam".into(),
+    };
+    let mut lb = shared.lb();
+    shared.metrics.reconcile_runs.get_or_create(&labels).inc();
+    if let Err(e) = lb.reconcile(snapshot) {
+        shared.metrics.reconcile_errors.get_or_create(&labels).inc();
+        error!(error = %e, cause = ?std::error::Error::source(&e).map(|s| s.to_string()), "LB-IPAM reconcile");
+    }
+    shared
+        .metrics
+        .reconcile_duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    for (pool, used, available) in lb.pool_counts() {
+        let l = PoolLabels { pool };
+        shared
+            .metrics
+            .pool_ips_used
+            .get_or_create(&l)
+            .set(i64::try_from(used).unwrap_or(i64::MAX));
+        shared
+            .metrics
+            .pool_ips_available
+            .get_or_create(&l)
+            .set(available);
     }
 }
 
@@ -397,7 +438,7 @@ async fn reconcile_bgp(opts: &Options, shared: &Shared, snapshot: &Snapshot) {
     let input = RenderInput {
         node_name: &opts.node_name,
         host,
-        lb_ips: BTreeMap::new(),
+        lb_ips: shared.lb().lb_ips(),
         secrets_namespace: &opts.bgp_secrets_namespace,
     };
     let desired = render::render(snapshot, &input);

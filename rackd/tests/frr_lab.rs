@@ -162,6 +162,16 @@ fn rackd_peers_with_frr_from_cilium_yaml() {
     assert_eq!(svc.large_communities, vec!["65000:1:100".to_owned()]);
     lab.tor.wait_route("fd00:10:1:1::/64", t).unwrap();
     lab.tor.wait_route("2004::1/128", t).unwrap();
+    // LB-IPAM: the seeds' deathstar gets its IPs from empire-ip-pool, advertised as /32 and
+    // /128 with the Service advertisement's communities.
+    let lb4 = lab.tor.wait_route("172.18.255.200/32", t).unwrap();
+    assert!(lb4.communities.contains(&"65000:100".to_owned()), "{lb4:?}");
+    lab.tor.wait_route("2001:db8:dead:beef::/128", t).unwrap();
+    let Reply::LbipamPools(pools) = lab.call(&Request::LbipamPools) else {
+        panic!("no pools reply");
+    };
+    println!("{}", rackctl::print::pools_table(&pools));
+    assert_eq!(pools[0].ips_available, "18446744073709551622");
 
     // rackctl's view, through the admin socket, printed like `cilium bgp peers`.
     let Reply::BgpPeers(peers) = lab.call(&Request::BgpPeers) else {
@@ -183,7 +193,8 @@ fn rackd_peers_with_frr_from_cilium_yaml() {
         .find(|p| p.peer_address == "10.0.1.2" || p.peer_address == "10.0.0.1")
         .unwrap();
     let fam4 = v4.families.iter().find(|f| f.afi == "ipv4").unwrap();
-    assert_eq!(fam4.advertised, 2, "{table}");
+    // PodCIDR, the external IP and the LoadBalancer IP.
+    assert_eq!(fam4.advertised, 3, "{table}");
 
     // Live edit: drop the IPv4 external IP. The route goes, the sessions stay.
     let before = (
@@ -195,6 +206,20 @@ fn rackd_peers_with_frr_from_cilium_yaml() {
     std::fs::write(&svc_path, text.replace("\"20.0.10.1\", ", "")).unwrap();
     lab.tor
         .wait_no_route("20.0.10.1/32", Duration::from_secs(10))
+        .unwrap();
+
+    // Unselecting the service from its pool releases the IPs and withdraws the routes.
+    let text = std::fs::read_to_string(&svc_path).unwrap();
+    std::fs::write(
+        &svc_path,
+        text.replace("    org: empire\nspec:", "    org: rebel\nspec:"),
+    )
+    .unwrap();
+    lab.tor
+        .wait_no_route("172.18.255.200/32", Duration::from_secs(10))
+        .unwrap();
+    lab.tor
+        .wait_no_route("2001:db8:dead:beef::/128", Duration::from_secs(10))
         .unwrap();
 
     // A broken file: one clear error, nothing withdrawn, no session reset.
