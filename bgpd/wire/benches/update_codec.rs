@@ -35,12 +35,31 @@ fn table() -> Vec<(Arc<PathAttributes>, NextHop, Vec<IpNet>)> {
     let mut i = 0u32;
     while i < PREFIXES {
         let hops = 2 + rng.next() % 5;
-        let path: Vec<u32> = (0..hops).map(|h| if h == 0 { 65000 } else { 1 + rng.next() % 400_000 }).collect();
-        let communities =
-            if rng.next() % 3 == 0 { (0..1 + rng.next() % 4).map(|_| Community(rng.next())).collect() } else { Vec::new() };
+        let path: Vec<u32> = (0..hops)
+            .map(|h| {
+                if h == 0 {
+                    65000
+                } else {
+                    1 + rng.next() % 400_000
+                }
+            })
+            .collect();
+        let communities = if rng.next() % 3 == 0 {
+            (0..1 + rng.next() % 4)
+                .map(|_| Community(rng.next()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let attrs = PathAttributes {
-            origin: if rng.next() % 10 == 0 { Origin::Incomplete } else { Origin::Igp },
-            as_path: AsPath { segments: vec![AsSegment::Sequence(path)] },
+            origin: if rng.next() % 10 == 0 {
+                Origin::Incomplete
+            } else {
+                Origin::Igp
+            },
+            as_path: AsPath {
+                segments: vec![AsSegment::Sequence(path)],
+            },
             med: (rng.next() % 2 == 0).then(|| rng.next() % 1000),
             communities,
             ..Default::default()
@@ -54,7 +73,11 @@ fn table() -> Vec<(Arc<PathAttributes>, NextHop, Vec<IpNet>)> {
                 IpNet::V4(Ipv4Net::new(addr, len).unwrap().trunc())
             })
             .collect();
-        out.push((Arc::new(attrs), NextHop::V4(Ipv4Addr::new(192, 0, 2, 1 + (i % 200) as u8)), prefixes));
+        out.push((
+            Arc::new(attrs),
+            NextHop::V4(Ipv4Addr::new(192, 0, 2, 1 + (i % 200) as u8)),
+            prefixes,
+        ));
         i += n;
     }
     out
@@ -67,6 +90,23 @@ fn encode_all(table: &[(Arc<PathAttributes>, NextHop, Vec<IpNet>)], ctx: &Sessio
         b.announce(&enc, *nh, prefixes).unwrap();
     }
     b.finish()
+}
+
+/// What a sender does: encode into a 64 KiB batch, hand the batch to the socket, go on.
+fn encode_batched(
+    table: &[(Arc<PathAttributes>, NextHop, Vec<IpNet>)],
+    ctx: &SessionContext,
+) -> usize {
+    let mut b = UpdateBuilder::with_capacity(ctx, 64 * 1024);
+    let mut total = 0;
+    for (attrs, nh, prefixes) in table {
+        let enc = EncodedAttributes::new(attrs, ctx);
+        b.announce(&enc, *nh, prefixes).unwrap();
+        if b.len() >= 60 * 1024 {
+            total += black_box(b.take()).len();
+        }
+    }
+    total + b.finish().len()
 }
 
 fn decode_all(stream: &Bytes, ctx: &SessionContext) -> usize {
@@ -86,6 +126,7 @@ fn bench(c: &mut Criterion) {
     let table = table();
     let stream = encode_all(&table, &ctx);
     assert_eq!(decode_all(&stream, &ctx), PREFIXES as usize);
+    assert_eq!(encode_batched(&table, &ctx), stream.len());
     eprintln!(
         "stream: {} attribute sets, {} prefixes, {} octets ({:.1} MB)",
         table.len(),
@@ -100,14 +141,20 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("full_table");
     g.sample_size(10);
     g.throughput(Throughput::Elements(u64::from(PREFIXES)));
-    g.bench_function("decode_1M_prefixes", |b| b.iter(|| decode_all(black_box(&stream), &ctx)));
-    g.bench_function("encode_1M_prefixes", |b| b.iter(|| encode_all(black_box(&table), &ctx)));
+    g.bench_function("decode_1M_prefixes", |b| {
+        b.iter(|| decode_all(black_box(&stream), &ctx))
+    });
+    g.bench_function("encode_1M_prefixes", |b| {
+        b.iter(|| encode_batched(black_box(&table), &ctx))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("full_table_bytes");
     g.sample_size(10);
     g.throughput(Throughput::Bytes(stream.len() as u64));
-    g.bench_function("decode_stream", |b| b.iter(|| decode_all(black_box(&stream), &ctx)));
+    g.bench_function("decode_stream", |b| {
+        b.iter(|| decode_all(black_box(&stream), &ctx))
+    });
     g.finish();
 }
 

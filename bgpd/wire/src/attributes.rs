@@ -681,7 +681,7 @@ pub(crate) fn encode_block(attrs: &PathAttributes, ctx: &SessionContext) -> Attr
         }
     };
     let width = ctx.as_width();
-    let mut scratch = BytesMut::new();
+    let mut scratch = BytesMut::with_capacity(64);
 
     flush_below(&mut out, tc::ORIGIN);
     put_attr(&mut out, TRANSITIVE, tc::ORIGIN, &[attrs.origin as u8]);

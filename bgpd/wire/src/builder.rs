@@ -72,6 +72,25 @@ impl<'c> UpdateBuilder<'c> {
         }
     }
 
+    /// A builder whose buffer starts with room for `bytes` octets (e.g. one socket write).
+    pub fn with_capacity(ctx: &'c SessionContext, bytes: usize) -> Self {
+        UpdateBuilder {
+            ctx,
+            buf: BytesMut::with_capacity(bytes),
+            ends: Vec::new(),
+        }
+    }
+
+    /// Takes the messages built so far (back to back) and starts over with an empty buffer of
+    /// the same capacity, so a sender can flush every few kilobytes.
+    pub fn take(&mut self) -> Bytes {
+        self.ends.clear();
+        let cap = self.buf.capacity();
+        let out = self.buf.split().freeze();
+        self.buf.reserve(cap);
+        out
+    }
+
     /// Number of messages built so far.
     pub fn message_count(&self) -> usize {
         self.ends.len()
