@@ -104,6 +104,40 @@ fn handshake(
     }
 }
 
+/// Connects and establishes, starting over while the DUT refuses or drops us before
+/// `deadline` (a DUT that listens before its peers are configured closes early connections).
+fn establish(
+    role: &'static str,
+    spec: &PeerSpec,
+    deadline: Instant,
+) -> Result<(TcpStream, MsgReader<TcpStream>), BenchError> {
+    loop {
+        let attempt = (|| {
+            let mut stream = connect(role, spec.dut, deadline)?;
+            stream
+                .set_read_timeout(Some(TICK))
+                .map_err(io_err(role, "set read timeout"))?;
+            let mut reader =
+                MsgReader::new(stream.try_clone().map_err(io_err(role, "clone socket"))?);
+            handshake(
+                role,
+                &mut stream,
+                &mut reader,
+                spec.my_as,
+                spec.router_id,
+                deadline,
+            )?;
+            Ok((stream, reader))
+        })();
+        match attempt {
+            Err(_) if Instant::now() + Duration::from_millis(200) < deadline => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Who a peer is.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerSpec {
@@ -134,19 +168,7 @@ pub fn sender(
     started: mpsc::Sender<Instant>,
 ) -> Result<SenderReport, BenchError> {
     const ROLE: &str = "sender";
-    let mut stream = connect(ROLE, spec.dut, deadline)?;
-    stream
-        .set_read_timeout(Some(TICK))
-        .map_err(io_err(ROLE, "set read timeout"))?;
-    let mut reader = MsgReader::new(stream.try_clone().map_err(io_err(ROLE, "clone socket"))?);
-    handshake(
-        ROLE,
-        &mut stream,
-        &mut reader,
-        spec.my_as,
-        spec.router_id,
-        deadline,
-    )?;
+    let (mut stream, mut reader) = establish(ROLE, &spec, deadline)?;
 
     // Drain whatever the DUT sends us while we write, so neither side can block the other.
     std::thread::scope(|s| {
@@ -214,19 +236,7 @@ pub fn receiver(
     full: mpsc::Sender<Instant>,
 ) -> Result<ReceiverReport, BenchError> {
     const ROLE: &str = "receiver";
-    let mut stream = connect(ROLE, spec.dut, deadline)?;
-    stream
-        .set_read_timeout(Some(TICK))
-        .map_err(io_err(ROLE, "set read timeout"))?;
-    let mut reader = MsgReader::new(stream.try_clone().map_err(io_err(ROLE, "clone socket"))?);
-    handshake(
-        ROLE,
-        &mut stream,
-        &mut reader,
-        spec.my_as,
-        spec.router_id,
-        deadline,
-    )?;
+    let (mut stream, mut reader) = establish(ROLE, &spec, deadline)?;
     let _ = established.send(());
 
     let mut have = vec![0u64; (expected as usize).div_ceil(64)];
