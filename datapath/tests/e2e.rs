@@ -8,6 +8,7 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
 
 use aya::programs::{SchedClassifier, TcAttachType};
 use common::{Netns, PinDir};
@@ -244,5 +245,107 @@ fn link_of_a_deleted_interface_is_dropped_on_restart() {
     r.announce(vip4(), ifindex).unwrap();
     let mac = mac_str(sys::if_mac(ifindex).unwrap());
     assert_eq!(lab.arping().as_deref(), Some(mac.as_str()));
+    r.uninstall().unwrap();
+}
+
+/// Cilium #44311: behind an MLD-snooping bridge with a querier, a
+/// solicitation to a solicited-node group reaches only ports that joined the
+/// group. The responder's MLD join must reach the bridge's group table and
+/// `ndisc6` must be answered through it, while an address put in the map
+/// without a join (the Cilium bug) goes unanswered.
+#[test]
+fn ndp_works_through_an_mld_snooping_bridge() {
+    let dir = PinDir::new();
+    let seg = Netns::new("dp-seg").unwrap();
+    let node = Netns::new("dp-node").unwrap();
+    let client = Netns::new("dp-cli").unwrap();
+    // Own querier, with short intervals so it counts as present quickly.
+    seg.ip(&[
+        "link",
+        "add",
+        "br0",
+        "type",
+        "bridge",
+        "mcast_snooping",
+        "1",
+        "mcast_querier",
+        "1",
+        "mcast_querier_interval",
+        "100",
+        "mcast_query_response_interval",
+        "100",
+    ])
+    .unwrap();
+    seg.link_up("br0").unwrap();
+    netlab::veth(&node, "va", &seg, "pa").unwrap();
+    netlab::veth(&client, "vb", &seg, "pb").unwrap();
+    seg.set_master("pa", "br0").unwrap();
+    seg.set_master("pb", "br0").unwrap();
+    client.addr_add("vb", "2001:db8::1/64").unwrap();
+
+    let _in = node.enter_guard().unwrap();
+    let ifindex = sys::if_index("va").unwrap();
+    let mac = mac_str(sys::if_mac(ifindex).unwrap());
+    let mut r = Responder::open_or_create(dir.path()).unwrap();
+    r.attach(ifindex).unwrap();
+    r.announce(vip6(), ifindex).unwrap();
+    // The control: an entry written straight into the pinned map, no join.
+    let control: Ipv6Addr = "2001:db8::20".parse().unwrap();
+    {
+        let data = aya::maps::MapData::from_pin(dir.path().join(datapath::maps::MAP_V6)).unwrap();
+        let mut v6: aya::maps::HashMap<_, datapath::maps::V6Key, datapath::maps::Entry> =
+            aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data)).unwrap();
+        let key = datapath::maps::V6Key {
+            ip6: control.octets(),
+            ifindex,
+            pad: 0,
+        };
+        v6.insert(key, datapath::maps::Entry::default(), 0).unwrap();
+    }
+
+    let mdb_has_group = || -> netlab::Result<bool> {
+        Ok(seg
+            .output(&["bridge", "mdb", "show", "dev", "br0"])?
+            .lines()
+            .any(|l| l.contains("port pa") && l.contains("ff02::1:ff00:10")))
+    };
+    netlab::wait_until(
+        "the bridge learns the solicited-node group on pa",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        mdb_has_group,
+    )
+    .unwrap();
+    let ndisc = |ip: &str, tries: &str| {
+        let o = common::try_exec(
+            &client,
+            &["ndisc6", "-q", "-r", tries, "-w", "300", ip, "vb"],
+        );
+        let out = String::from_utf8_lossy(&o.stdout).trim().to_lowercase();
+        (o.status.success() && !out.is_empty()).then_some(out)
+    };
+    // Until the bridge sees a querier it floods; once it does, the control
+    // address (no join) stops being answered.
+    netlab::wait_until(
+        "the bridge stops flooding the unjoined group",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || Ok(ndisc("2001:db8::20", "1").is_none()),
+    )
+    .unwrap();
+    assert_eq!(
+        ndisc(VIP6, "5").as_deref(),
+        Some(mac.as_str()),
+        "joined address answered"
+    );
+
+    r.withdraw(vip6(), ifindex).unwrap();
+    netlab::wait_until(
+        "the bridge forgets the group on pa",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || mdb_has_group().map(|b| !b),
+    )
+    .unwrap();
     r.uninstall().unwrap();
 }
