@@ -44,7 +44,7 @@ fn table() -> Vec<(Arc<PathAttributes>, NextHop, Vec<IpNet>)> {
                 }
             })
             .collect();
-        let communities = if rng.next() % 3 == 0 {
+        let communities = if rng.next().is_multiple_of(3) {
             (0..1 + rng.next() % 4)
                 .map(|_| Community(rng.next()))
                 .collect()
@@ -52,7 +52,7 @@ fn table() -> Vec<(Arc<PathAttributes>, NextHop, Vec<IpNet>)> {
             Vec::new()
         };
         let attrs = PathAttributes {
-            origin: if rng.next() % 10 == 0 {
+            origin: if rng.next().is_multiple_of(10) {
                 Origin::Incomplete
             } else {
                 Origin::Igp
@@ -60,7 +60,7 @@ fn table() -> Vec<(Arc<PathAttributes>, NextHop, Vec<IpNet>)> {
             as_path: AsPath {
                 segments: vec![AsSegment::Sequence(path)],
             },
-            med: (rng.next() % 2 == 0).then(|| rng.next() % 1000),
+            med: rng.next().is_multiple_of(2).then(|| rng.next() % 1000),
             communities,
             ..Default::default()
         };
@@ -69,7 +69,7 @@ fn table() -> Vec<(Arc<PathAttributes>, NextHop, Vec<IpNet>)> {
             .map(|k| {
                 // Spread /24s (and some /22s) over 1.0.0.0-223.255.255.255.
                 let addr = Ipv4Addr::from((1u32 << 24) + k * 256);
-                let len = if k % 7 == 0 { 22 } else { 24 };
+                let len = if k.is_multiple_of(7) { 22 } else { 24 };
                 IpNet::V4(Ipv4Net::new(addr, len).unwrap().trunc())
             })
             .collect();
