@@ -198,6 +198,25 @@ impl Object {
         }
     }
 
+    /// The object as JSON, in its stored apiVersion.
+    pub fn to_json(&self) -> serde_json::Value {
+        let r = match self {
+            Object::BgpClusterConfig(o) => serde_json::to_value(o),
+            Object::BgpPeerConfig(o) => serde_json::to_value(o),
+            Object::BgpAdvertisement(o) => serde_json::to_value(o),
+            Object::BgpNodeConfigOverride(o) => serde_json::to_value(o),
+            Object::LoadBalancerIPPool(o) => serde_json::to_value(o),
+            Object::L2AnnouncementPolicy(o) => serde_json::to_value(o),
+            Object::EgressGatewayPolicy(o) => serde_json::to_value(o),
+            Object::Service(o) => serde_json::to_value(o),
+            Object::Node(o) => serde_json::to_value(o),
+            Object::EndpointSlice(o) => serde_json::to_value(o),
+            Object::Secret(o) => serde_json::to_value(o),
+        };
+        // These types only contain maps with string keys, so encoding cannot fail.
+        r.unwrap_or(serde_json::Value::Null)
+    }
+
     /// The object's key. The loader guarantees a name and, for namespaced kinds, a
     /// namespace (defaulted to `default`).
     pub fn key(&self) -> ObjectKey {

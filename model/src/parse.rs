@@ -243,9 +243,6 @@ fn parse_one(source: &str, doc: &RawDoc) -> DocResult {
             },
         );
     }
-    if let Some(p) = unknown_key(map, meta, kind) {
-        return fail(None, Some(objref), p);
-    }
 
     let decoded = match kind {
         Kind::BgpClusterConfig => {
@@ -278,6 +275,19 @@ fn parse_one(source: &str, doc: &RawDoc) -> DocResult {
             return fail(line, Some(objref), Problem::Decode { path, message });
         }
     };
+    if let Some(p) = unknown_key(map, meta, kind) {
+        return fail(None, Some(objref), p);
+    }
+    if let Some(path) = unknown_field(&value, &object.to_json(), &mut String::new()) {
+        return fail(
+            None,
+            Some(objref),
+            Problem::Decode {
+                path,
+                message: format!("unknown field in {kind_s} {api_version}"),
+            },
+        );
+    }
     normalise_namespace(&mut object);
     let errs = validate_and_convert(&mut object, &api_version);
     if !errs.is_empty() {
@@ -336,6 +346,62 @@ fn value_type(v: &Value) -> &'static str {
         Value::Sequence(_) => "sequence",
         Value::Mapping(_) => "mapping",
         Value::Tagged(_) => "tagged value",
+    }
+}
+
+/// kubectl's strict field validation rejects unknown fields, which serde drops
+/// silently in the root, `metadata` and the k8s-openapi types. Every key of the
+/// input must survive a decode/encode round trip; empty and null values are
+/// skipped because the encoders omit them.
+fn unknown_field(input: &Value, decoded: &serde_json::Value, path: &mut String) -> Option<String> {
+    match (input, decoded) {
+        (Value::Mapping(m), serde_json::Value::Object(o)) => {
+            for (k, v) in m {
+                if is_empty(v) {
+                    continue;
+                }
+                let Some(k) = k.as_str() else {
+                    return Some(format!("{path}<non-string key>"));
+                };
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                let found = match o.get(k) {
+                    None => Some(path.clone()),
+                    Some(d) => unknown_field(v, d, path),
+                };
+                path.truncate(len);
+                if found.is_some() {
+                    return found;
+                }
+            }
+            None
+        }
+        (Value::Sequence(s), serde_json::Value::Array(a)) if s.len() == a.len() => {
+            for (i, (v, d)) in s.iter().zip(a).enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                let found = unknown_field(v, d, path);
+                path.truncate(len);
+                if found.is_some() {
+                    return found;
+                }
+            }
+            None
+        }
+        (Value::Tagged(t), d) => unknown_field(&t.value, d, path),
+        _ => None,
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Sequence(s) => s.is_empty(),
+        Value::Mapping(m) => m.is_empty(),
+        _ => false,
     }
 }
 

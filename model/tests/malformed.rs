@@ -924,3 +924,29 @@ fn every_document_gets_an_object_or_an_error() {
     let docs: Vec<_> = p.errors.iter().map(|e| e.location.document).collect();
     assert_eq!(docs, vec![2, 4, 5]);
 }
+
+#[test]
+fn unknown_fields_in_core_objects() {
+    let e = one_error(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  typ: LoadBalancer\n",
+    );
+    assert!(e.to_string().contains("spec.typ: unknown field"), "{e}");
+    let e = one_error(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  ports:\n  - port: 80\n  - prot: 81\n",
+    );
+    assert!(
+        e.to_string().contains("spec.ports[1].prot: unknown field"),
+        "{e}"
+    );
+    let e = one_error(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: n\nspec:\n  podCIRDs: [10.0.0.0/24]\n",
+    );
+    assert!(
+        e.to_string().contains("spec.podCIRDs: unknown field"),
+        "{e}"
+    );
+    // Nulls and empty values that encoders omit are not mistaken for unknown fields.
+    ok(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n  creationTimestamp: null\n  labels: {}\nspec:\n  ports: []\n  selector: {}\nstatus:\n  loadBalancer: {}\n",
+    );
+}
