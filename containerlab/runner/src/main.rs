@@ -1,0 +1,145 @@
+//! `rackd-lab up|down|exec|status FILE`: see the crate docs and README.md.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use rackd_lab::{LabError, Options, lab, topo};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rackd-lab",
+    version,
+    about = "Run a containerlab topology with network namespaces, FRR and rackd (no containers)"
+)]
+struct Cli {
+    /// Lab name instead of the file's `name:` (to run a private copy next to another).
+    #[arg(long, global = true, env = "RACKD_LAB_NAME")]
+    name: Option<String>,
+    /// Directory with the rackd and rackctl binaries (default: this workspace's target dir,
+    /// release if built, else debug).
+    #[arg(long, global = true, env = "RACKD_LAB_BIN_DIR")]
+    bin_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Create the namespaces and links, run the exec lines, start the daemons.
+    /// An error if the lab is already up.
+    Up {
+        /// The .clab.yml file.
+        file: PathBuf,
+    },
+    /// Stop what `up` started and delete the namespaces and state (nothing to do if not up).
+    Down {
+        /// The .clab.yml file (only its name is used).
+        file: PathBuf,
+    },
+    /// Run a command inside a node (`vtysh` on FRR nodes and `rackctl` on rackd nodes talk to
+    /// that node's daemons).
+    Exec {
+        /// The .clab.yml file (only its name is used).
+        file: PathBuf,
+        /// The node.
+        node: String,
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        cmd: Vec<String>,
+    },
+    /// Show nodes, namespaces and processes; exit 1 if the lab is not up or something died.
+    Status {
+        /// The .clab.yml file (only its name is used).
+        file: PathBuf,
+    },
+}
+
+fn progress(msg: &str) {
+    eprintln!("rackd-lab: {msg}");
+}
+
+/// The lab name without insisting on a valid file: `down --name X` must work even after the
+/// file was broken or deleted.
+fn lab_name(file: &Path, name: Option<&str>) -> anyhow::Result<String> {
+    if let Some(n) = name {
+        return Ok(n.to_owned());
+    }
+    Ok(topo::load(file, None)?.name)
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rackd-lab: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let opts = Options {
+        bin_dir: cli.bin_dir.clone(),
+    };
+    let name = cli.name.as_deref();
+    match cli.cmd {
+        Cmd::Up { file } => {
+            let t = topo::load(&file, name)?;
+            let st = lab::up(&t, &opts, &progress)?;
+            let (report, _) = lab::status(&st);
+            print!("{report}");
+            let flag = name.map(|n| format!(" --name {n}")).unwrap_or_default();
+            println!(
+                "lab {} is up; try: rackd-lab{flag} exec {} node1 rackctl bgp peers",
+                st.lab,
+                file.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Down { file } => {
+            let lab = lab_name(&file, name)?;
+            match lab::down(&lab, &progress)? {
+                None => println!("lab {lab} is not up; nothing to do"),
+                Some(warnings) => {
+                    for w in warnings {
+                        eprintln!("rackd-lab: warning: {w}");
+                    }
+                    println!("lab {lab} is down");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Exec { file, node, cmd } => {
+            let lab = lab_name(&file, name)?;
+            let st = lab::load_state(&lab)?;
+            let status = lab::exec(&st, &node, &cmd, &opts)?;
+            Ok(match status.code() {
+                Some(0) => ExitCode::SUCCESS,
+                Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+                None => ExitCode::from(128 + 1),
+            })
+        }
+        Cmd::Status { file } => {
+            let lab = lab_name(&file, name)?;
+            match lab::load_state(&lab) {
+                Ok(st) => {
+                    let (report, healthy) = lab::status(&st);
+                    print!("{report}");
+                    Ok(if healthy {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    })
+                }
+                Err(e @ LabError::NotUp { .. }) => {
+                    println!("{e}");
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(e) => Err(e).context("reading lab state"),
+            }
+        }
+    }
+}
