@@ -23,7 +23,11 @@ pub trait Announcer {
     /// repetitions out itself, calling this with `count = 1`).
     fn gratuitous(&mut self, ip: IpAddr, ifindex: u32, count: u32) -> Result<(), Self::Error>;
 
-    /// Stamps the datapath liveness guard; called every tick while the node lease is live.
+    /// Stamps the datapath liveness guard. Called on every acknowledged lease renewal (or
+    /// every tick with the `local` backend), never after the lease is lost. The datapath
+    /// should stop answering when the stamp is older than the *renew deadline*: renewals then
+    /// stop counting before etcd can expire the lease and hand the IPs to another node, so
+    /// even a node killed with `kill -9` never answers alongside its successor.
     fn heartbeat(&mut self) -> Result<(), Self::Error> {
         Ok(())
     }
@@ -66,6 +70,11 @@ pub enum Recorded {
         node: String,
         /// IP.
         ip: IpAddr,
+    },
+    /// `heartbeat`.
+    Heartbeat {
+        /// Node that called.
+        node: String,
     },
 }
 
@@ -133,10 +142,19 @@ impl AnnounceLog {
                         }
                     }
                 }
-                Recorded::Gratuitous { .. } => {}
+                Recorded::Gratuitous { .. } | Recorded::Heartbeat { .. } => {}
             }
         }
         None
+    }
+
+    /// Heartbeats stamped by `node` so far.
+    #[must_use]
+    pub fn heartbeats(&self, node: &str) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| matches!(c, Recorded::Heartbeat { node: n } if n == node))
+            .count()
     }
 
     /// Which nodes currently announce `ip` (after replaying the log).
@@ -205,6 +223,13 @@ impl Announcer for RecordingAnnouncer {
             node: self.node.clone(),
             ip,
             ifindex,
+        });
+        Ok(())
+    }
+
+    fn heartbeat(&mut self) -> Result<(), Infallible> {
+        self.log.push(Recorded::Heartbeat {
+            node: self.node.clone(),
         });
         Ok(())
     }

@@ -210,10 +210,8 @@ where
                 t.fire_garps();
             }
             _ = tick.tick() => {
-                if t.fsm.lease_live()
-                    && let Err(e) = t.announcer.heartbeat()
-                {
-                    warn!(error = %e, "datapath heartbeat failed");
+                if !t.backend.reports_renewals() {
+                    t.heartbeat();
                 }
                 t.input(Input::Tick).await;
             }
@@ -226,8 +224,21 @@ where
     B: LeaseBackend,
     A: Announcer + Send + 'static,
 {
+    /// Stamps the datapath liveness guard, only while the lease is believed live.
+    fn heartbeat(&mut self) {
+        if self.fsm.lease_live()
+            && let Err(e) = self.announcer.heartbeat()
+        {
+            warn!(error = %e, "datapath heartbeat failed");
+        }
+    }
+
     async fn backend_event(&mut self, ev: BackendEvent) {
         let input = match ev {
+            BackendEvent::Renewed => {
+                self.heartbeat();
+                return;
+            }
             BackendEvent::LeaseAcquired => {
                 info!(node = %self.cfg.node, "node lease live");
                 Input::LeaseAcquired

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use etcd_client::{Client, GetOptions};
 use l2announcer::LeaseTimings;
-use l2announcer::announcer::{AnnounceLog, RecordingAnnouncer};
+use l2announcer::announcer::{AnnounceLog, Recorded, RecordingAnnouncer};
 use l2announcer::backend::{BackendEvent, EtcdBackend, EtcdConfig, LeaseBackend};
 use l2announcer::fsm::ClaimOutcome;
 use l2announcer::node::{NodeConfig, NodeHandle, spawn};
@@ -36,7 +36,7 @@ fn groups(n: u32) -> BTreeMap<IpAddr, DesiredGroup> {
 }
 
 struct Cluster {
-    _etcd: EtcdServer,
+    etcd: Option<EtcdServer>,
     endpoint: String,
     log: AnnounceLog,
     nodes: BTreeMap<String, NodeHandle>,
@@ -47,7 +47,7 @@ impl Cluster {
         let etcd = EtcdServer::start(fast).unwrap();
         Self {
             endpoint: etcd.endpoint(),
-            _etcd: etcd,
+            etcd: Some(etcd),
             log: AnnounceLog::default(),
             nodes: BTreeMap::new(),
         }
@@ -372,4 +372,43 @@ async fn claims_are_exclusive_and_foreign_keys_are_ignored() {
     let wb = b.claim(&ips).await;
     assert!(wb.iter().all(|o| matches!(o, ClaimOutcome::Won { .. })));
     b.revoke().await.unwrap();
+}
+
+/// etcd unreachable: the node stops renewing, withdraws everything once the renew deadline
+/// passes (before etcd could hand its IPs to anyone) and stops stamping the datapath guard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_etcd_fences_the_node() {
+    let mut c = Cluster::new(true);
+    c.add("a", LeaseTimings::FAST, 20);
+    c.settle(20).await;
+    assert!(c.log.heartbeats("a") > 0);
+    drop(c.etcd.take());
+    let mut fenced = false;
+    for _ in 0..400 {
+        let s = c.nodes["a"].snapshot().await.unwrap();
+        if !s.lease_live && s.announcements.is_empty() {
+            fenced = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(fenced);
+    let calls = c.log.calls();
+    let last_hb = calls
+        .iter()
+        .rposition(|r| matches!(r, Recorded::Heartbeat { .. }))
+        .unwrap();
+    let last_withdraw = calls
+        .iter()
+        .rposition(|r| matches!(r, Recorded::Withdraw { .. }))
+        .unwrap();
+    assert!(
+        last_hb < last_withdraw,
+        "heartbeat stamped after the lease was lost"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(c.log.calls().len(), calls.len(), "activity after fencing");
+    for (_, h) in std::mem::take(&mut c.nodes) {
+        h.shutdown().await.unwrap();
+    }
 }

@@ -492,6 +492,7 @@ async fn keepalive_loop(
                                 last_ok = sent;
                                 in_flight.clear();
                                 stream = Some(s);
+                                let _ = events.send(BackendEvent::Renewed);
                             }
                             Ok(Err(etcd_client::Error::LeaseKeepAliveError(e))) => {
                                 warn!(node = %cfg.node, lease, error = %e, "node lease gone");
@@ -508,6 +509,7 @@ async fn keepalive_loop(
                     if let Some(sent) = in_flight.pop_front() {
                         last_ok = sent;
                     }
+                    let _ = events.send(BackendEvent::Renewed);
                 }
                 Some(_) => {
                     warn!(node = %cfg.node, lease, "node lease expired");

@@ -87,4 +87,8 @@ impl LeaseBackend for LocalBackend {
     fn writes(&self) -> WriteStats {
         WriteStats::default()
     }
+
+    fn reports_renewals(&self) -> bool {
+        false
+    }
 }

@@ -27,6 +27,9 @@ pub enum BackendEvent {
     LeaseAcquired,
     /// The node lease was not renewed within the renew deadline, or it expired.
     LeaseLost,
+    /// A renewal was acknowledged: the owning task stamps the datapath liveness guard, so the
+    /// datapath stops answering when renewals stop, however the node fails.
+    Renewed,
     /// Nodes that hold a live node lease.
     Members(BTreeSet<String>),
     /// A group's claim changed (or was listed at start or resync).
@@ -171,4 +174,10 @@ pub trait LeaseBackend: Send + Sync + 'static {
 
     /// Write counters so far.
     fn writes(&self) -> WriteStats;
+
+    /// Whether this backend reports [`BackendEvent::Renewed`]; if not, the owning task stamps
+    /// the datapath liveness guard on its own ticks.
+    fn reports_renewals(&self) -> bool {
+        true
+    }
 }
