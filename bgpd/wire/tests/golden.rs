@@ -499,3 +499,22 @@ fn whole_capture_as_a_stream_through_the_codec() {
     assert_eq!(n, flow(GOBGP, FRR_GOBGP).len());
     assert!(buf.is_empty());
 }
+
+#[test]
+fn ibgp_local_pref_both_ways() {
+    const FRR_I: &str = "10.0.2.1";
+    const BIRD_I: &str = "10.0.2.3";
+    let c = ctx(FRR_I, BIRD_I);
+    assert!(c.four_octet_as);
+    // FRR's route-map sets local-preference 250; iBGP carries it (RFC 4271 §5.1.5).
+    let (_, u) = announcing(FRR_I, BIRD_I, "192.0.2.0/24");
+    let a = u.attributes.as_ref().unwrap();
+    assert_eq!(a.local_pref, Some(250));
+    assert_eq!(a.as_path.segments, vec![], "iBGP: empty AS_PATH");
+    assert_eq!(a.med, Some(50));
+    // BIRD sends its default LOCAL_PREF 100 on its own route.
+    let (raw, u) = announcing(BIRD_I, FRR_I, "192.0.2.128/25");
+    assert_eq!(u.attributes.as_ref().unwrap().local_pref, Some(100));
+    // BIRD's layout is ours (type order, short lengths): byte-exact.
+    assert_eq!(reencode(&Message::Update(u), &c), raw);
+}

@@ -8,7 +8,8 @@
 #   A-B: IPv6 session, ipv4+ipv6 unicast, extended next hop, GR, add-path (ipv6), 4-octet AS.
 #   A-C: IPv4 session, FRR with `dont-capability-negotiate` (2-octet session: FRR
 #        sends AS_TRANS + AS4_PATH), and an
-#        IPv6 session on the same link (BIRD sends a global + link-local next hop).
+#        IPv6 session on the same link (BIRD sends a global + link-local next hop), and an
+#        iBGP IPv4 session (10.0.2.1-10.0.2.3, both AS 4200000001: LOCAL_PREF).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 W=$(mktemp -d /tmp/bgpwire-cap.XXXXXX)
@@ -28,6 +29,7 @@ ip -n "$A" addr add 10.0.0.1/24 dev ab-$$; ip -n "$A" addr add fd00::1/64 dev ab
 ip -n "$B" addr add 10.0.0.2/24 dev ba-$$; ip -n "$B" addr add fd00::2/64 dev ba-$$ nodad
 ip -n "$A" addr add 10.0.1.1/24 dev ac-$$; ip -n "$C" addr add 10.0.1.3/24 dev ca-$$
 ip -n "$A" addr add fd01::1/64 dev ac-$$ nodad; ip -n "$C" addr add fd01::3/64 dev ca-$$ nodad
+ip -n "$A" addr add 10.0.2.1/24 dev ac-$$; ip -n "$C" addr add 10.0.2.3/24 dev ca-$$
 for x in "$A ab-$$" "$B ba-$$" "$A ac-$$" "$C ca-$$"; do set -- $x; ip -n "$1" link set "$2" up; done
 sleep 2
 
@@ -45,6 +47,7 @@ route-map RICH permit 10
  set large-community 4200000001:1:2 4200000001:3:4
  set extcommunity rt 65001:300
  set metric 50
+ set local-preference 250
  set origin incomplete
 !
 route-map PREP permit 10
@@ -60,6 +63,7 @@ router bgp 4200000001
  neighbor 10.0.1.3 remote-as 65003
  neighbor 10.0.1.3 dont-capability-negotiate
  neighbor fd01::3 remote-as 65003
+ neighbor 10.0.2.3 remote-as 4200000001
  address-family ipv4 unicast
   network 192.0.2.0/24 route-map RICH
   network 198.51.100.0/24
@@ -69,6 +73,7 @@ router bgp 4200000001
   neighbor fd00::2 activate
   neighbor 10.0.1.3 activate
   neighbor 10.0.1.3 route-map PREP out
+  neighbor 10.0.2.3 activate
  exit-address-family
  address-family ipv6 unicast
   network 2001:db8:1::/48 route-map RICH
@@ -123,6 +128,11 @@ protocol bgp frr {
   neighbor 10.0.1.1 as 23456;
   graceful restart on;
   ipv4 { import all; export all; };
+}
+protocol bgp frri {
+  local 10.0.2.3 as 4200000001;
+  neighbor 10.0.2.1 as 4200000001;
+  ipv4 { import all; export all; next hop self; };
 }
 protocol static s6 {
   ipv6;

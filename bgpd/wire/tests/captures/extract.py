@@ -12,7 +12,7 @@ import struct
 import sys
 
 NAMES = {"10.0.0.1": "frr", "fd00::1": "frr", "10.0.1.1": "frr", "fd00::2": "gobgp", "10.0.0.2": "gobgp",
-         "10.0.1.3": "bird", "fd01::1": "frr", "fd01::3": "bird"}
+         "10.0.1.3": "bird", "fd01::1": "frr", "fd01::3": "bird", "10.0.2.1": "frr", "10.0.2.3": "bird"}
 TYPES = {1: "OPEN", 2: "UPDATE", 3: "NOTIFICATION", 4: "KEEPALIVE", 5: "ROUTE-REFRESH"}
 
 
