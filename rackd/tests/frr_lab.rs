@@ -285,3 +285,70 @@ fn rackd_peers_with_frr_from_cilium_yaml() {
         .wait_no_route("10.1.1.0/24", Duration::from_secs(10))
         .unwrap();
 }
+
+/// Graceful restart of our side (RFC 4724): rackd killed with SIGKILL, the ToR keeps our
+/// routes (marked stale) while we are away, and takes them fresh again after we re-sync.
+#[test]
+fn rackd_kill9_keeps_routes_at_the_tor_until_resync() {
+    let mut lab = Lab::up("rk-gr");
+    let t = Duration::from_secs(60);
+    lab.tor.wait_route("10.1.1.0/24", t).unwrap();
+    lab.tor.wait_route("172.18.255.200/32", t).unwrap();
+    lab.rackd.as_mut().unwrap().kill9().unwrap();
+    // Well inside the 15 s restart time of configs/lab: the route is still there, stale.
+    let stale = wait_for(
+        "the ToR to mark our route stale",
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        || {
+            let j = lab.tor.json("show bgp ipv4 unicast 10.1.1.0/24 json")?;
+            let paths = j["paths"].as_array().cloned().unwrap_or_default();
+            Ok(
+                if paths.iter().any(|p| p["stale"].as_bool() == Some(true)) {
+                    Check::Ready(j)
+                } else {
+                    Check::NotYet(j.to_string())
+                },
+            )
+        },
+    );
+    if let Err(e) = stale {
+        panic!(
+            "{e}\n{}",
+            lab.tor
+                .vtysh(&["show bgp neighbors 10.0.1.2"])
+                .unwrap_or_default()
+        );
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    lab.tor
+        .wait_route("10.1.1.0/24", Duration::from_secs(1))
+        .unwrap();
+    lab.tor
+        .wait_route("172.18.255.200/32", Duration::from_secs(1))
+        .unwrap();
+
+    // Back: the same IP for the LoadBalancer (persisted), and fresh routes.
+    lab.start_rackd();
+    lab.tor.wait_established(ip("10.0.1.2"), t).unwrap();
+    wait_for(
+        "fresh routes after re-sync",
+        t,
+        Duration::from_millis(100),
+        || {
+            let j = lab.tor.json("show bgp ipv4 unicast 10.1.1.0/24 json")?;
+            let paths = j["paths"].as_array().cloned().unwrap_or_default();
+            Ok(
+                if !paths.is_empty() && paths.iter().all(|p| p["stale"].as_bool() != Some(true)) {
+                    Check::Ready(())
+                } else {
+                    Check::NotYet(j.to_string())
+                },
+            )
+        },
+    )
+    .unwrap();
+    lab.tor
+        .wait_route("172.18.255.200/32", Duration::from_secs(5))
+        .unwrap();
+}
