@@ -31,7 +31,7 @@ pub mod sys;
 pub use aya::programs::XdpMode;
 pub use error::{Error, Result};
 pub use responder::{
-    Counter, DEFAULT_LEASE, DEFAULT_PIN_ROOT, Hook, Responder, RunOutcome, Verdict,
+    Counter, DEFAULT_LEASE, DEFAULT_PIN_ROOT, Hook, Responder, RunOutcome, TcAttach, Verdict,
     send_gratuitous, uninstall,
 };
 pub use sys::{SolicitedNodeMembership, join_solicited_node};

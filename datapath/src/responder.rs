@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aya::maps::{Array, HashMap, Map, MapData, MapError};
 use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::tc::{self, SchedClassifierLink, TcAttachOptions};
+use aya::programs::tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions};
 use aya::programs::xdp::XdpLink;
 use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::util::KernelVersion;
@@ -35,6 +35,19 @@ const TC_ACT_UNSPEC: u32 = u32::MAX; // -1
 const TC_ACT_REDIRECT: u32 = 7;
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
+
+/// How tc programs are attached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TcAttach {
+    /// TCX on kernels >= 6.6, netlink otherwise.
+    #[default]
+    Auto,
+    /// TCX bpf_links, pinned (kernel >= 6.6).
+    Tcx,
+    /// cls_bpf filters on a clsact qdisc via netlink (any kernel); not
+    /// pinnable, found again by program name.
+    Netlink,
+}
 
 /// Which variant of the program a test run exercises.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,6 +154,12 @@ impl Responder {
     /// loaded, so traffic is never interrupted. Mounts bpffs on
     /// `/sys/fs/bpf` if needed. Stamps one heartbeat.
     pub fn open_or_create(pin_root: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(pin_root, TcAttach::Auto)
+    }
+
+    /// [`Responder::open_or_create`] with an explicit tc attach method
+    /// (tests use [`TcAttach::Netlink`] to exercise the pre-6.6 path here).
+    pub fn open_with(pin_root: impl AsRef<Path>, tc_attach: TcAttach) -> Result<Self> {
         let pin_root = pin_root.as_ref().to_path_buf();
         sys::ensure_pin_root(&pin_root)?;
         let mut ebpf = EbpfLoader::new()
@@ -184,7 +203,11 @@ impl Responder {
             ifaces,
             cfg,
             memberships: StdHashMap::new(),
-            tcx: kernel_has_tcx(),
+            tcx: match tc_attach {
+                TcAttach::Auto => kernel_has_tcx(),
+                TcAttach::Tcx => true,
+                TcAttach::Netlink => false,
+            },
         };
         let lease = me
             .cfg
@@ -302,7 +325,11 @@ impl Responder {
             let _ = tc::qdisc_detach_program(&name, TcAttachType::Ingress, PROG_TC);
             let prog = self.tc_prog()?;
             let id = prog
-                .attach(&name, TcAttachType::Ingress)
+                .attach_with_options(
+                    &name,
+                    TcAttachType::Ingress,
+                    TcAttachOptions::Netlink(NlOptions::default()),
+                )
                 .map_err(|e| Error::prog(PROG_TC, "attach", e))?;
             let link = prog
                 .take_link(id)
@@ -368,9 +395,19 @@ impl Responder {
         Ok(XdpAttachment { _link: link })
     }
 
-    /// Interfaces the responder is attached to (with a pinned link).
+    /// Interfaces the responder is attached to: those with a pinned link
+    /// (TCX), or those with a recorded MAC (netlink, where filters have no
+    /// pins).
     pub fn attached(&self) -> Result<Vec<u32>> {
-        Ok(self.pinned_links()?.into_iter().map(|(i, _)| i).collect())
+        if self.tcx {
+            return Ok(self.pinned_links()?.into_iter().map(|(i, _)| i).collect());
+        }
+        let mut out = Vec::new();
+        for k in self.ifaces.keys() {
+            out.push(k.map_err(|e| Error::map(MAP_IFACE, "iterate", e))?);
+        }
+        out.sort_unstable();
+        Ok(out)
     }
 
     /// Starts answering for `ip` on `ifindex`. For IPv6 also joins the

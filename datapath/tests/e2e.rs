@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use aya::programs::{SchedClassifier, TcAttachType};
 use common::{Netns, PinDir};
-use datapath::{Responder, packet, sys};
+use datapath::{Responder, TcAttach, packet, sys};
 
 const VIP4: &str = "192.0.2.10";
 const VIP6: &str = "2001:db8::10";
@@ -348,4 +348,41 @@ fn ndp_works_through_an_mld_snooping_bridge() {
     )
     .unwrap();
     r.uninstall().unwrap();
+}
+
+/// The pre-6.6 path (clsact + cls_bpf via netlink), forced on this kernel.
+#[test]
+fn netlink_tc_path_attaches_survives_restart_and_uninstalls() {
+    let lab = Lab::new();
+    let _in = lab.node.enter_guard().unwrap();
+    let ifindex = sys::if_index("va").unwrap();
+    let mac = mac_str(sys::if_mac(ifindex).unwrap());
+    let filters = || {
+        lab.node
+            .output(&["tc", "filter", "show", "dev", "va", "ingress"])
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("rackd_l2_tc"))
+            .count()
+    };
+    {
+        let mut r = Responder::open_with(lab.dir.path(), TcAttach::Netlink).unwrap();
+        r.attach(ifindex).unwrap();
+        r.announce(vip4(), ifindex).unwrap();
+        assert_eq!(tcx_programs("va"), 0, "no TCX link");
+        assert_eq!(filters(), 1);
+        assert_eq!(r.attached().unwrap(), vec![ifindex]);
+    }
+    assert_eq!(
+        lab.arping().as_deref(),
+        Some(mac.as_str()),
+        "filter outlives the daemon"
+    );
+    let mut r = Responder::open_with(lab.dir.path(), TcAttach::Netlink).unwrap();
+    r.attach(ifindex).unwrap();
+    assert_eq!(filters(), 1, "replaced, not duplicated");
+    assert_eq!(lab.arping().as_deref(), Some(mac.as_str()));
+    r.uninstall().unwrap();
+    assert_eq!(filters(), 0, "uninstall removes the filter");
+    assert_eq!(lab.arping(), None);
 }
