@@ -16,8 +16,8 @@ pub enum TopoError {
         #[source]
         source: io::Error,
     },
-    /// Not YAML, or YAML of the wrong shape (the message has the line and column).
-    #[error("{file}: {field}: {source}")]
+    /// Not YAML, or YAML of the wrong shape (the source has the field path, line and column).
+    #[error("{file}: not a valid topology (at {field})")]
     Yaml {
         /// The file.
         file: String,

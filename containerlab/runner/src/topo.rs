@@ -397,11 +397,14 @@ pub fn parse(src: &str, file: &Path, name: Option<&str>) -> Result<Topology, Top
                 ));
             }
             if !seen.insert(ep.clone()) {
-                return Err(invalid(
-                    e,
-                    ewhat,
-                    "duplicate endpoint: this interface is already used by another link".into(),
-                ));
+                // Point at the second use, not the first.
+                return Err(TopoError::Invalid {
+                    file: fname.clone(),
+                    line: line_of_nth(src, e, 2),
+                    reason: "duplicate endpoint: this interface is already used by another link"
+                        .into(),
+                    what: ewhat,
+                });
             }
             pair.push(ep);
         }
@@ -522,9 +525,19 @@ fn normalize(p: &Path) -> PathBuf {
 /// 1-based number of the first line containing `needle` (0 if none): good enough to point at
 /// the item an error is about, since serde only gives positions for syntax and type errors.
 fn line_of(src: &str, needle: &str) -> usize {
-    src.lines()
-        .position(|l| l.contains(needle))
-        .map_or(0, |i| i + 1)
+    line_of_nth(src, needle, 1)
+}
+
+/// 1-based number of the line holding the `n`th occurrence of `needle` (0 if none).
+fn line_of_nth(src: &str, needle: &str, n: usize) -> usize {
+    let mut seen = 0;
+    for (i, l) in src.lines().enumerate() {
+        seen += l.matches(needle).count();
+        if seen >= n {
+            return i + 1;
+        }
+    }
+    0
 }
 
 #[cfg(test)]

@@ -1,0 +1,430 @@
+//! The lab file and the runner: the parser against malformed files, then the real
+//! `containerlab/rackd-bgp.clab.yml` brought up under a private name with the `rackd-lab`
+//! binary, checked (sessions, routes with communities at the ToR, a ping from the client) and
+//! taken down without leaving a namespace, process or state file behind.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use rackd_lab::{Role, TopoError, topo};
+use serde_json::Value;
+
+fn lab_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../rackd-bgp.clab.yml")
+}
+
+fn parse(src: &str) -> Result<topo::Topology, TopoError> {
+    topo::parse(src, Path::new("/w/containerlab/t.clab.yml"), None)
+}
+
+/// The error with its causes, as the CLI prints it.
+fn parse_err(src: &str) -> String {
+    let e = parse(src).unwrap_err();
+    let mut s = e.to_string();
+    let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+const GOOD: &str = "\
+name: t
+topology:
+  nodes:
+    a: { kind: linux, image: frrouting/frr:v8.4.0 }
+    b: { kind: linux, image: alpine }
+  links:
+    - endpoints: [\"a:eth1\", \"b:eth1\"]
+";
+
+#[test]
+fn the_lab_file_parses() {
+    let t = topo::load(&lab_file(), None).unwrap();
+    assert_eq!(t.name, "rackd-bgp");
+    let roles: Vec<(&str, Role)> = t
+        .nodes
+        .values()
+        .map(|n| (n.name.as_str(), n.role))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("client", Role::Plain),
+            ("node1", Role::Rackd),
+            ("node2", Role::Rackd),
+            ("tor", Role::Frr)
+        ]
+    );
+    assert_eq!(t.links.len(), 3);
+    // Bind sources resolve against the file's directory and exist.
+    for n in t.nodes.values() {
+        for b in &n.binds {
+            assert!(b.host.exists(), "{}: {:?}", n.name, b);
+        }
+    }
+    let cfg = t.nodes["node1"].map_bound("/etc/rackd/config").unwrap();
+    assert!(cfg.join("bgp.yaml").exists(), "{cfg:?}");
+    assert!(
+        t.nodes["tor"].bind_for("/etc/frr/frr.conf").is_some(),
+        "ToR must bind frr.conf"
+    );
+    // A name override changes only the name.
+    let t2 = topo::load(&lab_file(), Some("other")).unwrap();
+    assert_eq!(t2.name, "other");
+    assert_eq!(t2.nodes.len(), 4);
+    parse(GOOD).unwrap();
+}
+
+#[test]
+fn malformed_files_give_one_clear_error() {
+    // (file, words the error must contain)
+    let cases: &[(&str, &[&str])] = &[
+        // Not YAML: the parser's line number comes through.
+        ("name: t\ntopology: {nodes: [\n", &["t.clab.yml", "line"]),
+        // Wrong shape, with the field path.
+        (
+            "name: t\ntopology:\n  nodes:\n    a: {kind: linux, exec: \"ip link\"}\n",
+            &["topology.nodes.a.exec", "line 4"],
+        ),
+        (
+            "topology:\n  nodes:\n    a: {kind: linux}\n",
+            &["name", "missing"],
+        ),
+        ("name: t\n", &["topology", "missing"]),
+        ("name: t\ntopology:\n  nodes: {}\n", &["no nodes"]),
+        (
+            "name: \"bad/name\"\ntopology:\n  nodes:\n    a: {kind: linux}\n",
+            &["lab name", "'/'"],
+        ),
+        (
+            "name: t\ntopology:\n  nodes:\n    a: {kind: nokia_srlinux}\n",
+            &["node a", "nokia_srlinux", "kind: linux", ":4:"],
+        ),
+        (
+            "name: t\ntopology:\n  nodes:\n    a: {image: alpine}\n",
+            &["node a", "no kind"],
+        ),
+        (
+            "name: t\ntopology:\n  nodes:\n    a: {kind: linux, network-mode: host}\n",
+            &["node a", "network-mode"],
+        ),
+        (
+            "name: t\ntopology:\n  defaults: {kind: linux}\n  nodes:\n    a: {kind: linux}\n",
+            &["topology.defaults", ":3:"],
+        ),
+        (
+            "name: t\ntopology:\n  nodes:\n    a: {kind: linux, binds: [\"x:relative\"]}\n",
+            &["node a bind", "absolute"],
+        ),
+        (
+            "name: t\ntopology:\n  nodes:\n    a: {kind: linux, exec: [\"ip addr add 'x\"]}\n",
+            &["node a exec[0]", "unclosed"],
+        ),
+        (
+            "name: t\ntopology:\n  nodes:\n    a: {kind: linux, image: rackd:dev}\n",
+            &["node a", "cmd"],
+        ),
+        // Links: unknown node, duplicate endpoint, interface names, endpoint count.
+        (
+            "name: t\ntopology:\n  nodes:\n    a: {kind: linux}\n  links:\n    - endpoints: [\"a:eth1\", \"c:eth1\"]\n",
+            &[
+                "links[0]",
+                "\"c:eth1\"",
+                "unknown node \"c\"",
+                "nodes: a",
+                ":6:",
+            ],
+        ),
+        (
+            "name: t\ntopology:\n  nodes:\n    a: {kind: linux}\n    b: {kind: linux}\n  links:\n    - endpoints: [\"a:eth1\", \"b:eth1\"]\n    - endpoints: [\"a:eth1\", \"b:eth2\"]\n",
+            &["links[1]", "\"a:eth1\"", "duplicate endpoint", ":8:"],
+        ),
+        (
+            "name: t\ntopology:\n  nodes:\n    a: {kind: linux}\n    b: {kind: linux}\n  links:\n    - endpoints: [\"a:eth1\", \"b:averyveryverylongname\"]\n",
+            &["links[0]", "averyveryverylongname", "longer than 15 bytes"],
+        ),
+        (
+            "name: t\ntopology:\n  nodes:\n    a: {kind: linux}\n  links:\n    - endpoints: [\"a:eth1\"]\n",
+            &["links[0]", "found 1 endpoint"],
+        ),
+        (
+            "name: t\ntopology:\n  nodes:\n    a: {kind: linux}\n  links:\n    - endpoints: [\"aeth1\", \"a:eth2\"]\n",
+            &["links[0]", "node:iface"],
+        ),
+        (
+            "name: t\ntopology:\n  nodes:\n    a: {kind: linux}\n  links:\n    - endpoints: [{node: a, interface: eth1}, \"a:eth2\"]\n",
+            &["topology.links[0].endpoints[0]"],
+        ),
+    ];
+    for (src, words) in cases {
+        let e = parse_err(src);
+        for w in *words {
+            assert!(
+                e.contains(w),
+                "error for\n{src}\nis\n{e}\nwhich lacks {w:?}"
+            );
+        }
+    }
+}
+
+// ---- the lab itself ----------------------------------------------------------------------
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A lab brought up under a private name; dropped = `rackd-lab down`.
+struct Lab {
+    name: String,
+    file: PathBuf,
+}
+
+impl Lab {
+    fn cmd(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_rackd-lab"))
+            .arg("--name")
+            .arg(&self.name)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn up() -> Lab {
+        let lab = Lab {
+            name: format!(
+                "t{}-{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            ),
+            file: lab_file(),
+        };
+        let out = lab.cmd(&["up", lab.file.to_str().unwrap()]);
+        assert!(out.status.success(), "up failed:\n{}", text(&out));
+        lab
+    }
+
+    fn exec(&self, node: &str, argv: &[&str]) -> Output {
+        let mut a = vec!["exec", self.file.to_str().unwrap(), node];
+        a.extend_from_slice(argv);
+        self.cmd(&a)
+    }
+
+    fn json(&self, node: &str, argv: &[&str]) -> Value {
+        let out = self.exec(node, argv);
+        assert!(out.status.success(), "{argv:?} on {node}:\n{}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn down(&self) -> Output {
+        self.cmd(&["down", self.file.to_str().unwrap()])
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let out = self.cmd(&["status", self.file.to_str().unwrap()]);
+            eprintln!("lab at failure:\n{}", text(&out));
+        }
+        let _ = self.down();
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn wait(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match f() {
+            Ok(()) => return,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("timed out waiting for {what}; last:\n{last}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
+}
+
+/// The ToR's paths for `prefix` as `(best, as path, communities, large communities)`.
+fn tor_paths(lab: &Lab, prefix: &str) -> Vec<(bool, String, String, String)> {
+    let afi = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+    let v = lab.json(
+        "tor",
+        &[
+            "vtysh",
+            "-c",
+            &format!("show bgp {afi} unicast {prefix} json"),
+        ],
+    );
+    let s = |p: &Value, a: &str, b: &str| p[a][b].as_str().unwrap_or_default().to_owned();
+    v["paths"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    (
+                        p["bestpath"]["overall"].as_bool().unwrap_or(false),
+                        s(p, "aspath", "string"),
+                        s(p, "community", "string"),
+                        s(p, "largeCommunity", "string"),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn pid_state(pid: u32) -> Option<String> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = s.rsplit_once(')')?;
+    rest.split_whitespace().next().map(str::to_owned)
+}
+
+#[test]
+fn lab_up_sessions_routes_ping_down() {
+    // Orphaned daemons (their parent, `rackd-lab up`, exits at once) are re-parented to us
+    // rather than to PID 1, so we can reap them after `down` and leave no zombie even on
+    // machines whose PID 1 does not reap.
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only sets a flag on this process.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let t0 = Instant::now();
+    let lab = Lab::up();
+    let state_dir = Path::new("/run/rackd-lab").join(&lab.name);
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(state_dir.join("state.json")).unwrap())
+            .unwrap();
+    let pids: Vec<u32> = state["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["pid"].as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(pids.len(), 4, "rackd x2, zebra, bgpd: {state}");
+    let netns: Vec<String> = state["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["netns"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(netns.len(), 4);
+
+    // A second `up` of the same lab is refused and says so.
+    let again = lab.cmd(&["up", lab.file.to_str().unwrap()]);
+    assert!(!again.status.success());
+    assert!(text(&again).contains("already up"), "{}", text(&again));
+    // exec on a node the lab does not have.
+    let nope = lab.exec("node9", &["true"]);
+    assert!(!nope.status.success());
+    assert!(text(&nope).contains("no node node9"), "{}", text(&nope));
+
+    // Sessions established, seen from both rackd nodes through rackctl (RACKD_SOCKET is set by
+    // exec).
+    for node in ["node1", "node2"] {
+        wait(
+            &format!("{node}'s sessions"),
+            Duration::from_secs(40),
+            || {
+                let out = lab.exec(node, &["rackctl", "-o", "json", "bgp", "peers"]);
+                let v: Value = serde_json::from_slice(&out.stdout).map_err(|_| text(&out))?;
+                let peers = v[node].as_array().cloned().unwrap_or_default();
+                let up = peers
+                    .iter()
+                    .filter(|p| p["session-state"] == "established")
+                    .count();
+                if up == 2 { Ok(()) } else { Err(v.to_string()) }
+            },
+        );
+    }
+    let table = lab.exec("node1", &["rackctl", "bgp", "peers"]);
+    println!("{}", text(&table));
+    assert!(text(&table).contains("established"));
+
+    // The ToR holds both nodes' PodCIDRs (community 65000:99) and the service's external IPs
+    // (65000:100 and large 65000:1:100) from configs/lab, in both families.
+    let expect = [
+        ("10.1.1.0/24", Some("65001"), "65000:99", ""),
+        ("10.1.2.0/24", Some("65002"), "65000:99", ""),
+        ("fd00:10:1:1::/64", Some("65001"), "65000:99", ""),
+        ("fd00:10:1:2::/64", Some("65002"), "65000:99", ""),
+        ("20.0.10.1/32", None, "65000:100", "65000:1:100"),
+        ("2004::1/128", None, "65000:100", "65000:1:100"),
+    ];
+    for (prefix, asn, comm, large) in expect {
+        wait(
+            &format!("the ToR's route to {prefix}"),
+            Duration::from_secs(20),
+            || {
+                let paths = tor_paths(&lab, prefix);
+                let ok = paths.iter().any(|(best, _, _, _)| *best)
+                    && paths.iter().all(|(_, p, c, l)| {
+                        asn.is_none_or(|a| p == a)
+                            && c.split(' ').any(|x| x == comm)
+                            && (large.is_empty() || l.split(' ').any(|x| x == large))
+                    });
+                if ok {
+                    Ok(())
+                } else {
+                    Err(format!("{paths:?}"))
+                }
+            },
+        );
+    }
+    // Services come from both nodes.
+    let svc: Vec<String> = tor_paths(&lab, "20.0.10.1/32")
+        .into_iter()
+        .map(|p| p.1)
+        .collect();
+    assert!(
+        svc.contains(&"65001".into()) && svc.contains(&"65002".into()),
+        "{svc:?}"
+    );
+
+    // The client reaches the ToR's loopback over the lab links.
+    for dst in ["10.0.0.1", "fd00:10::1"] {
+        let ping = lab.exec("client", &["ping", "-c1", "-W2", dst]);
+        assert!(ping.status.success(), "ping {dst}:\n{}", text(&ping));
+    }
+    let st = lab.cmd(&["status", lab.file.to_str().unwrap()]);
+    assert!(st.status.success(), "{}", text(&st));
+    println!("up and checked in {:?}", t0.elapsed());
+
+    // Down: nothing of ours is left.
+    let out = lab.down();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("warning"), "{}", text(&out));
+    for ns in &netns {
+        assert!(
+            !Path::new("/run/netns").join(ns).exists(),
+            "{ns} left behind"
+        );
+    }
+    assert!(!state_dir.exists(), "state left behind");
+    for &pid in &pids {
+        // Dead (a zombie at most, reaped here since we are its subreaper) or someone else's
+        // recycled PID is impossible this fast; check it is not running.
+        if let Some(s) = pid_state(pid) {
+            assert_eq!(s, "Z", "pid {pid} still running");
+            let mut status = 0;
+            // SAFETY: waitpid on a specific PID that was re-parented to us.
+            unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) };
+        }
+    }
+    let st = lab.cmd(&["status", lab.file.to_str().unwrap()]);
+    assert!(!st.status.success());
+    assert!(text(&st).contains("not up"), "{}", text(&st));
+    // `down` again is a no-op.
+    let again = lab.down();
+    assert!(again.status.success());
+    assert!(text(&again).contains("not up"), "{}", text(&again));
+    println!("whole test {:?}", t0.elapsed());
+}
