@@ -77,6 +77,8 @@ enum BgpCmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// This node's CiliumBGPNodeConfig: the instances and peers it runs, with their status.
+    NodeConfig,
     /// Route policies rendered from advertisements.
     #[command(alias = "rps")]
     RoutePolicies {
@@ -191,6 +193,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "{}",
                     print::routes_table(&node, a.table == "adj-rib-out", &routes)
                 );
+            }
+        }
+        Cmd::Bgp {
+            cmd: BgpCmd::NodeConfig,
+        } => {
+            let Reply::BgpNodeConfig(nc) = call(sock, &Request::BgpNodeConfig)? else {
+                bail!("unexpected reply");
+            };
+            if is_json {
+                println!("{}", json(&nc)?);
+            } else {
+                print!("{}", serde_yaml_ng::to_string(&nc)?);
             }
         }
         Cmd::Bgp {

@@ -69,6 +69,8 @@ struct ConfigView {
     errors: Vec<String>,
     objects: Vec<(String, usize)>,
     desired: Desired,
+    /// The last BGP reconcile's errors.
+    bgp_errors: Vec<String>,
 }
 
 /// State shared between the controller task and the admin socket.
@@ -250,6 +252,16 @@ impl admin::Handler for Shared {
             }
             Request::BgpRoutePolicies { router_asn } => {
                 Reply::BgpRoutePolicies(self.route_policies(router_asn))
+            }
+            Request::BgpNodeConfig => {
+                let peers = self.bgp_peers().await;
+                let (desired, errs) =
+                    read_view(self, |v| (v.desired.clone(), v.bgp_errors.clone()));
+                let mut problems = desired.problems.clone();
+                problems.extend(errs);
+                Reply::BgpNodeConfig(Box::new(views::node_config(
+                    &self.node, &desired, &peers, &problems,
+                )))
             }
             Request::LbipamPools => Reply::LbipamPools(self.lb().pool_views()),
             Request::LbipamServices => Reply::LbipamServices(self.lb().service_views()),
@@ -463,4 +475,11 @@ async fn reconcile_bgp(opts: &Options, shared: &Shared, snapshot: &Snapshot) {
     }
     let mut v = shared.view.write().unwrap_or_else(|e| e.into_inner());
     v.desired = desired;
+    v.bgp_errors = errors
+        .iter()
+        .map(|e| match std::error::Error::source(e) {
+            Some(s) => format!("{e}: {s}"),
+            None => e.to_string(),
+        })
+        .collect();
 }

@@ -273,3 +273,132 @@ mod tests {
         );
     }
 }
+
+/// RFC 3339 UTC time of `unix_secs` (`2026-11-22T01:27:00Z`).
+pub fn rfc3339(unix_secs: u64) -> String {
+    // Civil-from-days (Howard Hinnant's algorithm, public domain description).
+    let days = (unix_secs / 86_400) as i64;
+    let rem = unix_secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// This node's `CiliumBGPNodeConfig`: the rendered spec and the running status.
+pub fn node_config(
+    node: &str,
+    d: &Desired,
+    peers: &[BgpPeer],
+    problems: &[String],
+) -> rackd_api::NodeConfig {
+    use rackd_api::{
+        NodeConfig, NodeConfigMeta, NodeConfigSpec, NodeConfigStatus, NodeInstanceSpec,
+        NodeInstanceStatus, NodePeerSpec, NodePeerStatus, NodePeerTimers, RouteCount,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut spec = NodeConfigSpec::default();
+    let mut status = NodeConfigStatus::default();
+    for inst in d.instances.values() {
+        spec.bgp_instances.push(NodeInstanceSpec {
+            name: inst.name.clone(),
+            local_asn: inst.local_asn,
+            router_id: inst.router_id.to_string(),
+            local_port: inst.listen_port,
+            peers: inst
+                .peers
+                .values()
+                .map(|p| NodePeerSpec {
+                    name: p.name.clone(),
+                    peer_address: p.address.to_string(),
+                    peer_asn: p.peer_asn,
+                    local_address: p.local_address.map(|a| a.to_string()),
+                })
+                .collect(),
+        });
+        status.bgp_instances.push(NodeInstanceStatus {
+            name: inst.name.clone(),
+            local_asn: inst.local_asn,
+            peers: inst
+                .peers
+                .values()
+                .map(|p| {
+                    let run = peers.iter().find(|r| {
+                        r.local_asn == inst.local_asn && r.peer_address == p.address.to_string()
+                    });
+                    let established = run.is_some_and(|r| r.session_state == "established");
+                    NodePeerStatus {
+                        name: p.name.clone(),
+                        peer_address: p.address.to_string(),
+                        peer_asn: run.map_or(p.peer_asn, |r| r.peer_asn),
+                        peering_state: run.map_or("unknown".into(), |r| r.session_state.clone()),
+                        timers: run.filter(|_| established).map(|r| NodePeerTimers {
+                            applied_hold_time_seconds: r.applied_hold_time_seconds,
+                            applied_keepalive_seconds: r.applied_keep_alive_time_seconds,
+                        }),
+                        established_time: run.filter(|_| established).map(|r| {
+                            rfc3339(now.saturating_sub(r.uptime_nanoseconds / 1_000_000_000))
+                        }),
+                        route_count: run
+                            .map(|r| {
+                                r.families
+                                    .iter()
+                                    .map(|f| RouteCount {
+                                        afi: f.afi.clone(),
+                                        safi: f.safi.clone(),
+                                        received: f.received,
+                                        advertised: f.advertised,
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    }
+                })
+                .collect(),
+        });
+    }
+    if !problems.is_empty() {
+        status.conditions.push(rackd_api::Condition {
+            kind: "cilium.io/BGPReconcileError".into(),
+            status: "True".into(),
+            reason: "BGPReconcileError".into(),
+            message: problems.join("; "),
+        });
+    }
+    NodeConfig {
+        api_version: "cilium.io/v2".into(),
+        kind: "CiliumBGPNodeConfig".into(),
+        metadata: NodeConfigMeta {
+            name: node.to_owned(),
+        },
+        spec,
+        status,
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::rfc3339;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_310_820), "2026-11-22T01:27:00Z");
+    }
+}

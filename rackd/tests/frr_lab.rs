@@ -196,6 +196,26 @@ fn rackd_peers_with_frr_from_cilium_yaml() {
     // PodCIDR, the external IP and the LoadBalancer IP.
     assert_eq!(fam4.advertised, 3, "{table}");
 
+    // The node's CiliumBGPNodeConfig, with Cilium's status fields.
+    let Reply::BgpNodeConfig(nc) = lab.call(&Request::BgpNodeConfig) else {
+        panic!("no node config reply");
+    };
+    let st = &nc.status.bgp_instances[0];
+    assert_eq!(st.local_asn, 65001);
+    assert!(
+        st.peers
+            .iter()
+            .all(|p| p.peering_state == "established" && p.established_time.is_some()),
+        "{nc:#?}"
+    );
+    assert!(
+        st.peers.iter().all(|p| p
+            .timers
+            .as_ref()
+            .is_some_and(|t| t.applied_hold_time_seconds == 9)),
+        "{nc:#?}"
+    );
+
     // Live edit: drop the IPv4 external IP. The route goes, the sessions stay.
     let before = (
         lab.established_count("10.0.1.2"),

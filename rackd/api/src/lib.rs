@@ -43,6 +43,8 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         router_asn: Option<u32>,
     },
+    /// This node's `CiliumBGPNodeConfig` (spec as rendered, status as running).
+    BgpNodeConfig,
     /// LB-IPAM pools.
     LbipamPools,
     /// LB-IPAM services.
@@ -61,6 +63,7 @@ pub enum Reply {
     BgpPeers(Vec<BgpPeer>),
     BgpRoutes(Vec<BgpRoute>),
     BgpRoutePolicies(Vec<BgpRoutePolicy>),
+    BgpNodeConfig(Box<NodeConfig>),
     LbipamPools(Vec<PoolView>),
     LbipamServices(Vec<ServiceView>),
     L2Leases(Vec<LeaseView>),
@@ -293,6 +296,111 @@ pub struct NextHopAction {
     #[serde(rename = "self")]
     pub self_: bool,
     pub unchanged: bool,
+}
+
+/// Cilium's `CiliumBGPNodeConfig` (`cilium.io/v2`), which the operator renders per node and the
+/// agent reports status into; rackd renders it itself.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeConfig {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: NodeConfigMeta,
+    pub spec: NodeConfigSpec,
+    pub status: NodeConfigStatus,
+}
+
+/// `metadata` (the node's name).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeConfigMeta {
+    pub name: String,
+}
+
+/// `spec`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeConfigSpec {
+    pub bgp_instances: Vec<NodeInstanceSpec>,
+}
+
+/// `spec.bgpInstances[]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeInstanceSpec {
+    pub name: String,
+    #[serde(rename = "localASN")]
+    pub local_asn: u32,
+    #[serde(rename = "routerID")]
+    pub router_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_port: Option<u16>,
+    pub peers: Vec<NodePeerSpec>,
+}
+
+/// `spec.bgpInstances[].peers[]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePeerSpec {
+    pub name: String,
+    pub peer_address: String,
+    #[serde(rename = "peerASN")]
+    pub peer_asn: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_address: Option<String>,
+}
+
+/// `status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeConfigStatus {
+    pub bgp_instances: Vec<NodeInstanceStatus>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// `status.bgpInstances[]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeInstanceStatus {
+    pub name: String,
+    #[serde(rename = "localASN")]
+    pub local_asn: u32,
+    pub peers: Vec<NodePeerStatus>,
+}
+
+/// `status.bgpInstances[].peers[]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePeerStatus {
+    pub name: String,
+    pub peer_address: String,
+    #[serde(rename = "peerASN")]
+    pub peer_asn: u32,
+    pub peering_state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timers: Option<NodePeerTimers>,
+    /// RFC 3339, UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub established_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route_count: Vec<RouteCount>,
+}
+
+/// `timers` of a peer's status.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePeerTimers {
+    pub applied_hold_time_seconds: u64,
+    pub applied_keepalive_seconds: u64,
+}
+
+/// `routeCount[]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RouteCount {
+    pub afi: String,
+    pub safi: String,
+    pub received: u64,
+    pub advertised: u64,
 }
 
 /// A row of `rackctl lbipam pools`.
