@@ -189,26 +189,22 @@ impl<'c> UpdateBuilder<'c> {
         if HEADER_LEN + 4 + attr_len + MAX_PREFIX_LEN > max {
             return Err(EncodeError::AttributesTooLong { length: attr_len });
         }
-        let mut start = None;
+        let mut start: Option<usize> = None;
         for p in prefixes {
             let sz = nlri::encoded_len(p, ap);
-            let s = match start {
-                Some(s) if self.buf.len() - s + sz <= max => s,
-                _ => {
-                    if let Some(s) = start {
-                        self.end(s);
-                    }
-                    let s = self.begin();
-                    self.buf.put_u16(0);
-                    self.buf.put_u16(attr_len as u16);
-                    self.buf.put_slice(&a.block[..a.split]);
-                    attributes::put_next_hop(&mut self.buf, nh);
-                    self.buf.put_slice(&a.block[a.split..]);
-                    start = Some(s);
-                    s
+            let fits = start.is_some_and(|s| self.buf.len() - s + sz <= max);
+            if !fits {
+                if let Some(s) = start {
+                    self.end(s);
                 }
-            };
-            let _ = s;
+                let s = self.begin();
+                self.buf.put_u16(0);
+                self.buf.put_u16(attr_len as u16);
+                self.buf.put_slice(&a.block[..a.split]);
+                attributes::put_next_hop(&mut self.buf, nh);
+                self.buf.put_slice(&a.block[a.split..]);
+                start = Some(s);
+            }
             nlri::encode(p, ap, &mut self.buf);
         }
         if let Some(s) = start {

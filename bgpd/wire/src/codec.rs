@@ -159,9 +159,16 @@ fn decode_body(
             };
             // RFC 7313 §5: BoRR and EoRR carry exactly AFI/subtype/SAFI.
             if (subtype == 1 || subtype == 2) && len != ROUTE_REFRESH_LEN {
+                // RFC 7313 §5: the NOTIFICATION carries the whole erroneous message.
+                let mut message = BytesMut::with_capacity(len);
+                message.put_slice(&MARKER);
+                message.put_u16(len as u16);
+                message.put_u8(t);
+                message.put_slice(body);
                 return Err(DecodeError::RouteRefreshLength {
                     subtype,
                     length: len as u16,
+                    message: message.freeze(),
                 });
             }
             Message::RouteRefresh(RouteRefresh {
@@ -182,37 +189,36 @@ pub fn encode_message(
     let start = out.len();
     out.put_slice(&MARKER);
     out.put_u16(0);
-    let (t, max) = match msg {
+    let max = match msg {
         Message::Open(o) => {
             out.put_u8(msg_type::OPEN);
             encode_open(o, out);
-            (msg_type::OPEN, MAX_MESSAGE_LEN)
+            MAX_MESSAGE_LEN
         }
         Message::Update(u) => {
             out.put_u8(msg_type::UPDATE);
             encode_update(u, ctx, out);
-            (msg_type::UPDATE, ctx.max_message_len())
+            ctx.max_message_len()
         }
         Message::Notification(n) => {
             out.put_u8(msg_type::NOTIFICATION);
             out.put_u8(n.code);
             out.put_u8(n.subcode);
             out.put_slice(&n.data);
-            (msg_type::NOTIFICATION, ctx.max_message_len())
+            ctx.max_message_len()
         }
         Message::Keepalive => {
             out.put_u8(msg_type::KEEPALIVE);
-            (msg_type::KEEPALIVE, MAX_MESSAGE_LEN)
+            MAX_MESSAGE_LEN
         }
         Message::RouteRefresh(rr) => {
             out.put_u8(msg_type::ROUTE_REFRESH);
             out.put_u16(rr.family.afi());
             out.put_u8(rr.subtype);
             out.put_u8(rr.family.safi());
-            (msg_type::ROUTE_REFRESH, ctx.max_message_len())
+            ctx.max_message_len()
         }
     };
-    let _ = t;
     let len = out.len() - start;
     if len > max {
         out.truncate(start);

@@ -66,9 +66,14 @@ pub enum DecodeError {
     #[error("malformed attribute list: field lengths exceed the UPDATE")]
     MalformedAttributeList,
 
-    /// RFC 7313 §5: a BoRR/EoRR ROUTE-REFRESH whose length is not 4 octets of body.
+    /// RFC 7313 §5: a BoRR/EoRR ROUTE-REFRESH whose length is not 4 octets of body;
+    /// `message` is the whole erroneous message, the NOTIFICATION data.
     #[error("ROUTE-REFRESH with subtype {subtype} has invalid length {length}")]
-    RouteRefreshLength { subtype: u8, length: u16 },
+    RouteRefreshLength {
+        subtype: u8,
+        length: u16,
+        message: Bytes,
+    },
 }
 
 impl From<io::Error> for DecodeError {
@@ -165,12 +170,11 @@ impl From<&DecodeError> for Notification {
                 update::MALFORMED_ATTRIBUTE_LIST,
                 Bytes::new(),
             ),
-            // RFC 7313 §5: data is the complete erroneous message... we keep just the length,
-            // since the body is not retained.
-            E::RouteRefreshLength { length, .. } => (
+            // RFC 7313 §5: data is the complete erroneous message.
+            E::RouteRefreshLength { message, .. } => (
                 code::ROUTE_REFRESH_MESSAGE_ERROR,
                 route_refresh::INVALID_MESSAGE_LENGTH,
-                u16_data(*length),
+                message.clone(),
             ),
         };
         Notification {

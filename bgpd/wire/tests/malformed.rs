@@ -215,9 +215,16 @@ fn partial_frames_wait_and_reserve_at_most_one_message() {
 fn route_refresh_lengths_rfc7313() {
     let c = SessionContext::default();
     // BoRR with trailing octets: ROUTE-REFRESH Message Error / Invalid Message Length.
-    let e = decode_message(&msg(5, &[0, 1, 1, 1, 0]), &c).unwrap_err();
-    assert_eq!(notif(&e).0, code::ROUTE_REFRESH_MESSAGE_ERROR);
-    assert_eq!(notif(&e).1, route_refresh::INVALID_MESSAGE_LENGTH);
+    let bad = msg(5, &[0, 1, 1, 1, 0]);
+    let e = decode_message(&bad, &c).unwrap_err();
+    assert_eq!(
+        notif(&e),
+        (
+            code::ROUTE_REFRESH_MESSAGE_ERROR,
+            route_refresh::INVALID_MESSAGE_LENGTH,
+            bad
+        )
+    );
     // A normal request with ORF entries is accepted (entries ignored).
     let m = decode_message(&msg(5, &[0, 1, 0, 1, 1, 2, 3]), &c).unwrap();
     assert_eq!(
