@@ -1,7 +1,6 @@
 //! The ARP/NDP responder: loader, attach/adopt/detach, map API and the
 //! liveness guard. See README.md for the map layouts and the restart story.
 
-use std::collections::HashMap as StdHashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -18,7 +17,7 @@ use aya::{Ebpf, EbpfLoader, TestRun, TestRunOptions};
 use crate::error::{Error, Result};
 use crate::maps::*;
 use crate::packet;
-use crate::sys::{self, SolicitedNodeMembership};
+use crate::sys::{self, GroupMemberships};
 
 /// The compiled programs (built by build.rs from `bpf/l2_responder.bpf.c`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/l2_responder.bpf.o"));
@@ -110,7 +109,7 @@ pub struct Responder {
     v6: HashMap<MapData, V6Key, Entry>,
     ifaces: HashMap<MapData, u32, Iface>,
     cfg: Array<MapData, u64>,
-    memberships: StdHashMap<(Ipv6Addr, u32), SolicitedNodeMembership>,
+    memberships: GroupMemberships,
     tcx: bool,
 }
 
@@ -119,7 +118,7 @@ impl std::fmt::Debug for Responder {
         f.debug_struct("Responder")
             .field("pin_root", &self.pin_root)
             .field("tcx", &self.tcx)
-            .field("memberships", &self.memberships.len())
+            .field("groups", &self.memberships.len())
             .finish_non_exhaustive()
     }
 }
@@ -202,7 +201,7 @@ impl Responder {
             v6,
             ifaces,
             cfg,
-            memberships: StdHashMap::new(),
+            memberships: GroupMemberships::default(),
             tcx: match tc_attach {
                 TcAttach::Auto => kernel_has_tcx(),
                 TcAttach::Tcx => true,
@@ -430,11 +429,7 @@ impl Responder {
             IpAddr::V6(ip) => {
                 let group = packet::solicited_node(ip);
                 sys::link_multicast(ifindex, packet::ipv6_multicast_mac(group), true)?;
-                if let std::collections::hash_map::Entry::Vacant(slot) =
-                    self.memberships.entry((ip, ifindex))
-                {
-                    slot.insert(sys::join_solicited_node(ip, ifindex)?);
-                }
+                self.memberships.join(ip, ifindex)?;
                 let key = v6_key(ip, ifindex);
                 match self.v6.insert(key, Entry::default(), BPF_NOEXIST) {
                     Ok(()) => Ok(()),
@@ -463,16 +458,20 @@ impl Responder {
                     Err(e) if is_not_found(&e) => {}
                     Err(e) => return Err(Error::map(MAP_V6, "remove", e)),
                 }
-                self.memberships.remove(&(ip, ifindex));
                 // Several addresses can share a solicited-node group; keep
-                // the filter while another one on this interface needs it.
+                // the group and the filter while another one needs them.
+                // Best effort: the entry is gone, which is what stops the
+                // answers, and the interface itself may be gone too.
                 let group = packet::solicited_node(ip);
-                let shared = self.counters()?.iter().any(|c| {
-                    c.ifindex == ifindex
-                        && matches!(c.ip, IpAddr::V6(o) if packet::solicited_node(o) == group)
+                let cleanup = self.memberships.leave(ip, ifindex).and_then(|unused| {
+                    if unused {
+                        sys::link_multicast(ifindex, packet::ipv6_multicast_mac(group), false)
+                    } else {
+                        Ok(())
+                    }
                 });
-                if !shared {
-                    sys::link_multicast(ifindex, packet::ipv6_multicast_mac(group), false)?;
+                if let Err(e) = cleanup {
+                    tracing::warn!(%ip, ifindex, error = %e, "leaving the solicited-node group");
                 }
                 Ok(())
             }

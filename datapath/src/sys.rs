@@ -218,34 +218,127 @@ pub fn join_solicited_node(ip: Ipv6Addr, ifindex: u32) -> Result<SolicitedNodeMe
     let group = packet::solicited_node(ip);
     let s = socket(libc::AF_INET6, libc::SOCK_DGRAM, 0)
         .map_err(|e| Error::iface(ifindex, "open a socket", e))?;
-    let mreq = libc::ipv6_mreq {
-        ipv6mr_multiaddr: libc::in6_addr {
-            s6_addr: group.octets(),
-        },
-        ipv6mr_interface: ifindex,
-    };
-    // SAFETY: setsockopt with a properly sized ipv6_mreq.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_IPV6,
-            libc::IPV6_ADD_MEMBERSHIP,
-            (&mreq as *const libc::ipv6_mreq).cast(),
-            size_of::<libc::ipv6_mreq>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(Error::iface(
-            ifindex,
-            "join the solicited-node group",
-            io::Error::last_os_error(),
-        ));
-    }
+    set_membership(&s, group, ifindex, true)
+        .map_err(|e| Error::iface(ifindex, "join the solicited-node group", e))?;
     Ok(SolicitedNodeMembership {
         _sock: s,
         group,
         ifindex,
     })
+}
+
+fn mreq(group: Ipv6Addr, ifindex: u32) -> libc::ipv6_mreq {
+    libc::ipv6_mreq {
+        ipv6mr_multiaddr: libc::in6_addr {
+            s6_addr: group.octets(),
+        },
+        ipv6mr_interface: ifindex,
+    }
+}
+
+fn set_membership(fd: &OwnedFd, group: Ipv6Addr, ifindex: u32, join: bool) -> io::Result<()> {
+    let m = mreq(group, ifindex);
+    let opt = if join {
+        libc::IPV6_ADD_MEMBERSHIP
+    } else {
+        libc::IPV6_DROP_MEMBERSHIP
+    };
+    // SAFETY: setsockopt with a properly sized ipv6_mreq.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            opt,
+            (&m as *const libc::ipv6_mreq).cast(),
+            size_of::<libc::ipv6_mreq>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Solicited-node group memberships of many announced addresses, shared:
+/// one membership per (group, interface) however many addresses map to the
+/// group, and a few sockets per interface rather than one per address (a
+/// socket's memberships are bounded by `net.core.optmem_max`; when one is
+/// full the next is opened).
+#[derive(Debug, Default)]
+pub struct GroupMemberships {
+    sockets: Vec<(u32, OwnedFd)>,
+    groups:
+        std::collections::HashMap<(Ipv6Addr, u32), (usize, std::collections::BTreeSet<Ipv6Addr>)>,
+}
+
+impl GroupMemberships {
+    /// Makes sure the solicited-node group of `ip` is joined on `ifindex`.
+    pub fn join(&mut self, ip: Ipv6Addr, ifindex: u32) -> Result<()> {
+        let group = packet::solicited_node(ip);
+        if let Some((_, users)) = self.groups.get_mut(&(group, ifindex)) {
+            users.insert(ip);
+            return Ok(());
+        }
+        let mut chosen = None;
+        for (i, (idx, fd)) in self.sockets.iter().enumerate() {
+            if *idx != ifindex {
+                continue;
+            }
+            match set_membership(fd, group, ifindex, true) {
+                Ok(()) => {
+                    chosen = Some(i);
+                    break;
+                }
+                // This socket is full; try the next or open one.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::ENOMEM)) => {}
+                Err(e) => return Err(Error::iface(ifindex, "join the solicited-node group", e)),
+            }
+        }
+        let i = match chosen {
+            Some(i) => i,
+            None => {
+                let fd = socket(libc::AF_INET6, libc::SOCK_DGRAM, 0)
+                    .map_err(|e| Error::iface(ifindex, "open a socket", e))?;
+                set_membership(&fd, group, ifindex, true)
+                    .map_err(|e| Error::iface(ifindex, "join the solicited-node group", e))?;
+                self.sockets.push((ifindex, fd));
+                self.sockets.len() - 1
+            }
+        };
+        self.groups
+            .insert((group, ifindex), (i, std::iter::once(ip).collect()));
+        Ok(())
+    }
+
+    /// Forgets `ip`; leaves its group when no other joined address on
+    /// `ifindex` needs it. Returns whether the group is now unused.
+    pub fn leave(&mut self, ip: Ipv6Addr, ifindex: u32) -> Result<bool> {
+        let group = packet::solicited_node(ip);
+        let Some((i, users)) = self.groups.get_mut(&(group, ifindex)) else {
+            return Ok(true);
+        };
+        users.remove(&ip);
+        if !users.is_empty() {
+            return Ok(false);
+        }
+        let i = *i;
+        self.groups.remove(&(group, ifindex));
+        if let Some((_, fd)) = self.sockets.get(i) {
+            set_membership(fd, group, ifindex, false)
+                .map_err(|e| Error::iface(ifindex, "leave the solicited-node group", e))?;
+        }
+        Ok(true)
+    }
+
+    /// Number of (group, interface) memberships held.
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Whether no membership is held.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
 }
 
 /// Sends `frame` (a complete Ethernet frame) `count` times out of `ifindex`

@@ -104,12 +104,23 @@ fn arping_and_ndisc6_get_our_mac_until_withdrawn() {
     let counters = r.counters().unwrap();
     assert!(counters.iter().all(|c| c.replies >= 1), "{counters:?}");
 
+    // Another address with the same low 24 bits shares the group.
+    let twin: IpAddr = "2001:db8:1::10".parse().unwrap();
+    r.announce(twin, ifindex).unwrap();
+
     r.withdraw(vip4(), ifindex).unwrap();
     r.withdraw(vip6(), ifindex).unwrap();
     assert_eq!(lab.arping(), None);
     assert_eq!(lab.ndisc6(), None);
     let maddr = lab.node.ip(&["maddr", "show", "dev", "va"]).unwrap();
+    assert!(
+        maddr.contains("33:33:ff:00:00:10"),
+        "twin still needs it: {maddr}"
+    );
+    r.withdraw(twin, ifindex).unwrap();
+    let maddr = lab.node.ip(&["maddr", "show", "dev", "va"]).unwrap();
     assert!(!maddr.contains("33:33:ff:00:00:10"), "{maddr}");
+    assert!(!maddr.contains("ff02::1:ff00:10"), "{maddr}");
 
     r.detach(ifindex).unwrap();
     assert_eq!(tcx_programs("va"), 0);
@@ -385,4 +396,34 @@ fn netlink_tc_path_attaches_survives_restart_and_uninstalls() {
     r.uninstall().unwrap();
     assert_eq!(filters(), 0, "uninstall removes the filter");
     assert_eq!(lab.arping(), None);
+}
+
+#[test]
+fn thousands_of_ipv6_addresses_share_a_few_sockets() {
+    let lab = Lab::new();
+    let _in = lab.node.enter_guard().unwrap();
+    let ifindex = sys::if_index("va").unwrap();
+    let mut r = Responder::open_or_create(lab.dir.path()).unwrap();
+    r.attach(ifindex).unwrap();
+    let ips: Vec<IpAddr> = (0..3000u32)
+        .map(|i| {
+            IpAddr::V6(Ipv6Addr::from(
+                0x2001_0db8_0002_0000_0000_0000_0000_0000u128 + u128::from(i),
+            ))
+        })
+        .collect();
+    for ip in &ips {
+        r.announce(*ip, ifindex).unwrap();
+    }
+    let fds = std::fs::read_dir("/proc/self/fd").unwrap().count();
+    assert!(fds < 200, "{fds} descriptors open for 3000 memberships");
+    let maddr = lab.node.ip(&["maddr", "show", "dev", "va"]).unwrap();
+    assert!(maddr.contains("ff02::1:ff00:bb7"), "last group joined");
+    assert_eq!(r.counters().unwrap().len(), 3000);
+    for ip in &ips {
+        r.withdraw(*ip, ifindex).unwrap();
+    }
+    let maddr = lab.node.ip(&["maddr", "show", "dev", "va"]).unwrap();
+    assert!(!maddr.contains("ff02::1:ff00:bb7"), "{maddr}");
+    r.uninstall().unwrap();
 }
