@@ -7,6 +7,17 @@
 //!   treat-as-withdraw and attribute-discard outcomes are reported inside [`Update`].
 //! - [`UpdateBuilder`] / [`encode_updates`]: packed UPDATE encoding with one encoding of each
 //!   attribute set ([`EncodedAttributes`]).
+//!
+//! ```
+//! use bgpd_wire::{BgpCodec, Message, SessionContext, encode_to_bytes};
+//! use tokio_util::codec::Decoder;
+//!
+//! let wire = encode_to_bytes(&Message::Keepalive, &SessionContext::default())?;
+//! let mut codec = BgpCodec::default(); // then `set_context(SessionContext::negotiate(..))`
+//! let mut buf = bytes::BytesMut::from(&wire[..]);
+//! assert_eq!(codec.decode(&mut buf)?, Some(Message::Keepalive));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod attributes;
 mod builder;
