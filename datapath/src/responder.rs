@@ -478,6 +478,31 @@ impl Responder {
         }
     }
 
+    /// Replies sent for one entry, `None` when it is not announced.
+    pub fn replies(&self, ip: IpAddr, ifindex: u32) -> Result<Option<u64>> {
+        let got = match ip {
+            IpAddr::V4(ip) => self
+                .v4
+                .get(
+                    &V4Key {
+                        ip4: ip.octets(),
+                        ifindex,
+                    },
+                    0,
+                )
+                .map_err(|e| (MAP_V4, e)),
+            IpAddr::V6(ip) => self
+                .v6
+                .get(&v6_key(ip, ifindex), 0)
+                .map_err(|e| (MAP_V6, e)),
+        };
+        match got {
+            Ok(entry) => Ok(Some(entry.replies)),
+            Err((_, e)) if is_not_found(&e) => Ok(None),
+            Err((name, e)) => Err(Error::map(name, "read", e)),
+        }
+    }
+
     /// Every announced entry with its reply counter.
     pub fn counters(&self) -> Result<Vec<Counter>> {
         let mut out = Vec::new();

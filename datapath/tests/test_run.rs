@@ -57,11 +57,18 @@ fn setup() -> Fixture {
 }
 
 fn replies(r: &Responder, ip: IpAddr) -> u64 {
-    r.counters()
+    let listed = r
+        .counters()
         .unwrap()
         .into_iter()
         .find(|c| c.ip == ip && c.ifindex == LO)
-        .map_or(0, |c| c.replies)
+        .map(|c| c.replies);
+    assert_eq!(
+        listed,
+        r.replies(ip, LO).unwrap(),
+        "counters() and replies() agree"
+    );
+    listed.unwrap_or(0)
 }
 
 fn assert_pass(r: &Responder, pkt: &[u8], what: &str) {
@@ -302,6 +309,7 @@ fn withdrawn_entry_is_not_answered() {
         "withdrawn v6",
     );
     assert!(r.counters().unwrap().is_empty());
+    assert_eq!(r.replies(IpAddr::V4(vip4()), LO).unwrap(), None);
 }
 
 #[test]
