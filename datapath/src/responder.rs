@@ -302,7 +302,10 @@ impl Responder {
                 .attach_with_options(
                     &name,
                     TcAttachType::Ingress,
-                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                    // First in the chain: another program's TCX_PASS or
+                    // drop must not keep ARP/ND from us, and we hand every
+                    // other packet on with TCX_NEXT.
+                    TcAttachOptions::TcxOrder(LinkOrder::first()),
                 )
                 .map_err(|e| Error::prog(PROG_TC, "attach", e))?;
             let link = prog
