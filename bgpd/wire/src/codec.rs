@@ -31,7 +31,9 @@ const ROUTE_REFRESH_LEN: usize = 23;
 /// BGP framing for `tokio_util::codec::Framed`, parameterised by the negotiated session.
 ///
 /// Start with [`BgpCodec::default`] (RFC 4271 only) and install the negotiated context with
-/// [`BgpCodec::set_context`] once both OPENs are known (`Framed::codec_mut`).
+/// [`BgpCodec::set_context`] once both OPENs are known (`Framed::codec_mut`), before polling
+/// the next message: `Framed` decodes one message per poll, so nothing after the OPEN has been
+/// decoded with the old context yet.
 #[derive(Debug, Clone, Default)]
 pub struct BgpCodec {
     ctx: SessionContext,
