@@ -954,9 +954,16 @@ impl Instance {
         for (a, w, t) in due {
             match t {
                 Some(t) => {
-                    if let Some(s) = self.slot_mut(a, w) {
-                        s.timers[t.index()] = None;
+                    // An earlier expiry in this round may have stopped it (e.g. hold expiry
+                    // stops keepalive).
+                    let Some(s) = self.slot_mut(a, w) else {
+                        continue;
+                    };
+                    if s.timers[t.index()].is_none_or(|d| d > now) {
+                        continue;
                     }
+                    s.timers[t.index()] = None;
+                    tracing::trace!(peer = %a, timer = ?t, "timer expired");
                     self.drive(a, w, Input::TimerExpired(t));
                 }
                 None => {
