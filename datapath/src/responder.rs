@@ -151,7 +151,11 @@ impl Responder {
     /// and pinning them on first use), then adopts every link a previous
     /// daemon pinned there by switching it atomically to the programs just
     /// loaded, so traffic is never interrupted. Mounts bpffs on
-    /// `/sys/fs/bpf` if needed. Stamps one heartbeat.
+    /// `/sys/fs/bpf` if needed. Does not stamp the heartbeat: the program
+    /// answers only after [`Responder::heartbeat`] (and, after a restart,
+    /// only while the previous daemon's last stamp is still fresh). Entries
+    /// left by a previous daemon stay; the caller withdraws those it no
+    /// longer holds (see [`Responder::counters`]) before its first heartbeat.
     pub fn open_or_create(pin_root: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(pin_root, TcAttach::Auto)
     }
@@ -215,7 +219,10 @@ impl Responder {
         if lease == 0 {
             me.set_lease_duration(DEFAULT_LEASE)?;
         }
-        me.heartbeat()?;
+        // No heartbeat here: a daemon restarted after its leases expired
+        // must not revive the answers of the entries it left behind (another
+        // node may own those IPs now). Only the control plane, once it holds
+        // its lease again, stamps.
         for (ifindex, path) in me.pinned_links()? {
             me.adopt(ifindex, &path)?;
         }

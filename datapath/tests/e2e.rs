@@ -87,6 +87,7 @@ fn arping_and_ndisc6_get_our_mac_until_withdrawn() {
     let ifindex = sys::if_index("va").unwrap();
     let mac = mac_str(sys::if_mac(ifindex).unwrap());
     let mut r = Responder::open_or_create(lab.dir.path()).unwrap();
+    r.heartbeat().unwrap();
     r.attach(ifindex).unwrap();
     r.attach(ifindex).unwrap(); // idempotent: still one program
     assert_eq!(tcx_programs("va"), 1);
@@ -136,6 +137,7 @@ fn restart_keeps_answering_and_adopts_the_pinned_link() {
     let first_prog;
     {
         let mut r = Responder::open_or_create(lab.dir.path()).unwrap();
+        r.heartbeat().unwrap();
         r.attach(ifindex).unwrap();
         r.announce(vip4(), ifindex).unwrap();
         first_prog = SchedClassifier::query_tcx("va", TcAttachType::Ingress)
@@ -242,6 +244,7 @@ fn link_of_a_deleted_interface_is_dropped_on_restart() {
     let ifindex = sys::if_index("va").unwrap();
     {
         let mut r = Responder::open_or_create(lab.dir.path()).unwrap();
+        r.heartbeat().unwrap();
         r.attach(ifindex).unwrap();
     }
     // The interface goes away while no daemon runs; a new one appears.
@@ -250,6 +253,7 @@ fn link_of_a_deleted_interface_is_dropped_on_restart() {
     lab.client.addr_add("vb", "192.0.2.1/24").unwrap();
 
     let mut r = Responder::open_or_create(lab.dir.path()).unwrap();
+    r.heartbeat().unwrap();
     assert!(r.attached().unwrap().is_empty(), "defunct link unpinned");
     let ifindex = sys::if_index("va").unwrap();
     r.attach(ifindex).unwrap();
@@ -298,6 +302,7 @@ fn ndp_works_through_an_mld_snooping_bridge() {
     let ifindex = sys::if_index("va").unwrap();
     let mac = mac_str(sys::if_mac(ifindex).unwrap());
     let mut r = Responder::open_or_create(dir.path()).unwrap();
+    r.heartbeat().unwrap();
     r.attach(ifindex).unwrap();
     r.announce(vip6(), ifindex).unwrap();
     // The control: an entry written straight into the pinned map, no join.
@@ -378,6 +383,7 @@ fn netlink_tc_path_attaches_survives_restart_and_uninstalls() {
     };
     {
         let mut r = Responder::open_with(lab.dir.path(), TcAttach::Netlink).unwrap();
+        r.heartbeat().unwrap();
         r.attach(ifindex).unwrap();
         r.announce(vip4(), ifindex).unwrap();
         assert_eq!(tcx_programs("va"), 0, "no TCX link");
@@ -390,6 +396,7 @@ fn netlink_tc_path_attaches_survives_restart_and_uninstalls() {
         "filter outlives the daemon"
     );
     let mut r = Responder::open_with(lab.dir.path(), TcAttach::Netlink).unwrap();
+    r.heartbeat().unwrap();
     r.attach(ifindex).unwrap();
     assert_eq!(filters(), 1, "replaced, not duplicated");
     assert_eq!(lab.arping().as_deref(), Some(mac.as_str()));
@@ -404,6 +411,7 @@ fn thousands_of_ipv6_addresses_share_a_few_sockets() {
     let _in = lab.node.enter_guard().unwrap();
     let ifindex = sys::if_index("va").unwrap();
     let mut r = Responder::open_or_create(lab.dir.path()).unwrap();
+    r.heartbeat().unwrap();
     r.attach(ifindex).unwrap();
     let ips: Vec<IpAddr> = (0..3000u32)
         .map(|i| {

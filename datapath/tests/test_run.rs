@@ -48,6 +48,7 @@ fn setup() -> Fixture {
     r.set_mac(LO, OUR_MAC).unwrap();
     r.announce(IpAddr::V4(vip4()), LO).unwrap();
     r.announce(IpAddr::V6(vip6()), LO).unwrap();
+    r.heartbeat().unwrap();
     Fixture {
         r,
         _entered: entered,
@@ -341,6 +342,7 @@ fn maps_survive_a_restart_and_keep_counters() {
         let mut r = Responder::open_or_create(dir.path()).unwrap();
         r.set_mac(LO, OUR_MAC).unwrap();
         r.announce(IpAddr::V4(vip4()), LO).unwrap();
+        r.heartbeat().unwrap();
         let req = packet::arp_request(ASKER_MAC, asker4(), vip4());
         assert_eq!(
             r.test_run(Hook::Tc, &req, 1).unwrap().verdict,
@@ -361,6 +363,33 @@ fn maps_survive_a_restart_and_keep_counters() {
     assert_eq!(replies(&r, IpAddr::V4(vip4())), 2);
     r.uninstall().unwrap();
     assert!(!dir.path().exists());
+}
+
+#[test]
+fn no_answers_before_the_first_heartbeat_nor_after_a_late_restart() {
+    let dir = PinDir::new();
+    let ns = common::Netns::new("dp-run").unwrap();
+    let _in = ns.enter_guard().unwrap();
+    let req = packet::arp_request(ASKER_MAC, asker4(), vip4());
+    {
+        let mut r = Responder::open_or_create(dir.path()).unwrap();
+        r.set_mac(LO, OUR_MAC).unwrap();
+        r.announce(IpAddr::V4(vip4()), LO).unwrap();
+        assert_pass(&r, &req, "fresh maps, never stamped");
+        r.set_lease_duration(Duration::from_millis(1)).unwrap();
+        r.heartbeat().unwrap();
+        // The daemon dies; its lease runs out.
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let mut r = Responder::open_or_create(dir.path()).unwrap();
+    assert_pass(&r, &req, "restarted daemon must not revive stale entries");
+    r.set_lease_duration(Duration::from_secs(3600)).unwrap();
+    r.heartbeat().unwrap();
+    assert_eq!(
+        r.test_run(Hook::Tc, &req, 1).unwrap().verdict,
+        Verdict::Reply
+    );
+    r.uninstall().unwrap();
 }
 
 #[test]
