@@ -92,7 +92,7 @@ fn we_restart_with_sigkill_and_frr_keeps_our_routes() {
     wait(
         "FRR marks our route stale",
         || frr_stale(&frr, "10.100.1.0/24") == Some(true),
-        &says,
+        says,
     );
 
     // Restart with the R bit; the route must stay present the whole time and become fresh.
@@ -111,7 +111,7 @@ fn we_restart_with_sigkill_and_frr_keeps_our_routes() {
             );
             s == Some(false)
         },
-        &says,
+        says,
     );
     frr.wait_established(ip("10.0.0.1"), T).unwrap();
     let p = frr.wait_route("10.100.1.0/24", T).unwrap();
