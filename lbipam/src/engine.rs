@@ -21,7 +21,8 @@ use crate::runs::RunSet;
 use crate::spec::{
     ANNOTATION_SHARING_CROSS_NAMESPACE, ANNOTATION_SHARING_CROSS_NAMESPACE_ALIAS,
     ANNOTATION_SHARING_KEY, ANNOTATION_SHARING_KEY_ALIAS, Config, ExternalTrafficPolicy, PoolSpec,
-    ServiceKey, ServiceSelector, ServiceSpec, annotation, requested_ips, service_selector_labels,
+    SERVICE_NAME_LABEL, SERVICE_NAMESPACE_LABEL, ServiceKey, ServiceSelector, ServiceSpec, annotation,
+    requested_ips, service_selector_labels,
 };
 use crate::state::{
     PersistedAllocation, PersistedPool, PersistedState, STATE_FORMAT, STATE_VERSION, StateError,
@@ -43,7 +44,6 @@ pub struct LbIpam {
     allocs: BTreeMap<IpAddr, Group>,
     /// Occupied addresses per family, as runs, for O(log n) next-free search.
     occupied: [RunSet; 2],
-    by_service: HashMap<ServiceKey, Vec<IpAddr>>,
     pool_seq: BTreeMap<String, u64>,
     next_seq: u64,
     dirty: bool,
@@ -223,20 +223,22 @@ impl<'a, S: ServiceSelector> PoolTable<'a, S> {
 
     /// Every pool with a block holding `ip`: the non-conflicting one first, then conflicting
     /// ones in precedence order.
-    fn candidates(&self, ip: IpAddr) -> Vec<usize> {
-        let mut out = Vec::with_capacity(1);
-        if let Some((idx, _)) = self.accepted_of(ip) {
-            out.push(idx);
-        }
-        if !self.conflicting.is_empty() {
-            let (family, v) = to_u128(ip);
-            for &(f, first, last, idx) in &self.conflicting {
-                if f == family && first <= v && v <= last && !out.contains(&idx) {
-                    out.push(idx);
-                }
-            }
-        }
-        out
+    fn candidates(&self, ip: IpAddr) -> impl Iterator<Item = usize> + '_ {
+        let (family, v) = to_u128(ip);
+        let accepted = self.accepted_of(ip).map(|(idx, _)| idx);
+        let mut seen_conflicting: Option<usize> = None;
+        accepted.into_iter().chain(
+            self.conflicting
+                .iter()
+                .filter(move |&&(f, first, last, _)| f == family && first <= v && v <= last)
+                .map(|&(_, _, _, idx)| idx)
+                .filter(move |&idx| {
+                    // A pool's own overlapping blocks would list it twice; once is enough.
+                    let dup = seen_conflicting == Some(idx);
+                    seen_conflicting = Some(idx);
+                    !dup
+                }),
+        )
     }
 }
 
@@ -248,7 +250,8 @@ struct View<'a> {
     want: [bool; 2],
     sharing_key: Option<&'a str>,
     cross_ns: Vec<&'a str>,
-    labels: OnceCell<BTreeMap<String, String>>,
+    /// Labels with the synthetic ones, built only if the caller did not pass them already.
+    labels: OnceCell<Option<BTreeMap<String, String>>>,
 }
 
 impl<'a> View<'a> {
@@ -275,13 +278,17 @@ impl<'a> View<'a> {
     fn selected_by<S: ServiceSelector>(&self, pool: &PoolView<'_, S>) -> bool {
         match &pool.spec.service_selector {
             None => true,
-            Some(sel) => sel.matches(self.labels.get_or_init(|| {
-                service_selector_labels(
-                    &self.spec.key.namespace,
-                    &self.spec.key.name,
-                    &self.spec.labels,
-                )
-            })),
+            Some(sel) => {
+                let built = self.labels.get_or_init(|| {
+                    let l = &self.spec.labels;
+                    let ready = l.get(SERVICE_NAMESPACE_LABEL) == Some(&self.spec.key.namespace)
+                        && l.get(SERVICE_NAME_LABEL) == Some(&self.spec.key.name);
+                    (!ready).then(|| {
+                        service_selector_labels(&self.spec.key.namespace, &self.spec.key.name, l)
+                    })
+                });
+                sel.matches(built.as_ref().unwrap_or(&self.spec.labels))
+            }
         }
     }
 
@@ -325,6 +332,50 @@ fn compatible(a: &View<'_>, b: &View<'_>) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Addresses per sharing key, split by the namespace of their first holder: a service that
+/// does not share across namespaces only ever needs to look at its own namespace.
+#[derive(Default)]
+struct SharingIndex<'v> {
+    by_key: HashMap<&'v str, BTreeMap<&'v str, BTreeSet<IpAddr>>>,
+}
+
+impl<'v> SharingIndex<'v> {
+    /// Records `ip` as held (first) by `holder`, if it has a sharing key.
+    fn add(&mut self, holder: &View<'v>, ip: IpAddr) {
+        if let Some(key) = holder.sharing_key {
+            self.by_key
+                .entry(key)
+                .or_default()
+                .entry(holder.spec.key.namespace.as_str())
+                .or_default()
+                .insert(ip);
+        }
+    }
+
+    /// Addresses `view` might share, deterministic order (namespace, then address).
+    fn lookup<'s>(&'s self, key: &str, view: &View<'v>) -> impl Iterator<Item = IpAddr> + 's
+    where
+        'v: 's,
+    {
+        let by_ns = self.by_key.get(key);
+        let spec: &'v ServiceSpec = view.spec;
+        let own: &'v str = &spec.key.namespace;
+        let cross = !view.cross_ns.is_empty();
+        by_ns
+            .into_iter()
+            .flat_map(|m| m.iter())
+            .filter(move |(ns, _)| cross || **ns == own)
+            .flat_map(|(_, ips)| ips.iter().copied())
+    }
+}
+
+/// Adds `ip` to a sorted list of held addresses.
+fn hold(held: &mut Vec<IpAddr>, ip: IpAddr) {
+    if let Err(pos) = held.binary_search(&ip) {
+        held.insert(pos, ip);
+    }
+}
+
 struct Failure {
     reason: Reason,
     message: String,
@@ -348,6 +399,7 @@ impl LbIpam {
             me.pool_seq.insert(p.name.clone(), p.seq);
         }
         let mut names: HashMap<&str, Arc<str>> = HashMap::new();
+        let mut entries = Vec::with_capacity(state.allocations.len());
         for a in &state.allocations {
             let pool = names
                 .entry(a.pool.as_str())
@@ -355,20 +407,16 @@ impl LbIpam {
                 .clone();
             let (family, v) = to_u128(a.ip);
             me.occupied[family.index()].insert(v);
-            for s in &a.services {
-                me.by_service.entry(s.clone()).or_default().push(a.ip);
-            }
-            me.allocs.insert(
+            entries.push((
                 a.ip,
                 Group {
                     pool,
                     members: a.services.clone(),
                 },
-            );
+            ));
         }
-        for ips in me.by_service.values_mut() {
-            ips.sort();
-        }
+        // Bulk build (snapshots are sorted, so this is linear); addresses are unique (validated).
+        me.allocs = entries.into_iter().collect();
         Ok(me)
     }
 
@@ -410,19 +458,14 @@ impl LbIpam {
         self.allocs.len()
     }
 
-    /// The addresses a service holds, sorted.
-    pub fn ips_of(&self, key: &ServiceKey) -> &[IpAddr] {
-        self.by_service.get(key).map(Vec::as_slice).unwrap_or(&[])
-    }
-
-    /// Every allocation: address, pool, holders in join order.
+    /// Every allocation in address order: address, pool, holders in join order.
     pub fn allocations(&self) -> impl Iterator<Item = (IpAddr, &str, &[ServiceKey])> {
         self.allocs
             .iter()
             .map(|(ip, g)| (*ip, &*g.pool, g.members.as_slice()))
     }
 
-    fn occupy(&mut self, ip: IpAddr, pool: Arc<str>, key: &ServiceKey) {
+    fn occupy(&mut self, ip: IpAddr, pool: Arc<str>, key: &ServiceKey, held: &mut Vec<IpAddr>) {
         let (family, v) = to_u128(ip);
         self.occupied[family.index()].insert(v);
         self.allocs.insert(
@@ -432,32 +475,16 @@ impl LbIpam {
                 members: vec![key.clone()],
             },
         );
-        self.add_to_service(key, ip);
+        hold(held, ip);
+        self.dirty = true;
     }
 
-    fn join(&mut self, ip: IpAddr, key: &ServiceKey) {
+    fn join(&mut self, ip: IpAddr, key: &ServiceKey, held: &mut Vec<IpAddr>) {
         if let Some(g) = self.allocs.get_mut(&ip) {
             g.members.push(key.clone());
-            self.add_to_service(key, ip);
+            hold(held, ip);
+            self.dirty = true;
         }
-    }
-
-    fn add_to_service(&mut self, key: &ServiceKey, ip: IpAddr) {
-        let ips = self.by_service.entry(key.clone()).or_default();
-        if let Err(pos) = ips.binary_search(&ip) {
-            ips.insert(pos, ip);
-        }
-        self.dirty = true;
-    }
-
-    fn remove_from_service(&mut self, key: &ServiceKey, ip: IpAddr) {
-        if let Some(ips) = self.by_service.get_mut(key) {
-            ips.retain(|x| *x != ip);
-            if ips.is_empty() {
-                self.by_service.remove(key);
-            }
-        }
-        self.dirty = true;
     }
 
     fn free(&mut self, ip: IpAddr) {
@@ -466,20 +493,6 @@ impl LbIpam {
             self.occupied[family.index()].remove(v);
             self.dirty = true;
         }
-    }
-
-    fn release_member(&mut self, ip: IpAddr, key: &ServiceKey) {
-        let empty = match self.allocs.get_mut(&ip) {
-            Some(g) => {
-                g.members.retain(|m| m != key);
-                g.members.is_empty()
-            }
-            None => false,
-        };
-        if empty {
-            self.free(ip);
-        }
-        self.remove_from_service(key, ip);
     }
 
     /// Brings allocations in line with `pools` and `services` (the complete current sets) and
@@ -494,9 +507,12 @@ impl LbIpam {
         self.update_pool_seq(pools);
         let table = PoolTable::build(pools, &self.pool_seq);
 
-        // Services we are responsible for, in key order; the first of duplicate keys wins.
+        // Services we are responsible for, in key order (duplicate keys: one is kept).
         let mut handled: Vec<&ServiceSpec> = services.iter().filter(|s| config.handles(s)).collect();
-        handled.sort_by(|a, b| a.key.cmp(&b.key));
+        // Callers usually keep services in a map by key; then this is one linear check.
+        if !handled.is_sorted_by(|a, b| a.key <= b.key) {
+            handled.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        }
         handled.dedup_by(|b, a| a.key == b.key);
         let views: Vec<View<'_>> = handled.iter().map(|s| View::new(config, s)).collect();
         let index: HashMap<&ServiceKey, usize> = views
@@ -505,35 +521,38 @@ impl LbIpam {
             .map(|(i, v)| (&v.spec.key, i))
             .collect();
 
-        self.release_unhandled(&index);
-        self.validate_existing(&table, &views, &index);
-        self.adopt_ingress(&table, &views);
+        // Addresses held per service (index into `views`), sorted.
+        let mut held: Vec<Vec<IpAddr>> = vec![Vec::new(); views.len()];
+        self.validate_existing(&table, &views, &index, &mut held);
+        self.adopt_ingress(&table, &views, &mut held);
 
-        let mut sharing: HashMap<&str, BTreeSet<IpAddr>> = HashMap::new();
+        let mut sharing = SharingIndex::default();
         for (ip, g) in &self.allocs {
-            if let Some(key) = g
-                .members
-                .first()
-                .and_then(|m| index.get(m))
-                .and_then(|&i| views[i].sharing_key)
-            {
-                sharing.entry(key).or_default().insert(*ip);
+            if let Some(first) = g.members.first().and_then(|m| index.get(m)) {
+                sharing.add(&views[*first], *ip);
             }
         }
 
         let failures: Vec<Option<Failure>> = views
             .iter()
-            .map(|view| self.satisfy(&table, view, &views, &index, &mut sharing))
+            .zip(held.iter_mut())
+            .map(|(view, h)| self.satisfy(&table, view, &views, &index, &mut sharing, h))
             .collect();
         // Outcomes only after every service is served: later ones may join earlier addresses.
-        let mut out = Outcome::default();
-        for (view, failure) in views.iter().zip(failures) {
-            out.services
-                .insert(view.spec.key.clone(), self.service_outcome(view, failure));
+        let services: Vec<(ServiceKey, ServiceOutcome)> = views
+            .iter()
+            .zip(held)
+            .zip(failures)
+            .map(|((view, h), failure)| {
+                (view.spec.key.clone(), self.service_outcome(view, &h, failure))
+            })
+            .collect();
+        Outcome {
+            // Already in key order, so this is a linear bulk build.
+            services: services.into_iter().collect(),
+            pools: self.pool_statuses(&table),
+            state_changed: std::mem::take(&mut self.dirty),
         }
-        out.pools = self.pool_statuses(&table);
-        out.state_changed = std::mem::take(&mut self.dirty);
-        out
     }
 
     fn update_pool_seq<S>(&mut self, pools: &[PoolSpec<S>]) {
@@ -557,20 +576,6 @@ impl LbIpam {
         }
     }
 
-    fn release_unhandled(&mut self, index: &HashMap<&ServiceKey, usize>) {
-        let gone: Vec<ServiceKey> = self
-            .by_service
-            .keys()
-            .filter(|k| !index.contains_key(k))
-            .cloned()
-            .collect();
-        for key in gone {
-            for ip in self.by_service.get(&key).cloned().unwrap_or_default() {
-                self.release_member(ip, &key);
-            }
-        }
-    }
-
     /// Keeps an address for a holder only if the holder still wants it, a pool holding the
     /// address still selects the holder (disabled and conflicting pools included: existing
     /// allocations are kept), and it is compatible with the earlier holders.
@@ -579,12 +584,13 @@ impl LbIpam {
         table: &PoolTable<'_, S>,
         views: &[View<'_>],
         index: &HashMap<&ServiceKey, usize>,
+        held: &mut [Vec<IpAddr>],
     ) {
-        let mut dropped: Vec<(IpAddr, ServiceKey)> = Vec::new();
+        let mut changed = false;
         let mut emptied: Vec<IpAddr> = Vec::new();
         let mut reattributed = false;
         for (ip, group) in self.allocs.iter_mut() {
-            let cands = table.candidates(*ip);
+            let cands: Vec<usize> = table.candidates(*ip).collect();
             let mut kept: Vec<usize> = Vec::with_capacity(group.members.len());
             for m in &group.members {
                 let ok = index.get(m).copied().filter(|&vi| {
@@ -595,11 +601,16 @@ impl LbIpam {
                 });
                 match ok {
                     Some(vi) => kept.push(vi),
-                    None => dropped.push((*ip, m.clone())),
+                    // Gone, no longer ours, or no longer entitled: released.
+                    None => changed = true,
                 }
             }
             if kept.len() != group.members.len() {
                 group.members = kept.iter().map(|&k| views[k].spec.key.clone()).collect();
+            }
+            for &k in &kept {
+                // Allocations are visited in address order, so each list stays sorted.
+                held[k].push(*ip);
             }
             let Some(&first) = kept.first() else {
                 emptied.push(*ip);
@@ -617,11 +628,8 @@ impl LbIpam {
                 reattributed = true;
             }
         }
-        if reattributed {
+        if reattributed || changed {
             self.dirty = true;
-        }
-        for (ip, key) in dropped {
-            self.remove_from_service(&key, ip);
         }
         for ip in emptied {
             self.free(ip);
@@ -630,10 +638,14 @@ impl LbIpam {
 
     /// Adopts addresses already published on the service when we hold nothing of that family
     /// for it (migration from Cilium, or a lost state file) and the address is free.
-    fn adopt_ingress<S: ServiceSelector>(&mut self, table: &PoolTable<'_, S>, views: &[View<'_>]) {
-        for v in views {
+    fn adopt_ingress<S: ServiceSelector>(
+        &mut self,
+        table: &PoolTable<'_, S>,
+        views: &[View<'_>],
+        held: &mut [Vec<IpAddr>],
+    ) {
+        for (v, held) in views.iter().zip(held.iter_mut()) {
             for &ip in &v.spec.current_ingress {
-                let held = self.ips_of(&v.spec.key);
                 if held.contains(&ip) || !v.wants(ip) || self.allocs.contains_key(&ip) {
                     continue;
                 }
@@ -652,7 +664,7 @@ impl LbIpam {
                 {
                     continue;
                 }
-                self.occupy(ip, pool.name.clone(), &v.spec.key);
+                self.occupy(ip, pool.name.clone(), &v.spec.key, held);
             }
         }
     }
@@ -664,29 +676,28 @@ impl LbIpam {
         view: &View<'v>,
         views: &[View<'v>],
         index: &HashMap<&ServiceKey, usize>,
-        sharing: &mut HashMap<&'v str, BTreeSet<IpAddr>>,
+        sharing: &mut SharingIndex<'v>,
+        held: &mut Vec<IpAddr>,
     ) -> Option<Failure> {
         let mut failure = None;
         if !view.requested.is_empty() {
             for &ip in &view.requested {
-                if self.ips_of(&view.spec.key).contains(&ip) {
+                if held.contains(&ip) {
                     continue;
                 }
-                if let Err(f) = self.satisfy_specific(table, view, views, index, sharing, ip) {
+                if let Err(f) = self.satisfy_specific(table, view, views, index, sharing, held, ip)
+                {
                     failure = Some(f);
                 }
             }
         } else {
             for family in [Family::V4, Family::V6] {
-                if !view.want[family.index()]
-                    || self
-                        .ips_of(&view.spec.key)
-                        .iter()
-                        .any(|ip| Family::of(*ip) == family)
-                {
+                if !view.want[family.index()] || held.iter().any(|ip| Family::of(*ip) == family) {
                     continue;
                 }
-                if let Err(f) = self.satisfy_generic(table, view, views, index, sharing, family) {
+                if let Err(f) =
+                    self.satisfy_generic(table, view, views, index, sharing, held, family)
+                {
                     failure = Some(f);
                 }
             }
@@ -700,7 +711,8 @@ impl LbIpam {
         view: &View<'v>,
         views: &[View<'v>],
         index: &HashMap<&ServiceKey, usize>,
-        sharing: &mut HashMap<&'v str, BTreeSet<IpAddr>>,
+        sharing: &mut SharingIndex<'v>,
+        held: &mut Vec<IpAddr>,
         ip: IpAddr,
     ) -> Result<(), Failure> {
         // Like Cilium's findRangeOfIP: only enabled ranges count, so an address in a disabled
@@ -741,7 +753,7 @@ impl LbIpam {
                     });
                 }
             }
-            self.join(ip, &view.spec.key);
+            self.join(ip, &view.spec.key, held);
             return Ok(());
         }
         let (_, x) = to_u128(ip);
@@ -749,10 +761,8 @@ impl LbIpam {
             // allowFirstLastIPs: No holds these as Cilium does (allocated to nobody).
             return Err(already());
         }
-        self.occupy(ip, pool.name.clone(), &view.spec.key);
-        if let Some(key) = view.sharing_key {
-            sharing.entry(key).or_default().insert(ip);
-        }
+        self.occupy(ip, pool.name.clone(), &view.spec.key, held);
+        sharing.add(view, ip);
         Ok(())
     }
 
@@ -762,13 +772,12 @@ impl LbIpam {
         view: &View<'v>,
         views: &[View<'v>],
         index: &HashMap<&ServiceKey, usize>,
-        sharing: &mut HashMap<&'v str, BTreeSet<IpAddr>>,
+        sharing: &mut SharingIndex<'v>,
+        held: &mut Vec<IpAddr>,
         family: Family,
     ) -> Result<(), Failure> {
-        if let Some(key) = view.sharing_key
-            && let Some(ips) = sharing.get(key)
-        {
-            let shareable = ips.iter().copied().find(|ip| {
+        if let Some(key) = view.sharing_key {
+            let shareable = sharing.lookup(key, view).find(|ip| {
                 Family::of(*ip) == family
                     && self.allocs.get(ip).is_some_and(|g| {
                         g.members.iter().all(|m| {
@@ -781,11 +790,10 @@ impl LbIpam {
                     // service, or the next validation would strip it again.
                     && table
                         .candidates(*ip)
-                        .iter()
-                        .any(|&p| view.selected_by(&table.pools[p]))
+                        .any(|p| view.selected_by(&table.pools[p]))
             });
             if let Some(ip) = shareable {
-                self.join(ip, &view.spec.key);
+                self.join(ip, &view.spec.key, held);
                 return Ok(());
             }
         }
@@ -801,10 +809,8 @@ impl LbIpam {
                 match self.occupied[family.index()].first_free(r.lo, r.hi) {
                     Some(x) => {
                         let ip = from_u128(family, x);
-                        self.occupy(ip, pool.name.clone(), &view.spec.key);
-                        if let Some(key) = view.sharing_key {
-                            sharing.entry(key).or_default().insert(ip);
-                        }
+                        self.occupy(ip, pool.name.clone(), &view.spec.key, held);
+                        sharing.add(view, ip);
                         return Ok(());
                     }
                     None => full = true,
@@ -825,8 +831,12 @@ impl LbIpam {
         })
     }
 
-    fn service_outcome(&self, view: &View<'_>, failure: Option<Failure>) -> ServiceOutcome {
-        let held = self.ips_of(&view.spec.key);
+    fn service_outcome(
+        &self,
+        view: &View<'_>,
+        held: &[IpAddr],
+        failure: Option<Failure>,
+    ) -> ServiceOutcome {
         let satisfied = if view.requested.is_empty() {
             [Family::V4, Family::V6].iter().all(|f| {
                 !view.want[f.index()] || held.iter().any(|ip| Family::of(*ip) == *f)
@@ -847,7 +857,7 @@ impl LbIpam {
                 shared_with.sort();
                 Some(Assignment {
                     ip: *ip,
-                    pool: g.pool.to_string(),
+                    pool: g.pool.clone(),
                     shared_with,
                 })
             })

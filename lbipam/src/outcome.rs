@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -86,13 +87,18 @@ impl Reason {
     }
 }
 
+fn serialize_arc_str<S: serde::Serializer>(v: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v)
+}
+
 /// One address held by a service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Assignment {
     /// The address (`status.loadBalancer.ingress[].ip`).
     pub ip: IpAddr,
-    /// The pool it is attributed to.
-    pub pool: String,
+    /// The pool it is attributed to (shared, as 100,000 services may name the same pool).
+    #[serde(serialize_with = "serialize_arc_str")]
+    pub pool: Arc<str>,
     /// Other services sharing this address (sharing key), sorted.
     pub shared_with: Vec<ServiceKey>,
 }

@@ -174,7 +174,8 @@ pub enum ExternalTrafficPolicy {
 pub struct ServiceSpec {
     /// Namespace and name.
     pub key: ServiceKey,
-    /// `metadata.labels` (without the synthetic ones; they are added here).
+    /// `metadata.labels`. Best passed through [`service_selector_labels`] once when the
+    /// service changes; otherwise every reconcile builds that map again for pools with selectors.
     pub labels: BTreeMap<String, String>,
     /// `metadata.annotations` (only the LB-IPAM ones are read).
     pub annotations: BTreeMap<String, String>,

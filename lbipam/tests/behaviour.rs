@@ -54,7 +54,7 @@ fn seed_empire_pool_and_deathstar() {
     assert_eq!(cond.type_, "cilium.io/IPAMRequestSatisfied");
     assert_eq!(cond.status, ConditionStatus::True);
     assert_eq!(cond.reason, "satisfied");
-    assert_eq!(st.assignments[0].pool, "empire-ip-pool");
+    assert_eq!(&*st.assignments[0].pool, "empire-ip-pool");
 
     let ps = &out.pools["empire-ip-pool"];
     assert_eq!(ps.available.to_string(), "18446744073709551622");

@@ -1,0 +1,47 @@
+//! The persisted-state decoder must reject any byte string with a typed error, never panic;
+//! whatever it accepts must restore, re-encode equivalently, and reconcile without panicking.
+#![no_main]
+
+use lbipam::{Block, Config, LbIpam, PersistedState, PoolSpec, ServiceSpec};
+use libfuzzer_sys::fuzz_target;
+
+type Sel = std::collections::BTreeMap<String, String>;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(state) = PersistedState::decode(data) else {
+        return;
+    };
+    let Ok(mut ipam) = LbIpam::restore(&state) else {
+        return;
+    };
+    let again = PersistedState::decode(&ipam.snapshot().encode()).expect("own encoding decodes");
+    assert_eq!(again.allocations, state.allocations);
+
+    // Reconcile with every holder present and pools covering everything.
+    let mut keys: Vec<_> = state
+        .allocations
+        .iter()
+        .flat_map(|a| a.services.iter().cloned())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let services: Vec<ServiceSpec> = keys
+        .into_iter()
+        .map(|key| ServiceSpec {
+            key,
+            is_load_balancer: true,
+            ..Default::default()
+        })
+        .collect();
+    let pools: Vec<PoolSpec<Sel>> = vec![
+        PoolSpec::new("v4", vec![Block::parse("0.0.0.0/0", "", "").expect("valid")]),
+        PoolSpec::new("v6", vec![Block::parse("::/0", "", "").expect("valid")]),
+    ];
+    let out = ipam.reconcile(&Config::default(), &pools, &services);
+    // Nobody without a sharing key may share an address.
+    for s in out.services.values() {
+        for a in &s.assignments {
+            assert!(a.shared_with.is_empty());
+        }
+    }
+});
