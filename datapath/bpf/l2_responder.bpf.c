@@ -312,6 +312,12 @@ static __always_inline int prepare(void *data, void *data_end, __u32 ifindex,
 	return V_PASS;
 }
 
+/*
+ * The tc variant writes only through bpf_skb_store_bytes: a direct packet
+ * write would make the verifier add a prologue that unclones every skb the
+ * program sees (a copy per packet whenever a tap such as tcpdump holds a
+ * clone), while we modify only the rare reply.
+ */
 SEC("classifier")
 int rackd_l2_tc(struct __sk_buff *skb)
 {
@@ -324,21 +330,15 @@ int rackd_l2_tc(struct __sk_buff *skb)
 	if (v == V_ARP) {
 		/* The request is at least as long as the reply; any Ethernet
 		 * padding after it is kept. */
-		if (data + ARP_LEN > data_end)
+		if (bpf_skb_store_bytes(skb, 0, &r.arp, ARP_LEN, 0))
 			return TC_ACT_UNSPEC;
-		__builtin_memcpy(data, &r.arp, ARP_LEN);
 		return bpf_redirect(ifindex, 0);
 	}
 	if (v == V_NA) {
 		if (skb->len != NA_LEN && bpf_skb_change_tail(skb, NA_LEN, 0))
 			return TC_ACT_UNSPEC;
-		if (bpf_skb_pull_data(skb, NA_LEN))
+		if (bpf_skb_store_bytes(skb, 0, &r.na, NA_LEN, 0))
 			return TC_ACT_UNSPEC;
-		data = (void *)(long)skb->data;
-		data_end = (void *)(long)skb->data_end;
-		if (data + NA_LEN > data_end)
-			return TC_ACT_UNSPEC;
-		__builtin_memcpy(data, &r.na, NA_LEN);
 		/* Any CHECKSUM_COMPLETE value describes the request, not
 		 * the reply. */
 		bpf_csum_level(skb, BPF_CSUM_LEVEL_RESET);
