@@ -3,6 +3,7 @@
 //! a no-op reconcile, and memory (bytes counted by a wrapping global allocator).
 //!
 //! Run: `cargo bench -p lbipam --bench allocate`
+#![allow(clippy::unwrap_used)] // Tests and benchmarks may unwrap.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
@@ -13,8 +14,8 @@ use std::time::Duration;
 
 use criterion::Criterion;
 use lbipam::{
-    ANNOTATION_SHARING_KEY, Block, Config, Family, IpFamilyPolicy, LbIpam, Outcome,
-    PersistedState, PoolSpec, ServiceKey, ServiceSpec, service_selector_labels,
+    ANNOTATION_SHARING_KEY, Block, Config, Family, IpFamilyPolicy, LbIpam, Outcome, PersistedState,
+    PoolSpec, ServiceKey, ServiceSpec, service_selector_labels,
 };
 
 /// Counts live heap bytes and their peak, so memory is measured exactly rather than via RSS.
@@ -71,7 +72,9 @@ const TENANTS: usize = 25;
 type Sel = BTreeMap<String, String>;
 
 fn tenant_selector(t: usize) -> Sel {
-    [("tenant".to_owned(), format!("t{t}"))].into_iter().collect()
+    [("tenant".to_owned(), format!("t{t}"))]
+        .into_iter()
+        .collect()
 }
 
 fn pools() -> Vec<PoolSpec<Sel>> {
@@ -110,7 +113,8 @@ fn unsorted_services() -> Vec<ServiceSpec> {
                 is_load_balancer: true,
                 ..Default::default()
             };
-            s.labels.insert("tenant".into(), format!("t{}", n % TENANTS));
+            s.labels
+                .insert("tenant".into(), format!("t{}", n % TENANTS));
             s.labels.insert("app".into(), format!("app{n}"));
             // As the daemon does once per Service change.
             s.labels = service_selector_labels(&s.key.namespace, &s.key.name, &s.labels);
@@ -141,7 +145,10 @@ fn unsorted_services() -> Vec<ServiceSpec> {
 }
 
 fn held(o: &Outcome) -> BTreeMap<ServiceKey, Vec<IpAddr>> {
-    o.services.iter().map(|(k, v)| (k.clone(), v.ips())).collect()
+    o.services
+        .iter()
+        .map(|(k, v)| (k.clone(), v.ips()))
+        .collect()
 }
 
 /// Nanoseconds this thread has run on a CPU (Linux schedstat), so figures stay meaningful
@@ -225,12 +232,18 @@ fn main() {
         .filter(|(k, v)| now.get(*k) != Some(*v))
         .count();
     assert_eq!(changed, 0);
-    println!("lbipam re-sync: 0 of {} services changed IPs", expected.len());
+    println!(
+        "lbipam re-sync: 0 of {} services changed IPs",
+        expected.len()
+    );
     assert_eq!(again.unsatisfied(), 0);
 
     // Memory does not depend on pool size: 1,000 services in a /24 and in a /64.
     for cidr in ["10.0.0.0/22", "2001:db8::/64"] {
-        let p = vec![PoolSpec::<Sel>::new("p", vec![Block::parse(cidr, "", "").unwrap()])];
+        let p = vec![PoolSpec::<Sel>::new(
+            "p",
+            vec![Block::parse(cidr, "", "").unwrap()],
+        )];
         let s: Vec<ServiceSpec> = svcs[..1000]
             .iter()
             .map(|s| {
@@ -268,7 +281,9 @@ fn main() {
         let out = ipam.reconcile(&cfg, &pools, &shuffled);
         (ipam, out)
     });
-    println!("lbipam allocate-all, input not in key order: median wall {w:.0} ms, on-CPU {c:.0} ms");
+    println!(
+        "lbipam allocate-all, input not in key order: median wall {w:.0} ms, on-CPU {c:.0} ms"
+    );
     drop(shuffled);
     let (w, c) = medians(5, || {
         let mut ipam = LbIpam::from_bytes(&bytes).unwrap();

@@ -193,11 +193,11 @@ impl Block {
     pub fn parse(cidr: &str, start: &str, stop: &str) -> Result<Self, BlockError> {
         let cidr = cidr.trim();
         if !cidr.is_empty() {
-            let (addr, len) = cidr
-                .split_once('/')
-                .ok_or_else(|| BlockError::MissingPrefixLength {
-                    value: cidr.to_owned(),
-                })?;
+            let (addr, len) =
+                cidr.split_once('/')
+                    .ok_or_else(|| BlockError::MissingPrefixLength {
+                        value: cidr.to_owned(),
+                    })?;
             let addr: IpAddr = addr.parse().map_err(|source| BlockError::InvalidAddress {
                 field: "cidr",
                 value: cidr.to_owned(),
@@ -270,6 +270,7 @@ impl Block {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -284,7 +285,10 @@ mod tests {
     #[test]
     fn whole_spaces() {
         let b = Block::parse("::/0", "", "").unwrap();
-        assert_eq!(b.size().to_string(), "340282366920938463463374607431768211456");
+        assert_eq!(
+            b.size().to_string(),
+            "340282366920938463463374607431768211456"
+        );
         let b = Block::parse("0.0.0.0/0", "", "").unwrap();
         assert_eq!(b.size().to_string(), "4294967296");
         let b = Block::parse("2001:db8::1/128", "", "").unwrap();

@@ -121,13 +121,17 @@ impl Serialize for IpCount {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn decimal_beyond_u128() {
         let two_128 = IpCount::from_span(0, u128::MAX);
-        assert_eq!(two_128.to_string(), "340282366920938463463374607431768211456");
+        assert_eq!(
+            two_128.to_string(),
+            "340282366920938463463374607431768211456"
+        );
         assert_eq!(two_128.to_u128(), None);
         let four = two_128.saturating_add(two_128);
         assert_eq!(four.to_string(), "680564733841876926926749214863536422912");

@@ -21,8 +21,8 @@ use crate::runs::RunSet;
 use crate::spec::{
     ANNOTATION_SHARING_CROSS_NAMESPACE, ANNOTATION_SHARING_CROSS_NAMESPACE_ALIAS,
     ANNOTATION_SHARING_KEY, ANNOTATION_SHARING_KEY_ALIAS, Config, ExternalTrafficPolicy, PoolSpec,
-    SERVICE_NAME_LABEL, SERVICE_NAMESPACE_LABEL, ServiceKey, ServiceSelector, ServiceSpec, annotation,
-    requested_ips, service_selector_labels,
+    SERVICE_NAME_LABEL, SERVICE_NAMESPACE_LABEL, ServiceKey, ServiceSelector, ServiceSpec,
+    annotation, requested_ips, service_selector_labels,
 };
 use crate::state::{
     PersistedAllocation, PersistedPool, PersistedState, STATE_FORMAT, STATE_VERSION, StateError,
@@ -47,6 +47,8 @@ pub struct LbIpam {
     pool_seq: BTreeMap<String, u64>,
     next_seq: u64,
     dirty: bool,
+    /// Addresses handed out or joined so far (progress detection only; not persisted).
+    grants: usize,
 }
 
 /// A block as the reconcile sees it.
@@ -84,11 +86,7 @@ struct PoolTable<'a, S> {
 }
 
 fn range_str(family: Family, first: u128, last: u128) -> String {
-    format!(
-        "{} - {}",
-        from_u128(family, first),
-        from_u128(family, last)
-    )
+    format!("{} - {}", from_u128(family, first), from_u128(family, last))
 }
 
 impl<'a, S: ServiceSelector> PoolTable<'a, S> {
@@ -292,6 +290,17 @@ impl<'a> View<'a> {
         }
     }
 
+    /// Whether holding `held` meets every request.
+    fn satisfied_by(&self, held: &[IpAddr]) -> bool {
+        if self.requested.is_empty() {
+            [Family::V4, Family::V6]
+                .iter()
+                .all(|f| !self.want[f.index()] || held.iter().any(|ip| Family::of(*ip) == *f))
+        } else {
+            self.requested.iter().all(|ip| held.contains(ip))
+        }
+    }
+
     /// Whether the address is still wanted by the service's request (ignoring pools).
     fn wants(&self, ip: IpAddr) -> bool {
         if self.requested.is_empty() {
@@ -475,6 +484,7 @@ impl LbIpam {
                 members: vec![key.clone()],
             },
         );
+        self.grants = self.grants.wrapping_add(1);
         hold(held, ip);
         self.dirty = true;
     }
@@ -482,6 +492,7 @@ impl LbIpam {
     fn join(&mut self, ip: IpAddr, key: &ServiceKey, held: &mut Vec<IpAddr>) {
         if let Some(g) = self.allocs.get_mut(&ip) {
             g.members.push(key.clone());
+            self.grants = self.grants.wrapping_add(1);
             hold(held, ip);
             self.dirty = true;
         }
@@ -508,7 +519,8 @@ impl LbIpam {
         let table = PoolTable::build(pools, &self.pool_seq);
 
         // Services we are responsible for, in key order (duplicate keys: one is kept).
-        let mut handled: Vec<&ServiceSpec> = services.iter().filter(|s| config.handles(s)).collect();
+        let mut handled: Vec<&ServiceSpec> =
+            services.iter().filter(|s| config.handles(s)).collect();
         // Callers usually keep services in a map by key; then this is one linear check.
         if !handled.is_sorted_by(|a, b| a.key <= b.key) {
             handled.sort_unstable_by(|a, b| a.key.cmp(&b.key));
@@ -533,18 +545,44 @@ impl LbIpam {
             }
         }
 
-        let failures: Vec<Option<Failure>> = views
+        let mut failures: Vec<Option<Failure>> = views
             .iter()
             .zip(held.iter_mut())
             .map(|(view, h)| self.satisfy(&table, view, &views, &index, &mut sharing, h))
             .collect();
+        // A service may only be able to share an address handed out later in the same pass;
+        // serve unsatisfied sharers again until nothing moves, so one reconcile reaches the
+        // fixed point and the next finds nothing to do (idempotence). Terminates: a pass is
+        // repeated only after it created or joined an address.
+        loop {
+            let before = self.grants;
+            let pending: Vec<usize> = (0..views.len())
+                .filter(|&i| views[i].sharing_key.is_some() && !views[i].satisfied_by(&held[i]))
+                .collect();
+            for &i in &pending {
+                failures[i] = self.satisfy(
+                    &table,
+                    &views[i],
+                    &views,
+                    &index,
+                    &mut sharing,
+                    &mut held[i],
+                );
+            }
+            if pending.is_empty() || self.grants == before {
+                break;
+            }
+        }
         // Outcomes only after every service is served: later ones may join earlier addresses.
         let services: Vec<(ServiceKey, ServiceOutcome)> = views
             .iter()
             .zip(held)
             .zip(failures)
             .map(|((view, h), failure)| {
-                (view.spec.key.clone(), self.service_outcome(view, &h, failure))
+                (
+                    view.spec.key.clone(),
+                    self.service_outcome(view, &h, failure),
+                )
             })
             .collect();
         Outcome {
@@ -558,7 +596,8 @@ impl LbIpam {
     fn update_pool_seq<S>(&mut self, pools: &[PoolSpec<S>]) {
         let present: BTreeSet<&str> = pools.iter().map(|p| p.name.as_str()).collect();
         let before = self.pool_seq.len();
-        self.pool_seq.retain(|name, _| present.contains(name.as_str()));
+        self.pool_seq
+            .retain(|name, _| present.contains(name.as_str()));
         if self.pool_seq.len() != before {
             self.dirty = true;
         }
@@ -705,6 +744,8 @@ impl LbIpam {
         failure
     }
 
+    // Private helper of `satisfy`; bundling the borrowed context would only add lifetimes.
+    #[allow(clippy::too_many_arguments)]
     fn satisfy_specific<'v, S: ServiceSelector>(
         &mut self,
         table: &PoolTable<'_, S>,
@@ -730,7 +771,9 @@ impl LbIpam {
         if !view.selected_by(pool) {
             return Err(Failure {
                 reason: Reason::PoolSelectorMismatch,
-                message: format!("The pool with the CIDR containing '{ip}', doesn't select this service"),
+                message: format!(
+                    "The pool with the CIDR containing '{ip}', doesn't select this service"
+                ),
             });
         }
         let already = || Failure {
@@ -766,6 +809,8 @@ impl LbIpam {
         Ok(())
     }
 
+    // Private helper of `satisfy`; bundling the borrowed context would only add lifetimes.
+    #[allow(clippy::too_many_arguments)]
     fn satisfy_generic<'v, S: ServiceSelector>(
         &mut self,
         table: &PoolTable<'_, S>,
@@ -786,11 +831,13 @@ impl LbIpam {
                                 .is_some_and(|&vi| compatible(view, &views[vi]).is_ok())
                         })
                     })
-                    // Unlike Cilium, only share where a pool holding the address selects this
-                    // service, or the next validation would strip it again.
+                    // Unlike Cilium, only share where an enabled pool holding the address
+                    // selects this service, as a new allocation there would need.
                     && table
-                        .candidates(*ip)
-                        .any(|p| view.selected_by(&table.pools[p]))
+                        .accepted_of(*ip)
+                        .is_some_and(|(p, _)| {
+                            table.pools[p].allocatable() && view.selected_by(&table.pools[p])
+                        })
             });
             if let Some(ip) = shareable {
                 self.join(ip, &view.spec.key, held);
@@ -837,13 +884,7 @@ impl LbIpam {
         held: &[IpAddr],
         failure: Option<Failure>,
     ) -> ServiceOutcome {
-        let satisfied = if view.requested.is_empty() {
-            [Family::V4, Family::V6].iter().all(|f| {
-                !view.want[f.index()] || held.iter().any(|ip| Family::of(*ip) == *f)
-            })
-        } else {
-            view.requested.iter().all(|ip| held.contains(ip))
-        };
+        let satisfied = view.satisfied_by(held);
         let assignments = held
             .iter()
             .filter_map(|ip| {
@@ -892,7 +933,8 @@ impl LbIpam {
                     total = total.saturating_add(IpCount::from_span(r.first, r.last));
                     if r.reserved {
                         let occ = &self.occupied[r.family.index()];
-                        reserved += u64::from(!occ.contains(r.first)) + u64::from(!occ.contains(r.last));
+                        reserved +=
+                            u64::from(!occ.contains(r.first)) + u64::from(!occ.contains(r.last));
                     }
                 }
                 let (ips, services) = counts.get(&*p.name).copied().unwrap_or_default();

@@ -320,6 +320,7 @@ pub fn requested_ips(svc: &ServiceSpec) -> (Vec<IpAddr>, Vec<String>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -340,19 +341,23 @@ mod tests {
         assert!(cfg.handles(&s));
         s.load_balancer_class = Some(CLASS_BGP_CONTROL_PLANE.into());
         assert!(cfg.handles(&s));
-        assert!(!Config {
-            bgp_control_plane: false,
-            ..Config::default()
-        }
-        .handles(&s));
+        assert!(
+            !Config {
+                bgp_control_plane: false,
+                ..Config::default()
+            }
+            .handles(&s)
+        );
         s.load_balancer_class = Some("example.com/other".into());
         assert!(!cfg.handles(&s));
         s.load_balancer_class = None;
-        assert!(!Config {
-            require_lb_class: true,
-            ..Config::default()
-        }
-        .handles(&s));
+        assert!(
+            !Config {
+                require_lb_class: true,
+                ..Config::default()
+            }
+            .handles(&s)
+        );
         s.is_load_balancer = false;
         assert!(!cfg.handles(&s));
     }
@@ -401,7 +406,10 @@ mod tests {
         s.annotations
             .insert(ANNOTATION_IPS.into(), "10.0.0.3".into());
         s.load_balancer_ip = None;
-        assert_eq!(requested_ips(&s).0, vec!["10.0.0.3".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            requested_ips(&s).0,
+            vec!["10.0.0.3".parse::<IpAddr>().unwrap()]
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
 //! Cilium LB-IPAM semantics, scenario by scenario.
+#![allow(clippy::unwrap_used)] // Tests and benchmarks may unwrap.
 
 mod common;
 
@@ -63,13 +64,19 @@ fn seed_empire_pool_and_deathstar() {
     assert_eq!(ps.conflicting_str(), "False");
     let conds = ps.conditions();
     let by_type = |t: &str| conds.iter().find(|c| c.type_ == t).unwrap().clone();
-    assert_eq!(by_type("cilium.io/IPsAvailable").message, "18446744073709551622");
+    assert_eq!(
+        by_type("cilium.io/IPsAvailable").message,
+        "18446744073709551622"
+    );
     assert_eq!(by_type("cilium.io/IPsAvailable").reason, "noreason");
     assert_eq!(
         by_type("cilium.io/IPsAvailable").status,
         ConditionStatus::Unknown
     );
-    assert_eq!(by_type("cilium.io/IPsTotal").message, "18446744073709551624");
+    assert_eq!(
+        by_type("cilium.io/IPsTotal").message,
+        "18446744073709551624"
+    );
     assert_eq!(by_type("cilium.io/IPsUsed").message, "2");
     let c = by_type("cilium.io/PoolConflict");
     assert_eq!((c.status, c.reason), (ConditionStatus::False, "resolved"));
@@ -127,7 +134,10 @@ fn allow_first_last_no() {
     // Requesting a reserved address is "already allocated".
     let req = annotate(svc("ns", "r"), ANNOTATION_IPS, "10.0.0.3");
     let out = run(&mut ipam, &[p], &[req]);
-    assert_eq!(out.services[&ServiceKey::new("ns", "r")].reason, Reason::AlreadyAllocated);
+    assert_eq!(
+        out.services[&ServiceKey::new("ns", "r")].reason,
+        Reason::AlreadyAllocated
+    );
     // Ignored for /31 and /32.
     let mut p31 = pool("b", &["10.0.1.0/31", "10.0.2.0/32"]);
     p31.allow_first_last_ips = false;
@@ -163,7 +173,11 @@ fn disabled_keeps_existing_allocates_nothing_new() {
     let out = run(&mut ipam, &[p.clone()], &[svc("ns", "old")]);
     assert_eq!(ips_of(&out, "ns", "old"), vec!["10.0.0.0"]);
     p.disabled = true;
-    let out = run(&mut ipam, &[p.clone()], &[svc("ns", "old"), svc("ns", "new")]);
+    let out = run(
+        &mut ipam,
+        &[p.clone()],
+        &[svc("ns", "old"), svc("ns", "new")],
+    );
     assert_eq!(ips_of(&out, "ns", "old"), vec!["10.0.0.0"]);
     assert_eq!(
         reason(&out, "ns", "new"),
@@ -202,7 +216,11 @@ fn conflicts_mark_newer_and_resolve() {
     let cond = out.pools["new"].conditions()[0].clone();
     assert_eq!(
         (cond.type_, cond.status, cond.reason),
-        ("cilium.io/PoolConflict", ConditionStatus::True, "cidr_overlap")
+        (
+            "cilium.io/PoolConflict",
+            ConditionStatus::True,
+            "cidr_overlap"
+        )
     );
     assert_eq!(out.pools["new"].conflicting_str(), "True");
     assert_eq!(out.conflicting_pools(), 1);
@@ -300,7 +318,10 @@ fn sharing_rules() {
     // Other namespace without permission: another IP.
     assert_eq!(ips_of(&out, "other", "v"), vec!["10.0.0.3"]);
     let x_out = &out.services[&ServiceKey::new("ns", "x")];
-    assert_eq!(x_out.assignments[0].shared_with, vec![ServiceKey::new("ns", "y")]);
+    assert_eq!(
+        x_out.assignments[0].shared_with,
+        vec![ServiceKey::new("ns", "y")]
+    );
     assert_eq!(out.pools["a"].used, 4);
     assert_eq!(out.pools["a"].services, 5);
 }
@@ -396,7 +417,9 @@ fn stable_across_restart_reorder_rename_widen_and_add_blocks() {
         pool("a", &["10.0.0.0/28"]),
         pool("b", &["10.1.0.0/28", "2001:db8::/120"]),
     ];
-    let svcs: Vec<_> = (0..20).map(|i| dual(svc("ns", &format!("s{i:02}")))).collect();
+    let svcs: Vec<_> = (0..20)
+        .map(|i| dual(svc("ns", &format!("s{i:02}"))))
+        .collect();
     let mut ipam = LbIpam::new();
     let base = run(&mut ipam, &pools, &svcs);
     let held = |o: &Outcome| {
@@ -442,7 +465,8 @@ fn shrink_moves_only_services_whose_ip_left() {
     for (k, b) in &before.services {
         let a = &after.services[k];
         let ip = b.ips()[0].to_string();
-        if ip.starts_with("10.0.0.") && ip.trim_start_matches("10.0.0.").parse::<u8>().unwrap() < 8 {
+        if ip.starts_with("10.0.0.") && ip.trim_start_matches("10.0.0.").parse::<u8>().unwrap() < 8
+        {
             assert_eq!(a.ips(), b.ips(), "{k} moved");
         } else {
             assert!(a.ips()[0].to_string().starts_with("10.0.9."), "{k}");

@@ -1,5 +1,6 @@
 //! Property tests: no address given twice, determinism regardless of input order, stability
 //! across restore, and shrinking moves only the services whose address left.
+#![allow(clippy::unwrap_used)] // Tests and benchmarks may unwrap.
 
 mod common;
 
@@ -28,9 +29,17 @@ fn arb_pool(idx: usize) -> impl Strategy<Value = PoolSpec<Sel>> {
                 .into_iter()
                 .map(|(six, off, len, cidr)| {
                     let (addr, len): (IpAddr, u8) = if six {
-                        (format!("2001:db8::{:x}", u32::from(off) * 4).parse().unwrap(), len + 96)
+                        (
+                            format!("2001:db8::{:x}", u32::from(off) * 4)
+                                .parse()
+                                .unwrap(),
+                            len + 96,
+                        )
                     } else {
-                        (format!("10.0.0.{}", u32::from(off) * 4).parse().unwrap(), len)
+                        (
+                            format!("10.0.0.{}", u32::from(off) * 4).parse().unwrap(),
+                            len,
+                        )
                     };
                     if cidr {
                         Block::cidr(addr, len).unwrap()
@@ -102,19 +111,26 @@ fn arb_services() -> impl Strategy<Value = Vec<ServiceSpec>> {
 }
 
 fn held(o: &Outcome) -> BTreeMap<ServiceKey, Vec<IpAddr>> {
-    o.services.iter().map(|(k, v)| (k.clone(), v.ips())).collect()
+    o.services
+        .iter()
+        .map(|(k, v)| (k.clone(), v.ips()))
+        .collect()
 }
 
 fn in_some_pool(ip: IpAddr, pools: &[PoolSpec<Sel>]) -> bool {
     pools.iter().any(|p| {
-        p.blocks.iter().any(|b| {
-            Family::of(ip) == b.family() && b.first() <= ip && ip <= b.last()
-        })
+        p.blocks
+            .iter()
+            .any(|b| Family::of(ip) == b.family() && b.first() <= ip && ip <= b.last())
     })
 }
 
 /// Every address is held by one service, or by services that may share it.
-fn check_exclusive(o: &Outcome, svcs: &[ServiceSpec], pools: &[PoolSpec<Sel>]) -> Result<(), TestCaseError> {
+fn check_exclusive(
+    o: &Outcome,
+    svcs: &[ServiceSpec],
+    pools: &[PoolSpec<Sel>],
+) -> Result<(), TestCaseError> {
     let spec: BTreeMap<&ServiceKey, &ServiceSpec> = svcs.iter().map(|s| (&s.key, s)).collect();
     let mut holders: BTreeMap<IpAddr, Vec<&ServiceKey>> = BTreeMap::new();
     for (k, v) in &o.services {
@@ -136,7 +152,11 @@ fn check_exclusive(o: &Outcome, svcs: &[ServiceSpec], pools: &[PoolSpec<Sel>]) -
                 let ka = sa.annotations.get(ANNOTATION_SHARING_KEY);
                 prop_assert!(ka.is_some(), "{} shared without a key", ip);
                 prop_assert_eq!(ka, sb.annotations.get(ANNOTATION_SHARING_KEY));
-                prop_assert!(!sa.ports.iter().any(|p| sb.ports.contains(p)), "{} port clash", ip);
+                prop_assert!(
+                    !sa.ports.iter().any(|p| sb.ports.contains(p)),
+                    "{} port clash",
+                    ip
+                );
                 prop_assert_eq!(sa.external_traffic_policy, sb.external_traffic_policy);
                 prop_assert_eq!(&sa.key.namespace, &sb.key.namespace);
             }
@@ -161,6 +181,19 @@ proptest! {
         // Churn: a different service set with overlapping names.
         let out = ipam.reconcile(&cfg, &pools, &later);
         check_exclusive(&out, &later, &pools)?;
+    }
+
+    #[test]
+    fn idempotent(pools in arb_pools(), svcs in arb_services(), later in arb_services()) {
+        let cfg = Config::default();
+        let mut ipam = LbIpam::new();
+        for set in [&svcs, &later] {
+            let a = ipam.reconcile(&cfg, &pools, set);
+            let b = ipam.reconcile(&cfg, &pools, set);
+            prop_assert!(!b.state_changed);
+            prop_assert_eq!(a.services, b.services);
+            prop_assert_eq!(a.pools, b.pools);
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
 //! Builders shared by the integration tests.
+#![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
