@@ -107,11 +107,58 @@ struct Peer {
     connecting: Option<(u64, AbortOnDrop)>,
     session: Option<Session>,
     /// Adj-RIB-Out: what we advertised, per family (0 = IPv4, 1 = IPv6).
-    adj_out: [HashMap<IpNet, Arc<Attrs>>; 2],
+    adj_out: [HashMap<IpNet, OutEntry>; 2],
     /// RFC 4724 helper: families whose paths are stale, and until when they are kept.
     stale_families: Vec<Family>,
     stale_deadline: Option<Instant>,
     last_error: Option<String>,
+}
+
+/// An Adj-RIB-Out entry: the Loc-RIB attributes the advertisement was derived from and the
+/// export statement that matched. The attributes on the wire are a function of these and the
+/// session, so they are rebuilt when needed (encoding, route refresh, queries) instead of
+/// being stored per peer: that keeps the Adj-RIB-Out at 16 bytes per prefix and avoids a
+/// second copy of every attribute set per peer.
+#[derive(Debug, Clone)]
+struct OutEntry {
+    src: Arc<Attrs>,
+    /// Index of the accepting export statement; `u32::MAX` = accepted by default.
+    stmt: u32,
+    /// The source is a local route (next hop self, MED kept).
+    local: bool,
+}
+
+impl OutEntry {
+    fn new(src: Arc<Attrs>, verdict: Verdict, local: bool) -> Self {
+        let stmt = match verdict {
+            Verdict::Accept(Some(i)) => u32::try_from(i).unwrap_or(u32::MAX - 1),
+            _ => u32::MAX,
+        };
+        Self { src, stmt, local }
+    }
+
+    fn verdict(&self) -> Verdict {
+        if self.stmt == u32::MAX {
+            Verdict::Accept(None)
+        } else {
+            Verdict::Accept(Some(self.stmt as usize))
+        }
+    }
+
+    fn same(&self, other: &OutEntry) -> bool {
+        Arc::ptr_eq(&self.src, &other.src) && self.stmt == other.stmt && self.local == other.local
+    }
+}
+
+fn export_ctx(local_as: u32, peer_id: PeerId, s: &Session) -> ExportCtx {
+    ExportCtx {
+        local_as,
+        peer_id,
+        ebgp: s.ebgp,
+        nh_v4: s.nh_v4,
+        nh_v6: s.nh_v6,
+        ext_nh_v4: s.neg.extended_next_hop.contains(&Family::Ipv4Unicast),
+    }
 }
 
 fn fi(f: Family) -> Option<usize> {
@@ -1346,16 +1393,25 @@ impl Instance {
                 subtype: 1,
             })));
         }
-        let mut groups: StdHashMap<usize, (Arc<Attrs>, Vec<IpNet>)> = StdHashMap::new();
-        for (prefix, a) in &p.adj_out[i] {
+        let ctx = export_ctx(self.cfg.local_as, p.id, s);
+        let mut groups: StdHashMap<(usize, Verdict), (Option<Arc<Attrs>>, Vec<IpNet>)> =
+            StdHashMap::new();
+        for (prefix, e) in &p.adj_out[i] {
             groups
-                .entry(Arc::as_ptr(a) as usize)
-                .or_insert_with(|| (a.clone(), Vec::new()))
+                .entry((Arc::as_ptr(&e.src) as usize, e.verdict()))
+                .or_insert_with(|| {
+                    let a = ctx.export(&e.src, e.local, p.cfg.export.actions(e.verdict()), i == 0);
+                    (a, Vec::new())
+                })
                 .1
                 .push(*prefix);
         }
+        let announce = groups
+            .into_values()
+            .filter_map(|(a, v)| a.map(|a| (a, v)))
+            .collect();
         c.send(WriterCmd::Updates {
-            announce: groups.into_values().collect(),
+            announce,
             withdraw: Vec::new(),
         });
         if enhanced {
@@ -1412,22 +1468,17 @@ impl Instance {
         };
         let Some(s) = &p.session else { return };
         let Some(c) = &p.main.conn else { return };
-        let ctx = ExportCtx {
-            local_as: self.cfg.local_as,
-            peer_id: p.id,
-            ebgp: s.ebgp,
-            nh_v4: s.nh_v4,
-            nh_v6: s.nh_v6,
-            ext_nh_v4: s.neg.extended_next_hop.contains(&Family::Ipv4Unicast),
-        };
-        let mut memo: StdHashMap<(usize, Verdict, bool), Option<Arc<Attrs>>> = StdHashMap::new();
-        let mut groups: StdHashMap<usize, (Arc<Attrs>, Vec<IpNet>)> = StdHashMap::new();
+        let ctx = export_ctx(self.cfg.local_as, p.id, s);
+        // Wire attributes per (source attributes, statement, family), built once per batch.
+        type Group = (Option<Arc<Attrs>>, Vec<IpNet>);
+        let mut groups: StdHashMap<(usize, Verdict, bool), Group> = StdHashMap::new();
         let mut withdraw = Vec::new();
         for prefix in prefixes {
             let t = &self.tables[table_index(prefix)];
             if !s.neg.has_family(t.family) {
                 continue;
             }
+            let v4 = matches!(prefix, IpNet::V4(_));
             let new = t.best(prefix).and_then(|best| {
                 let src = self.sources.get(best.peer);
                 let v = if best.peer == ctx.peer_id || !ctx.may_export(best, src) {
@@ -1435,28 +1486,30 @@ impl Instance {
                 } else {
                     p.cfg.export.evaluate(prefix)
                 };
-                if v == Verdict::Reject {
-                    return None;
-                }
-                let v4 = matches!(prefix, IpNet::V4(_));
-                memo.entry((Arc::as_ptr(&best.attrs) as usize, v, v4))
-                    .or_insert_with(|| {
-                        ctx.export(best, p.cfg.export.actions(v), v4, &mut self.interner)
-                    })
-                    .clone()
+                (v != Verdict::Reject)
+                    .then(|| OutEntry::new(best.attrs.clone(), v, best.peer == LOCAL))
+            });
+            // Not advertisable after all (e.g. no usable next hop for the family)?
+            let new = new.and_then(|e| {
+                let key = (Arc::as_ptr(&e.src) as usize, e.verdict(), v4);
+                let g = groups.entry(key).or_insert_with(|| {
+                    (
+                        ctx.export(&e.src, e.local, p.cfg.export.actions(e.verdict()), v4),
+                        Vec::new(),
+                    )
+                });
+                g.0.is_some().then_some((e, key))
             });
             let out = &mut p.adj_out[table_index(prefix)];
             match new {
-                Some(n) => {
-                    if out.get(prefix).is_some_and(|o| Arc::ptr_eq(o, &n)) {
+                Some((e, key)) => {
+                    if out.get(prefix).is_some_and(|o| o.same(&e)) {
                         continue;
                     }
-                    out.insert(*prefix, n.clone());
-                    groups
-                        .entry(Arc::as_ptr(&n) as usize)
-                        .or_insert_with(|| (n, Vec::new()))
-                        .1
-                        .push(*prefix);
+                    out.insert(*prefix, e);
+                    if let Some(g) = groups.get_mut(&key) {
+                        g.1.push(*prefix);
+                    }
                 }
                 None => {
                     if out.remove(prefix).is_some() {
@@ -1465,11 +1518,13 @@ impl Instance {
                 }
             }
         }
-        if !groups.is_empty() || !withdraw.is_empty() {
-            c.send(WriterCmd::Updates {
-                announce: groups.into_values().collect(),
-                withdraw,
-            });
+        let announce: Vec<(Arc<Attrs>, Vec<IpNet>)> = groups
+            .into_values()
+            .filter(|(_, v)| !v.is_empty())
+            .filter_map(|(a, v)| a.map(|a| (a, v)))
+            .collect();
+        if !announce.is_empty() || !withdraw.is_empty() {
+            c.send(WriterCmd::Updates { announce, withdraw });
         }
     }
 
@@ -1560,13 +1615,13 @@ impl Instance {
             }
             RibKind::AdjRibOut(a) => {
                 let p = self.peers.get(&a).ok_or(Error::NoSuchPeer(a))?;
-                for (prefix, attrs) in &p.adj_out[i] {
-                    out.push(RouteEntry::new(
-                        *prefix,
-                        attrs.next_hop_addr(),
-                        None,
-                        &attrs.path,
-                    ));
+                let Some(s) = &p.session else { return Ok(out) };
+                let ctx = export_ctx(self.cfg.local_as, p.id, s);
+                for (prefix, e) in &p.adj_out[i] {
+                    let act = p.cfg.export.actions(e.verdict());
+                    if let Some(a) = ctx.export(&e.src, e.local, act, i == 0) {
+                        out.push(RouteEntry::new(*prefix, a.next_hop_addr(), None, &a.path));
+                    }
                 }
             }
         }
@@ -1700,14 +1755,13 @@ impl ExportCtx {
     /// eBGP, LOCAL_PREF only towards iBGP, MED not passed from one AS to another).
     fn export(
         &self,
-        best: &Path,
+        src: &Attrs,
+        local: bool,
         act: Option<&crate::policy::Actions>,
         v4: bool,
-        interner: &mut Interner,
     ) -> Option<Arc<Attrs>> {
-        let pa = &best.attrs.path;
+        let pa = &src.path;
         let mut out = (**pa).clone();
-        let local = best.peer == LOCAL;
         if self.ebgp {
             match out.as_path.segments.first_mut() {
                 Some(AsSegment::Sequence(v)) if v.len() < 255 => v.insert(0, self.local_as),
@@ -1739,7 +1793,7 @@ impl ExportCtx {
             }
             nh_self |= a.next_hop_self;
         }
-        let orig = best.attrs.next_hop;
+        let orig = src.next_hop;
         let orig_unspec = match orig {
             NextHop::V4(a) => a.is_unspecified(),
             NextHop::V6 { global, .. } => global.is_unspecified(),
@@ -1786,6 +1840,10 @@ impl ExportCtx {
             NextHop::V4(a) => Some(a),
             NextHop::V6 { .. } => None,
         };
-        Some(interner.attrs(Arc::new(out), nh))
+        // Not interned: these live only until the writer has encoded them.
+        Some(Arc::new(Attrs {
+            path: Arc::new(out),
+            next_hop: nh,
+        }))
     }
 }
