@@ -150,6 +150,9 @@ impl OutEntry {
     }
 }
 
+/// Exported attributes (None: not advertisable) and the prefixes that carry them.
+type Group = (Option<Arc<Attrs>>, Vec<IpNet>);
+
 fn export_ctx(local_as: u32, peer_id: PeerId, s: &Session) -> ExportCtx {
     ExportCtx {
         local_as,
@@ -1394,8 +1397,7 @@ impl Instance {
             })));
         }
         let ctx = export_ctx(self.cfg.local_as, p.id, s);
-        let mut groups: StdHashMap<(usize, Verdict), (Option<Arc<Attrs>>, Vec<IpNet>)> =
-            StdHashMap::new();
+        let mut groups: StdHashMap<(usize, Verdict), Group> = StdHashMap::new();
         for (prefix, e) in &p.adj_out[i] {
             groups
                 .entry((Arc::as_ptr(&e.src) as usize, e.verdict()))
@@ -1470,7 +1472,6 @@ impl Instance {
         let Some(c) = &p.main.conn else { return };
         let ctx = export_ctx(self.cfg.local_as, p.id, s);
         // Wire attributes per (source attributes, statement, family), built once per batch.
-        type Group = (Option<Arc<Attrs>>, Vec<IpNet>);
         let mut groups: StdHashMap<(usize, Verdict, bool), Group> = StdHashMap::new();
         let mut withdraw = Vec::new();
         for prefix in prefixes {
