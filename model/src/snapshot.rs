@@ -58,6 +58,17 @@ pub struct Snapshot {
     objects: BTreeMap<ObjectKey, Loaded>,
 }
 
+/// How an object differs between two snapshots ([`Snapshot::diff`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Change {
+    /// New in this snapshot.
+    Added,
+    /// Present in both, with a different object.
+    Updated,
+    /// Gone from this snapshot.
+    Removed,
+}
+
 /// Result of [`Snapshot::merge`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct MergeOutcome {
@@ -213,6 +224,26 @@ impl Snapshot {
             snapshot: Snapshot { objects: next },
             errors,
         }
+    }
+
+    /// What changed from `previous` to `self`, by key. Only the objects are
+    /// compared, not their origin, so moving an object between files is no change.
+    pub fn diff(&self, previous: &Snapshot) -> Vec<(ObjectKey, Change)> {
+        let mut out = Vec::new();
+        for (k, l) in &self.objects {
+            match previous.objects.get(k) {
+                None => out.push((k.clone(), Change::Added)),
+                Some(p) if p.object != l.object => out.push((k.clone(), Change::Updated)),
+                Some(_) => {}
+            }
+        }
+        for k in previous.objects.keys() {
+            if !self.objects.contains_key(k) {
+                out.push((k.clone(), Change::Removed));
+            }
+        }
+        out.sort();
+        out
     }
 
     /// Number of objects.

@@ -2,8 +2,8 @@
 #![allow(clippy::unwrap_used)]
 
 use rackd_model::{
-    CheckOptions, Kind, MergeOutcome, ObjectKey, ParsedSource, Problem, Snapshot, parse_documents,
-    secret_value,
+    Change, CheckOptions, Kind, MergeOutcome, ObjectKey, ParsedSource, Problem, Snapshot,
+    parse_documents, secret_value,
 };
 
 fn peer(name: &str, extra: &str) -> String {
@@ -371,4 +371,33 @@ fn missing_peer_config_is_an_error_on_the_cluster_config() {
     assert_eq!(out.errors.len(), 2, "{:#?}", out.errors);
     assert!(out.snapshot.is_empty());
     let _ = ObjectKey::cluster(Kind::BgpClusterConfig, "cc");
+}
+
+#[test]
+fn diff_reports_added_updated_removed_but_not_moves() {
+    let first = build(&[(
+        "1.yaml",
+        &docs(&[&pool("a", "10.0.0.0/24"), &pool("b", "10.0.1.0/24")]),
+    )]);
+    // `a` moves to another file unchanged, `b` changes, `c` is new; then `c` goes.
+    let next = merge(
+        &first.snapshot,
+        &[
+            ("2.yaml", &pool("a", "10.0.0.0/24")),
+            (
+                "1.yaml",
+                &docs(&[&pool("b", "10.0.2.0/24"), &pool("c", "10.0.3.0/24")]),
+            ),
+        ],
+    );
+    let pk = |n: &str| ObjectKey::cluster(Kind::LoadBalancerIPPool, n);
+    assert_eq!(
+        next.snapshot.diff(&first.snapshot),
+        vec![(pk("b"), Change::Updated), (pk("c"), Change::Added)]
+    );
+    assert_eq!(
+        first.snapshot.diff(&next.snapshot),
+        vec![(pk("b"), Change::Updated), (pk("c"), Change::Removed)]
+    );
+    assert!(next.snapshot.diff(&next.snapshot).is_empty());
 }
