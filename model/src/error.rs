@@ -148,8 +148,8 @@ pub struct ConfigError {
     pub location: Location,
     /// Which object, when it could be identified.
     pub object: Option<ObjectRef>,
-    /// What.
-    #[source]
+    /// What. Not a `#[source]`: `Display` already includes it, and a source would
+    /// print it twice in error chains.
     pub problem: Problem,
     /// True when the previous good version of the object is still in use.
     pub kept_previous: bool,
