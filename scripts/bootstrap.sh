@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The README's first set-up command. On a fresh Debian 12 machine: installs everything
+# (scripts/setup.sh: Debian packages, Rust toolchains, cargo-fuzz, bpffs), builds rackd,
+# rackctl and rackd-lab in release, brings up the lab of containerlab/rackd-bgp.clab.yml with
+# network namespaces (an FRR ToR, two rackd nodes, a client), waits for the BGP sessions and
+# shows them from rackd's side and the ToR's view of our routes.
+# Idempotent: a lab that is already up is taken down first. Needs root (or sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+FILE=containerlab/rackd-bgp.clab.yml
+LAB=target/release/rackd-lab
+TIMEOUT=${RACKD_LAB_TIMEOUT:-90}
+
+# setup.sh needs cargo; on a fresh machine install rustup first (the toolchain itself comes
+# from rust-toolchain.toml).
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "bootstrap: installing rustup"
+  if ! command -v curl >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends curl ca-certificates
+  fi
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain none
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+
+./scripts/setup.sh
+
+echo "== building rackd, rackctl, rackd-lab (release)"
+cargo build --release -p rackd -p rackctl -p rackd-lab
+
+if [ -e /run/rackd-lab/rackd-bgp ]; then
+  echo "== the lab is up: taking it down first"
+fi
+# A no-op when the lab is not up.
+$SUDO "$LAB" down "$FILE" >/dev/null
+
+echo "== rackd-lab up $FILE"
+$SUDO "$LAB" up "$FILE"
+
+established() {
+  $SUDO "$LAB" exec "$FILE" "$1" rackctl -o json bgp peers 2>/dev/null |
+    grep -c '"session-state": *"established"' || true
+}
+echo "== waiting up to ${TIMEOUT}s for the BGP sessions (2 per node: IPv4 and IPv6)"
+deadline=$((SECONDS + TIMEOUT))
+until [ "$(established node1)" -ge 2 ] && [ "$(established node2)" -ge 2 ]; do
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    echo "bootstrap: sessions not established after ${TIMEOUT}s" >&2
+    $SUDO "$LAB" status "$FILE" >&2 || true
+    $SUDO "$LAB" exec "$FILE" tor vtysh -c 'show bgp summary' >&2 || true
+    echo "logs: /run/rackd-lab/rackd-bgp/<node>/*.log" >&2
+    exit 1
+  fi
+  sleep 1
+done
+
+# ...and for the ToR to hold both nodes' PodCIDRs, so the tables below are complete.
+until $SUDO "$LAB" exec "$FILE" tor vtysh -c 'show bgp ipv4 unicast' 2>/dev/null | grep -q 10.1.1.0/24 &&
+      $SUDO "$LAB" exec "$FILE" tor vtysh -c 'show bgp ipv4 unicast' 2>/dev/null | grep -q 10.1.2.0/24; do
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    echo "bootstrap: the ToR has not received the nodes' routes after ${TIMEOUT}s" >&2
+    exit 1
+  fi
+  sleep 1
+done
+sleep 1
+
+show() {
+  local line="" a
+  for a in "$@"; do
+    case $a in *[[:space:]]*) line+=" '$a'" ;; *) line+=" $a" ;; esac
+  done
+  echo
+  echo "\$ rackd-lab exec $FILE$line"
+  $SUDO "$LAB" exec "$FILE" "$@"
+}
+show node1 rackctl bgp peers
+show node2 rackctl bgp peers
+show tor vtysh -c 'show bgp ipv4 unicast'
+show tor vtysh -c 'show bgp ipv6 unicast'
+echo
+echo "The lab is up. Try:"
+echo "  $LAB exec $FILE node1 rackctl bgp routes advertised ipv4 unicast"
+echo "  $LAB exec $FILE client ping -c1 10.0.0.1"
+echo "  $LAB status $FILE"
+echo "  $LAB down $FILE"
