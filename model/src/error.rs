@@ -50,7 +50,7 @@ impl fmt::Display for ObjectRef {
 
 /// One field that violates a rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {problem}; expected {expected}")]
+#[error("{path}{}: {problem}; expected {expected}", line.map(|l| format!(" (line {l})")).unwrap_or_default())]
 pub struct FieldError {
     /// Field path from the object root, e.g. `spec.bgpInstances[0].localASN`.
     pub path: String,
@@ -58,6 +58,8 @@ pub struct FieldError {
     pub problem: String,
     /// What would have been accepted.
     pub expected: String,
+    /// 1-based source line of the field (or of its closest written ancestor), when known.
+    pub line: Option<usize>,
 }
 
 /// What is wrong with a document or object.

@@ -289,9 +289,13 @@ fn parse_one(source: &str, doc: &RawDoc) -> DocResult {
         );
     }
     normalise_namespace(&mut object);
-    let errs = validate_and_convert(&mut object, &api_version);
+    let mut errs = validate_and_convert(&mut object, &api_version);
     if !errs.is_empty() {
-        return fail(None, Some(objref), Problem::Invalid(errs));
+        for f in &mut errs {
+            f.line = locate(&doc.text, &f.path).map(|l| (l + offset).min(last_line));
+        }
+        let first = errs.iter().find_map(|f| f.line).map(|l| l - offset);
+        return fail(first, Some(objref), Problem::Invalid(errs));
     }
     Ok(Some(Loaded {
         object,
@@ -300,6 +304,105 @@ fn parse_one(source: &str, doc: &RawDoc) -> DocResult {
             api_version,
         },
     }))
+}
+
+/// Line (1-based, within `text`) of the node at `path`, or of its closest
+/// ancestor that is written out. serde_yaml_ng only reports positions in errors,
+/// so this walks to the node and fails there on purpose.
+fn locate(text: &str, path: &str) -> Option<usize> {
+    let mut p = path;
+    loop {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        if let Err(e) = serde::de::DeserializeSeed::deserialize(Seek(p), de)
+            && let Some(l) = e.location()
+        {
+            return Some(l.line());
+        }
+        // Not written out (a missing field): try the parent.
+        let cut = p.rfind(['.', '['])?;
+        p = &p[..cut];
+    }
+}
+
+/// Walks a dotted path (`a.b[2].c`; map keys may themselves contain dots) and
+/// raises an error at its node.
+struct Seek<'a>(&'a str);
+
+const FOUND: &str = "rackd-model: found";
+
+impl<'de> serde::de::DeserializeSeed<'de> for Seek<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Seek<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any YAML node")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        if self.0.is_empty() {
+            return Err(serde::de::Error::custom(FOUND));
+        }
+        while let Some(k) = map.next_key::<Value>()? {
+            let rest = k.as_str().and_then(|k| {
+                let r = self.0.strip_prefix(k)?;
+                if r.is_empty() || r.starts_with('[') {
+                    Some(r)
+                } else {
+                    r.strip_prefix('.')
+                }
+            });
+            match rest {
+                Some(rest) => map.next_value_seed(Seek(rest))?,
+                None => map.next_value::<serde::de::IgnoredAny>().map(|_| ())?,
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Some(rest) = self.0.strip_prefix('[') else {
+            return Err(serde::de::Error::custom(FOUND));
+        };
+        let (idx, rest) = rest.split_once(']').unwrap_or((rest, ""));
+        let want: usize = idx.parse().map_err(|_| serde::de::Error::custom(FOUND))?;
+        let rest = rest.strip_prefix('.').unwrap_or(rest);
+        let mut i = 0;
+        while i < want {
+            if seq.next_element::<serde::de::IgnoredAny>()?.is_none() {
+                return Ok(());
+            }
+            i += 1;
+        }
+        seq.next_element_seed(Seek(rest)).map(|_| ())
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
 }
 
 fn decode<T: DeserializeOwned>(text: &str) -> Result<T, (String, String, Option<usize>)> {

@@ -74,6 +74,7 @@ impl Errs {
             path: path.into(),
             problem: problem.into(),
             expected: expected.into(),
+            line: None,
         });
     }
 

@@ -261,7 +261,10 @@ fn enum_values() {
 #[test]
 fn metadata_rules() {
     let e = one_error("apiVersion: v1\nkind: Node\nmetadata:\n  labels: {a: b}\n");
-    assert!(e.to_string().contains("metadata.name: missing"), "{e}");
+    assert!(
+        e.to_string().contains("metadata.name (line 4): missing"),
+        "{e}"
+    );
     invalid_at(
         "apiVersion: v1\nkind: Node\nmetadata:\n  name: Node_1\n",
         "metadata.name",
@@ -949,4 +952,38 @@ fn unknown_fields_in_core_objects() {
     ok(
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n  creationTimestamp: null\n  labels: {}\nspec:\n  ports: []\n  selector: {}\nstatus:\n  loadBalancer: {}\n",
     );
+}
+
+#[test]
+fn validation_errors_carry_the_field_line() {
+    let text = format!(
+        "{PC}  {{}}\n---\n{CC}  bgpInstances:\n  - name: i\n    localASN: 0\n    peers:\n    - name: p\n      peerASN: 1\n"
+    );
+    let p = parse_documents("lines.yaml", &text);
+    assert_eq!(p.errors.len(), 1);
+    let e = &p.errors[0];
+    assert_eq!(e.location.line, Some(15), "{e}");
+    let Problem::Invalid(fields) = &e.problem else {
+        panic!("{e}")
+    };
+    let lines: Vec<_> = fields.iter().map(|f| (f.path.as_str(), f.line)).collect();
+    // The peer has neither address nor autoDiscovery: reported at the peer's line.
+    assert_eq!(
+        lines,
+        vec![
+            ("spec.bgpInstances[0].localASN", Some(15)),
+            ("spec.bgpInstances[0].peers[0]", Some(17))
+        ]
+    );
+    assert!(
+        e.to_string()
+            .contains("spec.bgpInstances[0].localASN (line 15): 0 is out of range"),
+        "{e}"
+    );
+    // Dotted label keys and missing fields resolve to the closest written node.
+    let text = "apiVersion: v1\nkind: Node\nmetadata:\n  name: n\n  labels:\n    ok: v\n    example.com/bad key: v\n";
+    let e = one_error(text);
+    assert_eq!(e.location.line, Some(7), "{e}");
+    let e = one_error(&format!("{CC}  bgpInstances: []\n"));
+    assert_eq!(e.location.line, Some(6), "{e}");
 }
