@@ -19,7 +19,7 @@ use bgpd_wire::{
     AsSegment, Family, GracefulRestart, Message, NextHop, Open, PathAttributes, RouteRefresh,
     SessionContext, Update,
 };
-use hashbrown::{HashMap, HashSet};
+use hashbrown::HashSet;
 use ipnet::IpNet;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -33,7 +33,7 @@ use crate::fsm::{Action, DownReason, Fsm, FsmConfig, Input, Negotiated, State, T
 use crate::policy::{NO_ADVERTISE, NO_EXPORT, Verdict};
 use crate::query::{FamilyStatus, PeerStatus, RibKind, RouteEntry, RouteQuery, capability_name};
 use crate::rib::{
-    Attrs, Interner, LOCAL, Path, PeerId, SourceInfo, Sources, Table, family_of, flags,
+    Attrs, Interner, LOCAL, Path, PeerId, PrefixMap, SourceInfo, Sources, Table, family_of, flags,
 };
 use crate::session::{self, AbortOnDrop, Conn, ConnEvent, WriterCmd};
 use crate::transport;
@@ -107,7 +107,7 @@ struct Peer {
     connecting: Option<(u64, AbortOnDrop)>,
     session: Option<Session>,
     /// Adj-RIB-Out: what we advertised, per family (0 = IPv4, 1 = IPv6).
-    adj_out: [HashMap<IpNet, OutEntry>; 2],
+    adj_out: [PrefixMap<OutEntry>; 2],
     /// RFC 4724 helper: families whose paths are stale, and until when they are kept.
     stale_families: Vec<Family>,
     stale_deadline: Option<Instant>,
@@ -364,7 +364,7 @@ impl Instance {
                 let (etx, erx) = mpsc::unbounded_channel();
                 for t in &self.tables {
                     for (prefix, _) in t.iter() {
-                        if let Some(ev) = best_event(t, prefix, &self.sources) {
+                        if let Some(ev) = best_event(t, &prefix, &self.sources) {
                             let _ = etx.send(Event::BestPath(ev));
                         }
                     }
@@ -445,7 +445,7 @@ impl Instance {
             alt: None,
             connecting: None,
             session: None,
-            adj_out: [HashMap::new(), HashMap::new()],
+            adj_out: [PrefixMap::new(), PrefixMap::new()],
             stale_families: Vec::new(),
             stale_deadline: None,
             last_error: None,
@@ -1126,7 +1126,7 @@ impl Instance {
         tracing::info!(peer = %addr, ?reason, "session down");
         record_error(p, &reason);
         let session = p.session.take();
-        p.adj_out = [HashMap::new(), HashMap::new()];
+        p.adj_out = [PrefixMap::new(), PrefixMap::new()];
         let id = p.id;
         let gr = session
             .as_ref()
@@ -1241,14 +1241,13 @@ impl Instance {
         }
         let mut prefixes: Vec<IpNet> = Vec::new();
         for t in &self.tables {
-            prefixes.extend(t.iter().map(|(k, _)| *k));
+            prefixes.extend(t.iter().map(|(k, _)| k));
         }
         for (i, m) in p.adj_out.iter().enumerate() {
             let _ = i;
             prefixes.extend(
                 m.keys()
-                    .filter(|k| self.tables[table_index(k)].get(k).is_none())
-                    .copied(),
+                    .filter(|k| self.tables[table_index(k)].get(k).is_none()),
             );
         }
         self.export_to(addr, &prefixes, true);
@@ -1398,7 +1397,7 @@ impl Instance {
         }
         let ctx = export_ctx(self.cfg.local_as, p.id, s);
         let mut groups: StdHashMap<(usize, Verdict), Group> = StdHashMap::new();
-        for (prefix, e) in &p.adj_out[i] {
+        for (prefix, e) in p.adj_out[i].iter() {
             groups
                 .entry((Arc::as_ptr(&e.src) as usize, e.verdict()))
                 .or_insert_with(|| {
@@ -1406,7 +1405,7 @@ impl Instance {
                     (a, Vec::new())
                 })
                 .1
-                .push(*prefix);
+                .push(prefix);
         }
         let announce = groups
             .into_values()
@@ -1598,7 +1597,7 @@ impl Instance {
             RibKind::LocRib => {
                 for (prefix, paths) in t.iter() {
                     for (n, path) in paths.iter().enumerate().filter(|(_, p)| !p.is_rejected()) {
-                        let mut e = entry(prefix, path, src_addr(path.peer));
+                        let mut e = entry(&prefix, path, src_addr(path.peer));
                         e.best = n == 0;
                         out.push(e);
                     }
@@ -1608,7 +1607,7 @@ impl Instance {
                 let p = self.peers.get(&a).ok_or(Error::NoSuchPeer(a))?;
                 for (prefix, paths) in t.iter() {
                     for (n, path) in paths.iter().enumerate().filter(|(_, x)| x.peer == p.id) {
-                        let mut e = entry(prefix, path, Some(a));
+                        let mut e = entry(&prefix, path, Some(a));
                         e.best = n == 0 && !path.is_rejected();
                         out.push(e);
                     }
@@ -1618,10 +1617,10 @@ impl Instance {
                 let p = self.peers.get(&a).ok_or(Error::NoSuchPeer(a))?;
                 let Some(s) = &p.session else { return Ok(out) };
                 let ctx = export_ctx(self.cfg.local_as, p.id, s);
-                for (prefix, e) in &p.adj_out[i] {
+                for (prefix, e) in p.adj_out[i].iter() {
                     let act = p.cfg.export.actions(e.verdict());
                     if let Some(a) = ctx.export(&e.src, e.local, act, i == 0) {
-                        out.push(RouteEntry::new(*prefix, a.next_hop_addr(), None, &a.path));
+                        out.push(RouteEntry::new(prefix, a.next_hop_addr(), None, &a.path));
                     }
                 }
             }
