@@ -314,16 +314,12 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async {
         let fast = LeaseTimings::FAST;
-        failover_report(
-            "kill -9, FAST 1s/500ms/200ms",
-            Fault::Kill,
-            fast,
-            true,
-            runs,
-        )
-        .await?;
-        failover_report("SIGTERM, FAST", Fault::Term, fast, true, runs).await?;
-        failover_report("link down, FAST", Fault::LinkDown, fast, true, runs).await?;
+        if runs > 0 {
+            let kill = "kill -9, FAST 1s/500ms/200ms";
+            failover_report(kill, Fault::Kill, fast, true, runs).await?;
+            failover_report("SIGTERM, FAST", Fault::Term, fast, true, runs).await?;
+            failover_report("link down, FAST", Fault::LinkDown, fast, true, runs).await?;
+        }
         if std::env::var("L2BENCH_DEFAULTS").is_ok_and(|v| v == "1") {
             let d = LeaseTimings::default();
             failover_report(

@@ -137,6 +137,9 @@ where
     NodeHandle { tx, join }
 }
 
+/// Backend events folded into one round of actions at most.
+const MAX_BURST: usize = 100_000;
+
 struct Garp {
     due: Instant,
     ip: IpAddr,
@@ -200,7 +203,16 @@ where
                 }
             },
             ev = ev_rx.recv() => match ev {
-                Some(ev) => t.backend_event(ev).await,
+                Some(ev) => {
+                    // Take the whole burst (one watch response can free thousands of groups)
+                    // so its claims go out in a few batched requests, not one per event.
+                    let mut actions = t.backend_event(ev);
+                    for _ in 0..MAX_BURST {
+                        let Ok(ev) = ev_rx.try_recv() else { break };
+                        actions.extend(t.backend_event(ev));
+                    }
+                    t.execute(actions).await;
+                }
                 None => {
                     warn!("lease backend event channel closed");
                     sleep(t.cfg.timings.retry_period).await;
@@ -233,11 +245,11 @@ where
         }
     }
 
-    async fn backend_event(&mut self, ev: BackendEvent) {
+    fn backend_event(&mut self, ev: BackendEvent) -> Vec<Action> {
         let input = match ev {
             BackendEvent::Renewed => {
                 self.heartbeat();
-                return;
+                return Vec::new();
             }
             BackendEvent::LeaseAcquired => {
                 info!(node = %self.cfg.node, "node lease live");
@@ -258,7 +270,7 @@ where
                 revision,
             },
         };
-        self.input(input).await;
+        self.fsm.step(Instant::now().into_std(), input)
     }
 
     async fn input(&mut self, input: Input) {

@@ -114,3 +114,102 @@ pub fn render_announcements(rows: &[AnnouncementRow]) -> String {
     }
     out
 }
+
+/// Renders the snapshot as Prometheus text exposition (for the daemon's metrics endpoint).
+#[must_use]
+pub fn render_metrics(s: &Snapshot) -> String {
+    let mut out = String::new();
+    let node = &s.node;
+    let _ = writeln!(
+        out,
+        "# HELP rackd_l2_lease_live Whether this node's L2 lease is live.\n# TYPE rackd_l2_lease_live gauge\nrackd_l2_lease_live{{node=\"{node}\"}} {}",
+        u8::from(s.lease_live)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP rackd_l2_groups_held IP groups held by this node.\n# TYPE rackd_l2_groups_held gauge\nrackd_l2_groups_held{{node=\"{node}\"}} {}",
+        s.held()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP rackd_l2_members Nodes with a live L2 lease.\n# TYPE rackd_l2_members gauge\nrackd_l2_members{{node=\"{node}\"}} {}",
+        s.members.len()
+    );
+    let w = &s.writes;
+    let _ = writeln!(
+        out,
+        "# HELP rackd_l2_datastore_writes_total Datastore write requests by kind.\n# TYPE rackd_l2_datastore_writes_total counter"
+    );
+    for (kind, v) in [
+        ("grant", w.grants),
+        ("keepalive", w.keepalives),
+        ("txn", w.txns),
+        ("put", w.puts),
+        ("revoke", w.revokes),
+    ] {
+        let _ = writeln!(
+            out,
+            "rackd_l2_datastore_writes_total{{node=\"{node}\",kind=\"{kind}\"}} {v}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP rackd_l2_replies_sent_total ARP replies / neighbour advertisements sent.\n# TYPE rackd_l2_replies_sent_total counter"
+    );
+    for a in &s.announcements {
+        if let Some(n) = a.replies_sent {
+            let _ = writeln!(
+                out,
+                "rackd_l2_replies_sent_total{{node=\"{node}\",ip=\"{}\",interface=\"{}\"}} {n}",
+                a.ip, a.interface
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_and_tables_render() {
+        let s = Snapshot {
+            node: "a".into(),
+            lease_live: true,
+            members: vec!["a".into(), "b".into()],
+            leases: vec![LeaseRow {
+                ip: "192.0.2.1".parse().unwrap(),
+                services: vec!["default/web".into()],
+                holder: Some("a".into()),
+                lease_age_secs: 3.2,
+                candidate: true,
+            }],
+            announcements: vec![AnnouncementRow {
+                ip: "192.0.2.1".parse().unwrap(),
+                services: vec!["default/web".into()],
+                interface: "eth0".into(),
+                ifindex: 2,
+                holder: "a".into(),
+                lease_age_secs: 3.2,
+                replies_sent: Some(7),
+            }],
+            writes: WriteStats {
+                keepalives: 5,
+                ..Default::default()
+            },
+        };
+        let m = render_metrics(&s);
+        assert!(m.contains("rackd_l2_groups_held{node=\"a\"} 1"));
+        assert!(m.contains("kind=\"keepalive\"} 5"));
+        assert!(m.contains("interface=\"eth0\"} 7"));
+        let t = render_announcements(&s.announcements);
+        assert_eq!(
+            t.lines().nth(1),
+            Some("192.0.2.1\tdefault/web\teth0\ta\t3s\t7")
+        );
+        let back: Snapshot = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+    }
+}
