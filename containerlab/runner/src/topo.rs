@@ -175,10 +175,8 @@ struct RawNode {
     kind: Option<String>,
     image: Option<String>,
     group: Option<String>,
-    #[serde(default)]
-    binds: Vec<String>,
-    #[serde(default)]
-    exec: Vec<String>,
+    binds: Option<Vec<String>>,
+    exec: Option<Vec<String>>,
     cmd: Option<String>,
     #[serde(default)]
     env: BTreeMap<String, Value>,
@@ -296,15 +294,25 @@ pub fn parse(src: &str, file: &Path, name: Option<&str>) -> Result<Topology, Top
                 "group is not supported by rackd-lab".into(),
             ));
         }
+        // containerlab's schema requires at least one item when the key is present.
+        for (key, v) in [("binds", &rn.binds), ("exec", &rn.exec)] {
+            if v.as_ref().is_some_and(Vec::is_empty) {
+                return Err(invalid(
+                    &format!("{key}:"),
+                    format!("{what} {key}"),
+                    "empty list: give at least one item or leave the key out".into(),
+                ));
+            }
+        }
         let image = rn.image.clone().unwrap_or_default();
         let mut binds = Vec::new();
-        for b in &rn.binds {
+        for b in rn.binds.iter().flatten() {
             binds.push(
                 parse_bind(b, base).map_err(|r| invalid(b, format!("{what} bind {b:?}"), r))?,
             );
         }
         let mut exec = Vec::new();
-        for (i, line) in rn.exec.iter().enumerate() {
+        for (i, line) in rn.exec.iter().flatten().enumerate() {
             let words = shlex::split(line)
                 .map_err(|e| invalid(line, format!("{what} exec[{i}]"), e.to_string()))?;
             if words.is_empty() {

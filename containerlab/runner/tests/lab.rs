@@ -130,6 +130,10 @@ fn malformed_files_give_one_clear_error() {
             "name: t\ntopology:\n  nodes:\n    a: {kind: linux, image: rackd:dev}\n",
             &["node a", "cmd"],
         ),
+        (
+            "name: t\ntopology:\n  nodes:\n    a: {kind: linux, exec: []}\n",
+            &["node a exec", "empty list"],
+        ),
         // Links: unknown node, duplicate endpoint, interface names, endpoint count.
         (
             "name: t\ntopology:\n  nodes:\n    a: {kind: linux}\n  links:\n    - endpoints: [\"a:eth1\", \"c:eth1\"]\n",
@@ -427,4 +431,44 @@ fn lab_up_sessions_routes_ping_down() {
     assert!(again.status.success());
     assert!(text(&again).contains("not up"), "{}", text(&again));
     println!("whole test {:?}", t0.elapsed());
+}
+
+#[test]
+fn failed_up_names_the_line_and_leaves_nothing() {
+    let dir = std::env::temp_dir().join(format!("rackd-lab-fail-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("fail.clab.yml");
+    std::fs::write(
+        &file,
+        "name: fail\ntopology:\n  nodes:\n    a:\n      kind: linux\n      exec:\n        - ip link set eth1 up\n        - ip addr add 10.9.0.1/24 dev eth7\n    b: {kind: linux}\n  links:\n    - endpoints: [\"a:eth1\", \"b:eth1\"]\n",
+    )
+    .unwrap();
+    let lab = Lab {
+        name: format!(
+            "f{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ),
+        file: file.clone(),
+    };
+    let out = lab.cmd(&["up", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let msg = text(&out);
+    for w in [
+        "node a",
+        "exec[1]",
+        "ip addr add 10.9.0.1/24 dev eth7",
+        "eth7",
+    ] {
+        assert!(msg.contains(w), "{msg}\nlacks {w:?}");
+    }
+    for node in ["a", "b"] {
+        let ns = format!("rlab-{}-{node}", lab.name);
+        assert!(
+            !Path::new("/run/netns").join(&ns).exists(),
+            "{ns} left behind"
+        );
+    }
+    assert!(!Path::new("/run/rackd-lab").join(&lab.name).exists());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
