@@ -185,6 +185,15 @@ fn main() {
     let pools = pools();
     let svcs = services();
 
+    if std::env::var_os("LBIPAM_BENCH_PROFILE").is_some() {
+        // Only allocate-all, for `perf record`.
+        for _ in 0..5 {
+            let mut ipam = LbIpam::new();
+            black_box(ipam.reconcile(&cfg, &pools, &svcs));
+        }
+        return;
+    }
+
     // Figures outside criterion: memory, state size, correctness of the re-sync.
     let base = CURRENT.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);

@@ -317,7 +317,8 @@ impl<'a> View<'a> {
 
 /// Cilium's `isCompatible`: may `a` and `b` share one address? `Err` carries Cilium's reason.
 fn compatible(a: &View<'_>, b: &View<'_>) -> Result<(), &'static str> {
-    if a.sharing_key != b.sharing_key {
+    // Without a key nothing is shared (Cilium checks this before calling isCompatible).
+    if a.sharing_key.is_none() || a.sharing_key != b.sharing_key {
         return Err("different sharing key");
     }
     if a.spec.key.namespace != b.spec.key.namespace

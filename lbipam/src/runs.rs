@@ -26,26 +26,38 @@ impl RunSet {
 
     /// Marks `x` occupied; false if it already was. O(log runs).
     pub(crate) fn insert(&mut self, x: u128) -> bool {
-        if self.contains(x) {
-            return false;
-        }
-        let left = x
-            .checked_sub(1)
-            .and_then(|p| self.run_of(p))
-            .map(|(s, _)| s);
-        let right_end = x.checked_add(1).and_then(|n| self.runs.get(&n).copied());
-        if let Some(n) = x.checked_add(1)
-            && right_end.is_some()
-        {
-            self.runs.remove(&n);
-        }
-        let end = right_end.unwrap_or(x);
-        match left {
-            Some(s) => {
-                self.runs.insert(s, end);
+        // One lookup for the run at or before x; sequential allocation (x = end + 1 of the
+        // previous run, nothing after it) then costs two tree walks in total.
+        let mut left_start = None;
+        if let Some((&s, &e)) = self.runs.range(..=x).next_back() {
+            if e >= x {
+                return false;
             }
-            None => {
-                self.runs.insert(x, end);
+            if e.checked_add(1) == Some(x) {
+                left_start = Some(s);
+            }
+        }
+        let right = x
+            .checked_add(1)
+            .and_then(|n| self.runs.get(&n).map(|&e| (n, e)));
+        match (left_start, right) {
+            (Some(s), None) => {
+                if let Some(e) = self.runs.get_mut(&s) {
+                    *e = x;
+                }
+            }
+            (Some(s), Some((n, e))) => {
+                self.runs.remove(&n);
+                if let Some(end) = self.runs.get_mut(&s) {
+                    *end = e;
+                }
+            }
+            (None, Some((n, e))) => {
+                self.runs.remove(&n);
+                self.runs.insert(x, e);
+            }
+            (None, None) => {
+                self.runs.insert(x, x);
             }
         }
         true

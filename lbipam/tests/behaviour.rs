@@ -530,3 +530,18 @@ fn restore_rejects_bad_state() {
     ));
     assert!(LbIpam::from_bytes(b"").is_err());
 }
+
+#[test]
+fn restored_group_without_sharing_key_is_split() {
+    // Found by the fuzzer: a state where two keyless services hold one address.
+    let state = br#"{"format":"rackd-lbipam-state","version":1,"next_pool_seq":1,"pools":[{"name":"a","seq":0}],"allocations":[{"ip":"10.0.0.1","pool":"a","services":["ns/x","ns/y"]}]}"#;
+    let mut ipam = LbIpam::from_bytes(state).unwrap();
+    let out = run(
+        &mut ipam,
+        &[pool("a", &["10.0.0.0/24"])],
+        &[svc("ns", "x"), svc("ns", "y")],
+    );
+    // The earlier holder keeps it; the other gets its own.
+    assert_eq!(ips_of(&out, "ns", "x"), vec!["10.0.0.1"]);
+    assert_eq!(ips_of(&out, "ns", "y"), vec!["10.0.0.0"]);
+}
