@@ -150,6 +150,9 @@ fn gobgp_ibgp_local_pref_both_ways() {
     let mut p = PeerConfig::new(ip("10.0.0.2"), 65001);
     p.families = vec![AfiSafi::Ipv4Unicast];
     p.hold_time = 9;
+    // Bound to the link (SO_BINDTODEVICE) with an explicit source address.
+    p.interface = Some("eth0".into());
+    p.source_address = Some(ip("10.0.0.1"));
     p.export = Policy {
         statements: vec![Statement {
             prefixes: vec![PrefixMatch::exact("10.100.1.0/24".parse().unwrap())],

@@ -189,12 +189,39 @@ async fn two_speakers_exchange_routes() {
         .await
         .unwrap();
 
+    // Export policy change without a session reset: A stops exporting 192.0.2.0/24 to B.
+    let mut to_b2 = peer("127.0.0.2", pb, 4_200_000_002, "127.0.0.1");
+    to_b2.export = Policy {
+        statements: vec![Statement {
+            prefixes: vec![PrefixMatch::exact("192.0.2.0/24".parse().unwrap())],
+            actions: Actions {
+                reject: true,
+                ..Default::default()
+            },
+        }],
+        default_accept: true,
+    };
+    a.update_peer(to_b2).await.unwrap();
+    wait("policy withdraw on b", async || {
+        let r = loc_rib(&b, AfiSafi::Ipv4Unicast).await;
+        (r.len() == 1 && r[0].prefix.to_string() == "10.1.0.0/24").then_some(())
+    })
+    .await;
+    assert_eq!(
+        a.peers().await.unwrap()[0].state,
+        State::Established,
+        "no reset"
+    );
+
     // Withdraw.
     a.remove_local_route(AfiSafi::Ipv4Unicast, "10.1.0.0/24".parse().unwrap())
         .await
         .unwrap();
     wait("withdraw on b", async || {
-        (loc_rib(&b, AfiSafi::Ipv4Unicast).await.len() == 1).then_some(())
+        loc_rib(&b, AfiSafi::Ipv4Unicast)
+            .await
+            .is_empty()
+            .then_some(())
     })
     .await;
     let ev = wait("withdraw event", async || match events.try_recv() {
@@ -209,7 +236,7 @@ async fn two_speakers_exchange_routes() {
     // Removing the peer on A takes the session down on B and B drops A's routes.
     a.remove_peer("127.0.0.2".parse().unwrap()).await.unwrap();
     wait("routes gone on b", async || {
-        loc_rib(&b, AfiSafi::Ipv4Unicast)
+        loc_rib(&b, AfiSafi::Ipv6Unicast)
             .await
             .is_empty()
             .then_some(())
