@@ -47,9 +47,9 @@ impl NodeConfig {
 /// Errors that end a node instance.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
-    /// The backend could not start.
-    #[error("lease backend failed to start")]
-    Start(#[source] BackendError),
+    /// The backend failed for good.
+    #[error("lease backend failed")]
+    Backend(#[source] BackendError),
 }
 
 /// What a planned shutdown did.
@@ -166,7 +166,31 @@ where
     A: Announcer + Send + 'static,
 {
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
-    backend.start(ev_tx).await.map_err(NodeError::Start)?;
+    // The datastore may come up after the daemon: keep trying, buffering commands, and
+    // honour a shutdown meanwhile.
+    let mut pending = Vec::new();
+    loop {
+        match backend.start(ev_tx.clone()).await {
+            Ok(()) => break,
+            Err(e) => warn!(node = %cfg.node, error = %e, "lease backend not ready; retrying"),
+        }
+        let wake = sleep(cfg.timings.retry_period);
+        tokio::pin!(wake);
+        loop {
+            tokio::select! {
+                () = &mut wake => break,
+                cmd = rx.recv() => match cmd {
+                    Some(Command::Shutdown(reply)) => {
+                        let _ = reply.send(ShutdownReport { withdrawn: 0, revoked: false });
+                        return Ok(());
+                    }
+                    None => return Ok(()),
+                    Some(c) => pending.push(c),
+                },
+            }
+        }
+    }
+    drop(ev_tx);
     let fsm = Fsm::new(FsmConfig {
         node: cfg.node.clone(),
         gratuitous_count: cfg.gratuitous_count,
@@ -181,26 +205,17 @@ where
         announcer,
         garps: VecDeque::new(),
     };
+    for cmd in pending {
+        if t.command(Some(cmd)).await {
+            return Ok(());
+        }
+    }
     loop {
         let next_garp = t.garps.front().map(|g| g.due);
         tokio::select! {
             biased;
-            cmd = rx.recv() => match cmd {
-                Some(Command::Shutdown(reply)) => {
-                    let report = t.shutdown().await;
-                    let _ = reply.send(report);
-                    return Ok(());
-                }
-                Some(Command::Desired(d)) => t.input(Input::Desired(d)).await,
-                Some(Command::Link { ifindex, up }) => t.input(Input::Link { ifindex, up }).await,
-                Some(Command::Query(reply)) => {
-                    let _ = reply.send(t.snapshot());
-                }
-                // Every handle is gone: behave as a planned shutdown.
-                None => {
-                    t.shutdown().await;
-                    return Ok(());
-                }
+            cmd = rx.recv() => if t.command(cmd).await {
+                return Ok(());
             },
             ev = ev_rx.recv() => match ev {
                 Some(ev) => {
@@ -236,6 +251,34 @@ where
     B: LeaseBackend,
     A: Announcer + Send + 'static,
 {
+    /// Handles one command; `true` when the task must end.
+    async fn command(&mut self, cmd: Option<Command>) -> bool {
+        match cmd {
+            Some(Command::Shutdown(reply)) => {
+                let report = self.shutdown().await;
+                let _ = reply.send(report);
+                true
+            }
+            Some(Command::Desired(d)) => {
+                self.input(Input::Desired(d)).await;
+                false
+            }
+            Some(Command::Link { ifindex, up }) => {
+                self.input(Input::Link { ifindex, up }).await;
+                false
+            }
+            Some(Command::Query(reply)) => {
+                let _ = reply.send(self.snapshot());
+                false
+            }
+            // Every handle is gone: behave as a planned shutdown.
+            None => {
+                self.shutdown().await;
+                true
+            }
+        }
+    }
+
     /// Stamps the datapath liveness guard, only while the lease is believed live.
     fn heartbeat(&mut self) {
         if self.fsm.lease_live()

@@ -58,6 +58,12 @@ impl EtcdServer {
     /// lowers etcd's minimum lease TTL from 2 s to 1 s (minimum = ceil(1.5 × election
     /// timeout)).
     pub fn start(fast: bool) -> Result<Self, EtcdServerError> {
+        Self::start_on(fast, None)
+    }
+
+    /// Like [`EtcdServer::start`], with the client port chosen by the caller (e.g. to start
+    /// etcd after a client that already points at it).
+    pub fn start_on(fast: bool, client_port: Option<u16>) -> Result<Self, EtcdServerError> {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("l2announcer-etcd-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|source| EtcdServerError::Io {
@@ -67,7 +73,7 @@ impl EtcdServer {
         // A port can be taken between probing and etcd binding it; retry a few times.
         let mut last_log = String::new();
         for _ in 0..5 {
-            let (cp, pp) = (free_port()?, free_port()?);
+            let (cp, pp) = (client_port.map_or_else(free_port, Ok)?, free_port()?);
             let client = format!("http://127.0.0.1:{cp}");
             let peer = format!("http://127.0.0.1:{pp}");
             let log = std::fs::File::create(dir.join("etcd.log")).map_err(|source| {

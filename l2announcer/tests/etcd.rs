@@ -412,3 +412,53 @@ async fn losing_etcd_fences_the_node() {
         h.shutdown().await.unwrap();
     }
 }
+
+/// The node starts before etcd: it keeps retrying with the desired groups buffered and takes
+/// them once etcd is up; a shutdown while waiting ends it cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_waits_for_etcd() {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let mk = |port: u16, name: &str, log: AnnounceLog| {
+        let cfg = EtcdConfig::new(
+            vec![format!("http://127.0.0.1:{port}")],
+            name,
+            LeaseTimings::FAST,
+        );
+        spawn(
+            NodeConfig::new(name, LeaseTimings::FAST),
+            EtcdBackend::new(cfg),
+            RecordingAnnouncer::new(name, log, true),
+        )
+    };
+    // Shutdown while waiting.
+    let h = mk(free(), "gives-up", AnnounceLog::default());
+    h.set_desired(groups(3));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!h.is_finished());
+    let report = h.shutdown().await.unwrap();
+    assert_eq!((report.withdrawn, report.revoked), (0, false));
+
+    // etcd comes up late on the port the node points at.
+    let port = free();
+    let log = AnnounceLog::default();
+    let h = mk(port, "early", log.clone());
+    h.set_desired(groups(3));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let etcd = EtcdServer::start_on(true, Some(port)).unwrap();
+    let mut c = Cluster {
+        endpoint: etcd.endpoint(),
+        etcd: Some(etcd),
+        log,
+        nodes: BTreeMap::from([("early".to_owned(), h)]),
+    };
+    c.settle(3).await;
+    for (_, h) in std::mem::take(&mut c.nodes) {
+        h.shutdown().await.unwrap();
+    }
+}
