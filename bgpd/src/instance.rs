@@ -19,7 +19,7 @@ use bgpd_wire::{
     AsSegment, Family, GracefulRestart, Message, NextHop, Open, PathAttributes, RouteRefresh,
     SessionContext, Update,
 };
-use hashbrown::HashSet;
+use hashbrown::{HashMap, HashSet};
 use ipnet::IpNet;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -1333,7 +1333,7 @@ impl Instance {
             return;
         };
         let policy = &p.cfg.import;
-        let mut memo: StdHashMap<(Verdict, NextHop), (Arc<Attrs>, u8)> = StdHashMap::new();
+        let mut memo: HashMap<(Verdict, NextHop), (Arc<Attrs>, u8)> = HashMap::new();
         for (nlri, nh) in reach {
             for prefix in nlri {
                 let v = policy.evaluate(&prefix);
@@ -1396,7 +1396,7 @@ impl Instance {
             })));
         }
         let ctx = export_ctx(self.cfg.local_as, p.id, s);
-        let mut groups: StdHashMap<(usize, Verdict), Group> = StdHashMap::new();
+        let mut groups: HashMap<(usize, Verdict), Group> = HashMap::new();
         for (prefix, e) in p.adj_out[i].iter() {
             groups
                 .entry((Arc::as_ptr(&e.src) as usize, e.verdict()))
@@ -1471,7 +1471,7 @@ impl Instance {
         let Some(c) = &p.main.conn else { return };
         let ctx = export_ctx(self.cfg.local_as, p.id, s);
         // Wire attributes per (source attributes, statement, family), built once per batch.
-        let mut groups: StdHashMap<(usize, Verdict, bool), Group> = StdHashMap::new();
+        let mut groups: HashMap<(usize, Verdict, bool), Group> = HashMap::new();
         let mut withdraw = Vec::new();
         for prefix in prefixes {
             let t = &self.tables[table_index(prefix)];

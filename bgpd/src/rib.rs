@@ -594,6 +594,10 @@ fn multipath_equal(a: &Path, b: &Path, sources: &Sources) -> bool {
 /// Implemented as the RFC's elimination steps rather than a sort: the MED rule only compares
 /// paths from the same neighbouring AS, which is not a total order.
 pub fn select(paths: &mut Paths, sources: &Sources) {
+    // The common case: a single path is trivially the best (or rejected).
+    if paths.len() < 2 {
+        return;
+    }
     let mut cand: SmallVec<[usize; 8]> = (0..paths.len())
         .filter(|&i| !paths[i].is_rejected())
         .collect();
