@@ -343,12 +343,22 @@ async fn controller(opts: &Options, shared: &Shared, stop: &CancellationToken) {
             _ = stop.cancelled() => return,
             scan = source.next_change() => match scan {
                 Ok(scan) => {
+                    let t0 = Instant::now();
                     let parsed: Vec<_> = scan
                         .files
                         .iter()
                         .map(|f| parse_documents(&f.name, &f.text))
                         .collect();
+                    let t_parse = t0.elapsed();
                     let out = Snapshot::merge(&snapshot, &parsed, &check);
+                    info!(
+                        files = scan.files.len(),
+                        objects = out.snapshot.len(),
+                        errors = out.errors.len(),
+                        parse_ms = t_parse.as_millis() as u64,
+                        merge_ms = (t0.elapsed() - t_parse).as_millis() as u64,
+                        "configuration loaded"
+                    );
                     let mut errors: Vec<String> =
                         scan.problems.iter().map(|p| format!("{}: {}", p.name, p.message)).collect();
                     errors.extend(out.errors.iter().map(|e| e.to_string()));
@@ -381,8 +391,15 @@ async fn controller(opts: &Options, shared: &Shared, stop: &CancellationToken) {
         if !have_config {
             continue;
         }
+        let t0 = Instant::now();
         reconcile_lbipam(shared, &snapshot);
+        let t_lb = t0.elapsed();
         reconcile_bgp(opts, shared, &snapshot).await;
+        tracing::debug!(
+            lbipam_ms = t_lb.as_millis() as u64,
+            bgp_ms = (t0.elapsed() - t_lb).as_millis() as u64,
+            "reconciled"
+        );
         if !synced_once {
             shared.bgp.lock().await.set_ready().await;
             synced_once = true;

@@ -259,7 +259,8 @@ impl LbController {
             .iter()
             .map(|(k, o)| {
                 let c = o.condition();
-                let mut pools: Vec<String> = o.assignments.iter().map(|a| a.pool.clone()).collect();
+                let mut pools: Vec<String> =
+                    o.assignments.iter().map(|a| a.pool.to_string()).collect();
                 pools.sort();
                 pools.dedup();
                 rackd_api::ServiceView {
