@@ -12,6 +12,7 @@
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::addr::{Family, from_u128, to_u128};
@@ -279,8 +280,17 @@ impl<'a> View<'a> {
             Some(sel) => {
                 let built = self.labels.get_or_init(|| {
                     let l = &self.spec.labels;
-                    let ready = l.get(SERVICE_NAMESPACE_LABEL) == Some(&self.spec.key.namespace)
-                        && l.get(SERVICE_NAME_LABEL) == Some(&self.spec.key.name);
+                    // "…service.name" sorts right before "…service.namespace": one tree walk.
+                    let mut both = l.range::<str, _>((
+                        Bound::Included(SERVICE_NAME_LABEL),
+                        Bound::Included(SERVICE_NAMESPACE_LABEL),
+                    ));
+                    let ready = matches!(
+                        (both.next(), both.next()),
+                        (Some((k1, v1)), Some((k2, v2)))
+                            if k1 == SERVICE_NAME_LABEL && *v1 == self.spec.key.name
+                                && k2 == SERVICE_NAMESPACE_LABEL && *v2 == self.spec.key.namespace
+                    );
                     (!ready).then(|| {
                         service_selector_labels(&self.spec.key.namespace, &self.spec.key.name, l)
                     })

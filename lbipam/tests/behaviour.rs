@@ -545,3 +545,18 @@ fn restored_group_without_sharing_key_is_split() {
     assert_eq!(ips_of(&out, "ns", "x"), vec!["10.0.0.1"]);
     assert_eq!(ips_of(&out, "ns", "y"), vec!["10.0.0.0"]);
 }
+
+#[test]
+fn synthetic_labels_prebuilt_or_spoofed() {
+    let mut p = pool("team", &["10.0.0.0/24"]);
+    p.service_selector = Some(labels(&[(SERVICE_NAMESPACE_LABEL, "team-a")]));
+    // Prebuilt by the daemon with the helper: used as is.
+    let mut a = svc("team-a", "s");
+    a.labels = lbipam::service_selector_labels("team-a", "s", &labels(&[("x", "y")]));
+    // A label claiming another namespace is overridden by the real one.
+    let mut b = svc("team-b", "s");
+    b.labels = labels(&[(SERVICE_NAMESPACE_LABEL, "team-a")]);
+    let out = run(&mut LbIpam::new(), &[p], &[a, b]);
+    assert_eq!(ips_of(&out, "team-a", "s"), vec!["10.0.0.0"]);
+    assert_eq!(reason(&out, "team-b", "s").0, Reason::NoPool);
+}
