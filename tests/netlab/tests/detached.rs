@@ -15,7 +15,14 @@ fn detached_process_outlives_its_handle_and_is_terminated_by_identity() {
     let mut d = spawn_detached(ns.name(), &["sleep", "600"], &[("A", "b")], &log).unwrap();
     assert_eq!(start_time(d.pid), Some(d.start_time));
     assert!(d.child.try_wait().unwrap().is_none());
-    assert!(ns.pids().unwrap().contains(&(d.pid as i32)));
+    // `ip netns exec` forks before it enters the namespace: wait for the program to be inside.
+    netlab::wait_until(
+        "the detached process to be inside the namespace",
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+        || Ok(ns.pids()?.contains(&(d.pid as i32))),
+    )
+    .unwrap();
     // A wrong start time never gets a signal.
     assert!(!terminate(d.pid, d.start_time + 1, Duration::from_secs(1)).unwrap());
     assert!(is_alive(d.pid, d.start_time));
