@@ -85,6 +85,12 @@ fn real_main() -> anyhow::Result<ExitCode> {
         bin_dir: cli.bin_dir.clone(),
     };
     let name = cli.name.as_deref();
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } != 0 {
+        anyhow::bail!(
+            "rackd-lab needs root (network namespaces, /run/rackd-lab): run it with sudo"
+        );
+    }
     match cli.cmd {
         Cmd::Up { file } => {
             let t = topo::load(&file, name)?;
