@@ -70,22 +70,24 @@ pub struct FibRoute {
 }
 
 impl FibRoute {
-    /// The FIB's view of a Loc-RIB change. Locally originated routes are never installed
-    /// (they point at ourselves), so their change is `None`; a stale best path stays
-    /// installed with the next hops it has.
-    pub fn from_best_path(change: &BestPathChange) -> Option<Self> {
-        if change.source == Some(RouteSource::Local) {
-            return None;
-        }
-        Some(Self {
-            prefix: change.prefix,
-            next_hops: change
+    /// The FIB's view of a Loc-RIB change. A locally originated best path is never installed
+    /// (it points at ourselves): it becomes a withdraw, so a peer's route it displaced leaves
+    /// the kernel. A stale best path stays installed with the next hops it has.
+    pub fn from_best_path(change: &BestPathChange) -> Self {
+        let next_hops = if change.source == Some(RouteSource::Local) {
+            Vec::new()
+        } else {
+            change
                 .next_hops
                 .iter()
                 .copied()
                 .map(FibNextHop::from)
-                .collect(),
-        })
+                .collect()
+        };
+        Self {
+            prefix: change.prefix,
+            next_hops,
+        }
     }
 }
 
@@ -222,12 +224,9 @@ impl FibSync {
         .await
     }
 
-    /// Follow one Loc-RIB change (locally originated routes are ignored).
+    /// Follow one Loc-RIB change (locally originated best paths are not installed).
     pub async fn best_path(&self, change: &BestPathChange) -> Result<(), FibError> {
-        match FibRoute::from_best_path(change) {
-            Some(route) => self.route(route).await,
-            None => Ok(()),
-        }
+        self.route(FibRoute::from_best_path(change)).await
     }
 
     /// The speaker's initial sync is complete: delete adopted routes not re-learned.
@@ -341,5 +340,52 @@ async fn run(
             }
             _ = retry.tick(), if table.failed_count() > 0 => table.retry_failed(),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use bgpd_wire::{Family, PathAttributes};
+
+    use super::*;
+
+    fn change(source: Option<RouteSource>, hops: &[&str]) -> BestPathChange {
+        BestPathChange {
+            family: Family::Ipv4Unicast,
+            prefix: "10.0.0.0/24".parse().unwrap(),
+            next_hops: hops.iter().map(|h| h.parse().unwrap()).collect(),
+            attributes: source.map(|_| Arc::new(PathAttributes::default())),
+            source,
+            stale: false,
+        }
+    }
+
+    #[test]
+    fn best_path_changes_map_to_fib_routes() {
+        let peer = Some(RouteSource::Peer("192.0.2.1".parse().unwrap()));
+        let r = FibRoute::from_best_path(&change(peer, &["192.0.2.1", "192.0.2.2"]));
+        assert_eq!(r.next_hops.len(), 2);
+        // Withdrawn: no next hops.
+        assert!(
+            FibRoute::from_best_path(&change(None, &[]))
+                .next_hops
+                .is_empty()
+        );
+        // Locally originated: never installed, and it displaces an installed peer route.
+        let local = FibRoute::from_best_path(&change(Some(RouteSource::Local), &["0.0.0.0"]));
+        assert!(local.next_hops.is_empty());
+    }
+
+    #[test]
+    fn defaults_are_bgp_protocol_in_main() {
+        let c = FibConfig::default();
+        assert_eq!(
+            (c.table, c.protocol, c.metric),
+            (RT_TABLE_MAIN, RTPROT_BGP, 20)
+        );
+        assert_eq!(c.startup, StartupPolicy::AdoptStale);
     }
 }
