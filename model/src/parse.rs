@@ -65,8 +65,54 @@ pub fn parse_documents(source_name: &str, text: &str) -> ParsedSource {
         source: source_name.to_owned(),
         ..ParsedSource::default()
     };
-    for doc in split_documents(text) {
-        match parse_one(source_name, &doc) {
+    let docs = split_documents(text);
+    // Large files (thousands of Services) are parsed on every core: documents are
+    // independent, and results are put back in document order.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let results: Vec<DocResult> = if docs.len() >= PARALLEL_MIN_DOCS && threads > 1 {
+        let chunk = docs.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = docs
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|d| parse_one(source_name, d))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                // parse_one does not panic; if it ever did, the short result makes us
+                // parse again on this thread below.
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
+    } else {
+        docs.iter().map(|d| parse_one(source_name, d)).collect()
+    };
+    if results.len() != docs.len() {
+        return parse_sequential(source_name, &docs, out);
+    }
+    for r in results {
+        match r {
+            Ok(Some(obj)) => out.objects.push(obj),
+            Ok(None) => {}
+            Err(e) => out.errors.push(*e),
+        }
+    }
+    out
+}
+
+/// Below this many documents a file is parsed on the calling thread.
+const PARALLEL_MIN_DOCS: usize = 256;
+
+fn parse_sequential(source_name: &str, docs: &[RawDoc], mut out: ParsedSource) -> ParsedSource {
+    out.objects.clear();
+    out.errors.clear();
+    for doc in docs {
+        match parse_one(source_name, doc) {
             Ok(Some(obj)) => out.objects.push(obj),
             Ok(None) => {}
             Err(e) => out.errors.push(*e),
@@ -244,30 +290,31 @@ fn parse_one(source: &str, doc: &RawDoc) -> DocResult {
         );
     }
 
+    let (text, v) = (doc.text.as_str(), &value);
     let decoded = match kind {
         Kind::BgpClusterConfig => {
-            decode::<CiliumBGPClusterConfig>(&doc.text).map(Object::BgpClusterConfig)
+            decode::<CiliumBGPClusterConfig>(text, v).map(Object::BgpClusterConfig)
         }
-        Kind::BgpPeerConfig => decode::<CiliumBGPPeerConfig>(&doc.text).map(Object::BgpPeerConfig),
+        Kind::BgpPeerConfig => decode::<CiliumBGPPeerConfig>(text, v).map(Object::BgpPeerConfig),
         Kind::BgpAdvertisement => {
-            decode::<CiliumBGPAdvertisement>(&doc.text).map(Object::BgpAdvertisement)
+            decode::<CiliumBGPAdvertisement>(text, v).map(Object::BgpAdvertisement)
         }
         Kind::BgpNodeConfigOverride => {
-            decode::<CiliumBGPNodeConfigOverride>(&doc.text).map(Object::BgpNodeConfigOverride)
+            decode::<CiliumBGPNodeConfigOverride>(text, v).map(Object::BgpNodeConfigOverride)
         }
         Kind::LoadBalancerIPPool => {
-            decode::<CiliumLoadBalancerIPPool>(&doc.text).map(Object::LoadBalancerIPPool)
+            decode::<CiliumLoadBalancerIPPool>(text, v).map(Object::LoadBalancerIPPool)
         }
         Kind::L2AnnouncementPolicy => {
-            decode::<CiliumL2AnnouncementPolicy>(&doc.text).map(Object::L2AnnouncementPolicy)
+            decode::<CiliumL2AnnouncementPolicy>(text, v).map(Object::L2AnnouncementPolicy)
         }
         Kind::EgressGatewayPolicy => {
-            decode::<CiliumEgressGatewayPolicy>(&doc.text).map(Object::EgressGatewayPolicy)
+            decode::<CiliumEgressGatewayPolicy>(text, v).map(Object::EgressGatewayPolicy)
         }
-        Kind::Service => decode::<Service>(&doc.text).map(Object::Service),
-        Kind::Node => decode::<Node>(&doc.text).map(Object::Node),
-        Kind::EndpointSlice => decode::<EndpointSlice>(&doc.text).map(Object::EndpointSlice),
-        Kind::Secret => decode::<Secret>(&doc.text).map(Object::Secret),
+        Kind::Service => decode::<Service>(text, v).map(Object::Service),
+        Kind::Node => decode::<Node>(text, v).map(Object::Node),
+        Kind::EndpointSlice => decode::<EndpointSlice>(text, v).map(Object::EndpointSlice),
+        Kind::Secret => decode::<Secret>(text, v).map(Object::Secret),
     };
     let mut object = match decoded {
         Ok(o) => o,
@@ -405,7 +452,19 @@ impl<'de> serde::de::Visitor<'de> for Seek<'_> {
     }
 }
 
-fn decode<T: DeserializeOwned>(text: &str) -> Result<T, (String, String, Option<usize>)> {
+/// Decode from the already-parsed value (fast); only when that fails, decode the text again
+/// with path tracking so the error names the field and its line.
+fn decode<T: DeserializeOwned>(
+    text: &str,
+    value: &Value,
+) -> Result<T, (String, String, Option<usize>)> {
+    if let Ok(t) = serde_yaml_ng::from_value::<T>(value.clone()) {
+        return Ok(t);
+    }
+    decode_text(text)
+}
+
+fn decode_text<T: DeserializeOwned>(text: &str) -> Result<T, (String, String, Option<usize>)> {
     let de = serde_yaml_ng::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

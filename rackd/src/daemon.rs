@@ -338,6 +338,8 @@ async fn controller(opts: &Options, shared: &Shared, stop: &CancellationToken) {
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut synced_once = false;
     let mut have_config = false;
+    // LB-IPAM depends on nothing but the snapshot: rerun it only when that changed.
+    let mut lb_generation = u64::MAX;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -392,7 +394,11 @@ async fn controller(opts: &Options, shared: &Shared, stop: &CancellationToken) {
             continue;
         }
         let t0 = Instant::now();
-        reconcile_lbipam(shared, &snapshot);
+        let generation = read_view(shared, |v| v.generation);
+        if generation != lb_generation {
+            reconcile_lbipam(shared, &snapshot);
+            lb_generation = generation;
+        }
         let t_lb = t0.elapsed();
         reconcile_bgp(opts, shared, &snapshot).await;
         tracing::debug!(
