@@ -9,6 +9,28 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use rackctl::{print, routes_args};
+
+/// Write to stdout; a closed pipe (`rackctl ... | head`) ends the program quietly instead of
+/// panicking like `print!` does.
+fn write_out(s: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("Error: writing output: {e}");
+        std::process::exit(1);
+    }
+}
+
+macro_rules! out {
+    ($($t:tt)*) => { write_out(&format!($($t)*)) };
+}
+
+macro_rules! outln {
+    ($($t:tt)*) => { write_out(&format!("{}\n", format!($($t)*))) };
+}
 use rackd_api::{Reply, Request};
 
 #[derive(Parser, Debug)]
@@ -143,14 +165,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let r = rackctl::validate::validate_dir(&dir, &bgp_secrets_namespace)?;
-            print!("{}", r.text);
+            out!("{}", r.text);
             if r.errors > 0 {
                 std::process::exit(1);
             }
         }
         Cmd::Status => match call(sock, &Request::Status)? {
-            Reply::Status(s) if is_json => println!("{}", json(&s)?),
-            Reply::Status(s) => print!("{}", print::status_text(&s)),
+            Reply::Status(s) if is_json => outln!("{}", json(&s)?),
+            Reply::Status(s) => out!("{}", print::status_text(&s)),
             other => bail!("unexpected reply {other:?}"),
         },
         Cmd::Bgp { cmd: BgpCmd::Peers } => {
@@ -160,9 +182,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             if is_json {
                 let m: BTreeMap<_, _> = [(node, peers)].into_iter().collect();
-                println!("{}", json(&m)?);
+                outln!("{}", json(&m)?);
             } else {
-                print!("{}", print::peers_table(&[(node, peers)]));
+                out!("{}", print::peers_table(&[(node, peers)]));
             }
         }
         Cmd::Bgp {
@@ -182,14 +204,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             if is_json {
                 let m: BTreeMap<_, _> = [(node, routes)].into_iter().collect();
-                println!("{}", json(&m)?);
+                outln!("{}", json(&m)?);
             } else {
                 if a.defaulted {
-                    println!(
+                    outln!(
                         "(Defaulting to `available ipv4 unicast` routes, please see help for more options)\n"
                     );
                 }
-                print!(
+                out!(
                     "{}",
                     print::routes_table(&node, a.table == "adj-rib-out", &routes)
                 );
@@ -202,9 +224,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("unexpected reply");
             };
             if is_json {
-                println!("{}", json(&nc)?);
+                outln!("{}", json(&nc)?);
             } else {
-                print!("{}", serde_yaml_ng::to_string(&nc)?);
+                out!("{}", serde_yaml_ng::to_string(&nc)?);
             }
         }
         Cmd::Bgp {
@@ -223,9 +245,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("unexpected reply");
             };
             if is_json {
-                println!("{}", json(&p)?);
+                outln!("{}", json(&p)?);
             } else {
-                print!("{}", print::route_policies_table(&p));
+                out!("{}", print::route_policies_table(&p));
             }
         }
         Cmd::Lbipam { cmd } => {
@@ -234,10 +256,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 LbipamCmd::Services => Request::LbipamServices,
             };
             match call(sock, &req)? {
-                Reply::LbipamPools(p) if is_json => println!("{}", json(&p)?),
-                Reply::LbipamPools(p) => print!("{}", print::pools_table(&p)),
-                Reply::LbipamServices(s) if is_json => println!("{}", json(&s)?),
-                Reply::LbipamServices(s) => print!("{}", print::services_table(&s)),
+                Reply::LbipamPools(p) if is_json => outln!("{}", json(&p)?),
+                Reply::LbipamPools(p) => out!("{}", print::pools_table(&p)),
+                Reply::LbipamServices(s) if is_json => outln!("{}", json(&s)?),
+                Reply::LbipamServices(s) => out!("{}", print::services_table(&s)),
                 other => bail!("unexpected reply {other:?}"),
             }
         }
@@ -247,10 +269,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 L2Cmd::Announcements => Request::L2Announcements,
             };
             match call(sock, &req)? {
-                Reply::L2Leases(l) if is_json => println!("{}", json(&l)?),
-                Reply::L2Leases(l) => print!("{}", print::leases_table(&l)),
-                Reply::L2Announcements(a) if is_json => println!("{}", json(&a)?),
-                Reply::L2Announcements(a) => print!("{}", print::announcements_table(&a)),
+                Reply::L2Leases(l) if is_json => outln!("{}", json(&l)?),
+                Reply::L2Leases(l) => out!("{}", print::leases_table(&l)),
+                Reply::L2Announcements(a) if is_json => outln!("{}", json(&a)?),
+                Reply::L2Announcements(a) => out!("{}", print::announcements_table(&a)),
                 other => bail!("unexpected reply {other:?}"),
             }
         }
