@@ -383,6 +383,11 @@ impl Fsm {
         let Some(g) = self.groups.get_mut(&ip) else {
             return;
         };
+        // Held elsewhere and not programmed here: nothing can change until an observation
+        // does (the common case on every tick at scale).
+        if matches!(g.owner, Owner::Other(_)) && g.programmed.is_empty() {
+            return;
+        }
         let preferred = preferred(&self.cfg.node, &self.members, g.last_holder.as_deref(), ip);
         let up: BTreeSet<Iface> = g
             .desired
