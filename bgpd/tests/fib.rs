@@ -334,7 +334,11 @@ fn many_routes_in_batches() {
         let (fib, task) = FibSync::spawn(config()).unwrap();
         let start = Instant::now();
         for (i, p) in prefixes.iter().enumerate() {
-            let hops = if i % 2 == 0 {
+            // Every 1000th next hop is off-link: the kernel refuses exactly those, which
+            // checks that answers are matched to the right requests inside a batch.
+            let hops = if i % 1000 == 999 {
+                vec!["10.98.0.2"]
+            } else if i % 2 == 0 {
                 vec!["10.99.0.2"]
             } else {
                 vec!["10.99.0.2", "10.99.0.3"]
@@ -343,12 +347,16 @@ fn many_routes_in_batches() {
         }
         let s = fib.flush().await.unwrap();
         let elapsed = start.elapsed();
+        let listed = routes(&ns, "-4").len();
+        assert_eq!(listed, s.installed, "kernel and table disagree");
         fib.shutdown(false).await.unwrap();
         let end = task.await.unwrap().unwrap();
         assert_eq!(end.installed, 0);
         (s, elapsed)
     });
-    assert_eq!((installed.installed, installed.failures), (n as usize, 0));
+    let refused = (n / 1000) as usize;
+    assert_eq!(installed.installed, n as usize - refused, "{installed:?}");
+    assert!(installed.failures >= refused as u64, "{installed:?}");
     // Informational only (no timed assertion): the README quotes the release-mode figure.
     eprintln!(
         "installed {n} routes in {elapsed:?} ({:.0} routes/s)",

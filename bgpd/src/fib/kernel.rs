@@ -1,9 +1,11 @@
 //! The rtnetlink half of FIB import: route messages, batched requests, the start-up dump.
 
+use std::future::poll_fn;
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use futures::StreamExt;
-use futures::future::join_all;
 use ipnet::IpNet;
 use rtnetlink::Handle;
 use rtnetlink::packet_core::{
@@ -15,17 +17,40 @@ use rtnetlink::packet_route::route::{
     RouteScope, RouteType, RouteVia,
 };
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
+use rtnetlink::sys::protocols::NETLINK_ROUTE;
+use rtnetlink::sys::{AsyncSocket, TokioSocket};
 
 use super::table::{FibOp, Installed, OpOutcome};
 use super::{FibError, FibNextHop};
 
 /// `RT_TABLE_UNSPEC`: the header's table byte when the real id travels in `RTA_TABLE`.
 const RT_TABLE_UNSPEC: u8 = 0;
+/// `NLMSG_ERROR`: the type of acknowledgements and errors.
+const NLMSG_ERROR: u16 = 2;
+/// Requests per `sendmsg`. The kernel answers all of them before we read, and every answer
+/// is its own skb in our receive buffer (default 208 KiB, ~1 KiB truesize each): staying well
+/// below that keeps acknowledgements from being dropped (ENOBUFS).
+const CHUNK: usize = 128;
+
+/// The raw write socket (the socket type has no `Debug`).
+struct Writer(TokioSocket);
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Writer")
+    }
+}
 
 /// Our side of one rtnetlink connection: which table and protocol our routes live under.
 #[derive(Debug, Clone)]
 pub(crate) struct Kernel {
+    /// rtnetlink connection, for the dump.
     handle: Handle,
+    /// A second, raw socket for route writes: netlink-proto sends one queued request per
+    /// wake-up, which serialises a pipeline into one round trip per route; here a whole
+    /// chunk of requests goes out in one `sendmsg` and the acknowledgements are read back.
+    writer: Arc<Writer>,
+    seq: Arc<AtomicU32>,
     table: u32,
     protocol: u8,
 }
@@ -38,8 +63,17 @@ impl Kernel {
         let (conn, handle, _) =
             rtnetlink::new_connection_with_strict_check().map_err(FibError::Socket)?;
         tokio::spawn(conn);
+        let mut writer = TokioSocket::new(NETLINK_ROUTE).map_err(FibError::Socket)?;
+        let sock = writer.socket_mut();
+        sock.bind_auto().map_err(FibError::Socket)?;
+        sock.set_netlink_get_strict_chk(true)
+            .map_err(FibError::Socket)?;
+        // Errors need not echo our whole request back.
+        sock.set_cap_ack(true).map_err(FibError::Socket)?;
         Ok(Self {
             handle,
+            writer: Arc::new(Writer(writer)),
+            seq: Arc::new(AtomicU32::new(1)),
             table,
             protocol,
         })
@@ -115,72 +149,115 @@ impl Kernel {
         req
     }
 
-    /// Sends every operation of the batch before awaiting any acknowledgement (netlink keeps
-    /// the order of one socket's requests, and a batch holds one operation per prefix), then
-    /// collects the outcomes. One round trip per batch instead of one per route.
+    /// Applies a batch: requests go out [`CHUNK`] per `sendmsg` (netlink handles one socket's
+    /// requests in order, and a batch holds one operation per prefix), then the chunk's
+    /// acknowledgements are read back and matched by sequence number.
     pub(crate) async fn apply(&self, ops: Vec<FibOp>) -> Vec<(FibOp, OpOutcome, Option<FibError>)> {
-        let mut handle = self.handle.clone();
-        let mut pending = Vec::with_capacity(ops.len());
-        for op in ops {
-            let msgs = match self.messages(&op) {
-                Ok(m) => m,
-                Err(e) => {
-                    pending.push((op, Err(e)));
-                    continue;
-                }
-            };
-            let mut streams = Vec::with_capacity(msgs.len());
-            let mut failed = None;
-            for msg in msgs {
-                match handle.request(msg) {
-                    Ok(s) => streams.push(s),
-                    Err(source) => {
-                        failed = Some(FibError::Request { source });
-                        break;
-                    }
-                }
-            }
-            match failed {
-                Some(e) => pending.push((op, Err(e))),
-                None => pending.push((op, Ok(streams))),
-            }
-        }
-        let waits = pending.into_iter().map(|(op, streams)| async move {
-            let streams = match streams {
-                Ok(s) => s,
-                Err(e) => return (op, OpOutcome::Failed, Some(e)),
-            };
-            let last = streams.len().saturating_sub(1);
-            let mut outcome = OpOutcome::Done;
-            let mut error = None;
-            for (i, mut stream) in streams.into_iter().enumerate() {
-                while let Some(msg) = stream.next().await {
-                    let NetlinkPayload::Error(err) = msg.payload else {
-                        continue;
-                    };
-                    let Some(code) = err.code else {
-                        continue; // an ACK
-                    };
-                    let errno = -code.get();
-                    let is_delete = i < last || matches!(op, FibOp::Delete { .. });
-                    if is_delete && errno == libc::ESRCH {
-                        // Already gone; for the pre-delete of a replace, carry on.
-                        if i == last {
-                            outcome = OpOutcome::AlreadyGone;
+        let mut results: Vec<(FibOp, OpOutcome, Option<FibError>)> = Vec::with_capacity(ops.len());
+        // (index into results, is the op's last message, is a delete)
+        let mut pending: Vec<(u32, usize, bool, bool)> = Vec::with_capacity(CHUNK * 2);
+        let mut buf: Vec<u8> = Vec::with_capacity(CHUNK * 256);
+        let mut ops = ops.into_iter().peekable();
+        while ops.peek().is_some() {
+            buf.clear();
+            pending.clear();
+            while pending.len() < CHUNK {
+                let Some(op) = ops.next() else { break };
+                let idx = results.len();
+                match self.messages(&op) {
+                    Ok(msgs) => {
+                        let last = msgs.len() - 1;
+                        let op_is_delete = matches!(op, FibOp::Delete { .. });
+                        for (i, mut msg) in msgs.into_iter().enumerate() {
+                            let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+                            msg.header.sequence_number = seq;
+                            msg.finalize();
+                            let start = buf.len();
+                            buf.resize(start + msg.buffer_len(), 0);
+                            msg.serialize(&mut buf[start..]);
+                            pending.push((seq, idx, i == last, op_is_delete || i < last));
                         }
-                    } else if outcome != OpOutcome::Failed {
-                        outcome = OpOutcome::Failed;
-                        error = Some(FibError::Kernel {
-                            op: if is_delete { "delete" } else { "replace" },
-                            prefix: op.prefix(),
-                            source: std::io::Error::from_raw_os_error(errno),
+                        results.push((op, OpOutcome::Done, None));
+                    }
+                    Err(e) => results.push((op, OpOutcome::Failed, Some(e))),
+                }
+            }
+            if pending.is_empty() {
+                continue;
+            }
+            if let Err(source) = self.exchange(&buf, &mut pending, &mut results).await {
+                // Whatever was not acknowledged is unknown: retried later.
+                for &(_, idx, _, _) in &pending {
+                    let r = &mut results[idx];
+                    if r.1 != OpOutcome::Failed {
+                        r.1 = OpOutcome::Failed;
+                        r.2 = Some(FibError::Io {
+                            source: std::io::Error::new(source.kind(), source.to_string()),
                         });
                     }
                 }
             }
-            (op, outcome, error)
-        });
-        join_all(waits).await
+        }
+        results
+    }
+
+    /// Sends one chunk and reads acknowledgements until every entry of `pending` is answered
+    /// (answered entries are removed).
+    async fn exchange(
+        &self,
+        buf: &[u8],
+        pending: &mut Vec<(u32, usize, bool, bool)>,
+        results: &mut [(FibOp, OpOutcome, Option<FibError>)],
+    ) -> std::io::Result<()> {
+        let sent = poll_fn(|cx| self.writer.0.poll_send(cx, buf)).await?;
+        if sent != buf.len() {
+            return Err(std::io::Error::other("short netlink send"));
+        }
+        let mut rx: Vec<u8> = Vec::with_capacity(1 << 16);
+        while !pending.is_empty() {
+            rx.clear();
+            poll_fn(|cx| self.writer.0.poll_recv(cx, &mut rx)).await?;
+            let mut off = 0;
+            while rx.len() >= off + 16 {
+                let word = |at: usize| {
+                    let mut w = [0u8; 4];
+                    w.copy_from_slice(&rx[off + at..off + at + 4]);
+                    w
+                };
+                let len = u32::from_ne_bytes(word(0)) as usize;
+                let kind = u16::from_ne_bytes([rx[off + 4], rx[off + 5]]);
+                let seq = u32::from_ne_bytes(word(8));
+                if len < 16 || off + len > rx.len() {
+                    break;
+                }
+                if kind == NLMSG_ERROR
+                    && len >= 20
+                    && let Some(pos) = pending.iter().position(|p| p.0 == seq)
+                {
+                    let (_, idx, last, is_delete) = pending.swap_remove(pos);
+                    let errno = -i32::from_ne_bytes(word(16));
+                    let r = &mut results[idx];
+                    if errno == 0 {
+                        // ACK
+                    } else if is_delete && errno == libc::ESRCH {
+                        // Already gone; for the pre-delete of a replace, carry on.
+                        if last && r.1 == OpOutcome::Done {
+                            r.1 = OpOutcome::AlreadyGone;
+                        }
+                    } else if r.1 != OpOutcome::Failed {
+                        r.1 = OpOutcome::Failed;
+                        r.2 = Some(FibError::Kernel {
+                            op: if is_delete { "delete" } else { "replace" },
+                            prefix: r.0.prefix(),
+                            source: std::io::Error::from_raw_os_error(errno),
+                        });
+                    }
+                }
+                // NLMSG_ALIGN(len)
+                off += (len + 3) & !3;
+            }
+        }
+        Ok(())
     }
 
     /// Our routes in our table, both families: what a previous run left behind.
