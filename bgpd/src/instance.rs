@@ -187,6 +187,7 @@ struct Instance {
     user_ready: bool,
     advertising: bool,
     deferral_deadline: Option<Instant>,
+    writers: tokio_util::task::TaskTracker,
 }
 
 /// Bind the listeners and spawn the speaker task.
@@ -260,6 +261,7 @@ pub(crate) fn spawn(
         user_ready: !restarting,
         advertising: !restarting,
         deferral_deadline,
+        writers: tokio_util::task::TaskTracker::new(),
     };
     Ok(tokio::spawn(inst.run(cmd_rx, ev_rx)))
 }
@@ -278,9 +280,9 @@ impl Instance {
             tokio::select! {
                 biased;
                 cmd = cmd_rx.recv() => {
-                    let Some(cmd) = cmd else { self.shutdown(); return };
+                    let Some(cmd) = cmd else { self.shutdown().await; return };
                     if let Command::Shutdown(done) = cmd {
-                        self.shutdown();
+                        self.shutdown().await;
                         let _ = done.send(());
                         return;
                     }
@@ -303,7 +305,7 @@ impl Instance {
         }
     }
 
-    fn shutdown(&mut self) {
+    async fn shutdown(&mut self) {
         let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
         for a in addrs {
             self.drive(
@@ -318,8 +320,11 @@ impl Instance {
             }
         }
         self.flush();
-        // Dropping the connections asks each writer to flush its NOTIFICATION and close.
+        // Dropping the connections asks each writer to flush its NOTIFICATION and close; give
+        // them a moment so the peers learn why (Cease) instead of seeing a bare close.
         self.peers.clear();
+        self.writers.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.writers.wait()).await;
     }
 
     // ===== commands =====
@@ -634,7 +639,15 @@ impl Instance {
     ) -> Option<Conn> {
         let id = self.next_id;
         self.next_id += 1;
-        match session::spawn(addr, id, stream, outgoing, open, self.ev_tx.clone()) {
+        match session::spawn(
+            addr,
+            id,
+            stream,
+            outgoing,
+            open,
+            self.ev_tx.clone(),
+            &self.writers,
+        ) {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::warn!(peer = %addr, error = %e, "connection unusable");

@@ -107,12 +107,14 @@ pub(crate) fn spawn(
     outgoing: bool,
     local_open: Open,
     events: mpsc::Sender<ConnEvent>,
+    writers: &tokio_util::task::TaskTracker,
 ) -> std::io::Result<Conn> {
     let local = stream.local_addr()?;
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(writer(w, rx));
+    // Tracked so shutdown can wait for the final NOTIFICATIONs to be written.
+    writers.spawn(writer(w, rx));
     let reader = tokio::spawn(reader(peer, id, r, local_open, events));
     Ok(Conn {
         id,

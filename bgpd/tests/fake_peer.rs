@@ -187,9 +187,15 @@ async fn routes_in_treat_as_withdraw_and_end_of_rib_and_reconnect() {
     assert!(s.routes(q).await.unwrap().is_empty());
     establish(&mut f, 65002, 90).await;
     s.shutdown().await.unwrap();
-    match next(&mut f).await {
-        Message::Notification(n) => assert_eq!((n.code, n.subcode), (6, 2), "Cease/admin shutdown"),
-        Message::Update(_) => {}
-        m => panic!("unexpected {m:?}"),
+    // Shutdown waits for the writers: the Cease (administrative shutdown) is on the wire.
+    loop {
+        match next(&mut f).await {
+            Message::Update(_) => continue,
+            Message::Notification(n) => {
+                assert_eq!((n.code, n.subcode), (6, 2), "Cease/admin shutdown");
+                break;
+            }
+            m => panic!("unexpected {m:?}"),
+        }
     }
 }
