@@ -30,7 +30,7 @@ use crate::config::{AfiSafi, PeerConfig, SpeakerConfig};
 use crate::error::Error;
 use crate::events::{BestPathChange, Event, PeerStateChange, RouteSource};
 use crate::fsm::{Action, DownReason, Fsm, FsmConfig, Input, Negotiated, State, Timer, notif};
-use crate::policy::{NO_ADVERTISE, NO_EXPORT, Verdict};
+use crate::policy::{NO_ADVERTISE, NO_EXPORT, PolicyIndex, Verdict};
 use crate::query::{FamilyStatus, PeerStatus, RibKind, RouteEntry, RouteQuery, capability_name};
 use crate::rib::{
     Attrs, Interner, LOCAL, Path, PeerId, PrefixMap, SourceInfo, Sources, Table, family_of, flags,
@@ -101,6 +101,9 @@ struct Session {
 #[derive(Debug)]
 struct Peer {
     cfg: PeerConfig,
+    /// Lookup indexes of `cfg.import` / `cfg.export`, rebuilt with `cfg`.
+    import_idx: PolicyIndex,
+    export_idx: PolicyIndex,
     id: PeerId,
     main: Slot,
     alt: Option<Slot>,
@@ -444,6 +447,8 @@ impl Instance {
         );
         let fsm = Fsm::new(self.fsm_config(&cfg));
         let peer = Peer {
+            import_idx: PolicyIndex::new(&cfg.import),
+            export_idx: PolicyIndex::new(&cfg.export),
             cfg,
             id,
             main: Slot::new(fsm),
@@ -479,6 +484,8 @@ impl Instance {
         let Some(p) = self.peers.get_mut(&addr) else {
             return Err(Error::NoSuchPeer(addr));
         };
+        p.import_idx = PolicyIndex::new(&cfg.import);
+        p.export_idx = PolicyIndex::new(&cfg.export);
         p.cfg = cfg;
         p.main.fsm.set_config(fsm_cfg);
         let fams: Vec<Family> = p
@@ -1346,10 +1353,11 @@ impl Instance {
             return;
         };
         let policy = &p.cfg.import;
+        let idx = &p.import_idx;
         let mut memo: HashMap<(Verdict, NextHop), (Arc<Attrs>, u8)> = HashMap::new();
         for (nlri, nh) in reach {
             for prefix in nlri {
-                let v = policy.evaluate(&prefix);
+                let v = idx.evaluate(policy, &prefix);
                 let entry = memo.entry((v, nh)).or_insert_with(|| {
                     let (pa, fl) = match (v, policy.actions(v)) {
                         (Verdict::Reject, _) => (base.clone(), flags::REJECTED),
@@ -1497,7 +1505,7 @@ impl Instance {
                 let v = if best.peer == ctx.peer_id || !ctx.may_export(best, src) {
                     Verdict::Reject
                 } else {
-                    p.cfg.export.evaluate(prefix)
+                    p.export_idx.evaluate(&p.cfg.export, prefix)
                 };
                 (v != Verdict::Reject)
                     .then(|| OutEntry::new(best.attrs.clone(), v, best.peer == LOCAL))

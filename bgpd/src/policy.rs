@@ -134,6 +134,62 @@ impl Policy {
     }
 }
 
+/// A lookup structure for [`Policy::evaluate`] that stays O(1) when a policy has thousands of
+/// exact-prefix statements (the daemon renders one statement per advertised Service, as
+/// Cilium does; a linear first-match scan made a 27,000-Service export quadratic).
+///
+/// Statements whose prefixes are all exact go into a hash map (prefix → first statement);
+/// the others (ranges, match-all) are checked in order, but only those that come before the
+/// exact hit, so first-match-wins semantics are kept exactly.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyIndex {
+    exact: std::collections::HashMap<IpNet, usize>,
+    others: Vec<usize>,
+}
+
+impl PolicyIndex {
+    /// Index `policy`. Rebuild it whenever the policy changes.
+    pub fn new(policy: &Policy) -> Self {
+        let mut idx = PolicyIndex::default();
+        for (i, st) in policy.statements.iter().enumerate() {
+            let all_exact = !st.prefixes.is_empty()
+                && st.prefixes.iter().all(|m| m.ge.is_none() && m.le.is_none());
+            if all_exact {
+                for m in &st.prefixes {
+                    idx.exact.entry(m.prefix).or_insert(i);
+                }
+            } else {
+                idx.others.push(i);
+            }
+        }
+        idx
+    }
+
+    /// Same answer as `policy.evaluate(prefix)`, for the policy this index was built from.
+    pub fn evaluate(&self, policy: &Policy, prefix: &IpNet) -> Verdict {
+        let hit = self.exact.get(prefix).copied();
+        let first_other = self
+            .others
+            .iter()
+            .copied()
+            .take_while(|&i| hit.is_none_or(|h| i < h))
+            .find(|&i| {
+                policy.statements.get(i).is_some_and(|s| {
+                    s.prefixes.is_empty() || s.prefixes.iter().any(|m| m.matches(prefix))
+                })
+            });
+        match first_other
+            .or(hit)
+            .and_then(|i| policy.statements.get(i).map(|s| (i, s)))
+        {
+            Some((_, s)) if s.actions.reject => Verdict::Reject,
+            Some((i, _)) => Verdict::Accept(Some(i)),
+            None if policy.default_accept => Verdict::Accept(None),
+            None => Verdict::Reject,
+        }
+    }
+}
+
 impl Default for Policy {
     fn default() -> Self {
         Self::accept_all()
@@ -250,6 +306,66 @@ mod tests {
                 r#"{"default_accept":true,"statements":[{"prefixes":[{"prefix":"10.0.0.0/33"}]}]}"#
             )
             .is_err()
+        );
+    }
+
+    #[test]
+    fn index_agrees_with_linear_evaluation() {
+        let p4 = |s: &str| -> IpNet { s.parse().unwrap() };
+        let pol = Policy {
+            statements: vec![
+                Statement {
+                    prefixes: vec![PrefixMatch::exact(p4("10.0.0.1/32"))],
+                    actions: Actions {
+                        reject: true,
+                        ..Default::default()
+                    },
+                },
+                Statement {
+                    prefixes: vec![PrefixMatch::orlonger(p4("10.0.0.0/24"))],
+                    actions: Actions::default(),
+                },
+                Statement {
+                    prefixes: vec![
+                        PrefixMatch::exact(p4("10.0.0.2/32")),
+                        PrefixMatch::exact(p4("10.9.0.0/16")),
+                    ],
+                    actions: Actions {
+                        local_pref: Some(7),
+                        ..Default::default()
+                    },
+                },
+                Statement {
+                    prefixes: vec![],
+                    actions: Actions {
+                        med: Some(1),
+                        ..Default::default()
+                    },
+                },
+                Statement {
+                    prefixes: vec![PrefixMatch::exact(p4("192.0.2.0/24"))],
+                    actions: Actions::default(),
+                },
+            ],
+            default_accept: false,
+        };
+        let idx = PolicyIndex::new(&pol);
+        for p in [
+            "10.0.0.1/32",
+            "10.0.0.2/32",
+            "10.0.0.0/24",
+            "10.9.0.0/16",
+            "192.0.2.0/24",
+            "172.16.0.0/12",
+            "2001:db8::/32",
+        ] {
+            let p = p4(p);
+            assert_eq!(idx.evaluate(&pol, &p), pol.evaluate(&p), "{p}");
+        }
+        let empty = Policy::reject_all();
+        assert_eq!(
+            PolicyIndex::new(&empty).evaluate(&empty, &p4("10.0.0.0/8")),
+            Verdict::Reject
         );
     }
 }
