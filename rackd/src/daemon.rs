@@ -45,6 +45,9 @@ pub struct Options {
     pub resync_interval: Duration,
     /// Namespace of BGP auth Secrets (Cilium `--bgp-secrets-namespace`).
     pub bgp_secrets_namespace: String,
+    /// Install received best paths into this routing table (protocol bgp). `None`: no
+    /// import, as in Cilium.
+    pub fib_table: Option<u32>,
 }
 
 /// Fatal daemon errors (start-up only; at run time errors are reported and survived).
@@ -54,6 +57,8 @@ pub enum DaemonError {
     Admin(#[from] admin::AdminError),
     #[error("state directory")]
     State(#[from] state::StateError),
+    #[error("FIB import")]
+    Fib(#[from] bgpd::fib::FibError),
     #[error("metrics endpoint {addr}")]
     Metrics {
         addr: SocketAddr,
@@ -286,13 +291,25 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
     state::write_atomic(&marker, std::process::id().to_string().as_bytes())?;
 
     let lb = LbController::open(&opts.state_dir)?;
+    let mut reconciler = Reconciler::new(restarting);
+    let mut fib_task = None;
+    if let Some(table) = opts.fib_table {
+        // Routes left by a previous run stay (stale) until the first full sync.
+        let (fib, task) = bgpd::fib::FibSync::spawn(bgpd::fib::FibConfig {
+            table,
+            ..Default::default()
+        })?;
+        reconciler = reconciler.with_fib(fib.clone());
+        fib_task = Some((fib, task));
+        info!(table, "FIB import on");
+    }
     let metrics = Metrics::new();
     let shared = Arc::new(Shared {
         node: opts.node_name.clone(),
         started: Instant::now(),
         config_source: format!("dir:{}", opts.config_dir.display()),
         view: RwLock::new(ConfigView::default()),
-        bgp: tokio::sync::Mutex::new(Reconciler::new(restarting)),
+        bgp: tokio::sync::Mutex::new(reconciler),
         lb: std::sync::Mutex::new(lb),
         metrics: metrics.clone(),
     });
@@ -318,6 +335,11 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
     controller(&opts, &shared, &stop).await;
 
     shared.bgp.lock().await.shutdown().await;
+    if let Some((fib, task)) = fib_task {
+        // A clean stop withdraws what we installed; a crash leaves it for the next start.
+        let _ = fib.shutdown(false).await;
+        let _ = task.await;
+    }
     let _ = admin_task.await;
     if let Some(t) = metrics_task {
         let _ = t.await;
@@ -338,6 +360,9 @@ async fn controller(opts: &Options, shared: &Shared, stop: &CancellationToken) {
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut synced_once = false;
     let mut have_config = false;
+    let started = Instant::now();
+    let mut fib_pending = opts.fib_table.is_some();
+    let mut all_up_since: Option<Instant> = None;
     // LB-IPAM depends on nothing but the snapshot: rerun it only when that changed.
     let mut lb_generation = u64::MAX;
     loop {
@@ -409,6 +434,23 @@ async fn controller(opts: &Options, shared: &Shared, stop: &CancellationToken) {
         if !synced_once {
             shared.bgp.lock().await.set_ready().await;
             synced_once = true;
+        }
+        if fib_pending {
+            // Routes adopted from a previous run go only once the peers are back and have
+            // had a moment to resend theirs (or after two minutes, whatever happens).
+            let peers = shared.bgp_peers().await;
+            let up = !peers.is_empty() && peers.iter().all(|p| p.session_state == "established");
+            match (up, all_up_since) {
+                (true, None) => all_up_since = Some(Instant::now()),
+                (false, _) => all_up_since = None,
+                _ => {}
+            }
+            if all_up_since.is_some_and(|t| t.elapsed() >= Duration::from_secs(3))
+                || started.elapsed() >= Duration::from_secs(120)
+            {
+                shared.bgp.lock().await.fib_sync_done().await;
+                fib_pending = false;
+            }
         }
         shared.update_peer_metrics().await;
     }

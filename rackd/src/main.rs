@@ -42,6 +42,10 @@ struct Cli {
     /// Namespace of BGP auth Secrets (Cilium's --bgp-secrets-namespace).
     #[arg(long, env = "RACKD_BGP_SECRETS_NAMESPACE")]
     bgp_secrets_namespace: Option<String>,
+    /// Install routes learnt from peers into this kernel routing table (protocol bgp, ECMP).
+    /// Off by default: Cilium never imports.
+    #[arg(long, env = "RACKD_FIB_TABLE")]
+    fib_table: Option<u32>,
     #[command(subcommand)]
     cmd: Option<Cmd>,
 }
@@ -70,6 +74,7 @@ struct FileConfig {
     metrics_addr: Option<String>,
     log_format: Option<LogFormat>,
     bgp_secrets_namespace: Option<String>,
+    fib_table: Option<u32>,
 }
 
 fn hostname() -> String {
@@ -131,6 +136,7 @@ fn main() -> anyhow::Result<()> {
             .bgp_secrets_namespace
             .or(file.bgp_secrets_namespace)
             .unwrap_or_else(|| "kube-system".into()),
+        fib_table: cli.fib_table.or(file.fib_table).filter(|t| *t != 0),
     };
     match cli.cmd.unwrap_or(Cmd::Run) {
         Cmd::Run => {

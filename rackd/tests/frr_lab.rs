@@ -249,3 +249,89 @@ fn rackd_kill9_keeps_routes_at_the_tor_until_resync() {
         .wait_route("172.18.255.200/32", Duration::from_secs(5))
         .unwrap();
 }
+
+/// FIB import (off by default, as Cilium never imports): with `--fib-table`, routes the ToR
+/// announces land in that kernel table on the node, and leave it on a clean stop.
+///
+/// The FIB does not resolve next hops recursively yet, so the ToR announces its route with
+/// its on-link address as next hop (a route-map, as ToRs peering from a loopback commonly do)
+/// and only over the IPv4 session.
+#[test]
+fn rackd_fib_import_installs_tor_routes() {
+    let mut lab = Lab::prepare("rk-fib");
+    lab.tor
+        .configure(&[
+            "route-map ONLINK permit 10",
+            "set ip next-hop 10.0.1.1",
+            "route-map NONE deny 10",
+            "router bgp 65000",
+            "no bgp network import-check",
+            "address-family ipv4 unicast",
+            "network 10.250.0.0/16",
+            "neighbor 10.0.1.2 route-map ONLINK out",
+            "neighbor fd00:10:0:1::2 route-map NONE out",
+        ])
+        .unwrap();
+    lab.start_rackd_with(&["--fib-table", "150"]);
+    let show = |lab: &Lab| {
+        lab.node
+            .ip(&["-4", "route", "show", "table", "150", "proto", "bgp"])
+            .unwrap_or_default()
+    };
+    let r = wait_for(
+        "the ToR's route in table 150",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let t = show(&lab);
+            Ok(if t.contains("10.250.0.0/16") {
+                Check::Ready(t)
+            } else {
+                Check::NotYet(t)
+            })
+        },
+    );
+    let t = match r {
+        Ok(t) => t,
+        Err(e) => panic!(
+            "{e}\nToR:\n{}\nrackd loc-rib: {:?}",
+            lab.tor
+                .vtysh(&[
+                    "show bgp ipv4 unicast",
+                    "show bgp ipv4 unicast neighbors 10.0.1.2 advertised-routes"
+                ])
+                .unwrap_or_default(),
+            lab.call(&Request::BgpRoutes {
+                table: "loc-rib".into(),
+                afi: "ipv4".into(),
+                safi: "unicast".into(),
+                neighbor: None,
+                router_asn: None
+            }),
+        ),
+    };
+    // Learnt over both sessions (the IPv6 one carries it with an IPv6 next hop): ECMP or one.
+    assert!(
+        t.contains("10.0.0.1") || t.contains("fd00:10::1") || t.contains("10.0.1.1"),
+        "{t}"
+    );
+    let mut p = lab.rackd.take().unwrap();
+    p.sigterm().unwrap();
+    wait_for(
+        "rackd to exit",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            Ok(match p.try_wait()? {
+                Some(st) => Check::Ready(st),
+                None => Check::NotYet(String::new()),
+            })
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        show(&lab).trim(),
+        "",
+        "a clean stop withdraws the imported routes"
+    );
+}

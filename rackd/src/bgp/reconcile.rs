@@ -61,6 +61,9 @@ struct Running {
 #[derive(Debug, Default)]
 pub struct Reconciler {
     running: BTreeMap<String, Running>,
+    /// FIB import (off unless the daemon was given a table): every speaker's received best
+    /// paths follow into it, and peers' routes are accepted instead of rejected.
+    fib: Option<bgpd::fib::FibSync>,
     /// Set after a restart of the daemon (unclean or not): speakers start in graceful
     /// restart "restarting" mode until their first full reconcile.
     restarting: bool,
@@ -140,8 +143,15 @@ impl Reconciler {
     pub fn new(restarting: bool) -> Self {
         Self {
             running: BTreeMap::new(),
+            fib: None,
             restarting,
         }
+    }
+
+    /// Install received best paths into the kernel through `fib`.
+    pub fn with_fib(mut self, fib: bgpd::fib::FibSync) -> Self {
+        self.fib = Some(fib);
+        self
     }
 
     /// The running speakers by instance name.
@@ -187,6 +197,21 @@ impl Reconciler {
                 info!(instance = %name, asn = inst.local_asn, router_id = %inst.router_id, "starting BGP instance");
                 match Speaker::start(config.clone()).await {
                     Ok(speaker) => {
+                        if let Some(fib) = &self.fib {
+                            match speaker.subscribe().await {
+                                Ok(events) => {
+                                    let (fib, name) = (fib.clone(), name.clone());
+                                    tokio::spawn(async move {
+                                        if let Err(e) = bgpd::fib::follow(fib, events).await {
+                                            warn!(instance = %name, error = %e, "FIB import stopped");
+                                        }
+                                    });
+                                }
+                                Err(e) => {
+                                    warn!(instance = %name, error = %e, "FIB import: subscribe")
+                                }
+                            }
+                        }
                         self.running.insert(
                             name.clone(),
                             Running {
@@ -206,10 +231,11 @@ impl Reconciler {
                     }
                 }
             }
+            let self_fib = self.fib.is_some();
             let Some(run) = self.running.get_mut(name) else {
                 continue;
             };
-            Self::reconcile_instance(name, inst, run, node, &mut errors).await;
+            Self::reconcile_instance(name, inst, run, node, self_fib, &mut errors).await;
         }
         errors
     }
@@ -219,6 +245,7 @@ impl Reconciler {
         inst: &Instance,
         run: &mut Running,
         node: &NodeAddrs,
+        self_fib: bool,
         errors: &mut Vec<ReconcileError>,
     ) {
         // Routes first (added), so a new peer's initial advertisement is complete.
@@ -262,7 +289,10 @@ impl Reconciler {
             }
         }
         for (pname, peer) in &inst.peers {
-            let want = peer_config(peer, node);
+            let mut want = peer_config(peer, node);
+            if self_fib {
+                want.import = Policy::accept_all();
+            }
             let result = match run.peers.get(pname) {
                 Some(have) if *have == want => continue,
                 Some(have) if have.address != want.address => {
@@ -318,6 +348,16 @@ impl Reconciler {
             }
         }
         self.restarting = false;
+    }
+
+    /// The first full reconcile is done: FIB routes adopted from a previous run that were not
+    /// learnt again can go.
+    pub async fn fib_sync_done(&self) {
+        if let Some(fib) = &self.fib
+            && let Err(e) = fib.sync_done().await
+        {
+            warn!(error = %e, "FIB sync_done");
+        }
     }
 
     /// Stop every speaker.

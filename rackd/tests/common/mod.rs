@@ -102,7 +102,12 @@ impl Lab {
     }
 
     pub fn start_rackd(&mut self) {
-        let args = [
+        self.start_rackd_with(&[]);
+    }
+
+    /// Start rackd with extra flags.
+    pub fn start_rackd_with(&mut self, extra: &[&str]) {
+        let mut args = vec![
             env!("CARGO_BIN_EXE_rackd"),
             "--node-name",
             "node1",
@@ -115,6 +120,7 @@ impl Lab {
             "--metrics-addr",
             "off",
         ];
+        args.extend_from_slice(extra);
         let p = self.node.spawn(self.dir.path(), "rackd", &args).unwrap();
         self.rackd = Some(p);
     }
