@@ -348,6 +348,21 @@ async fn run(
     }
 }
 
+/// Feed a speaker's event stream (from [`crate::Speaker::subscribe`], which starts with the
+/// whole current Loc-RIB) into the FIB until the speaker stops. This is all the wiring FIB
+/// import needs: received best paths are installed, replaced and withdrawn as they change.
+pub async fn follow(
+    fib: FibSync,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<crate::events::Event>,
+) -> Result<(), FibError> {
+    while let Some(ev) = events.recv().await {
+        if let crate::events::Event::BestPath(change) = ev {
+            fib.best_path(&change).await?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -393,19 +408,4 @@ mod tests {
         );
         assert_eq!(c.startup, StartupPolicy::AdoptStale);
     }
-}
-
-/// Feed a speaker's event stream (from [`crate::Speaker::subscribe`], which starts with the
-/// whole current Loc-RIB) into the FIB until the speaker stops. This is all the wiring FIB
-/// import needs: received best paths are installed, replaced and withdrawn as they change.
-pub async fn follow(
-    fib: FibSync,
-    mut events: tokio::sync::mpsc::UnboundedReceiver<crate::events::Event>,
-) -> Result<(), FibError> {
-    while let Some(ev) = events.recv().await {
-        if let crate::events::Event::BestPath(change) = ev {
-            fib.best_path(&change).await?;
-        }
-    }
-    Ok(())
 }
