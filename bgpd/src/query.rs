@@ -80,6 +80,10 @@ pub struct RouteEntry {
     pub communities: Vec<String>,
     /// `global:local1:local2`.
     pub large_communities: Vec<String>,
+    /// The attributes themselves, for callers that need the wire form (Cilium's JSON carries
+    /// each attribute base64-encoded).
+    #[serde(skip)]
+    pub attributes: std::sync::Arc<PathAttributes>,
 }
 
 impl RouteEntry {
@@ -114,6 +118,7 @@ impl RouteEntry {
                 .iter()
                 .map(|l| format!("{}:{}:{}", l.global_admin, l.local1, l.local2))
                 .collect(),
+            attributes: std::sync::Arc::new(pa.clone()),
         }
     }
 }

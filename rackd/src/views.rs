@@ -92,6 +92,82 @@ fn nlri_base64(p: &IpNet) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
 
+/// Each path attribute of `r` as one complete attribute in UPDATE format (flags, type,
+/// length, value), base64: Cilium's `BgpPath.path-attributes`, which its CLI decodes with
+/// GoBGP. Encoded by our codec as an UPDATE for this one prefix on a 4-octet-AS session
+/// (NEXT_HOP for IPv4 next hops, MP_REACH_NLRI otherwise), then split into attributes.
+pub fn path_attributes_base64(r: &RouteEntry) -> Vec<Base64> {
+    use bgpd_wire::{
+        EncodedAttributes, Family as WireFamily, NextHop, SessionContext, UpdateBuilder,
+    };
+    let ctx = SessionContext {
+        four_octet_as: true,
+        extended_next_hop: vec![WireFamily::Ipv4Unicast],
+        ..Default::default()
+    };
+    let next_hop = match r.next_hop {
+        IpAddr::V4(a) => NextHop::V4(a),
+        IpAddr::V6(a) => NextHop::V6 {
+            global: a,
+            link_local: None,
+        },
+    };
+    let enc = EncodedAttributes::new(&r.attributes, &ctx);
+    let mut b = UpdateBuilder::new(&ctx);
+    if b.announce(&enc, next_hop, &[r.prefix]).is_err() {
+        return Vec::new();
+    }
+    split_attributes(&b.finish())
+        .into_iter()
+        .map(|a| Base64 {
+            base64: base64::engine::general_purpose::STANDARD.encode(a),
+        })
+        .collect()
+}
+
+/// The attributes of the first UPDATE in `msg`, each as its own TLV slice.
+fn split_attributes(msg: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let Some(body) = msg.get(19..) else {
+        return out;
+    };
+    let Some(wlen) = body
+        .get(..2)
+        .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+    else {
+        return out;
+    };
+    let Some(rest) = body.get(2 + wlen..) else {
+        return out;
+    };
+    let Some(alen) = rest
+        .get(..2)
+        .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+    else {
+        return out;
+    };
+    let Some(mut attrs) = rest.get(2..2 + alen) else {
+        return out;
+    };
+    while attrs.len() >= 3 {
+        let extended = attrs[0] & 0x10 != 0;
+        let (hdr, len) = if extended {
+            match attrs.get(2..4) {
+                Some(l) => (4, usize::from(u16::from_be_bytes([l[0], l[1]]))),
+                None => break,
+            }
+        } else {
+            (3, usize::from(attrs[2]))
+        };
+        let Some(tlv) = attrs.get(..hdr + len) else {
+            break;
+        };
+        out.push(tlv);
+        attrs = &attrs[hdr + len..];
+    }
+    out
+}
+
 /// GoBGP's attribute list text (what `cilium bgp routes` prints in Attrs).
 pub fn gobgp_attrs(family: AfiSafi, r: &RouteEntry) -> String {
     let mut parts = vec![format!("{{Origin: {}}}", r.origin)];
@@ -152,7 +228,7 @@ pub fn bgp_routes(
             nlri: Some(Base64 {
                 base64: nlri_base64(&r.prefix),
             }),
-            path_attributes: Vec::new(),
+            path_attributes: path_attributes_base64(r),
             age_nanoseconds: 0,
             best: r.best,
             stale: r.stale,
@@ -261,6 +337,73 @@ pub fn route_policies(d: &Desired, router_asn: Option<u32>) -> Vec<BgpRoutePolic
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_attributes_are_whole_tlvs() {
+        use bgpd_wire::{AsPath, AsSegment, Community, PathAttributes};
+        let attrs = PathAttributes {
+            as_path: AsPath {
+                segments: vec![AsSegment::Sequence(vec![65001])],
+            },
+            communities: vec![Community((65000 << 16) | 99)],
+            ..Default::default()
+        };
+        let r = RouteEntry {
+            prefix: "10.1.0.0/24".parse().unwrap(),
+            next_hop: "10.0.1.2".parse().unwrap(),
+            source: None,
+            best: true,
+            stale: false,
+            rejected: false,
+            as_path: "65001".into(),
+            origin: "i",
+            med: None,
+            local_pref: None,
+            communities: vec!["65000:99".into()],
+            large_communities: vec![],
+            attributes: std::sync::Arc::new(attrs),
+        };
+        let tlvs: Vec<Vec<u8>> = path_attributes_base64(&r)
+            .iter()
+            .map(|b| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(&b.base64)
+                    .unwrap()
+            })
+            .collect();
+        // ORIGIN IGP, AS_PATH [65001] (4-octet), NEXT_HOP, COMMUNITIES 65000:99.
+        assert_eq!(
+            tlvs,
+            vec![
+                vec![0x40, 1, 1, 0],
+                vec![0x40, 2, 6, 2, 1, 0, 0, 0xfd, 0xe9],
+                vec![0x40, 3, 4, 10, 0, 1, 2],
+                vec![0xc0, 8, 4, 0xfd, 0xe8, 0, 99],
+            ]
+        );
+        // IPv6: one MP_REACH_NLRI carrying next hop and NLRI.
+        let r6 = RouteEntry {
+            prefix: "2004::1/128".parse().unwrap(),
+            next_hop: "fd00:10:0:1::2".parse().unwrap(),
+            ..r
+        };
+        let tlvs: Vec<Vec<u8>> = path_attributes_base64(&r6)
+            .iter()
+            .map(|b| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(&b.base64)
+                    .unwrap()
+            })
+            .collect();
+        let mp: Vec<&Vec<u8>> = tlvs.iter().filter(|t| t[1] == 14).collect();
+        assert_eq!(mp.len(), 1, "{tlvs:?}");
+        assert_eq!(mp[0][0] & 0x80, 0x80, "optional");
+        assert!(
+            tlvs.iter().all(|t| t[1] != 3),
+            "no NEXT_HOP for IPv6: {tlvs:?}"
+        );
+        assert_eq!(split_attributes(&[0u8; 5]), Vec::<&[u8]>::new());
+    }
 
     #[test]
     fn nlri_encoding() {
