@@ -12,6 +12,9 @@ cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+echo "== cargo build (binaries the lab and integration tests run: rackd, rackctl, rackd-lab)"
+cargo build --workspace --bins
+
 echo "== cargo test"
 # Tests create their own uniquely named namespaces and remove them; they run in parallel.
 cargo test --workspace --no-fail-fast 2>&1 | tee target/test.log
