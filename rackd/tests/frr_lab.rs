@@ -162,21 +162,8 @@ fn rackd_peers_with_frr_from_cilium_yaml() {
     assert_eq!(before, after, "a config edit reset a session");
 
     // SIGTERM: clean stop, socket removed, FRR sees the sessions go.
-    let mut p = lab.rackd.take().unwrap();
-    p.sigterm().unwrap();
-    let st = wait_for(
-        "rackd to exit",
-        Duration::from_secs(10),
-        Duration::from_millis(50),
-        || {
-            Ok(match p.try_wait()? {
-                Some(st) => Check::Ready(st),
-                None => Check::NotYet(String::new()),
-            })
-        },
-    )
-    .unwrap();
-    assert!(st.success(), "exit {st:?}\n{}", p.log_tail());
+    let st = lab.stop_rackd();
+    assert!(st.success(), "exit {st:?}\n{}", lab.rackd_log());
     assert!(!lab.sock.exists());
     lab.tor
         .wait_no_route("10.1.1.0/24", Duration::from_secs(10))
@@ -315,20 +302,7 @@ fn rackd_fib_import_installs_tor_routes() {
         t.contains("10.0.0.1") || t.contains("fd00:10::1") || t.contains("10.0.1.1"),
         "{t}"
     );
-    let mut p = lab.rackd.take().unwrap();
-    p.sigterm().unwrap();
-    wait_for(
-        "rackd to exit",
-        Duration::from_secs(10),
-        Duration::from_millis(50),
-        || {
-            Ok(match p.try_wait()? {
-                Some(st) => Check::Ready(st),
-                None => Check::NotYet(String::new()),
-            })
-        },
-    )
-    .unwrap();
+    lab.stop_rackd();
     assert_eq!(
         show(&lab).trim(),
         "",

@@ -131,6 +131,24 @@ impl Lab {
         rackd_api::read_message(BufReader::new(&s)).unwrap()
     }
 
+    /// SIGTERM rackd and wait (10 s at most) for it to exit; keeps the process for its log.
+    pub fn stop_rackd(&mut self) -> std::process::ExitStatus {
+        let p = self.rackd.as_mut().expect("rackd is running");
+        p.sigterm().unwrap();
+        netlab::wait_for(
+            "rackd to exit",
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_millis(50),
+            || {
+                Ok(match p.try_wait()? {
+                    Some(st) => netlab::Check::Ready(st),
+                    None => netlab::Check::NotYet(p.log_tail()),
+                })
+            },
+        )
+        .unwrap()
+    }
+
     pub fn rackd_log(&self) -> String {
         self.rackd
             .as_ref()
