@@ -161,6 +161,42 @@ fn rackd_peers_with_frr_from_cilium_yaml() {
     );
     assert_eq!(before, after, "a config edit reset a session");
 
+    // A change to one peer that the protocol makes a reset (its expected ASN) resets that
+    // session only; the other one is not touched. (The same edit on the IPv6 peer exposes a
+    // reconnect bug: see `ipv6_session_reconnects_after_a_reset`, ignored until fixed.)
+    let (v4_before, v6_before) = (
+        lab.established_count("10.0.1.2"),
+        lab.established_count("fd00:10:0:1::2"),
+    );
+    let bgp_path = lab.cfg.join("bgp.yaml");
+    let text = std::fs::read_to_string(&bgp_path).unwrap();
+    let edited = text.replace(
+        "    - name: \"tor-v4\"\n      peerASN: 65000",
+        "    - name: \"tor-v4\"\n      peerASN: 0",
+    );
+    assert_ne!(edited, text);
+    std::fs::write(&bgp_path, edited).unwrap();
+    wait_for(
+        "the tor-v6 session to be reset and re-established",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let n = lab.established_count("10.0.1.2");
+            let up = lab.tor.neighbor_state(ip("10.0.1.2"))?;
+            Ok(if n > v4_before && up.as_deref() == Some("Established") {
+                Check::Ready(())
+            } else {
+                Check::NotYet(format!("{n} {up:?}"))
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\nrackd:\n{}", lab.rackd_log()));
+    assert_eq!(
+        lab.established_count("fd00:10:0:1::2"),
+        v6_before,
+        "the other session was reset"
+    );
+
     // SIGTERM: clean stop, socket removed, FRR sees the sessions go.
     let st = lab.stop_rackd();
     assert!(st.success(), "exit {st:?}\n{}", lab.rackd_log());
@@ -308,4 +344,42 @@ fn rackd_fib_import_installs_tor_routes() {
         "",
         "a clean stop withdraws the imported routes"
     );
+}
+
+/// Known bug, found by this test and not fixed yet: after an admin reset of the IPv6 session
+/// (here caused by changing its expected ASN) bgpd's reconnect to the ToR over IPv6 with
+/// TCP-MD5 never completes; the same reset of the IPv4 session recovers within a second.
+/// Run with `cargo test -p rackd --test frr_lab -- --ignored`.
+#[test]
+#[ignore = "known bug: the IPv6 TCP-MD5 session does not come back after an admin reset"]
+fn ipv6_session_reconnects_after_a_reset() {
+    let lab = Lab::up("rk-v6rst");
+    let t = Duration::from_secs(60);
+    lab.tor.wait_established(ip("fd00:10:0:1::2"), t).unwrap();
+    let before = lab.established_count("fd00:10:0:1::2");
+    let bgp_path = lab.cfg.join("bgp.yaml");
+    let text = std::fs::read_to_string(&bgp_path).unwrap();
+    std::fs::write(
+        &bgp_path,
+        text.replace(
+            "    - name: \"tor-v6\"\n      peerASN: 65000",
+            "    - name: \"tor-v6\"\n      peerASN: 0",
+        ),
+    )
+    .unwrap();
+    wait_for(
+        "the IPv6 session to come back",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let n = lab.established_count("fd00:10:0:1::2");
+            let up = lab.tor.neighbor_state(ip("fd00:10:0:1::2"))?;
+            Ok(if n > before && up.as_deref() == Some("Established") {
+                Check::Ready(())
+            } else {
+                Check::NotYet(format!("{n} {up:?}"))
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\nrackd:\n{}", lab.rackd_log()));
 }
