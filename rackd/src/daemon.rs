@@ -502,15 +502,20 @@ async fn reconcile_bgp(opts: &Options, shared: &Shared, snapshot: &Snapshot) {
                     .find(|ip| ip.is_ipv6() == want_v6)
             })
     };
+    let on_host = |ip: IpAddr| host.interfaces.values().any(|v| v.contains(&ip));
+    let node_v4 = match from_node(false) {
+        Some(IpAddr::V4(a)) => Some(a),
+        _ => None,
+    };
+    let node_v6 = match from_node(true) {
+        Some(IpAddr::V6(a)) => Some(a),
+        _ => None,
+    };
     let addrs = NodeAddrs {
-        v4: match from_node(false) {
-            Some(IpAddr::V4(a)) => Some(a),
-            _ => h4,
-        },
-        v6: match from_node(true) {
-            Some(IpAddr::V6(a)) => Some(a),
-            _ => h6,
-        },
+        v4: node_v4.or(h4),
+        v6: node_v6.or(h6),
+        source_v4: node_v4.filter(|a| on_host(IpAddr::V4(*a))),
+        source_v6: node_v6.filter(|a| on_host(IpAddr::V6(*a))),
     };
     let input = RenderInput {
         node_name: &opts.node_name,

@@ -162,8 +162,8 @@ fn rackd_peers_with_frr_from_cilium_yaml() {
     assert_eq!(before, after, "a config edit reset a session");
 
     // A change to one peer that the protocol makes a reset (its expected ASN) resets that
-    // session only; the other one is not touched. (The same edit on the IPv6 peer exposes a
-    // reconnect bug: see `ipv6_session_reconnects_after_a_reset`, ignored until fixed.)
+    // session only; the other one is not touched (the IPv6 peer: see
+    // `ipv6_session_reconnects_after_a_reset`).
     let (v4_before, v6_before) = (
         lab.established_count("10.0.1.2"),
         lab.established_count("fd00:10:0:1::2"),
@@ -346,12 +346,11 @@ fn rackd_fib_import_installs_tor_routes() {
     );
 }
 
-/// Known bug, found by this test and not fixed yet: after an admin reset of the IPv6 session
-/// (here caused by changing its expected ASN) bgpd's reconnect to the ToR over IPv6 with
-/// TCP-MD5 never completes; the same reset of the IPv4 session recovers within a second.
-/// Run with `cargo test -p rackd --test frr_lab -- --ignored`.
+/// Regression: after an admin reset of the IPv6 session (here caused by changing its expected
+/// ASN) the reconnect used to come from a SLAAC address the node had picked up from the ToR's
+/// router advertisements (FRR sends them for extended next hop), so FRR matched no neighbour
+/// and no TCP-MD5 key and dropped it. Sessions are now sourced from the node's address.
 #[test]
-#[ignore = "known bug: the IPv6 TCP-MD5 session does not come back after an admin reset"]
 fn ipv6_session_reconnects_after_a_reset() {
     let lab = Lab::up("rk-v6rst");
     let t = Duration::from_secs(60);
@@ -381,5 +380,15 @@ fn ipv6_session_reconnects_after_a_reset() {
             })
         },
     )
-    .unwrap_or_else(|e| panic!("{e}\nrackd:\n{}", lab.rackd_log()));
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\nnode sockets:\n{}\nToR sockets:\n{}\nToR:\n{}\nrackd:\n{}",
+            lab.node.output(&["ss", "-tanoe"]).unwrap_or_default(),
+            lab.tor_ns.output(&["ss", "-tanoe"]).unwrap_or_default(),
+            lab.tor
+                .vtysh(&["show bgp neighbors fd00:10:0:1::2"])
+                .unwrap_or_default(),
+            lab.rackd_log()
+        )
+    });
 }

@@ -46,6 +46,13 @@ pub enum ReconcileError {
 pub struct NodeAddrs {
     pub v4: Option<Ipv4Addr>,
     pub v6: Option<Ipv6Addr>,
+    /// The node's own address (its Node InternalIP, when configured on this host) per family:
+    /// sessions are sourced from it unless an override says otherwise. Left to the kernel,
+    /// the source can change under a session (a SLAAC address appearing when the ToR starts
+    /// sending router advertisements, as FRR does for extended next hop), and the ToR then
+    /// drops the reconnect: the address matches no neighbour and no TCP-MD5 key.
+    pub source_v4: Option<Ipv4Addr>,
+    pub source_v6: Option<Ipv6Addr>,
 }
 
 #[derive(Debug)]
@@ -95,7 +102,12 @@ pub fn peer_config(peer: &Peer, node: &NodeAddrs) -> PeerConfig {
     c.hold_time = peer.hold_secs;
     c.keepalive = Some(peer.keepalive_secs);
     c.connect_retry = u16::try_from(peer.connect_retry_secs).unwrap_or(u16::MAX);
-    c.source_address = peer.local_address;
+    c.source_address = peer.local_address.or(match peer.address {
+        // A link-local peer is reached through its interface; let the kernel pick.
+        IpAddr::V6(a) if a.is_unicast_link_local() => None,
+        IpAddr::V6(_) => node.source_v6.map(IpAddr::V6),
+        IpAddr::V4(_) => node.source_v4.map(IpAddr::V4),
+    });
     c.interface = peer
         .interface
         .clone()
