@@ -1594,6 +1594,10 @@ impl Instance {
                     keepalive: s.map(|s| s.neg.keepalive),
                     families,
                     capabilities: s.map(|s| negotiated_caps(&s.neg)).unwrap_or_default(),
+                    local_capabilities: p.main.fsm.open_message().capabilities,
+                    remote_capabilities: s
+                        .map(|s| s.neg.peer_capabilities.clone())
+                        .unwrap_or_default(),
                     stale_routes: stale,
                     last_error: p.last_error.clone(),
                 }

@@ -28,6 +28,12 @@ pub struct PeerStatus {
     pub families: Vec<FamilyStatus>,
     /// Capabilities in effect (both sides advertised them).
     pub capabilities: Vec<String>,
+    /// What we advertise in our OPEN, and (once a session is up) what the peer advertised,
+    /// exactly; the daemon reports them in wire form like Cilium does.
+    #[serde(skip)]
+    pub local_capabilities: Vec<Capability>,
+    #[serde(skip)]
+    pub remote_capabilities: Vec<Capability>,
     /// The peer is restarting and its routes are kept as stale (RFC 4724 helper).
     pub stale_routes: usize,
     pub last_error: Option<String>,

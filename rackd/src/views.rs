@@ -75,9 +75,19 @@ pub fn bgp_peer(local_asn: u32, p: &PeerStatus, cfg: Option<&render::Peer>) -> B
                 }
             })
             .collect(),
-        local_capabilities: Vec::new(),
-        remote_capabilities: Vec::new(),
+        local_capabilities: capabilities_base64(&p.local_capabilities),
+        remote_capabilities: capabilities_base64(&p.remote_capabilities),
     }
+}
+
+/// One `{"capabilities": base64}` entry per capability TLV, as Cilium reports them (its CLI
+/// decodes each with GoBGP's `DecodeCapability` for `cilium bgp peers -c`).
+fn capabilities_base64(caps: &[bgpd_wire::Capability]) -> Vec<rackd_api::Capabilities> {
+    caps.iter()
+        .map(|c| rackd_api::Capabilities {
+            capabilities: base64::engine::general_purpose::STANDARD.encode(c.to_wire()),
+        })
+        .collect()
 }
 
 /// The NLRI in UPDATE format (length octet + prefix octets), base64.
@@ -403,6 +413,26 @@ mod tests {
             "no NEXT_HOP for IPv6: {tlvs:?}"
         );
         assert_eq!(split_attributes(&[0u8; 5]), Vec::<&[u8]>::new());
+    }
+
+    #[test]
+    fn capabilities_in_wire_form() {
+        let caps = capabilities_base64(&[
+            bgpd_wire::Capability::Multiprotocol(bgpd_wire::Family::Ipv4Unicast),
+            bgpd_wire::Capability::FourOctetAs(65001),
+        ]);
+        let raw: Vec<Vec<u8>> = caps
+            .iter()
+            .map(|c| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(&c.capabilities)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            raw,
+            vec![vec![1, 4, 0, 1, 0, 1], vec![65, 4, 0, 0, 0xfd, 0xe9]]
+        );
     }
 
     #[test]

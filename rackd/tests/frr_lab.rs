@@ -70,6 +70,13 @@ fn rackd_peers_with_frr_from_cilium_yaml() {
         .find(|p| p.peer_address == "10.0.1.2" || p.peer_address == "10.0.0.1")
         .unwrap();
     let fam4 = v4.families.iter().find(|f| f.afi == "ipv4").unwrap();
+    // Capabilities in wire form, both directions (what `cilium bgp peers -c` decodes).
+    assert!(
+        peers
+            .iter()
+            .all(|p| p.local_capabilities.len() >= 3 && p.remote_capabilities.len() >= 3),
+        "{peers:#?}"
+    );
     // PodCIDR, the external IP and the LoadBalancer IP.
     assert_eq!(fam4.advertised, 3, "{table}");
 

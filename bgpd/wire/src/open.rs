@@ -186,6 +186,16 @@ fn decode_capability(code: u8, v: &[u8], whole: &Bytes) -> Result<Capability, De
     Ok(cap)
 }
 
+impl Capability {
+    /// This capability as one TLV in wire format (code, length, value), as it appears in an
+    /// OPEN's capabilities parameter (RFC 5492 §4).
+    pub fn to_wire(&self) -> bytes::Bytes {
+        let mut out = BytesMut::new();
+        encode_capability(self, &mut out);
+        out.freeze()
+    }
+}
+
 /// Encodes one capability TLV (code, length, value).
 fn encode_capability(cap: &Capability, out: &mut BytesMut) {
     let start = out.len();
