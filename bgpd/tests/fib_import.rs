@@ -80,13 +80,7 @@ fn received_best_paths_land_in_the_kernel_table() {
     let events = us.block(us.speaker.subscribe()).unwrap();
     let path = us_ns.path();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let fib_thread = std::thread::spawn(move || {
-        let f = std::fs::File::open(&path).unwrap();
-        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+    let fib_thread = common::in_ns_thread(path, move |rt| {
         rt.block_on(async move {
             let (fib, task) = FibSync::spawn(FibConfig {
                 table: TABLE,

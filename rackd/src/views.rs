@@ -348,6 +348,10 @@ pub fn route_policies(d: &Desired, router_asn: Option<u32>) -> Vec<BgpRoutePolic
 mod tests {
     use super::*;
 
+    fn unb64(s: &str) -> Vec<u8> {
+        base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+    }
+
     #[test]
     fn path_attributes_are_whole_tlvs() {
         use bgpd_wire::{AsPath, AsSegment, Community, PathAttributes};
@@ -375,11 +379,7 @@ mod tests {
         };
         let tlvs: Vec<Vec<u8>> = path_attributes_base64(&r)
             .iter()
-            .map(|b| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(&b.base64)
-                    .unwrap()
-            })
+            .map(|b| unb64(&b.base64))
             .collect();
         // ORIGIN IGP, AS_PATH [65001] (4-octet), NEXT_HOP, COMMUNITIES 65000:99.
         assert_eq!(
@@ -399,11 +399,7 @@ mod tests {
         };
         let tlvs: Vec<Vec<u8>> = path_attributes_base64(&r6)
             .iter()
-            .map(|b| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(&b.base64)
-                    .unwrap()
-            })
+            .map(|b| unb64(&b.base64))
             .collect();
         let mp: Vec<&Vec<u8>> = tlvs.iter().filter(|t| t[1] == 14).collect();
         assert_eq!(mp.len(), 1, "{tlvs:?}");
@@ -421,14 +417,7 @@ mod tests {
             bgpd_wire::Capability::Multiprotocol(bgpd_wire::Family::Ipv4Unicast),
             bgpd_wire::Capability::FourOctetAs(65001),
         ]);
-        let raw: Vec<Vec<u8>> = caps
-            .iter()
-            .map(|c| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(&c.capabilities)
-                    .unwrap()
-            })
-            .collect();
+        let raw: Vec<Vec<u8>> = caps.iter().map(|c| unb64(&c.capabilities)).collect();
         assert_eq!(
             raw,
             vec![vec![1, 4, 0, 1, 0, 1], vec![65, 4, 0, 0, 0xfd, 0xe9]]

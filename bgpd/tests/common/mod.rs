@@ -31,6 +31,23 @@ pub fn logs() {
         .try_init();
 }
 
+/// Runs `f` on a new thread that has entered the namespace at `path` (setns(2) on that thread
+/// only, so everything its runtime opens lives there), with a current-thread runtime.
+pub fn in_ns_thread(
+    path: std::path::PathBuf,
+    f: impl FnOnce(&tokio::runtime::Runtime) + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap();
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        f(&rt);
+    })
+}
+
 /// Our speaker on its own thread, inside `ns`, on a current-thread runtime.
 pub struct NsSpeaker {
     pub speaker: Arc<Speaker>,
@@ -44,14 +61,7 @@ impl NsSpeaker {
         let path = ns.path();
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            // setns(2) on this thread only; everything the runtime opens lives in `ns`.
-            let f = std::fs::File::open(&path).unwrap();
-            nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+        let thread = in_ns_thread(path, move |rt| {
             rt.block_on(async move {
                 let s = Arc::new(Speaker::start(cfg).await.unwrap());
                 tx.send(s.clone()).unwrap();
