@@ -365,6 +365,9 @@ async fn controller(opts: &Options, shared: &Shared, stop: &CancellationToken) {
     let mut all_up_since: Option<Instant> = None;
     // LB-IPAM depends on nothing but the snapshot: rerun it only when that changed.
     let mut lb_generation = u64::MAX;
+    let mut bgp_generation = u64::MAX;
+    let mut last_host: Option<crate::bgp::render::HostInfo> = None;
+    let mut last_full = Instant::now();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -425,7 +428,19 @@ async fn controller(opts: &Options, shared: &Shared, stop: &CancellationToken) {
             lb_generation = generation;
         }
         let t_lb = t0.elapsed();
-        reconcile_bgp(opts, shared, &snapshot).await;
+        // Rendering is a function of the snapshot and the host facts: redo it when either
+        // changed or the last pass failed, and in full every minute anyway to repair drift.
+        let host = host::gather();
+        if generation != bgp_generation
+            || last_host.as_ref() != Some(&host)
+            || read_view(shared, |v| !v.bgp_errors.is_empty())
+            || last_full.elapsed() >= FULL_RESYNC
+        {
+            reconcile_bgp(opts, shared, &snapshot, host.clone()).await;
+            bgp_generation = generation;
+            last_host = Some(host);
+            last_full = Instant::now();
+        }
         tracing::debug!(
             lbipam_ms = t_lb.as_millis() as u64,
             bgp_ms = (t0.elapsed() - t_lb).as_millis() as u64,
@@ -487,9 +502,16 @@ fn reconcile_lbipam(shared: &Shared, snapshot: &Snapshot) {
     }
 }
 
-async fn reconcile_bgp(opts: &Options, shared: &Shared, snapshot: &Snapshot) {
+/// Longest time between two full BGP render-and-reconcile passes when nothing changed.
+const FULL_RESYNC: Duration = Duration::from_secs(60);
+
+async fn reconcile_bgp(
+    opts: &Options,
+    shared: &Shared,
+    snapshot: &Snapshot,
+    host: crate::bgp::render::HostInfo,
+) {
     let started = Instant::now();
-    let host = host::gather();
     let (h4, h6) = host::first_global(&host);
     let node = snapshot.node(&opts.node_name);
     let from_node = |want_v6: bool| -> Option<IpAddr> {
