@@ -423,8 +423,8 @@ async fn controller(opts: &Options, shared: &Shared, stop: &CancellationToken) {
         }
         let t0 = Instant::now();
         let generation = read_view(shared, |v| v.generation);
-        if generation != lb_generation {
-            reconcile_lbipam(shared, &snapshot);
+        // A failed pass (state not persisted) is retried on the next tick.
+        if generation != lb_generation && reconcile_lbipam(shared, &snapshot) {
             lb_generation = generation;
         }
         let t_lb = t0.elapsed();
@@ -471,17 +471,22 @@ async fn controller(opts: &Options, shared: &Shared, stop: &CancellationToken) {
     }
 }
 
-fn reconcile_lbipam(shared: &Shared, snapshot: &Snapshot) {
+/// One LB-IPAM pass; false when it failed and must be retried.
+fn reconcile_lbipam(shared: &Shared, snapshot: &Snapshot) -> bool {
     let started = Instant::now();
     let labels = ControllerLabels {
         controller: "lbipam".into(),
     };
     let mut lb = shared.lb();
     shared.metrics.reconcile_runs.get_or_create(&labels).inc();
-    if let Err(e) = lb.reconcile(snapshot) {
-        shared.metrics.reconcile_errors.get_or_create(&labels).inc();
-        error!(error = %e, cause = ?std::error::Error::source(&e).map(|s| s.to_string()), "LB-IPAM reconcile");
-    }
+    let ok = match lb.reconcile(snapshot) {
+        Ok(()) => true,
+        Err(e) => {
+            shared.metrics.reconcile_errors.get_or_create(&labels).inc();
+            error!(error = %e, cause = ?std::error::Error::source(&e).map(|s| s.to_string()), "LB-IPAM reconcile");
+            false
+        }
+    };
     shared
         .metrics
         .reconcile_duration
@@ -500,6 +505,7 @@ fn reconcile_lbipam(shared: &Shared, snapshot: &Snapshot) {
             .get_or_create(&l)
             .set(available);
     }
+    ok
 }
 
 /// Longest time between two full BGP render-and-reconcile passes when nothing changed.
