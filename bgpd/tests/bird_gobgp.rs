@@ -11,22 +11,10 @@ mod common;
 use bgpd::policy::{Actions, Policy, PrefixMatch, Statement};
 use bgpd::{AfiSafi, PeerConfig, SpeakerConfig};
 use bgpd_wire::PathAttributes;
-use common::{NsSpeaker, T, ip};
+use common::{NsSpeaker, T, ip, pair};
 use netlab::bird::{self, Bird};
 use netlab::gobgp::GoBgp;
-use netlab::{BgpConfig, Family, LabDir, Neighbor, Netns, Route, veth};
-
-fn pair(name: &str) -> (LabDir, Netns, Netns) {
-    let dir = LabDir::new(name).unwrap();
-    let us_ns = Netns::new(&format!("{name}-us")).unwrap();
-    let peer_ns = Netns::new(&format!("{name}-peer")).unwrap();
-    veth(&us_ns, "eth0", &peer_ns, "eth0").unwrap();
-    us_ns.addr_add("eth0", "10.0.0.1/30").unwrap();
-    us_ns.addr_add("eth0", "fd00::1/64").unwrap();
-    peer_ns.addr_add("eth0", "10.0.0.2/30").unwrap();
-    peer_ns.addr_add("eth0", "fd00::2/64").unwrap();
-    (dir, us_ns, peer_ns)
-}
+use netlab::{BgpConfig, Family, Neighbor, Netns, Route};
 
 fn speaker(ns: &Netns, asn: u32) -> NsSpeaker {
     let mut cfg = SpeakerConfig::new(asn, "10.0.0.1".parse().unwrap());

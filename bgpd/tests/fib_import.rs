@@ -12,7 +12,7 @@ use bgpd::fib::{FibConfig, FibSync};
 use bgpd::{PeerConfig, SpeakerConfig};
 use common::{NsSpeaker, ip};
 use netlab::frr::Frr;
-use netlab::{BgpConfig, Family, LabDir, Neighbor, Netns, Route, veth};
+use netlab::{BgpConfig, Family, Neighbor, Netns, Route};
 
 const TABLE: u32 = 142;
 
@@ -53,14 +53,7 @@ fn wait(what: &str, ns: &Netns, frr: &Frr, mut ok: impl FnMut(&str, &str) -> boo
 
 #[test]
 fn received_best_paths_land_in_the_kernel_table() {
-    let dir = LabDir::new("fibimp").unwrap();
-    let us_ns = Netns::new("fibimp-us").unwrap();
-    let frr_ns = Netns::new("fibimp-frr").unwrap();
-    veth(&us_ns, "eth0", &frr_ns, "eth0").unwrap();
-    us_ns.addr_add("eth0", "10.0.0.1/30").unwrap();
-    us_ns.addr_add("eth0", "fd00::1/64").unwrap();
-    frr_ns.addr_add("eth0", "10.0.0.2/30").unwrap();
-    frr_ns.addr_add("eth0", "fd00::2/64").unwrap();
+    let (dir, us_ns, frr_ns) = common::pair("fibimp");
     let frr_cfg = BgpConfig::new(65002, "10.0.0.2".parse().unwrap())
         .neighbor(
             Neighbor::new(ip("10.0.0.1"), 65001)

@@ -14,7 +14,7 @@ use bgpd::{AfiSafi, PeerConfig, RibKind, SpeakerConfig};
 use bgpd_wire::PathAttributes;
 use common::{NsSpeaker, T, ip};
 use netlab::frr::Frr;
-use netlab::{BgpConfig, Family, LabDir, Neighbor, Netns, Route, veth};
+use netlab::{BgpConfig, Family, LabDir, Neighbor, Netns, Route};
 
 const FRR_AS: u32 = 4_200_000_001;
 
@@ -28,14 +28,7 @@ struct Lab {
 }
 
 fn lab(name: &str, frr_cfg: BgpConfig) -> Lab {
-    let dir = LabDir::new(name).unwrap();
-    let us_ns = Netns::new(&format!("{name}-us")).unwrap();
-    let frr_ns = Netns::new(&format!("{name}-frr")).unwrap();
-    veth(&us_ns, "eth0", &frr_ns, "eth0").unwrap();
-    us_ns.addr_add("eth0", "10.0.0.1/30").unwrap();
-    us_ns.addr_add("eth0", "fd00::1/64").unwrap();
-    frr_ns.addr_add("eth0", "10.0.0.2/30").unwrap();
-    frr_ns.addr_add("eth0", "fd00::2/64").unwrap();
+    let (dir, us_ns, frr_ns) = common::pair(name);
     let frr = Frr::start_with(&frr_ns, dir.path(), "frr", &frr_cfg).unwrap();
     let mut cfg = SpeakerConfig::new(65001, "10.0.0.1".parse().unwrap());
     cfg.listen = vec!["[::]:179".parse().unwrap()];

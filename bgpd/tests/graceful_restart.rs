@@ -12,7 +12,7 @@ mod common;
 use bgpd::{AfiSafi, GracefulRestartConfig, PeerConfig, SpeakerConfig};
 use common::{NsSpeaker, T, example_bin, ip};
 use netlab::frr::Frr;
-use netlab::{BgpConfig, Family, LabDir, Neighbor, Netns, Route, veth};
+use netlab::{BgpConfig, Family, Neighbor, Route};
 use serde_json::json;
 
 fn frr_says(frr: &Frr) -> String {
@@ -48,12 +48,7 @@ fn wait(what: &str, mut f: impl FnMut() -> bool, says: impl Fn() -> String) {
 
 #[test]
 fn we_restart_with_sigkill_and_frr_keeps_our_routes() {
-    let dir = LabDir::new("bgpd-gr").unwrap();
-    let us_ns = Netns::new("bgpd-gr-us").unwrap();
-    let frr_ns = Netns::new("bgpd-gr-frr").unwrap();
-    veth(&us_ns, "eth0", &frr_ns, "eth0").unwrap();
-    us_ns.addr_add("eth0", "10.0.0.1/30").unwrap();
-    frr_ns.addr_add("eth0", "10.0.0.2/30").unwrap();
+    let (dir, us_ns, frr_ns) = common::pair("bgpd-gr");
     let frr_cfg = BgpConfig::new(65000, "10.0.0.2".parse().unwrap())
         .neighbor(
             Neighbor::new(ip("10.0.0.1"), 65001)
@@ -130,12 +125,7 @@ fn sp_log(dir: &std::path::Path) -> String {
 
 #[test]
 fn frr_restarts_and_we_keep_its_routes_as_stale() {
-    let dir = LabDir::new("bgpd-grh").unwrap();
-    let us_ns = Netns::new("bgpd-grh-us").unwrap();
-    let frr_ns = Netns::new("bgpd-grh-frr").unwrap();
-    veth(&us_ns, "eth0", &frr_ns, "eth0").unwrap();
-    us_ns.addr_add("eth0", "10.0.0.1/30").unwrap();
-    frr_ns.addr_add("eth0", "10.0.0.2/30").unwrap();
+    let (dir, us_ns, frr_ns) = common::pair("bgpd-grh");
     let frr_cfg = BgpConfig::new(65000, "10.0.0.2".parse().unwrap())
         .neighbor(
             Neighbor::new(ip("10.0.0.1"), 65001)

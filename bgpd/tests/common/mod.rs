@@ -31,6 +31,21 @@ pub fn logs() {
         .try_init();
 }
 
+/// Two namespaces joined by a veth `eth0`: ours (10.0.0.1/30, fd00::1/64) and the peer's
+/// (10.0.0.2/30, fd00::2/64), with a lab directory for the peer's files. Keep the returned
+/// values alive for the test (drop order: daemons first, then these).
+pub fn pair(name: &str) -> (netlab::LabDir, Netns, Netns) {
+    let dir = netlab::LabDir::new(name).unwrap();
+    let us_ns = Netns::new(&format!("{name}-us")).unwrap();
+    let peer_ns = Netns::new(&format!("{name}-peer")).unwrap();
+    netlab::veth(&us_ns, "eth0", &peer_ns, "eth0").unwrap();
+    us_ns.addr_add("eth0", "10.0.0.1/30").unwrap();
+    us_ns.addr_add("eth0", "fd00::1/64").unwrap();
+    peer_ns.addr_add("eth0", "10.0.0.2/30").unwrap();
+    peer_ns.addr_add("eth0", "fd00::2/64").unwrap();
+    (dir, us_ns, peer_ns)
+}
+
 /// Runs `f` on a new thread that has entered the namespace at `path` (setns(2) on that thread
 /// only, so everything its runtime opens lives there), with a current-thread runtime.
 pub fn in_ns_thread(
