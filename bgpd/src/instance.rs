@@ -33,7 +33,8 @@ use crate::fsm::{Action, DownReason, Fsm, FsmConfig, Input, Negotiated, State, T
 use crate::policy::{NO_ADVERTISE, NO_EXPORT, PolicyIndex, Verdict};
 use crate::query::{FamilyStatus, PeerStatus, RibKind, RouteEntry, RouteQuery, capability_name};
 use crate::rib::{
-    Attrs, Interner, LOCAL, Path, PeerId, PrefixMap, SourceInfo, Sources, Table, family_of, flags,
+    self, Attrs, Interner, LOCAL, Path, PeerId, PrefixMap, SourceInfo, Sources, Table, family_of,
+    flags,
 };
 use crate::session::{self, AbortOnDrop, Conn, ConnEvent, WriterCmd};
 use crate::transport;
@@ -191,6 +192,8 @@ struct Instance {
     advertising: bool,
     deferral_deadline: Option<Instant>,
     writers: tokio_util::task::TaskTracker,
+    /// The zero of the paths' [`rib::Stamp`]s (tokio's clock, so paused-clock tests see ages).
+    epoch: Instant,
 }
 
 /// Bind the listeners and spawn the speaker task.
@@ -265,6 +268,7 @@ pub(crate) fn spawn(
         advertising: !restarting,
         deferral_deadline,
         writers: tokio_util::task::TaskTracker::new(),
+        epoch: Instant::now(),
     };
     Ok(tokio::spawn(inst.run(cmd_rx, ev_rx)))
 }
@@ -330,6 +334,11 @@ impl Instance {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.writers.wait()).await;
     }
 
+    /// The stamp for paths learnt now.
+    fn stamp(&self) -> rib::Stamp {
+        rib::stamp(self.epoch.elapsed())
+    }
+
     // ===== commands =====
 
     fn command(&mut self, cmd: Command) {
@@ -349,7 +358,7 @@ impl Instance {
             }
             Command::RemoveLocal(prefix, tx) => {
                 let t = &mut self.tables[table_index(&prefix)];
-                if t.set(prefix, LOCAL, None, &self.sources) {
+                if t.set(prefix, LOCAL, None, 0, &self.sources) {
                     self.dirty.insert(prefix);
                 }
                 let _ = tx.send(());
@@ -561,7 +570,9 @@ impl Instance {
             },
         };
         let a = self.interner.attrs(Arc::new(attrs), nh);
-        if self.tables[table_index(&prefix)].set(prefix, LOCAL, Some((a, 0)), &self.sources) {
+        let now = self.stamp();
+        let t = &mut self.tables[table_index(&prefix)];
+        if t.set(prefix, LOCAL, Some((a, 0)), now, &self.sources) {
             self.dirty.insert(prefix);
         }
     }
@@ -1193,7 +1204,7 @@ impl Instance {
                 continue;
             }
             for prefix in t.prefixes_of(peer, only_stale) {
-                if t.set(prefix, peer, None, &self.sources) {
+                if t.set(prefix, peer, None, 0, &self.sources) {
                     self.dirty.insert(prefix);
                 }
             }
@@ -1354,6 +1365,7 @@ impl Instance {
         };
         let policy = &p.cfg.import;
         let idx = &p.import_idx;
+        let now = rib::stamp(self.epoch.elapsed());
         let mut memo: HashMap<(Verdict, NextHop), (Arc<Attrs>, u8)> = HashMap::new();
         for (nlri, nh) in reach {
             for prefix in nlri {
@@ -1377,7 +1389,7 @@ impl Instance {
                     (self.interner.attrs(pa, nh), fl)
                 });
                 let t = &mut self.tables[table_index(&prefix)];
-                if t.set(prefix, id, Some(entry.clone()), &self.sources) {
+                if t.set(prefix, id, Some(entry.clone()), now, &self.sources) {
                     self.dirty.insert(prefix);
                 }
             }
@@ -1386,7 +1398,7 @@ impl Instance {
 
     fn withdraw(&mut self, id: PeerId, prefixes: &[IpNet]) {
         for prefix in prefixes {
-            if self.tables[table_index(prefix)].set(*prefix, id, None, &self.sources) {
+            if self.tables[table_index(prefix)].set(*prefix, id, None, 0, &self.sources) {
                 self.dirty.insert(*prefix);
             }
         }
@@ -1610,6 +1622,19 @@ impl Instance {
     fn routes(&self, q: RouteQuery) -> Result<Vec<RouteEntry>, Error> {
         let i = fi(q.family.family()).unwrap_or(0);
         let t = &self.tables[i];
+        let elapsed = self.epoch.elapsed();
+        let entry = |prefix: &IpNet, path: &Path, source: Option<IpAddr>| {
+            let mut e = RouteEntry::new(
+                *prefix,
+                path.attrs.next_hop_addr(),
+                source,
+                &path.attrs.path,
+            );
+            e.stale = path.is_stale();
+            e.rejected = path.is_rejected();
+            e.age = rib::age(path.since(), elapsed);
+            e
+        };
         let src_addr = |id: PeerId| {
             if id == LOCAL {
                 None
@@ -1645,7 +1670,15 @@ impl Instance {
                 for (prefix, e) in p.adj_out[i].iter() {
                     let act = p.cfg.export.actions(e.verdict());
                     if let Some(a) = ctx.export(&e.src, e.local, act, i == 0) {
-                        out.push(RouteEntry::new(prefix, a.next_hop_addr(), None, &a.path));
+                        let mut r = RouteEntry::new(prefix, a.next_hop_addr(), None, &a.path);
+                        // The age of the Loc-RIB path the advertisement was derived from.
+                        if let Some(src) = t
+                            .get(&prefix)
+                            .and_then(|ps| ps.iter().find(|x| Arc::ptr_eq(&x.attrs, &e.src)))
+                        {
+                            r.age = rib::age(src.since(), elapsed);
+                        }
+                        out.push(r);
                     }
                 }
             }
@@ -1670,18 +1703,6 @@ fn record_error(p: &mut Peer, reason: &DownReason) {
         DownReason::ConnectionClosed if p.last_error.is_some() => {}
         r => p.last_error = Some(format!("{r:?}")),
     }
-}
-
-fn entry(prefix: &IpNet, path: &Path, source: Option<IpAddr>) -> RouteEntry {
-    let mut e = RouteEntry::new(
-        *prefix,
-        path.attrs.next_hop_addr(),
-        source,
-        &path.attrs.path,
-    );
-    e.stale = path.is_stale();
-    e.rejected = path.is_rejected();
-    e
 }
 
 fn negotiated_caps(n: &Negotiated) -> Vec<String> {

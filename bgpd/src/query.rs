@@ -2,6 +2,7 @@
 //! shaped like `cilium bgp peers` / `cilium bgp routes`).
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use bgpd_wire::{AsSegment, Capability, Origin, PathAttributes};
 use ipnet::IpNet;
@@ -90,6 +91,17 @@ pub struct RouteEntry {
     /// each attribute base64-encoded).
     #[serde(skip)]
     pub attributes: std::sync::Arc<PathAttributes>,
+    /// Time since the path was learnt or originated, or last changed its attributes (an
+    /// identical re-announcement does not restart it). One-second resolution, rounded up by
+    /// less than a second. Adj-RIB-Out entries carry the age of their Loc-RIB source path.
+    /// Serialised as whole seconds (`age_secs`); Cilium's `age-nanoseconds` is
+    /// `age.as_nanos()`.
+    #[serde(rename = "age_secs", serialize_with = "whole_secs")]
+    pub age: Duration,
+}
+
+fn whole_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
 }
 
 impl RouteEntry {
@@ -125,6 +137,7 @@ impl RouteEntry {
                 .map(|l| format!("{}:{}:{}", l.global_admin, l.local1, l.local2))
                 .collect(),
             attributes: std::sync::Arc::new(pa.clone()),
+            age: Duration::ZERO,
         }
     }
 }

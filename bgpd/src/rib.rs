@@ -209,28 +209,67 @@ impl Interner {
     }
 }
 
-/// Path flags.
+/// Path flags (4 bits: they share a word with the path's [`Stamp`]).
 pub mod flags {
     /// Kept while the peer restarts (RFC 4724 §4.2).
     pub const STALE: u8 = 1;
     /// Refused by the import policy: in Adj-RIB-In, never a candidate.
     pub const REJECTED: u8 = 2;
+    /// Bits available for flags.
+    pub(crate) const MASK: u8 = 0xf;
+}
+
+/// When a path was learnt (or, for a local route, originated): whole seconds since the
+/// speaker's clock epoch (its start), 28 bits, so about 8.5 years; later stamps saturate.
+/// Second resolution is what `show bgp` style ages need, and it lets the stamp share a word
+/// with the flags so a path stays 16 bytes (a million-prefix table pays nothing for it).
+pub type Stamp = u32;
+/// The largest [`Stamp`].
+pub const STAMP_MAX: Stamp = (1 << 28) - 1;
+
+/// The stamp for `elapsed` time since the epoch.
+pub fn stamp(elapsed: std::time::Duration) -> Stamp {
+    u32::try_from(elapsed.as_secs()).map_or(STAMP_MAX, |s| s.min(STAMP_MAX))
+}
+
+/// Age of a path stamped `since`, `elapsed` after the epoch. The stamp is rounded down, so
+/// this is the true age plus less than a second.
+pub fn age(since: Stamp, elapsed: std::time::Duration) -> std::time::Duration {
+    elapsed.saturating_sub(std::time::Duration::from_secs(u64::from(since)))
 }
 
 /// One path to a prefix.
 #[derive(Debug, Clone)]
 pub struct Path {
     pub peer: PeerId,
-    pub flags: u8,
+    /// `since << 4 | flags`.
+    meta: u32,
     pub attrs: Arc<Attrs>,
 }
 
 impl Path {
+    pub fn new(peer: PeerId, flags: u8, attrs: Arc<Attrs>, since: Stamp) -> Self {
+        Self {
+            peer,
+            meta: (since.min(STAMP_MAX) << 4) | u32::from(flags & flags::MASK),
+            attrs,
+        }
+    }
+    pub fn flags(&self) -> u8 {
+        (self.meta & u32::from(flags::MASK)) as u8
+    }
+    fn set_flags(&mut self, f: u8) {
+        self.meta = (self.meta & !u32::from(flags::MASK)) | u32::from(f & flags::MASK);
+    }
+    /// When the path was learnt or last changed (see [`Table::set`]).
+    pub fn since(&self) -> Stamp {
+        self.meta >> 4
+    }
     pub fn is_stale(&self) -> bool {
-        self.flags & flags::STALE != 0
+        self.flags() & flags::STALE != 0
     }
     pub fn is_rejected(&self) -> bool {
-        self.flags & flags::REJECTED != 0
+        self.flags() & flags::REJECTED != 0
     }
 }
 
@@ -365,11 +404,17 @@ impl Table {
 
     /// Insert, replace (`Some`) or remove (`None`) the path from `peer` for `prefix`, then
     /// rerun the decision. Returns true when the best path or its ECMP set changed.
+    ///
+    /// The path's stamp is `now` when it is new or its attributes changed (an implicit
+    /// withdraw, RFC 4271 §9.1.4); a re-announcement with the same attributes keeps the old
+    /// stamp even if its flags changed (a stale path refreshed after a graceful restart),
+    /// as GoBGP does in its Adj-RIB-In.
     pub fn set(
         &mut self,
         prefix: IpNet,
         peer: PeerId,
         path: Option<(Arc<Attrs>, u8)>,
+        now: Stamp,
         sources: &Sources,
     ) -> bool {
         match path {
@@ -378,17 +423,17 @@ impl Table {
                 let before = best_key(paths, sources);
                 match paths.iter_mut().find(|p| p.peer == peer) {
                     Some(p) => {
-                        if Arc::ptr_eq(&p.attrs, &attrs) && p.flags == fl {
-                            return false;
+                        // Interned: equal attribute sets are the same allocation.
+                        if Arc::ptr_eq(&p.attrs, &attrs) {
+                            if p.flags() == fl {
+                                return false;
+                            }
+                            p.set_flags(fl);
+                        } else {
+                            *p = Path::new(peer, fl, attrs, now);
                         }
-                        p.attrs = attrs;
-                        p.flags = fl;
                     }
-                    None => paths.push(Path {
-                        peer,
-                        flags: fl,
-                        attrs,
-                    }),
+                    None => paths.push(Path::new(peer, fl, attrs, now)),
                 }
                 select(paths, sources);
                 before != best_key(paths, sources)
@@ -439,7 +484,7 @@ impl Table {
         let mut touched = Vec::new();
         for (k, ps) in self.routes.iter_mut() {
             for p in ps.iter_mut().filter(|p| p.peer == peer) {
-                p.flags |= flag;
+                p.set_flags(p.flags() | flag);
                 touched.push(k);
             }
         }
@@ -542,7 +587,7 @@ fn best_key(paths: &Paths, sources: &Sources) -> Option<(PeerId, usize, u8, Smal
     Some((
         best.peer,
         Arc::as_ptr(&best.attrs) as usize,
-        best.flags & flags::STALE,
+        best.flags() & flags::STALE,
         ecmp,
     ))
 }
@@ -685,6 +730,7 @@ mod tests {
         sources: Sources,
         interner: Interner,
         table: Table,
+        now: Stamp,
     }
 
     impl Fx {
@@ -713,6 +759,7 @@ mod tests {
                 sources,
                 interner: Interner::default(),
                 table: Table::new(Family::Ipv4Unicast),
+                now: 0,
             }
         }
 
@@ -721,7 +768,8 @@ mod tests {
                 let nh = NextHop::V4(Ipv4Addr::new(10, 0, 0, peer as u8));
                 (self.interner.attrs(Arc::new(a), nh), 0)
             });
-            self.table.set(p(prefix), peer, path, &self.sources)
+            self.table
+                .set(p(prefix), peer, path, self.now, &self.sources)
         }
 
         fn best_peer(&self, prefix: &str) -> Option<PeerId> {
@@ -884,6 +932,7 @@ mod tests {
             p("203.0.113.0/24"),
             3,
             Some((a, flags::REJECTED)),
+            0,
             &f.sources,
         );
         assert!(f.table.best(&p("203.0.113.0/24")).is_none());
@@ -914,5 +963,91 @@ mod tests {
         let mut f = Fx::new();
         assert!(f.set(1, "192.0.2.0/24", Some(pa(&[100], None, None, Origin::Igp))));
         assert!(!f.set(1, "192.0.2.0/24", Some(pa(&[100], None, None, Origin::Igp))));
+    }
+
+    #[test]
+    fn stamps_restart_on_changed_attributes_only() {
+        let mut f = Fx::new();
+        let since = |f: &Fx, peer: PeerId| {
+            f.table
+                .get(&p("192.0.2.0/24"))
+                .unwrap()
+                .iter()
+                .find(|x| x.peer == peer)
+                .unwrap()
+                .since()
+        };
+        f.now = 10;
+        f.set(1, "192.0.2.0/24", Some(pa(&[100], None, None, Origin::Igp)));
+        f.now = 20;
+        f.set(2, "192.0.2.0/24", Some(pa(&[200], None, None, Origin::Igp)));
+        assert_eq!(
+            (since(&f, 1), since(&f, 2)),
+            (10, 20),
+            "each path has its own stamp"
+        );
+        // Identical re-announcement: the clock keeps running.
+        f.now = 30;
+        f.set(1, "192.0.2.0/24", Some(pa(&[100], None, None, Origin::Igp)));
+        assert_eq!(since(&f, 1), 10);
+        // Same attributes, flags changed (stale, then refreshed after a restart): kept.
+        f.table.flag_peer(1, flags::STALE);
+        assert_eq!(since(&f, 1), 10);
+        assert!(
+            f.table
+                .get(&p("192.0.2.0/24"))
+                .unwrap()
+                .iter()
+                .any(Path::is_stale)
+        );
+        f.set(1, "192.0.2.0/24", Some(pa(&[100], None, None, Origin::Igp)));
+        assert_eq!(since(&f, 1), 10);
+        assert!(
+            !f.table
+                .get(&p("192.0.2.0/24"))
+                .unwrap()
+                .iter()
+                .any(Path::is_stale)
+        );
+        // Implicit withdraw with other attributes: the clock restarts.
+        f.now = 40;
+        f.set(
+            1,
+            "192.0.2.0/24",
+            Some(pa(&[100], None, Some(5), Origin::Igp)),
+        );
+        assert_eq!((since(&f, 1), since(&f, 2)), (40, 20));
+        // Withdraw and re-learn: a new path.
+        f.set(1, "192.0.2.0/24", None);
+        f.now = 50;
+        f.set(
+            1,
+            "192.0.2.0/24",
+            Some(pa(&[100], None, Some(5), Origin::Igp)),
+        );
+        assert_eq!(since(&f, 1), 50);
+    }
+
+    #[test]
+    fn stamp_and_flags_share_a_word() {
+        use std::time::Duration;
+        let nh = NextHop::V4(Ipv4Addr::new(192, 0, 2, 1));
+        let a = Interner::default().attrs(Arc::new(PathAttributes::default()), nh);
+        let mut x = Path::new(1, flags::REJECTED, a.clone(), STAMP_MAX);
+        assert_eq!((x.flags(), x.since()), (flags::REJECTED, STAMP_MAX));
+        x.set_flags(flags::STALE | flags::REJECTED);
+        assert_eq!((x.flags(), x.since()), (3, STAMP_MAX));
+        x.set_flags(0);
+        assert_eq!((x.flags(), x.since()), (0, STAMP_MAX));
+        let y = Path::new(1, 0, a, u32::MAX);
+        assert_eq!(y.since(), STAMP_MAX, "saturates");
+        assert_eq!(stamp(Duration::from_millis(2999)), 2);
+        assert_eq!(stamp(Duration::from_secs(u64::MAX)), STAMP_MAX);
+        assert_eq!(stamp(Duration::from_secs(1 << 40)), STAMP_MAX);
+        assert_eq!(
+            age(2, Duration::from_millis(7500)),
+            Duration::from_millis(5500)
+        );
+        assert_eq!(age(9, Duration::from_secs(3)), Duration::ZERO);
     }
 }

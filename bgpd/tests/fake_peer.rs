@@ -199,3 +199,145 @@ async fn routes_in_treat_as_withdraw_and_end_of_rib_and_reconnect() {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn route_ages_grow_and_restart_only_on_changed_attributes() {
+    // Hold time 0: no keepalive or hold timer, so the clock can jump freely.
+    let (s, l) = setup(65002, 0).await;
+    let mut f = accept(&l).await;
+    establish(&mut f, 65002, 0).await;
+    assert_eq!(
+        next(&mut f).await,
+        Message::Update(Update::end_of_rib_marker(Family::Ipv4Unicast))
+    );
+    let attrs = PathAttributes {
+        as_path: AsPath {
+            segments: vec![AsSegment::Sequence(vec![65002])],
+        },
+        next_hop: Some("127.0.0.1".parse().unwrap()),
+        ..Default::default()
+    };
+    let announce = |a: &PathAttributes, prefix: &str| {
+        Message::Update(Update {
+            attributes: Some(Arc::new(a.clone())),
+            nlri: vec![prefix.parse().unwrap()],
+            ..Default::default()
+        })
+    };
+    let local = "10.100.0.0/24".parse().unwrap();
+    s.add_local_route(AfiSafi::Ipv4Unicast, local, PathAttributes::default())
+        .await
+        .unwrap();
+    f.send(announce(&attrs, "192.0.2.0/24")).await.unwrap();
+    let loc = RouteQuery {
+        family: AfiSafi::Ipv4Unicast,
+        rib: RibKind::LocRib,
+    };
+    // Wait (without moving the clock) until `prefix` shows up with `check`.
+    let wait_for = |prefix: &'static str, check: fn(&bgpd::RouteEntry) -> bool| {
+        let s = &s;
+        async move {
+            for _ in 0..2000 {
+                let rs = s.routes(loc).await.unwrap();
+                if let Some(r) = rs
+                    .iter()
+                    .find(|r| r.prefix.to_string() == prefix && check(r))
+                {
+                    return r.clone();
+                }
+                settle().await;
+            }
+            panic!("{prefix} never matched: {:?}", s.routes(loc).await.unwrap());
+        }
+    };
+    let age = |prefix: &'static str| {
+        let s = &s;
+        async move {
+            let rs = s.routes(loc).await.unwrap();
+            rs.iter()
+                .find(|r| r.prefix.to_string() == prefix)
+                .map(|r| r.age)
+                .unwrap()
+        }
+    };
+    wait_for("192.0.2.0/24", |_| true).await;
+    assert!(age("192.0.2.0/24").await < Duration::from_secs(1));
+    tokio::time::advance(Duration::from_secs(100)).await;
+    let a = age("192.0.2.0/24").await;
+    assert!(
+        a >= Duration::from_secs(100) && a < Duration::from_secs(101),
+        "{a:?}"
+    );
+    let a = age("10.100.0.0/24").await;
+    assert!(
+        a >= Duration::from_secs(100) && a < Duration::from_secs(101),
+        "{a:?}"
+    );
+
+    // Identical re-announcements (peer and local): the ages keep growing. The UPDATE for a
+    // second prefix after it tells us the first has been processed.
+    f.send(announce(&attrs, "192.0.2.0/24")).await.unwrap();
+    f.send(announce(&attrs, "198.51.100.0/24")).await.unwrap();
+    s.add_local_route(AfiSafi::Ipv4Unicast, local, PathAttributes::default())
+        .await
+        .unwrap();
+    wait_for("198.51.100.0/24", |_| true).await;
+    assert!(age("192.0.2.0/24").await >= Duration::from_secs(100));
+    assert!(age("10.100.0.0/24").await >= Duration::from_secs(100));
+    assert!(age("198.51.100.0/24").await < Duration::from_secs(1));
+
+    // Changed attributes (implicit withdraw; new local attributes): the clock restarts.
+    tokio::time::advance(Duration::from_secs(50)).await;
+    let changed = PathAttributes {
+        med: Some(5),
+        ..attrs.clone()
+    };
+    f.send(announce(&changed, "192.0.2.0/24")).await.unwrap();
+    let r = wait_for("192.0.2.0/24", |r| r.med == Some(5)).await;
+    assert!(r.age < Duration::from_secs(1), "{r:?}");
+    assert!(age("198.51.100.0/24").await >= Duration::from_secs(50));
+    s.add_local_route(
+        AfiSafi::Ipv4Unicast,
+        local,
+        PathAttributes {
+            med: Some(7),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(age("10.100.0.0/24").await < Duration::from_secs(1));
+
+    // Adj-RIB-In carries the same ages; Adj-RIB-Out the age of the Loc-RIB source; JSON has
+    // whole seconds.
+    tokio::time::advance(Duration::from_secs(20)).await;
+    let rin = s
+        .routes(RouteQuery {
+            family: AfiSafi::Ipv4Unicast,
+            rib: RibKind::AdjRibIn("127.0.0.1".parse().unwrap()),
+        })
+        .await
+        .unwrap();
+    let ages: Vec<(String, u64)> = rin
+        .iter()
+        .map(|r| (r.prefix.to_string(), r.age.as_secs()))
+        .collect();
+    assert_eq!(
+        ages,
+        vec![
+            ("192.0.2.0/24".to_string(), 20),
+            ("198.51.100.0/24".to_string(), 70)
+        ]
+    );
+    let out = s
+        .routes(RouteQuery {
+            family: AfiSafi::Ipv4Unicast,
+            rib: RibKind::AdjRibOut("127.0.0.1".parse().unwrap()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].age.as_secs(), 20);
+    assert_eq!(serde_json::to_value(&out[0]).unwrap()["age_secs"], 20);
+    s.shutdown().await.unwrap();
+}
