@@ -30,8 +30,8 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Where the binaries come from.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Directory holding `rackd` and `rackctl`; default: this workspace's `target/release`
-    /// if `rackd` is built there, else `target/debug` (built if missing).
+    /// Directory holding `rackd` and `rackctl`; default: the more recently built of this
+    /// workspace's `target/release` and `target/debug` (debug built if neither exists).
     pub bin_dir: Option<PathBuf>,
 }
 
@@ -806,14 +806,31 @@ fn existing_binary(name: &str, opts: &Options) -> Option<PathBuf> {
         return p.exists().then_some(p);
     }
     let t = target_dir();
-    ["release", "debug"]
-        .iter()
-        .map(|prof| t.join(prof).join(name))
-        .find(|p| p.exists())
+    newest(
+        ["release", "debug"]
+            .iter()
+            .map(|prof| t.join(prof).join(name)),
+    )
 }
 
-/// `rackd`/`rackctl`: from `--bin-dir`, else the workspace's release build, else its debug
-/// build, else builds the debug one (`cargo build -p rackd -p rackctl`).
+/// The most recently modified of `paths` that exists (the first on a tie). A release build
+/// left over from an hour ago must not shadow the debug build made a minute ago: the lab
+/// would silently run old code.
+fn newest(paths: impl IntoIterator<Item = PathBuf>) -> Option<PathBuf> {
+    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
+    for p in paths {
+        let Some(m) = std::fs::metadata(&p).ok().and_then(|m| m.modified().ok()) else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(bm, _)| m > *bm) {
+            best = Some((m, p));
+        }
+    }
+    best.map(|(_, p)| p)
+}
+
+/// `rackd`/`rackctl`: from `--bin-dir`, else the newer of the workspace's release and debug
+/// builds, else builds the debug one (`cargo build -p rackd -p rackctl`).
 pub fn find_binary(name: &str, opts: &Options, log: &dyn Fn(&str)) -> Result<PathBuf, LabError> {
     if let Some(p) = existing_binary(name, opts) {
         return Ok(p);
@@ -891,6 +908,35 @@ mod tests {
         let (argv, sock) = rackd_argv(&n2, Path::new("/bin/rackd"), Path::new("/r"));
         assert_eq!(argv.len(), 5);
         assert_eq!(sock, Path::new("/r/run/a.sock"));
+    }
+
+    #[test]
+    fn newest_binary_wins() {
+        let d = std::env::temp_dir().join(format!("rackd-lab-newest-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let (old, new) = (d.join("release"), d.join("debug"));
+        std::fs::write(&old, "").unwrap();
+        std::fs::write(&new, "").unwrap();
+        let t = std::time::SystemTime::now();
+        let set = |p: &Path, t| {
+            std::fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(t)
+                .unwrap()
+        };
+        set(&old, t - Duration::from_secs(3600));
+        set(&new, t);
+        let missing = d.join("nothing");
+        assert_eq!(
+            newest([missing.clone(), old.clone(), new.clone()]),
+            Some(new.clone())
+        );
+        set(&new, t - Duration::from_secs(7200));
+        assert_eq!(newest([old.clone(), new.clone()]), Some(old.clone()));
+        assert_eq!(newest([missing]), None);
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

@@ -18,7 +18,7 @@ struct Cli {
     #[arg(long, global = true, env = "RACKD_LAB_NAME")]
     name: Option<String>,
     /// Directory with the rackd and rackctl binaries (default: this workspace's target dir,
-    /// release if built, else debug).
+    /// whichever of release and debug was built last).
     #[arg(long, global = true, env = "RACKD_LAB_BIN_DIR")]
     bin_dir: Option<PathBuf>,
     #[command(subcommand)]

@@ -4,17 +4,14 @@
 //! taken down without leaving a namespace, process or state file behind.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
+mod common;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::{Lab, lab_file, text, wait};
 use rackd_lab::{Role, TopoError, topo};
 use serde_json::Value;
-
-fn lab_file() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../rackd-bgp.clab.yml")
-}
 
 fn parse(src: &str) -> Result<topo::Topology, TopoError> {
     topo::parse(src, Path::new("/w/containerlab/t.clab.yml"), None)
@@ -179,86 +176,6 @@ fn malformed_files_give_one_clear_error() {
 
 // ---- the lab itself ----------------------------------------------------------------------
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A lab brought up under a private name; dropped = `rackd-lab down`.
-struct Lab {
-    name: String,
-    file: PathBuf,
-}
-
-impl Lab {
-    fn cmd(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_rackd-lab"))
-            .arg("--name")
-            .arg(&self.name)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn up() -> Lab {
-        let lab = Lab {
-            name: format!(
-                "t{}-{}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            ),
-            file: lab_file(),
-        };
-        let out = lab.cmd(&["up", lab.file.to_str().unwrap()]);
-        assert!(out.status.success(), "up failed:\n{}", text(&out));
-        lab
-    }
-
-    fn exec(&self, node: &str, argv: &[&str]) -> Output {
-        let mut a = vec!["exec", self.file.to_str().unwrap(), node];
-        a.extend_from_slice(argv);
-        self.cmd(&a)
-    }
-
-    fn json(&self, node: &str, argv: &[&str]) -> Value {
-        let out = self.exec(node, argv);
-        assert!(out.status.success(), "{argv:?} on {node}:\n{}", text(&out));
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    fn down(&self) -> Output {
-        self.cmd(&["down", self.file.to_str().unwrap()])
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let out = self.cmd(&["status", self.file.to_str().unwrap()]);
-            eprintln!("lab at failure:\n{}", text(&out));
-        }
-        let _ = self.down();
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn wait(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<(), String>) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match f() {
-            Ok(()) => return,
-            Err(last) if Instant::now() >= deadline => {
-                panic!("timed out waiting for {what}; last:\n{last}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(250)),
-        }
-    }
-}
-
 /// The ToR's paths for `prefix` as `(best, as path, communities, large communities)`.
 fn tor_paths(lab: &Lab, prefix: &str) -> Vec<(bool, String, String, String)> {
     let afi = if prefix.contains(':') { "ipv6" } else { "ipv4" };
@@ -288,21 +205,11 @@ fn tor_paths(lab: &Lab, prefix: &str) -> Vec<(bool, String, String, String)> {
         .unwrap_or_default()
 }
 
-fn pid_state(pid: u32) -> Option<String> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = s.rsplit_once(')')?;
-    rest.split_whitespace().next().map(str::to_owned)
-}
-
 #[test]
 fn lab_up_sessions_routes_ping_down() {
-    // Orphaned daemons (their parent, `rackd-lab up`, exits at once) are re-parented to us
-    // rather than to PID 1, so we can reap them after `down` and leave no zombie even on
-    // machines whose PID 1 does not reap.
-    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only sets a flag on this process.
-    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    common::become_subreaper();
     let t0 = Instant::now();
-    let lab = Lab::up();
+    let lab = Lab::up("t", lab_file());
     let state_dir = Path::new("/run/rackd-lab").join(&lab.name);
     let state: Value =
         serde_json::from_str(&std::fs::read_to_string(state_dir.join("state.json")).unwrap())
@@ -413,16 +320,7 @@ fn lab_up_sessions_routes_ping_down() {
         );
     }
     assert!(!state_dir.exists(), "state left behind");
-    for &pid in &pids {
-        // Dead (a zombie at most, reaped here since we are its subreaper) or someone else's
-        // recycled PID is impossible this fast; check it is not running.
-        if let Some(s) = pid_state(pid) {
-            assert_eq!(s, "Z", "pid {pid} still running");
-            let mut status = 0;
-            // SAFETY: waitpid on a specific PID that was re-parented to us.
-            unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) };
-        }
-    }
+    common::assert_stopped_and_reap(&pids);
     let st = lab.cmd(&["status", lab.file.to_str().unwrap()]);
     assert!(!st.status.success());
     assert!(text(&st).contains("not up"), "{}", text(&st));
@@ -444,11 +342,7 @@ fn failed_up_names_the_line_and_leaves_nothing() {
     )
     .unwrap();
     let lab = Lab {
-        name: format!(
-            "f{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ),
+        name: common::unique("f"),
         file: file.clone(),
     };
     let out = lab.cmd(&["up", file.to_str().unwrap()]);
