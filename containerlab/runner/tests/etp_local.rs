@@ -100,9 +100,25 @@ spec:
   - {port: 80, protocol: TCP}
 ";
 
+/// An endpoint's `conditions`, as Kubernetes' EndpointSlice controller sets them.
+#[derive(Clone, Copy)]
+enum Cond {
+    Ready,
+    /// Failing its readiness probe.
+    NotReady,
+    /// Being deleted but still serving (graceful termination): `ready: false, serving: true,
+    /// terminating: true`. Not ready, so not a local endpoint (Cilium marks such a backend
+    /// `Terminating` and `hasLocalEndpoints` skips it).
+    Terminating,
+    /// No `conditions` at all: Kubernetes documents a nil `ready` as "unknown, treat as
+    /// ready", and Cilium does.
+    Unset,
+}
+use Cond::*;
+
 /// The `local` Service's EndpointSlices as Kubernetes' controller writes them for a dual
-/// stack Service: one per family, each listing every endpoint `(node, ready)`.
-fn slices(endpoints: &[(&str, bool)]) -> String {
+/// stack Service: one per family, each listing every endpoint `(node, conditions)`.
+fn slices(endpoints: &[(&str, Cond)]) -> String {
     let mut s = String::from("# Written by containerlab/runner/tests/etp_local.rs.\n");
     for (family, suffix) in [("IPv4", "v4"), ("IPv6", "v6")] {
         s.push_str(&format!(
@@ -116,13 +132,17 @@ fn slices(endpoints: &[(&str, bool)]) -> String {
             continue;
         }
         s.push_str("endpoints:\n");
-        for (name, ready) in endpoints {
+        for (name, cond) in endpoints {
             let n = node(name);
             let addr = if suffix == "v4" { n.pod_v4 } else { n.pod_v6 };
-            s.push_str(&format!(
-                "- addresses: [\"{addr}\"]\n  nodeName: {name}\n  \
-                 conditions: {{ready: {ready}, serving: {ready}, terminating: false}}\n"
-            ));
+            s.push_str(&format!("- addresses: [\"{addr}\"]\n  nodeName: {name}\n"));
+            let c = match cond {
+                Ready => "{ready: true, serving: true, terminating: false}",
+                NotReady => "{ready: false, serving: false, terminating: false}",
+                Terminating => "{ready: false, serving: true, terminating: true}",
+                Unset => continue,
+            };
+            s.push_str(&format!("  conditions: {c}\n"));
         }
     }
     s
@@ -180,11 +200,11 @@ impl Drop for Tree {
     }
 }
 
-/// One live edit: what it is, the `local` Service's endpoints `(node, ready)` after it (`None`
+/// One live edit: what it is, the `local` Service's endpoints `(node, conditions)` after it (`None`
 /// = its slices deleted), and the nodes that must then advertise `local`.
 type Step = (
     &'static str,
-    Option<&'static [(&'static str, bool)]>,
+    Option<&'static [(&'static str, Cond)]>,
     &'static [&'static str],
 );
 
@@ -315,7 +335,7 @@ fn etp_local_follows_endpoint_slices_live() {
     // Dropped in reverse order: the lab goes down before its files are removed.
     let tree = Tree::new();
     tree.write_config("etp-services.yaml", SERVICES);
-    tree.write_config("etp-local-endpoints.yaml", &slices(&[("node1", true)]));
+    tree.write_config("etp-local-endpoints.yaml", &slices(&[("node1", Ready)]));
     let lab = Lab::up("e", tree.lab_file());
     let pids = lab.pids();
     let netns: Vec<String> = lab.state()["nodes"]
@@ -359,34 +379,40 @@ fn etp_local_follows_endpoint_slices_live() {
     let baseline = first.sessions;
     println!("ToR sessions: {baseline:?}");
 
-    let steps: [Step; 8] = [
+    let steps: [Step; 10] = [
         (
             "endpoint moved to node2",
-            Some(&[("node2", true)]),
+            Some(&[("node2", Ready)]),
             &["node2"],
         ),
         (
             "endpoints on both nodes",
-            Some(&[("node1", true), ("node2", true)]),
+            Some(&[("node1", Ready), ("node2", Ready)]),
             &["node1", "node2"],
         ),
         (
             "node1's endpoint not ready",
-            Some(&[("node1", false), ("node2", true)]),
+            Some(&[("node1", NotReady), ("node2", Ready)]),
             &["node2"],
         ),
         (
             "no endpoint ready",
-            Some(&[("node1", false), ("node2", false)]),
+            Some(&[("node1", NotReady), ("node2", NotReady)]),
             &[],
         ),
-        ("node1 ready again", Some(&[("node1", true)]), &["node1"]),
+        ("node1 ready again", Some(&[("node1", Ready)]), &["node1"]),
         ("endpoints removed from the slices", Some(&[]), &[]),
         (
-            "a ready endpoint on node2",
-            Some(&[("node2", true)]),
+            "node2 endpoint without conditions",
+            Some(&[("node2", Unset)]),
             &["node2"],
         ),
+        (
+            "node2 endpoint terminating (still serving)",
+            Some(&[("node2", Terminating)]),
+            &[],
+        ),
+        ("node1 ready again", Some(&[("node1", Ready)]), &["node1"]),
         ("slices deleted", None, &[]),
     ];
     // Each step's outcome differs from the one before, so a wait can only succeed once rackd
