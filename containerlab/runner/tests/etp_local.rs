@@ -208,7 +208,8 @@ type Step = (
     &'static [&'static str],
 );
 
-/// One path at the ToR: `(peer, AS path, first next hop)`, plus its standard communities.
+/// One path at the ToR: `(peer, AS path, first next hop)`; [`paths`] also checks that it
+/// carries the advertisement's community.
 type PathKey = (String, String, String);
 
 fn paths(doc: &Value) -> Result<BTreeSet<PathKey>, String> {
@@ -242,7 +243,7 @@ fn expected(nodes: &[&str], v6_prefix: bool) -> BTreeSet<PathKey> {
     out
 }
 
-/// Per ToR neighbour: `(state, connectionsEstablished, connectionsDropped)`.
+/// Per ToR neighbour: `(peer, bgpState, connectionsEstablished, connectionsDropped)`.
 type Sessions = Vec<(String, String, u64, u64)>;
 
 fn sessions(doc: &Value) -> Sessions {
@@ -270,6 +271,7 @@ struct Tor {
     cluster: [BTreeSet<PathKey>; 2],
 }
 
+/// LB-IPAM's addresses for the two Services, `[IPv4, IPv6]`.
 struct Ips {
     local: [String; 2],
     cluster: [String; 2],
