@@ -8,17 +8,25 @@
 //! 4. adopt published `status.loadBalancer.ingress` addresses we do not yet track;
 //! 5. satisfy the remaining requests in service-key order (deterministic);
 //! 6. report per-service and per-pool status.
+//!
+//! Inside, services are interned ([`Interner`]): an allocation holds 4-byte ids, and a
+//! reconcile maps ids to its service list through a vector, never through string comparison.
 
 use std::cell::OnceCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::ops::Bound;
 use std::sync::Arc;
 
+use hashbrown::HashMap;
+use smallvec::SmallVec;
+
 use crate::addr::{Family, from_u128, to_u128};
 use crate::count::IpCount;
+use crate::keys::{Interner, SvcId};
 use crate::outcome::{Assignment, Outcome, PoolConflict, PoolStatus, Reason, ServiceOutcome};
 use crate::runs::RunSet;
+use crate::select::Classes;
 use crate::spec::{
     ANNOTATION_SHARING_CROSS_NAMESPACE, ANNOTATION_SHARING_CROSS_NAMESPACE_ALIAS,
     ANNOTATION_SHARING_KEY, ANNOTATION_SHARING_KEY_ALIAS, Config, ExternalTrafficPolicy, PoolSpec,
@@ -29,13 +37,16 @@ use crate::state::{
     PersistedAllocation, PersistedPool, PersistedState, STATE_FORMAT, STATE_VERSION, StateError,
 };
 
+/// Holders of one address in join order; almost always one, so kept inline.
+type Members = SmallVec<[SvcId; 4]>;
+
 /// One allocated address.
 #[derive(Clone, Debug)]
 struct Group {
     /// Pool the address is attributed to (for counts and display).
     pool: Arc<str>,
     /// Holders in join order.
-    members: Vec<ServiceKey>,
+    members: Members,
 }
 
 /// The LB-IPAM allocator. Holds only allocations (memory grows with allocated addresses, never
@@ -45,12 +56,35 @@ pub struct LbIpam {
     allocs: BTreeMap<IpAddr, Group>,
     /// Occupied addresses per family, as runs, for O(log n) next-free search.
     occupied: [RunSet; 2],
+    /// Keys of the services holding addresses.
+    keys: Interner,
     pool_seq: BTreeMap<String, u64>,
     next_seq: u64,
     dirty: bool,
     /// Addresses handed out or joined so far (progress detection only; not persisted).
     grants: usize,
 }
+
+/// The holders of one address, in join order (see [`LbIpam::allocations`]).
+#[derive(Clone, Debug)]
+pub struct Holders<'a> {
+    ids: std::slice::Iter<'a, SvcId>,
+    keys: &'a Interner,
+}
+
+impl<'a> Iterator for Holders<'a> {
+    type Item = &'a ServiceKey;
+
+    fn next(&mut self) -> Option<&'a ServiceKey> {
+        self.ids.next().map(|&id| self.keys.key(id))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.ids.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Holders<'_> {}
 
 /// A block as the reconcile sees it.
 #[derive(Debug)]
@@ -243,6 +277,8 @@ impl<'a, S: ServiceSelector> PoolTable<'a, S> {
 
 /// LB-IPAM's view of one service for one reconcile.
 struct View<'a> {
+    /// Position in the reconcile's service list (key order).
+    idx: usize,
     spec: &'a ServiceSpec,
     requested: Vec<IpAddr>,
     invalid: Vec<String>,
@@ -254,10 +290,11 @@ struct View<'a> {
 }
 
 impl<'a> View<'a> {
-    fn new(config: &Config, spec: &'a ServiceSpec) -> Self {
+    fn new(config: &Config, idx: usize, spec: &'a ServiceSpec) -> Self {
         let (requested, invalid) = requested_ips(spec);
         let (v4, v6) = config.requested_families(spec);
         View {
+            idx,
             spec,
             requested,
             invalid,
@@ -274,30 +311,25 @@ impl<'a> View<'a> {
         }
     }
 
-    fn selected_by<S: ServiceSelector>(&self, pool: &PoolView<'_, S>) -> bool {
-        match &pool.spec.service_selector {
-            None => true,
-            Some(sel) => {
-                let built = self.labels.get_or_init(|| {
-                    let l = &self.spec.labels;
-                    // "…service.name" sorts right before "…service.namespace": one tree walk.
-                    let mut both = l.range::<str, _>((
-                        Bound::Included(SERVICE_NAME_LABEL),
-                        Bound::Included(SERVICE_NAMESPACE_LABEL),
-                    ));
-                    let ready = matches!(
-                        (both.next(), both.next()),
-                        (Some((k1, v1)), Some((k2, v2)))
-                            if k1 == SERVICE_NAME_LABEL && *v1 == self.spec.key.name
-                                && k2 == SERVICE_NAMESPACE_LABEL && *v2 == self.spec.key.namespace
-                    );
-                    (!ready).then(|| {
-                        service_selector_labels(&self.spec.key.namespace, &self.spec.key.name, l)
-                    })
-                });
-                sel.matches(built.as_ref().unwrap_or(&self.spec.labels))
-            }
-        }
+    /// Evaluates a selector against the service's labels plus the synthetic ones.
+    fn matches<S: ServiceSelector>(&self, sel: &S) -> bool {
+        let built = self.labels.get_or_init(|| {
+            let l = &self.spec.labels;
+            // "…service.name" sorts right before "…service.namespace": one tree walk.
+            let mut both = l.range::<str, _>((
+                Bound::Included(SERVICE_NAME_LABEL),
+                Bound::Included(SERVICE_NAMESPACE_LABEL),
+            ));
+            let ready = matches!(
+                (both.next(), both.next()),
+                (Some((k1, v1)), Some((k2, v2)))
+                    if k1 == SERVICE_NAME_LABEL && *v1 == self.spec.key.name
+                        && k2 == SERVICE_NAMESPACE_LABEL && *v2 == self.spec.key.namespace
+            );
+            (!ready)
+                .then(|| service_selector_labels(&self.spec.key.namespace, &self.spec.key.name, l))
+        });
+        sel.matches(built.as_ref().unwrap_or(&self.spec.labels))
     }
 
     /// Whether holding `held` meets every request.
@@ -390,7 +422,7 @@ impl<'v> SharingIndex<'v> {
 }
 
 /// Adds `ip` to a sorted list of held addresses.
-fn hold(held: &mut Vec<IpAddr>, ip: IpAddr) {
+fn hold(held: &mut Held, ip: IpAddr) {
     if let Err(pos) = held.binary_search(&ip) {
         held.insert(pos, ip);
     }
@@ -399,6 +431,50 @@ fn hold(held: &mut Vec<IpAddr>, ip: IpAddr) {
 struct Failure {
     reason: Reason,
     message: String,
+}
+
+/// "No service" / "no id" in the per-reconcile maps between services and interned ids.
+const NONE: u32 = u32::MAX;
+
+/// Addresses one service holds, sorted; one or two in practice, so kept inline.
+type Held = SmallVec<[IpAddr; 2]>;
+
+/// The read-only context of one reconcile.
+struct Pass<'p, 'v, S> {
+    table: PoolTable<'p, S>,
+    /// Services we are responsible for, in key order.
+    views: Vec<View<'v>>,
+    classes: Classes,
+}
+
+impl<S: ServiceSelector> Pass<'_, '_, S> {
+    /// Whether pool `p` (table index) selects service `vi`.
+    fn selects(&self, vi: usize, p: usize) -> bool {
+        match &self.table.pools[p].spec.service_selector {
+            None => true,
+            Some(sel) => self.classes.selects(vi, p, || self.views[vi].matches(sel)),
+        }
+    }
+}
+
+/// The mutable state of one reconcile besides the allocator itself.
+struct Work<'v> {
+    /// Interned id per service (`NONE`: holds nothing).
+    id_of: Vec<SvcId>,
+    /// Service per interned id (`NONE`: not among this reconcile's services).
+    view_of: Vec<u32>,
+    /// Addresses held per service, sorted.
+    held: Vec<Held>,
+    sharing: SharingIndex<'v>,
+}
+
+impl Work<'_> {
+    fn view_of(&self, id: SvcId) -> Option<usize> {
+        match self.view_of.get(id as usize) {
+            Some(&v) if v != NONE => Some(v as usize),
+            _ => None,
+        }
+    }
 }
 
 impl LbIpam {
@@ -420,6 +496,7 @@ impl LbIpam {
         }
         let mut names: HashMap<&str, Arc<str>> = HashMap::new();
         let mut entries = Vec::with_capacity(state.allocations.len());
+        me.keys.reserve(state.allocations.len());
         for a in &state.allocations {
             let pool = names
                 .entry(a.pool.as_str())
@@ -427,13 +504,12 @@ impl LbIpam {
                 .clone();
             let (family, v) = to_u128(a.ip);
             me.occupied[family.index()].insert(v);
-            entries.push((
-                a.ip,
-                Group {
-                    pool,
-                    members: a.services.clone(),
-                },
-            ));
+            let members = a
+                .services
+                .iter()
+                .map(|k| me.keys.acquire(me.keys.hash(k), k))
+                .collect();
+            entries.push((a.ip, Group { pool, members }));
         }
         // Bulk build (snapshots are sorted, so this is linear); addresses are unique (validated).
         me.allocs = entries.into_iter().collect();
@@ -467,7 +543,11 @@ impl LbIpam {
                 .map(|(ip, g)| PersistedAllocation {
                     ip: *ip,
                     pool: g.pool.to_string(),
-                    services: g.members.clone(),
+                    services: g
+                        .members
+                        .iter()
+                        .map(|&m| self.keys.key(m).clone())
+                        .collect(),
                 })
                 .collect(),
         }
@@ -479,38 +559,79 @@ impl LbIpam {
     }
 
     /// Every allocation in address order: address, pool, holders in join order.
-    pub fn allocations(&self) -> impl Iterator<Item = (IpAddr, &str, &[ServiceKey])> {
-        self.allocs
-            .iter()
-            .map(|(ip, g)| (*ip, &*g.pool, g.members.as_slice()))
+    pub fn allocations(&self) -> impl Iterator<Item = (IpAddr, &str, Holders<'_>)> {
+        self.allocs.iter().map(|(ip, g)| {
+            (
+                *ip,
+                &*g.pool,
+                Holders {
+                    ids: g.members.iter(),
+                    keys: &self.keys,
+                },
+            )
+        })
     }
 
-    fn occupy(&mut self, ip: IpAddr, pool: Arc<str>, key: &ServiceKey, held: &mut Vec<IpAddr>) {
+    /// The id of `view`'s service with one more reference (interned on first use).
+    fn acquire(&mut self, work: &mut Work<'_>, view: &View<'_>) -> SvcId {
+        let id = work.id_of[view.idx];
+        if id != NONE {
+            self.keys.retain(id);
+            return id;
+        }
+        let key = &view.spec.key;
+        let id = self.keys.acquire(self.keys.hash(key), key);
+        work.id_of[view.idx] = id;
+        let slot = id as usize;
+        if work.view_of.len() <= slot {
+            work.view_of.resize(slot + 1, NONE);
+        }
+        // Services are at most u32::MAX - 1 (one id each).
+        work.view_of[slot] = view.idx as u32;
+        id
+    }
+
+    /// Drops one reference to `id`; forgets the id's mappings once it is free.
+    fn release(&mut self, work: &mut Work<'_>, id: SvcId) {
+        if self.keys.release(id) {
+            if let Some(vi) = work.view_of(id) {
+                work.id_of[vi] = NONE;
+            }
+            if let Some(v) = work.view_of.get_mut(id as usize) {
+                *v = NONE;
+            }
+        }
+    }
+
+    fn occupy(&mut self, ip: IpAddr, pool: Arc<str>, work: &mut Work<'_>, view: &View<'_>) {
         let (family, v) = to_u128(ip);
         self.occupied[family.index()].insert(v);
-        self.allocs.insert(
-            ip,
-            Group {
-                pool,
-                members: vec![key.clone()],
-            },
-        );
+        let id = self.acquire(work, view);
+        let mut members = Members::new();
+        members.push(id);
+        self.allocs.insert(ip, Group { pool, members });
         self.grants = self.grants.wrapping_add(1);
-        hold(held, ip);
+        hold(&mut work.held[view.idx], ip);
         self.dirty = true;
     }
 
-    fn join(&mut self, ip: IpAddr, key: &ServiceKey, held: &mut Vec<IpAddr>) {
+    fn join(&mut self, ip: IpAddr, work: &mut Work<'_>, view: &View<'_>) {
+        if !self.allocs.contains_key(&ip) {
+            return;
+        }
+        let id = self.acquire(work, view);
         if let Some(g) = self.allocs.get_mut(&ip) {
-            g.members.push(key.clone());
+            g.members.push(id);
             self.grants = self.grants.wrapping_add(1);
-            hold(held, ip);
+            hold(&mut work.held[view.idx], ip);
             self.dirty = true;
         }
     }
 
+    /// Frees an address nobody holds any more.
     fn free(&mut self, ip: IpAddr) {
-        if self.allocs.remove(&ip).is_some() {
+        if let Some(g) = self.allocs.remove(&ip) {
+            debug_assert!(g.members.is_empty(), "freed {ip} while held");
             let (family, v) = to_u128(ip);
             self.occupied[family.index()].remove(v);
             self.dirty = true;
@@ -533,33 +654,54 @@ impl LbIpam {
         let mut handled: Vec<&ServiceSpec> =
             services.iter().filter(|s| config.handles(s)).collect();
         // Callers usually keep services in a map by key; then this is one linear check.
-        if !handled.is_sorted_by(|a, b| a.key <= b.key) {
-            handled.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        let (mut sorted, mut duplicates) = (true, false);
+        for w in handled.windows(2) {
+            match w[0].key.cmp(&w[1].key) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => duplicates = true,
+                std::cmp::Ordering::Greater => {
+                    sorted = false;
+                    break;
+                }
+            }
         }
-        handled.dedup_by(|b, a| a.key == b.key);
-        let views: Vec<View<'_>> = handled.iter().map(|s| View::new(config, s)).collect();
-        let index: HashMap<&ServiceKey, usize> = views
+        if !sorted {
+            handled.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+            duplicates = true;
+        }
+        if duplicates {
+            handled.dedup_by(|b, a| a.key == b.key);
+        }
+        let views: Vec<View<'_>> = handled
             .iter()
             .enumerate()
-            .map(|(i, v)| (&v.spec.key, i))
+            .map(|(i, s)| View::new(config, i, s))
             .collect();
+        let selectors: Vec<Option<&S>> = table
+            .pools
+            .iter()
+            .map(|p| p.spec.service_selector.as_ref())
+            .collect();
+        let classes = Classes::build(&selectors, handled.iter().copied());
+        let pass = Pass {
+            table,
+            views,
+            classes,
+        };
+        let mut work = self.start(&pass.views);
 
-        // Addresses held per service (index into `views`), sorted.
-        let mut held: Vec<Vec<IpAddr>> = vec![Vec::new(); views.len()];
-        self.validate_existing(&table, &views, &index, &mut held);
-        self.adopt_ingress(&table, &views, &mut held);
-
-        let mut sharing = SharingIndex::default();
-        for (ip, g) in &self.allocs {
-            if let Some(first) = g.members.first().and_then(|m| index.get(m)) {
-                sharing.add(&views[*first], *ip);
+        self.validate_existing(&pass, &mut work);
+        self.adopt_ingress(&pass, &mut work);
+        if pass.views.iter().any(|v| v.sharing_key.is_some()) {
+            for (ip, g) in &self.allocs {
+                if let Some(first) = g.members.first().and_then(|&m| work.view_of(m)) {
+                    work.sharing.add(&pass.views[first], *ip);
+                }
             }
         }
 
-        let mut failures: Vec<Option<Failure>> = views
-            .iter()
-            .zip(held.iter_mut())
-            .map(|(view, h)| self.satisfy(&table, view, &views, &index, &mut sharing, h))
+        let mut failures: Vec<Option<Failure>> = (0..pass.views.len())
+            .map(|vi| self.satisfy(&pass, &mut work, vi))
             .collect();
         // A service may only be able to share an address handed out later in the same pass;
         // serve unsatisfied sharers again until nothing moves, so one reconcile reaches the
@@ -567,40 +709,47 @@ impl LbIpam {
         // repeated only after it created or joined an address.
         loop {
             let before = self.grants;
-            let pending: Vec<usize> = (0..views.len())
-                .filter(|&i| views[i].sharing_key.is_some() && !views[i].satisfied_by(&held[i]))
+            let pending: Vec<usize> = (0..pass.views.len())
+                .filter(|&i| {
+                    pass.views[i].sharing_key.is_some()
+                        && !pass.views[i].satisfied_by(&work.held[i])
+                })
                 .collect();
             for &i in &pending {
-                failures[i] = self.satisfy(
-                    &table,
-                    &views[i],
-                    &views,
-                    &index,
-                    &mut sharing,
-                    &mut held[i],
-                );
+                failures[i] = self.satisfy(&pass, &mut work, i);
             }
             if pending.is_empty() || self.grants == before {
                 break;
             }
         }
         // Outcomes only after every service is served: later ones may join earlier addresses.
-        let services: Vec<(ServiceKey, ServiceOutcome)> = views
-            .iter()
-            .zip(held)
-            .zip(failures)
-            .map(|((view, h), failure)| {
-                (
-                    view.spec.key.clone(),
-                    self.service_outcome(view, &h, failure),
-                )
-            })
-            .collect();
-        Outcome {
-            // Already in key order, so this is a linear bulk build.
-            services: services.into_iter().collect(),
-            pools: self.pool_statuses(&table),
-            state_changed: std::mem::take(&mut self.dirty),
+        self.report(&pass, &work, failures)
+    }
+
+    /// Maps this reconcile's services to the ids of those already holding addresses.
+    fn start<'v>(&mut self, views: &[View<'v>]) -> Work<'v> {
+        let mut id_of = vec![NONE; views.len()];
+        let mut view_of = vec![NONE; self.keys.slots()];
+        let mut missing = views.len();
+        if !self.keys.is_empty() {
+            for v in views {
+                let key = &v.spec.key;
+                if let Some(id) = self.keys.find(self.keys.hash(key), key) {
+                    id_of[v.idx] = id;
+                    // Services are at most u32::MAX - 1 (one id each).
+                    view_of[id as usize] = v.idx as u32;
+                    missing -= 1;
+                }
+            }
+        }
+        // Room for every service that may get its first address, so the table never rehashes
+        // mid-reconcile (5 bytes per slot).
+        self.keys.reserve(missing);
+        Work {
+            id_of,
+            view_of,
+            held: vec![Held::new(); views.len()],
+            sharing: SharingIndex::default(),
         }
     }
 
@@ -631,52 +780,60 @@ impl LbIpam {
     /// allocations are kept), and it is compatible with the earlier holders.
     fn validate_existing<S: ServiceSelector>(
         &mut self,
-        table: &PoolTable<'_, S>,
-        views: &[View<'_>],
-        index: &HashMap<&ServiceKey, usize>,
-        held: &mut [Vec<IpAddr>],
+        pass: &Pass<'_, '_, S>,
+        work: &mut Work<'_>,
     ) {
+        let (table, views) = (&pass.table, &pass.views);
         let mut changed = false;
-        let mut emptied: Vec<IpAddr> = Vec::new();
         let mut reattributed = false;
+        let mut emptied: Vec<IpAddr> = Vec::new();
+        let mut dropped: Vec<SvcId> = Vec::new();
+        // Scratch reused for every address.
+        let mut cands: Vec<usize> = Vec::new();
+        let mut kept: SmallVec<[usize; 4]> = SmallVec::new();
         for (ip, group) in self.allocs.iter_mut() {
-            let cands: Vec<usize> = table.candidates(*ip).collect();
-            let mut kept: Vec<usize> = Vec::with_capacity(group.members.len());
-            for m in &group.members {
-                let ok = index.get(m).copied().filter(|&vi| {
+            cands.clear();
+            cands.extend(table.candidates(*ip));
+            kept.clear();
+            let mut lost = false;
+            for &m in &group.members {
+                let ok = work.view_of(m).filter(|&vi| {
                     let v = &views[vi];
                     v.wants(*ip)
-                        && cands.iter().any(|&p| v.selected_by(&table.pools[p]))
+                        && cands.iter().any(|&p| pass.selects(vi, p))
                         && kept.iter().all(|&k| compatible(v, &views[k]).is_ok())
                 });
                 match ok {
                     Some(vi) => kept.push(vi),
                     // Gone, no longer ours, or no longer entitled: released.
-                    None => changed = true,
+                    None => {
+                        lost = true;
+                        dropped.push(m);
+                    }
                 }
             }
-            if kept.len() != group.members.len() {
-                group.members = kept.iter().map(|&k| views[k].spec.key.clone()).collect();
+            if lost {
+                changed = true;
+                group.members = kept.iter().map(|&k| work.id_of[k]).collect();
             }
             for &k in &kept {
                 // Allocations are visited in address order, so each list stays sorted.
-                held[k].push(*ip);
+                work.held[k].push(*ip);
             }
             let Some(&first) = kept.first() else {
                 emptied.push(*ip);
                 continue;
             };
-            let still = cands.iter().any(|&p| {
-                *table.pools[p].name == *group.pool && views[first].selected_by(&table.pools[p])
-            });
-            if !still
-                && let Some(&p) = cands
-                    .iter()
-                    .find(|&&p| views[first].selected_by(&table.pools[p]))
-            {
+            let still = cands
+                .iter()
+                .any(|&p| *table.pools[p].name == *group.pool && pass.selects(first, p));
+            if !still && let Some(&p) = cands.iter().find(|&&p| pass.selects(first, p)) {
                 group.pool = table.pools[p].name.clone();
                 reattributed = true;
             }
+        }
+        for id in dropped {
+            self.release(work, id);
         }
         if reattributed || changed {
             self.dirty = true;
@@ -688,14 +845,11 @@ impl LbIpam {
 
     /// Adopts addresses already published on the service when we hold nothing of that family
     /// for it (migration from Cilium, or a lost state file) and the address is free.
-    fn adopt_ingress<S: ServiceSelector>(
-        &mut self,
-        table: &PoolTable<'_, S>,
-        views: &[View<'_>],
-        held: &mut [Vec<IpAddr>],
-    ) {
-        for (v, held) in views.iter().zip(held.iter_mut()) {
+    fn adopt_ingress<S: ServiceSelector>(&mut self, pass: &Pass<'_, '_, S>, work: &mut Work<'_>) {
+        let table = &pass.table;
+        for v in &pass.views {
             for &ip in &v.spec.current_ingress {
+                let held = &work.held[v.idx];
                 if held.contains(&ip) || !v.wants(ip) || self.allocs.contains_key(&ip) {
                     continue;
                 }
@@ -709,12 +863,12 @@ impl LbIpam {
                 let pool = &table.pools[p];
                 let (_, x) = to_u128(ip);
                 if !pool.allocatable()
-                    || !v.selected_by(pool)
+                    || !pass.selects(v.idx, p)
                     || (range.reserved && (x == range.first || x == range.last))
                 {
                     continue;
                 }
-                self.occupy(ip, pool.name.clone(), &v.spec.key, held);
+                self.occupy(ip, pool.name.clone(), work, v);
             }
         }
     }
@@ -722,32 +876,29 @@ impl LbIpam {
     /// Tries to meet every unmet request of one service; returns the last failure.
     fn satisfy<'v, S: ServiceSelector>(
         &mut self,
-        table: &PoolTable<'_, S>,
-        view: &View<'v>,
-        views: &[View<'v>],
-        index: &HashMap<&ServiceKey, usize>,
-        sharing: &mut SharingIndex<'v>,
-        held: &mut Vec<IpAddr>,
+        pass: &Pass<'_, 'v, S>,
+        work: &mut Work<'v>,
+        vi: usize,
     ) -> Option<Failure> {
+        let view = &pass.views[vi];
         let mut failure = None;
         if !view.requested.is_empty() {
             for &ip in &view.requested {
-                if held.contains(&ip) {
+                if work.held[vi].contains(&ip) {
                     continue;
                 }
-                if let Err(f) = self.satisfy_specific(table, view, views, index, sharing, held, ip)
-                {
+                if let Err(f) = self.satisfy_specific(pass, work, vi, ip) {
                     failure = Some(f);
                 }
             }
         } else {
             for family in [Family::V4, Family::V6] {
-                if !view.want[family.index()] || held.iter().any(|ip| Family::of(*ip) == family) {
+                if !view.want[family.index()]
+                    || work.held[vi].iter().any(|ip| Family::of(*ip) == family)
+                {
                     continue;
                 }
-                if let Err(f) =
-                    self.satisfy_generic(table, view, views, index, sharing, held, family)
-                {
+                if let Err(f) = self.satisfy_generic(pass, work, vi, family) {
                     failure = Some(f);
                 }
             }
@@ -755,18 +906,14 @@ impl LbIpam {
         failure
     }
 
-    // Private helper of `satisfy`; bundling the borrowed context would only add lifetimes.
-    #[allow(clippy::too_many_arguments)]
     fn satisfy_specific<'v, S: ServiceSelector>(
         &mut self,
-        table: &PoolTable<'_, S>,
-        view: &View<'v>,
-        views: &[View<'v>],
-        index: &HashMap<&ServiceKey, usize>,
-        sharing: &mut SharingIndex<'v>,
-        held: &mut Vec<IpAddr>,
+        pass: &Pass<'_, 'v, S>,
+        work: &mut Work<'v>,
+        vi: usize,
         ip: IpAddr,
     ) -> Result<(), Failure> {
+        let (table, view) = (&pass.table, &pass.views[vi]);
         // Like Cilium's findRangeOfIP: only enabled ranges count, so an address in a disabled
         // or conflicting pool is "no pool".
         let found = table
@@ -779,7 +926,7 @@ impl LbIpam {
             });
         };
         let pool = &table.pools[p];
-        if !view.selected_by(pool) {
+        if !pass.selects(vi, p) {
             return Err(Failure {
                 reason: Reason::PoolSelectorMismatch,
                 message: format!(
@@ -795,9 +942,9 @@ impl LbIpam {
             if view.sharing_key.is_none() {
                 return Err(already());
             }
-            for m in &group.members {
-                if let Some(&vi) = index.get(m)
-                    && let Err(why) = compatible(view, &views[vi])
+            for &m in &group.members {
+                if let Some(k) = work.view_of(m)
+                    && let Err(why) = compatible(view, &pass.views[k])
                 {
                     return Err(Failure {
                         reason: Reason::AlreadyAllocatedIncompatibleService,
@@ -807,7 +954,7 @@ impl LbIpam {
                     });
                 }
             }
-            self.join(ip, &view.spec.key, held);
+            self.join(ip, work, view);
             return Ok(());
         }
         let (_, x) = to_u128(ip);
@@ -815,31 +962,26 @@ impl LbIpam {
             // allowFirstLastIPs: No holds these as Cilium does (allocated to nobody).
             return Err(already());
         }
-        self.occupy(ip, pool.name.clone(), &view.spec.key, held);
-        sharing.add(view, ip);
+        self.occupy(ip, pool.name.clone(), work, view);
+        work.sharing.add(view, ip);
         Ok(())
     }
 
-    // Private helper of `satisfy`; bundling the borrowed context would only add lifetimes.
-    #[allow(clippy::too_many_arguments)]
     fn satisfy_generic<'v, S: ServiceSelector>(
         &mut self,
-        table: &PoolTable<'_, S>,
-        view: &View<'v>,
-        views: &[View<'v>],
-        index: &HashMap<&ServiceKey, usize>,
-        sharing: &mut SharingIndex<'v>,
-        held: &mut Vec<IpAddr>,
+        pass: &Pass<'_, 'v, S>,
+        work: &mut Work<'v>,
+        vi: usize,
         family: Family,
     ) -> Result<(), Failure> {
+        let (table, view) = (&pass.table, &pass.views[vi]);
         if let Some(key) = view.sharing_key {
-            let shareable = sharing.lookup(key, view).find(|ip| {
+            let shareable = work.sharing.lookup(key, view).find(|ip| {
                 Family::of(*ip) == family
                     && self.allocs.get(ip).is_some_and(|g| {
-                        g.members.iter().all(|m| {
-                            index
-                                .get(m)
-                                .is_some_and(|&vi| compatible(view, &views[vi]).is_ok())
+                        g.members.iter().all(|&m| {
+                            work.view_of(m)
+                                .is_some_and(|k| compatible(view, &pass.views[k]).is_ok())
                         })
                     })
                     // Unlike Cilium, only share where an enabled pool holding the address
@@ -847,28 +989,28 @@ impl LbIpam {
                     && table
                         .accepted_of(*ip)
                         .is_some_and(|(p, _)| {
-                            table.pools[p].allocatable() && view.selected_by(&table.pools[p])
+                            table.pools[p].allocatable() && pass.selects(vi, p)
                         })
             });
             if let Some(ip) = shareable {
-                self.join(ip, &view.spec.key, held);
+                self.join(ip, work, view);
                 return Ok(());
             }
         }
         let mut full = false;
-        for pool in &table.pools {
+        for (p, pool) in table.pools.iter().enumerate() {
             if !pool.allocatable() || !pool.ranges.iter().any(|r| r.family == family) {
                 continue;
             }
-            if !view.selected_by(pool) {
+            if !pass.selects(vi, p) {
                 continue;
             }
             for r in pool.ranges.iter().filter(|r| r.family == family) {
                 match self.occupied[family.index()].first_free(r.lo, r.hi) {
                     Some(x) => {
                         let ip = from_u128(family, x);
-                        self.occupy(ip, pool.name.clone(), &view.spec.key, held);
-                        sharing.add(view, ip);
+                        self.occupy(ip, pool.name.clone(), work, view);
+                        work.sharing.add(view, ip);
                         return Ok(());
                     }
                     None => full = true,
@@ -889,55 +1031,101 @@ impl LbIpam {
         })
     }
 
-    fn service_outcome(
-        &self,
-        view: &View<'_>,
-        held: &[IpAddr],
-        failure: Option<Failure>,
-    ) -> ServiceOutcome {
-        let satisfied = view.satisfied_by(held);
-        let assignments = held
+    /// Per-service and per-pool results, from one walk over the allocations.
+    fn report<S>(
+        &mut self,
+        pass: &Pass<'_, '_, S>,
+        work: &Work<'_>,
+        failures: Vec<Option<Failure>>,
+    ) -> Outcome {
+        let (table, views) = (&pass.table, &pass.views);
+        let mut assignments: Vec<Vec<Assignment>> = work
+            .held
             .iter()
-            .filter_map(|ip| {
-                let g = self.allocs.get(ip)?;
-                let mut shared_with: Vec<ServiceKey> = g
-                    .members
-                    .iter()
-                    .filter(|m| **m != view.spec.key)
-                    .cloned()
-                    .collect();
-                shared_with.sort();
-                Some(Assignment {
+            .map(|h| Vec::with_capacity(h.len()))
+            .collect();
+        let by_name: HashMap<&str, usize> = table
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (&*p.name, i))
+            .collect();
+        // (addresses, holders) per pool of the table.
+        let mut counts: Vec<(u64, u64)> = vec![(0, 0); table.pools.len()];
+        // Neighbouring addresses mostly share a pool: skip the name lookup for those.
+        let mut last: Option<(&Arc<str>, usize)> = None;
+        for (ip, g) in &self.allocs {
+            let pool = match last {
+                Some((name, i)) if Arc::ptr_eq(name, &g.pool) || **name == *g.pool => Some(i),
+                _ => by_name.get(&*g.pool).copied(),
+            };
+            if let Some(i) = pool {
+                counts[i].0 += 1;
+                counts[i].1 += g.members.len() as u64;
+                last = Some((&g.pool, i));
+            }
+            for &m in &g.members {
+                let Some(vi) = work.view_of(m) else {
+                    continue;
+                };
+                let mut shared_with: Vec<ServiceKey> = Vec::new();
+                if g.members.len() > 1 {
+                    shared_with.extend(
+                        g.members
+                            .iter()
+                            .filter(|&&o| o != m)
+                            .map(|&o| self.keys.key(o).clone()),
+                    );
+                    shared_with.sort();
+                }
+                // Walked in address order, so each service's list is sorted like `held`.
+                assignments[vi].push(Assignment {
                     ip: *ip,
                     pool: g.pool.clone(),
                     shared_with,
-                })
+                });
+            }
+        }
+        let services = views
+            .iter()
+            .zip(assignments)
+            .zip(failures)
+            .map(|((view, assignments), failure)| {
+                let satisfied = view.satisfied_by(&work.held[view.idx]);
+                let (reason, message) = match (satisfied, failure) {
+                    (true, _) | (false, None) => (Reason::Satisfied, String::new()),
+                    (false, Some(f)) => (f.reason, f.message),
+                };
+                (
+                    view.spec.key.clone(),
+                    ServiceOutcome {
+                        assignments,
+                        satisfied,
+                        reason,
+                        message,
+                        invalid_requested_ips: view.invalid.clone(),
+                    },
+                )
             })
+            // Already in key order, so this is a linear bulk build.
             .collect();
-        let (reason, message) = match (satisfied, failure) {
-            (true, _) | (false, None) => (Reason::Satisfied, String::new()),
-            (false, Some(f)) => (f.reason, f.message),
-        };
-        ServiceOutcome {
-            assignments,
-            satisfied,
-            reason,
-            message,
-            invalid_requested_ips: view.invalid.clone(),
+        Outcome {
+            services,
+            pools: self.pool_statuses(table, &counts),
+            state_changed: std::mem::take(&mut self.dirty),
         }
     }
 
-    fn pool_statuses<S>(&self, table: &PoolTable<'_, S>) -> BTreeMap<String, PoolStatus> {
-        let mut counts: HashMap<&str, (u64, u64)> = HashMap::new();
-        for g in self.allocs.values() {
-            let c = counts.entry(&*g.pool).or_default();
-            c.0 += 1;
-            c.1 += g.members.len() as u64;
-        }
+    fn pool_statuses<S>(
+        &self,
+        table: &PoolTable<'_, S>,
+        counts: &[(u64, u64)],
+    ) -> BTreeMap<String, PoolStatus> {
         table
             .pools
             .iter()
-            .map(|p| {
+            .zip(counts)
+            .map(|(p, &(ips, services))| {
                 let mut total = IpCount::ZERO;
                 let mut reserved = 0u64;
                 for r in &p.ranges {
@@ -948,7 +1136,6 @@ impl LbIpam {
                             u64::from(!occ.contains(r.first)) + u64::from(!occ.contains(r.last));
                     }
                 }
-                let (ips, services) = counts.get(&*p.name).copied().unwrap_or_default();
                 let used = ips + reserved;
                 (
                     p.name.to_string(),

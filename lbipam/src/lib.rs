@@ -8,14 +8,16 @@
 mod addr;
 mod count;
 mod engine;
+mod keys;
 mod outcome;
 mod runs;
+mod select;
 mod spec;
 mod state;
 
 pub use addr::{Block, BlockError, Family};
 pub use count::IpCount;
-pub use engine::LbIpam;
+pub use engine::{Holders, LbIpam};
 pub use outcome::{
     Assignment, CONDITION_IPS_AVAILABLE, CONDITION_IPS_TOTAL, CONDITION_IPS_USED,
     CONDITION_POOL_CONFLICT, CONDITION_REQUEST_SATISFIED, Condition, ConditionStatus, Outcome,

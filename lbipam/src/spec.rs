@@ -35,12 +35,26 @@ pub const SERVICE_NAME_LABEL: &str = "io.kubernetes.service.name";
 pub trait ServiceSelector {
     /// Whether a service with `labels` (built by [`service_selector_labels`]) is selected.
     fn matches(&self, labels: &BTreeMap<String, String>) -> bool;
+
+    /// Every label key [`matches`](Self::matches) reads, if the selector can tell (for a label
+    /// selector: the keys of `matchLabels` and `matchExpressions`). Services that agree on the
+    /// values of these labels (absent counts as a value) must then get the same answer, so the
+    /// allocator evaluates the selector once per distinct combination, not once per service, and
+    /// builds a service's label set only when a combination is new. `None` (the default): any
+    /// label may matter, so every service is evaluated.
+    fn label_keys(&self) -> Option<Vec<&str>> {
+        None
+    }
 }
 
 /// `matchLabels` semantics: every pair must be present. Handy for tests and simple callers.
 impl ServiceSelector for BTreeMap<String, String> {
     fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+
+    fn label_keys(&self) -> Option<Vec<&str>> {
+        Some(self.keys().map(String::as_str).collect())
     }
 }
 
