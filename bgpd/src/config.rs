@@ -112,6 +112,12 @@ pub struct PeerConfig {
     pub connect_retry: u16,
     #[serde(default)]
     pub source_address: Option<IpAddr>,
+    /// TCP source port of our outgoing connections (Cilium's `peers[].localPort` in
+    /// CiliumBGPNodeConfigOverride); `None` = an ephemeral port. Bound with SO_REUSEADDR;
+    /// see `transport::connect` for what happens while the previous connection on the same
+    /// four-tuple is in TIME_WAIT.
+    #[serde(default)]
+    pub local_port: Option<u16>,
     #[serde(default)]
     pub interface: Option<String>,
     /// eBGP multihop TTL; `None` = 1 for eBGP (directly connected), 255 for iBGP.
@@ -171,6 +177,7 @@ impl PeerConfig {
             keepalive: None,
             connect_retry: default_connect_retry(),
             source_address: None,
+            local_port: None,
             interface: None,
             ttl: None,
             md5_password: None,
@@ -202,6 +209,9 @@ impl PeerConfig {
                 len: p.len(),
             });
         }
+        if self.local_port == Some(0) {
+            return Err(ConfigError::LocalPort { peer: self.address });
+        }
         if self.ttl == Some(0) {
             return Err(ConfigError::Ttl { peer: self.address });
         }
@@ -225,6 +235,8 @@ pub enum ConfigError {
     NoFamilies { peer: IpAddr },
     #[error("peer {peer}: TCP-MD5 password length {len} not in 1..=80")]
     Md5KeyLength { peer: IpAddr, len: usize },
+    #[error("peer {peer}: local port 0 (leave it unset for an ephemeral port)")]
+    LocalPort { peer: IpAddr },
     #[error("peer {peer}: TTL 0")]
     Ttl { peer: IpAddr },
     #[error("peer {peer}: not a unicast address")]
@@ -273,6 +285,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.families, vec![AfiSafi::Ipv6Unicast]);
+        assert_eq!(p.local_port, None);
+        let p: PeerConfig =
+            serde_json::from_str(r#"{"address":"10.0.0.1","peer_as":1,"local_port":4179}"#)
+                .unwrap();
+        assert_eq!(p.local_port, Some(4179));
     }
 
     #[test]
@@ -281,6 +298,10 @@ mod tests {
             serde_json::from_str::<PeerConfig>(r#"{"address":"10.0.0.300","peer_as":1}"#).is_err()
         );
         assert!(serde_json::from_str::<PeerConfig>(r#"{"address":"10.0.0.1"}"#).is_err());
+        for bad in [r#""x""#, "-1", "65536", "1.5"] {
+            let j = format!(r#"{{"address":"10.0.0.1","peer_as":1,"local_port":{bad}}}"#);
+            assert!(serde_json::from_str::<PeerConfig>(&j).is_err(), "{j}");
+        }
         assert!(
             serde_json::from_str::<PeerConfig>(
                 r#"{"address":"10.0.0.1","peer_as":1,"families":["l2vpn"]}"#
@@ -297,6 +318,15 @@ mod tests {
             Err(ConfigError::Md5KeyLength { len: 81, .. })
         ));
         p.md5_password = None;
+        p.local_port = Some(0);
+        assert_eq!(
+            p.validate(),
+            Err(ConfigError::LocalPort {
+                peer: "10.0.0.1".parse().unwrap()
+            })
+        );
+        p.local_port = Some(179);
+        p.validate().unwrap();
         p.families.clear();
         assert!(p.validate().is_err());
         let mut s = SpeakerConfig::new(65001, "0.0.0.0".parse().unwrap());

@@ -687,7 +687,15 @@ impl Instance {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(peer = %addr, error = %e, "connect failed");
-                p.last_error = Some(format!("connect: {e}"));
+                p.last_error = Some(match p.cfg.local_port {
+                    // See transport::connect: the previous connection from this port is in
+                    // TIME_WAIT and the peer did not use TCP timestamps.
+                    Some(port) if e.kind() == std::io::ErrorKind::AddrNotAvailable => format!(
+                        "connect: {e} (local port {port} still held by the previous connection, \
+                         probably TIME_WAIT; retrying at connect-retry)"
+                    ),
+                    _ => format!("connect: {e}"),
+                });
                 if p.main.fsm.state() == State::Connect {
                     self.drive(addr, Which::Main, Input::TcpFailed);
                 }
@@ -889,6 +897,7 @@ impl Instance {
                 let opts = transport::ConnectOptions {
                     remote: SocketAddr::new(addr, p.cfg.port),
                     source: p.cfg.source_address,
+                    local_port: p.cfg.local_port,
                     interface: p.cfg.interface.clone(),
                     ttl: p.cfg.ttl.unwrap_or(if ebgp { 1 } else { 255 }),
                     md5_key: p.cfg.md5_password.as_ref().map(|s| s.as_bytes().to_vec()),
@@ -1597,6 +1606,7 @@ impl Instance {
                     address: *a,
                     port: p.cfg.port,
                     local_address: s.map(|s| transport::canonical(s.local.ip())),
+                    local_port: s.map(|s| s.local.port()),
                     local_as: self.cfg.local_as,
                     peer_as: s.map_or(p.cfg.peer_as, |s| s.neg.peer_as),
                     peer_router_id: s.map(|s| s.neg.peer_router_id),

@@ -17,6 +17,8 @@ pub struct PeerStatus {
     pub address: IpAddr,
     pub port: u16,
     pub local_address: Option<IpAddr>,
+    /// TCP port of our end of the established session.
+    pub local_port: Option<u16>,
     pub local_as: u32,
     /// Configured peer AS (0 = any) until established, then the AS the peer announced.
     pub peer_as: u32,

@@ -80,6 +80,8 @@ pub fn set_md5<S: AsRawFd>(
 pub struct ConnectOptions {
     pub remote: SocketAddr,
     pub source: Option<IpAddr>,
+    /// Source port; `None` = ephemeral.
+    pub local_port: Option<u16>,
     /// Bind to this interface (SO_BINDTODEVICE), e.g. a VRF or the link to the ToR.
     pub interface: Option<String>,
     /// IP TTL / IPv6 hop limit of outgoing packets (1 for directly connected eBGP).
@@ -108,13 +110,32 @@ pub fn set_ttl(sock: &Socket, v6: bool, ttl: u8) -> io::Result<()> {
 }
 
 /// Connect to a peer with all transport options applied before the SYN.
+///
+/// With a fixed source port the socket has SO_REUSEADDR, so binding succeeds while an
+/// earlier connection from that port lingers in TIME_WAIT (it did too, so the kernel allows
+/// it). Whether the SYN may then reuse that four-tuple is up to Linux: when the old
+/// connection used TCP timestamps (the default on Linux peers) it may at once, since PAWS
+/// tells old segments apart (`tcp_twsk_unique` for an explicitly bound port, regardless of
+/// `tcp_tw_reuse`); without timestamps `connect` fails with `EADDRNOTAVAIL` until the
+/// TIME_WAIT ends (60 s), and the caller retries at the next connect-retry. A TIME_WAIT on
+/// the peer's side (it closed first, e.g. FRR's `clear bgp`) accepts the new SYN.
 pub async fn connect(opts: &ConnectOptions) -> io::Result<TcpStream> {
     let s = new_socket(&opts.remote)?;
     if let Some(dev) = &opts.interface {
         s.bind_device(Some(dev.as_bytes()))?;
     }
-    if let Some(src) = opts.source {
-        s.bind(&SockAddr::from(SocketAddr::new(src, 0)))?;
+    if opts.source.is_some() || opts.local_port.is_some() {
+        let ip = opts.source.unwrap_or(match opts.remote {
+            SocketAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            SocketAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        });
+        if opts.local_port.is_some() {
+            s.set_reuse_address(true)?;
+        }
+        s.bind(&SockAddr::from(SocketAddr::new(
+            ip,
+            opts.local_port.unwrap_or(0),
+        )))?;
     }
     set_ttl(&s, opts.remote.is_ipv6(), opts.ttl)?;
     if let Some(k) = &opts.md5_key {
@@ -163,6 +184,7 @@ mod tests {
         let opts = ConnectOptions {
             remote: addr,
             source: Some("127.0.0.1".parse().unwrap()),
+            local_port: None,
             interface: None,
             ttl: 1,
             md5_key: None,
@@ -172,6 +194,38 @@ mod tests {
         let (_s, from) = a.unwrap();
         assert_eq!(from, c.local_addr().unwrap());
         assert_eq!(socket2::SockRef::from(&c).ttl_v4().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn fixed_source_port_and_reconnect_over_our_time_wait() {
+        let l = listen("127.0.0.1:0".parse().unwrap(), None).unwrap();
+        // A port that was free a moment ago.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let opts = ConnectOptions {
+            remote: l.local_addr().unwrap(),
+            source: None,
+            local_port: Some(port),
+            interface: None,
+            ttl: 64,
+            md5_key: None,
+        };
+        for round in 0..2 {
+            let (c, a) = tokio::join!(connect(&opts), l.accept());
+            let c = c.unwrap();
+            let (mut s, from) = a.unwrap();
+            assert_eq!(from.port(), port, "round {round}");
+            assert!(socket2::SockRef::from(&c).reuse_address().unwrap());
+            // We close first, so our end goes to TIME_WAIT; the next round reconnects from
+            // the same port at once (loopback uses TCP timestamps).
+            drop(c);
+            let mut buf = [0u8; 1];
+            let _ = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await;
+            drop(s);
+        }
     }
 
     #[test]

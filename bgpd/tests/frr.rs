@@ -1,7 +1,8 @@
 //! Interop with FRR 8.4 in network namespaces (needs root): IPv4 and IPv6 sessions with a
 //! 4-octet-AS peer, routes both ways for both families, IPv4 NLRI over the IPv6 session
 //! (RFC 8950), communities / large communities on the peer, withdraw, route refresh both ways,
-//! TCP-MD5 right and wrong, hold-timer expiry.
+//! TCP-MD5 right and wrong, hold-timer expiry, a fixed TCP source port across resets (with
+//! and without TCP timestamps).
 
 #![allow(clippy::unwrap_used)]
 
@@ -312,4 +313,128 @@ fn frr_hold_timer_expiry_when_peer_disappears() {
         "routes dropped with the session"
     );
     l.frr.bgpd().signal(libc::SIGCONT).unwrap();
+}
+
+/// FRR's view of neighbour `addr`: (state, foreign port = our source port, sessions so far).
+fn frr_neighbor(frr: &Frr, addr: &str) -> Result<(String, u64, u64), String> {
+    let v = frr
+        .json(&format!("show bgp neighbors {addr} json"))
+        .map_err(|e| e.to_string())?;
+    let n = &v[addr];
+    Ok((
+        n["bgpState"].as_str().unwrap_or_default().to_owned(),
+        n["portForeign"].as_u64().unwrap_or(0),
+        n["connectionsEstablished"].as_u64().unwrap_or(0),
+    ))
+}
+
+/// Wait until FRR has session number `n` with `addr` up, from our port `port`.
+fn wait_frr_session(l: &Lab, addr: &str, port: u16, n: u64, timeout: Duration) {
+    let end = std::time::Instant::now() + timeout;
+    loop {
+        let got = frr_neighbor(&l.frr, addr);
+        if got == Ok(("Established".into(), u64::from(port), n)) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "FRR session #{n} with {addr} from port {port}: last {got:?}\nours: {:?}\n{}",
+            l.us.peer(ip(addr)),
+            frr_says(&l.frr)()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A passive FRR (so every session is our outgoing connection) with one IPv4 and one IPv6
+/// neighbour; our IPv4 peer has a fixed source port.
+fn local_port_lab(name: &str, port: u16) -> (Lab, PeerConfig) {
+    let frr_cfg = BgpConfig::new(65000, "10.0.0.2".parse().unwrap())
+        .neighbor(
+            Neighbor::new(ip("10.0.0.1"), 65001)
+                .families(&[Family::Ipv4Unicast])
+                .passive(),
+        )
+        .neighbor(
+            Neighbor::new(ip("fd00::1"), 65001)
+                .families(&[Family::Ipv6Unicast])
+                .passive(),
+        );
+    let l = lab(name, frr_cfg);
+    let mut v4 = PeerConfig::new(ip("10.0.0.2"), 65000);
+    v4.families = vec![AfiSafi::Ipv4Unicast];
+    v4.local_port = Some(port);
+    v4.connect_retry = 2;
+    (l, v4)
+}
+
+#[test]
+fn frr_sees_our_configured_source_port_across_resets() {
+    let (l, v4) = local_port_lab("bgpd-lport", 40179);
+    let mut v6 = PeerConfig::new(ip("fd00::2"), 65000);
+    v6.families = vec![AfiSafi::Ipv6Unicast];
+    l.us.add_peer(v4.clone());
+    l.us.add_peer(v6);
+    wait_frr_session(&l, "10.0.0.1", 40179, 1, T);
+    assert_eq!(l.us.peer(ip("10.0.0.2")).local_port, Some(40179));
+    l.frr.wait_established(ip("fd00::1"), T).unwrap();
+    let v6_port = frr_neighbor(&l.frr, "fd00::1").unwrap().1;
+    assert_ne!(v6_port, 0);
+
+    // A new local port via update_peer resets that session only.
+    let mut moved = v4.clone();
+    moved.local_port = Some(40180);
+    l.us.block(l.us.speaker.update_peer(moved.clone())).unwrap();
+    wait_frr_session(&l, "10.0.0.1", 40180, 2, T);
+    assert_eq!(
+        frr_neighbor(&l.frr, "fd00::1").unwrap(),
+        ("Established".into(), v6_port, 1),
+        "the IPv6 session was not touched"
+    );
+
+    // FRR resets every session (`clear bgp *`): ours comes back from the same port.
+    l.frr.vtysh(&["clear bgp *"]).unwrap();
+    wait_frr_session(&l, "10.0.0.1", 40180, 3, T);
+
+    // We reset it (any non-policy change does, here the hold time): we close first, so the
+    // old four-tuple is in TIME_WAIT on our side; with TCP timestamps (on by default) Linux
+    // lets the new connection reuse it at once.
+    moved.hold_time = 60;
+    l.us.block(l.us.speaker.update_peer(moved)).unwrap();
+    wait_frr_session(&l, "10.0.0.1", 40180, 4, T);
+    let _ = (&l.frr_ns, &l.us_ns);
+}
+
+#[test]
+fn frr_without_tcp_timestamps_source_port_comes_back_after_time_wait() {
+    let (l, mut v4) = local_port_lab("bgpd-lport-nots", 40179);
+    // FRR's kernel stops offering timestamps: a TIME_WAIT on our side then blocks the same
+    // four-tuple until it expires (60 s on Linux).
+    l.frr_ns.sysctl("net.ipv4.tcp_timestamps", "0").unwrap();
+    l.us.add_peer(v4.clone());
+    wait_frr_session(&l, "10.0.0.1", 40179, 1, T);
+    v4.hold_time = 60;
+    l.us.block(l.us.speaker.update_peer(v4)).unwrap();
+    // Whether our end is in TIME_WAIT depends on who closed first (an unread KEEPALIVE makes
+    // the kernel answer with a RST, which leaves no TIME_WAIT); either way the session must
+    // come back from the same port, at worst at the first connect-retry after the TIME_WAIT.
+    let tw = l
+        .us_ns
+        .output(&["ss", "-tanH", "state", "time-wait", "( sport = :40179 )"])
+        .unwrap();
+    if !tw.trim().is_empty() {
+        // The kernel refuses the four-tuple (EADDRNOTAVAIL); we say why and keep retrying.
+        l.us.wait(
+            "the TIME_WAIT explanation in last_error",
+            || {
+                let st = l.us.peer(ip("10.0.0.2"));
+                st.last_error
+                    .clone()
+                    .filter(|e| e.contains("local port 40179") && e.contains("TIME_WAIT"))
+                    .ok_or(format!("{st:?}"))
+            },
+            frr_says(&l.frr),
+        );
+    }
+    wait_frr_session(&l, "10.0.0.1", 40179, 2, Duration::from_secs(90));
 }
