@@ -12,10 +12,8 @@
 //! Inside, services are interned ([`Interner`]): an allocation holds 4-byte ids, and a
 //! reconcile maps ids to its service list through a vector, never through string comparison.
 
-use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::ops::Bound;
 use std::sync::Arc;
 
 use hashbrown::HashMap;
@@ -26,12 +24,11 @@ use crate::count::IpCount;
 use crate::keys::{Interner, SvcId};
 use crate::outcome::{Assignment, Outcome, PoolConflict, PoolStatus, Reason, ServiceOutcome};
 use crate::runs::RunSet;
-use crate::select::Classes;
+use crate::select::{Classes, LabelSets};
 use crate::spec::{
     ANNOTATION_SHARING_CROSS_NAMESPACE, ANNOTATION_SHARING_CROSS_NAMESPACE_ALIAS,
     ANNOTATION_SHARING_KEY, ANNOTATION_SHARING_KEY_ALIAS, Config, ExternalTrafficPolicy, PoolSpec,
-    SERVICE_NAME_LABEL, SERVICE_NAMESPACE_LABEL, ServiceKey, ServiceSelector, ServiceSpec,
-    annotation, requested_ips, service_selector_labels,
+    ServiceKey, ServiceSelector, ServiceSpec, annotation, requested_ips,
 };
 use crate::state::{
     PersistedAllocation, PersistedPool, PersistedState, STATE_FORMAT, STATE_VERSION, StateError,
@@ -285,8 +282,6 @@ struct View<'a> {
     want: [bool; 2],
     sharing_key: Option<&'a str>,
     cross_ns: Vec<&'a str>,
-    /// Labels with the synthetic ones, built only if the caller did not pass them already.
-    labels: OnceCell<Option<BTreeMap<String, String>>>,
 }
 
 impl<'a> View<'a> {
@@ -307,29 +302,7 @@ impl<'a> View<'a> {
             )
             .map(|v| v.split(',').map(str::trim).collect())
             .unwrap_or_default(),
-            labels: OnceCell::new(),
         }
-    }
-
-    /// Evaluates a selector against the service's labels plus the synthetic ones.
-    fn matches<S: ServiceSelector>(&self, sel: &S) -> bool {
-        let built = self.labels.get_or_init(|| {
-            let l = &self.spec.labels;
-            // "…service.name" sorts right before "…service.namespace": one tree walk.
-            let mut both = l.range::<str, _>((
-                Bound::Included(SERVICE_NAME_LABEL),
-                Bound::Included(SERVICE_NAMESPACE_LABEL),
-            ));
-            let ready = matches!(
-                (both.next(), both.next()),
-                (Some((k1, v1)), Some((k2, v2)))
-                    if k1 == SERVICE_NAME_LABEL && *v1 == self.spec.key.name
-                        && k2 == SERVICE_NAMESPACE_LABEL && *v2 == self.spec.key.namespace
-            );
-            (!ready)
-                .then(|| service_selector_labels(&self.spec.key.namespace, &self.spec.key.name, l))
-        });
-        sel.matches(built.as_ref().unwrap_or(&self.spec.labels))
     }
 
     /// Whether holding `held` meets every request.
@@ -445,6 +418,7 @@ struct Pass<'p, 'v, S> {
     /// Services we are responsible for, in key order.
     views: Vec<View<'v>>,
     classes: Classes,
+    labels: LabelSets,
 }
 
 impl<S: ServiceSelector> Pass<'_, '_, S> {
@@ -452,7 +426,9 @@ impl<S: ServiceSelector> Pass<'_, '_, S> {
     fn selects(&self, vi: usize, p: usize) -> bool {
         match &self.table.pools[p].spec.service_selector {
             None => true,
-            Some(sel) => self.classes.selects(vi, p, || self.views[vi].matches(sel)),
+            Some(sel) => self
+                .classes
+                .selects(vi, p, || self.labels.matches(vi, self.views[vi].spec, sel)),
         }
     }
 }
@@ -687,6 +663,7 @@ impl LbIpam {
             table,
             views,
             classes,
+            labels: LabelSets::default(),
         };
         let mut work = self.start(&pass.views);
 

@@ -6,8 +6,10 @@
 //! services), and each (class, pool) pair is evaluated once, lazily, on the first service that
 //! needs it. Without key information every service is evaluated, as before.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::hash::BuildHasher;
+use std::ops::Bound;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
@@ -126,6 +128,91 @@ impl Classes {
     }
 }
 
+/// The label set selectors see for a service: its labels plus the synthetic namespace and name
+/// labels. Used as is when the caller built it with `service_selector_labels`; otherwise
+/// assembled in one scratch map reused from service to service, whose strings keep their
+/// capacity, so no allocation per label (a fresh map per service cost two per label).
+#[derive(Default)]
+pub(crate) struct LabelSets {
+    scratch: RefCell<Scratch>,
+}
+
+#[derive(Default)]
+struct Scratch {
+    /// The service whose labels `map` holds (or which needs none built).
+    owner: Option<usize>,
+    /// The owner's own labels already carry the right synthetic labels.
+    prebuilt: bool,
+    map: BTreeMap<String, String>,
+    /// Strings of earlier services, reused.
+    spare: Vec<String>,
+}
+
+impl LabelSets {
+    /// Evaluates `sel` for `spec`, the service at `service` in the reconcile's list. Calls for
+    /// one service come in a row (one pool scan), so one cached label set suffices.
+    pub(crate) fn matches<S: ServiceSelector>(
+        &self,
+        service: usize,
+        spec: &ServiceSpec,
+        sel: &S,
+    ) -> bool {
+        let mut s = self.scratch.borrow_mut();
+        if s.owner != Some(service) {
+            s.owner = Some(service);
+            s.prebuilt = prebuilt(spec);
+            if !s.prebuilt {
+                s.fill(spec);
+            }
+        }
+        if s.prebuilt {
+            sel.matches(&spec.labels)
+        } else {
+            sel.matches(&s.map)
+        }
+    }
+}
+
+/// Whether `spec.labels` already carries the synthetic labels with the service's own values.
+fn prebuilt(spec: &ServiceSpec) -> bool {
+    // "…service.name" sorts right before "…service.namespace": one tree walk.
+    let mut both = spec.labels.range::<str, _>((
+        Bound::Included(SERVICE_NAME_LABEL),
+        Bound::Included(SERVICE_NAMESPACE_LABEL),
+    ));
+    matches!(
+        (both.next(), both.next()),
+        (Some((k1, v1)), Some((k2, v2)))
+            if k1 == SERVICE_NAME_LABEL && *v1 == spec.key.name
+                && k2 == SERVICE_NAMESPACE_LABEL && *v2 == spec.key.namespace
+    )
+}
+
+impl Scratch {
+    /// What `service_selector_labels` builds, in the reused map.
+    fn fill(&mut self, spec: &ServiceSpec) {
+        let Scratch { map, spare, .. } = self;
+        for (k, v) in std::mem::take(map) {
+            spare.push(k);
+            spare.push(v);
+        }
+        let mut copy = |s: &str| {
+            let mut t = spare.pop().unwrap_or_default();
+            t.clear();
+            t.push_str(s);
+            t
+        };
+        for (k, v) in &spec.labels {
+            // The real namespace and name override same-named labels.
+            if k != SERVICE_NAME_LABEL && k != SERVICE_NAMESPACE_LABEL {
+                map.insert(copy(k), copy(v));
+            }
+        }
+        map.insert(copy(SERVICE_NAMESPACE_LABEL), copy(&spec.key.namespace));
+        map.insert(copy(SERVICE_NAME_LABEL), copy(&spec.key.name));
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -209,5 +296,34 @@ mod tests {
             true
         });
         assert_eq!(evals, 2);
+    }
+
+    #[test]
+    fn label_sets_match_service_selector_labels() {
+        struct Exact(BTreeMap<String, String>);
+        impl ServiceSelector for Exact {
+            fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+                *labels == self.0
+            }
+        }
+        let sets = LabelSets::default();
+        let mut a = svc(
+            "x",
+            "1",
+            &[("tenant", "a"), (SERVICE_NAMESPACE_LABEL, "spoof")],
+        );
+        let b = svc("y", "2", &[("z", "long value that grows a reused string")]);
+        let c = svc("x", "3", &[]);
+        for (i, s) in [&a, &b, &c, &a].into_iter().enumerate() {
+            let want =
+                crate::spec::service_selector_labels(&s.key.namespace, &s.key.name, &s.labels);
+            assert!(sets.matches(i, s, &Exact(want.clone())), "{i}");
+            // Asked again for the same service: the cached set.
+            assert!(sets.matches(i, s, &Exact(want)), "{i}");
+        }
+        // Prebuilt labels are used as they are.
+        a.labels = crate::spec::service_selector_labels("x", "1", &a.labels);
+        let want = a.labels.clone();
+        assert!(sets.matches(9, &a, &Exact(want)));
     }
 }
