@@ -86,7 +86,14 @@ impl std::fmt::Debug for Command {
     }
 }
 
-impl NodeHandle {
+/// A cloneable sender of desired groups and link events, for tasks that do not own the
+/// [`NodeHandle`] (e.g. a link monitor).
+#[derive(Debug, Clone)]
+pub struct NodeSender {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl NodeSender {
     /// Replaces the desired groups (level-triggered).
     pub fn set_desired(&self, groups: BTreeMap<IpAddr, DesiredGroup>) {
         let _ = self.tx.send(Command::Desired(groups));
@@ -102,6 +109,31 @@ impl NodeHandle {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Command::Query(tx)).ok()?;
         rx.await.ok()
+    }
+}
+
+impl NodeHandle {
+    /// A cloneable sender for desired groups and link events.
+    #[must_use]
+    pub fn sender(&self) -> NodeSender {
+        NodeSender {
+            tx: self.tx.clone(),
+        }
+    }
+
+    /// Replaces the desired groups (level-triggered).
+    pub fn set_desired(&self, groups: BTreeMap<IpAddr, DesiredGroup>) {
+        let _ = self.tx.send(Command::Desired(groups));
+    }
+
+    /// Reports an interface's operational state.
+    pub fn link(&self, ifindex: u32, up: bool) {
+        let _ = self.tx.send(Command::Link { ifindex, up });
+    }
+
+    /// A snapshot for queries; `None` if the task has ended.
+    pub async fn snapshot(&self) -> Option<Snapshot> {
+        self.sender().snapshot().await
     }
 
     /// Planned shutdown: withdraw every entry, then revoke the node lease.
@@ -454,6 +486,10 @@ where
             leases.push(LeaseRow {
                 ip: g.ip,
                 services,
+                interfaces: g
+                    .desired
+                    .map(|d| d.interfaces.iter().map(|i| i.name.clone()).collect())
+                    .unwrap_or_default(),
                 holder,
                 lease_age_secs: age,
                 candidate: g.desired.is_some(),

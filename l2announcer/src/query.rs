@@ -14,6 +14,10 @@ pub struct LeaseRow {
     pub ip: IpAddr,
     /// Services (`namespace/name`) carrying the IP, as far as this node's policies select them.
     pub services: Vec<String>,
+    /// Interfaces this node would answer on if it held the group (empty when it is not a
+    /// candidate).
+    #[serde(default)]
+    pub interfaces: Vec<String>,
     /// Holder node, if any.
     pub holder: Option<String>,
     /// Seconds since this node saw the current holder take the group.
@@ -182,6 +186,7 @@ mod tests {
             leases: vec![LeaseRow {
                 ip: "192.0.2.1".parse().unwrap(),
                 services: vec!["default/web".into()],
+                interfaces: vec!["eth0".into()],
                 holder: Some("a".into()),
                 lease_age_secs: 3.2,
                 candidate: true,

@@ -236,23 +236,29 @@ pub fn services_table(services: &[ServiceView]) -> String {
     kubectl_columns(&out)
 }
 
+fn or_dash(s: String) -> String {
+    if s.is_empty() { "-".to_owned() } else { s }
+}
+
 /// `rackctl l2 leases`.
 pub fn leases_table(leases: &[LeaseView]) -> String {
     let mut out = vec![vec![
         "IP".to_owned(),
         "SERVICES".into(),
-        "INTERFACE".into(),
+        "INTERFACES".into(),
         "HOLDER".into(),
         "LEASE AGE".into(),
+        "CANDIDATE".into(),
         "REPLIES".into(),
     ]];
     for l in leases {
         out.push(vec![
             l.ip.clone(),
-            l.services.join(","),
-            l.interface.clone(),
-            l.holder.clone(),
-            kube_age(l.lease_age_seconds),
+            or_dash(l.services.join(",")),
+            or_dash(l.interfaces.join(",")),
+            or_dash(l.holder.clone()),
+            kube_age(l.lease_age_seconds as u64),
+            if l.candidate { "yes" } else { "no" }.into(),
             l.replies_sent.to_string(),
         ]);
     }
@@ -265,13 +271,17 @@ pub fn announcements_table(anns: &[AnnouncementView]) -> String {
         "IP".to_owned(),
         "SERVICES".into(),
         "INTERFACE".into(),
+        "HOLDER".into(),
+        "LEASE AGE".into(),
         "REPLIES".into(),
     ]];
     for a in anns {
         out.push(vec![
             a.ip.clone(),
-            a.services.join(","),
+            or_dash(a.services.join(",")),
             a.interface.clone(),
+            a.holder.clone(),
+            kube_age(a.lease_age_seconds as u64),
             a.replies_sent.to_string(),
         ]);
     }

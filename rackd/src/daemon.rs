@@ -48,6 +48,8 @@ pub struct Options {
     /// Install received best paths into this routing table (protocol bgp). `None`: no
     /// import, as in Cilium.
     pub fib_table: Option<u32>,
+    /// L2 announcements (`None`: off, as Cilium's `--enable-l2-announcements=false`).
+    pub l2: Option<crate::l2::L2Options>,
 }
 
 /// Fatal daemon errors (start-up only; at run time errors are reported and survived).
@@ -59,6 +61,8 @@ pub enum DaemonError {
     State(#[from] state::StateError),
     #[error("FIB import")]
     Fib(#[from] bgpd::fib::FibError),
+    #[error("L2 announcements")]
+    L2(#[from] crate::l2::L2Error),
     #[error("metrics endpoint {addr}")]
     Metrics {
         addr: SocketAddr,
@@ -88,6 +92,10 @@ pub struct Shared {
     bgp: tokio::sync::Mutex<Reconciler>,
     lb: std::sync::Mutex<LbController>,
     metrics: Arc<Metrics>,
+    /// Query handle of the L2 ownership task, when L2 announcements are on.
+    l2: Option<l2announcer::node::NodeSender>,
+    /// L2 policy problems of the last pass.
+    l2_problems: std::sync::Mutex<Vec<String>>,
 }
 
 fn read_view<T>(s: &Shared, f: impl FnOnce(&ConfigView) -> T) -> T {
@@ -185,6 +193,13 @@ impl Shared {
         let peers = self.bgp_peers().await;
         let mut errors = errors;
         errors.extend(self.lb().problems.iter().cloned());
+        errors.extend(
+            self.l2_problems
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned(),
+        );
         rackd_api::Status {
             node: self.node.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -200,6 +215,13 @@ impl Shared {
                 .count(),
             bgp_peers_total: peers.len(),
         }
+    }
+
+    /// Refresh the L2 gauges from the ownership task.
+    async fn update_l2_metrics(&self) {
+        let Some(l2) = &self.l2 else { return };
+        let Some(s) = l2.snapshot().await else { return };
+        self.metrics.set_l2(&s);
     }
 
     /// Refresh the per-peer gauges.
@@ -271,7 +293,20 @@ impl admin::Handler for Shared {
             Request::LbipamPools => Reply::LbipamPools(self.lb().pool_views()),
             Request::LbipamServices => Reply::LbipamServices(self.lb().service_views()),
             Request::L2Leases | Request::L2Announcements => {
-                Reply::Error("this controller is not enabled in this build of rackd".into())
+                let Some(l2) = &self.l2 else {
+                    return Reply::Error(
+                        "L2 announcements are not enabled on this node (--enable-l2-announcements)"
+                            .into(),
+                    );
+                };
+                let Some(snap) = l2.snapshot().await else {
+                    return Reply::Error("the L2 announcement task has stopped".into());
+                };
+                if matches!(req, Request::L2Leases) {
+                    Reply::L2Leases(crate::l2::lease_views(&snap))
+                } else {
+                    Reply::L2Announcements(crate::l2::announcement_views(&snap))
+                }
             }
         }
     }
@@ -303,6 +338,10 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
         fib_task = Some((fib, task));
         info!(table, "FIB import on");
     }
+    let mut l2 = match &opts.l2 {
+        Some(o) => Some(crate::l2::L2Controller::start(&opts.node_name, o).await?),
+        None => None,
+    };
     let metrics = Metrics::new();
     let shared = Arc::new(Shared {
         node: opts.node_name.clone(),
@@ -312,6 +351,8 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
         bgp: tokio::sync::Mutex::new(reconciler),
         lb: std::sync::Mutex::new(lb),
         metrics: metrics.clone(),
+        l2: l2.as_ref().map(crate::l2::L2Controller::query),
+        l2_problems: std::sync::Mutex::new(Vec::new()),
     });
 
     let listener = admin::bind(&opts.admin_socket)?;
@@ -332,8 +373,13 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
     };
     info!(node = %opts.node_name, config = %opts.config_dir.display(), "rackd running");
 
-    controller(&opts, &shared, &stop).await;
+    controller(&opts, &shared, l2.as_mut(), &stop).await;
 
+    // Stop answering ARP/NDP and hand the IPs over before anything else goes.
+    if let Some(l2) = l2 {
+        let report = l2.shutdown().await;
+        info!(?report, "L2 announcements handed over");
+    }
     shared.bgp.lock().await.shutdown().await;
     if let Some((fib, task)) = fib_task {
         // A clean stop withdraws what we installed; a crash leaves it for the next start.
@@ -350,7 +396,12 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
     Ok(())
 }
 
-async fn controller(opts: &Options, shared: &Shared, stop: &CancellationToken) {
+async fn controller(
+    opts: &Options,
+    shared: &Shared,
+    mut l2: Option<&mut crate::l2::L2Controller>,
+    stop: &CancellationToken,
+) {
     let mut source = DirSource::new(&opts.config_dir, opts.poll_interval);
     let check = CheckOptions {
         bgp_secrets_namespace: opts.bgp_secrets_namespace.clone(),
@@ -366,6 +417,7 @@ async fn controller(opts: &Options, shared: &Shared, stop: &CancellationToken) {
     // LB-IPAM depends on nothing but the snapshot: rerun it only when that changed.
     let mut lb_generation = u64::MAX;
     let mut bgp_generation = u64::MAX;
+    let mut l2_generation = u64::MAX;
     let mut last_host: Option<crate::bgp::render::HostInfo> = None;
     let mut last_full = Instant::now();
     loop {
@@ -417,6 +469,7 @@ async fn controller(opts: &Options, shared: &Shared, stop: &CancellationToken) {
                 }
             },
             _ = resync.tick() => {}
+            () = devices_changed(l2.as_deref_mut()) => l2_generation = u64::MAX,
         }
         if !have_config {
             continue;
@@ -428,6 +481,12 @@ async fn controller(opts: &Options, shared: &Shared, stop: &CancellationToken) {
             lb_generation = generation;
         }
         let t_lb = t0.elapsed();
+        if let Some(l2) = l2.as_deref_mut()
+            && (generation != l2_generation || last_full.elapsed() >= FULL_RESYNC)
+        {
+            reconcile_l2(shared, l2, &snapshot);
+            l2_generation = generation;
+        }
         // Rendering is a function of the snapshot and the host facts: redo it when either
         // changed or the last pass failed, and in full every minute anyway to repair drift.
         let host = host::gather();
@@ -468,7 +527,32 @@ async fn controller(opts: &Options, shared: &Shared, stop: &CancellationToken) {
             }
         }
         shared.update_peer_metrics().await;
+        shared.update_l2_metrics().await;
     }
+}
+
+async fn devices_changed(l2: Option<&mut crate::l2::L2Controller>) {
+    match l2 {
+        Some(l2) => l2.devices_changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One L2 pass: policies and LB-IPAM's addresses to desired groups.
+fn reconcile_l2(shared: &Shared, l2: &mut crate::l2::L2Controller, snapshot: &Snapshot) {
+    let started = Instant::now();
+    let lb_ips = shared.lb().lb_ips();
+    l2.reconcile(snapshot, &lb_ips);
+    *shared.l2_problems.lock().unwrap_or_else(|e| e.into_inner()) = l2.problems().to_vec();
+    let labels = ControllerLabels {
+        controller: "l2announcer".into(),
+    };
+    shared.metrics.reconcile_runs.get_or_create(&labels).inc();
+    shared
+        .metrics
+        .reconcile_duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
 }
 
 /// One LB-IPAM pass; false when it failed and must be retried.

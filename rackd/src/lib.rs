@@ -6,6 +6,7 @@ pub mod admin;
 pub mod bgp;
 pub mod daemon;
 pub mod host;
+pub mod l2;
 pub mod lbipam_ctl;
 pub mod metrics;
 pub mod source;

@@ -46,6 +46,35 @@ struct Cli {
     /// Off by default: Cilium never imports.
     #[arg(long, env = "RACKD_FIB_TABLE")]
     fib_table: Option<u32>,
+    /// Answer ARP/NDP for LoadBalancer and external IPs per CiliumL2AnnouncementPolicy
+    /// (Cilium's flag).
+    #[arg(long, env = "RACKD_ENABLE_L2_ANNOUNCEMENTS")]
+    enable_l2_announcements: bool,
+    /// How long other nodes wait after a holder's last renewal (Go duration; default 15s).
+    #[arg(long, env = "RACKD_L2_ANNOUNCEMENTS_LEASE_DURATION")]
+    l2_announcements_lease_duration: Option<String>,
+    /// How long a holder keeps answering without a renewal (default 5s).
+    #[arg(long, env = "RACKD_L2_ANNOUNCEMENTS_RENEW_DEADLINE")]
+    l2_announcements_renew_deadline: Option<String>,
+    /// Interval between renewals and claim retries (default 2s).
+    #[arg(long, env = "RACKD_L2_ANNOUNCEMENTS_RETRY_PERIOD")]
+    l2_announcements_retry_period: Option<String>,
+    /// Where L2 leases live: `local` (single node) or `etcd`.
+    #[arg(long, env = "RACKD_L2_LEASE_BACKEND", value_enum)]
+    l2_lease_backend: Option<BackendArg>,
+    /// etcd client URLs for the `etcd` lease backend (comma-separated or repeated).
+    #[arg(long, env = "RACKD_L2_ETCD_ENDPOINTS", value_delimiter = ',')]
+    l2_etcd_endpoints: Vec<String>,
+    /// Key prefix in etcd (default /rackd/l2/).
+    #[arg(long, env = "RACKD_L2_ETCD_PREFIX")]
+    l2_etcd_prefix: Option<String>,
+    /// Devices L2 announcements may use, Cilium's syntax (`eth0`, `eth+`); default every
+    /// Ethernet device.
+    #[arg(long, env = "RACKD_DEVICES", value_delimiter = ',')]
+    devices: Vec<String>,
+    /// bpffs folder for the datapath's pinned maps and links.
+    #[arg(long, env = "RACKD_BPF_PIN_ROOT")]
+    bpf_pin_root: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Option<Cmd>,
 }
@@ -54,6 +83,24 @@ struct Cli {
 enum Cmd {
     /// Run the daemon (the default).
     Run,
+    /// The eBPF datapath.
+    Datapath {
+        #[command(subcommand)]
+        cmd: DatapathCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DatapathCmd {
+    /// Detach and unpin every program, link and map rackd installed under the pin root.
+    Uninstall,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum BackendArg {
+    Local,
+    Etcd,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -75,6 +122,15 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     bgp_secrets_namespace: Option<String>,
     fib_table: Option<u32>,
+    enable_l2_announcements: Option<bool>,
+    l2_announcements_lease_duration: Option<String>,
+    l2_announcements_renew_deadline: Option<String>,
+    l2_announcements_retry_period: Option<String>,
+    l2_lease_backend: Option<BackendArg>,
+    l2_etcd_endpoints: Option<Vec<String>>,
+    l2_etcd_prefix: Option<String>,
+    devices: Option<Vec<String>>,
+    bpf_pin_root: Option<PathBuf>,
 }
 
 fn hostname() -> String {
@@ -90,7 +146,7 @@ fn main() -> anyhow::Result<()> {
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("reading config file {}", p.display()))?;
             serde_yaml_ng::from_str(&text)
-                .with_context(|| format!("config file {}: expected keys node-name, config-dir, state-dir, admin-socket, metrics-addr, log-format, bgp-secrets-namespace", p.display()))?
+                .with_context(|| format!("config file {}: expected the long flag names as keys, e.g. node-name, config-dir, enable-l2-announcements", p.display()))?
         }
         None => FileConfig::default(),
     };
@@ -115,6 +171,90 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("--metrics-addr {a:?}: expected ADDRESS:PORT or off"))?,
         ),
     };
+    let pin_root = cli
+        .bpf_pin_root
+        .or(file.bpf_pin_root)
+        .unwrap_or_else(|| datapath::DEFAULT_PIN_ROOT.into());
+    let l2 = if cli.enable_l2_announcements || file.enable_l2_announcements == Some(true) {
+        let dur = |flag: &str, v: Option<String>, default: Duration| -> anyhow::Result<Duration> {
+            match v {
+                None => Ok(default),
+                Some(s) => rackd::l2::parse_go_duration(&s).with_context(|| {
+                    format!("--{flag} {s:?}: expected a Go duration like 15s or 500ms")
+                }),
+            }
+        };
+        let defaults = l2announcer::LeaseTimings::default();
+        let timings = l2announcer::LeaseTimings {
+            lease_duration: dur(
+                "l2-announcements-lease-duration",
+                cli.l2_announcements_lease_duration
+                    .or(file.l2_announcements_lease_duration),
+                defaults.lease_duration,
+            )?,
+            renew_deadline: dur(
+                "l2-announcements-renew-deadline",
+                cli.l2_announcements_renew_deadline
+                    .or(file.l2_announcements_renew_deadline),
+                defaults.renew_deadline,
+            )?,
+            retry_period: dur(
+                "l2-announcements-retry-period",
+                cli.l2_announcements_retry_period
+                    .or(file.l2_announcements_retry_period),
+                defaults.retry_period,
+            )?,
+        };
+        let endpoints = if cli.l2_etcd_endpoints.is_empty() {
+            file.l2_etcd_endpoints.unwrap_or_default()
+        } else {
+            cli.l2_etcd_endpoints
+        };
+        let backend = match cli.l2_lease_backend.or(file.l2_lease_backend) {
+            Some(BackendArg::Etcd) => {
+                if endpoints.is_empty() {
+                    anyhow::bail!("--l2-lease-backend etcd needs --l2-etcd-endpoints");
+                }
+                let mut prefix = cli
+                    .l2_etcd_prefix
+                    .or(file.l2_etcd_prefix)
+                    .unwrap_or_else(|| "/rackd/l2/".into());
+                if !prefix.ends_with('/') {
+                    prefix.push('/');
+                }
+                rackd::l2::LeaseBackendKind::Etcd { endpoints, prefix }
+            }
+            Some(BackendArg::Local) | None => {
+                if !endpoints.is_empty() {
+                    anyhow::bail!(
+                        "--l2-etcd-endpoints given but the lease backend is local: add --l2-lease-backend etcd"
+                    );
+                }
+                rackd::l2::LeaseBackendKind::Local
+            }
+        };
+        Some(rackd::l2::L2Options {
+            backend,
+            timings,
+            devices: if cli.devices.is_empty() {
+                file.devices.unwrap_or_default()
+            } else {
+                cli.devices
+            },
+            pin_root: pin_root.clone(),
+        })
+    } else {
+        None
+    };
+    if let Some(Cmd::Datapath {
+        cmd: DatapathCmd::Uninstall,
+    }) = &cli.cmd
+    {
+        datapath::uninstall(&pin_root)
+            .with_context(|| format!("uninstalling the datapath under {}", pin_root.display()))?;
+        info!(pin_root = %pin_root.display(), "datapath uninstalled");
+        return Ok(());
+    }
     let opts = rackd::daemon::Options {
         node_name: cli.node_name.or(file.node_name).unwrap_or_else(hostname),
         config_dir: cli
@@ -137,8 +277,10 @@ fn main() -> anyhow::Result<()> {
             .or(file.bgp_secrets_namespace)
             .unwrap_or_else(|| "kube-system".into()),
         fib_table: cli.fib_table.or(file.fib_table).filter(|t| *t != 0),
+        l2,
     };
     match cli.cmd.unwrap_or(Cmd::Run) {
+        Cmd::Datapath { .. } => {}
         Cmd::Run => {
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             rt.block_on(async move {

@@ -42,6 +42,18 @@ pub struct PoolLabels {
     pub pool: String,
 }
 
+/// Labels of per-interface series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InterfaceLabels {
+    pub interface: String,
+}
+
+/// Labels of datastore write kinds.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteKindLabels {
+    pub kind: String,
+}
+
 /// All of rackd's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -58,6 +70,14 @@ pub struct Metrics {
     pub config_applies: Counter,
     pub pool_ips_used: Family<PoolLabels, Gauge>,
     pub pool_ips_available: Family<PoolLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub l2_lease_live: Gauge,
+    pub l2_members: Gauge,
+    pub l2_groups_known: Gauge,
+    pub l2_groups_held: Gauge,
+    pub l2_announcements: Gauge,
+    /// Per interface, not per IP: 27,000 announced IPs would be 27,000 series.
+    pub l2_replies_sent: Family<InterfaceLabels, Gauge>,
+    pub l2_datastore_writes: Family<WriteKindLabels, Gauge>,
 }
 
 impl Metrics {
@@ -78,6 +98,13 @@ impl Metrics {
             config_applies: Counter::default(),
             pool_ips_used: Family::default(),
             pool_ips_available: Family::default(),
+            l2_lease_live: Gauge::default(),
+            l2_members: Gauge::default(),
+            l2_groups_known: Gauge::default(),
+            l2_groups_held: Gauge::default(),
+            l2_announcements: Gauge::default(),
+            l2_replies_sent: Family::default(),
+            l2_datastore_writes: Family::default(),
         };
         r.register(
             "bgp_session_established",
@@ -129,8 +156,78 @@ impl Metrics {
             "IPs still available in the pool (float: IPv6 pools exceed 2^53)",
             m.pool_ips_available.clone(),
         );
+        r.register(
+            "l2_lease_live",
+            "1 while this node's L2 announcement lease is live",
+            m.l2_lease_live.clone(),
+        );
+        r.register(
+            "l2_members",
+            "Nodes with a live L2 announcement lease",
+            m.l2_members.clone(),
+        );
+        r.register(
+            "l2_groups_known",
+            "IP groups this node knows of",
+            m.l2_groups_known.clone(),
+        );
+        r.register(
+            "l2_groups_held",
+            "IP groups this node holds",
+            m.l2_groups_held.clone(),
+        );
+        r.register(
+            "l2_announcements",
+            "(IP, interface) entries this node answers ARP/NDP for",
+            m.l2_announcements.clone(),
+        );
+        r.register(
+            "l2_replies_sent",
+            "ARP replies and neighbour advertisements sent by the datapath (monotonic)",
+            m.l2_replies_sent.clone(),
+        );
+        r.register(
+            "l2_datastore_writes",
+            "Lease datastore writes made by this node, per kind (monotonic)",
+            m.l2_datastore_writes.clone(),
+        );
         *m.registry.lock().unwrap_or_else(|e| e.into_inner()) = r;
         Arc::new(m)
+    }
+
+    /// Sets the L2 gauges from the ownership task's snapshot.
+    pub fn set_l2(&self, s: &l2announcer::query::Snapshot) {
+        let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        let c = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.l2_lease_live.set(i64::from(s.lease_live));
+        self.l2_members.set(n(s.members.len()));
+        self.l2_groups_known.set(n(s.leases.len()));
+        self.l2_groups_held.set(n(s.held()));
+        self.l2_announcements.set(n(s.announcements.len()));
+        let mut per_if: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+        for a in &s.announcements {
+            *per_if.entry(&a.interface).or_default() += a.replies_sent.unwrap_or(0);
+        }
+        self.l2_replies_sent.clear();
+        for (interface, v) in per_if {
+            self.l2_replies_sent
+                .get_or_create(&InterfaceLabels {
+                    interface: interface.to_owned(),
+                })
+                .set(c(v));
+        }
+        let w = &s.writes;
+        for (kind, v) in [
+            ("grant", w.grants),
+            ("keepalive", w.keepalives),
+            ("txn", w.txns),
+            ("put", w.puts),
+            ("revoke", w.revokes),
+        ] {
+            self.l2_datastore_writes
+                .get_or_create(&WriteKindLabels { kind: kind.into() })
+                .set(c(v));
+        }
     }
 
     /// The text exposition format.

@@ -239,7 +239,7 @@ pub fn bgp_routes(
                 base64: nlri_base64(&r.prefix),
             }),
             path_attributes: path_attributes_base64(r),
-            age_nanoseconds: 0,
+            age_nanoseconds: u64::try_from(r.age.as_nanos()).unwrap_or(u64::MAX),
             best: r.best,
             stale: r.stale,
             rackd_next_hop: if r.source.is_none() && neighbor.is_none() {
@@ -376,6 +376,7 @@ mod tests {
             communities: vec!["65000:99".into()],
             large_communities: vec![],
             attributes: std::sync::Arc::new(attrs),
+            age: std::time::Duration::from_secs(3),
         };
         let tlvs: Vec<Vec<u8>> = path_attributes_base64(&r)
             .iter()

@@ -440,25 +440,34 @@ pub struct ServiceView {
     pub condition: Condition,
 }
 
-/// A row of `rackctl l2 leases`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A row of `rackctl l2 leases`: one IP group (all services sharing the IP) and who holds it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct LeaseView {
     pub ip: String,
+    /// `namespace/name` of every service carrying the IP.
     pub services: Vec<String>,
-    pub interface: String,
+    /// Interfaces this node answers (or would answer) on.
+    pub interfaces: Vec<String>,
+    /// Holder node; empty while nobody holds the group.
     pub holder: String,
-    pub lease_age_seconds: u64,
+    /// Seconds since this node saw the current holder take the group.
+    pub lease_age_seconds: f64,
+    /// Whether this node's policies select it for the group.
+    pub candidate: bool,
+    /// ARP replies / neighbour advertisements this node sent for the IP (0 unless it holds it).
     pub replies_sent: u64,
 }
 
-/// A row of `rackctl l2 announcements`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A row of `rackctl l2 announcements`: one (IP, interface) entry this node answers for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct AnnouncementView {
     pub ip: String,
     pub services: Vec<String>,
     pub interface: String,
+    pub holder: String,
+    pub lease_age_seconds: f64,
     pub replies_sent: u64,
 }
 

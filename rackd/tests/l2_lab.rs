@@ -1,0 +1,82 @@
+//! L2 announcements end to end (issue 5): three rackd nodes with the eBPF responder and the
+//! etcd lease backend, a client on the same segment, `configs/l2lab` (the seeds' pool,
+//! policy and deathstar). The client reaches the LoadBalancer IPs over IPv4 and IPv6; then
+//! each fault (kill -9 of the holder's rackd, its interface down, SIGTERM) is injected
+//! `RACKD_L2_RUNS` times (default 20): another node must take over, the client must reach the
+//! IPs through it, and no 10 ms prober window may ever see two MACs answering.
+//!
+//! Timings are printed, not asserted (`cargo bench -p rackd --bench l2_failover` reports them).
+
+mod l2common;
+
+use std::time::Duration;
+
+use l2common::{FAST, Fault, L2Lab, VIP4, VIP6};
+use rackd_api::{Reply, Request};
+
+fn runs() -> usize {
+    std::env::var("RACKD_L2_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20)
+}
+
+#[test]
+fn client_reaches_the_vips_through_one_node_and_failover_never_shows_two_macs() {
+    let mut lab = L2Lab::up("l2-e2e", FAST);
+    let (h4, h6) = lab.wait_settled(Duration::from_secs(30));
+
+    // What rackctl shows: each holder answers on eth0 for deathstar's address.
+    for (holder, vip) in [(h4, VIP4.to_string()), (h6, VIP6.to_string())] {
+        let Some(Reply::L2Announcements(a)) = lab.call(holder, &Request::L2Announcements) else {
+            panic!("no announcements from the holder\n{}", lab.logs());
+        };
+        let a: Vec<_> = a.into_iter().filter(|a| a.ip == vip).collect();
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert_eq!(a[0].interface, "eth0");
+        assert_eq!(a[0].services, ["batuu/deathstar"]);
+        assert_eq!(a[0].holder, lab.nodes[holder].name);
+        assert!(a[0].replies_sent > 0, "{a:?}");
+        for other in 0..3 {
+            let Some(Reply::L2Leases(l)) = lab.call(other, &Request::L2Leases) else {
+                panic!("no leases from node {other}");
+            };
+            let l: Vec<_> = l.into_iter().filter(|l| l.ip == vip).collect();
+            assert_eq!(l.len(), 1, "{l:?}");
+            assert!(
+                l[0].candidate && l[0].holder == lab.nodes[holder].name,
+                "{l:?}"
+            );
+            assert_eq!(l[0].interfaces, ["eth0"]);
+        }
+    }
+
+    let mut results = Vec::new();
+    for fault in [Fault::Kill9, Fault::LinkDown, Fault::Sigterm] {
+        for run in 0..runs() {
+            let r = l2common::run_fault(&mut lab, fault, run % 2 == 1);
+            assert!(r.new.0 != r.old && r.new.1 != r.old, "{r:?}");
+            assert_eq!(
+                (r.double4, r.double6),
+                (0, 0),
+                "{} run {run}: two MACs answered in the same prober window\n{r:?}\n{}",
+                fault.name(),
+                lab.logs()
+            );
+            eprintln!(
+                "{} run {run}: {} -> {}/{}, detect {:?}/{:?}, outage {:?}/{:?}, {} probes",
+                fault.name(),
+                lab.nodes[r.old].name,
+                lab.nodes[r.new.0].name,
+                lab.nodes[r.new.1].name,
+                r.detect4,
+                r.detect6,
+                r.outage4,
+                r.outage6,
+                r.requests
+            );
+            results.push(r);
+        }
+    }
+    eprintln!("{}", l2common::report(&results));
+}
