@@ -399,3 +399,49 @@ fn ipv6_session_reconnects_after_a_reset() {
         )
     });
 }
+
+/// The override's per-peer `localPort` is the session's TCP source port: FRR sees it, and
+/// only that session is reset when it is set; the IPv6 session stays up throughout.
+#[test]
+fn override_local_port_is_the_session_source_port() {
+    let lab = Lab::up("rk-lport");
+    let t = Duration::from_secs(60);
+    lab.tor.wait_established(ip("10.0.1.2"), t).unwrap();
+    lab.tor.wait_established(ip("fd00:10:0:1::2"), t).unwrap();
+    let v6_before = lab.established_count("fd00:10:0:1::2");
+    let foreign_port = |addr: &str| -> (Option<String>, u64) {
+        let n = lab.tor.neighbors().unwrap();
+        (
+            n[addr]["bgpState"].as_str().map(str::to_owned),
+            n[addr]["portForeign"].as_u64().unwrap_or(0),
+        )
+    };
+    std::fs::write(
+        lab.cfg.join("override-node1.yaml"),
+        "apiVersion: cilium.io/v2\nkind: CiliumBGPNodeConfigOverride\nmetadata:\n  name: node1\nspec:\n  bgpInstances:\n  - name: \"rack\"\n    peers:\n    - name: \"tor-v4\"\n      localPort: 41179\n",
+    )
+    .unwrap();
+    wait_for(
+        "the IPv4 session to come back from source port 41179",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let (state, port) = foreign_port("10.0.1.2");
+            Ok(
+                if state.as_deref() == Some("Established") && port == 41179 {
+                    Check::Ready(())
+                } else {
+                    Check::NotYet(format!("{state:?} port {port}"))
+                },
+            )
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\nrackd:\n{}", lab.rackd_log()));
+    assert_eq!(
+        lab.established_count("fd00:10:0:1::2"),
+        v6_before,
+        "the IPv6 session was reset"
+    );
+    let (_, v6_port) = foreign_port("fd00:10:0:1::2");
+    assert_ne!(v6_port, 41179);
+}

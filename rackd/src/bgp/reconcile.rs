@@ -108,6 +108,8 @@ pub fn peer_config(peer: &Peer, node: &NodeAddrs) -> PeerConfig {
         IpAddr::V6(_) => node.source_v6.map(IpAddr::V6),
         IpAddr::V4(_) => node.source_v4.map(IpAddr::V4),
     });
+    // The override's per-peer localPort: the session's TCP source port (cilium-compat §1.4).
+    c.local_port = peer.local_port;
     c.interface = peer
         .interface
         .clone()
