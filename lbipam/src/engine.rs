@@ -277,10 +277,17 @@ struct View<'a> {
     /// Position in the reconcile's service list (key order).
     idx: usize,
     spec: &'a ServiceSpec,
-    requested: Vec<IpAddr>,
-    invalid: Vec<String>,
     want: [bool; 2],
     sharing_key: Option<&'a str>,
+    /// Specific requests and cross-namespace sharing: rare, so boxed to keep the common view
+    /// small (100,000 of them are built per reconcile).
+    extra: Option<Box<Extra<'a>>>,
+}
+
+#[derive(Default)]
+struct Extra<'a> {
+    requested: Vec<IpAddr>,
+    invalid: Vec<String>,
     cross_ns: Vec<&'a str>,
 }
 
@@ -288,45 +295,65 @@ impl<'a> View<'a> {
     fn new(config: &Config, idx: usize, spec: &'a ServiceSpec) -> Self {
         let (requested, invalid) = requested_ips(spec);
         let (v4, v6) = config.requested_families(spec);
+        let cross_ns: Vec<&str> = annotation(
+            spec,
+            ANNOTATION_SHARING_CROSS_NAMESPACE,
+            ANNOTATION_SHARING_CROSS_NAMESPACE_ALIAS,
+        )
+        .map(|v| v.split(',').map(str::trim).collect())
+        .unwrap_or_default();
+        let extra =
+            (!requested.is_empty() || !invalid.is_empty() || !cross_ns.is_empty()).then(|| {
+                Box::new(Extra {
+                    requested,
+                    invalid,
+                    cross_ns,
+                })
+            });
         View {
             idx,
             spec,
-            requested,
-            invalid,
             want: [v4, v6],
             sharing_key: annotation(spec, ANNOTATION_SHARING_KEY, ANNOTATION_SHARING_KEY_ALIAS),
-            cross_ns: annotation(
-                spec,
-                ANNOTATION_SHARING_CROSS_NAMESPACE,
-                ANNOTATION_SHARING_CROSS_NAMESPACE_ALIAS,
-            )
-            .map(|v| v.split(',').map(str::trim).collect())
-            .unwrap_or_default(),
+            extra,
         }
+    }
+
+    /// Specific IPs requested (empty: one address per wanted family).
+    fn requested(&self) -> &[IpAddr] {
+        self.extra.as_ref().map_or(&[], |e| &e.requested)
+    }
+
+    fn invalid(&self) -> &[String] {
+        self.extra.as_ref().map_or(&[], |e| &e.invalid)
+    }
+
+    fn cross_ns(&self) -> &[&'a str] {
+        self.extra.as_ref().map_or(&[], |e| &e.cross_ns)
     }
 
     /// Whether holding `held` meets every request.
     fn satisfied_by(&self, held: &[IpAddr]) -> bool {
-        if self.requested.is_empty() {
+        if self.requested().is_empty() {
             [Family::V4, Family::V6]
                 .iter()
                 .all(|f| !self.want[f.index()] || held.iter().any(|ip| Family::of(*ip) == *f))
         } else {
-            self.requested.iter().all(|ip| held.contains(ip))
+            self.requested().iter().all(|ip| held.contains(ip))
         }
     }
 
     /// Whether the address is still wanted by the service's request (ignoring pools).
     fn wants(&self, ip: IpAddr) -> bool {
-        if self.requested.is_empty() {
+        if self.requested().is_empty() {
             self.want[Family::of(ip).index()]
         } else {
-            self.requested.contains(&ip)
+            self.requested().contains(&ip)
         }
     }
 
     fn permits_namespace(&self, ns: &str) -> bool {
-        self.cross_ns.iter().any(|n| *n == ns || *n == "*")
+        self.cross_ns().iter().any(|n| *n == ns || *n == "*")
     }
 }
 
@@ -385,7 +412,7 @@ impl<'v> SharingIndex<'v> {
         let by_ns = self.by_key.get(key);
         let spec: &'v ServiceSpec = view.spec;
         let own: &'v str = &spec.key.namespace;
-        let cross = !view.cross_ns.is_empty();
+        let cross = !view.cross_ns().is_empty();
         by_ns
             .into_iter()
             .flat_map(|m| m.iter())
@@ -700,7 +727,7 @@ impl LbIpam {
             }
         }
         // Outcomes only after every service is served: later ones may join earlier addresses.
-        self.report(&pass, &work, failures)
+        self.report(pass, work, failures)
     }
 
     /// Maps this reconcile's services to the ids of those already holding addresses.
@@ -831,7 +858,7 @@ impl LbIpam {
                     continue;
                 }
                 let family = Family::of(ip);
-                if v.requested.is_empty() && held.iter().any(|h| Family::of(*h) == family) {
+                if v.requested().is_empty() && held.iter().any(|h| Family::of(*h) == family) {
                     continue;
                 }
                 let Some((p, range)) = table.accepted_of(ip) else {
@@ -859,8 +886,8 @@ impl LbIpam {
     ) -> Option<Failure> {
         let view = &pass.views[vi];
         let mut failure = None;
-        if !view.requested.is_empty() {
-            for &ip in &view.requested {
+        if !view.requested().is_empty() {
+            for &ip in view.requested() {
                 if work.held[vi].contains(&ip) {
                     continue;
                 }
@@ -1011,8 +1038,8 @@ impl LbIpam {
     /// Per-service and per-pool results, from one walk over the allocations.
     fn report<S>(
         &mut self,
-        pass: &Pass<'_, '_, S>,
-        work: &Work<'_>,
+        pass: Pass<'_, '_, S>,
+        work: Work<'_>,
         failures: Vec<Option<Failure>>,
     ) -> Outcome {
         let (table, views) = (&pass.table, &pass.views);
@@ -1063,32 +1090,34 @@ impl LbIpam {
                 });
             }
         }
-        let services = views
-            .iter()
-            .zip(assignments)
-            .zip(failures)
-            .map(|((view, assignments), failure)| {
-                let satisfied = view.satisfied_by(&work.held[view.idx]);
-                let (reason, message) = match (satisfied, failure) {
-                    (true, _) | (false, None) => (Reason::Satisfied, String::new()),
-                    (false, Some(f)) => (f.reason, f.message),
-                };
-                (
-                    view.spec.key.clone(),
-                    ServiceOutcome {
-                        assignments,
-                        satisfied,
-                        reason,
-                        message,
-                        invalid_requested_ips: view.invalid.clone(),
-                    },
-                )
-            })
-            // Already in key order, so this is a linear bulk build.
-            .collect();
+        let pools = self.pool_statuses(table, &counts);
+        let mut entries = Vec::with_capacity(views.len());
+        for ((view, assignments), failure) in views.iter().zip(assignments).zip(failures) {
+            let satisfied = view.satisfied_by(&work.held[view.idx]);
+            let (reason, message) = match (satisfied, failure) {
+                (true, _) | (false, None) => (Reason::Satisfied, String::new()),
+                (false, Some(f)) => (f.reason, f.message),
+            };
+            entries.push((
+                view.spec.key.clone(),
+                ServiceOutcome {
+                    assignments,
+                    satisfied,
+                    reason,
+                    message,
+                    invalid_requested_ips: view.invalid().to_vec(),
+                },
+            ));
+        }
+        // The working set goes before the map's nodes are allocated, so they can reuse its
+        // memory instead of faulting in fresh pages.
+        drop(by_name);
+        drop(pass);
+        drop(work);
         Outcome {
-            services,
-            pools: self.pool_statuses(table, &counts),
+            // Already in key order: collected in place, checked in one pass, built in bulk.
+            services: entries.into_iter().collect(),
+            pools,
             state_changed: std::mem::take(&mut self.dirty),
         }
     }
