@@ -1,5 +1,7 @@
 //! Property tests: no address given twice, determinism regardless of input order, stability
-//! across restore, and shrinking moves only the services whose address left.
+//! across restore, shrinking moves only the services whose address left, the allocator's own
+//! record agrees with its outcome through churn, and memoised selector answers equal
+//! per-service evaluation.
 #![allow(clippy::unwrap_used)] // Tests and benchmarks may unwrap.
 
 mod common;
@@ -10,8 +12,8 @@ use std::net::IpAddr;
 use common::*;
 use lbipam::{
     ANNOTATION_IPS, ANNOTATION_SHARING_KEY, Block, Config, ExternalTrafficPolicy, Family,
-    IpFamilyPolicy, LbIpam, Outcome, PersistedState, PoolSpec, ServiceKey, ServiceSelector,
-    ServiceSpec, service_selector_labels,
+    IpFamilyPolicy, LbIpam, Outcome, PersistedState, PoolSpec, SERVICE_NAMESPACE_LABEL, ServiceKey,
+    ServiceSelector, ServiceSpec, service_selector_labels,
 };
 use proptest::prelude::*;
 
@@ -165,6 +167,30 @@ fn check_exclusive(
     Ok(())
 }
 
+/// A selector that does not report its label keys: evaluated for every service.
+#[derive(Clone, Debug)]
+struct Opaque(Sel);
+
+impl ServiceSelector for Opaque {
+    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.0.matches(labels)
+    }
+}
+
+fn opaque(pools: &[PoolSpec<Sel>]) -> Vec<PoolSpec<Opaque>> {
+    pools
+        .iter()
+        .map(|p| PoolSpec {
+            name: p.name.clone(),
+            created: p.created,
+            blocks: p.blocks.clone(),
+            allow_first_last_ips: p.allow_first_last_ips,
+            disabled: p.disabled,
+            service_selector: p.service_selector.clone().map(Opaque),
+        })
+        .collect()
+}
+
 fn restart(ipam: &LbIpam) -> LbIpam {
     LbIpam::restore(&PersistedState::decode(&ipam.snapshot().encode()).unwrap()).unwrap()
 }
@@ -262,6 +288,65 @@ proptest! {
                     prop_assert!(a.contains(&ip), "{} lost {} although still in a pool", k, ip);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn churn_keeps_record_and_outcome_in_step(pools in arb_pools(),
+                                              sets in proptest::collection::vec(arb_services(), 1..5)) {
+        let cfg = Config::default();
+        let mut ipam = LbIpam::new();
+        for set in &sets {
+            let out = ipam.reconcile(&cfg, &pools, set);
+            check_exclusive(&out, set, &pools)?;
+            // Holders as the allocator records them (interned ids turned back into keys).
+            let mut recorded: BTreeMap<ServiceKey, Vec<IpAddr>> = BTreeMap::new();
+            for (ip, _, holders) in ipam.allocations() {
+                prop_assert_eq!(holders.len(), holders.clone().count());
+                for k in holders {
+                    recorded.entry(k.clone()).or_default().push(ip);
+                }
+            }
+            let published: BTreeMap<ServiceKey, Vec<IpAddr>> =
+                held(&out).into_iter().filter(|(_, ips)| !ips.is_empty()).collect();
+            prop_assert_eq!(recorded, published);
+            let again = restart(&ipam).reconcile(&cfg, &pools, set);
+            prop_assert!(!again.state_changed);
+            prop_assert_eq!(&again.services, &out.services);
+        }
+    }
+
+    #[test]
+    fn memoised_selection_equals_per_service(pools in arb_pools(), svcs in arb_services(),
+                                             later in arb_services()) {
+        let cfg = Config::default();
+        let (mut a, mut b) = (LbIpam::new(), LbIpam::new());
+        // Some pools select by the synthetic namespace label instead, and some services claim
+        // another namespace in their own labels (the real one must win in both paths).
+        let mut pools = pools;
+        for (i, p) in pools.iter_mut().enumerate() {
+            if i % 2 == 1 && p.service_selector.is_some() {
+                p.service_selector = Some(labels(&[(SERVICE_NAMESPACE_LABEL, &format!("ns{i}"))]));
+            }
+        }
+        let spoof = |set: &[ServiceSpec]| -> Vec<ServiceSpec> {
+            set.iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let mut s = s.clone();
+                    if i % 3 == 0 {
+                        s.labels.insert(SERVICE_NAMESPACE_LABEL.into(), "ns1".into());
+                    }
+                    s
+                })
+                .collect()
+        };
+        let (svcs, later) = (spoof(&svcs), spoof(&later));
+        let opaque_pools = opaque(&pools);
+        for set in [&svcs, &later] {
+            let x = a.reconcile(&cfg, &pools, set);
+            let y = b.reconcile(&cfg, &opaque_pools, set);
+            prop_assert_eq!(x, y);
         }
     }
 }
