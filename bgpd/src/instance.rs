@@ -59,6 +59,8 @@ pub(crate) enum Command {
 const CONN_EVENT_QUEUE: usize = 1024;
 /// Connection events handled before pending RIB changes are flushed to peers.
 const BATCH: usize = 256;
+/// Retry interval, capped, while a fixed source port is blocked by a TIME_WAIT.
+const TIME_WAIT_RETRY: Duration = Duration::from_secs(5);
 
 /// One connection and its FSM (a peer has a second one only during a collision, §6.8).
 #[derive(Debug)]
@@ -687,17 +689,28 @@ impl Instance {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(peer = %addr, error = %e, "connect failed");
+                // See transport::connect: the previous connection from this fixed port is in
+                // TIME_WAIT and the peer did not use TCP timestamps.
+                let time_wait =
+                    p.cfg.local_port.is_some() && e.kind() == std::io::ErrorKind::AddrNotAvailable;
                 p.last_error = Some(match p.cfg.local_port {
-                    // See transport::connect: the previous connection from this port is in
-                    // TIME_WAIT and the peer did not use TCP timestamps.
-                    Some(port) if e.kind() == std::io::ErrorKind::AddrNotAvailable => format!(
+                    Some(port) if time_wait => format!(
                         "connect: {e} (local port {port} still held by the previous connection, \
-                         probably TIME_WAIT; retrying at connect-retry)"
+                         probably TIME_WAIT; retrying every {} s at most)",
+                        TIME_WAIT_RETRY.as_secs()
                     ),
                     _ => format!("connect: {e}"),
                 });
                 if p.main.fsm.state() == State::Connect {
                     self.drive(addr, Which::Main, Input::TcpFailed);
+                }
+                // The TIME_WAIT ends within 60 s; do not wait a whole connect-retry (Cilium's
+                // default is 120 s) beyond that.
+                if time_wait
+                    && let Some(p) = self.peers.get_mut(&addr)
+                    && let Some(t) = &mut p.main.timers[Timer::ConnectRetry.index()]
+                {
+                    *t = (*t).min(Instant::now() + TIME_WAIT_RETRY);
                 }
                 return;
             }
