@@ -223,11 +223,19 @@ fn main() {
     let pools = pools();
     let svcs = services();
 
-    if std::env::var_os("LBIPAM_BENCH_PROFILE").is_some() {
-        // Only allocate-all, for `perf record`.
+    if let Some(what) = std::env::var_os("LBIPAM_BENCH_PROFILE") {
+        // Only allocate-all (or, with `resync`, only the restart path), for `perf record`.
+        let mut ipam = LbIpam::new();
+        black_box(ipam.reconcile(&cfg, &pools, &svcs));
+        let bytes = ipam.snapshot().encode();
         for _ in 0..5 {
-            let mut ipam = LbIpam::new();
-            black_box(ipam.reconcile(&cfg, &pools, &svcs));
+            if what == "resync" {
+                let mut ipam = LbIpam::from_bytes(&bytes).unwrap();
+                black_box(ipam.reconcile(&cfg, &pools, &svcs));
+            } else {
+                let mut ipam = LbIpam::new();
+                black_box(ipam.reconcile(&cfg, &pools, &svcs));
+            }
         }
         return;
     }

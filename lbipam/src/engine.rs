@@ -490,6 +490,11 @@ impl LbIpam {
     /// recorded address is reinstated before any new allocation.
     pub fn restore(state: &PersistedState) -> Result<Self, StateError> {
         state.validate()?;
+        Ok(LbIpam::restore_valid(state))
+    }
+
+    /// `restore` of a state already validated.
+    fn restore_valid(state: &PersistedState) -> Self {
         let mut me = LbIpam {
             next_seq: state.next_pool_seq,
             ..LbIpam::default()
@@ -516,12 +521,13 @@ impl LbIpam {
         }
         // Bulk build (snapshots are sorted, so this is linear); addresses are unique (validated).
         me.allocs = entries.into_iter().collect();
-        Ok(me)
+        me
     }
 
     /// Decodes bytes and restores from them.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, StateError> {
-        LbIpam::restore(&PersistedState::decode(bytes)?)
+        // `decode` validates.
+        Ok(LbIpam::restore_valid(&PersistedState::decode(bytes)?))
     }
 
     /// The state to persist.

@@ -138,15 +138,30 @@ impl Serialize for ServiceKey {
 
 impl<'de> Deserialize<'de> for ServiceKey {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        match s.split_once('/') {
-            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
-                Ok(ServiceKey::new(ns, name))
+        // Splits the text where the decoder has it, rather than via an intermediate String
+        // (a state file holds one key per allocation).
+        struct KeyVisitor;
+        impl serde::de::Visitor<'_> for KeyVisitor {
+            type Value = ServiceKey;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a service key namespace/name")
             }
-            _ => Err(serde::de::Error::custom(format!(
-                "service key '{s}' is not namespace/name"
-            ))),
+
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ServiceKey, E> {
+                match s.split_once('/') {
+                    Some((ns, name))
+                        if !ns.is_empty() && !name.is_empty() && !name.contains('/') =>
+                    {
+                        Ok(ServiceKey::new(ns, name))
+                    }
+                    _ => Err(E::custom(format!(
+                        "service key '{s}' is not namespace/name"
+                    ))),
+                }
+            }
         }
+        d.deserialize_str(KeyVisitor)
     }
 }
 

@@ -2,7 +2,7 @@
 //! allocations before any new one is made. Encoded as versioned JSON; the daemon writes it
 //! atomically (write, fsync, rename).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -172,9 +172,12 @@ impl PersistedState {
                 });
             }
         }
-        let mut ips = BTreeMap::new();
+        // We write allocations sorted by address; then strictly increasing means no duplicate,
+        // checked in one pass. Anything else is checked with a set.
+        let sorted = self.allocations.windows(2).all(|w| w[0].ip < w[1].ip);
+        let mut ips = BTreeSet::new();
         for a in &self.allocations {
-            if ips.insert(a.ip, ()).is_some() {
+            if !sorted && !ips.insert(a.ip) {
                 return Err(StateError::DuplicateAllocation { ip: a.ip });
             }
             if a.services.is_empty() {
