@@ -1,5 +1,6 @@
 //! The persisted-state decoder must reject any byte string with a typed error, never panic;
-//! whatever it accepts must restore, re-encode equivalently, and reconcile without panicking.
+//! whatever it accepts must restore, re-encode equivalently, and reconcile without panicking to
+//! a fixed point that agrees with the allocator's own record and survives a restart.
 #![no_main]
 
 use lbipam::{Block, Config, LbIpam, PersistedState, PoolSpec, ServiceSpec};
@@ -47,4 +48,23 @@ fuzz_target!(|data: &[u8]| {
             assert!(a.shared_with.is_empty());
         }
     }
+    // The allocator's record (interned holders) agrees with what it published.
+    let mut recorded = std::collections::BTreeMap::new();
+    for (ip, _, holders) in ipam.allocations() {
+        for k in holders {
+            recorded.entry(k.clone()).or_insert_with(Vec::new).push(ip);
+        }
+    }
+    for (k, s) in &out.services {
+        assert_eq!(recorded.remove(k).unwrap_or_default(), s.ips(), "{k}");
+    }
+    assert!(recorded.is_empty());
+    // One reconcile reaches the fixed point, with or without a restart in between.
+    let again = ipam.reconcile(&Config::default(), &pools, &services);
+    assert!(!again.state_changed);
+    assert_eq!(again.services, out.services);
+    let mut restarted = LbIpam::restore(&ipam.snapshot()).expect("own snapshot restores");
+    let after = restarted.reconcile(&Config::default(), &pools, &services);
+    assert!(!after.state_changed);
+    assert_eq!(after.services, out.services);
 });
