@@ -370,6 +370,12 @@ fn main() {
     println!("lbipam re-sync (decode+restore+reconcile): median wall {w:.0} ms, on-CPU {c:.0} ms");
     let (w, c) = medians(5, || LbIpam::from_bytes(&bytes).unwrap());
     println!("lbipam   of which decode+restore: median wall {w:.0} ms, on-CPU {c:.0} ms");
+    let (w, c) = medians(5, || ipam.snapshot());
+    println!("lbipam snapshot: median wall {w:.0} ms, on-CPU {c:.0} ms");
+    let (w, c) = medians(5, || ipam.snapshot().encode());
+    println!("lbipam snapshot+encode: median wall {w:.0} ms, on-CPU {c:.0} ms");
+    let (w, c) = medians(5, || ipam.clone());
+    println!("lbipam clone of the allocator: median wall {w:.0} ms, on-CPU {c:.0} ms");
     if std::env::var_os("LBIPAM_BENCH_QUICK").is_some() {
         return;
     }
