@@ -103,7 +103,8 @@ impl Interner {
         true
     }
 
-    /// Makes room for `additional` more keys without rehashing on the way.
+    /// Makes room for `additional` more keys, so neither the table rehashes (hashing every key
+    /// again) nor the vectors double while they come in. At most one slot per service.
     pub(crate) fn reserve(&mut self, additional: usize) {
         let (keys, hasher) = (&self.keys, &self.hasher);
         self.table
