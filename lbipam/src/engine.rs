@@ -46,11 +46,74 @@ struct Group {
     members: Members,
 }
 
+/// Allocated addresses, one map per family keyed by the address as an integer: a `u128`
+/// comparison is much cheaper than `IpAddr`'s (enum, then IPv6 segment by segment), and these
+/// maps are searched for every allocation. Iterates in `IpAddr` order (IPv4 first).
+#[derive(Clone, Debug, Default)]
+struct Allocs([BTreeMap<u128, Group>; 2]);
+
+impl Allocs {
+    fn len(&self) -> usize {
+        self.0[0].len() + self.0[1].len()
+    }
+
+    fn get(&self, ip: &IpAddr) -> Option<&Group> {
+        let (family, v) = to_u128(*ip);
+        self.0[family.index()].get(&v)
+    }
+
+    fn get_mut(&mut self, ip: &IpAddr) -> Option<&mut Group> {
+        let (family, v) = to_u128(*ip);
+        self.0[family.index()].get_mut(&v)
+    }
+
+    fn contains_key(&self, ip: &IpAddr) -> bool {
+        self.get(ip).is_some()
+    }
+
+    fn insert(&mut self, ip: IpAddr, group: Group) {
+        let (family, v) = to_u128(ip);
+        self.0[family.index()].insert(v, group);
+    }
+
+    fn remove(&mut self, ip: &IpAddr) -> Option<Group> {
+        let (family, v) = to_u128(*ip);
+        self.0[family.index()].remove(&v)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (IpAddr, &Group)> {
+        let [v4, v6] = &self.0;
+        v4.iter()
+            .map(|(v, g)| (from_u128(Family::V4, *v), g))
+            .chain(v6.iter().map(|(v, g)| (from_u128(Family::V6, *v), g)))
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (IpAddr, &mut Group)> {
+        let [v4, v6] = &mut self.0;
+        v4.iter_mut()
+            .map(|(v, g)| (from_u128(Family::V4, *v), g))
+            .chain(v6.iter_mut().map(|(v, g)| (from_u128(Family::V6, *v), g)))
+    }
+
+    /// Built in bulk from entries in address order (linear).
+    fn from_sorted(entries: Vec<(IpAddr, Group)>) -> Self {
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for (ip, g) in entries {
+            match to_u128(ip) {
+                (Family::V4, v) => v4.push((v, g)),
+                (Family::V6, v) => v6.push((v, g)),
+            }
+        }
+        Allocs([v4.into_iter().collect(), v6.into_iter().collect()])
+    }
+}
+
 /// The LB-IPAM allocator. Holds only allocations (memory grows with allocated addresses, never
 /// with pool size) and the first-seen order of pools.
 #[derive(Clone, Debug, Default)]
 pub struct LbIpam {
-    allocs: BTreeMap<IpAddr, Group>,
+    allocs: Allocs,
     /// Occupied addresses per family, as runs, for O(log n) next-free search.
     occupied: [RunSet; 2],
     /// Keys of the services holding addresses.
@@ -520,7 +583,7 @@ impl LbIpam {
             entries.push((a.ip, Group { pool, members }));
         }
         // Bulk build (snapshots are sorted, so this is linear); addresses are unique (validated).
-        me.allocs = entries.into_iter().collect();
+        me.allocs = Allocs::from_sorted(entries);
         me
     }
 
@@ -550,7 +613,7 @@ impl LbIpam {
                 .allocs
                 .iter()
                 .map(|(ip, g)| PersistedAllocation {
-                    ip: *ip,
+                    ip,
                     pool: g.pool.to_string(),
                     services: g
                         .members
@@ -571,7 +634,7 @@ impl LbIpam {
     pub fn allocations(&self) -> impl Iterator<Item = (IpAddr, &str, Holders<'_>)> {
         self.allocs.iter().map(|(ip, g)| {
             (
-                *ip,
+                ip,
                 &*g.pool,
                 Holders {
                     ids: g.members.iter(),
@@ -588,8 +651,10 @@ impl LbIpam {
             self.keys.retain(id);
             return id;
         }
+        // Every live key of this reconcile's services was looked up in `start`, and ids freed
+        // since were unmapped: a service without an id has no live key.
         let key = &view.spec.key;
-        let id = self.keys.acquire(self.keys.hash(key), key);
+        let id = self.keys.insert_new(self.keys.hash(key), key);
         work.id_of[view.idx] = id;
         let slot = id as usize;
         if work.view_of.len() <= slot {
@@ -703,9 +768,9 @@ impl LbIpam {
         self.validate_existing(&pass, &mut work);
         self.adopt_ingress(&pass, &mut work);
         if pass.views.iter().any(|v| v.sharing_key.is_some()) {
-            for (ip, g) in &self.allocs {
+            for (ip, g) in self.allocs.iter() {
                 if let Some(first) = g.members.first().and_then(|&m| work.view_of(m)) {
-                    work.sharing.add(&pass.views[first], *ip);
+                    work.sharing.add(&pass.views[first], ip);
                 }
             }
         }
@@ -803,13 +868,13 @@ impl LbIpam {
         let mut kept: SmallVec<[usize; 4]> = SmallVec::new();
         for (ip, group) in self.allocs.iter_mut() {
             cands.clear();
-            cands.extend(table.candidates(*ip));
+            cands.extend(table.candidates(ip));
             kept.clear();
             let mut lost = false;
             for &m in &group.members {
                 let ok = work.view_of(m).filter(|&vi| {
                     let v = &views[vi];
-                    v.wants(*ip)
+                    v.wants(ip)
                         && cands.iter().any(|&p| pass.selects(vi, p))
                         && kept.iter().all(|&k| compatible(v, &views[k]).is_ok())
                 });
@@ -828,10 +893,10 @@ impl LbIpam {
             }
             for &k in &kept {
                 // Allocations are visited in address order, so each list stays sorted.
-                work.held[k].push(*ip);
+                work.held[k].push(ip);
             }
             let Some(&first) = kept.first() else {
-                emptied.push(*ip);
+                emptied.push(ip);
                 continue;
             };
             let still = cands
@@ -1064,7 +1129,7 @@ impl LbIpam {
         let mut counts: Vec<(u64, u64)> = vec![(0, 0); table.pools.len()];
         // Neighbouring addresses mostly share a pool: skip the name lookup for those.
         let mut last: Option<(&Arc<str>, usize)> = None;
-        for (ip, g) in &self.allocs {
+        for (ip, g) in self.allocs.iter() {
             let pool = match last {
                 Some((name, i)) if Arc::ptr_eq(name, &g.pool) || **name == *g.pool => Some(i),
                 _ => by_name.get(&*g.pool).copied(),
@@ -1090,7 +1155,7 @@ impl LbIpam {
                 }
                 // Walked in address order, so each service's list is sorted like `held`.
                 assignments[vi].push(Assignment {
-                    ip: *ip,
+                    ip,
                     pool: g.pool.clone(),
                     shared_with,
                 });

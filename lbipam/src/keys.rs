@@ -64,6 +64,13 @@ impl Interner {
             self.retain(id);
             return id;
         }
+        self.insert_new(hash, key)
+    }
+
+    /// Interns a key known not to be live (one clone), with one reference; skips the search
+    /// `acquire` makes.
+    pub(crate) fn insert_new(&mut self, hash: u64, key: &ServiceKey) -> SvcId {
+        debug_assert!(self.find(hash, key).is_none(), "{key} interned twice");
         let id = match self.free.pop() {
             Some(id) => {
                 self.keys[id as usize] = key.clone();
