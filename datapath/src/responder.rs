@@ -111,6 +111,8 @@ pub struct Responder {
     cfg: Array<MapData, u64>,
     memberships: GroupMemberships,
     tcx: bool,
+    /// Kept open: see [`sys::FrameSender`].
+    sender: sys::FrameSender,
 }
 
 impl std::fmt::Debug for Responder {
@@ -206,6 +208,7 @@ impl Responder {
             ifaces,
             cfg,
             memberships: GroupMemberships::default(),
+            sender: sys::FrameSender::new()?,
             tcx: match tc_attach {
                 TcAttach::Auto => kernel_has_tcx(),
                 TcAttach::Tcx => true,
@@ -558,7 +561,12 @@ impl Responder {
     /// an IPv6 address, out of `ifindex` with its MAC, back to back. Callers
     /// that want them spaced call again later.
     pub fn send_gratuitous(&self, ip: IpAddr, ifindex: u32, count: u32) -> Result<()> {
-        send_gratuitous(ip, ifindex, count)
+        // The MAC the program answers with; the kernel's if it is not attached there.
+        let mac = match self.ifaces.get(&ifindex, 0) {
+            Ok(i) => i.mac,
+            Err(_) => sys::if_mac(ifindex)?,
+        };
+        self.sender.send(ifindex, &gratuitous_frame(ip, mac), count)
     }
 
     /// Runs one variant of the program on `packet` with BPF_PROG_TEST_RUN
@@ -627,8 +635,9 @@ impl Responder {
             cfg,
             memberships,
             tcx: _,
+            sender,
         } = self;
-        drop((memberships, v4, v6, ifaces, cfg, ebpf));
+        drop((memberships, v4, v6, ifaces, cfg, ebpf, sender));
         uninstall(&pin_root)
     }
 }
@@ -685,11 +694,14 @@ fn unpin_link(path: &Path) -> Result<()> {
 /// loaded responder (see [`Responder::send_gratuitous`]).
 pub fn send_gratuitous(ip: IpAddr, ifindex: u32, count: u32) -> Result<()> {
     let mac = sys::if_mac(ifindex)?;
-    let frame = match ip {
+    sys::send_frame(ifindex, &gratuitous_frame(ip, mac), count)
+}
+
+fn gratuitous_frame(ip: IpAddr, mac: [u8; 6]) -> Vec<u8> {
+    match ip {
         IpAddr::V4(ip) => packet::arp_announcement(mac, ip),
         IpAddr::V6(ip) => packet::unsolicited_na(mac, ip),
-    };
-    sys::send_frame(ifindex, &frame, count)
+    }
 }
 
 /// Removes everything the responder pinned under `pin_root` without loading

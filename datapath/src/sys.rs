@@ -341,40 +341,61 @@ impl GroupMemberships {
     }
 }
 
-/// Sends `frame` (a complete Ethernet frame) `count` times out of `ifindex`
-/// through a raw packet socket.
-pub fn send_frame(ifindex: u32, frame: &[u8], count: u32) -> Result<()> {
-    let s = socket(libc::AF_PACKET, libc::SOCK_RAW, 0)
-        .map_err(|e| Error::iface(ifindex, "open a packet socket", e))?;
-    // SAFETY: sockaddr_ll is plain data.
-    let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_ifindex = ifindex as i32;
-    sll.sll_halen = 6;
-    if let Some(dst) = frame.get(..6) {
-        sll.sll_addr[..6].copy_from_slice(dst);
+/// A raw AF_PACKET socket kept open for sending frames. Opening one per frame is not an
+/// option at scale: closing a packet socket waits for an RCU grace period
+/// (`synchronize_net` in `packet_release`), milliseconds each, which made 27,000
+/// gratuitous ARPs take minutes.
+#[derive(Debug)]
+pub struct FrameSender {
+    fd: OwnedFd,
+}
+
+impl FrameSender {
+    /// Opens the socket (protocol 0: it receives nothing).
+    pub fn new() -> Result<Self> {
+        let fd = socket(libc::AF_PACKET, libc::SOCK_RAW, 0)
+            .map_err(|e| Error::iface(0, "open a packet socket", e))?;
+        Ok(Self { fd })
     }
-    for _ in 0..count {
-        // SAFETY: frame and sll are valid for the duration of the call.
-        let n = unsafe {
-            libc::sendto(
-                s.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                (&sll as *const libc::sockaddr_ll).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if n < 0 {
-            return Err(Error::iface(
-                ifindex,
-                "send a frame",
-                io::Error::last_os_error(),
-            ));
+
+    /// Sends `frame` out of `ifindex` `count` times, back to back.
+    pub fn send(&self, ifindex: u32, frame: &[u8], count: u32) -> Result<()> {
+        // SAFETY: sockaddr_ll is plain data.
+        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = ifindex as i32;
+        sll.sll_halen = 6;
+        if let Some(dst) = frame.get(..6) {
+            sll.sll_addr[..6].copy_from_slice(dst);
         }
+        for _ in 0..count {
+            // SAFETY: frame and sll are valid for the duration of the call.
+            let n = unsafe {
+                libc::sendto(
+                    self.fd.as_raw_fd(),
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                )
+            };
+            if n < 0 {
+                return Err(Error::iface(
+                    ifindex,
+                    "send a frame",
+                    io::Error::last_os_error(),
+                ));
+            }
+        }
+        Ok(())
     }
-    Ok(())
+}
+
+/// Sends `frame` out of `ifindex` `count` times through a socket opened for the occasion
+/// (one-off use; see [`FrameSender`] for many frames).
+pub fn send_frame(ifindex: u32, frame: &[u8], count: u32) -> Result<()> {
+    FrameSender::new()?.send(ifindex, frame, count)
 }
 
 /// Current CLOCK_MONOTONIC time in nanoseconds: the clock `bpf_ktime_get_ns`

@@ -363,7 +363,12 @@ where
             let mut claims = Vec::new();
             let mut releases = Vec::new();
             let mut revoke = false;
-            for a in queue.drain(..) {
+            for (n, a) in std::mem::take(&mut queue).into_iter().enumerate() {
+                // Thousands of datapath calls in one round (a failover at scale) must not
+                // hold a runtime worker for long: the lease keepalive shares the runtime.
+                if n % 1024 == 1023 {
+                    tokio::task::yield_now().await;
+                }
                 match a {
                     Action::Program { ip, iface } => {
                         if let Err(e) = self.announcer.announce(ip, iface.ifindex) {

@@ -1,7 +1,7 @@
 //! L2 announcements end to end (issue 5): three rackd nodes with the eBPF responder and the
 //! etcd lease backend, a client on the same segment, `configs/l2lab` (the seeds' pool,
 //! policy and deathstar). The client reaches the LoadBalancer IPs over IPv4 and IPv6; then
-//! each fault (kill -9 of the holder's rackd, its interface down, SIGTERM) is injected
+//! each fault (kill -9 of the holder's rackd, a node crash, its interface down, SIGTERM) is injected
 //! `RACKD_L2_RUNS` times (default 20): another node must take over, the client must reach the
 //! IPs through it, and no 10 ms prober window may ever see two MACs answering.
 //!
@@ -52,7 +52,7 @@ fn client_reaches_the_vips_through_one_node_and_failover_never_shows_two_macs() 
     }
 
     let mut results = Vec::new();
-    for fault in [Fault::Kill9, Fault::LinkDown, Fault::Sigterm] {
+    for fault in Fault::ALL {
         for run in 0..runs() {
             let r = l2common::run_fault(&mut lab, fault, run % 2 == 1);
             assert!(r.new.0 != r.old && r.new.1 != r.old, "{r:?}");
