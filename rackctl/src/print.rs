@@ -442,4 +442,42 @@ mod tests {
             "NAME             DISABLED   CONFLICTING   IPS AVAILABLE   AGE\nempire-ip-pool   false      False         254             30s\n"
         );
     }
+
+    #[test]
+    fn l2_tables_like_kubectl() {
+        let leases = leases_table(&[
+            LeaseView {
+                ip: "172.18.255.200".into(),
+                services: vec!["batuu/deathstar".into()],
+                interfaces: vec!["eth0".into()],
+                holder: "node2".into(),
+                lease_age_seconds: 75.4,
+                candidate: true,
+                replies_sent: 0,
+            },
+            LeaseView {
+                ip: "172.18.255.201".into(),
+                ..Default::default()
+            },
+        ]);
+        assert_eq!(
+            leases,
+            "IP               SERVICES          INTERFACES   HOLDER   LEASE AGE   CANDIDATE   REPLIES\n\
+             172.18.255.200   batuu/deathstar   eth0         node2    75s         yes         0\n\
+             172.18.255.201   -                 -            -        0s          no          0\n"
+        );
+        let anns = announcements_table(&[AnnouncementView {
+            ip: "2001:db8:dead:beef::".into(),
+            services: vec!["batuu/deathstar".into()],
+            interface: "eth0".into(),
+            holder: "node1".into(),
+            lease_age_seconds: 3.9,
+            replies_sent: 12,
+        }]);
+        assert_eq!(
+            anns,
+            "IP                     SERVICES          INTERFACE   HOLDER   LEASE AGE   REPLIES\n\
+             2001:db8:dead:beef::   batuu/deathstar   eth0        node1    3s          12\n"
+        );
+    }
 }

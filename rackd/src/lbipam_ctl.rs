@@ -26,6 +26,12 @@ impl ServiceSelector for PoolSelector {
     fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.0.matches(labels)
     }
+
+    /// The labels the selector reads, so LB-IPAM evaluates it once per distinct set of their
+    /// values instead of once per service.
+    fn label_keys(&self) -> Option<Vec<&str>> {
+        Some(self.0.requirements().iter().map(|r| r.key()).collect())
+    }
 }
 
 /// Controller errors.

@@ -11,6 +11,8 @@ mod l2common;
 
 use std::time::Duration;
 
+use aya::programs::SchedClassifier;
+use aya::programs::tc::TcAttachType;
 use l2common::{FAST, Fault, L2Lab, VIP4, VIP6};
 use rackd_api::{Reply, Request};
 
@@ -79,4 +81,47 @@ fn client_reaches_the_vips_through_one_node_and_failover_never_shows_two_macs() 
         }
     }
     eprintln!("{}", l2common::report(&results));
+
+    // rackctl's tables, from node1's admin API.
+    if let Some(Reply::L2Leases(l)) = lab.call(0, &Request::L2Leases) {
+        println!("{}", rackctl::print::leases_table(&l));
+    }
+
+    // `rackd datapath uninstall` after a clean stop removes what rackd attached and pinned.
+    let tc_on_eth0 = |lab: &L2Lab, k: usize| {
+        lab.nodes[k]
+            .ns
+            .enter(|| {
+                SchedClassifier::query_tcx("eth0", TcAttachType::Ingress)
+                    .unwrap()
+                    .1
+                    .len()
+            })
+            .unwrap()
+    };
+    // A node that has held a VIP (its responder stays attached and pinned).
+    let k = (0..3)
+        .find(|k| tc_on_eth0(&lab, *k) == 1)
+        .expect("no node has the responder attached");
+    let node = &mut lab.nodes[k];
+    node.rackd.as_mut().unwrap().sigterm().unwrap();
+    let status = node
+        .rackd
+        .as_mut()
+        .unwrap()
+        .wait_timeout(Duration::from_secs(10))
+        .unwrap();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    let pin_root = node.pin_root.to_str().unwrap().to_owned();
+    node.ns
+        .exec_host_mounts(&[
+            env!("CARGO_BIN_EXE_rackd"),
+            "--bpf-pin-root",
+            &pin_root,
+            "datapath",
+            "uninstall",
+        ])
+        .unwrap();
+    assert!(!node.pin_root.exists(), "{pin_root} still exists");
+    assert_eq!(tc_on_eth0(&lab, k), 0, "the responder is still attached");
 }

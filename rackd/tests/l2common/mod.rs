@@ -223,7 +223,10 @@ impl L2Lab {
                 .unwrap()
                 .as_millis()
         );
-        n.rackd = Some(n.ns.spawn(self.dir.path(), &log_name, &args).unwrap());
+        n.rackd = Some(
+            n.ns.spawn_host_mounts(self.dir.path(), &log_name, &args)
+                .unwrap(),
+        );
         let sock = n.sock.clone();
         wait_for(
             &format!("rackd on {} to answer", n.name),

@@ -83,6 +83,31 @@ impl Netns {
         c
     }
 
+    /// A [`Command`] that runs `argv` in the namespace's network stack only, through
+    /// `nsenter --net` (which `exec`s, so the PID is the program's): the mount namespace stays
+    /// the host's, so `/sys/fs/bpf` is the host's bpffs and pins outlive the process, as they
+    /// do for a daemon on a real node. (`ip netns exec` gives each process a private mount
+    /// namespace where a bpffs mounted by the program, and every pin in it, vanishes when the
+    /// process exits.) `/sys/class/net` then shows the host's devices: programs must use
+    /// netlink or ioctls, which follow the network namespace.
+    pub fn command_host_mounts(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.path().display()))
+            .arg("--")
+            .args(argv);
+        c
+    }
+
+    /// [`Netns::exec`] through [`Netns::command_host_mounts`].
+    pub fn exec_host_mounts(&self, argv: &[&str]) -> Result<()> {
+        cmd::run(&mut self.command_host_mounts(argv)).map(drop)
+    }
+
+    /// [`Netns::spawn`] through [`Netns::command_host_mounts`].
+    pub fn spawn_host_mounts(&self, log_dir: &Path, name: &str, argv: &[&str]) -> Result<Process> {
+        Process::spawn_command(self, log_dir, name, self.command_host_mounts(argv))
+    }
+
     /// Runs `argv` inside the namespace; error (with stdout/stderr) unless it exits 0.
     pub fn exec(&self, argv: &[&str]) -> Result<()> {
         cmd::run(&mut self.command(argv)).map(drop)

@@ -2,7 +2,7 @@
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,14 @@ impl Process {
         argv: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Self> {
+        let mut cmd = ns.command(argv);
+        cmd.envs(env.iter().copied());
+        Self::spawn_command(ns, log_dir, name, cmd)
+    }
+
+    /// Spawns a prepared command that enters `ns` itself (see
+    /// [`Netns::command_host_mounts`]).
+    pub fn spawn_command(ns: &Netns, log_dir: &Path, name: &str, mut cmd: Command) -> Result<Self> {
         let log = log_dir.join(format!("{name}.log"));
         let io = |source| Error::Io {
             path: log.clone(),
@@ -48,11 +56,7 @@ impl Process {
         };
         let out = File::create(&log).map_err(io)?;
         let err = out.try_clone().map_err(io)?;
-        let mut cmd = ns.command(argv);
-        cmd.envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         let cmdline = describe(&cmd);
         let child = cmd.spawn().map_err(|source| Error::Spawn {
             cmd: cmdline.clone(),
