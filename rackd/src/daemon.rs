@@ -482,7 +482,9 @@ async fn controller(
         }
         let t_lb = t0.elapsed();
         if let Some(l2) = l2.as_deref_mut()
-            && (generation != l2_generation || last_full.elapsed() >= FULL_RESYNC)
+            // After LB-IPAM has run on this generation: its addresses are what L2 announces.
+            && ((generation != l2_generation && lb_generation == generation)
+                || last_full.elapsed() >= FULL_RESYNC)
         {
             reconcile_l2(shared, l2, &snapshot);
             l2_generation = generation;

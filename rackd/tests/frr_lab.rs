@@ -444,4 +444,34 @@ fn override_local_port_is_the_session_source_port() {
     );
     let (_, v6_port) = foreign_port("fd00:10:0:1::2");
     assert_ne!(v6_port, 41179);
+
+    // Cilium's BgpRoute JSON carries each path's age: our routes were originated at start.
+    wait_for(
+        "advertised paths to show an age of a second or more",
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || {
+            let Reply::BgpRoutes(routes) = lab.call(&Request::BgpRoutes {
+                table: "adj-rib-out".into(),
+                afi: "ipv4".into(),
+                safi: "unicast".into(),
+                neighbor: Some("10.0.0.1".into()),
+                router_asn: None,
+            }) else {
+                return Ok(Check::NotYet("no routes reply".into()));
+            };
+            let ages: Vec<u64> = routes
+                .iter()
+                .flat_map(|r| r.paths.iter().map(|p| p.age_nanoseconds))
+                .collect();
+            Ok(
+                if !ages.is_empty() && ages.iter().all(|a| *a >= 1_000_000_000) {
+                    Check::Ready(())
+                } else {
+                    Check::NotYet(format!("{ages:?}"))
+                },
+            )
+        },
+    )
+    .unwrap();
 }
