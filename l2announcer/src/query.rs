@@ -119,66 +119,13 @@ pub fn render_announcements(rows: &[AnnouncementRow]) -> String {
     out
 }
 
-/// Renders the snapshot as Prometheus text exposition (for the daemon's metrics endpoint).
-#[must_use]
-pub fn render_metrics(s: &Snapshot) -> String {
-    let mut out = String::new();
-    let node = &s.node;
-    let _ = writeln!(
-        out,
-        "# HELP rackd_l2_lease_live Whether this node's L2 lease is live.\n# TYPE rackd_l2_lease_live gauge\nrackd_l2_lease_live{{node=\"{node}\"}} {}",
-        u8::from(s.lease_live)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP rackd_l2_groups_held IP groups held by this node.\n# TYPE rackd_l2_groups_held gauge\nrackd_l2_groups_held{{node=\"{node}\"}} {}",
-        s.held()
-    );
-    let _ = writeln!(
-        out,
-        "# HELP rackd_l2_members Nodes with a live L2 lease.\n# TYPE rackd_l2_members gauge\nrackd_l2_members{{node=\"{node}\"}} {}",
-        s.members.len()
-    );
-    let w = &s.writes;
-    let _ = writeln!(
-        out,
-        "# HELP rackd_l2_datastore_writes_total Datastore write requests by kind.\n# TYPE rackd_l2_datastore_writes_total counter"
-    );
-    for (kind, v) in [
-        ("grant", w.grants),
-        ("keepalive", w.keepalives),
-        ("txn", w.txns),
-        ("put", w.puts),
-        ("revoke", w.revokes),
-    ] {
-        let _ = writeln!(
-            out,
-            "rackd_l2_datastore_writes_total{{node=\"{node}\",kind=\"{kind}\"}} {v}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP rackd_l2_replies_sent_total ARP replies / neighbour advertisements sent.\n# TYPE rackd_l2_replies_sent_total counter"
-    );
-    for a in &s.announcements {
-        if let Some(n) = a.replies_sent {
-            let _ = writeln!(
-                out,
-                "rackd_l2_replies_sent_total{{node=\"{node}\",ip=\"{}\",interface=\"{}\"}} {n}",
-                a.ip, a.interface
-            );
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
-    fn metrics_and_tables_render() {
+    fn tables_render_and_json_round_trips() {
         let s = Snapshot {
             node: "a".into(),
             lease_live: true,
@@ -205,10 +152,8 @@ mod tests {
                 ..Default::default()
             },
         };
-        let m = render_metrics(&s);
-        assert!(m.contains("rackd_l2_groups_held{node=\"a\"} 1"));
-        assert!(m.contains("kind=\"keepalive\"} 5"));
-        assert!(m.contains("interface=\"eth0\"} 7"));
+        assert_eq!(s.held(), 1);
+        assert!(s.writes.by_kind().contains(&("keepalive", 5)));
         let t = render_announcements(&s.announcements);
         assert_eq!(
             t.lines().nth(1),

@@ -26,7 +26,7 @@ use crate::bgp::reconcile::{NodeAddrs, Reconciler};
 use crate::bgp::render::{self, Desired, RenderInput};
 use crate::host;
 use crate::lbipam_ctl::LbController;
-use crate::metrics::{ControllerLabels, Metrics, PeerFamilyLabels, PeerLabels, PoolLabels};
+use crate::metrics::{Metrics, PeerFamilyLabels, PeerLabels, PoolLabels};
 use crate::source::DirSource;
 use crate::state;
 use crate::views;
@@ -546,26 +546,16 @@ fn reconcile_l2(shared: &Shared, l2: &mut crate::l2::L2Controller, snapshot: &Sn
     let lb_ips = shared.lb().lb_ips();
     l2.reconcile(snapshot, &lb_ips);
     *shared.l2_problems.lock().unwrap_or_else(|e| e.into_inner()) = l2.problems().to_vec();
-    let labels = ControllerLabels {
-        controller: "l2announcer".into(),
-    };
-    shared.metrics.reconcile_runs.get_or_create(&labels).inc();
-    shared
-        .metrics
-        .reconcile_duration
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
+    shared.metrics.reconciled("l2announcer", started);
 }
 
 /// One LB-IPAM pass; false when it failed and must be retried.
 fn reconcile_lbipam(shared: &Shared, snapshot: &Snapshot) -> bool {
     let started = Instant::now();
-    let labels = ControllerLabels {
-        controller: "lbipam".into(),
-    };
     let mut lb = shared.lb();
-    shared.metrics.reconcile_runs.get_or_create(&labels).inc();
-    let ok = match lb.reconcile(snapshot) {
+    let result = lb.reconcile(snapshot);
+    let labels = shared.metrics.reconciled("lbipam", started);
+    let ok = match result {
         Ok(()) => true,
         Err(e) => {
             shared.metrics.reconcile_errors.get_or_create(&labels).inc();
@@ -573,11 +563,6 @@ fn reconcile_lbipam(shared: &Shared, snapshot: &Snapshot) -> bool {
             false
         }
     };
-    shared
-        .metrics
-        .reconcile_duration
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
     for (pool, used, available) in lb.pool_counts() {
         let l = PoolLabels { pool };
         shared
@@ -642,15 +627,7 @@ async fn reconcile_bgp(
         warn!(problem = %p, "BGP configuration cannot be fully applied");
     }
     let errors = shared.bgp.lock().await.reconcile(&desired, &addrs).await;
-    let labels = ControllerLabels {
-        controller: "bgp".into(),
-    };
-    shared.metrics.reconcile_runs.get_or_create(&labels).inc();
-    shared
-        .metrics
-        .reconcile_duration
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
+    let labels = shared.metrics.reconciled("bgp", started);
     if !errors.is_empty() {
         shared.metrics.reconcile_errors.get_or_create(&labels).inc();
         for e in &errors {

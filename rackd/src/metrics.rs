@@ -195,6 +195,19 @@ impl Metrics {
         Arc::new(m)
     }
 
+    /// Counts one reconcile run of `controller` that began at `started`; returns its labels
+    /// (for an error count).
+    pub fn reconciled(&self, controller: &str, started: std::time::Instant) -> ControllerLabels {
+        let labels = ControllerLabels {
+            controller: controller.into(),
+        };
+        self.reconcile_runs.get_or_create(&labels).inc();
+        self.reconcile_duration
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        labels
+    }
+
     /// Sets the L2 gauges from the ownership task's snapshot.
     pub fn set_l2(&self, s: &l2announcer::query::Snapshot) {
         let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
@@ -216,14 +229,7 @@ impl Metrics {
                 })
                 .set(c(v));
         }
-        let w = &s.writes;
-        for (kind, v) in [
-            ("grant", w.grants),
-            ("keepalive", w.keepalives),
-            ("txn", w.txns),
-            ("put", w.puts),
-            ("revoke", w.revokes),
-        ] {
+        for (kind, v) in s.writes.by_kind() {
             self.l2_datastore_writes
                 .get_or_create(&WriteKindLabels { kind: kind.into() })
                 .set(c(v));

@@ -101,6 +101,18 @@ impl WriteStats {
     pub fn total(&self) -> u64 {
         self.grants + self.keepalives + self.txns + self.puts + self.revokes
     }
+
+    /// Each counter with its metric label: grant, keepalive, txn, put, revoke.
+    #[must_use]
+    pub fn by_kind(&self) -> [(&'static str, u64); 5] {
+        [
+            ("grant", self.grants),
+            ("keepalive", self.keepalives),
+            ("txn", self.txns),
+            ("put", self.puts),
+            ("revoke", self.revokes),
+        ]
+    }
 }
 
 /// Atomic write counters shared by a backend's tasks.

@@ -673,6 +673,23 @@ fn raw_socket(ifindex: u32) -> OwnedFd {
     sock
 }
 
+/// One frame if one is queued.
+fn recv_nowait<'b>(sock: &OwnedFd, buf: &'b mut [u8]) -> Option<&'b [u8]> {
+    // SAFETY: buf is valid for its length.
+    let len = unsafe {
+        libc::recv(
+            sock.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    usize::try_from(len)
+        .ok()
+        .filter(|l| *l > 0)
+        .map(|l| &buf[..l])
+}
+
 fn send(sock: &OwnedFd, frame: &[u8]) {
     // SAFETY: frame is a valid buffer; the socket is bound to the interface.
     let _ = unsafe { libc::send(sock.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
@@ -709,21 +726,9 @@ fn probe_loop(
         if n <= 0 {
             continue;
         }
-        loop {
-            // SAFETY: buf is valid for its length.
-            let len = unsafe {
-                libc::recv(
-                    sock.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if len <= 0 {
-                break;
-            }
+        while let Some(frame) = recv_nowait(sock, &mut buf) {
             let t = Instant::now();
-            if let Some((kind, src)) = classify(&buf[..len as usize], mac) {
+            if let Some((kind, src)) = classify(frame, mac) {
                 ev.events.push(Event { t, kind, mac: src });
             }
         }
@@ -922,20 +927,11 @@ pub fn arp_sweep(
                 if unsafe { libc::poll(&raw mut pfd, 1, wait_ms) } <= 0 {
                     return;
                 }
-                // SAFETY: buf is valid for its length.
-                let len = unsafe {
-                    libc::recv(
-                        sock.as_raw_fd(),
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                        libc::MSG_DONTWAIT,
-                    )
-                };
-                if len < 42 {
+                let Some(f) = recv_nowait(&sock, &mut buf) else {
                     continue;
-                }
-                let f = &buf[..len as usize];
-                if u16::from_be_bytes([f[12], f[13]]) == 0x0806
+                };
+                if f.len() >= 42
+                    && u16::from_be_bytes([f[12], f[13]]) == 0x0806
                     && u16::from_be_bytes([f[20], f[21]]) == 2
                     && Ipv4Addr::new(f[38], f[39], f[40], f[41]) == CLIENT4
                 {
