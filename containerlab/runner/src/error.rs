@@ -34,9 +34,33 @@ pub enum TopoError {
         file: String,
         /// 1-based line of the offending item (0 when unknown).
         line: usize,
-        /// Which item (`node tor`, `links[1] endpoint "x:eth1"`, `name`).
+        /// Which item, as a path (`topology.nodes.tor.exec[2]`, `topology.links[1].endpoints[0]`).
         what: String,
         /// What is wrong and what was expected.
+        reason: String,
+    },
+    /// A key containerlab's schema does not allow at this place.
+    #[error("{file}:{line}: {path}: unknown key; containerlab accepts {allowed}")]
+    UnknownKey {
+        /// The file.
+        file: String,
+        /// 1-based line of the key (0 when unknown).
+        line: usize,
+        /// Its path (`topology.nodes.tor.bogus`).
+        path: String,
+        /// The keys allowed there, comma-separated.
+        allowed: String,
+    },
+    /// Something containerlab accepts but rackd-lab cannot realise faithfully.
+    #[error("{file}:{line}: {path}: not supported by rackd-lab: {reason}")]
+    Unsupported {
+        /// The file.
+        file: String,
+        /// 1-based line (0 when unknown).
+        line: usize,
+        /// Its path (`topology.defaults`, `topology.nodes.a.kind`).
+        path: String,
+        /// Why, and what to write instead.
         reason: String,
     },
     /// A `cmd:`/`exec:` string that does not split into words.

@@ -87,55 +87,64 @@ fn malformed_files_give_one_clear_error() {
         // Wrong shape, with the field path.
         (
             "name: t\ntopology:\n  nodes:\n    a: {kind: linux, exec: \"ip link\"}\n",
-            &["topology.nodes.a.exec", "line 4"],
+            &["topology.nodes.a.exec", ":4:", "expected a list of strings"],
         ),
         (
             "topology:\n  nodes:\n    a: {kind: linux}\n",
-            &["name", "missing"],
+            &["name", "missing", "containerlab requires"],
         ),
         ("name: t\n", &["topology", "missing"]),
         ("name: t\ntopology:\n  nodes: {}\n", &["no nodes"]),
         (
             "name: \"bad/name\"\ntopology:\n  nodes:\n    a: {kind: linux}\n",
-            &["lab name", "'/'"],
+            &["name \"bad/name\"", "'/'", ":1:"],
         ),
         (
             "name: t\ntopology:\n  nodes:\n    a: {kind: nokia_srlinux}\n",
-            &["node a", "nokia_srlinux", "kind: linux", ":4:"],
+            &[
+                "topology.nodes.a.kind",
+                "nokia_srlinux",
+                "not supported by rackd-lab",
+                "kind: linux",
+                ":4:",
+            ],
         ),
         (
             "name: t\ntopology:\n  nodes:\n    a: {image: alpine}\n",
-            &["node a", "no kind"],
+            &["topology.nodes.a", "no kind"],
         ),
         (
             "name: t\ntopology:\n  nodes:\n    a: {kind: linux, network-mode: host}\n",
-            &["node a", "network-mode"],
+            &[
+                "topology.nodes.a.network-mode",
+                "not supported by rackd-lab",
+            ],
         ),
         (
             "name: t\ntopology:\n  defaults: {kind: linux}\n  nodes:\n    a: {kind: linux}\n",
-            &["topology.defaults", ":3:"],
+            &["topology.defaults", ":3:", "not supported by rackd-lab"],
         ),
         (
             "name: t\ntopology:\n  nodes:\n    a: {kind: linux, binds: [\"x:relative\"]}\n",
-            &["node a bind", "absolute"],
+            &["topology.nodes.a.binds[0]", "absolute"],
         ),
         (
             "name: t\ntopology:\n  nodes:\n    a: {kind: linux, exec: [\"ip addr add 'x\"]}\n",
-            &["node a exec[0]", "unclosed"],
+            &["topology.nodes.a.exec[0]", "unclosed"],
         ),
         (
             "name: t\ntopology:\n  nodes:\n    a: {kind: linux, image: rackd:dev}\n",
-            &["node a", "cmd"],
+            &["topology.nodes.a", "cmd"],
         ),
         (
             "name: t\ntopology:\n  nodes:\n    a: {kind: linux, exec: []}\n",
-            &["node a exec", "empty list"],
+            &["topology.nodes.a.exec", "empty list"],
         ),
         // Links: unknown node, duplicate endpoint, interface names, endpoint count.
         (
             "name: t\ntopology:\n  nodes:\n    a: {kind: linux}\n  links:\n    - endpoints: [\"a:eth1\", \"c:eth1\"]\n",
             &[
-                "links[0]",
+                "topology.links[0].endpoints[1]",
                 "\"c:eth1\"",
                 "unknown node \"c\"",
                 "nodes: a",
@@ -144,7 +153,12 @@ fn malformed_files_give_one_clear_error() {
         ),
         (
             "name: t\ntopology:\n  nodes:\n    a: {kind: linux}\n    b: {kind: linux}\n  links:\n    - endpoints: [\"a:eth1\", \"b:eth1\"]\n    - endpoints: [\"a:eth1\", \"b:eth2\"]\n",
-            &["links[1]", "\"a:eth1\"", "duplicate endpoint", ":8:"],
+            &[
+                "topology.links[1].endpoints[0]",
+                "\"a:eth1\"",
+                "duplicate endpoint",
+                ":8:",
+            ],
         ),
         (
             "name: t\ntopology:\n  nodes:\n    a: {kind: linux}\n    b: {kind: linux}\n  links:\n    - endpoints: [\"a:eth1\", \"b:averyveryverylongname\"]\n",
@@ -152,15 +166,15 @@ fn malformed_files_give_one_clear_error() {
         ),
         (
             "name: t\ntopology:\n  nodes:\n    a: {kind: linux}\n  links:\n    - endpoints: [\"a:eth1\"]\n",
-            &["links[0]", "found 1 endpoint"],
+            &["topology.links[0].endpoints", "1 item(s)", "at least 2"],
         ),
         (
             "name: t\ntopology:\n  nodes:\n    a: {kind: linux}\n  links:\n    - endpoints: [\"aeth1\", \"a:eth2\"]\n",
-            &["links[0]", "node:iface"],
+            &["topology.links[0].endpoints[0]", "node:iface"],
         ),
         (
             "name: t\ntopology:\n  nodes:\n    a: {kind: linux}\n  links:\n    - endpoints: [{node: a, interface: eth1}, \"a:eth2\"]\n",
-            &["topology.links[0].endpoints[0]"],
+            &["topology.links[0].endpoints[0]", "found a mapping"],
         ),
     ];
     for (src, words) in cases {
