@@ -14,22 +14,9 @@ FILE=containerlab/rackd-bgp.clab.yml
 LAB=target/release/rackd-lab
 TIMEOUT=${RACKD_LAB_TIMEOUT:-90}
 
-# setup.sh needs cargo; on a fresh machine install rustup first (the toolchain itself comes
-# from rust-toolchain.toml).
-if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
-  export PATH="$HOME/.cargo/bin:$PATH"
-fi
-if ! command -v cargo >/dev/null 2>&1; then
-  echo "bootstrap: installing rustup"
-  if ! command -v curl >/dev/null 2>&1; then
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends curl ca-certificates
-  fi
-  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain none
-  export PATH="$HOME/.cargo/bin:$PATH"
-fi
-
 ./scripts/setup.sh
+# setup.sh may have just installed rustup.
+export PATH="$HOME/.cargo/bin:$PATH"
 
 echo "== building rackd, rackctl, rackd-lab (release)"
 cargo build --release -p rackd -p rackctl -p rackd-lab

@@ -37,9 +37,15 @@ for svc in frr bird gobgpd etcd; do
 done
 
 # Rust: stable 1.95 (rust-toolchain.toml) plus nightly for cargo-fuzz.
+# A fresh machine has no Rust: install rustup (curl came with the packages above); the
+# toolchain itself comes from rust-toolchain.toml.
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "setup: cargo not found; install rustup (https://rustup.rs) first" >&2
-  exit 1
+  echo "setup: installing rustup"
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain none
+  export PATH="$HOME/.cargo/bin:$PATH"
 fi
 rustup toolchain list | grep -q '^1.95.0' || rustup toolchain install 1.95.0 --profile minimal -c rustfmt,clippy
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh
+# setup.sh may have just installed rustup.
+export PATH="$HOME/.cargo/bin:$PATH"
 
 echo "== cargo fmt --check"
 cargo fmt --all --check

@@ -30,7 +30,9 @@ mod validate;
 pub use error::{ConfigError, FieldError, Location, ObjectRef, Problem};
 pub use object::{Kind, Loaded, Object, ObjectKey, Origin};
 pub use parse::{ParsedSource, parse_documents};
-pub use snapshot::{Change, CheckOptions, MergeOutcome, Snapshot, secret_value};
+pub use snapshot::{
+    Change, CheckOptions, MergeOutcome, Snapshot, secret_value, status_ingress_ips,
+};
 pub use validate::validate;
 
 /// Re-exported so users of the model name the same k8s-openapi types.

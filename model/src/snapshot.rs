@@ -352,6 +352,21 @@ impl Snapshot {
     }
 }
 
+/// The addresses in a Service's `status.loadBalancer.ingress[].ip` (validation has checked
+/// they parse; anything that does not is skipped).
+pub fn status_ingress_ips(svc: &Service) -> Vec<std::net::IpAddr> {
+    svc.status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .map(|ing| {
+            ing.iter()
+                .filter_map(|i| i.ip.as_deref()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The value of `key` in a Secret, from `data` (already base64-decoded) or
 /// `stringData` (which the API server would merge into `data`, winning on conflict).
 pub fn secret_value<'a>(secret: &'a Secret, key: &str) -> Option<&'a [u8]> {

@@ -132,18 +132,28 @@ fn service_spec(s: &Service) -> ServiceSpec {
             ExternalTrafficPolicy::Cluster
         },
         pod_selector: spec.selector.clone().unwrap_or_default(),
-        current_ingress: s
-            .status
-            .as_ref()
-            .and_then(|st| st.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_ref())
-            .map(|i| {
-                i.iter()
-                    .filter_map(|x| x.ip.as_deref()?.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default(),
+        current_ingress: rackd_model::status_ingress_ips(s),
     }
+}
+
+/// Every LoadBalancer address of a Service: LB-IPAM's, plus any written in its status (an
+/// address assigned elsewhere). What BGP advertises and L2 announces.
+pub fn service_addresses(
+    lb_ips: &BTreeMap<(String, String), Vec<IpAddr>>,
+    svc: &rackd_model::k8s_openapi::api::core::v1::Service,
+    namespace: &str,
+    name: &str,
+) -> Vec<IpAddr> {
+    let mut ips = lb_ips
+        .get(&(namespace.to_owned(), name.to_owned()))
+        .cloned()
+        .unwrap_or_default();
+    for ip in rackd_model::status_ingress_ips(svc) {
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    ips
 }
 
 impl LbController {

@@ -175,6 +175,15 @@ fn main() -> anyhow::Result<()> {
         .bpf_pin_root
         .or(file.bpf_pin_root)
         .unwrap_or_else(|| datapath::DEFAULT_PIN_ROOT.into());
+    if let Some(Cmd::Datapath {
+        cmd: DatapathCmd::Uninstall,
+    }) = &cli.cmd
+    {
+        datapath::uninstall(&pin_root)
+            .with_context(|| format!("uninstalling the datapath under {}", pin_root.display()))?;
+        info!(pin_root = %pin_root.display(), "datapath uninstalled");
+        return Ok(());
+    }
     let l2 = if cli.enable_l2_announcements || file.enable_l2_announcements == Some(true) {
         let dur = |flag: &str, v: Option<String>, default: Duration| -> anyhow::Result<Duration> {
             match v {
@@ -246,15 +255,6 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
-    if let Some(Cmd::Datapath {
-        cmd: DatapathCmd::Uninstall,
-    }) = &cli.cmd
-    {
-        datapath::uninstall(&pin_root)
-            .with_context(|| format!("uninstalling the datapath under {}", pin_root.display()))?;
-        info!(pin_root = %pin_root.display(), "datapath uninstalled");
-        return Ok(());
-    }
     let opts = rackd::daemon::Options {
         node_name: cli.node_name.or(file.node_name).unwrap_or_else(hostname),
         config_dir: cli

@@ -294,24 +294,7 @@ fn service_addresses(
                 None | Some(BGP_LB_CLASS) => {}
                 Some(_) => return Vec::new(),
             }
-            let mut ips: Vec<IpAddr> = input
-                .lb_ips
-                .get(&(ns.to_owned(), name.to_owned()))
-                .cloned()
-                .unwrap_or_default();
-            if let Some(ingress) = svc
-                .status
-                .as_ref()
-                .and_then(|s| s.load_balancer.as_ref())
-                .and_then(|lb| lb.ingress.as_ref())
-            {
-                ips.extend(
-                    ingress
-                        .iter()
-                        .filter_map(|i| i.ip.as_deref()?.parse::<IpAddr>().ok()),
-                );
-            }
-            ips
+            crate::lbipam_ctl::service_addresses(&input.lb_ips, svc, ns, name)
         }
         ServiceAddressType::ClusterIP => {
             let mut ips: Vec<IpAddr> = spec

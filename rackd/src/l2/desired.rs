@@ -77,8 +77,8 @@ fn selector_spec(
 }
 
 /// Everything the evaluator needs, from the snapshot. `lb_ips` are LB-IPAM's current
-/// assignments by (namespace, name); a Service LB-IPAM does not manage keeps the ingress
-/// addresses written in its `status` (e.g. assigned by another IPAM).
+/// assignments by (namespace, name); addresses written in a Service's `status` (assigned by
+/// another IPAM) count too, as for BGP.
 #[must_use]
 pub fn evaluate(
     snap: &Snapshot,
@@ -119,20 +119,7 @@ pub fn evaluate(
             let spec = svc.spec.as_ref();
             let parse =
                 |v: &[String]| -> Vec<IpAddr> { v.iter().filter_map(|s| s.parse().ok()).collect() };
-            let ingress = match lb_ips.get(&(namespace.clone(), name.clone())) {
-                Some(ips) => ips.clone(),
-                None => svc
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.load_balancer.as_ref())
-                    .and_then(|lb| lb.ingress.as_ref())
-                    .map(|ing| {
-                        ing.iter()
-                            .filter_map(|i| i.ip.as_deref()?.parse().ok())
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            };
+            let ingress = crate::lbipam_ctl::service_addresses(lb_ips, svc, &namespace, &name);
             ServiceInput {
                 labels: svc.metadata.labels.clone().unwrap_or_default(),
                 load_balancer_class: spec.and_then(|s| s.load_balancer_class.clone()),

@@ -626,7 +626,7 @@ impl Prober {
             assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
             let sock = raw_socket(ifindex);
             ready_tx.send(()).unwrap();
-            probe_loop(&sock, ifindex, mac, interval, &s)
+            probe_loop(&sock, mac, interval, &s)
         });
         ready_rx.recv().unwrap();
         Prober { stop, handle }
@@ -695,13 +695,7 @@ fn send(sock: &OwnedFd, frame: &[u8]) {
     let _ = unsafe { libc::send(sock.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
 }
 
-fn probe_loop(
-    sock: &OwnedFd,
-    _ifindex: u32,
-    mac: [u8; 6],
-    interval: Duration,
-    stop: &AtomicBool,
-) -> Events {
+fn probe_loop(sock: &OwnedFd, mac: [u8; 6], interval: Duration, stop: &AtomicBool) -> Events {
     let arp = datapath::packet::arp_request(mac, CLIENT4, VIP4);
     let ns = datapath::packet::neighbour_solicitation(mac, CLIENT6, VIP6);
     let mut ev = Events::default();
