@@ -25,6 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{AfiSafi, PeerConfig, SpeakerConfig};
 use crate::error::Error;
@@ -111,6 +112,9 @@ struct Peer {
     main: Slot,
     alt: Option<Slot>,
     connecting: Option<(u64, AbortOnDrop)>,
+    /// Every connection of this peer whose socket is not closed yet, by id: a new outgoing
+    /// connection waits for the old ones to close (see [`session::LINGER`]).
+    conns: Vec<(u64, CancellationToken)>,
     session: Option<Session>,
     /// Adj-RIB-Out: what we advertised, per family (0 = IPv4, 1 = IPv6).
     adj_out: [PrefixMap<OutEntry>; 2],
@@ -329,11 +333,16 @@ impl Instance {
             }
         }
         self.flush();
-        // Dropping the connections asks each writer to flush its NOTIFICATION and close; give
-        // them a moment so the peers learn why (Cease) instead of seeing a bare close.
+        // Dropping the connections asks each writer to flush its NOTIFICATION and close once
+        // the peer has (session::LINGER); give them that long, so the peers learn why (Cease)
+        // instead of seeing a bare close, and a restart finds no TIME_WAIT of ours.
         self.peers.clear();
         self.writers.close();
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.writers.wait()).await;
+        let _ = tokio::time::timeout(
+            session::LINGER + Duration::from_millis(500),
+            self.writers.wait(),
+        )
+        .await;
     }
 
     /// The stamp for paths learnt now.
@@ -465,6 +474,7 @@ impl Instance {
             main: Slot::new(fsm),
             alt: None,
             connecting: None,
+            conns: Vec::new(),
             session: None,
             adj_out: [PrefixMap::new(), PrefixMap::new()],
             stale_families: Vec::new(),
@@ -668,7 +678,13 @@ impl Instance {
             self.ev_tx.clone(),
             &self.writers,
         ) {
-            Ok(c) => Some(c),
+            Ok(c) => {
+                if let Some(p) = self.peers.get_mut(&addr) {
+                    p.conns.retain(|(_, t)| !t.is_cancelled());
+                    p.conns.push((c.id, c.closed.clone()));
+                }
+                Some(c)
+            }
             Err(e) => {
                 tracing::warn!(peer = %addr, error = %e, "connection unusable");
                 None
@@ -915,10 +931,29 @@ impl Instance {
                     ttl: p.cfg.ttl.unwrap_or(if ebgp { 1 } else { 255 }),
                     md5_key: p.cfg.md5_password.as_ref().map(|s| s.as_bytes().to_vec()),
                 };
+                // Connections of this peer on their way out: the peer is done with the old
+                // session, and the old four-tuple is free, once they are closed.
+                let live = [
+                    p.main.conn.as_ref().map(|c| c.id),
+                    p.alt.as_ref().and_then(|s| s.conn.as_ref()).map(|c| c.id),
+                ];
+                p.conns.retain(|(_, t)| !t.is_cancelled());
+                let closing: Vec<CancellationToken> = p
+                    .conns
+                    .iter()
+                    .filter(|(id, _)| !live.contains(&Some(*id)))
+                    .map(|(_, t)| t.clone())
+                    .collect();
                 let attempt = self.next_id;
                 self.next_id += 1;
                 let tx = self.ev_tx.clone();
                 let h = tokio::spawn(async move {
+                    // The writers bound their wait by LINGER; this bound is only a backstop.
+                    let _ = tokio::time::timeout(
+                        session::LINGER + Duration::from_millis(500),
+                        futures::future::join_all(closing.iter().map(|t| t.cancelled())),
+                    )
+                    .await;
                     let result = transport::connect(&opts).await;
                     let _ = tx
                         .send(ConnEvent::Connected {

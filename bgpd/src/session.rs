@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bgpd_wire::{
     BgpCodec, DecodeError, EncodedAttributes, Family, Message, Notification, Open, RawMessages,
@@ -17,6 +18,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::rib::Attrs;
 
@@ -75,6 +77,17 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// How long a closing connection waits for the peer to close its end first.
+///
+/// Whoever closes first keeps the four-tuple in TIME_WAIT for 60 s. With a fixed source port
+/// (`PeerConfig::local_port`) and no TCP timestamps (TCP-MD5 turns them off on Linux) a
+/// TIME_WAIT on our side makes the next `connect` from that port fail with `EADDRNOTAVAIL`
+/// for that long, so we let the peer, which closes as soon as it has read the NOTIFICATION
+/// (RFC 4271 §6), close first. Waiting also means the peer has finished with the old session
+/// before we open a new one, instead of rejecting it as a collision (§6.8) with the session
+/// it still holds. A peer that does not close in time (it is dead, or slow) gets our FIN.
+pub(crate) const LINGER: Duration = Duration::from_secs(2);
+
 /// The speaker's end of one connection.
 #[derive(Debug)]
 pub(crate) struct Conn {
@@ -83,6 +96,8 @@ pub(crate) struct Conn {
     pub local: SocketAddr,
     /// We initiated it (RFC 4271 §6.8 collision resolution needs to know).
     pub outgoing: bool,
+    /// Cancelled once the socket is closed (after the writer's linger).
+    pub closed: CancellationToken,
     _reader: AbortOnDrop,
 }
 
@@ -113,14 +128,16 @@ pub(crate) fn spawn(
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel();
+    let closed = CancellationToken::new();
     // Tracked so shutdown can wait for the final NOTIFICATIONs to be written.
-    writers.spawn(writer(w, rx));
+    writers.spawn(writer(w, rx, closed.clone().drop_guard()));
     let reader = tokio::spawn(reader(peer, id, r, local_open, events));
     Ok(Conn {
         id,
         tx,
         local,
         outgoing,
+        closed,
         _reader: AbortOnDrop(reader),
     })
 }
@@ -172,7 +189,10 @@ async fn reader(
     let _ = events.send(ConnEvent::Closed { peer, conn }).await;
 }
 
-async fn writer(w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<WriterCmd>) {
+/// Writes what the speaker queues; on `Close` (or when the speaker drops the connection)
+/// flushes, waits up to [`LINGER`] for the peer to close, then closes. `closed` is cancelled
+/// when the socket is gone.
+async fn writer(w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<WriterCmd>, closed: DropGuard) {
     let mut framed = FramedWrite::new(w, BgpCodec::default());
     let mut batch = Vec::with_capacity(64);
     loop {
@@ -206,11 +226,35 @@ async fn writer(w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<WriterCmd>) {
                 return;
             }
         }
-        if SinkExt::<Message>::flush(&mut framed).await.is_err() || close {
+        if SinkExt::<Message>::flush(&mut framed).await.is_err() {
+            return;
+        }
+        if close {
             break;
         }
     }
-    let _ = SinkExt::<Message>::close(&mut framed).await;
+    let w = framed.into_inner();
+    let _ = tokio::time::timeout(LINGER, peer_closed(w.as_ref())).await;
+    // Dropping the write half sends our FIN (shutdown), and with it the socket's last handle.
+    drop(w);
+    drop(closed);
+}
+
+/// Read and discard until the peer's FIN (or an error). The reader task is gone by now, and
+/// unread data at `close` would make the kernel answer with a RST instead of a FIN.
+async fn peer_closed(s: &TcpStream) {
+    let mut buf = [0u8; 4096];
+    loop {
+        if s.readable().await.is_err() {
+            return;
+        }
+        match s.try_read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
 }
 
 fn build_updates(

@@ -116,9 +116,11 @@ pub fn set_ttl(sock: &Socket, v6: bool, ttl: u8) -> io::Result<()> {
 /// it). Whether the SYN may then reuse that four-tuple is up to Linux: when the old
 /// connection used TCP timestamps (the default on Linux peers) it may at once, since PAWS
 /// tells old segments apart (`tcp_twsk_unique` for an explicitly bound port, regardless of
-/// `tcp_tw_reuse`); without timestamps `connect` fails with `EADDRNOTAVAIL` until the
-/// TIME_WAIT ends (60 s), and the caller retries (the speaker every 5 s at most). A TIME_WAIT on
-/// the peer's side (it closed first, e.g. FRR's `clear bgp`) accepts the new SYN.
+/// `tcp_tw_reuse`); without timestamps (TCP-MD5 turns them off) `connect` fails with
+/// `EADDRNOTAVAIL` until the TIME_WAIT ends (60 s), and the caller retries (the speaker every
+/// 5 s at most). A TIME_WAIT on the peer's side (it closed first, e.g. FRR's `clear bgp`)
+/// accepts the new SYN, which is why the speaker lets the peer close first
+/// (`session::LINGER`).
 pub async fn connect(opts: &ConnectOptions) -> io::Result<TcpStream> {
     let s = new_socket(&opts.remote)?;
     if let Some(dev) = &opts.interface {

@@ -396,48 +396,69 @@ fn frr_sees_our_configured_source_port_across_resets() {
     l.frr.vtysh(&["clear bgp *"]).unwrap();
     wait_frr_session(&l, "10.0.0.1", 40180, 3, T);
 
-    // We reset it (any non-policy change does, here the hold time): we close first, so the
-    // old four-tuple is in TIME_WAIT on our side; with TCP timestamps (on by default) Linux
-    // lets the new connection reuse it at once.
+    // We reset it (any non-policy change does, here the hold time): we send a Cease and let
+    // FRR close first, so the TIME_WAIT is on FRR's side, which accepts our next SYN.
     moved.hold_time = 60;
     l.us.block(l.us.speaker.update_peer(moved)).unwrap();
     wait_frr_session(&l, "10.0.0.1", 40180, 4, T);
-    let _ = (&l.frr_ns, &l.us_ns);
+    assert_eq!(our_time_waits(&l, 40180), "", "we closed first");
+    let _ = &l.frr_ns;
+}
+
+/// Our sockets from `port` in TIME_WAIT (empty: none).
+fn our_time_waits(l: &Lab, port: u16) -> String {
+    l.us_ns
+        .output(&[
+            "ss",
+            "-tanH",
+            "state",
+            "time-wait",
+            &format!("( sport = :{port} )"),
+        ])
+        .unwrap()
+        .trim()
+        .to_owned()
 }
 
 #[test]
 fn frr_without_tcp_timestamps_source_port_comes_back_after_time_wait() {
-    let (l, mut v4) = local_port_lab("bgpd-lport-nots", 40179);
-    // FRR's kernel stops offering timestamps: a TIME_WAIT on our side then blocks the same
-    // four-tuple until it expires (60 s on Linux).
+    let (mut l, mut v4) = local_port_lab("bgpd-lport-nots", 40179);
+    // FRR's kernel stops offering timestamps (as TCP-MD5 does): a TIME_WAIT on our side then
+    // blocks the same four-tuple until it expires (60 s on Linux).
     l.frr_ns.sysctl("net.ipv4.tcp_timestamps", "0").unwrap();
     // Cilium's default connect-retry: the retry while the port is blocked is capped at 5 s,
     // so the session is back shortly after the 60 s TIME_WAIT, not after up to 120 s.
     v4.connect_retry = 120;
     l.us.add_peer(v4.clone());
     wait_frr_session(&l, "10.0.0.1", 40179, 1, T);
+
+    // Our reset: FRR reads the Cease and closes first, so there is no TIME_WAIT on our side
+    // and the session is back at once, from the same port (20 s is well under the 60 s a
+    // TIME_WAIT of ours would cost).
     v4.hold_time = 60;
+    l.us.block(l.us.speaker.update_peer(v4.clone())).unwrap();
+    wait_frr_session(&l, "10.0.0.1", 40179, 2, Duration::from_secs(20));
+    assert_eq!(our_time_waits(&l, 40179), "", "we closed first");
+
+    // A peer that does not close within the linger (frozen here) gets our FIN first: the
+    // four-tuple is in TIME_WAIT on our side, the kernel refuses it (EADDRNOTAVAIL), we say
+    // why and retry every 5 s until it is free.
+    l.frr.bgpd().signal(libc::SIGSTOP).unwrap();
+    v4.hold_time = 90;
     l.us.block(l.us.speaker.update_peer(v4)).unwrap();
-    // Whether our end is in TIME_WAIT depends on who closed first (an unread KEEPALIVE makes
-    // the kernel answer with a RST, which leaves no TIME_WAIT); either way the session must
-    // come back from the same port, at worst within 5 s of the TIME_WAIT's end.
-    let tw = l
-        .us_ns
-        .output(&["ss", "-tanH", "state", "time-wait", "( sport = :40179 )"])
-        .unwrap();
-    if !tw.trim().is_empty() {
-        // The kernel refuses the four-tuple (EADDRNOTAVAIL); we say why and keep retrying.
-        l.us.wait(
-            "the TIME_WAIT explanation in last_error",
-            || {
-                let st = l.us.peer(ip("10.0.0.2"));
-                st.last_error
-                    .clone()
-                    .filter(|e| e.contains("local port 40179") && e.contains("TIME_WAIT"))
-                    .ok_or(format!("{st:?}"))
-            },
-            frr_says(&l.frr),
-        );
-    }
-    wait_frr_session(&l, "10.0.0.1", 40179, 2, Duration::from_secs(90));
+    std::thread::sleep(Duration::from_secs(3));
+    l.frr.bgpd().signal(libc::SIGCONT).unwrap();
+    l.us.wait(
+        "the TIME_WAIT explanation in last_error",
+        || {
+            let st = l.us.peer(ip("10.0.0.2"));
+            st.last_error
+                .clone()
+                .filter(|e| e.contains("local port 40179") && e.contains("TIME_WAIT"))
+                .ok_or(format!("{st:?}"))
+        },
+        frr_says(&l.frr),
+    );
+    assert_ne!(our_time_waits(&l, 40179), "");
+    wait_frr_session(&l, "10.0.0.1", 40179, 3, Duration::from_secs(90));
 }
