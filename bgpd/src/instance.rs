@@ -732,15 +732,8 @@ impl Instance {
             }
         };
         let state = p.main.fsm.state();
-        let open = p.main.fsm.open_message();
         if matches!(state, State::Connect | State::Active) && p.main.conn.is_none() {
-            let Some(c) = self.new_conn(addr, stream, true, open) else {
-                return;
-            };
-            if let Some(p) = self.peers.get_mut(&addr) {
-                p.main.conn = Some(c);
-            }
-            self.drive(addr, Which::Main, Input::TcpConnected);
+            self.take_main(addr, stream, true);
         } else if matches!(state, State::OpenSent | State::OpenConfirm) && p.alt.is_none() {
             self.open_alt(addr, stream, true);
         }
@@ -767,17 +760,7 @@ impl Instance {
                     // Waiting for the automatic restart: restart now, with this connection.
                     self.drive(addr, Which::Main, Input::Start);
                 }
-                let Some(p) = self.peers.get_mut(&addr) else {
-                    return;
-                };
-                let open = p.main.fsm.open_message();
-                let Some(c) = self.new_conn(addr, stream, false, open) else {
-                    return;
-                };
-                if let Some(p) = self.peers.get_mut(&addr) {
-                    p.main.conn = Some(c);
-                }
-                self.drive(addr, Which::Main, Input::TcpConnected);
+                self.take_main(addr, stream, false);
             }
             State::OpenSent | State::OpenConfirm => self.open_alt(addr, stream, false),
             State::Established => {
@@ -790,22 +773,27 @@ impl Instance {
                     // restarted; keep its routes as stale and take the new connection.
                     tracing::info!(peer = %addr, "peer reconnected while established: graceful restart");
                     self.drive(addr, Which::Main, Input::TcpClosed);
-                    let Some(p) = self.peers.get_mut(&addr) else {
-                        return;
-                    };
-                    let open = p.main.fsm.open_message();
-                    let Some(c) = self.new_conn(addr, stream, false, open) else {
-                        return;
-                    };
-                    if let Some(p) = self.peers.get_mut(&addr) {
-                        p.main.conn = Some(c);
-                    }
-                    self.drive(addr, Which::Main, Input::TcpConnected);
+                    self.take_main(addr, stream, false);
                 } else {
                     tracing::info!(peer = %addr, "connection refused: session already established (§6.8)");
                 }
             }
         }
+    }
+
+    /// Make `stream` the peer's main connection and tell its FSM the transport is up.
+    fn take_main(&mut self, addr: IpAddr, stream: TcpStream, outgoing: bool) {
+        let Some(p) = self.peers.get(&addr) else {
+            return;
+        };
+        let open = p.main.fsm.open_message();
+        let Some(c) = self.new_conn(addr, stream, outgoing, open) else {
+            return;
+        };
+        if let Some(p) = self.peers.get_mut(&addr) {
+            p.main.conn = Some(c);
+        }
+        self.drive(addr, Which::Main, Input::TcpConnected);
     }
 
     /// Run a second connection alongside the main one until §6.8 picks one.

@@ -102,6 +102,18 @@ impl<S> PoolSpec<S> {
             service_selector: None,
         }
     }
+
+    /// The same pool with its selector converted (e.g. wrapped in another selector type).
+    pub fn map_selector<T>(self, f: impl FnOnce(S) -> T) -> PoolSpec<T> {
+        PoolSpec {
+            name: self.name,
+            created: self.created,
+            blocks: self.blocks,
+            allow_first_last_ips: self.allow_first_last_ips,
+            disabled: self.disabled,
+            service_selector: self.service_selector.map(f),
+        }
+    }
 }
 
 /// A service's identity.

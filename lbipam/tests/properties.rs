@@ -180,14 +180,7 @@ impl ServiceSelector for Opaque {
 fn opaque(pools: &[PoolSpec<Sel>]) -> Vec<PoolSpec<Opaque>> {
     pools
         .iter()
-        .map(|p| PoolSpec {
-            name: p.name.clone(),
-            created: p.created,
-            blocks: p.blocks.clone(),
-            allow_first_last_ips: p.allow_first_last_ips,
-            disabled: p.disabled,
-            service_selector: p.service_selector.clone().map(Opaque),
-        })
+        .map(|p| p.clone().map_selector(Opaque))
         .collect()
 }
 

@@ -549,35 +549,49 @@ fn advertisement(s: &CiliumBGPAdvertisementSpec, e: &mut Errs) {
     }
 }
 
+/// The CRD's rule that `field` is set exactly when `advertisementType` is `want`.
+fn only_for_type(
+    b: &str,
+    field: &str,
+    t: AdvertisementType,
+    want: AdvertisementType,
+    set: bool,
+    e: &mut Errs,
+) {
+    match (t == want, set) {
+        (true, false) => e.push(
+            format!("{b}.{field}"),
+            "missing",
+            format!("{field} when advertisementType is {want:?}"),
+        ),
+        (false, true) => e.push(
+            format!("{b}.{field}"),
+            format!("set for advertisementType {t:?}"),
+            format!("{field} only when advertisementType is {want:?}"),
+        ),
+        _ => {}
+    }
+}
+
 fn one_advertisement(b: &str, a: &BGPAdvertisement, e: &mut Errs) {
     let t = a.advertisement_type;
     // The five CEL rules of the CRD.
-    match (t == AdvertisementType::Service, a.service.is_some()) {
-        (true, false) => e.push(
-            format!("{b}.service"),
-            "missing",
-            "service when advertisementType is Service",
-        ),
-        (false, true) => e.push(
-            format!("{b}.service"),
-            format!("set for advertisementType {t:?}"),
-            "service only when advertisementType is Service",
-        ),
-        _ => {}
-    }
-    match (t == AdvertisementType::Interface, a.interface.is_some()) {
-        (true, false) => e.push(
-            format!("{b}.interface"),
-            "missing",
-            "interface when advertisementType is Interface",
-        ),
-        (false, true) => e.push(
-            format!("{b}.interface"),
-            format!("set for advertisementType {t:?}"),
-            "interface only when advertisementType is Interface",
-        ),
-        _ => {}
-    }
+    only_for_type(
+        b,
+        "service",
+        t,
+        AdvertisementType::Service,
+        a.service.is_some(),
+        e,
+    );
+    only_for_type(
+        b,
+        "interface",
+        t,
+        AdvertisementType::Interface,
+        a.interface.is_some(),
+        e,
+    );
     if t == AdvertisementType::PodCIDR && a.selector.is_some() {
         e.push(
             format!("{b}.selector"),

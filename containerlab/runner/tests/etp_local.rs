@@ -460,15 +460,5 @@ fn etp_local_follows_endpoint_slices_live() {
         );
     }
 
-    let out = lab.down();
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(!text(&out).contains("warning"), "{}", text(&out));
-    for ns in &netns {
-        assert!(
-            !Path::new("/run/netns").join(ns).exists(),
-            "{ns} left behind"
-        );
-    }
-    assert!(!lab.dir().exists(), "state left behind");
-    common::assert_stopped_and_reap(&pids);
+    lab.down_and_assert_clean(&netns, &pids);
 }

@@ -324,17 +324,7 @@ fn lab_up_sessions_routes_ping_down() {
     println!("up and checked in {:?}", t0.elapsed());
 
     // Down: nothing of ours is left.
-    let out = lab.down();
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(!text(&out).contains("warning"), "{}", text(&out));
-    for ns in &netns {
-        assert!(
-            !Path::new("/run/netns").join(ns).exists(),
-            "{ns} left behind"
-        );
-    }
-    assert!(!state_dir.exists(), "state left behind");
-    common::assert_stopped_and_reap(&pids);
+    lab.down_and_assert_clean(&netns, &pids);
     let st = lab.cmd(&["status", lab.file.to_str().unwrap()]);
     assert!(!st.status.success());
     assert!(text(&st).contains("not up"), "{}", text(&st));

@@ -111,6 +111,22 @@ impl Lab {
         self.cmd(&["down", self.file.to_str().unwrap()])
     }
 
+    /// `down`, then check that it was quiet and that none of `netns`, the lab's directory or
+    /// the processes `pids` are left.
+    pub fn down_and_assert_clean(&self, netns: &[String], pids: &[u32]) {
+        let out = self.down();
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(!text(&out).contains("warning"), "{}", text(&out));
+        for ns in netns {
+            assert!(
+                !Path::new("/run/netns").join(ns).exists(),
+                "{ns} left behind"
+            );
+        }
+        assert!(!self.dir().exists(), "state left behind");
+        assert_stopped_and_reap(pids);
+    }
+
     /// What a failing test needs to see: the lab's processes, the ToR's sessions and both
     /// tables as JSON, and the end of each rackd log.
     pub fn diagnostics(&self) -> String {
