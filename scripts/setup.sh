@@ -11,10 +11,12 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 #   frr, bird2, gobgpd              real BGP peers for interop tests and the lab ToR
 #   etcd-server, etcd-client        lease backend for L2 announcements
 #   arping, ndisc6, tcpdump         L2 tests and failover measurement
-#   protobuf-compiler               etcd client code generation
+#   protobuf-compiler, libprotobuf-dev
+#                                   etcd client code generation (protoc, and the well-known
+#                                   types it imports: a Recommends, which we do not install)
 #   iproute2, procps, psmisc        namespaces, veths, process handling
 PKGS=(clang-19 llvm-19 libbpf-dev bpftool frr bird2 gobgpd etcd-server etcd-client
-      arping ndisc6 tcpdump protobuf-compiler iproute2 iputils-ping procps psmisc
+      arping ndisc6 tcpdump protobuf-compiler libprotobuf-dev iproute2 iputils-ping procps psmisc
       ca-certificates curl pkg-config)
 
 missing=()
