@@ -504,3 +504,119 @@ fn override_local_port_is_the_session_source_port() {
     );
     assert!(lab.established_count("10.0.1.2") > v4_before);
 }
+
+/// The config directory is live: a file added, edited and deleted is applied without a restart
+/// and without touching the sessions. Each step is timed twice, to rackd's Adj-RIB-Out for the
+/// ToR (the change applied) and to the ToR's table; the times are printed (reported, not
+/// asserted: the goal is "within a second", and this 2-core machine is noisy).
+#[test]
+fn config_files_added_edited_and_deleted_apply_live() {
+    let lab = Lab::up("rk-cfg");
+    let t = Duration::from_secs(60);
+    for peer in ["10.0.1.2", "fd00:10:0:1::2"] {
+        lab.tor.wait_established(ip(peer), t).unwrap();
+    }
+    lab.tor.wait_route("20.0.10.1/32", t).unwrap();
+    let established = |lab: &Lab| {
+        (
+            lab.established_count("10.0.1.2"),
+            lab.established_count("fd00:10:0:1::2"),
+        )
+    };
+    let sessions = established(&lab);
+    let pid = lab.rackd.as_ref().unwrap().pid();
+
+    let advertised = |lab: &Lab| -> Vec<String> {
+        match lab.call(&Request::BgpRoutes {
+            table: "adj-rib-out".into(),
+            afi: "ipv4".into(),
+            safi: "unicast".into(),
+            neighbor: Some("10.0.0.1".into()),
+            router_asn: None,
+        }) {
+            Reply::BgpRoutes(r) => r.into_iter().map(|r| r.prefix).collect(),
+            _ => Vec::new(),
+        }
+    };
+    // Waits until rackd advertises `want` and not `gone` (if any), then until the ToR agrees;
+    // returns both times from `t0`.
+    let follow = |lab: &Lab, t0: std::time::Instant, want: Option<&str>, gone: Option<&str>| {
+        wait_for(
+            "rackd to apply the change",
+            Duration::from_secs(10),
+            Duration::from_millis(10),
+            || {
+                let adv = advertised(lab);
+                let has = |p: &str| adv.iter().any(|a| a == p);
+                Ok(if want.is_none_or(&has) && gone.is_none_or(|g| !has(g)) {
+                    Check::Ready(())
+                } else {
+                    Check::NotYet(format!("{adv:?}"))
+                })
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\nrackd:\n{}", lab.rackd_log()));
+        let applied = t0.elapsed();
+        wait_for(
+            "the ToR to follow",
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || {
+                let has = |p: &str| lab.tor.paths(p).map(|v| !v.is_empty());
+                let w = want.map(has).transpose()?.unwrap_or(true);
+                let g = gone.map(has).transpose()?.unwrap_or(false);
+                Ok(if w && !g {
+                    Check::Ready(())
+                } else {
+                    Check::NotYet(format!("want {want:?}: {w}, gone {gone:?}: {}", !g))
+                })
+            },
+        )
+        .unwrap();
+        (applied, t0.elapsed())
+    };
+
+    let svc = |ip: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: live\n  namespace: default\nspec:\n  type: ClusterIP\n  clusterIP: 10.2.0.77\n  externalIPs: [ \"{ip}\" ]\n  ports:\n  - {{ port: 80, protocol: TCP }}\n"
+        )
+    };
+    let path = lab.cfg.join("live.yaml");
+    let mut rows = Vec::new();
+    for round in 0..5u8 {
+        let (a, b) = (format!("20.0.20.{round}"), format!("20.0.21.{round}"));
+        let (pa, pb) = (format!("{a}/32"), format!("{b}/32"));
+
+        let t0 = std::time::Instant::now();
+        std::fs::write(&path, svc(&a)).unwrap();
+        rows.push(("add", follow(&lab, t0, Some(&pa), None)));
+
+        let t0 = std::time::Instant::now();
+        std::fs::write(&path, svc(&b)).unwrap();
+        rows.push(("edit", follow(&lab, t0, Some(&pb), Some(&pa))));
+
+        let t0 = std::time::Instant::now();
+        std::fs::remove_file(&path).unwrap();
+        rows.push(("delete", follow(&lab, t0, None, Some(&pb))));
+    }
+    for kind in ["add", "edit", "delete"] {
+        let mut applied: Vec<Duration> =
+            rows.iter().filter(|r| r.0 == kind).map(|r| r.1.0).collect();
+        let mut tor: Vec<Duration> = rows.iter().filter(|r| r.0 == kind).map(|r| r.1.1).collect();
+        applied.sort();
+        tor.sort();
+        println!(
+            "config {kind:6} -> applied (rackd adj-rib-out): median {:?} max {:?}; at the ToR: median {:?} max {:?}",
+            applied[applied.len() / 2],
+            applied[applied.len() - 1],
+            tor[tor.len() / 2],
+            tor[tor.len() - 1]
+        );
+    }
+    // Live: same process, no session reset, the other routes untouched.
+    assert_eq!(lab.rackd.as_ref().unwrap().pid(), pid);
+    assert_eq!(established(&lab), sessions, "a config edit reset a session");
+    lab.tor
+        .wait_route("20.0.10.1/32", Duration::from_secs(1))
+        .unwrap();
+}
