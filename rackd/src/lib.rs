@@ -9,6 +9,7 @@ pub mod host;
 pub mod l2;
 pub mod lbipam_ctl;
 pub mod metrics;
+pub mod options;
 pub mod source;
 pub mod state;
 pub mod views;

@@ -1,0 +1,502 @@
+//! The daemon's own options: command-line flags, their environment variables and the
+//! optional `--config` file, merged into [`daemon::Options`](crate::daemon::Options).
+//!
+//! Precedence is flag (or its environment variable, which clap folds into the flag) over the
+//! file over the built-in default. Everything here is pure so that each malformed input has a
+//! test; the binary only reads the file and reports the error.
+
+use std::net::{AddrParseError, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+
+use crate::l2::{DurationError, L2Options, LeaseBackendKind};
+
+/// Where the metrics endpoint listens unless told otherwise (Cilium's agent uses 9962, its
+/// operator 9963).
+pub const DEFAULT_METRICS_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9963);
+
+/// The daemon's flags (each also read from the environment variable it names).
+#[derive(Args, Debug, Default, Clone)]
+pub struct Flags {
+    /// This node's name: its Node object and CiliumBGPNodeConfigOverride. Default: hostname.
+    #[arg(long, env = "RACKD_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Directory of Cilium/Kubernetes YAML files, watched for changes.
+    #[arg(long, env = "RACKD_CONFIG_DIR")]
+    pub config_dir: Option<PathBuf>,
+    /// Where durable state lives (LB-IPAM allocations, restart markers).
+    #[arg(long, env = "RACKD_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Admin API socket (root only).
+    #[arg(long, env = "RACKD_ADMIN_SOCKET")]
+    pub admin_socket: Option<PathBuf>,
+    /// Prometheus metrics address (`off` disables; default 127.0.0.1:9963).
+    #[arg(long, env = "RACKD_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+    /// Log format.
+    #[arg(long, env = "RACKD_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Namespace of BGP auth Secrets (Cilium's --bgp-secrets-namespace).
+    #[arg(long, env = "RACKD_BGP_SECRETS_NAMESPACE")]
+    pub bgp_secrets_namespace: Option<String>,
+    /// Install routes learnt from peers into this kernel routing table (protocol bgp, ECMP).
+    /// Off by default: Cilium never imports.
+    #[arg(long, env = "RACKD_FIB_TABLE")]
+    pub fib_table: Option<u32>,
+    /// Answer ARP/NDP for LoadBalancer and external IPs per CiliumL2AnnouncementPolicy
+    /// (Cilium's flag).
+    #[arg(long, env = "RACKD_ENABLE_L2_ANNOUNCEMENTS")]
+    pub enable_l2_announcements: bool,
+    /// How long other nodes wait after a holder's last renewal (Go duration; default 15s).
+    #[arg(long, env = "RACKD_L2_ANNOUNCEMENTS_LEASE_DURATION")]
+    pub l2_announcements_lease_duration: Option<String>,
+    /// How long a holder keeps answering without a renewal (default 5s).
+    #[arg(long, env = "RACKD_L2_ANNOUNCEMENTS_RENEW_DEADLINE")]
+    pub l2_announcements_renew_deadline: Option<String>,
+    /// Interval between renewals and claim retries (default 2s).
+    #[arg(long, env = "RACKD_L2_ANNOUNCEMENTS_RETRY_PERIOD")]
+    pub l2_announcements_retry_period: Option<String>,
+    /// Where L2 leases live: `local` (single node) or `etcd`.
+    #[arg(long, env = "RACKD_L2_LEASE_BACKEND", value_enum)]
+    pub l2_lease_backend: Option<BackendArg>,
+    /// etcd client URLs for the `etcd` lease backend (comma-separated or repeated).
+    #[arg(long, env = "RACKD_L2_ETCD_ENDPOINTS", value_delimiter = ',')]
+    pub l2_etcd_endpoints: Vec<String>,
+    /// Key prefix in etcd (default /rackd/l2/).
+    #[arg(long, env = "RACKD_L2_ETCD_PREFIX")]
+    pub l2_etcd_prefix: Option<String>,
+    /// Devices L2 announcements may use, Cilium's syntax (`eth0`, `eth+`); default every
+    /// Ethernet device.
+    #[arg(long, env = "RACKD_DEVICES", value_delimiter = ',')]
+    pub devices: Vec<String>,
+    /// bpffs folder for the datapath's pinned maps and links.
+    #[arg(long, env = "RACKD_BPF_PIN_ROOT")]
+    pub bpf_pin_root: Option<PathBuf>,
+}
+
+/// `--l2-lease-backend`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendArg {
+    Local,
+    Etcd,
+}
+
+/// `--log-format`.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The `--config` file: the same options as the flags, keyed by the long flag names.
+/// Unknown keys are refused (a misspelt key must not silently fall back to a default).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct FileConfig {
+    pub node_name: Option<String>,
+    pub config_dir: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub admin_socket: Option<PathBuf>,
+    pub metrics_addr: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub bgp_secrets_namespace: Option<String>,
+    pub fib_table: Option<u32>,
+    pub enable_l2_announcements: Option<bool>,
+    pub l2_announcements_lease_duration: Option<String>,
+    pub l2_announcements_renew_deadline: Option<String>,
+    pub l2_announcements_retry_period: Option<String>,
+    pub l2_lease_backend: Option<BackendArg>,
+    pub l2_etcd_endpoints: Option<Vec<String>>,
+    pub l2_etcd_prefix: Option<String>,
+    pub devices: Option<Vec<String>>,
+    pub bpf_pin_root: Option<PathBuf>,
+}
+
+/// A bad option: which one, what it held and what was expected.
+#[derive(Debug, thiserror::Error)]
+pub enum OptionsError {
+    #[error("cannot read config file {path}")]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "config file {path}: not a valid options file (expected a YAML mapping keyed by the long flag names: node-name, config-dir, state-dir, admin-socket, metrics-addr, log-format, enable-l2-announcements, ...)"
+    )]
+    ParseFile {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml_ng::Error,
+    },
+    #[error("--metrics-addr {value:?}: expected ADDRESS:PORT (e.g. 127.0.0.1:9963) or off")]
+    MetricsAddr {
+        value: String,
+        #[source]
+        source: AddrParseError,
+    },
+    #[error("--{flag} {value:?}: expected a Go duration like 15s or 500ms")]
+    Duration {
+        flag: &'static str,
+        value: String,
+        #[source]
+        source: DurationError,
+    },
+    #[error("--l2-lease-backend etcd needs --l2-etcd-endpoints")]
+    EtcdWithoutEndpoints,
+    #[error(
+        "--l2-etcd-endpoints given but the lease backend is local: add --l2-lease-backend etcd"
+    )]
+    EndpointsWithoutEtcd,
+}
+
+/// Parses the text of a `--config` file (`path` only names it in errors). An empty file is
+/// an empty configuration.
+pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, OptionsError> {
+    if text.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    serde_yaml_ng::from_str(text).map_err(|source| OptionsError::ParseFile {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Reads and parses a `--config` file.
+pub fn load_file(path: &Path) -> Result<FileConfig, OptionsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| OptionsError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_file(path, &text)
+}
+
+/// The log format in force.
+pub fn log_format(flags: &Flags, file: &FileConfig) -> LogFormat {
+    flags.log_format.or(file.log_format).unwrap_or_default()
+}
+
+/// The bpffs folder in force (all `rackd datapath uninstall` needs, so it is resolved apart
+/// from the rest and a bad L2 flag cannot stop an uninstall).
+pub fn pin_root(flags: &Flags, file: &FileConfig) -> PathBuf {
+    flags
+        .bpf_pin_root
+        .clone()
+        .or_else(|| file.bpf_pin_root.clone())
+        .unwrap_or_else(|| datapath::DEFAULT_PIN_ROOT.into())
+}
+
+/// Merges flags over the file over the defaults; `hostname` is asked only when neither names
+/// the node.
+pub fn resolve(
+    flags: Flags,
+    file: FileConfig,
+    hostname: impl FnOnce() -> String,
+) -> Result<crate::daemon::Options, OptionsError> {
+    let pin_root = pin_root(&flags, &file);
+    let metrics_addr = match flags.metrics_addr.or(file.metrics_addr).as_deref() {
+        None => Some(DEFAULT_METRICS_ADDR),
+        Some("off") => None,
+        Some(a) => Some(a.parse().map_err(|source| OptionsError::MetricsAddr {
+            value: a.to_owned(),
+            source,
+        })?),
+    };
+    let l2 = if flags.enable_l2_announcements || file.enable_l2_announcements == Some(true) {
+        let dur = |flag: &'static str, v: Option<String>, default: Duration| match v {
+            None => Ok(default),
+            Some(value) => {
+                crate::l2::parse_go_duration(&value).map_err(|source| OptionsError::Duration {
+                    flag,
+                    value,
+                    source,
+                })
+            }
+        };
+        let defaults = l2announcer::LeaseTimings::default();
+        let timings = l2announcer::LeaseTimings {
+            lease_duration: dur(
+                "l2-announcements-lease-duration",
+                flags
+                    .l2_announcements_lease_duration
+                    .or(file.l2_announcements_lease_duration),
+                defaults.lease_duration,
+            )?,
+            renew_deadline: dur(
+                "l2-announcements-renew-deadline",
+                flags
+                    .l2_announcements_renew_deadline
+                    .or(file.l2_announcements_renew_deadline),
+                defaults.renew_deadline,
+            )?,
+            retry_period: dur(
+                "l2-announcements-retry-period",
+                flags
+                    .l2_announcements_retry_period
+                    .or(file.l2_announcements_retry_period),
+                defaults.retry_period,
+            )?,
+        };
+        let endpoints = if flags.l2_etcd_endpoints.is_empty() {
+            file.l2_etcd_endpoints.unwrap_or_default()
+        } else {
+            flags.l2_etcd_endpoints
+        };
+        let backend = match flags.l2_lease_backend.or(file.l2_lease_backend) {
+            Some(BackendArg::Etcd) => {
+                if endpoints.is_empty() {
+                    return Err(OptionsError::EtcdWithoutEndpoints);
+                }
+                let mut prefix = flags
+                    .l2_etcd_prefix
+                    .or(file.l2_etcd_prefix)
+                    .unwrap_or_else(|| "/rackd/l2/".into());
+                if !prefix.ends_with('/') {
+                    prefix.push('/');
+                }
+                LeaseBackendKind::Etcd { endpoints, prefix }
+            }
+            Some(BackendArg::Local) | None => {
+                if !endpoints.is_empty() {
+                    return Err(OptionsError::EndpointsWithoutEtcd);
+                }
+                LeaseBackendKind::Local
+            }
+        };
+        Some(L2Options {
+            backend,
+            timings,
+            devices: if flags.devices.is_empty() {
+                file.devices.unwrap_or_default()
+            } else {
+                flags.devices
+            },
+            pin_root,
+        })
+    } else {
+        None
+    };
+    Ok(crate::daemon::Options {
+        node_name: flags.node_name.or(file.node_name).unwrap_or_else(hostname),
+        config_dir: flags
+            .config_dir
+            .or(file.config_dir)
+            .unwrap_or_else(|| "/etc/rackd".into()),
+        state_dir: flags
+            .state_dir
+            .or(file.state_dir)
+            .unwrap_or_else(|| "/var/lib/rackd".into()),
+        admin_socket: flags
+            .admin_socket
+            .or(file.admin_socket)
+            .unwrap_or_else(|| rackd_api::DEFAULT_SOCKET.into()),
+        metrics_addr,
+        poll_interval: Duration::from_millis(250),
+        resync_interval: Duration::from_secs(5),
+        bgp_secrets_namespace: flags
+            .bgp_secrets_namespace
+            .or(file.bgp_secrets_namespace)
+            .unwrap_or_else(|| "kube-system".into()),
+        // Table 0 is no table (the kernel's "unspecified"): treat it as off.
+        fib_table: flags.fib_table.or(file.fib_table).filter(|t| *t != 0),
+        l2,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> Result<FileConfig, OptionsError> {
+        parse_file(Path::new("rackd.yaml"), text)
+    }
+
+    fn host() -> String {
+        "from-hostname".into()
+    }
+
+    #[test]
+    fn defaults_without_flags_or_file() {
+        let o = resolve(Flags::default(), FileConfig::default(), host).unwrap();
+        assert_eq!(o.node_name, "from-hostname");
+        assert_eq!(o.config_dir, PathBuf::from("/etc/rackd"));
+        assert_eq!(o.state_dir, PathBuf::from("/var/lib/rackd"));
+        assert_eq!(o.admin_socket, PathBuf::from(rackd_api::DEFAULT_SOCKET));
+        assert_eq!(o.metrics_addr, Some(DEFAULT_METRICS_ADDR));
+        assert_eq!(o.bgp_secrets_namespace, "kube-system");
+        assert_eq!(o.fib_table, None);
+        assert!(o.l2.is_none());
+        assert_eq!(
+            log_format(&Flags::default(), &FileConfig::default()),
+            LogFormat::Text
+        );
+    }
+
+    #[test]
+    fn the_file_sets_options_and_flags_win_over_it() {
+        let f = file(
+            "node-name: node7\nconfig-dir: /srv/cfg\nmetrics-addr: off\nlog-format: json\n\
+             fib-table: 150\nenable-l2-announcements: true\nl2-lease-backend: etcd\n\
+             l2-etcd-endpoints: [http://10.0.0.5:2379]\nl2-etcd-prefix: /x\n\
+             l2-announcements-lease-duration: 1s\ndevices: [eth+]\nbpf-pin-root: /sys/fs/bpf/r\n",
+        )
+        .unwrap();
+        let flags = Flags {
+            node_name: Some("node8".into()),
+            log_format: Some(LogFormat::Text),
+            ..Flags::default()
+        };
+        assert_eq!(log_format(&flags, &f), LogFormat::Text);
+        assert_eq!(log_format(&Flags::default(), &f), LogFormat::Json);
+        let o = resolve(flags, f, || unreachable!("the name is given")).unwrap();
+        assert_eq!(o.node_name, "node8");
+        assert_eq!(o.config_dir, PathBuf::from("/srv/cfg"));
+        assert_eq!(o.metrics_addr, None);
+        assert_eq!(o.fib_table, Some(150));
+        let l2 = o.l2.unwrap();
+        assert_eq!(l2.timings.lease_duration, Duration::from_secs(1));
+        assert_eq!(l2.devices, vec!["eth+".to_owned()]);
+        assert_eq!(l2.pin_root, PathBuf::from("/sys/fs/bpf/r"));
+        match l2.backend {
+            LeaseBackendKind::Etcd { endpoints, prefix } => {
+                assert_eq!(endpoints, vec!["http://10.0.0.5:2379".to_owned()]);
+                assert_eq!(prefix, "/x/");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_empty_file_is_an_empty_configuration() {
+        assert!(file("").unwrap().node_name.is_none());
+        assert!(file("# only a comment\n").unwrap().node_name.is_none());
+    }
+
+    #[test]
+    fn malformed_files_are_refused_with_the_file_named() {
+        for (text, want) in [
+            ("node-nmae: x\n", "unknown field `node-nmae`"),
+            ("fib-table: main\n", "fib-table"),
+            ("fib-table: -1\n", "fib-table"),
+            ("log-format: xml\n", "unknown variant `xml`"),
+            (
+                "enable-l2-announcements: maybe\n",
+                "enable-l2-announcements",
+            ),
+            ("devices: eth0\n", "devices"),
+            ("- node-name: x\n", "expected struct FileConfig"),
+            ("just a string\n", "expected struct FileConfig"),
+            ("node-name: [unclosed\n", "node-name"),
+            ("node-name: a\nnode-name: b\n", "duplicate"),
+        ] {
+            let e = file(text).unwrap_err();
+            let OptionsError::ParseFile {
+                ref path,
+                ref source,
+            } = e
+            else {
+                panic!("{text:?}: {e:?}");
+            };
+            assert_eq!(path, Path::new("rackd.yaml"));
+            let msg = source.to_string();
+            assert!(msg.contains(want), "{text:?}: {msg}");
+            assert!(e.to_string().contains("rackd.yaml"), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_file_names_the_path() {
+        let e = load_file(Path::new("/nonexistent/rackd.yaml")).unwrap_err();
+        assert!(matches!(e, OptionsError::ReadFile { .. }), "{e:?}");
+        assert!(e.to_string().contains("/nonexistent/rackd.yaml"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_option_and_what_was_expected() {
+        let bad_metrics = Flags {
+            metrics_addr: Some("localhost".into()),
+            ..Flags::default()
+        };
+        let e = resolve(bad_metrics, FileConfig::default(), host).unwrap_err();
+        assert!(matches!(e, OptionsError::MetricsAddr { .. }), "{e:?}");
+        assert!(e.to_string().contains("\"localhost\""), "{e}");
+
+        let l2 = |f: Flags| Flags {
+            enable_l2_announcements: true,
+            ..f
+        };
+        let e = resolve(
+            l2(Flags {
+                l2_announcements_renew_deadline: Some("5 seconds".into()),
+                ..Flags::default()
+            }),
+            FileConfig::default(),
+            host,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("--l2-announcements-renew-deadline \"5 seconds\""),
+            "{e}"
+        );
+        let e = resolve(
+            l2(Flags::default()),
+            file("l2-announcements-retry-period: -2s\n").unwrap(),
+            host,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                OptionsError::Duration {
+                    source: DurationError::Negative,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = resolve(
+            l2(Flags {
+                l2_lease_backend: Some(BackendArg::Etcd),
+                ..Flags::default()
+            }),
+            FileConfig::default(),
+            host,
+        )
+        .unwrap_err();
+        assert!(matches!(e, OptionsError::EtcdWithoutEndpoints), "{e:?}");
+        let e = resolve(
+            l2(Flags {
+                l2_etcd_endpoints: vec!["http://127.0.0.1:2379".into()],
+                ..Flags::default()
+            }),
+            FileConfig::default(),
+            host,
+        )
+        .unwrap_err();
+        assert!(matches!(e, OptionsError::EndpointsWithoutEtcd), "{e:?}");
+    }
+
+    #[test]
+    fn l2_flags_are_not_checked_while_l2_is_off_and_table_zero_is_off() {
+        let o = resolve(
+            Flags {
+                l2_announcements_lease_duration: Some("nonsense".into()),
+                fib_table: Some(0),
+                ..Flags::default()
+            },
+            FileConfig::default(),
+            host,
+        )
+        .unwrap();
+        assert!(o.l2.is_none());
+        assert_eq!(o.fib_table, None);
+    }
+}

@@ -1,0 +1,85 @@
+//! The daemon's own options at the binary's edge: a bad `--config` file, flag or environment
+//! variable stops rackd before it starts anything, with one clear error naming the file or
+//! option, what it held and what was expected. (The merge rules themselves are unit-tested
+//! in `src/options.rs`.)
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Output};
+
+fn rackd(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rackd"));
+    c.args(args).env_remove("RACKD_CONFIG");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn fails_with(out: &Output, wants: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "rackd started: {err}");
+    for w in wants {
+        assert!(err.contains(w), "missing {w:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn a_malformed_config_file_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rackd.yaml");
+    std::fs::write(&path, "node-name: n1\nmetrics-adr: 127.0.0.1:1\n").unwrap();
+    let p = path.to_str().unwrap();
+    fails_with(
+        &rackd(&["--config", p], &[]),
+        &[p, "unknown field `metrics-adr`", "expected a YAML mapping"],
+    );
+    // The same through the environment variable.
+    fails_with(
+        &rackd(&[], &[("RACKD_CONFIG", p)]),
+        &[p, "unknown field `metrics-adr`"],
+    );
+    std::fs::write(&path, "fib-table: main\n").unwrap();
+    fails_with(&rackd(&["--config", p], &[]), &[p, "fib-table"]);
+    let missing = dir.path().join("missing.yaml");
+    fails_with(
+        &rackd(&["--config", missing.to_str().unwrap()], &[]),
+        &["cannot read config file", "missing.yaml"],
+    );
+}
+
+#[test]
+fn bad_flag_and_environment_values_are_refused_before_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap();
+    fails_with(
+        &rackd(&["--state-dir", state, "--metrics-addr", "localhost"], &[]),
+        &["--metrics-addr \"localhost\"", "ADDRESS:PORT"],
+    );
+    fails_with(
+        &rackd(&["--state-dir", state], &[("RACKD_METRICS_ADDR", "9963")]),
+        &["--metrics-addr \"9963\""],
+    );
+    fails_with(
+        &rackd(
+            &[
+                "--state-dir",
+                state,
+                "--enable-l2-announcements",
+                "--l2-announcements-lease-duration",
+                "15 s",
+            ],
+            &[],
+        ),
+        &["--l2-announcements-lease-duration \"15 s\"", "Go duration"],
+    );
+    fails_with(
+        &rackd(&["--log-format", "xml"], &[]),
+        &["invalid value 'xml'", "text", "json"],
+    );
+    fails_with(
+        &rackd(&["--fib-table=-3"], &[]),
+        &["invalid value '-3'", "--fib-table"],
+    );
+    // Nothing was started: the state directory is untouched.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
