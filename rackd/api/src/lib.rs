@@ -575,5 +575,11 @@ mod tests {
             read_message::<Request, _>(&b"not json\n"[..]),
             Err(FrameError::Json(_))
         ));
+        // A line over the cap is refused after reading at most the cap plus one byte.
+        let long = std::io::Read::chain(&b"\""[..], std::io::repeat(b'a'));
+        assert!(matches!(
+            read_message::<Request, _>(std::io::BufReader::new(long)),
+            Err(FrameError::TooLong)
+        ));
     }
 }
