@@ -508,7 +508,8 @@ fn override_local_port_is_the_session_source_port() {
 /// The config directory is live: a file added, edited and deleted is applied without a restart
 /// and without touching the sessions. Each step is timed twice, to rackd's Adj-RIB-Out for the
 /// ToR (the change applied) and to the ToR's table; the times are printed (reported, not
-/// asserted: the goal is "within a second", and this 2-core machine is noisy).
+/// asserted: the goal is "within a second", and this 2-core machine is noisy). Then the
+/// Prometheus endpoint must agree: sessions, advertised prefixes, applies, errors, reconciles.
 #[test]
 fn config_files_added_edited_and_deleted_apply_live() {
     let lab = Lab::up("rk-cfg");
@@ -613,6 +614,49 @@ fn config_files_added_edited_and_deleted_apply_live() {
             tor[tor.len() - 1]
         );
     }
+    // The Prometheus endpoint tells the same story (its BGP gauges follow each 5 s resync):
+    // both sessions up, our three IPv4 routes advertised on the IPv4 session, every change
+    // applied, no config error, reconciles run without error.
+    let metric = |text: &str, series: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    };
+    let m = wait_for(
+        "rackd's metrics to show the sessions and routes",
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || {
+            let m = lab.metrics();
+            let ok = metric(&m, r#"rackd_bgp_session_established{vrouter="65001",peer="10.0.0.1"}"#) == Some(1.0)
+                && metric(&m, r#"rackd_bgp_session_established{vrouter="65001",peer="fd00:10::1"}"#) == Some(1.0)
+                && metric(&m, r#"rackd_bgp_prefixes_advertised{vrouter="65001",peer="10.0.0.1",family="ipv4/unicast"}"#) == Some(3.0);
+            Ok(if ok { Check::Ready(m) } else { Check::NotYet(m) })
+        },
+    )
+    .unwrap();
+    assert!(m.starts_with("HTTP/1.1 200 OK"), "{m}");
+    // The first load plus 15 changes (an editor may write a file in two steps: at least).
+    assert!(
+        metric(&m, "rackd_config_applies_total").is_some_and(|v| v >= 16.0),
+        "{m}"
+    );
+    assert_eq!(metric(&m, "rackd_config_errors"), Some(0.0), "{m}");
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("rackd_reconcile_runs_total{") && !l.ends_with(" 0")),
+        "{m}"
+    );
+    assert!(
+        m.lines()
+            .filter(|l| l.starts_with("rackd_reconcile_errors_total{"))
+            .all(|l| l.ends_with(" 0")),
+        "{m}"
+    );
+    assert!(
+        m.contains("rackd_reconcile_duration_seconds_bucket{"),
+        "{m}"
+    );
+
     // Live: same process, no session reset, the other routes untouched.
     assert_eq!(lab.rackd.as_ref().unwrap().pid(), pid);
     assert_eq!(established(&lab), sessions, "a config edit reset a session");

@@ -117,8 +117,9 @@ impl Lab {
             self.state.to_str().unwrap(),
             "--admin-socket",
             self.sock.to_str().unwrap(),
+            // Inside the node's own namespace, so parallel labs never collide.
             "--metrics-addr",
-            "off",
+            "127.0.0.1:9963",
         ];
         args.extend_from_slice(extra);
         let p = self.node.spawn(self.dir.path(), "rackd", &args).unwrap();
@@ -157,6 +158,23 @@ impl Lab {
     }
 
     /// FRR's established-connection counter for a neighbour: it grows on every reset.
+    /// rackd's Prometheus text, fetched over HTTP inside the node's namespace ("" if it
+    /// does not answer).
+    pub fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        self.node
+            .enter(|| {
+                let mut s = std::net::TcpStream::connect("127.0.0.1:9963").ok()?;
+                s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").ok()?;
+                let mut body = String::new();
+                s.read_to_string(&mut body).ok()?;
+                Some(body)
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
     pub fn established_count(&self, peer: &str) -> u64 {
         let n = self.tor.neighbors().unwrap();
         n[peer]["connectionsEstablished"].as_u64().unwrap_or(0)
