@@ -657,6 +657,36 @@ fn config_files_added_edited_and_deleted_apply_live() {
         "{m}"
     );
 
+    // Interface and ClusterIP advertisements, added live: every address of a new interface
+    // as a host route (picked up from the host within a 5 s resync), and the ClusterIP
+    // aggregated to /24 as `aggregationLengthIPv4` asks; removing the file withdraws them.
+    for args in [
+        // A veth pair (the dummy module is not always there); its far end just has to be up.
+        &["link", "add", "rk0", "type", "veth", "peer", "name", "rk0p"][..],
+        &["link", "set", "rk0p", "up"],
+        &["addr", "add", "10.99.0.1/32", "dev", "rk0"],
+        &["addr", "add", "fd00:99::1/128", "dev", "rk0", "nodad"],
+        &["link", "set", "rk0", "up"],
+    ] {
+        lab.node.ip(args).unwrap();
+    }
+    let extra = lab.cfg.join("extra-adv.yaml");
+    std::fs::write(
+        &extra,
+        "apiVersion: cilium.io/v2\nkind: CiliumBGPAdvertisement\nmetadata:\n  name: extra\n  labels: {advertise: bgp}\nspec:\n  advertisements:\n  - advertisementType: Interface\n    interface: {name: rk0}\n  - advertisementType: Service\n    service:\n      addresses: [ClusterIP]\n      aggregationLengthIPv4: 24\n    selector:\n      matchExpressions: [{key: bgp, operator: NotIn, values: [never-used-value]}]\n",
+    )
+    .unwrap();
+    for p in ["10.99.0.1/32", "fd00:99::1/128", "10.2.0.0/24"] {
+        lab.tor
+            .wait_route(p, Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("{e}\nrackd:\n{}", lab.rackd_log()));
+    }
+    assert!(lab.tor.paths("10.2.0.10/32").unwrap().is_empty());
+    std::fs::remove_file(&extra).unwrap();
+    for p in ["10.99.0.1/32", "fd00:99::1/128", "10.2.0.0/24"] {
+        lab.tor.wait_no_route(p, Duration::from_secs(10)).unwrap();
+    }
+
     // Live: same process, no session reset, the other routes untouched.
     assert_eq!(lab.rackd.as_ref().unwrap().pid(), pid);
     assert_eq!(established(&lab), sessions, "a config edit reset a session");

@@ -765,6 +765,142 @@ endpoints:
         assert!(d2.instances["rack"].routes.contains(&lb));
     }
 
+    fn export<'a>(d: &'a Desired, peer: &str, name: &str) -> Option<&'a ExportPolicy> {
+        d.instances["rack"].peers[peer]
+            .export
+            .iter()
+            .find(|e| e.name == name)
+    }
+
+    fn nets(v: &[&str]) -> Vec<IpNet> {
+        v.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn interface_advertisement_announces_each_address_as_a_host_route() {
+        let snap = lab_snapshot(
+            r#"
+apiVersion: cilium.io/v2
+kind: CiliumBGPAdvertisement
+metadata: {name: iface, labels: {advertise: bgp}}
+spec:
+  advertisements:
+  - advertisementType: Interface
+    interface: {name: rk0}
+    attributes:
+      communities: {standard: ["65000:7"], wellKnown: [no-export]}
+      localPreference: 200
+  - advertisementType: Interface
+    interface: {name: absent0}
+"#,
+        );
+        let mut inp = input("node1");
+        inp.host.interfaces.insert(
+            "rk0".into(),
+            vec![
+                "10.99.0.2".parse().unwrap(),
+                "10.99.0.1".parse().unwrap(),
+                "fd00:99::1".parse().unwrap(),
+            ],
+        );
+        let d = render(&snap, &inp);
+        assert!(d.problems.is_empty(), "{:?}", d.problems);
+        let v4 = export(&d, "tor-v4", "tor-v4-ipv4-Interface-rk0").unwrap();
+        assert_eq!(v4.prefixes, nets(&["10.99.0.2/32", "10.99.0.1/32"]));
+        assert_eq!(v4.communities, vec![(65000 << 16) | 7, 0xFFFF_FF01]);
+        assert_eq!(v4.local_pref, Some(200));
+        let v6 = export(&d, "tor-v4", "tor-v4-ipv6-Interface-rk0").unwrap();
+        assert_eq!(v6.prefixes, nets(&["fd00:99::1/128"]));
+        // An interface this host does not have advertises nothing and is no error.
+        assert!(
+            d.instances["rack"].peers["tor-v4"]
+                .export
+                .iter()
+                .all(|e| !e.name.contains("absent0"))
+        );
+        assert!(
+            d.instances["rack"]
+                .routes
+                .contains(&"10.99.0.1/32".parse().unwrap())
+        );
+        // Its addresses follow the host: gone from the interface, gone from the policy.
+        let mut inp = input("node1");
+        inp.host.interfaces.insert("rk0".into(), Vec::new());
+        let d = render(&snap, &inp);
+        assert!(export(&d, "tor-v4", "tor-v4-ipv4-Interface-rk0").is_none());
+    }
+
+    #[test]
+    fn cluster_ips_aggregate_unless_the_internal_policy_is_local() {
+        let snap = lab_snapshot(
+            r#"
+apiVersion: cilium.io/v2
+kind: CiliumBGPAdvertisement
+metadata: {name: cluster, labels: {advertise: bgp}}
+spec:
+  advertisements:
+  - advertisementType: Service
+    service:
+      addresses: [ClusterIP]
+      aggregationLengthIPv4: 24
+      aggregationLengthIPv6: 64
+    selector: {matchLabels: {expose: cluster}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: default, labels: {expose: cluster}}
+spec:
+  type: ClusterIP
+  clusterIP: 10.2.7.10
+  clusterIPs: [10.2.7.10, "fd00:2::7:10"]
+  ports: [{port: 443, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: dns, namespace: default, labels: {expose: cluster}}
+spec:
+  type: ClusterIP
+  clusterIP: 10.2.8.53
+  internalTrafficPolicy: Local
+  ports: [{port: 53, protocol: UDP}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: dns-1
+  namespace: default
+  labels: {kubernetes.io/service-name: dns}
+addressType: IPv4
+endpoints:
+- addresses: [10.1.2.53]
+  nodeName: node2
+"#,
+        );
+        let d1 = render(&snap, &input("node1"));
+        assert!(d1.problems.is_empty(), "{:?}", d1.problems);
+        let api4 = export(&d1, "tor-v4", "tor-v4-ipv4-Service-api-default-ClusterIP").unwrap();
+        assert_eq!(api4.prefixes, nets(&["10.2.7.0/24"]));
+        let api6 = export(&d1, "tor-v4", "tor-v4-ipv6-Service-api-default-ClusterIP").unwrap();
+        assert_eq!(api6.prefixes, nets(&["fd00:2::/64"]));
+        // internalTrafficPolicy Local: only a node with a local endpoint, and never aggregated
+        // (an aggregate would draw traffic for other nodes' endpoints).
+        assert!(export(&d1, "tor-v4", "tor-v4-ipv4-Service-dns-default-ClusterIP").is_none());
+        let d2 = render(&snap, &input("node2"));
+        let dns = export(&d2, "tor-v4", "tor-v4-ipv4-Service-dns-default-ClusterIP").unwrap();
+        assert_eq!(dns.prefixes, nets(&["10.2.8.53/32"]));
+        // The lab's `web` is not labelled `expose: cluster`: its ClusterIP stays unadvertised.
+        assert!(
+            !d1.instances["rack"]
+                .routes
+                .contains(&"10.2.0.0/24".parse().unwrap())
+        );
+        assert!(
+            !d1.instances["rack"]
+                .routes
+                .contains(&"10.2.0.10/32".parse().unwrap())
+        );
+    }
+
     #[test]
     fn missing_secret_and_peer_config_are_reported() {
         let (snap, errors) = lab_snapshot_errors(
