@@ -391,6 +391,62 @@ mod tests {
         );
     }
 
+    /// The docs' `cilium bgp routes available|advertised ipv4 unicast` (cilium-compat.md §7.3),
+    /// trailing blanks aside.
+    #[test]
+    fn routes_tables_match_cilium_docs() {
+        use rackd_api::BgpPath;
+        let node = "bgpv2-cplane-dev-service-control-plane";
+        let route = |neighbor: &str, nh: &str, age_s: u64, attrs: &str| BgpRoute {
+            router_asn: 65001,
+            prefix: "10.1.0.0/24".into(),
+            neighbor: neighbor.into(),
+            paths: vec![BgpPath {
+                age_nanoseconds: age_s * 1_000_000_000,
+                best: true,
+                rackd_next_hop: nh.into(),
+                rackd_attrs: attrs.into(),
+                ..Default::default()
+            }],
+        };
+        let out = routes_table(
+            node,
+            false,
+            &[route(
+                "",
+                "0.0.0.0",
+                2805,
+                "[{Origin: i} {Nexthop: 0.0.0.0}]",
+            )],
+        );
+        let trimmed: Vec<&str> = out.lines().map(str::trim_end).collect();
+        assert_eq!(
+            trimmed,
+            vec![
+                "Node                                     VRouter   Prefix        NextHop   Age      Attrs",
+                "bgpv2-cplane-dev-service-control-plane   65001     10.1.0.0/24   0.0.0.0   46m45s   [{Origin: i} {Nexthop: 0.0.0.0}]",
+            ]
+        );
+        let out = routes_table(
+            node,
+            true,
+            &[route(
+                "fd00:10::1",
+                "fd00:10:0:1::2",
+                2820,
+                "[{Origin: i} {AsPath: 65001} {Communities: 65000:99} {MpReach(ipv4-unicast): {Nexthop: fd00:10:0:1::2, NLRIs: [10.1.0.0/24]}}]",
+            )],
+        );
+        let trimmed: Vec<&str> = out.lines().map(str::trim_end).collect();
+        assert_eq!(
+            trimmed,
+            vec![
+                "Node                                     VRouter   Peer         Prefix        NextHop          Age     Attrs",
+                "bgpv2-cplane-dev-service-control-plane   65001     fd00:10::1   10.1.0.0/24   fd00:10:0:1::2   47m0s   [{Origin: i} {AsPath: 65001} {Communities: 65000:99} {MpReach(ipv4-unicast): {Nexthop: fd00:10:0:1::2, NLRIs: [10.1.0.0/24]}}]",
+            ]
+        );
+    }
+
     #[test]
     fn route_policies_match_cilium_docs_shape() {
         use rackd_api::{MatchNeighbors, MatchPrefixes, PolicyStatement, PrefixMatch};

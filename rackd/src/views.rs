@@ -180,24 +180,16 @@ fn split_attributes(msg: &[u8]) -> Vec<&[u8]> {
 
 /// GoBGP's attribute list text (what `cilium bgp routes` prints in Attrs).
 pub fn gobgp_attrs(family: AfiSafi, r: &RouteEntry) -> String {
+    // GoBGP lists a path's attributes in type-code order: ORIGIN (1), AS_PATH (2),
+    // NEXT_HOP (3), MED (4), LOCAL_PREF (5), COMMUNITIES (8), MP_REACH_NLRI (14),
+    // LARGE_COMMUNITY (32); Cilium's docs show `{Communities: ..} {MpReach(..): ..}`.
     let mut parts = vec![format!("{{Origin: {}}}", r.origin)];
     if !r.as_path.is_empty() {
         parts.push(format!("{{AsPath: {}}}", r.as_path));
     }
-    match family {
-        AfiSafi::Ipv4Unicast if r.next_hop.is_ipv4() => {
-            parts.push(format!("{{Nexthop: {}}}", r.next_hop));
-        }
-        _ => {
-            let fam = match family {
-                AfiSafi::Ipv4Unicast => "ipv4-unicast",
-                AfiSafi::Ipv6Unicast => "ipv6-unicast",
-            };
-            parts.push(format!(
-                "{{MpReach({fam}): {{Nexthop: {}, NLRIs: [{}]}}}}",
-                r.next_hop, r.prefix
-            ));
-        }
+    let v4_next_hop = family == AfiSafi::Ipv4Unicast && r.next_hop.is_ipv4();
+    if v4_next_hop {
+        parts.push(format!("{{Nexthop: {}}}", r.next_hop));
     }
     if let Some(m) = r.med {
         parts.push(format!("{{Med: {m}}}"));
@@ -208,13 +200,21 @@ pub fn gobgp_attrs(family: AfiSafi, r: &RouteEntry) -> String {
     if !r.communities.is_empty() {
         parts.push(format!("{{Communities: {}}}", r.communities.join(", ")));
     }
+    if !v4_next_hop {
+        let fam = match family {
+            AfiSafi::Ipv4Unicast => "ipv4-unicast",
+            AfiSafi::Ipv6Unicast => "ipv6-unicast",
+        };
+        parts.push(format!(
+            "{{MpReach({fam}): {{Nexthop: {}, NLRIs: [{}]}}}}",
+            r.next_hop, r.prefix
+        ));
+    }
     if !r.large_communities.is_empty() {
+        // GoBGP: `{LargeCommunity: [ 1:2:3, 4:5:6]}` (a space after the bracket, none before).
         parts.push(format!(
             "{{LargeCommunity: [ {}]}}",
-            r.large_communities
-                .iter()
-                .map(|c| format!("{c}, "))
-                .collect::<String>()
+            r.large_communities.join(", ")
         ));
     }
     format!("[{}]", parts.join(" "))
@@ -350,6 +350,57 @@ mod tests {
 
     fn unb64(s: &str) -> Vec<u8> {
         base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+    }
+
+    fn entry(prefix: &str, next_hop: &str) -> RouteEntry {
+        RouteEntry {
+            prefix: prefix.parse().unwrap(),
+            next_hop: next_hop.parse().unwrap(),
+            source: None,
+            best: true,
+            stale: false,
+            rejected: false,
+            as_path: String::new(),
+            origin: "i",
+            med: None,
+            local_pref: None,
+            communities: vec![],
+            large_communities: vec![],
+            attributes: std::sync::Arc::default(),
+            age: std::time::Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn attrs_read_like_gobgp_and_cilium_docs() {
+        // `cilium bgp routes advertised ipv4 unicast` in Cilium's docs (cilium-compat.md §7.3).
+        let r = RouteEntry {
+            as_path: "65001".into(),
+            communities: vec!["65000:99".into()],
+            ..entry("10.1.0.0/24", "fd00:10:0:1::2")
+        };
+        assert_eq!(
+            gobgp_attrs(AfiSafi::Ipv4Unicast, &r),
+            "[{Origin: i} {AsPath: 65001} {Communities: 65000:99} {MpReach(ipv4-unicast): {Nexthop: fd00:10:0:1::2, NLRIs: [10.1.0.0/24]}}]"
+        );
+        // `available`, originated: `[{Origin: i} {Nexthop: 0.0.0.0}]`.
+        assert_eq!(
+            gobgp_attrs(AfiSafi::Ipv4Unicast, &entry("10.1.0.0/24", "0.0.0.0")),
+            "[{Origin: i} {Nexthop: 0.0.0.0}]"
+        );
+        // Every kind, in type-code order; large communities as `gobgp global rib` prints them.
+        let r = RouteEntry {
+            as_path: "65001 65002".into(),
+            med: Some(10),
+            local_pref: Some(200),
+            communities: vec!["65000:99".into(), "65000:100".into()],
+            large_communities: vec!["65000:1:100".into(), "65000:1:101".into()],
+            ..entry("2004::1/128", "fd00:10:0:1::2")
+        };
+        assert_eq!(
+            gobgp_attrs(AfiSafi::Ipv6Unicast, &r),
+            "[{Origin: i} {AsPath: 65001 65002} {Med: 10} {LocalPref: 200} {Communities: 65000:99, 65000:100} {MpReach(ipv6-unicast): {Nexthop: fd00:10:0:1::2, NLRIs: [2004::1/128]}} {LargeCommunity: [ 65000:1:100, 65000:1:101]}]"
+        );
     }
 
     #[test]
