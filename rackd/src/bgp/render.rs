@@ -902,6 +902,78 @@ endpoints:
     }
 
     #[test]
+    fn peer_config_and_node_override_reach_the_session() {
+        let snap = lab_snapshot(
+            r#"
+apiVersion: v1
+kind: Node
+metadata: {name: edge, labels: {role: edge}}
+spec: {podCIDRs: [10.9.0.0/24]}
+---
+apiVersion: cilium.io/v2
+kind: CiliumBGPClusterConfig
+metadata: {name: edge-bgp}
+spec:
+  nodeSelector: {matchLabels: {role: edge}}
+  bgpInstances:
+  - name: edge
+    localASN: 64600
+    peers:
+    - {name: far, peerAddress: 192.0.2.9, peerASN: 64700, peerConfigRef: {name: far-peer}}
+---
+apiVersion: cilium.io/v2
+kind: CiliumBGPPeerConfig
+metadata: {name: far-peer}
+spec:
+  ebgpMultihop: 3
+  transport: {peerPort: 1179}
+  gracefulRestart: {enabled: false}
+  families:
+  - afi: ipv6
+    safi: unicast
+    advertisements: {matchLabels: {advertise: bgp}}
+---
+apiVersion: cilium.io/v2
+kind: CiliumBGPNodeConfigOverride
+metadata: {name: edge}
+spec:
+  bgpInstances:
+  - name: edge
+    routerID: 192.0.2.200
+    localPort: 1790
+    localASN: 64601
+    peers:
+    - {name: far, localAddress: 192.0.2.100, localPort: 40179}
+"#,
+        );
+        let d = render(&snap, &input("edge"));
+        assert!(d.problems.is_empty(), "{:?}", d.problems);
+        assert_eq!(d.cluster_config.as_deref(), Some("edge-bgp"));
+        let inst = &d.instances["edge"];
+        assert_eq!(inst.local_asn, 64601);
+        assert_eq!(inst.router_id, "192.0.2.200".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(inst.listen_port, Some(1790));
+        let far = &inst.peers["far"];
+        assert_eq!(far.peer_asn, 64700);
+        assert_eq!(far.peer_port, 1179);
+        assert_eq!(far.ttl, 3);
+        assert_eq!(far.graceful_restart, None);
+        // No `timers` at all: Cilium's defaults.
+        assert_eq!(
+            (far.connect_retry_secs, far.hold_secs, far.keepalive_secs),
+            (120, 90, 30)
+        );
+        assert_eq!(far.local_address, Some("192.0.2.100".parse().unwrap()));
+        assert_eq!(far.local_port, Some(40179));
+        assert_eq!(far.password, None);
+        // Only the family it names, so only IPv6 routes (the node's PodCIDR is IPv4).
+        assert_eq!(far.families, vec![Family::Ipv6Unicast]);
+        let names: Vec<&str> = far.export.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, vec!["far-ipv6-Service-web-default-ExternalIP"]);
+        assert_eq!(far.export[0].prefixes, nets(&["2004::1/128"]));
+    }
+
+    #[test]
     fn missing_secret_and_peer_config_are_reported() {
         let (snap, errors) = lab_snapshot_errors(
             r#"
