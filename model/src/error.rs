@@ -18,7 +18,12 @@ pub struct Location {
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: document {}", self.source, self.document)?;
+        // Documents count from 1; 0 stands for the source as a whole (unreadable).
+        if self.document == 0 {
+            write!(f, "{}", self.source)?;
+        } else {
+            write!(f, "{}: document {}", self.source, self.document)?;
+        }
         if let Some(l) = self.line {
             write!(f, " (line {l})")?;
         }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use rackd_api::configdir;
-use rackd_model::{CheckOptions, Snapshot, parse_documents};
+use rackd_model::{CheckOptions, ParsedSource, Snapshot, parse_documents};
 
 /// The report and whether the directory is clean.
 #[derive(Debug)]
@@ -19,11 +19,17 @@ pub fn validate_dir(
     secrets_namespace: &str,
 ) -> Result<Report, configdir::ReadDirError> {
     let scan = configdir::scan(dir)?;
-    let parsed: Vec<_> = scan
+    let mut parsed: Vec<_> = scan
         .files
         .iter()
         .map(|f| parse_documents(&f.name, &f.text))
         .collect();
+    // As the daemon does: an unreadable file is one error and keeps its source.
+    parsed.extend(
+        scan.problems
+            .iter()
+            .map(|p| ParsedSource::unreadable(p.name.clone(), p.message.clone())),
+    );
     let out = Snapshot::build(
         &parsed,
         &CheckOptions {
@@ -31,13 +37,10 @@ pub fn validate_dir(
         },
     );
     let mut text = String::new();
-    for p in &scan.problems {
-        let _ = writeln!(text, "error: {}: {}", p.name, p.message);
-    }
     for e in &out.errors {
         let _ = writeln!(text, "error: {e}");
     }
-    let errors = scan.problems.len() + out.errors.len();
+    let errors = out.errors.len();
     let _ = writeln!(
         text,
         "{}: {} file(s), {} object(s), {} error(s)",
@@ -76,7 +79,12 @@ mod tests {
         assert!(r.text.contains("a.yaml: document 1"), "{}", r.text);
         assert!(r.text.contains("ebgpMultihop"), "{}", r.text);
         assert!(r.text.contains("NoSuchKind"), "{}", r.text);
-        assert!(r.text.contains("b.yaml: not UTF-8"), "{}", r.text);
+        assert!(
+            r.text
+                .contains("b.yaml: cannot read source: not UTF-8 text"),
+            "{}",
+            r.text
+        );
         assert!(validate_dir(Path::new("/nonexistent/rackd"), "kube-system").is_err());
     }
 }

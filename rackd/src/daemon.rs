@@ -426,11 +426,16 @@ async fn controller(
             scan = source.next_change() => match scan {
                 Ok(scan) => {
                     let t0 = Instant::now();
-                    let parsed: Vec<_> = scan
+                    let mut parsed: Vec<_> = scan
                         .files
                         .iter()
                         .map(|f| parse_documents(&f.name, &f.text))
                         .collect();
+                    // A file that cannot be read (or is not UTF-8) keeps what it last held:
+                    // were it left out, the merge would take it for deleted and withdraw it.
+                    parsed.extend(scan.problems.iter().map(|p| {
+                        rackd_model::ParsedSource::unreadable(p.name.clone(), p.message.clone())
+                    }));
                     let t_parse = t0.elapsed();
                     let out = Snapshot::merge(&snapshot, &parsed, &check);
                     info!(
@@ -441,9 +446,7 @@ async fn controller(
                         merge_ms = (t0.elapsed() - t_parse).as_millis() as u64,
                         "configuration loaded"
                     );
-                    let mut errors: Vec<String> =
-                        scan.problems.iter().map(|p| format!("{}: {}", p.name, p.message)).collect();
-                    errors.extend(out.errors.iter().map(|e| e.to_string()));
+                    let errors: Vec<String> = out.errors.iter().map(|e| e.to_string()).collect();
                     for e in &errors {
                         error!(error = %e, "configuration error");
                     }

@@ -614,6 +614,42 @@ fn config_files_added_edited_and_deleted_apply_live() {
             tor[tor.len() - 1]
         );
     }
+    // A file that turns unreadable (here: not UTF-8) is one error, and what it held stays:
+    // no route is withdrawn, nothing is reset, until it is readable again.
+    std::fs::write(&path, svc("20.0.30.1")).unwrap();
+    follow(&lab, std::time::Instant::now(), Some("20.0.30.1/32"), None);
+    std::fs::write(&path, b"\xff\xfe not text").unwrap();
+    let errors = wait_for(
+        "the unreadable file to be reported",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let Reply::Status(s) = lab.call(&Request::Status) else {
+                return Ok(Check::NotYet("no status".into()));
+            };
+            Ok(if s.config_errors.is_empty() {
+                Check::NotYet("no error yet".into())
+            } else {
+                Check::Ready(s.config_errors)
+            })
+        },
+    )
+    .unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("live.yaml") && errors[0].contains("not UTF-8"),
+        "{errors:?}"
+    );
+    let m = lab.metrics();
+    assert!(m.contains("\nrackd_config_errors 1\n"), "{m}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(advertised(&lab).iter().any(|p| p == "20.0.30.1/32"));
+    lab.tor
+        .wait_route("20.0.30.1/32", Duration::from_secs(1))
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    follow(&lab, std::time::Instant::now(), None, Some("20.0.30.1/32"));
+
     // The Prometheus endpoint tells the same story (its BGP gauges follow each 5 s resync):
     // both sessions up, our three IPv4 routes advertised on the IPv4 session, every change
     // applied, no config error, reconciles run without error.
