@@ -141,6 +141,10 @@ pub struct PeerConfig {
     /// restarts) and advertise our capability to it when the speaker has one.
     #[serde(default = "default_true")]
     pub graceful_restart: bool,
+    /// The restart time we advertise to this peer (RFC 4724 §3, 1..=4095 s); `None` = the
+    /// speaker's. Per peer, so changing one peer's time resets that session only.
+    #[serde(default)]
+    pub restart_time: Option<u16>,
     /// Next hop to advertise for IPv4 routes when it cannot be derived from the session.
     #[serde(default)]
     pub next_hop_v4: Option<Ipv4Addr>,
@@ -186,6 +190,7 @@ impl PeerConfig {
             import: Policy::accept_all(),
             export: Policy::accept_all(),
             graceful_restart: true,
+            restart_time: None,
             next_hop_v4: None,
             next_hop_v6: None,
         }
@@ -214,6 +219,11 @@ impl PeerConfig {
         }
         if self.ttl == Some(0) {
             return Err(ConfigError::Ttl { peer: self.address });
+        }
+        if let Some(t) = self.restart_time
+            && !(1..=4095).contains(&t)
+        {
+            return Err(ConfigError::RestartTime { restart_time: t });
         }
         if self.address.is_unspecified() || self.address.is_multicast() {
             return Err(ConfigError::PeerAddress { peer: self.address });

@@ -229,8 +229,14 @@ impl Fsm {
         &self.config
     }
 
-    /// Replace the configuration; takes effect on the next OPEN.
+    /// Replace the configuration. What the OPEN carries (AS, hold time, capabilities) takes
+    /// effect on the next session; the keepalive interval, a local matter (RFC 4271 §10),
+    /// applies to the running session from its next KEEPALIVE, and the connect-retry time
+    /// from the next time that timer starts.
     pub fn set_config(&mut self, config: FsmConfig) {
+        if let Some(n) = self.negotiated.as_mut() {
+            n.keepalive = keepalive_for(n.hold_time, config.keepalive);
+        }
         self.config = config;
     }
 
@@ -522,6 +528,17 @@ fn open_error(subcode: u8, data: Bytes) -> Notification {
     }
 }
 
+/// The keepalive interval for a negotiated hold time: the configured one, at most a third of
+/// the hold time, at least 1 s; none when the hold time is 0 (RFC 4271 §4.4, §10).
+fn keepalive_for(hold_time: u16, configured: Option<u16>) -> u16 {
+    if hold_time == 0 {
+        0
+    } else {
+        configured
+            .map_or(hold_time / 3, |k| k.min(hold_time / 3))
+            .max(1)
+    }
+}
 /// Check the peer's OPEN against our configuration and compute the session parameters.
 ///
 /// Errors are the NOTIFICATION to send (RFC 4271 §6.2, RFC 6793 §4.1, RFC 6286 §2.2).
@@ -563,14 +580,7 @@ pub fn negotiate(config: &FsmConfig, open: &Open) -> Result<Negotiated, Notifica
         return Err(open_error(notif::BAD_BGP_ID, Bytes::new()));
     }
     let hold_time = config.hold_time.min(open.hold_time);
-    let keepalive = if hold_time == 0 {
-        0
-    } else {
-        config
-            .keepalive
-            .map_or(hold_time / 3, |k| k.min(hold_time / 3))
-            .max(1)
-    };
+    let keepalive = keepalive_for(hold_time, config.keepalive);
     // RFC 4760 §8: a speaker that sends no Multiprotocol capability at all is IPv4-unicast only.
     let theirs = if mp.is_empty() {
         vec![Family::Ipv4Unicast]

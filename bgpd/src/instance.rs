@@ -413,7 +413,7 @@ impl Instance {
             .map(|g| GracefulRestart {
                 restarting: g.restarting,
                 notification: false,
-                restart_time: g.restart_time,
+                restart_time: p.restart_time.unwrap_or(g.restart_time),
                 // F bit: forwarding state is kept across our restart (the FIB module keeps
                 // routes installed, and the peer forwards to us while we come back).
                 families: p
@@ -493,9 +493,16 @@ impl Instance {
             return Err(Error::NoSuchPeer(addr));
         };
         let old = p.cfg.clone();
-        let policy_only = PeerConfig {
+        // What needs no new session: policies (RFC 4271 §9.1), the next hops we advertise
+        // (a re-export), and the keepalive and connect-retry times, local matters (§10).
+        // Everything else is in the OPEN or the TCP connection, so it takes a reset.
+        let in_place = PeerConfig {
             import: old.import.clone(),
             export: old.export.clone(),
+            keepalive: old.keepalive,
+            connect_retry: old.connect_retry,
+            next_hop_v4: old.next_hop_v4,
+            next_hop_v6: old.next_hop_v6,
             ..cfg.clone()
         } == old;
         if old.md5_password != cfg.md5_password {
@@ -509,15 +516,21 @@ impl Instance {
         p.export_idx = PolicyIndex::new(&cfg.export);
         p.cfg = cfg;
         p.main.fsm.set_config(fsm_cfg);
+        // The session's copy of what was negotiated follows the FSM's (keepalive).
+        if let (Some(s), Some(n)) = (p.session.as_mut(), p.main.fsm.negotiated()) {
+            s.neg.keepalive = n.keepalive;
+        }
         let fams: Vec<Family> = p
             .session
             .as_ref()
             .map(|s| s.neg.families.clone())
             .unwrap_or_default();
         let rr = p.session.as_ref().is_some_and(|s| s.neg.route_refresh);
-        let (export_changed, import_changed) =
-            (old.export != p.cfg.export, old.import != p.cfg.import);
-        if policy_only {
+        let export_changed = old.export != p.cfg.export
+            || old.next_hop_v4 != p.cfg.next_hop_v4
+            || old.next_hop_v6 != p.cfg.next_hop_v6;
+        let import_changed = old.import != p.cfg.import;
+        if in_place {
             if export_changed {
                 self.resync(addr);
             }

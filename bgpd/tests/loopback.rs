@@ -308,3 +308,118 @@ async fn api_errors() {
         Err(bgpd::Error::Listen { .. })
     ));
 }
+
+/// What the protocol does not need a new session for is applied in place: the keepalive
+/// interval (a local matter, RFC 4271 §10; the running session uses it from its next
+/// KEEPALIVE) and the connect-retry time. A new hold time is in the OPEN, so it resets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_and_connect_retry_change_in_place_hold_time_resets() {
+    let (pa, pb) = (free_port("127.0.0.5"), free_port("127.0.0.6"));
+    let a = speaker(65001, "1.1.1.1", format!("127.0.0.5:{pa}").parse().unwrap()).await;
+    let b = speaker(65002, "2.2.2.2", format!("127.0.0.6:{pb}").parse().unwrap()).await;
+    let mut to_b = peer("127.0.0.6", pb, 65002, "127.0.0.5");
+    to_b.hold_time = 30;
+    a.add_peer(to_b.clone()).await.unwrap();
+    b.add_peer(peer("127.0.0.5", pa, 65001, "127.0.0.6"))
+        .await
+        .unwrap();
+    // A session's uptime only grows; a new session starts again from 0.
+    let st = wait("a session up for 2 s", async || {
+        let st = a.peers().await.unwrap().remove(0);
+        (st.state == State::Established && st.uptime_secs >= Some(2)).then_some(st)
+    })
+    .await;
+    // Negotiated hold 9 s (b offers 9): keepalive a third of it.
+    assert_eq!((st.hold_time, st.keepalive), (Some(9), Some(3)));
+
+    to_b.keepalive = Some(1);
+    to_b.connect_retry = 7;
+    a.update_peer(to_b.clone()).await.unwrap();
+    let st = a.peers().await.unwrap().remove(0);
+    assert_eq!(st.state, State::Established);
+    assert_eq!(st.keepalive, Some(1), "applied to the running session");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let st = a.peers().await.unwrap().remove(0);
+    assert_eq!(st.state, State::Established);
+    assert!(st.uptime_secs >= Some(3), "the session was reset: {st:?}");
+    assert_eq!(st.last_error, None);
+
+    to_b.hold_time = 60;
+    a.update_peer(to_b).await.unwrap();
+    let st = wait("a new session after the hold-time change", async || {
+        let st = a.peers().await.unwrap().remove(0);
+        (st.state == State::Established && st.uptime_secs < Some(2)).then_some(st)
+    })
+    .await;
+    // Still min(60, 9) = 9 s; the configured 1 s keepalive carries over.
+    assert_eq!((st.hold_time, st.keepalive), (Some(9), Some(1)));
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+/// The graceful-restart time is per peer: each peer hears its own in our capability, and
+/// changing it resets that peer's session only (it is in the OPEN).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_time_is_per_peer() {
+    use bgpd::config::GracefulRestartConfig;
+    use bgpd_wire::Capability;
+    let (pa, pb, pc) = (
+        free_port("127.0.0.7"),
+        free_port("127.0.0.8"),
+        free_port("127.0.0.9"),
+    );
+    logs();
+    let mut ca = SpeakerConfig::new(65001, "1.1.1.1".parse().unwrap());
+    ca.listen = vec![format!("127.0.0.7:{pa}").parse().unwrap()];
+    ca.graceful_restart = Some(GracefulRestartConfig {
+        restart_time: 120,
+        restarting: false,
+        stale_path_time: 360,
+    });
+    let a = Speaker::start(ca).await.unwrap();
+    let b = speaker(65002, "2.2.2.2", format!("127.0.0.8:{pb}").parse().unwrap()).await;
+    let c = speaker(65003, "3.3.3.3", format!("127.0.0.9:{pc}").parse().unwrap()).await;
+    let mut to_b = peer("127.0.0.8", pb, 65002, "127.0.0.7");
+    to_b.restart_time = Some(33);
+    let to_c = peer("127.0.0.9", pc, 65003, "127.0.0.7");
+    a.add_peer(to_b.clone()).await.unwrap();
+    a.add_peer(to_c).await.unwrap();
+    b.add_peer(peer("127.0.0.7", pa, 65001, "127.0.0.8"))
+        .await
+        .unwrap();
+    c.add_peer(peer("127.0.0.7", pa, 65001, "127.0.0.9"))
+        .await
+        .unwrap();
+    // The restart time a speaker heard from a, and its session's uptime.
+    async fn heard(s: &Speaker) -> Option<(Option<u16>, Option<u64>)> {
+        let st = s.peers().await.unwrap().remove(0);
+        if st.state != State::Established {
+            return None;
+        }
+        let t = st.remote_capabilities.iter().find_map(|c| match c {
+            Capability::GracefulRestart(g) => Some(g.restart_time),
+            _ => None,
+        });
+        Some((t, st.uptime_secs))
+    }
+    let (b_time, _) = wait("b established", async || heard(&b).await).await;
+    let (c_time, _) = wait("c up for 2 s", async || {
+        heard(&c).await.filter(|(_, up)| *up >= Some(2))
+    })
+    .await;
+    assert_eq!(b_time, Some(33), "b's own time");
+    assert_eq!(c_time, Some(120), "the speaker's time");
+
+    to_b.restart_time = Some(44);
+    a.update_peer(to_b).await.unwrap();
+    // Only a new session can carry the new time.
+    wait("b to hear 44 s", async || {
+        heard(&b).await.filter(|(t, _)| *t == Some(44))
+    })
+    .await;
+    let (_, c_up) = heard(&c).await.unwrap();
+    assert!(c_up >= Some(2), "c's session was reset");
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+    c.shutdown().await.unwrap();
+}

@@ -82,14 +82,20 @@ pub fn speaker_config(inst: &Instance, restarting: bool) -> SpeakerConfig {
     if let Some(port) = inst.listen_port {
         c.listen = vec![SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)];
     }
-    let restart_time = inst.peers.values().filter_map(|p| p.graceful_restart).max();
-    c.graceful_restart = restart_time.map(|t| GracefulRestartConfig {
-        restart_time: t,
+    // Always on at the speaker, whatever the peers say: each peer's own PeerConfig turns the
+    // capability on or off and carries its restart time, so enabling graceful restart on one
+    // peer, or changing its time, resets that session only and never restarts the speaker.
+    // The speaker's time only bounds how long a restart defers our advertisements.
+    c.graceful_restart = Some(GracefulRestartConfig {
+        restart_time: SPEAKER_RESTART_TIME,
         restarting,
         stale_path_time: 360,
     });
     c
 }
+
+/// Cilium's default restart time (`gracefulRestart.restartTimeSeconds`, 120 s).
+const SPEAKER_RESTART_TIME: u16 = 120;
 
 fn afisafi(f: Family) -> Option<AfiSafi> {
     AfiSafi::from_family(f)
@@ -140,6 +146,7 @@ pub fn peer_config(peer: &Peer, node: &NodeAddrs) -> PeerConfig {
         default_accept: false,
     };
     c.graceful_restart = peer.graceful_restart.is_some();
+    c.restart_time = peer.graceful_restart;
     c.next_hop_v4 = node.v4;
     c.next_hop_v6 = node.v6;
     c

@@ -973,6 +973,36 @@ spec:
         assert_eq!(far.export[0].prefixes, nets(&["2004::1/128"]));
     }
 
+    /// Graceful restart is a per-peer matter for the reconciler: the speaker's configuration
+    /// (whose change would restart it, resetting every session) does not depend on any peer's
+    /// GR setting; the restart time travels in that peer's own configuration.
+    #[test]
+    fn graceful_restart_changes_stay_with_their_peer() {
+        use crate::bgp::reconcile::{NodeAddrs, peer_config, speaker_config};
+        let snap = lab_snapshot("");
+        let d = render(&snap, &input("node1"));
+        let mut inst = d.instances["rack"].clone();
+        let before = speaker_config(&inst, false);
+        let v4 = peer_config(&inst.peers["tor-v4"], &NodeAddrs::default());
+        assert!(v4.graceful_restart);
+        assert_eq!(v4.restart_time, Some(15));
+        if let Some(p) = inst.peers.get_mut("tor-v4") {
+            p.graceful_restart = Some(300);
+        }
+        if let Some(p) = inst.peers.get_mut("tor-v6") {
+            p.graceful_restart = None;
+        }
+        assert_eq!(speaker_config(&inst, false), before);
+        let v4 = peer_config(&inst.peers["tor-v4"], &NodeAddrs::default());
+        assert_eq!(v4.restart_time, Some(300));
+        let v6 = peer_config(&inst.peers["tor-v6"], &NodeAddrs::default());
+        assert!(!v6.graceful_restart);
+        for p in inst.peers.values_mut() {
+            p.graceful_restart = None;
+        }
+        assert_eq!(speaker_config(&inst, false), before);
+    }
+
     #[test]
     fn missing_secret_and_peer_config_are_reported() {
         let (snap, errors) = lab_snapshot_errors(
