@@ -15,7 +15,9 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 #                                   etcd client code generation (protoc, and the well-known
 #                                   types it imports: a Recommends, which we do not install)
 #   iproute2, procps, psmisc        namespaces, veths, process handling
-PKGS=(clang-19 llvm-19 libbpf-dev bpftool frr bird2 gobgpd etcd-server etcd-client
+#   gcc, libc6-dev                  rustc's linker (`cc`) and the C runtime it links against;
+#                                   clang-19 does not provide `cc`
+PKGS=(gcc libc6-dev clang-19 llvm-19 libbpf-dev bpftool frr bird2 gobgpd etcd-server etcd-client
       arping ndisc6 tcpdump protobuf-compiler libprotobuf-dev iproute2 iputils-ping procps psmisc
       ca-certificates curl pkg-config)
 

@@ -37,7 +37,12 @@ pub enum AdminError {
 
 /// Bind the socket (replacing a stale one) with root-only permissions.
 pub fn bind(path: &Path) -> Result<UnixListener, AdminError> {
-    if let Some(dir) = path.parent() {
+    // A directory we create is root's alone; an existing one (`/run`, `/tmp`, ...) is left as
+    // it is: the socket's own mode and the peer-uid check already keep others out.
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
         std::fs::create_dir_all(dir)
             .and_then(|_| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
             .map_err(|source| AdminError::Dir {
@@ -161,6 +166,118 @@ mod tests {
         .unwrap();
         assert!(
             matches!(reply, Reply::Error(e) if e.contains("bad request") || e.contains("permission"))
+        );
+        stop.cancel();
+        srv.await.unwrap();
+    }
+
+    /// Connects to `path` from a forked child running as `uid` (root forks, then drops to
+    /// it), sends a Status request and returns the reply line, or the errno of `connect`.
+    /// The child makes only raw system calls: the test process has other threads.
+    fn as_user(uid: u32, path: &Path) -> Result<String, i32> {
+        use std::os::unix::ffi::OsStrExt;
+        // Everything the child needs is allocated before the fork.
+        // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (d, s) in addr.sun_path.iter_mut().zip(path.as_os_str().as_bytes()) {
+            *d = *s as libc::c_char;
+        }
+        let mut req = serde_json::to_vec(&Request::Status).unwrap();
+        req.push(b'\n');
+        let mut fds = [0i32; 2];
+        // SAFETY: fds has room for the two descriptors pipe(2) writes.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: the child below calls only async-signal-safe functions and _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: raw system calls on descriptors and buffers owned by this child.
+            unsafe {
+                libc::close(fds[0]);
+                if libc::setgid(uid) != 0 || libc::setuid(uid) != 0 {
+                    libc::_exit(100);
+                }
+                let s = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+                let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+                if libc::connect(s, (&raw const addr).cast(), len) != 0 {
+                    libc::_exit((*libc::__errno_location()).clamp(1, 99));
+                }
+                libc::write(s, req.as_ptr().cast(), req.len());
+                let mut buf = [0u8; 512];
+                loop {
+                    let n = libc::read(s, buf.as_mut_ptr().cast(), buf.len());
+                    if n <= 0 {
+                        break;
+                    }
+                    libc::write(fds[1], buf.as_ptr().cast(), n as usize);
+                }
+                libc::_exit(0);
+            }
+        }
+        // SAFETY: our copy of the write end; the child has its own.
+        unsafe { libc::close(fds[1]) };
+        use std::io::Read;
+        // SAFETY: the read end is ours alone from here on.
+        let mut rd = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[0]) };
+        let mut out = String::new();
+        rd.read_to_string(&mut out).unwrap();
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        assert_eq!(unsafe { libc::waitpid(pid, &raw mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status), "child died: {status}");
+        match libc::WEXITSTATUS(status) {
+            0 => Ok(out),
+            100 => panic!("the child could not drop to uid {uid}"),
+            e => Err(e),
+        }
+    }
+
+    /// Only root can open the socket: its mode keeps other users from connecting at all,
+    /// and were it opened up, the peer-credential check still refuses them.
+    #[tokio::test]
+    async fn other_users_are_refused() {
+        if unsafe_uid() != 0 {
+            eprintln!("skipped: needs root to act as another user");
+            return;
+        }
+        // A world-traversable directory, so only the socket's own mode stands in the way.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().join("admin.sock");
+        let l = bind(&path).unwrap();
+        assert_eq!(
+            std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777,
+            0o755,
+            "an existing directory keeps its mode"
+        );
+        let stop = CancellationToken::new();
+        let srv = tokio::spawn(serve(l, Arc::new(Echo), stop.clone()));
+        let nobody = 65534;
+
+        let p = path.clone();
+        let r = tokio::task::spawn_blocking(move || as_user(nobody, &p))
+            .await
+            .unwrap();
+        assert_eq!(r, Err(libc::EACCES), "mode 0600 refuses uid {nobody}");
+
+        // Root still gets its answer the same way.
+        let p = path.clone();
+        let r = tokio::task::spawn_blocking(move || as_user(0, &p))
+            .await
+            .unwrap();
+        assert!(r.as_ref().is_ok_and(|s| s.contains("\"n1\"")), "{r:?}");
+
+        // Opened up by mistake: the uid check answers for it.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let p = path.clone();
+        let r = tokio::task::spawn_blocking(move || as_user(nobody, &p))
+            .await
+            .unwrap();
+        let r = r.unwrap();
+        assert!(
+            r.contains("permission denied: uid 65534 is not root"),
+            "{r}"
         );
         stop.cancel();
         srv.await.unwrap();

@@ -2,7 +2,7 @@
 //! snapshot, renders and reconciles; the admin socket and metrics endpoint beside it.
 //!
 //! ```text
-//!  DirSource ──(whole document set on change)──▶ parse + last-good merge ──▶ Snapshot
+//!  ConfigSource (DirSource) ──(whole document set on change)──▶ parse + last-good merge ──▶ Snapshot
 //!                                                                             │
 //!  resync tick (host facts, counters) ─────────────────────────────▶ render ─┴▶ BGP reconciler ─▶ bgpd speakers
 //!  admin socket ◀── queries (peers, routes, policies, status) ── Shared state
@@ -27,7 +27,7 @@ use crate::bgp::render::{self, Desired, RenderInput};
 use crate::host;
 use crate::lbipam_ctl::LbController;
 use crate::metrics::{Metrics, PeerFamilyLabels, PeerLabels, PoolLabels};
-use crate::source::DirSource;
+use crate::source::{ConfigSource, DirSource};
 use crate::state;
 use crate::views;
 
@@ -373,7 +373,8 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
     };
     info!(node = %opts.node_name, config = %opts.config_dir.display(), "rackd running");
 
-    controller(&opts, &shared, l2.as_mut(), &stop).await;
+    let source = DirSource::new(&opts.config_dir, opts.poll_interval);
+    controller(source, &opts, &shared, l2.as_mut(), &stop).await;
 
     // Stop answering ARP/NDP and hand the IPs over before anything else goes.
     if let Some(l2) = l2 {
@@ -397,12 +398,12 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
 }
 
 async fn controller(
+    mut source: impl ConfigSource,
     opts: &Options,
     shared: &Shared,
     mut l2: Option<&mut crate::l2::L2Controller>,
     stop: &CancellationToken,
 ) {
-    let mut source = DirSource::new(&opts.config_dir, opts.poll_interval);
     let check = CheckOptions {
         bgp_secrets_namespace: opts.bgp_secrets_namespace.clone(),
     };

@@ -11,6 +11,27 @@ use std::time::{Duration, SystemTime};
 pub use rackd_api::configdir::{FileProblem, ReadDirError as SourceError, Scan, SourceFile};
 use rackd_api::configdir::{is_config_file, scan};
 
+/// A configuration source: it hands over the whole document set each time anything in it
+/// changes. The daemon runs on any implementation; the directory below is the embedded
+/// default, and a Kubernetes or etcd watcher will be another.
+pub trait ConfigSource: Send {
+    /// Why the source as a whole could not be read this time (the daemon reports it and
+    /// keeps the last good configuration).
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Wait until the document set differs from what was last returned, and return it; the
+    /// first call returns at once.
+    fn next_change(&mut self) -> impl Future<Output = Result<Scan, Self::Error>> + Send;
+}
+
+impl ConfigSource for DirSource {
+    type Error = SourceError;
+
+    fn next_change(&mut self) -> impl Future<Output = Result<Scan, SourceError>> + Send {
+        DirSource::next_change(self)
+    }
+}
+
 /// What identifies a file version cheaply; contents are re-read only when it changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Sig {
