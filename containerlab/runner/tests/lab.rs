@@ -314,6 +314,88 @@ fn lab_up_sessions_routes_ping_down() {
         "{svc:?}"
     );
 
+    // The rest of rackctl against the running node1, as an operator would use it.
+    let ok = |args: &[&str]| {
+        let out = lab.exec("node1", args);
+        assert!(out.status.success(), "{args:?}:\n{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let status = ok(&["rackctl", "status"]);
+    assert!(status.contains("Node:            node1"), "{status}");
+    assert!(
+        status.contains("1 instance(s), 2/2 peers established"),
+        "{status}"
+    );
+    assert!(status.contains("Config errors:   none"), "{status}");
+    // `available`: what node1 originates (Cilium's columns, next hop 0.0.0.0).
+    let avail = ok(&["rackctl", "bgp", "routes", "available", "ipv4", "unicast"]);
+    let header = avail.lines().next().unwrap_or_default();
+    assert!(
+        header.starts_with("Node    VRouter   Prefix")
+            && header.contains("NextHop   Age")
+            && header.trim_end().ends_with("Attrs"),
+        "{avail}"
+    );
+    assert!(
+        avail
+            .lines()
+            .any(|l| l.starts_with("node1") && l.contains("10.1.1.0/24") && l.contains("0.0.0.0")),
+        "{avail}"
+    );
+    // `advertised` to one peer, and its JSON (Cilium's BgpRoute keys, keyed by node).
+    let adv = ok(&[
+        "rackctl",
+        "bgp",
+        "routes",
+        "advertised",
+        "ipv4",
+        "unicast",
+        "peer",
+        "10.0.0.1",
+    ]);
+    assert!(
+        adv.lines().any(|l| l.contains("10.0.0.1")
+            && l.contains("20.0.10.1/32")
+            && l.contains("{Communities: 65000:100}")),
+        "{adv}"
+    );
+    let json = ok(&[
+        "rackctl",
+        "-o",
+        "json",
+        "bgp",
+        "routes",
+        "advertised",
+        "ipv4",
+        "unicast",
+        "peer",
+        "10.0.0.1",
+    ]);
+    let v: Value = serde_json::from_str(&json).unwrap();
+    let routes = v["node1"].as_array().cloned().unwrap_or_default();
+    assert!(
+        routes.iter().any(|r| r["prefix"] == "10.1.1.0/24"
+            && r["neighbor"] == "10.0.0.1"
+            && r["router-asn"] == 65001
+            && r["paths"][0]["nlri"]["base64"].is_string()
+            && r["paths"][0]["path-attributes"].is_array()),
+        "{json}"
+    );
+    // Route policies rendered from the advertisements, named as Cilium names them.
+    let pol = ok(&["rackctl", "bgp", "route-policies"]);
+    assert!(
+        pol.lines()
+            .next()
+            .unwrap_or_default()
+            .starts_with("VRouter   Policy Name"),
+        "{pol}"
+    );
+    assert!(pol.contains("tor-v4-ipv4-PodCIDR"), "{pol}");
+    assert!(pol.contains("10.1.1.0/24"), "{pol}");
+    // A bad argument is the CLI's own error, not the daemon's.
+    let bad = lab.exec("node1", &["rackctl", "bgp", "routes", "advertised", "ipv4"]);
+    assert!(!bad.status.success(), "{}", text(&bad));
+
     // The client reaches the ToR's loopback over the lab links.
     for dst in ["10.0.0.1", "fd00:10::1"] {
         let ping = lab.exec("client", &["ping", "-c1", "-W2", dst]);
