@@ -345,6 +345,24 @@ fn rackd_fib_import_installs_tor_routes() {
         t.contains("10.0.0.1") || t.contains("fd00:10::1") || t.contains("10.0.1.1"),
         "{t}"
     );
+    // The metrics count it as received from the ToR over the IPv4 session (refreshed each
+    // 5 s resync).
+    let series =
+        r#"rackd_bgp_prefixes_received{vrouter="65001",peer="10.0.0.1",family="ipv4/unicast"} 1"#;
+    wait_for(
+        "rackd_bgp_prefixes_received to count the ToR's route",
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || {
+            let m = lab.metrics();
+            Ok(if m.lines().any(|l| l == series) {
+                Check::Ready(())
+            } else {
+                Check::NotYet(m)
+            })
+        },
+    )
+    .unwrap();
     lab.stop_rackd();
     assert_eq!(
         show(&lab).trim(),

@@ -83,3 +83,39 @@ fn bad_flag_and_environment_values_are_refused_before_start() {
     // Nothing was started: the state directory is untouched.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn log_format_json_gives_one_json_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let pins = dir.path().join("no-pins");
+    let pins = pins.to_str().unwrap();
+    // `datapath uninstall` on an empty pin root: a quick run that logs one line and exits 0.
+    for (args, env) in [
+        (vec!["--log-format", "json", "--bpf-pin-root", pins], vec![]),
+        (
+            vec!["--bpf-pin-root", pins],
+            vec![("RACKD_LOG_FORMAT", "json")],
+        ),
+    ] {
+        let mut a = args.clone();
+        a.extend(["datapath", "uninstall"]);
+        let out = rackd(&a, &env);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout.lines().next().unwrap_or_default();
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+        assert_eq!(v["level"], "INFO", "{v}");
+        assert_eq!(v["fields"]["message"], "datapath uninstalled", "{v}");
+        assert_eq!(v["fields"]["pin_root"], pins, "{v}");
+    }
+    // The default is text.
+    let out = rackd(&["--bpf-pin-root", pins, "datapath", "uninstall"], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("datapath uninstalled"), "{stdout}");
+    assert!(serde_json::from_str::<serde_json::Value>(stdout.trim()).is_err());
+}

@@ -1027,5 +1027,26 @@ metadata: {name: lonely, labels: {only: me}}
         assert_eq!(errors.len(), 1, "{errors:#?}");
         let d = render(&snap, &input("lonely"));
         assert!(d.instances.get("x").is_none_or(|i| i.peers.is_empty()));
+
+        // The auth Secret looked up in another namespace than the lab's: both peers need it,
+        // neither is configured without its password, and each says why (Cilium's
+        // MissingAuthSecret condition).
+        let snap = lab_snapshot("");
+        let d = render(
+            &snap,
+            &RenderInput {
+                secrets_namespace: "elsewhere",
+                ..input("node1")
+            },
+        );
+        assert!(d.instances["rack"].peers.is_empty());
+        assert_eq!(d.problems.len(), 2, "{:?}", d.problems);
+        assert!(
+            d.problems.iter().all(|p| p.contains(
+                "Secret elsewhere/bgp-auth-secret with key \"password\" not found (cilium.io/MissingAuthSecret)"
+            )),
+            "{:?}",
+            d.problems
+        );
     }
 }
