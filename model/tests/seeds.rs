@@ -1,4 +1,5 @@
-//! The Cilium YAML from the seeds (copied verbatim into `tests/fixtures/`) loads and validates.
+//! The Cilium YAML from the seeds (copied verbatim into `configs/seeds/`, fragments into
+//! `tests/fixtures/`) loads and validates.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -7,12 +8,13 @@ use rackd_model::cilium::{AddressFamily, Afi, Safi, YesNo};
 use rackd_model::selector::{NilSelector, Selector, ServiceLabels};
 use rackd_model::{CheckOptions, Kind, Object, ObjectKey, Snapshot, parse_documents};
 
+/// A seed document: whole objects live in `configs/seeds/` (shipped as example configuration),
+/// fragments in `tests/fixtures/`.
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
+    let root = env!("CARGO_MANIFEST_DIR");
+    std::fs::read_to_string(format!("{root}/../configs/seeds/{name}"))
+        .or_else(|_| std::fs::read_to_string(format!("{root}/tests/fixtures/{name}")))
+        .unwrap()
 }
 
 fn load_one(name: &str) -> Object {

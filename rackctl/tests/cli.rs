@@ -23,10 +23,12 @@ fn text(o: &Output) -> String {
 
 #[test]
 fn config_validate_exits_0_on_the_lab_and_1_on_errors() {
-    let lab = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/lab");
-    let out = rackctl(&["config", "validate", lab]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("0 error(s)"), "{}", text(&out));
+    for dir in ["lab", "l2lab", "seeds"] {
+        let dir = format!("{}/../configs/{dir}", env!("CARGO_MANIFEST_DIR"));
+        let out = rackctl(&["config", "validate", &dir]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains(" 0 error(s)"), "{}", text(&out));
+    }
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
