@@ -17,14 +17,37 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo build (binaries the lab and integration tests run: rackd, rackctl, rackd-lab)"
 cargo build --workspace --bins
 
+# What the tests could leave behind: daemons they start (by name, plus anything run from
+# this checkout's target/), and pins under bpffs. Recorded before, compared after, so a
+# daemon or pin that was there already is not blamed on the tests.
+daemons() {
+  { for n in bgpd zebra watchfrr bird gobgpd etcd rackd rackd-lab; do pgrep -x "$n" || true; done
+    pgrep -f "^$PWD/target/" || true; } | sort -u
+}
+pins() { find /sys/fs/bpf -mindepth 1 2>/dev/null | sort || true; }
+before_daemons=$(daemons)
+before_pins=$(pins)
+
 echo "== cargo test"
 # Tests create their own uniquely named namespaces and remove them; they run in parallel.
+# (No `set -e` here: a failing run must still reach the leftover checks below.)
+set +e
 cargo test --workspace --no-fail-fast 2>&1 | tee target/test.log
 status=${PIPESTATUS[0]}
+set -e
 
 echo "== leftovers"
 left=$(ip netns list 2>/dev/null | wc -l)
 if [ "$left" -ne 0 ]; then
   echo "test: namespaces left behind:"; ip netns list; status=1
+fi
+new_daemons=$(comm -13 <(echo "$before_daemons") <(daemons) | grep -v "^$$\$" || true)
+if [ -n "$new_daemons" ]; then
+  echo "test: processes left behind:"; ps -o pid,args -p "$(echo "$new_daemons" | paste -sd,)" || true
+  status=1
+fi
+new_pins=$(comm -13 <(echo "$before_pins") <(pins) || true)
+if [ -n "$new_pins" ]; then
+  echo "test: bpffs pins left behind:"; echo "$new_pins"; status=1
 fi
 exit "$status"
