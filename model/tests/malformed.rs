@@ -647,6 +647,27 @@ fn node_override_rules() {
     ok(&format!(
         "{NO}  bgpInstances:\n  - name: i\n    routerID: 10.0.0.1\n    localPort: 1790\n    peers:\n    - name: p\n      localAddress: 10.0.0.1\n"
     ));
+    // The same under the deprecated v2alpha1, which users may still have, with its checks.
+    let alpha = NO.replace("cilium.io/v2\n", "cilium.io/v2alpha1\n");
+    ok(&format!(
+        "{alpha}  bgpInstances:\n  - name: i\n    routerID: 10.0.0.1\n    localPort: 1790\n    peers:\n    - name: p\n      localAddress: 10.0.0.1\n"
+    ));
+    invalid_at(
+        &format!("{alpha}  bgpInstances:\n  - name: i\n    routerID: 10.0.0.256\n"),
+        "spec.bgpInstances[0].routerID",
+    );
+}
+
+#[test]
+fn advertisement_v2alpha1() {
+    let alpha = AD.replace("cilium.io/v2\n", "cilium.io/v2alpha1\n");
+    ok(&format!(
+        "{alpha}  advertisements:\n  - advertisementType: Service\n    service:\n      addresses: [LoadBalancerIP]\n    selector:\n      matchLabels: {{app: x}}\n    attributes:\n      communities:\n        standard: [\"65000:100\"]\n      localPreference: 200\n"
+    ));
+    invalid_at(
+        &format!("{alpha}  advertisements:\n  - advertisementType: Interface\n"),
+        "spec.advertisements[0].interface",
+    );
 }
 
 // ===== LB pool =====
