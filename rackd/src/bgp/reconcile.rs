@@ -64,6 +64,19 @@ struct Running {
     routes: BTreeSet<IpNet>,
 }
 
+/// What the reconciles so far have changed, by kind. A reconcile of unchanged input changes
+/// nothing (the reconciler is level-triggered and idempotent), which these counts show.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub speakers_started: u64,
+    pub speakers_stopped: u64,
+    pub peers_added: u64,
+    pub peers_updated: u64,
+    pub peers_removed: u64,
+    pub routes_added: u64,
+    pub routes_removed: u64,
+}
+
 /// Owns the speakers, one per BGP instance.
 #[derive(Debug, Default)]
 pub struct Reconciler {
@@ -74,6 +87,7 @@ pub struct Reconciler {
     /// Set after a restart of the daemon (unclean or not): speakers start in graceful
     /// restart "restarting" mode until their first full reconcile.
     restarting: bool,
+    applied: Applied,
 }
 
 /// What a speaker of `inst` should be started with.
@@ -166,7 +180,13 @@ impl Reconciler {
             running: BTreeMap::new(),
             fib: None,
             restarting,
+            applied: Applied::default(),
         }
+    }
+
+    /// What the reconciles so far have changed.
+    pub fn applied(&self) -> Applied {
+        self.applied
     }
 
     /// Install received best paths into the kernel through `fib`.
@@ -207,6 +227,7 @@ impl Reconciler {
         for name in stop {
             if let Some(run) = self.running.remove(&name) {
                 info!(instance = %name, "stopping BGP instance");
+                self.applied.speakers_stopped += 1;
                 if let Err(e) = run.speaker.shutdown().await {
                     warn!(instance = %name, error = %e, "speaker shutdown");
                 }
@@ -218,6 +239,7 @@ impl Reconciler {
                 info!(instance = %name, asn = inst.local_asn, router_id = %inst.router_id, "starting BGP instance");
                 match Speaker::start(config.clone()).await {
                     Ok(speaker) => {
+                        self.applied.speakers_started += 1;
                         if let Some(fib) = &self.fib {
                             match speaker.subscribe().await {
                                 Ok(events) => {
@@ -256,7 +278,16 @@ impl Reconciler {
             let Some(run) = self.running.get_mut(name) else {
                 continue;
             };
-            Self::reconcile_instance(name, inst, run, node, self_fib, &mut errors).await;
+            Self::reconcile_instance(
+                name,
+                inst,
+                run,
+                node,
+                self_fib,
+                &mut errors,
+                &mut self.applied,
+            )
+            .await;
         }
         errors
     }
@@ -268,6 +299,7 @@ impl Reconciler {
         node: &NodeAddrs,
         self_fib: bool,
         errors: &mut Vec<ReconcileError>,
+        applied: &mut Applied,
     ) {
         // Routes first (added), so a new peer's initial advertisement is complete.
         for prefix in inst.routes.difference(&run.routes.clone()) {
@@ -282,6 +314,7 @@ impl Reconciler {
             {
                 Ok(()) => {
                     run.routes.insert(*prefix);
+                    applied.routes_added += 1;
                 }
                 Err(source) => errors.push(ReconcileError::Route {
                     instance: name.to_owned(),
@@ -300,6 +333,7 @@ impl Reconciler {
         for peer in gone {
             if let Some(cfg) = run.peers.remove(&peer) {
                 info!(instance = %name, %peer, "removing BGP peer");
+                applied.peers_removed += 1;
                 if let Err(source) = run.speaker.remove_peer(cfg.address).await {
                     errors.push(ReconcileError::Peer {
                         instance: name.to_owned(),
@@ -319,11 +353,17 @@ impl Reconciler {
                 Some(have) if have.address != want.address => {
                     // A new address is a different neighbour.
                     let _ = run.speaker.remove_peer(have.address).await;
+                    applied.peers_removed += 1;
+                    applied.peers_added += 1;
                     run.speaker.add_peer(want.clone()).await
                 }
-                Some(_) => run.speaker.update_peer(want.clone()).await,
+                Some(_) => {
+                    applied.peers_updated += 1;
+                    run.speaker.update_peer(want.clone()).await
+                }
                 None => {
                     info!(instance = %name, peer = %pname, address = %want.address, "adding BGP peer");
+                    applied.peers_added += 1;
                     run.speaker.add_peer(want.clone()).await
                 }
             };
@@ -347,6 +387,7 @@ impl Reconciler {
             {
                 Ok(()) => {
                     run.routes.remove(prefix);
+                    applied.routes_removed += 1;
                 }
                 Err(source) => errors.push(ReconcileError::Route {
                     instance: name.to_owned(),
