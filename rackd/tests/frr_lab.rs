@@ -633,7 +633,7 @@ fn config_files_added_edited_and_deleted_apply_live() {
         );
     }
     // A file that turns unreadable (here: not UTF-8) is one error, and what it held stays:
-    // no route is withdrawn, nothing is reset, until it is readable again.
+    // no route is withdrawn, nothing is reset, while it is unreadable.
     std::fs::write(&path, svc("20.0.30.1")).unwrap();
     follow(&lab, std::time::Instant::now(), Some("20.0.30.1/32"), None);
     std::fs::write(&path, b"\xff\xfe not text").unwrap();
@@ -660,6 +660,52 @@ fn config_files_added_edited_and_deleted_apply_live() {
     );
     let m = lab.metrics();
     assert!(m.contains("\nrackd_config_errors 1\n"), "{m}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(advertised(&lab).iter().any(|p| p == "20.0.30.1/32"));
+    lab.tor
+        .wait_route("20.0.30.1/32", Duration::from_secs(1))
+        .unwrap();
+    // An existing object made invalid (a bad external IP): one error naming the field, and
+    // the object's last good version stays in force, route and all.
+    std::fs::write(&path, svc("20.0.30.1")).unwrap();
+    wait_for(
+        "the file readable again",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let Reply::Status(s) = lab.call(&Request::Status) else {
+                return Ok(Check::NotYet("no status".into()));
+            };
+            Ok(if s.config_errors.is_empty() {
+                Check::Ready(())
+            } else {
+                Check::NotYet(format!("{:?}", s.config_errors))
+            })
+        },
+    )
+    .unwrap();
+    std::fs::write(&path, svc("20.0.30.1").replace("20.0.30.1", "20.0.30.999")).unwrap();
+    let errors = wait_for(
+        "the invalid Service to be reported",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let Reply::Status(s) = lab.call(&Request::Status) else {
+                return Ok(Check::NotYet("no status".into()));
+            };
+            Ok(if s.config_errors.is_empty() {
+                Check::NotYet("no error yet".into())
+            } else {
+                Check::Ready(s.config_errors)
+            })
+        },
+    )
+    .unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("live.yaml") && errors[0].contains("externalIPs"),
+        "{errors:?}"
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert!(advertised(&lab).iter().any(|p| p == "20.0.30.1/32"));
     lab.tor

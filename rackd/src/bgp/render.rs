@@ -809,6 +809,27 @@ spec:
         assert_eq!(v4.prefixes, nets(&["10.99.0.2/32", "10.99.0.1/32"]));
         assert_eq!(v4.communities, vec![(65000 << 16) | 7, 0xFFFF_FF01]);
         assert_eq!(v4.local_pref, Some(200));
+        // ... and reaches bgpd's export policy for that peer (LOCAL_PREF is sent on iBGP only,
+        // RFC 4271 §5.1.5; bgpd's GoBGP test shows it on the wire).
+        let pc = crate::bgp::reconcile::peer_config(
+            &d.instances["rack"].peers["tor-v4"],
+            &crate::bgp::reconcile::NodeAddrs::default(),
+        );
+        let st = pc
+            .export
+            .statements
+            .iter()
+            .find(|st| {
+                st.prefixes
+                    .iter()
+                    .any(|m| m.prefix == "10.99.0.1/32".parse::<IpNet>().unwrap())
+            })
+            .unwrap();
+        assert_eq!(st.actions.local_pref, Some(200));
+        assert_eq!(
+            st.actions.add_communities,
+            vec![(65000 << 16) | 7, 0xFFFF_FF01]
+        );
         let v6 = export(&d, "tor-v4", "tor-v4-ipv6-Interface-rk0").unwrap();
         assert_eq!(v6.prefixes, nets(&["fd00:99::1/128"]));
         // An interface this host does not have advertises nothing and is no error.
