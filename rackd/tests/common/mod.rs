@@ -161,18 +161,7 @@ impl Lab {
     /// rackd's Prometheus text, fetched over HTTP inside the node's namespace ("" if it
     /// does not answer).
     pub fn metrics(&self) -> String {
-        use std::io::{Read, Write};
-        self.node
-            .enter(|| {
-                let mut s = std::net::TcpStream::connect("127.0.0.1:9963").ok()?;
-                s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").ok()?;
-                let mut body = String::new();
-                s.read_to_string(&mut body).ok()?;
-                Some(body)
-            })
-            .ok()
-            .flatten()
-            .unwrap_or_default()
+        self.node.http_get("127.0.0.1:9963", "/metrics")
     }
 
     pub fn established_count(&self, peer: &str) -> u64 {

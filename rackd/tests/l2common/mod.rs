@@ -245,19 +245,7 @@ impl L2Lab {
 
     /// The node's Prometheus text (rackd's metrics endpoint inside its namespace).
     pub fn metrics(&self, i: usize) -> String {
-        use std::io::{Read, Write};
-        self.nodes[i]
-            .ns
-            .enter(|| {
-                let mut s = std::net::TcpStream::connect("127.0.0.1:9963").ok()?;
-                s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").ok()?;
-                let mut body = String::new();
-                s.read_to_string(&mut body).ok()?;
-                Some(body)
-            })
-            .ok()
-            .flatten()
-            .unwrap_or_default()
+        self.nodes[i].ns.http_get("127.0.0.1:9963", "/metrics")
     }
 
     /// Datastore writes made so far by every running node (sum of `rackd_l2_datastore_writes`).

@@ -165,6 +165,24 @@ impl Netns {
         Ok(f())
     }
 
+    /// `GET path` over plain HTTP/1.1 to `addr` inside the namespace: the whole response
+    /// (status line, headers, body), or "" if nothing answers (for polling a daemon's
+    /// metrics endpoint until it does).
+    pub fn http_get(&self, addr: &str, path: &str) -> String {
+        use std::io::{Read, Write};
+        self.enter(|| {
+            let mut s = std::net::TcpStream::connect(addr).ok()?;
+            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+                .ok()?;
+            let mut body = String::new();
+            s.read_to_string(&mut body).ok()?;
+            Some(body)
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+    }
+
     /// Switches the current thread into the namespace until the returned guard is dropped. The
     /// guard is `!Send`: `setns(2)` affects only the calling thread.
     pub fn enter_guard(&self) -> Result<EnteredNetns> {
