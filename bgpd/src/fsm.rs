@@ -539,6 +539,7 @@ fn keepalive_for(hold_time: u16, configured: Option<u16>) -> u16 {
             .max(1)
     }
 }
+
 /// Check the peer's OPEN against our configuration and compute the session parameters.
 ///
 /// Errors are the NOTIFICATION to send (RFC 4271 §6.2, RFC 6793 §4.1, RFC 6286 §2.2).
