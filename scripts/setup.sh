@@ -17,9 +17,11 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 #   iproute2, procps, psmisc        namespaces, veths, process handling
 #   gcc, libc6-dev                  rustc's linker (`cc`) and the C runtime it links against;
 #                                   clang-19 does not provide `cc`
+#   systemd                         systemd-analyze, which checks the shipped unit
+#                                   (configs/systemd/rackd.service)
 PKGS=(gcc libc6-dev clang-19 llvm-19 libbpf-dev bpftool frr bird2 gobgpd etcd-server etcd-client
       arping ndisc6 tcpdump protobuf-compiler libprotobuf-dev iproute2 iputils-ping procps psmisc
-      ca-certificates curl pkg-config)
+      ca-certificates curl pkg-config systemd)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -27,6 +27,7 @@ use crate::bgp::render::{self, Desired, RenderInput};
 use crate::host;
 use crate::lbipam_ctl::LbController;
 use crate::metrics::{Metrics, PeerFamilyLabels, PeerLabels, PoolLabels};
+use crate::sdnotify::Notifier;
 use crate::source::{ConfigSource, DirSource};
 use crate::state;
 use crate::views;
@@ -373,8 +374,15 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
     };
     info!(node = %opts.node_name, config = %opts.config_dir.display(), "rackd running");
 
+    // A bad NOTIFY_SOCKET is the service manager's problem, not a reason not to route: say so
+    // (systemd will then time the start out, naming the unit) and run.
+    let notify = Notifier::from_env().unwrap_or_else(|e| {
+        error!(error = %e, "cannot notify the service manager");
+        None
+    });
     let source = DirSource::new(&opts.config_dir, opts.poll_interval);
-    controller(source, &opts, &shared, l2.as_mut(), &stop).await;
+    controller(source, &opts, &shared, l2.as_mut(), notify.as_ref(), &stop).await;
+    tell(notify.as_ref(), "STOPPING=1");
 
     // Stop answering ARP/NDP and hand the IPs over before anything else goes.
     if let Some(l2) = l2 {
@@ -402,6 +410,7 @@ async fn controller(
     opts: &Options,
     shared: &Shared,
     mut l2: Option<&mut crate::l2::L2Controller>,
+    notify: Option<&Notifier>,
     stop: &CancellationToken,
 ) {
     let check = CheckOptions {
@@ -421,9 +430,16 @@ async fn controller(
     let mut l2_generation = u64::MAX;
     let mut last_host: Option<crate::bgp::render::HostInfo> = None;
     let mut last_full = Instant::now();
+    // Pinged from this loop, so a reconcile that hangs stops the pings.
+    let mut watchdog = notify.and_then(|n| n.watchdog).map(tokio::time::interval);
+    let mut last_status = String::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
+            () = tick(watchdog.as_mut()) => {
+                tell(notify, "WATCHDOG=1");
+                continue;
+            }
             scan = source.next_change() => match scan {
                 Ok(scan) => {
                     let t0 = Instant::now();
@@ -511,6 +527,23 @@ async fn controller(
             bgp_ms = (t0.elapsed() - t_lb).as_millis() as u64,
             "reconciled"
         );
+        if notify.is_some() {
+            let s = shared.status().await;
+            let status = format!(
+                "STATUS=BGP sessions established {}/{}, objects {}, config errors {}",
+                s.bgp_peers_established,
+                s.bgp_peers_total,
+                s.objects.iter().map(|o| o.1).sum::<usize>(),
+                s.config_errors.len()
+            );
+            if !synced_once {
+                // Configuration applied and the admin socket answering: ready.
+                tell(notify, &format!("READY=1\n{status}"));
+            } else if status != last_status {
+                tell(notify, &status);
+            }
+            last_status = status;
+        }
         if !synced_once {
             shared.bgp.lock().await.set_ready().await;
             synced_once = true;
@@ -534,6 +567,24 @@ async fn controller(
         }
         shared.update_peer_metrics().await;
         shared.update_l2_metrics().await;
+    }
+}
+
+async fn tick(interval: Option<&mut tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// One message to the service manager, if one asked; a failure is logged, never fatal.
+fn tell(notify: Option<&Notifier>, message: &str) {
+    if let Some(n) = notify
+        && let Err(e) = n.send(message)
+    {
+        warn!(error = %e, "service manager notification lost");
     }
 }
 

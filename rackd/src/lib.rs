@@ -10,6 +10,7 @@ pub mod l2;
 pub mod lbipam_ctl;
 pub mod metrics;
 pub mod options;
+pub mod sdnotify;
 pub mod source;
 pub mod state;
 pub mod views;

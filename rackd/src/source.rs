@@ -49,6 +49,8 @@ struct Sig {
 pub struct DirSource {
     dir: PathBuf,
     interval: Duration,
+    /// Made on the first wait (an `Interval` needs the runtime).
+    ticker: Option<tokio::time::Interval>,
     sigs: BTreeMap<PathBuf, Sig>,
     last: Option<Scan>,
 }
@@ -59,6 +61,7 @@ impl DirSource {
         Self {
             dir: dir.into(),
             interval,
+            ticker: None,
             sigs: BTreeMap::new(),
             last: None,
         }
@@ -96,12 +99,27 @@ impl DirSource {
     }
 
     /// Wait until the directory differs from what was last returned, and return it. The first
-    /// call returns at once. A directory that cannot be read is returned as an error each
+    /// call returns at once. Cancel-safe: a call dropped while it waits loses nothing, and the
+    /// next one polls on the same schedule. A directory that cannot be read is returned as an error each
     /// poll, so the daemon can report it while keeping the last good config.
     pub async fn next_change(&mut self) -> Result<Scan, SourceError> {
         loop {
             if self.last.is_some() {
-                tokio::time::sleep(self.interval).await;
+                // An interval, not a sleep: the controller selects over this future and other
+                // events, dropping it whenever one of those comes first, and a dropped sleep
+                // would start its wait afresh: events more often than the poll interval (a
+                // short watchdog, say) would starve the source. `Interval::tick` keeps its
+                // deadline across cancellation.
+                let every = self.interval;
+                self.ticker
+                    .get_or_insert_with(|| {
+                        let mut i =
+                            tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        i
+                    })
+                    .tick()
+                    .await;
             }
             let sigs = self.signatures()?;
             // Same names, sizes, mtimes and inodes: nothing to re-read.
@@ -147,5 +165,31 @@ mod tests {
         std::fs::remove_file(d.join("b.yml")).unwrap();
         let s = src.next_change().await.unwrap();
         assert_eq!(s.files.len(), 1);
+    }
+
+    /// Raced in a `select!` against an event that comes three times per poll interval (the
+    /// daemon's watchdog ping can), the source still sees a change within a poll or two.
+    #[tokio::test]
+    async fn a_change_is_seen_when_faster_events_keep_cancelling_the_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("a.yaml"), "kind: A\n").unwrap();
+        let mut src = DirSource::new(d, Duration::from_millis(150));
+        src.next_change().await.unwrap();
+        std::fs::write(d.join("a.yaml"), "kind: A2\n").unwrap();
+        let mut fast = tokio::time::interval(Duration::from_millis(50));
+        let (mut other, t0) = (0u32, tokio::time::Instant::now());
+        let s = loop {
+            tokio::select! {
+                s = src.next_change() => break s.unwrap(),
+                _ = fast.tick() => other += 1,
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "starved: {other} other events"
+            );
+        };
+        assert_eq!(s.files[0].text, "kind: A2\n");
+        assert!(other >= 2, "the other event did race the source ({other})");
     }
 }
