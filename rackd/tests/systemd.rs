@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::io::BufReader;
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
@@ -25,6 +26,32 @@ impl Drop for Daemon {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Starts rackd with its files in `dir` and `env` added; returns it with its admin socket and
+/// log paths.
+fn start(dir: &Path, config: Option<&str>, env: &[(&str, &OsStr)]) -> (Daemon, PathBuf, PathBuf) {
+    let (cfg, state) = (dir.join("cfg"), dir.join("state"));
+    std::fs::create_dir(&cfg).unwrap();
+    if let Some(c) = config {
+        std::fs::write(cfg.join("lb.yaml"), c).unwrap();
+    }
+    let (sock, log) = (dir.join("admin.sock"), dir.join("rackd.log"));
+    let out = std::fs::File::create(&log).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rackd"));
+    cmd.args(["--node-name", "n1", "--metrics-addr", "off", "--config-dir"])
+        .arg(&cfg)
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--admin-socket")
+        .arg(&sock)
+        .env_remove("WATCHDOG_PID")
+        .stdout(Stdio::from(out.try_clone().unwrap()))
+        .stderr(Stdio::from(out));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    (Daemon(cmd.spawn().unwrap()), sock, log)
 }
 
 /// The next message, or `None` once `until` has passed.
@@ -67,31 +94,18 @@ fn call(sock: &Path, req: &Request) -> Reply {
 #[test]
 fn ready_status_watchdog_and_stopping_reach_the_service_manager() {
     let dir = tempfile::tempdir().unwrap();
-    let (cfg, state) = (dir.path().join("cfg"), dir.path().join("state"));
-    std::fs::create_dir(&cfg).unwrap();
-    std::fs::write(cfg.join("lb.yaml"), CONFIG).unwrap();
-    let (sock, log) = (dir.path().join("admin.sock"), dir.path().join("rackd.log"));
     let notify = dir.path().join("notify");
     let rx = UnixDatagram::bind(&notify).unwrap();
-
-    let out = std::fs::File::create(&log).unwrap();
-    let mut daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_rackd"))
-            .args(["--node-name", "n1", "--metrics-addr", "off", "--config-dir"])
-            .arg(&cfg)
-            .arg("--state-dir")
-            .arg(&state)
-            .arg("--admin-socket")
-            .arg(&sock)
-            .env("NOTIFY_SOCKET", &notify)
-            // A 400 ms watchdog: pings every 200 ms.
-            .env("WATCHDOG_USEC", "400000")
-            .env_remove("WATCHDOG_PID")
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .unwrap(),
+    // A 400 ms watchdog: pings every 200 ms.
+    let (mut daemon, sock, log) = start(
+        dir.path(),
+        Some(CONFIG),
+        &[
+            ("NOTIFY_SOCKET", notify.as_os_str()),
+            ("WATCHDOG_USEC", OsStr::new("400000")),
+        ],
     );
+    let cfg = dir.path().join("cfg");
     let mut seen = Vec::new();
 
     // READY=1 means what systemd's dependants take it to mean: the configuration is applied
@@ -153,23 +167,10 @@ fn ready_status_watchdog_and_stopping_reach_the_service_manager() {
 #[test]
 fn a_bad_notify_socket_is_one_clear_error_and_rackd_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let (cfg, state) = (dir.path().join("cfg"), dir.path().join("state"));
-    std::fs::create_dir(&cfg).unwrap();
-    let (sock, log) = (dir.path().join("admin.sock"), dir.path().join("rackd.log"));
-    let out = std::fs::File::create(&log).unwrap();
-    let _daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_rackd"))
-            .args(["--node-name", "n1", "--metrics-addr", "off", "--config-dir"])
-            .arg(&cfg)
-            .arg("--state-dir")
-            .arg(&state)
-            .arg("--admin-socket")
-            .arg(&sock)
-            .env("NOTIFY_SOCKET", "relative/notify")
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .unwrap(),
+    let (_daemon, sock, log) = start(
+        dir.path(),
+        None,
+        &[("NOTIFY_SOCKET", OsStr::new("relative/notify"))],
     );
     let until = Instant::now() + Duration::from_secs(30);
     loop {
