@@ -99,7 +99,10 @@ pub fn watchdog_interval(
             return Ok(None);
         }
     }
-    Ok(Some(Duration::from_micros(timeout / 2)))
+    // Never zero (WATCHDOG_USEC=1): a zero-period timer is not a timer.
+    Ok(Some(
+        Duration::from_micros(timeout / 2).max(Duration::from_millis(1)),
+    ))
 }
 
 /// A connection to the service manager's notification socket.
@@ -203,6 +206,7 @@ mod tests {
             w(Some("30000000"), Some("42")).unwrap(),
             Some(Duration::from_secs(15))
         );
+        assert_eq!(w(Some("1"), None).unwrap(), Some(Duration::from_millis(1)));
         // Another process's watchdog.
         assert_eq!(w(Some("30000000"), Some("41")).unwrap(), None);
         for bad in ["0", "-1", "30s", "1e6", " 5"] {
