@@ -116,7 +116,9 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// From this process's environment; `Ok(None)` when no service manager asked.
+    /// From this process's environment; `Ok(None)` when no service manager asked. A bad
+    /// watchdog value is logged and leaves the watchdog off: READY=1 must still go out, or
+    /// systemd would fail the start over a setting it can live without.
     pub fn from_env() -> Result<Option<Self>, NotifyError> {
         let var = |k: &str| std::env::var(k).ok();
         let Some(addr) = parse_socket(var("NOTIFY_SOCKET").as_deref())? else {
@@ -126,7 +128,11 @@ impl Notifier {
             var("WATCHDOG_USEC").as_deref(),
             var("WATCHDOG_PID").as_deref(),
             std::process::id(),
-        )?;
+        )
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "watchdog off");
+            None
+        });
         Self::open(&addr, watchdog).map(Some)
     }
 

@@ -192,6 +192,40 @@ fn a_bad_notify_socket_is_one_clear_error_and_rackd_runs() {
     );
 }
 
+/// A bad WATCHDOG_USEC is one clear error; readiness still reaches the service manager and no
+/// watchdog ping is sent.
+#[test]
+fn a_bad_watchdog_value_is_one_clear_error_and_ready_still_goes_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify");
+    let rx = UnixDatagram::bind(&notify).unwrap();
+    let (_daemon, _sock, log) = start(
+        dir.path(),
+        None,
+        &[
+            ("NOTIFY_SOCKET", notify.as_os_str()),
+            ("WATCHDOG_USEC", OsStr::new("30s")),
+        ],
+    );
+    let mut seen = Vec::new();
+    wait_message(&rx, "READY=1", &mut seen, &log, |m| {
+        m.lines().any(|l| l == "READY=1")
+    });
+    // Were the watchdog on, a ping would come at once (the first tick is immediate).
+    let until = Instant::now() + Duration::from_secs(1);
+    while let Some(m) = recv(&rx, until) {
+        seen.push(m);
+    }
+    assert!(!seen.iter().any(|m| m == "WATCHDOG=1"), "{seen:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.matches("WATCHDOG_USEC=\"30s\": expected a positive whole number")
+            .count(),
+        1,
+        "{text}"
+    );
+}
+
 /// The shipped unit passes systemd's own checks (with ExecStart pointing at this build: the
 /// verifier insists the binary exists), warnings included.
 #[test]
