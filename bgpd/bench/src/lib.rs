@@ -59,6 +59,20 @@ pub enum BenchError {
     },
     #[error("{dut} run {run}: a peer thread panicked")]
     Panicked { dut: &'static str, run: usize },
+    #[error("CPU clock of process {pid}")]
+    CpuClock {
+        pid: u32,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The CPU readings of a run contradict each other: its CPU figures would be wrong.
+    #[error("{dut} run {run}: CPU figures")]
+    CpuAccounting {
+        dut: &'static str,
+        run: usize,
+        #[source]
+        source: dut::CpuAccountingError,
+    },
 }
 
 /// What to run.
@@ -178,7 +192,7 @@ fn one_run(
             if est_rx.recv_timeout(left()).is_err() {
                 return Err("receiver session");
             }
-            let cpu0 = dut::CpuSample::take(dut.process.pid());
+            let cpu0 = dut::CpuSample::begin(dut.process.pid()).ok();
             let sender = s.spawn(|| {
                 let _in = lab.sender.enter_guard()?;
                 peers::sender(sspec, table, false, &stop, deadline, start_tx)
@@ -189,7 +203,7 @@ fn one_run(
             let full = full_rx
                 .recv_timeout(left())
                 .map_err(|_| "full table at the receiver")?;
-            let cpu1 = dut::CpuSample::take(dut.process.pid());
+            let cpu1 = dut::CpuSample::end(dut.process.pid()).ok();
             let rss = dut.peak_rss_kib().ok();
             Ok((sender, full, cpu0, cpu1, rss))
         })();
@@ -208,14 +222,22 @@ fn one_run(
         Ok((sent, rec, full, cpu0, cpu1, rss)) => {
             let sent = sent.map_err(|_| panicked())??;
             let rec = rec.map_err(|_| panicked())??;
-            let cpu = cpu0.zip(cpu1).map(|(a, b)| a.delta(&b));
+            let cpu = cpu0
+                .zip(cpu1)
+                .map(|(a, b)| a.delta(&b))
+                .transpose()
+                .map_err(|source| BenchError::CpuAccounting {
+                    dut: name,
+                    run,
+                    source,
+                })?;
             Ok(RunResult {
                 dut: name,
                 run,
                 convergence_s: full.duration_since(sent.t0).as_secs_f64(),
                 sender_s: sent.written.duration_since(sent.t0).as_secs_f64(),
-                dut_cpu_s: cpu.map(|c| c.0),
-                foreign_cpu_s: cpu.map(|c| c.1),
+                dut_cpu_s: cpu.map(|c| c.dut.as_secs_f64()),
+                foreign_cpu_s: cpu.map(|c| c.foreign.as_secs_f64()),
                 dut_peak_rss_kib: rss,
                 received: u64::from(rec.distinct),
             })

@@ -21,6 +21,10 @@ fn smoke_against_bird() {
     let ceiling = report.summary("sender-ceiling").expect("a ceiling run");
     assert!(bird.convergence_s > 0.0 && ceiling.convergence_s > 0.0);
     assert!(bird.dut_peak_rss_kib.is_some_and(|k| k > 0));
+    // Measured, not left out: BIRD did work, and the run's CPU readings agreed (or it would
+    // have failed with a CpuAccounting error).
+    assert!(bird.dut_cpu_s.is_some_and(|c| c > 0.0), "{bird:?}");
+    assert!(bird.foreign_cpu_s.is_some(), "{bird:?}");
     for r in &report.runs {
         match r.dut {
             "bird" => assert_eq!(r.received, 10_000, "{r:?}"),
