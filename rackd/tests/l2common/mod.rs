@@ -6,11 +6,14 @@
 //! The nodes hold the VIPs on `lo` (standing in for the service datapath that will deliver
 //! them) with `arp_ignore=1`, so the kernel never answers ARP for them: only rackd's eBPF
 //! responder does. The client's prober sends an ARP request and a neighbour solicitation for
-//! the VIPs every 10 ms from a raw socket and records every reply, gratuitous ARP and
-//! unsolicited NA with its source MAC; `ping -D` measures what a real client sees.
+//! the VIPs every 10 ms from a raw socket (a probe that cannot be sent fails the run) and
+//! records every reply, gratuitous ARP and unsolicited NA with its source MAC; `run_fault`
+//! requires its probes to have been answered, in the windows before the fault by the holder
+//! of the time and after the failover by the new holder, each by it alone. `ping -D`
+//! measures what a real client sees.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::BufReader;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -436,8 +439,56 @@ pub struct RunResult {
     /// Prober windows (10 ms) in which two MACs answered, per family.
     pub double4: usize,
     pub double6: usize,
-    /// Prober requests sent.
+    /// Prober windows: each one an ARP request and a neighbour solicitation sent.
     pub requests: usize,
+    /// Answers to the prober in the windows before the fault, per family (expected: only
+    /// from the holders then, `before_holders`).
+    pub before4: Answered,
+    pub before6: Answered,
+    pub before_holders: (usize, usize),
+    /// Answers in the windows after the new holders (`new`) were settled, per family.
+    pub after4: Answered,
+    pub after6: Answered,
+}
+
+/// Answers of one family in the prober windows of one phase of a fault run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answered {
+    /// Windows in the phase (each one a probe sent).
+    pub windows: usize,
+    /// How many of those windows each MAC answered in.
+    pub by: BTreeMap<[u8; 6], usize>,
+}
+
+impl Answered {
+    /// Problems, if the phase had no probes, or `owner` did not answer, or another MAC did.
+    fn problems(&self, phase: &str, family: &str, lab: &L2Lab, owner: usize) -> Vec<String> {
+        let owner_mac = lab.nodes[owner].mac;
+        let name = |mac: &[u8; 6]| {
+            lab.node_of(*mac)
+                .map_or_else(|| mac_str(mac), |i| lab.nodes[i].name.clone())
+        };
+        let mut out = Vec::new();
+        if self.windows == 0 {
+            out.push(format!("{phase}: no {family} probe was sent"));
+        } else if self.by.get(&owner_mac).copied().unwrap_or(0) == 0 {
+            out.push(format!(
+                "{phase}: {} (the holder) answered none of {} {family} probes",
+                lab.nodes[owner].name, self.windows
+            ));
+        }
+        for (mac, n) in &self.by {
+            if *mac != owner_mac {
+                out.push(format!(
+                    "{phase}: {} answered {n} of {} {family} probes, but {} holds the address",
+                    name(mac),
+                    self.windows,
+                    lab.nodes[owner].name
+                ));
+            }
+        }
+        out
+    }
 }
 
 /// Injects `fault` into the holder of the IPv4 VIP (`target_v6`: of the IPv6 VIP), waits for
@@ -488,6 +539,7 @@ pub fn run_fault(lab: &mut L2Lab, fault: Fault, target_v6: bool) -> RunResult {
         },
     )
     .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    let t_settled = Instant::now();
     // Some steady state under the new owners.
     std::thread::sleep(Duration::from_millis(300));
     let events = prober.stop();
@@ -519,7 +571,31 @@ pub fn run_fault(lab: &mut L2Lab, fault: Fault, target_v6: bool) -> RunResult {
         double4: events.double_answers(Kind::Reply4),
         double6: events.double_answers(Kind::Reply6),
         requests: events.requests.len(),
+        // Windows wholly before the fault, and those begun once the new holders were settled
+        // (the ones in between see the handover).
+        before4: events.answered(Kind::Reply4, |_, end| end.is_some_and(|e| e <= t_fault)),
+        before6: events.answered(Kind::Reply6, |_, end| end.is_some_and(|e| e <= t_fault)),
+        before_holders: (h4, h6),
+        after4: events.answered(Kind::Reply4, |start, _| start >= t_settled),
+        after6: events.answered(Kind::Reply6, |start, _| start >= t_settled),
     };
+    // The prober is only evidence if it probed and was answered, by the holder of the time,
+    // before the fault and after the failover.
+    let problems: Vec<String> = [
+        r.before4.problems("before the fault", "ARP", lab, h4),
+        r.before6.problems("before the fault", "NS", lab, h6),
+        r.after4.problems("after the failover", "ARP", lab, new.0),
+        r.after6.problems("after the failover", "NS", lab, new.1),
+    ]
+    .concat();
+    assert!(
+        problems.is_empty(),
+        "{} of {}: {}\n{r:?}\n{}",
+        fault.name(),
+        lab.nodes[old].name,
+        problems.join("; "),
+        lab.logs()
+    );
 
     // Restore the faulted node; it rejoins without taking anything back.
     match fault {
@@ -575,29 +651,52 @@ pub struct Events {
 }
 
 impl Events {
-    /// Request windows (from one request to the next) in which replies came from two MACs.
+    /// The request windows: from one request to the next (the last one: until the prober
+    /// stopped, `None`).
+    fn windows(&self) -> impl Iterator<Item = (Instant, Option<Instant>)> + '_ {
+        self.requests
+            .iter()
+            .enumerate()
+            .map(|(k, start)| (*start, self.requests.get(k + 1).copied()))
+    }
+
+    /// The MACs that sent `kind` in the window from `start` to `end`.
+    fn macs_in(&self, kind: Kind, start: Instant, end: Option<Instant>) -> BTreeSet<[u8; 6]> {
+        self.events
+            .iter()
+            .filter(|e| e.kind == kind && e.t >= start && end.is_none_or(|end| e.t < end))
+            .map(|e| e.mac)
+            .collect()
+    }
+
+    /// Request windows in which replies came from two MACs.
     pub fn double_answers(&self, kind: Kind) -> usize {
-        let mut doubles = 0;
-        for (k, start) in self.requests.iter().enumerate() {
-            let end = self.requests.get(k + 1).copied();
-            let macs: BTreeSet<[u8; 6]> = self
-                .events
-                .iter()
-                .filter(|e| e.kind == kind && e.t >= *start && end.is_none_or(|end| e.t < end))
-                .map(|e| e.mac)
-                .collect();
-            if macs.len() > 1 {
-                doubles += 1;
+        self.windows()
+            .filter(|(start, end)| self.macs_in(kind, *start, *end).len() > 1)
+            .count()
+    }
+
+    /// The windows `(start, end)` selected by `phase`, and which MACs answered them.
+    pub fn answered(
+        &self,
+        kind: Kind,
+        phase: impl Fn(Instant, Option<Instant>) -> bool,
+    ) -> Answered {
+        let mut a = Answered::default();
+        for (start, end) in self.windows().filter(|(s, e)| phase(*s, *e)) {
+            a.windows += 1;
+            for mac in self.macs_in(kind, start, end) {
+                *a.by.entry(mac).or_default() += 1;
             }
         }
-        doubles
+        a
     }
 }
 
 /// Raw-socket ARP/NS prober on the client's eth0.
 pub struct Prober {
     stop: Arc<AtomicBool>,
-    handle: JoinHandle<Events>,
+    handle: JoinHandle<std::io::Result<Events>>,
 }
 
 impl Prober {
@@ -620,9 +719,13 @@ impl Prober {
         Prober { stop, handle }
     }
 
+    /// Stops the prober; panics if it could not send a probe.
     pub fn stop(self) -> Events {
         self.stop.store(true, Ordering::Relaxed);
-        self.handle.join().unwrap()
+        self.handle
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("prober: {e}"))
     }
 }
 
@@ -678,12 +781,29 @@ fn recv_nowait<'b>(sock: &OwnedFd, buf: &'b mut [u8]) -> Option<&'b [u8]> {
         .map(|l| &buf[..l])
 }
 
-fn send(sock: &OwnedFd, frame: &[u8]) {
+/// Sends one whole frame.
+fn send(sock: &OwnedFd, frame: &[u8]) -> std::io::Result<()> {
     // SAFETY: frame is a valid buffer; the socket is bound to the interface.
-    let _ = unsafe { libc::send(sock.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+    let n = unsafe { libc::send(sock.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+    match usize::try_from(n) {
+        Ok(n) if n == frame.len() => Ok(()),
+        Ok(n) => Err(std::io::Error::other(format!(
+            "sent {n} of {} bytes",
+            frame.len()
+        ))),
+        Err(_) => Err(std::io::Error::last_os_error()),
+    }
 }
 
-fn probe_loop(sock: &OwnedFd, mac: [u8; 6], interval: Duration, stop: &AtomicBool) -> Events {
+/// Sends an ARP request and a neighbour solicitation every `interval` and records what
+/// comes back, until `stop`. A probe that cannot be sent ends it with the error: a window
+/// only counts once both frames of its probe went out.
+fn probe_loop(
+    sock: &OwnedFd,
+    mac: [u8; 6],
+    interval: Duration,
+    stop: &AtomicBool,
+) -> std::io::Result<Events> {
     let arp = datapath::packet::arp_request(mac, CLIENT4, VIP4);
     let ns = datapath::packet::neighbour_solicitation(mac, CLIENT6, VIP6);
     let mut ev = Events::default();
@@ -692,9 +812,15 @@ fn probe_loop(sock: &OwnedFd, mac: [u8; 6], interval: Duration, stop: &AtomicBoo
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         if now >= next {
+            let failed = |what: &str, e: std::io::Error| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("sending the {what} (probe {}): {e}", ev.requests.len() + 1),
+                )
+            };
+            send(sock, &arp).map_err(|e| failed("ARP request", e))?;
+            send(sock, &ns).map_err(|e| failed("neighbour solicitation", e))?;
             ev.requests.push(now);
-            send(sock, &arp);
-            send(sock, &ns);
             next = now + interval;
         }
         let wait = next.saturating_duration_since(Instant::now());
@@ -715,7 +841,7 @@ fn probe_loop(sock: &OwnedFd, mac: [u8; 6], interval: Duration, stop: &AtomicBoo
             }
         }
     }
-    ev
+    Ok(ev)
 }
 
 /// ARP replies to us / gratuitous ARP for VIP4, solicited NA to us / unsolicited NA for VIP6.
@@ -936,7 +1062,9 @@ pub fn arp_sweep(
             }
             for chunk in todo.chunks(256) {
                 for t in chunk {
-                    send(&sock, &datapath::packet::arp_request(mac, CLIENT4, *t));
+                    // A request the veth queue drops is asked again next round; what is
+                    // checked is that every address answered.
+                    let _ = send(&sock, &datapath::packet::arp_request(mac, CLIENT4, *t));
                 }
                 drain(&mut answers, 2);
             }
