@@ -302,7 +302,7 @@ pub enum CpuAccountingError {
         "the DUT ({dut_ns} ns) and the peers ({own_ns} ns) ran for longer than the host was busy ({busy_ns} ns) plus the readings' resolution ({resolution_ns} ns)"
     )]
     Inconsistent {
-        busy_ns: i128,
+        busy_ns: i64,
         dut_ns: u64,
         own_ns: u64,
         resolution_ns: u64,
@@ -373,7 +373,7 @@ impl CpuSample {
         let to_ns = |v: i128| u64::try_from(v).unwrap_or(u64::MAX);
         if foreign < 0 {
             return Err(CpuAccountingError::Inconsistent {
-                busy_ns: busy,
+                busy_ns: i64::try_from(busy).unwrap_or(if busy < 0 { i64::MIN } else { i64::MAX }),
                 dut_ns: dut,
                 own_ns: own,
                 resolution_ns: to_ns(resolution),
