@@ -440,7 +440,7 @@ impl Host for FakeHost {
             reporter,
             neighbours: config.neighbours,
         });
-        Ok(HostWatch::new(rx, None))
+        Ok(HostWatch::new(rx, None, Default::default()))
     }
 }
 

@@ -19,6 +19,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::channel::mpsc::UnboundedReceiver;
@@ -83,11 +85,23 @@ impl Default for MonitorConfig {
 pub struct HostWatch {
     rx: watch::Receiver<HostState>,
     task: Option<JoinHandle<()>>,
+    resyncs: Arc<AtomicU64>,
 }
 
 impl HostWatch {
-    pub(crate) fn new(rx: watch::Receiver<HostState>, task: Option<JoinHandle<()>>) -> Self {
-        Self { rx, task }
+    pub(crate) fn new(
+        rx: watch::Receiver<HostState>,
+        task: Option<JoinHandle<()>>,
+        resyncs: Arc<AtomicU64>,
+    ) -> Self {
+        Self { rx, task, resyncs }
+    }
+
+    /// How many times the monitor re-read everything because the kernel dropped
+    /// notifications (for a metric; a steady rise means a too small receive buffer).
+    #[must_use]
+    pub fn resyncs(&self) -> u64 {
+        self.resyncs.load(Ordering::Relaxed)
     }
 
     /// The latest state, borrowed (hold it briefly: the monitor waits to publish meanwhile).
@@ -187,7 +201,9 @@ pub(crate) async fn start_with(
         "host monitor running"
     );
     let (tx, rx) = watch::channel(state);
+    let resyncs = Arc::new(AtomicU64::new(0));
     let task = Monitor {
+        resyncs: resyncs.clone(),
         events,
         handle,
         tracker,
@@ -197,7 +213,7 @@ pub(crate) async fn start_with(
         config,
         _conn: conn,
     };
-    Ok(HostWatch::new(rx, Some(tokio::spawn(task.run()))))
+    Ok(HostWatch::new(rx, Some(tokio::spawn(task.run())), resyncs))
 }
 
 /// Aborts a task when dropped (the event connection lives as long as the monitor).
@@ -274,6 +290,7 @@ struct Monitor {
     on_link: LinkCallback,
     tx: watch::Sender<HostState>,
     config: MonitorConfig,
+    resyncs: Arc<AtomicU64>,
     _conn: AbortOnDrop,
 }
 
@@ -293,6 +310,7 @@ impl Monitor {
                         // The full dump read the gateways too; one in flight may be older.
                         gateway_dump = None;
                         want_gateways = false;
+                        self.resyncs.fetch_add(1, Ordering::Relaxed);
                         let changed = self.tracker.reset(dump);
                         self.report_links();
                         if changed {
