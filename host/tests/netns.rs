@@ -641,3 +641,55 @@ fn monitor_recovers_from_lost_notifications() {
         );
     });
 }
+
+#[test]
+fn monitor_follows_neighbours_only_when_asked() {
+    let lab = lab();
+    let ns = &lab.a;
+    let v0 = ns.ifindex("v0").unwrap();
+    run_in(ns, async {
+        let host = NetlinkHost::connect().unwrap();
+        let mut with = host
+            .watch(
+                MonitorConfig {
+                    neighbours: true,
+                    ..MonitorConfig::default()
+                },
+                Box::new(|_: &LinkChange| {}),
+            )
+            .await
+            .unwrap();
+        let without = host
+            .watch(MonitorConfig::default(), Box::new(|_: &LinkChange| {}))
+            .await
+            .unwrap();
+        ns.ip(&[
+            "neigh",
+            "add",
+            "10.77.0.60",
+            "lladdr",
+            "02:00:00:00:00:60",
+            "dev",
+            "v0",
+            "nud",
+            "permanent",
+        ])
+        .unwrap();
+        let entry = Neighbour {
+            ifindex: v0,
+            ip: ip("10.77.0.60"),
+            mac: Some("02:00:00:00:00:60".parse().unwrap()),
+            state: NeighbourState::Permanent,
+        };
+        until(&mut with, "neighbour added", |s| {
+            s.neighbours.contains(&entry)
+        })
+        .await;
+        ns.ip(&["neigh", "del", "10.77.0.60", "dev", "v0"]).unwrap();
+        until(&mut with, "neighbour removed", |s| {
+            !s.neighbours.contains(&entry)
+        })
+        .await;
+        assert!(without.borrow().neighbours.is_empty());
+    });
+}
