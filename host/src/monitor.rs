@@ -146,12 +146,7 @@ impl Drop for HostWatch {
 /// namespace, on the current tokio runtime. Returns after the first dump, when `on_link` has
 /// been called once for every link.
 pub async fn start(config: MonitorConfig, on_link: LinkCallback) -> Result<HostWatch, HostError> {
-    let (conn, handle, _) =
-        rtnetlink::new_connection_with_strict_check().map_err(|source| HostError::Socket {
-            op: Operation::Subscribe,
-            source,
-        })?;
-    tokio::spawn(conn);
+    let handle = crate::netlink::request_connection(Operation::Subscribe)?;
     start_with(handle, config, on_link).await
 }
 

@@ -9,7 +9,7 @@ use rtnetlink::packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
     NetlinkMessage, NetlinkPayload,
 };
-use rtnetlink::packet_route::address::AddressMessage;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::LinkMessage;
 use rtnetlink::packet_route::neighbour::NeighbourMessage;
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
@@ -49,38 +49,55 @@ impl NetlinkHost {
     /// dumps itself and rejects malformed requests instead of ignoring fields) and spawns the
     /// connection task on the current tokio runtime; it ends when the last clone is dropped.
     pub fn connect() -> Result<Self, HostError> {
-        let (conn, handle, _) =
-            rtnetlink::new_connection_with_strict_check().map_err(|source| HostError::Socket {
-                op: Operation::DumpLinks,
-                source,
-            })?;
-        tokio::spawn(conn);
         Ok(Self {
-            handle,
+            handle: request_connection(Operation::DumpLinks)?,
             writer: Arc::new(RouteWriter::open()?),
         })
     }
 
-    /// Sends one write and waits for its acknowledgement; the kernel's errno on refusal.
+    /// Sends one write and waits for its acknowledgement: `None` when applied, the kernel's
+    /// errno when refused.
     async fn write(
         &self,
         msg: RouteNetlinkMessage,
         flags: u16,
         op: Operation,
+        target: &(dyn std::fmt::Display + Sync),
     ) -> Result<Option<i32>, HostError> {
         let mut req = NetlinkMessage::from(msg);
         req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
         let mut handle = self.handle.clone();
         let mut replies = handle.request(req).map_err(|_| HostError::Closed { op })?;
-        let mut refused = None;
         while let Some(reply) = replies.next().await {
-            if let NetlinkPayload::Error(e) = reply.payload
-                && let Some(code) = e.code
-            {
-                refused = code.get().checked_neg();
+            if let NetlinkPayload::Error(e) = reply.payload {
+                return Ok(e.code.map(|c| c.get().checked_neg().unwrap_or(libc::EIO)));
             }
         }
-        Ok(refused)
+        Err(cut_short(op, target))
+    }
+}
+
+/// Opens a strict-checking request connection and spawns its task; the task ends when the
+/// last clone of the handle is dropped. Acknowledgements and `NLMSG_DONE` are passed on to us,
+/// so a reply stream cut short by a dying connection is told apart from a success.
+pub(crate) fn request_connection(op: Operation) -> Result<Handle, HostError> {
+    let (mut conn, handle, _) = rtnetlink::new_connection_with_strict_check()
+        .map_err(|source| HostError::Socket { op, source })?;
+    conn.set_forward_ack(true);
+    conn.set_forward_done(true);
+    tokio::spawn(conn);
+    Ok(handle)
+}
+
+/// The error for a reply stream that ended without its final message.
+fn cut_short(op: Operation, target: impl std::fmt::Display) -> HostError {
+    HostError::Io {
+        op,
+        target: target.to_string(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the rtnetlink connection ended before the kernel's answer",
+        ),
     }
 }
 
@@ -99,6 +116,7 @@ pub(crate) async fn dump<T>(
         let mut replies = handle.request(req).map_err(|_| HostError::Closed { op })?;
         let mut out = Vec::new();
         let mut interrupted = false;
+        let mut done = false;
         while let Some(reply) = replies.next().await {
             interrupted |= reply.header.flags & NLM_F_DUMP_INTR != 0;
             match reply.payload {
@@ -110,8 +128,16 @@ pub(crate) async fn dump<T>(
                         source: e.to_io(),
                     });
                 }
+                NetlinkPayload::Done(d) if d.code < 0 => {
+                    let errno = d.code.checked_neg().unwrap_or(libc::EIO);
+                    return Err(HostError::kernel(op, "", errno));
+                }
+                NetlinkPayload::Done(_) => done = true,
                 _ => {}
             }
+        }
+        if !done {
+            return Err(cut_short(op, ""));
         }
         if !interrupted {
             return Ok(out);
@@ -160,15 +186,19 @@ pub(crate) async fn dump_routes(
     let mut out = Vec::new();
     for v4 in [true, false] {
         let request = || RouteNetlinkMessage::GetRoute(route_dump_message(v4, &filter));
-        out.extend(
-            dump(handle, request, Operation::DumpRoutes, |m| match m {
-                RouteNetlinkMessage::NewRoute(r) => {
-                    route_from_message(&r).filter(|r| filter.matches(r))
-                }
-                _ => None,
-            })
-            .await?,
-        );
+        let routes = dump(handle, request, Operation::DumpRoutes, |m| match m {
+            RouteNetlinkMessage::NewRoute(r) => {
+                route_from_message(&r).filter(|r| filter.matches(r))
+            }
+            _ => None,
+        })
+        .await;
+        match routes {
+            Ok(routes) => out.extend(routes),
+            // Filtered by a table this family does not have (yet): no routes.
+            Err(e) if filter.table.is_some() && e.errno() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(out)
 }
@@ -244,51 +274,49 @@ impl Host for NetlinkHost {
 
     async fn address_add(&self, address: &Address) -> Result<WriteOutcome, HostError> {
         let op = Operation::AddressAdd;
+        let target = AddressTarget(address);
         let msg = RouteNetlinkMessage::NewAddress(address_message(address));
-        let refused = self.write(msg, NLM_F_CREATE | NLM_F_EXCL, op).await?;
-        outcome(refused, op, AddressTarget(address), &[libc::EEXIST], &[])
+        let refused = self
+            .write(msg, NLM_F_CREATE | NLM_F_EXCL, op, &target)
+            .await?;
+        outcome(refused, op, target, &[libc::EEXIST], &[])
     }
 
     async fn address_del(&self, address: &Address) -> Result<WriteOutcome, HostError> {
         let op = Operation::AddressDel;
+        let target = AddressTarget(address);
         let mut body = address_message(address);
         // The label would narrow the match; the address and prefix length identify it.
-        body.attributes.retain(|a| {
-            !matches!(
-                a,
-                rtnetlink::packet_route::address::AddressAttribute::Label(_)
-            )
-        });
-        let refused = self
-            .write(RouteNetlinkMessage::DelAddress(body), 0, op)
-            .await?;
-        outcome(
-            refused,
-            op,
-            AddressTarget(address),
-            &[],
-            &[libc::EADDRNOTAVAIL, libc::ENOENT, libc::ESRCH],
-        )
+        body.attributes
+            .retain(|a| !matches!(a, AddressAttribute::Label(_)));
+        let msg = RouteNetlinkMessage::DelAddress(body);
+        let refused = self.write(msg, 0, op, &target).await?;
+        let absent = [libc::EADDRNOTAVAIL, libc::ENOENT, libc::ESRCH];
+        outcome(refused, op, target, &[], &absent)
     }
 
     async fn route_add(&self, route: &Route) -> Result<WriteOutcome, HostError> {
         let op = Operation::RouteAdd;
         let msg = RouteNetlinkMessage::NewRoute(route_message(route, false)?);
-        let refused = self.write(msg, NLM_F_CREATE | NLM_F_EXCL, op).await?;
+        let refused = self
+            .write(msg, NLM_F_CREATE | NLM_F_EXCL, op, route)
+            .await?;
         outcome(refused, op, route, &[libc::EEXIST], &[])
     }
 
     async fn route_replace(&self, route: &Route) -> Result<WriteOutcome, HostError> {
         let op = Operation::RouteReplace;
         let msg = RouteNetlinkMessage::NewRoute(route_message(route, false)?);
-        let refused = self.write(msg, NLM_F_CREATE | NLM_F_REPLACE, op).await?;
+        let refused = self
+            .write(msg, NLM_F_CREATE | NLM_F_REPLACE, op, route)
+            .await?;
         outcome(refused, op, route, &[], &[])
     }
 
     async fn route_del(&self, route: &Route) -> Result<WriteOutcome, HostError> {
         let op = Operation::RouteDel;
         let msg = RouteNetlinkMessage::DelRoute(route_message(route, true)?);
-        let refused = self.write(msg, 0, op).await?;
+        let refused = self.write(msg, 0, op, route).await?;
         outcome(refused, op, route, &[], &[libc::ESRCH, libc::ENOENT])
     }
 
@@ -301,31 +329,30 @@ impl Host for NetlinkHost {
 
     async fn neighbour_add(&self, neighbour: &Neighbour) -> Result<WriteOutcome, HostError> {
         let op = Operation::NeighbourAdd;
-        let msg = RouteNetlinkMessage::NewNeighbour(neighbour_message(neighbour));
-        let refused = self.write(msg, NLM_F_CREATE | NLM_F_EXCL, op).await?;
         let target = NeighbourTarget(neighbour.ifindex, neighbour.ip);
+        let msg = RouteNetlinkMessage::NewNeighbour(neighbour_message(neighbour));
+        let refused = self
+            .write(msg, NLM_F_CREATE | NLM_F_EXCL, op, &target)
+            .await?;
         outcome(refused, op, target, &[libc::EEXIST], &[])
     }
 
     async fn neighbour_replace(&self, neighbour: &Neighbour) -> Result<WriteOutcome, HostError> {
         let op = Operation::NeighbourReplace;
-        let msg = RouteNetlinkMessage::NewNeighbour(neighbour_message(neighbour));
-        let refused = self.write(msg, NLM_F_CREATE | NLM_F_REPLACE, op).await?;
         let target = NeighbourTarget(neighbour.ifindex, neighbour.ip);
+        let msg = RouteNetlinkMessage::NewNeighbour(neighbour_message(neighbour));
+        let refused = self
+            .write(msg, NLM_F_CREATE | NLM_F_REPLACE, op, &target)
+            .await?;
         outcome(refused, op, target, &[], &[])
     }
 
     async fn neighbour_del(&self, ifindex: u32, ip: IpAddr) -> Result<WriteOutcome, HostError> {
         let op = Operation::NeighbourDel;
+        let target = NeighbourTarget(ifindex, ip);
         let msg = RouteNetlinkMessage::DelNeighbour(neighbour_key_message(ifindex, ip));
-        let refused = self.write(msg, 0, op).await?;
-        outcome(
-            refused,
-            op,
-            NeighbourTarget(ifindex, ip),
-            &[],
-            &[libc::ENOENT, libc::ESRCH],
-        )
+        let refused = self.write(msg, 0, op, &target).await?;
+        outcome(refused, op, target, &[], &[libc::ENOENT, libc::ESRCH])
     }
 
     async fn watch(
