@@ -4,6 +4,9 @@
 //! address, a neighbour's IP), with a family we do not handle, or whose attributes contradict
 //! its header (an IPv6 address in an IPv4 message, a prefix length beyond the address) gives
 //! `None` and is skipped by the caller; attributes we do not use are ignored.
+//!
+//! (About 800 lines: more than half are the malformed-input tests, kept next to the
+//! conversions they pin.)
 
 use std::net::IpAddr;
 

@@ -128,9 +128,7 @@ impl HostWatch {
         self.rx
             .changed()
             .await
-            .map_err(|_| HostError::MonitorStopped)?;
-        self.rx.mark_unchanged();
-        Ok(())
+            .map_err(|_| HostError::MonitorStopped)
     }
 }
 
