@@ -1,8 +1,9 @@
 //! Optional FIB import: the speaker's best routes installed into a Linux routing table.
 //!
 //! Off by default: nothing here runs unless the daemon calls [`FibSync::spawn`]. One task owns
-//! the rtnetlink socket and is fed by a channel ([`FibSync`]); the pure reconciler
-//! ([`FibTable`]) decides what to send, the kernel half batches it.
+//! the host connection (the `rackd-host` crate's rtnetlink layer) and is fed by a channel
+//! ([`FibSync`]); the pure reconciler ([`FibTable`]) decides what to send, the kernel half
+//! turns it into batched route requests.
 //!
 //! Behaviour:
 //! - routes carry protocol `bgp` (RTPROT_BGP, 186) in a configurable table, with a configurable
@@ -14,9 +15,10 @@
 //!   found in the table are adopted as stale ([`StartupPolicy::AdoptStale`]) and deleted by
 //!   [`FibSync::sync_done`] unless the speaker re-learned them. Re-learning an unchanged route
 //!   costs no kernel operation.
-//! - batching: route writes bypass netlink-proto (which sends one queued request per wake-up)
-//!   on a second raw socket, 128 requests per `sendmsg`, acknowledgements matched by sequence
-//!   number; changes that arrive while a batch is in flight coalesce per prefix.
+//! - batching: route writes go through rackd-host's batched writer, which bypasses
+//!   netlink-proto (one queued request per wake-up) on a raw socket, 128 requests per
+//!   `sendmsg`, acknowledgements matched by sequence number; changes that arrive while a batch
+//!   is in flight coalesce per prefix.
 //!
 //! The table should be one we own: `NLM_F_REPLACE` replaces any route with the same
 //! destination and metric in it, whatever its protocol.
@@ -140,10 +142,10 @@ impl Default for FibConfig {
 pub enum FibError {
     #[error("cannot open the rtnetlink socket")]
     Socket(#[source] std::io::Error),
-    #[error("cannot send a netlink request (connection closed)")]
+    #[error("cannot send a netlink request")]
     Request {
         #[source]
-        source: rtnetlink::Error,
+        source: rackd_host::HostError,
     },
     #[error("kernel refused to {op} {prefix}")]
     Kernel {
