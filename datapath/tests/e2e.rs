@@ -6,79 +6,13 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use aya::programs::{SchedClassifier, TcAttachType};
-use common::{Netns, PinDir};
+use common::{Lab, Netns, PinDir, VIP4, VIP6, mac_str, tcx_programs, vip4, vip6};
 use datapath::{Responder, TcAttach, packet, sys};
-
-const VIP4: &str = "192.0.2.10";
-const VIP6: &str = "2001:db8::10";
-
-/// Two namespaces joined by a veth: `va` in `node`, `vb` (192.0.2.1,
-/// 2001:db8::1) in `client`. Fields drop in order.
-struct Lab {
-    client: Netns,
-    node: Netns,
-    dir: PinDir,
-}
-
-impl Lab {
-    fn new() -> Self {
-        let dir = PinDir::new();
-        let node = Netns::new("dp-node").unwrap();
-        let client = Netns::new("dp-cli").unwrap();
-        netlab::veth(&node, "va", &client, "vb").unwrap();
-        client.addr_add("vb", "192.0.2.1/24").unwrap();
-        client.addr_add("vb", "2001:db8::1/64").unwrap();
-        Lab { client, node, dir }
-    }
-
-    /// MAC that `arping` saw answering VIP4, if any.
-    fn arping(&self) -> Option<String> {
-        let o = common::try_exec(
-            &self.client,
-            &[
-                "arping", "-c", "3", "-C", "1", "-w", "3", "-i", "vb", "-r", VIP4,
-            ],
-        );
-        let out = String::from_utf8_lossy(&o.stdout).trim().to_lowercase();
-        (o.status.success() && !out.is_empty()).then_some(out)
-    }
-
-    /// MAC that `ndisc6` saw answering VIP6, if any.
-    fn ndisc6(&self) -> Option<String> {
-        let o = common::try_exec(
-            &self.client,
-            &["ndisc6", "-q", "-r", "3", "-w", "500", VIP6, "vb"],
-        );
-        let out = String::from_utf8_lossy(&o.stdout).trim().to_lowercase();
-        (o.status.success() && !out.is_empty()).then_some(out)
-    }
-}
-
-fn mac_str(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-fn vip4() -> IpAddr {
-    IpAddr::V4(VIP4.parse::<Ipv4Addr>().unwrap())
-}
-fn vip6() -> IpAddr {
-    IpAddr::V6(VIP6.parse::<Ipv6Addr>().unwrap())
-}
-
-fn tcx_programs(ifname: &str) -> usize {
-    SchedClassifier::query_tcx(ifname, TcAttachType::Ingress)
-        .unwrap()
-        .1
-        .len()
-}
 
 #[test]
 fn arping_and_ndisc6_get_our_mac_until_withdrawn() {
