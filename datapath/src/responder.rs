@@ -125,6 +125,18 @@ impl Responder {
         if lease == 0 {
             me.set_lease_duration(DEFAULT_LEASE)?;
         }
+        // Every adopted link needs its interface's MAC. The map keeps it
+        // across restarts, but a layout bump starts with fresh maps while
+        // the links come along, and the control plane does not re-attach
+        // interfaces that `attached()` lists.
+        for ifindex in me.prog.linked()? {
+            if me.ifaces.get(&ifindex, 0).is_err() {
+                match sys::if_mac(ifindex) {
+                    Ok(mac) => me.set_mac(ifindex, mac)?,
+                    Err(e) => tracing::warn!(ifindex, error = %e, "adopted link's interface"),
+                }
+            }
+        }
         // No heartbeat here: a daemon restarted after its leases expired
         // must not revive the answers of the entries it left behind (another
         // node may own those IPs now). Only the control plane, once it holds

@@ -330,3 +330,50 @@ fn uninstall_removes_legacy_pins_and_every_program() {
     assert!(ping(&lab), "traffic still passes the foreign program");
     assert!(foreign_dir.path().join(datapath::maps::MAP_PROBE).exists());
 }
+
+/// A layout version bump: the folder of the previous version (simulated by
+/// renaming today's to `_v0`) hands its links over to the new program, keeps
+/// their place, and its maps (a layout the new code cannot read) go; the new
+/// layout starts with fresh maps.
+#[test]
+fn an_older_layout_folder_hands_its_links_over() {
+    let lab = Lab::new();
+    let _in = lab.node.enter_guard().unwrap();
+    let ifindex = sys::if_index("va").unwrap();
+    let root = lab.dir.path();
+    let foreign_dir = PinDir::new();
+    let foreign = Foreign::attach("va", foreign_dir.path());
+    {
+        let mut r = Responder::open_or_create(root).unwrap();
+        r.heartbeat().unwrap();
+        r.attach(ifindex).unwrap();
+        r.announce(vip4(), ifindex).unwrap();
+    }
+    std::fs::rename(root.join("l2_responder_v1"), root.join("l2_responder_v0")).unwrap();
+    let old_link = root
+        .join("l2_responder_v0")
+        .join(AttachPoint::TcIngress.link_name(ifindex));
+    let (link_id, old_prog) = link_ids(&old_link);
+
+    let mut r = Responder::open_or_create(root).unwrap();
+    assert_eq!(entries(root), ["l2_responder_v1"], "the old folder is gone");
+    let new_link = r.pin_dir().join(AttachPoint::TcIngress.link_name(ifindex));
+    let (new_link_id, new_prog) = link_ids(&new_link);
+    assert_eq!(new_link_id, link_id, "the old link itself was adopted");
+    assert_ne!(new_prog, old_prog);
+    assert_eq!(tcx_order("va", &foreign), ["responder", "foreign"]);
+    assert!(
+        r.counters().unwrap().is_empty(),
+        "fresh maps for the new layout"
+    );
+    // The control plane repopulates them (without attaching again: the
+    // interface is listed as attached) and the adopted link serves them.
+    assert_eq!(r.attached().unwrap(), [ifindex]);
+    r.heartbeat().unwrap();
+    r.announce(vip4(), ifindex).unwrap();
+    let mac = mac_str(sys::if_mac(ifindex).unwrap());
+    assert_eq!(lab.arping().as_deref(), Some(mac.as_str()));
+    assert_eq!(tcx_order("va", &foreign), ["responder", "foreign"]);
+    r.uninstall().unwrap();
+    assert_eq!(tcx_order("va", &foreign), ["foreign"]);
+}
