@@ -79,7 +79,7 @@ fn link_program_id(path: &Path) -> Option<u32> {
     link.info().ok().map(|i| i.program_id())
 }
 
-/// One of our programs on a device: which, its link pin, its program id.
+/// One of our programs on a device: which, and its link pin.
 #[derive(Debug)]
 struct OurLink {
     kind: ProgramKind,
