@@ -9,7 +9,10 @@ use std::process::Command;
 const INSTALL_HINT: &str = "install them with: apt-get install clang-19 libbpf-dev";
 
 /// Objects to build: (source under bpf/, object name in OUT_DIR).
-const PROGRAMS: &[(&str, &str)] = &[("l2_responder.bpf.c", "l2_responder.bpf.o")];
+const PROGRAMS: &[(&str, &str)] = &[
+    ("l2_responder.bpf.c", "l2_responder.bpf.o"),
+    ("probe.bpf.c", "probe.bpf.o"),
+];
 
 fn main() {
     let manifest =

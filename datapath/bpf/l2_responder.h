@@ -2,8 +2,9 @@
 /*
  * Map layouts shared by the responder programs and the Rust loader
  * (datapath/src/maps.rs mirrors these structs byte for byte; its tests
- * assert the sizes). Changing a layout means bumping the _vN suffix of the
- * map name, because aya 0.14 silently reuses a pinned map of the same name.
+ * assert the sizes). Changing a layout means bumping the _vN suffix of every
+ * map name together with the responder's version in src/registry.rs (its pin
+ * folder), because aya 0.14 silently reuses a pinned map of the same name.
  */
 #ifndef RACKD_L2_RESPONDER_H
 #define RACKD_L2_RESPONDER_H

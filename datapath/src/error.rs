@@ -3,7 +3,8 @@
 use std::io;
 use std::path::PathBuf;
 
-/// Everything that can go wrong loading, attaching or driving the responder.
+/// Everything that can go wrong loading, pinning, attaching or driving a
+/// program.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A filesystem operation on the pin folder failed.
@@ -33,6 +34,45 @@ pub enum Error {
         kind: &'static str,
         /// Its name.
         name: &'static str,
+    },
+    /// The embedded object holds something this crate does not handle
+    /// (build mismatch).
+    #[error("the eBPF object has an unexpected {kind} {name}")]
+    Unexpected {
+        /// What it is.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// The program's attach point has no attachment code yet.
+    #[error("{program}: attaching at {point:?} is not supported")]
+    Unsupported {
+        /// The program.
+        program: crate::ProgramKind,
+        /// Its attach point.
+        point: crate::AttachPoint,
+    },
+    /// The ordering policy has no place for the program on the device.
+    #[error("{program} on interface {ifindex}: no place in the chain")]
+    Order {
+        /// The program.
+        program: crate::ProgramKind,
+        /// The device.
+        ifindex: u32,
+        /// Why.
+        #[source]
+        source: crate::order::OrderError,
+    },
+    /// A program operation on an interface failed (querying its chain).
+    #[error("interface {ifindex}: cannot {op}")]
+    InterfaceProgram {
+        /// Interface index.
+        ifindex: u32,
+        /// What was attempted.
+        op: &'static str,
+        /// Cause.
+        #[source]
+        source: Box<aya::programs::ProgramError>,
     },
     /// A program operation failed (verifier, attach, test run).
     #[error("program {name}: cannot {op}")]
@@ -106,6 +146,18 @@ impl Error {
     ) -> Self {
         Error::Program {
             name,
+            op,
+            source: Box::new(e.into()),
+        }
+    }
+
+    pub(crate) fn iface_prog(
+        ifindex: u32,
+        op: &'static str,
+        e: impl Into<aya::programs::ProgramError>,
+    ) -> Self {
+        Error::InterfaceProgram {
+            ifindex,
             op,
             source: Box::new(e.into()),
         }

@@ -1,9 +1,19 @@
 //! rackd's eBPF datapath: C programs under `bpf/` compiled by clang-19 at
 //! build time, embedded in the crate and loaded with aya 0.14.
 //!
-//! Today it holds the L2 responder, which answers ARP and IPv6 neighbour
-//! solicitations for announced LoadBalancer IPs. The control plane
-//! (`l2announcer`) drives it through [`Responder`]:
+//! The crate is laid out for several programs:
+//! - [`registry`]: every program, its hook, its rank among ours and its
+//!   pin names;
+//! - [`load`]: the embedded objects, loaded with their maps pinned by name
+//!   (reused across restarts), and BPF_PROG_TEST_RUN;
+//! - [`pin`]: one folder per program and layout version under the pin root,
+//!   adoption of the first release's flat pins, [`uninstall`];
+//! - [`attach`]: TCX links pinned per interface, adopted after a restart,
+//!   placed by the ordering policy of [`order`] (pure);
+//! - one handle per program: [`Responder`] (the ARP/NDP responder) and
+//!   [`Probe`] (a pass-through counter the tests use as a second program).
+//!
+//! The control plane (`l2announcer`) drives the responder:
 //!
 //! ```no_run
 //! # fn main() -> Result<(), datapath::Error> {
@@ -19,20 +29,31 @@
 //! ```
 //!
 //! Maps and links are pinned under the pin root, so the programs keep
-//! answering while the daemon restarts; a new daemon adopts them. See
+//! running while the daemon restarts; a new daemon adopts them. See
 //! README.md for layouts and figures.
 
+pub mod attach;
 mod error;
+pub mod load;
 pub mod maps;
+pub mod order;
 pub mod packet;
+pub mod pin;
+mod probe;
+pub mod registry;
 mod responder;
 pub mod sys;
 
+pub use attach::{TcAttach, chain};
 pub use aya::programs::XdpMode;
 pub use error::{Error, Result};
+pub use load::{Hook, RunOutcome, Verdict};
+pub use order::{Anchor, OrderError, Slot};
+pub use pin::{program_dir, uninstall, uninstall_program};
+pub use probe::{Probe, ProbeCounts};
+pub use registry::{AttachPoint, Band, ProgramKind, ProgramSpec};
 pub use responder::{
-    Counter, DEFAULT_LEASE, DEFAULT_PIN_ROOT, Hook, Responder, RunOutcome, TcAttach, Verdict,
-    send_gratuitous, uninstall,
+    Counter, DEFAULT_LEASE, DEFAULT_PIN_ROOT, Responder, XdpAttachment, send_gratuitous,
 };
 pub use sys::{SolicitedNodeMembership, join_solicited_node};
 
@@ -40,4 +61,5 @@ pub use sys::{SolicitedNodeMembership, join_solicited_node};
 const _: () = {
     const fn assert_send<T: Send>() {}
     assert_send::<Responder>();
+    assert_send::<Probe>();
 };

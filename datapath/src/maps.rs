@@ -1,9 +1,8 @@
-//! Rust mirrors of the map keys and values in `bpf/l2_responder.h`, and the
-//! names of the pinned objects.
-
-/// Version suffix of every pinned object; bumped whenever a layout changes,
-/// because aya 0.14 reuses a pinned map by name without checking its shape.
-pub const LAYOUT_VERSION: &str = "v1";
+//! Rust mirrors of the map keys and values in `bpf/l2_responder.h` and
+//! `bpf/probe.bpf.c`, and the names of the maps. Each program's maps are pinned
+//! in its folder (see [`crate::pin`]); their names end in the program's
+//! layout version (`_v1`, [`crate::ProgramSpec::version`]), bumped with any
+//! layout change.
 /// Announced IPv4 entries: HASH `V4Key -> Entry`.
 pub const MAP_V4: &str = "rackd_l2_v4_v1";
 /// Announced IPv6 entries: HASH `V6Key -> Entry`.
@@ -12,10 +11,8 @@ pub const MAP_V6: &str = "rackd_l2_v6_v1";
 pub const MAP_IFACE: &str = "rackd_l2_if_v1";
 /// Liveness guard: ARRAY of two `u64` (`CFG_HEARTBEAT_NS`, `CFG_LEASE_NS`).
 pub const MAP_CFG: &str = "rackd_l2_cfg_v1";
-/// Every map the responder pins, in `uninstall` order.
+/// Every map the responder pins.
 pub const ALL_MAPS: [&str; 4] = [MAP_V4, MAP_V6, MAP_IFACE, MAP_CFG];
-/// Pin-name prefix of a TCX link; the ifindex follows.
-pub const LINK_PREFIX: &str = "rackd_l2_tc_v1_";
 /// tc program (attached).
 pub const PROG_TC: &str = "rackd_l2_tc";
 /// XDP variant (loaded for measurement and tests only).
@@ -25,6 +22,19 @@ pub const PROG_XDP: &str = "rackd_l2_xdp";
 pub const CFG_HEARTBEAT_NS: u32 = 0;
 /// Slot of `MAP_CFG` holding the lease duration in nanoseconds.
 pub const CFG_LEASE_NS: u32 = 1;
+
+/// The probe's counters: ARRAY of `PROBE_SLOTS` `u64`, indexed by `PROBE_*`.
+pub const MAP_PROBE: &str = "rackd_probe_v1";
+/// The probe program.
+pub const PROG_PROBE: &str = "rackd_probe_tc";
+/// Probe slot: ARP frames.
+pub const PROBE_ARP: u32 = 0;
+/// Probe slot: IPv4 packets.
+pub const PROBE_IPV4: u32 = 1;
+/// Probe slot: IPv6 packets.
+pub const PROBE_IPV6: u32 = 2;
+/// Probe slot: anything else.
+pub const PROBE_OTHER: u32 = 3;
 
 /// `struct l2_v4_key`.
 #[repr(C)]

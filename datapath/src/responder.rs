@@ -1,26 +1,22 @@
-//! The ARP/NDP responder: loader, attach/adopt/detach, map API and the
-//! liveness guard. See README.md for the map layouts and the restart story.
+//! The ARP/NDP responder: its handle, map API and liveness guard, on top of
+//! the generic loading, pinning and attachment. See README.md for the map
+//! layouts and the restart story.
 
-use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use aya::maps::{Array, HashMap, Map, MapData, MapError};
-use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions};
+use aya::programs::XdpMode;
 use aya::programs::xdp::XdpLink;
-use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode};
-use aya::util::KernelVersion;
-use aya::{Ebpf, EbpfLoader, TestRun, TestRunOptions};
 
+use crate::attach::{Loaded, TcAttach};
 use crate::error::{Error, Result};
+use crate::load::{self, Hook, RunOutcome};
 use crate::maps::*;
 use crate::packet;
+use crate::registry::ProgramKind;
 use crate::sys::{self, GroupMemberships};
-
-/// The compiled programs (built by build.rs from `bpf/l2_responder.bpf.c`).
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/l2_responder.bpf.o"));
 
 /// Default pin folder of the daemon.
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/rackd";
@@ -30,55 +26,6 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
 
 /// `BPF_NOEXIST`: insert only, keeping the counter of an existing entry.
 const BPF_NOEXIST: u64 = 1;
-const TC_ACT_UNSPEC: u32 = u32::MAX; // -1
-const TC_ACT_REDIRECT: u32 = 7;
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
-
-/// How tc programs are attached.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum TcAttach {
-    /// TCX on kernels >= 6.6, netlink otherwise.
-    #[default]
-    Auto,
-    /// TCX bpf_links, pinned (kernel >= 6.6).
-    Tcx,
-    /// cls_bpf filters on a clsact qdisc via netlink (any kernel); not
-    /// pinnable, found again by program name.
-    Netlink,
-}
-
-/// Which variant of the program a test run exercises.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Hook {
-    /// `rackd_l2_tc`, the one `attach` uses.
-    Tc,
-    /// `rackd_l2_xdp`, kept for measurement.
-    Xdp,
-}
-
-/// What the program decided for a packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Left to the stack (`TC_ACT_UNSPEC` / `XDP_PASS`).
-    Pass,
-    /// Answered back out of the receiving interface (`bpf_redirect` to
-    /// itself / `XDP_TX`).
-    Reply,
-    /// Any other return code (a bug).
-    Other(u32),
-}
-
-/// Result of [`Responder::test_run`].
-#[derive(Clone, Debug)]
-pub struct RunOutcome {
-    /// The decision.
-    pub verdict: Verdict,
-    /// The packet as the program left it.
-    pub packet: Vec<u8>,
-    /// Kernel-measured average time per run.
-    pub duration: Duration,
-}
 
 /// An XDP attachment made by [`Responder::attach_xdp_unpinned`]; dropping
 /// it detaches the program.
@@ -103,14 +50,12 @@ pub struct Counter {
 /// All calls act in the calling thread's network namespace (interface
 /// indexes, MAC lookups, sockets).
 pub struct Responder {
-    pin_root: PathBuf,
-    ebpf: Ebpf,
+    prog: Loaded,
     v4: HashMap<MapData, V4Key, Entry>,
     v6: HashMap<MapData, V6Key, Entry>,
     ifaces: HashMap<MapData, u32, Iface>,
     cfg: Array<MapData, u64>,
     memberships: GroupMemberships,
-    tcx: bool,
     /// Kept open: see [`sys::FrameSender`].
     sender: sys::FrameSender,
 }
@@ -118,16 +63,10 @@ pub struct Responder {
 impl std::fmt::Debug for Responder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Responder")
-            .field("pin_root", &self.pin_root)
-            .field("tcx", &self.tcx)
+            .field("prog", &self.prog)
             .field("groups", &self.memberships.len())
             .finish_non_exhaustive()
     }
-}
-
-fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<Map> {
-    ebpf.take_map(name)
-        .ok_or(Error::Missing { kind: "map", name })
 }
 
 fn is_not_found(e: &MapError) -> bool {
@@ -142,22 +81,17 @@ fn is_exists(e: &MapError) -> bool {
     matches!(e, MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::EEXIST))
 }
 
-/// Whether tc programs go through TCX (bpf_link, pinnable) rather than
-/// netlink cls_bpf on a clsact qdisc: TCX arrived in Linux 6.6.
-fn kernel_has_tcx() -> bool {
-    KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0))
-}
-
 impl Responder {
-    /// Loads the programs and opens the pinned maps under `pin_root` (creating
-    /// and pinning them on first use), then adopts every link a previous
-    /// daemon pinned there by switching it atomically to the programs just
-    /// loaded, so traffic is never interrupted. Mounts bpffs on
-    /// `/sys/fs/bpf` if needed. Does not stamp the heartbeat: the program
-    /// answers only after [`Responder::heartbeat`] (and, after a restart,
-    /// only while the previous daemon's last stamp is still fresh). Entries
-    /// left by a previous daemon stay; the caller withdraws those it no
-    /// longer holds (see [`Responder::counters`]) before its first heartbeat.
+    /// Loads the programs and opens the pinned maps in the responder's folder
+    /// under `pin_root` (creating and pinning them on first use; moving the
+    /// first release's flat pins there), then adopts every link a previous
+    /// daemon pinned by switching it atomically to the program just loaded,
+    /// so traffic is never interrupted. Mounts bpffs on `/sys/fs/bpf` if
+    /// needed. Does not stamp the heartbeat: the program answers only after
+    /// [`Responder::heartbeat`] (and, after a restart, only while the
+    /// previous daemon's last stamp is still fresh). Entries left by a
+    /// previous daemon stay; the caller withdraws those it no longer holds
+    /// (see [`Responder::counters`]) before its first heartbeat.
     pub fn open_or_create(pin_root: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(pin_root, TcAttach::Auto)
     }
@@ -165,55 +99,24 @@ impl Responder {
     /// [`Responder::open_or_create`] with an explicit tc attach method
     /// (tests use [`TcAttach::Netlink`] to exercise the pre-6.6 path here).
     pub fn open_with(pin_root: impl AsRef<Path>, tc_attach: TcAttach) -> Result<Self> {
-        let pin_root = pin_root.as_ref().to_path_buf();
-        sys::ensure_pin_root(&pin_root)?;
-        let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(&pin_root)
-            .load(OBJECT)
-            .map_err(|e| Error::Load(Box::new(e)))?;
-
-        let tc: &mut SchedClassifier = ebpf
-            .program_mut(PROG_TC)
-            .ok_or(Error::Missing {
-                kind: "program",
-                name: PROG_TC,
-            })?
-            .try_into()
-            .map_err(|e| Error::prog(PROG_TC, "convert", e))?;
-        tc.load().map_err(|e| Error::prog(PROG_TC, "load", e))?;
-        let xdp: &mut Xdp = ebpf
-            .program_mut(PROG_XDP)
-            .ok_or(Error::Missing {
-                kind: "program",
-                name: PROG_XDP,
-            })?
-            .try_into()
-            .map_err(|e| Error::prog(PROG_XDP, "convert", e))?;
-        xdp.load().map_err(|e| Error::prog(PROG_XDP, "load", e))?;
-
-        let v4 = HashMap::try_from(take_map(&mut ebpf, MAP_V4)?)
+        let mut prog = Loaded::open(pin_root.as_ref(), ProgramKind::L2Responder, tc_attach)?;
+        let ebpf = &mut prog.ebpf;
+        let v4 = HashMap::try_from(load::take_map(ebpf, MAP_V4)?)
             .map_err(|e| Error::map(MAP_V4, "open", e))?;
-        let v6 = HashMap::try_from(take_map(&mut ebpf, MAP_V6)?)
+        let v6 = HashMap::try_from(load::take_map(ebpf, MAP_V6)?)
             .map_err(|e| Error::map(MAP_V6, "open", e))?;
-        let ifaces = HashMap::try_from(take_map(&mut ebpf, MAP_IFACE)?)
+        let ifaces = HashMap::try_from(load::take_map(ebpf, MAP_IFACE)?)
             .map_err(|e| Error::map(MAP_IFACE, "open", e))?;
-        let cfg = Array::try_from(take_map(&mut ebpf, MAP_CFG)?)
+        let cfg = Array::try_from(load::take_map(ebpf, MAP_CFG)?)
             .map_err(|e| Error::map(MAP_CFG, "open", e))?;
-
         let mut me = Responder {
-            pin_root,
-            ebpf,
+            prog,
             v4,
             v6,
             ifaces,
             cfg,
             memberships: GroupMemberships::default(),
             sender: sys::FrameSender::new()?,
-            tcx: match tc_attach {
-                TcAttach::Auto => kernel_has_tcx(),
-                TcAttach::Tcx => true,
-                TcAttach::Netlink => false,
-            },
         };
         let lease = me
             .cfg
@@ -222,134 +125,45 @@ impl Responder {
         if lease == 0 {
             me.set_lease_duration(DEFAULT_LEASE)?;
         }
+        // Every adopted link needs its interface's MAC. The map keeps it
+        // across restarts, but a layout bump starts with fresh maps while
+        // the links come along, and the control plane does not re-attach
+        // interfaces that `attached()` lists.
+        for ifindex in me.prog.linked()? {
+            if me.ifaces.get(&ifindex, 0).is_err() {
+                match sys::if_mac(ifindex) {
+                    Ok(mac) => me.set_mac(ifindex, mac)?,
+                    Err(e) => tracing::warn!(ifindex, error = %e, "adopted link's interface"),
+                }
+            }
+        }
         // No heartbeat here: a daemon restarted after its leases expired
         // must not revive the answers of the entries it left behind (another
         // node may own those IPs now). Only the control plane, once it holds
         // its lease again, stamps.
-        for (ifindex, path) in me.pinned_links()? {
-            me.adopt(ifindex, &path)?;
-        }
         Ok(me)
     }
 
-    /// The pin folder in use.
+    /// The pin root in use.
     pub fn pin_root(&self) -> &Path {
-        &self.pin_root
+        &self.prog.root
     }
 
-    fn link_path(&self, ifindex: u32) -> PathBuf {
-        self.pin_root.join(format!("{LINK_PREFIX}{ifindex}"))
+    /// The responder's own folder under the pin root.
+    pub fn pin_dir(&self) -> &Path {
+        &self.prog.dir
     }
 
-    /// (ifindex, pin path) of every responder link pinned under the root.
-    fn pinned_links(&self) -> Result<Vec<(u32, PathBuf)>> {
-        pinned_links(&self.pin_root)
-    }
-
-    fn tc_prog(&mut self) -> Result<&mut SchedClassifier> {
-        self.ebpf
-            .program_mut(PROG_TC)
-            .ok_or(Error::Missing {
-                kind: "program",
-                name: PROG_TC,
-            })?
-            .try_into()
-            .map_err(|e| Error::prog(PROG_TC, "convert", e))
-    }
-
-    /// Points the pinned TCX link at our program (bpf_link_update: atomic,
-    /// no packet sees a gap). A link whose interface vanished is unpinned
-    /// and `false` returned.
-    fn adopt(&mut self, ifindex: u32, path: &Path) -> Result<bool> {
-        let pinned = PinnedLink::from_pin(path).map_err(|source| Error::LinkOpen {
-            path: path.into(),
-            source,
-        })?;
-        let link = SchedClassifierLink::try_from(FdLink::from(pinned)).map_err(|source| {
-            Error::LinkOpen {
-                path: path.into(),
-                source,
-            }
-        })?;
-        let prog = self.tc_prog()?;
-        match prog.attach_to_link(link) {
-            Ok(id) => {
-                // The pin keeps the link; our handle only needs closing.
-                drop(
-                    prog.take_link(id)
-                        .map_err(|e| Error::prog(PROG_TC, "adopt", e))?,
-                );
-                tracing::debug!(ifindex, path = %path.display(), "adopted pinned link");
-                Ok(true)
-            }
-            Err(e) => {
-                tracing::warn!(ifindex, error = %e, "pinned link is defunct; removing it");
-                std::fs::remove_file(path).map_err(|source| Error::Bpffs {
-                    op: "remove",
-                    path: path.into(),
-                    source,
-                })?;
-                Ok(false)
-            }
-        }
-    }
-
-    /// Attaches the responder to tc ingress of `ifindex` (TCX link pinned
-    /// under the root; clsact/cls_bpf on kernels without TCX) and records the
+    /// Attaches the responder to tc ingress of `ifindex` (a TCX link pinned
+    /// in its folder, placed by the ordering policy: first, before foreign
+    /// programs; clsact/cls_bpf on kernels without TCX) and records the
     /// interface's MAC for the replies. Idempotent; call again after a MAC
     /// change.
     pub fn attach(&mut self, ifindex: u32) -> Result<()> {
         let mac = sys::if_mac(ifindex)?;
         self.set_mac(ifindex, mac)?;
-        let name = sys::if_name(ifindex)?;
-        let path = self.link_path(ifindex);
-        if self.tcx {
-            if path.exists() && self.adopt(ifindex, &path)? {
-                return Ok(());
-            }
-            let prog = self.tc_prog()?;
-            let id = prog
-                .attach_with_options(
-                    &name,
-                    TcAttachType::Ingress,
-                    // First in the chain: another program's TCX_PASS or
-                    // drop must not keep ARP/ND from us, and we hand every
-                    // other packet on with TCX_NEXT.
-                    TcAttachOptions::TcxOrder(LinkOrder::first()),
-                )
-                .map_err(|e| Error::prog(PROG_TC, "attach", e))?;
-            let link = prog
-                .take_link(id)
-                .map_err(|e| Error::prog(PROG_TC, "attach", e))?;
-            let fd = FdLink::try_from(link).map_err(|source| Error::LinkOpen {
-                path: path.clone(),
-                source,
-            })?;
-            fd.pin(&path)
-                .map_err(|source| Error::LinkPin { path, source })?;
-        } else {
-            // cls_bpf filters are not bpf_links and cannot be pinned: they
-            // stay until removed by name, so restarts replace them (a brief
-            // gap on these old kernels).
-            if let Err(e) = tc::qdisc_add_clsact(&name) {
-                tracing::debug!(ifindex, error = %e, "clsact qdisc (probably exists)");
-            }
-            let _ = tc::qdisc_detach_program(&name, TcAttachType::Ingress, PROG_TC);
-            let prog = self.tc_prog()?;
-            let id = prog
-                .attach_with_options(
-                    &name,
-                    TcAttachType::Ingress,
-                    TcAttachOptions::Netlink(NlOptions::default()),
-                )
-                .map_err(|e| Error::prog(PROG_TC, "attach", e))?;
-            let link = prog
-                .take_link(id)
-                .map_err(|e| Error::prog(PROG_TC, "attach", e))?;
-            // Dropping the link would remove the filter; it must outlive us.
-            std::mem::forget(link);
-        }
-        tracing::info!(ifindex, interface = %name, tcx = self.tcx, "responder attached");
+        self.prog.attach(ifindex)?;
+        tracing::info!(ifindex, tcx = self.prog.tcx, "responder attached");
         Ok(())
     }
 
@@ -365,15 +179,7 @@ impl Responder {
     /// Detaches the responder from `ifindex` and forgets its MAC. Entries on
     /// that interface stay (withdraw them separately). Idempotent.
     pub fn detach(&mut self, ifindex: u32) -> Result<()> {
-        let path = self.link_path(ifindex);
-        if path.exists() {
-            unpin_link(&path)?;
-        }
-        if !self.tcx
-            && let Ok(name) = sys::if_name(ifindex)
-        {
-            let _ = tc::qdisc_detach_program(&name, TcAttachType::Ingress, PROG_TC);
-        }
+        self.prog.detach(ifindex)?;
         match self.ifaces.remove(&ifindex) {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
@@ -389,15 +195,7 @@ impl Responder {
         let mac = sys::if_mac(ifindex)?;
         self.set_mac(ifindex, mac)?;
         let name = sys::if_name(ifindex)?;
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(PROG_XDP)
-            .ok_or(Error::Missing {
-                kind: "program",
-                name: PROG_XDP,
-            })?
-            .try_into()
-            .map_err(|e| Error::prog(PROG_XDP, "convert", e))?;
+        let prog = load::xdp_mut(&mut self.prog.ebpf, PROG_XDP)?;
         let id = prog
             .attach(&name, mode)
             .map_err(|e| Error::prog(PROG_XDP, "attach", e))?;
@@ -411,8 +209,8 @@ impl Responder {
     /// (TCX), or those with a recorded MAC (netlink, where filters have no
     /// pins).
     pub fn attached(&self) -> Result<Vec<u32>> {
-        if self.tcx {
-            return Ok(self.pinned_links()?.into_iter().map(|(i, _)| i).collect());
+        if self.prog.tcx {
+            return self.prog.linked();
         }
         let mut out = Vec::new();
         for k in self.ifaces.keys() {
@@ -574,71 +372,30 @@ impl Responder {
     /// arrives on the loopback interface, ifindex 1, of the calling thread's
     /// namespace. For tests and benchmarks; it touches the live maps.
     pub fn test_run(&self, hook: Hook, packet: &[u8], repeat: u32) -> Result<RunOutcome> {
-        let mut out = vec![0u8; packet.len() + 256];
-        let opts = TestRunOptions {
-            data_in: Some(packet),
-            data_out: Some(&mut out),
-            repeat: repeat.max(1),
-            ..Default::default()
+        let name = match hook {
+            Hook::Tc => PROG_TC,
+            Hook::Xdp => PROG_XDP,
         };
-        let (name, res) = match hook {
-            Hook::Tc => {
-                let p: &SchedClassifier = self
-                    .ebpf
-                    .program(PROG_TC)
-                    .ok_or(Error::Missing {
-                        kind: "program",
-                        name: PROG_TC,
-                    })?
-                    .try_into()
-                    .map_err(|e| Error::prog(PROG_TC, "convert", e))?;
-                (PROG_TC, p.test_run(opts))
-            }
-            Hook::Xdp => {
-                let p: &Xdp = self
-                    .ebpf
-                    .program(PROG_XDP)
-                    .ok_or(Error::Missing {
-                        kind: "program",
-                        name: PROG_XDP,
-                    })?
-                    .try_into()
-                    .map_err(|e| Error::prog(PROG_XDP, "convert", e))?;
-                (PROG_XDP, p.test_run(opts))
-            }
-        };
-        let r = res.map_err(|e| Error::prog(name, "test run", e))?;
-        out.truncate(r.data_size_out as usize);
-        let verdict = match (hook, r.return_value) {
-            (Hook::Tc, TC_ACT_UNSPEC) | (Hook::Xdp, XDP_PASS) => Verdict::Pass,
-            (Hook::Tc, TC_ACT_REDIRECT) | (Hook::Xdp, XDP_TX) => Verdict::Reply,
-            (_, other) => Verdict::Other(other),
-        };
-        Ok(RunOutcome {
-            verdict,
-            packet: out,
-            duration: r.duration,
-        })
+        load::test_run(&self.prog.ebpf, hook, name, packet, repeat)
     }
 
-    /// Removes everything the responder attached and pinned under the root:
-    /// links (detaching the program), link-layer multicast filters of
-    /// announced IPv6 addresses, and the maps. The folder itself is removed
-    /// when nothing else (another program's pins) is left in it.
+    /// Removes everything the responder attached and pinned under the root
+    /// (see [`crate::uninstall_program`]): links (detaching the program),
+    /// link-layer multicast filters of announced IPv6 addresses, its maps
+    /// and folders. Other programs' pins stay; the root goes when empty.
     pub fn uninstall(self) -> Result<()> {
         let Responder {
-            pin_root,
-            ebpf,
+            prog,
             v4,
             v6,
             ifaces,
             cfg,
             memberships,
-            tcx: _,
             sender,
         } = self;
-        drop((memberships, v4, v6, ifaces, cfg, ebpf, sender));
-        uninstall(&pin_root)
+        let root = prog.root.clone();
+        drop((memberships, v4, v6, ifaces, cfg, prog, sender));
+        crate::pin::uninstall_program(&root, ProgramKind::L2Responder)
     }
 }
 
@@ -648,46 +405,6 @@ fn v6_key(ip: Ipv6Addr, ifindex: u32) -> V6Key {
         ifindex,
         pad: 0,
     }
-}
-
-fn pinned_links(root: &Path) -> Result<Vec<(u32, PathBuf)>> {
-    let rd = match std::fs::read_dir(root) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(Error::Bpffs {
-                op: "list",
-                path: root.into(),
-                source,
-            });
-        }
-    };
-    let mut out = Vec::new();
-    for entry in rd.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(idx) = name.strip_prefix(LINK_PREFIX).and_then(|s| s.parse().ok()) {
-            out.push((idx, entry.path()));
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-fn unpin_link(path: &Path) -> Result<()> {
-    let pinned = PinnedLink::from_pin(path).map_err(|source| Error::LinkOpen {
-        path: path.into(),
-        source,
-    })?;
-    // Removing the pin drops the last reference once our fd closes, which
-    // detaches the program.
-    let fd = pinned.unpin().map_err(|source| Error::Bpffs {
-        op: "unpin",
-        path: path.into(),
-        source,
-    })?;
-    drop(fd);
-    Ok(())
 }
 
 /// Sends gratuitous ARP / unsolicited NA for `ip` on `ifindex` without a
@@ -704,63 +421,24 @@ fn gratuitous_frame(ip: IpAddr, mac: [u8; 6]) -> Vec<u8> {
     }
 }
 
-/// Removes everything the responder pinned under `pin_root` without loading
-/// anything (what `rackd datapath uninstall` runs): see
-/// [`Responder::uninstall`]. Safe to run when nothing is installed.
-pub fn uninstall(pin_root: &Path) -> Result<()> {
-    for (_, path) in pinned_links(pin_root)? {
-        unpin_link(&path)?;
+/// Undoes what the responder changed outside bpffs, found through its maps
+/// in `dir` (a layout folder, or the root for the legacy flat pins): the
+/// link-layer multicast filters of announced IPv6 addresses. Best effort;
+/// only layouts this code knows are read.
+pub(crate) fn release_outside_bpffs(dir: &Path, version: u32) {
+    if version != ProgramKind::L2Responder.spec().version {
+        return;
     }
-    // Netlink (pre-TCX) filters and IPv6 multicast filters are found through
-    // the pinned maps.
-    let if_path = pin_root.join(MAP_IFACE);
-    if let Ok(data) = MapData::from_pin(&if_path)
-        && let Ok(ifaces) = HashMap::<_, u32, Iface>::try_from(Map::HashMap(data))
-    {
-        for ifindex in ifaces.keys().flatten() {
-            if let Ok(name) = sys::if_name(ifindex) {
-                let _ = tc::qdisc_detach_program(&name, TcAttachType::Ingress, PROG_TC);
-            }
+    let Ok(data) = MapData::from_pin(dir.join(MAP_V6)) else {
+        return;
+    };
+    let Ok(v6) = HashMap::<_, V6Key, Entry>::try_from(Map::HashMap(data)) else {
+        return;
+    };
+    for key in v6.keys().flatten() {
+        let group = packet::solicited_node(Ipv6Addr::from(key.ip6));
+        if let Err(e) = sys::link_multicast(key.ifindex, packet::ipv6_multicast_mac(group), false) {
+            tracing::debug!(error = %e, "multicast filter already gone");
         }
-    }
-    let v6_path = pin_root.join(MAP_V6);
-    if let Ok(data) = MapData::from_pin(&v6_path)
-        && let Ok(v6) = HashMap::<_, V6Key, Entry>::try_from(Map::HashMap(data))
-    {
-        for key in v6.keys().flatten() {
-            let group = packet::solicited_node(Ipv6Addr::from(key.ip6));
-            if let Err(e) =
-                sys::link_multicast(key.ifindex, packet::ipv6_multicast_mac(group), false)
-            {
-                tracing::debug!(error = %e, "multicast filter already gone");
-            }
-        }
-    }
-    for name in ALL_MAPS {
-        let p = pin_root.join(name);
-        match std::fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(Error::Bpffs {
-                    op: "remove",
-                    path: p,
-                    source,
-                });
-            }
-        }
-    }
-    match std::fs::remove_dir(pin_root) {
-        Ok(()) => Ok(()),
-        Err(e)
-            if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTEMPTY) =>
-        {
-            Ok(())
-        }
-        Err(source) => Err(Error::Bpffs {
-            op: "remove",
-            path: pin_root.into(),
-            source,
-        }),
     }
 }

@@ -115,6 +115,32 @@ pub fn if_index(name: &str) -> Result<u32> {
     Ok(idx)
 }
 
+/// (ifindex, name) of every interface of the calling thread's namespace;
+/// empty when the list cannot be read.
+pub fn interfaces() -> Vec<(u32, String)> {
+    // SAFETY: if_nameindex returns a heap array terminated by a zero entry,
+    // or NULL; it is freed below and not used after.
+    let list = unsafe { libc::if_nameindex() };
+    if list.is_null() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut p = list;
+    // SAFETY: every entry up to the terminating zero one is valid, with a
+    // NUL-terminated name.
+    unsafe {
+        while (*p).if_index != 0 && !(*p).if_name.is_null() {
+            out.push((
+                (*p).if_index,
+                CStr::from_ptr((*p).if_name).to_string_lossy().into_owned(),
+            ));
+            p = p.add(1);
+        }
+        libc::if_freenameindex(list);
+    }
+    out
+}
+
 fn socket(domain: i32, ty: i32, proto: i32) -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2) call.
     let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) };
@@ -396,6 +422,37 @@ impl FrameSender {
 /// (one-off use; see [`FrameSender`] for many frames).
 pub fn send_frame(ifindex: u32, frame: &[u8], count: u32) -> Result<()> {
     FrameSender::new()?.send(ifindex, frame, count)
+}
+
+/// `BPF_LINK_DETACH` of `enum bpf_cmd` (linux/bpf.h, Linux 5.9).
+const BPF_LINK_DETACH: libc::c_long = 34;
+
+/// Detaches a bpf_link from its hook now (`BPF_LINK_DETACH`), whoever else
+/// holds it. Dropping the last reference detaches too, but a bpffs pin's
+/// reference goes only after an RCU grace period and a workqueue run, so
+/// unpinning alone leaves the program attached for a moment.
+pub fn link_detach(link: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    /// `union bpf_attr`'s `link_detach` member.
+    #[repr(C)]
+    struct LinkDetachAttr {
+        link_fd: u32,
+    }
+    let fd = u32::try_from(link.as_raw_fd())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let attr = LinkDetachAttr { link_fd: fd };
+    // SAFETY: bpf(2) reads `size` bytes of a valid, initialised attr.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_LINK_DETACH,
+            &attr as *const LinkDetachAttr,
+            size_of::<LinkDetachAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Current CLOCK_MONOTONIC time in nanoseconds: the clock `bpf_ktime_get_ns`

@@ -1,6 +1,7 @@
-//! BPF_PROG_TEST_RUN tests of the responder programs (both the tc and the XDP
-//! variant): crafted frames in, exact frames and verdicts out. Needs root
-//! (CAP_BPF, CAP_SYS_ADMIN for bpffs). Packets "arrive" on ifindex 1 (lo).
+//! BPF_PROG_TEST_RUN tests of every program: the responder (both the tc and
+//! the XDP variant) and the probe; crafted frames in, exact frames and
+//! verdicts out. Needs root (CAP_BPF, CAP_SYS_ADMIN for bpffs). Packets
+//! "arrive" on ifindex 1 (lo).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use common::PinDir;
 use datapath::packet::{self, NA_FLAG_OVERRIDE, NA_FLAG_SOLICITED};
-use datapath::{Hook, Responder, Verdict};
+use datapath::{Hook, Probe, ProbeCounts, ProgramKind, Responder, Verdict};
 
 const OUR_MAC: [u8; 6] = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x01];
 const ASKER_MAC: [u8; 6] = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
@@ -93,11 +94,91 @@ fn assert_pass(r: &Responder, pkt: &[u8], what: &str) {
 fn programs_load_and_pin_their_maps() {
     let dir = PinDir::new();
     let r = Responder::open_or_create(dir.path()).unwrap();
+    let folder = dir.path().join("l2_responder_v1");
+    assert_eq!(r.pin_dir(), folder);
     for m in datapath::maps::ALL_MAPS {
-        assert!(dir.path().join(m).exists(), "{m} pinned");
+        assert!(
+            folder.join(m).exists(),
+            "{m} pinned in the responder's folder"
+        );
+        assert!(!dir.path().join(m).exists(), "{m} not flat in the root");
     }
     r.uninstall().unwrap();
     assert!(!dir.path().exists(), "uninstall removes the folder");
+}
+
+/// Every map a program pins lives in its folder and carries the folder's
+/// layout version, so a version bump in the registry without one in the C
+/// names (or the reverse) fails here.
+#[test]
+fn every_pinned_map_carries_its_program_version() {
+    let dir = PinDir::new();
+    let r = Responder::open_or_create(dir.path()).unwrap();
+    let p = Probe::open_or_create(dir.path()).unwrap();
+    for kind in ProgramKind::all() {
+        let spec = kind.spec();
+        let folder = datapath::program_dir(dir.path(), kind);
+        assert_eq!(
+            folder.file_name().unwrap().to_str().unwrap(),
+            format!("{}_v{}", spec.name, spec.version)
+        );
+        let names: Vec<String> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(!names.is_empty(), "{kind}: no maps pinned");
+        for n in &names {
+            assert!(n.ends_with(&format!("_v{}", spec.version)), "{kind}: {n}");
+        }
+    }
+    // Nothing of ours is flat in the root.
+    let mut top: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["l2_responder_v1", "probe_v1"]);
+    r.uninstall().unwrap();
+    assert!(dir.path().exists(), "the probe's folder keeps the root");
+    p.uninstall().unwrap();
+    assert!(!dir.path().exists());
+}
+
+/// The probe counts by EtherType and passes every frame on untouched,
+/// whatever its shape (including truncated ones).
+#[test]
+fn probe_counts_and_passes_everything_untouched() {
+    let dir = PinDir::new();
+    let ns = common::Netns::new("dp-run").unwrap();
+    let _in = ns.enter_guard().unwrap();
+    let p = Probe::open_or_create(dir.path()).unwrap();
+    let arp = packet::arp_request(ASKER_MAC, asker4(), vip4());
+    let ns6 = packet::neighbour_solicitation(ASKER_MAC, asker6(), vip6());
+    let mut ipv4 = packet::arp_request(ASKER_MAC, asker4(), vip4());
+    ipv4[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let mut lldp = packet::arp_request(ASKER_MAC, asker4(), vip4());
+    lldp[12..14].copy_from_slice(&0x88ccu16.to_be_bytes());
+    let mut frames = vec![arp.clone(), ns6, ipv4, lldp];
+    frames.extend((14..arp.len()).map(|len| arp[..len].to_vec()));
+    for f in &frames {
+        let out = p.test_run(f).unwrap();
+        assert_eq!(out.verdict, Verdict::Pass, "{f:02x?}");
+        assert_eq!(&out.packet, f, "untouched");
+    }
+    let c = p.counts().unwrap();
+    // The truncated ARP frames still carry the ARP EtherType.
+    let want = ProbeCounts {
+        arp: 1 + (arp.len() - 14) as u64,
+        ipv4: 1,
+        ipv6: 1,
+        other: 1,
+    };
+    assert_eq!(c, want);
+    // Counters are pinned: a reopened probe sees them.
+    drop(p);
+    let p = Probe::open_or_create(dir.path()).unwrap();
+    assert_eq!(p.counts().unwrap(), want);
+    p.uninstall().unwrap();
 }
 
 #[test]

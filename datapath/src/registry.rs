@@ -1,0 +1,257 @@
+//! The registry of rackd's eBPF programs: what each one is, where it attaches,
+//! where it runs among the other programs on that hook, and how its pins are
+//! named. Loading ([`crate::load`]), pinning ([`crate::pin`]) and attachment
+//! ([`crate::attach`]) work from these entries only, so a new program is one
+//! entry here plus its C source and its handle.
+
+use std::fmt;
+
+/// Where a program attaches on a network device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AttachPoint {
+    /// tc ingress (TCX on Linux >= 6.6, clsact/cls_bpf before).
+    TcIngress,
+    /// tc egress (TCX on Linux >= 6.6, clsact/cls_bpf before).
+    TcEgress,
+    /// XDP: one program per device, no chain (no rackd program attaches
+    /// here yet; the ordering policy covers it).
+    Xdp,
+}
+
+impl AttachPoint {
+    /// Prefix of a link pin at this point; the ifindex follows.
+    pub const fn link_prefix(self) -> &'static str {
+        match self {
+            AttachPoint::TcIngress => "tc_ingress_",
+            AttachPoint::TcEgress => "tc_egress_",
+            AttachPoint::Xdp => "xdp_",
+        }
+    }
+
+    /// Pin name of the link of a program at this point on `ifindex`.
+    pub fn link_name(self, ifindex: u32) -> String {
+        format!("{}{ifindex}", self.link_prefix())
+    }
+
+    /// The ifindex of a link pin named for this point, `None` for any other name.
+    pub fn parse_link_name(self, name: &str) -> Option<u32> {
+        name.strip_prefix(self.link_prefix())?.parse().ok()
+    }
+}
+
+/// Which side of the foreign (not rackd's) programs on a hook a program of
+/// ours runs. A TCX chain is laid out as: our `BeforeForeign` programs by
+/// rank, then foreign programs, then our `AfterForeign` programs by rank.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Band {
+    /// Before every foreign program: used when another program's verdict
+    /// (pass to the stack, drop) must not hide packets from ours.
+    BeforeForeign,
+    /// After every foreign program: sees only what the others hand on.
+    AfterForeign,
+}
+
+/// One of rackd's programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProgramKind {
+    /// The ARP/NDP responder ([`crate::Responder`]).
+    L2Responder,
+    /// A pass-through packet counter ([`crate::Probe`]). rackd never attaches
+    /// it; tests use it as a second program of ours to prove the ordering,
+    /// adoption and uninstall across programs in the kernel.
+    Probe,
+}
+
+/// The pin names of a program's layout from before per-program folders:
+/// maps and links pinned flat in the pin root. Adopted by moving them into
+/// the folder of `version` (see [`crate::pin`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LegacyLayout {
+    /// The layout version these pins have (their maps' shapes).
+    pub version: u32,
+    /// Map pins, by name.
+    pub maps: &'static [&'static str],
+    /// Prefix of a link pin; the ifindex follows.
+    pub link_prefix: &'static str,
+}
+
+/// Everything the crate needs to know about one program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProgramSpec {
+    /// Which program.
+    pub kind: ProgramKind,
+    /// Base of its pin folder (`<name>_v<version>`).
+    pub name: &'static str,
+    /// Layout version of its maps. aya 0.14 reuses a pinned map by name
+    /// without checking its shape, so any map layout change bumps this: the
+    /// folder changes and a new layout never opens an old map. The C map
+    /// names carry the same `_v<version>` suffix (a test checks).
+    pub version: u32,
+    /// The function in the object that gets attached.
+    pub entry: &'static str,
+    /// Where it attaches.
+    pub attach: AttachPoint,
+    /// Which side of foreign programs it runs.
+    pub band: Band,
+    /// Order among our programs in the same band at the same point: lower
+    /// runs first. Unique per (point, band).
+    pub rank: u16,
+    /// Pins of an older, flat layout to adopt, if any.
+    pub legacy: Option<LegacyLayout>,
+}
+
+/// The ARP/NDP responder's entry.
+pub const L2_RESPONDER: ProgramSpec = ProgramSpec {
+    kind: ProgramKind::L2Responder,
+    name: "l2_responder",
+    version: 1,
+    entry: "rackd_l2_tc",
+    attach: AttachPoint::TcIngress,
+    // It answers ARP/ND and hands everything else on with TCX_NEXT, so
+    // running first costs the others nothing, while running after a
+    // program that returns TCX_PASS or drops would lose solicitations.
+    band: Band::BeforeForeign,
+    rank: 0,
+    // What the first release pinned in the root itself.
+    legacy: Some(LegacyLayout {
+        version: 1,
+        maps: &[
+            "rackd_l2_v4_v1",
+            "rackd_l2_v6_v1",
+            "rackd_l2_if_v1",
+            "rackd_l2_cfg_v1",
+        ],
+        link_prefix: "rackd_l2_tc_v1_",
+    }),
+};
+
+/// The test probe's entry: after the responder, before foreign programs, so
+/// that attaching it places it relative to one of ours.
+pub const PROBE: ProgramSpec = ProgramSpec {
+    kind: ProgramKind::Probe,
+    name: "probe",
+    version: 1,
+    entry: "rackd_probe_tc",
+    attach: AttachPoint::TcIngress,
+    band: Band::BeforeForeign,
+    rank: 100,
+    legacy: None,
+};
+
+/// Every program rackd has.
+pub const REGISTRY: [ProgramSpec; 2] = [L2_RESPONDER, PROBE];
+
+impl ProgramKind {
+    /// Every program, in registry order.
+    pub fn all() -> impl Iterator<Item = ProgramKind> {
+        REGISTRY.iter().map(|s| s.kind)
+    }
+
+    /// Its registry entry.
+    pub const fn spec(self) -> &'static ProgramSpec {
+        match self {
+            ProgramKind::L2Responder => &L2_RESPONDER,
+            ProgramKind::Probe => &PROBE,
+        }
+    }
+
+    /// Name of its pin folder for `version`.
+    pub fn folder(self, version: u32) -> String {
+        format!("{}_v{version}", self.spec().name)
+    }
+
+    /// The layout version of a folder named `name`, if it is one of this
+    /// program's folders (`<name>_v<digits>`).
+    pub fn parse_folder(self, name: &str) -> Option<u32> {
+        let v = name.strip_prefix(self.spec().name)?.strip_prefix("_v")?;
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        v.parse().ok()
+    }
+}
+
+impl fmt::Display for ProgramKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.spec().name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_registered_once() {
+        for kind in [ProgramKind::L2Responder, ProgramKind::Probe] {
+            assert_eq!(REGISTRY.iter().filter(|s| s.kind == kind).count(), 1);
+            assert_eq!(kind.spec().kind, kind);
+        }
+    }
+
+    #[test]
+    fn names_ranks_and_versions_are_unambiguous() {
+        for (i, a) in REGISTRY.iter().enumerate() {
+            assert!(a.version >= 1, "{}", a.name);
+            assert!(!a.name.is_empty() && !a.name.contains('/'));
+            for b in REGISTRY.iter().skip(i + 1) {
+                assert_ne!(a.name, b.name);
+                // One name must not be a folder of the other (`x` vs `x_v1`).
+                assert!(!b.name.starts_with(&format!("{}_v", a.name)));
+                assert!(!a.name.starts_with(&format!("{}_v", b.name)));
+                assert!(
+                    (a.attach, a.band, a.rank) != (b.attach, b.band, b.rank),
+                    "{} and {} need distinct ranks",
+                    a.name,
+                    b.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn folder_names_round_trip_and_reject_others() {
+        let k = ProgramKind::L2Responder;
+        assert_eq!(k.folder(1), "l2_responder_v1");
+        assert_eq!(k.parse_folder("l2_responder_v1"), Some(1));
+        assert_eq!(k.parse_folder("l2_responder_v12"), Some(12));
+        for bad in [
+            "l2_responder",
+            "l2_responder_v",
+            "l2_responder_v1x",
+            "l2_responder_v+1",
+            "l2_responder_v99999999999",
+            "probe_v1",
+            "xl2_responder_v1",
+        ] {
+            assert_eq!(k.parse_folder(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn link_names_round_trip_per_point() {
+        let p = AttachPoint::TcIngress;
+        assert_eq!(p.link_name(7), "tc_ingress_7");
+        assert_eq!(p.parse_link_name("tc_ingress_7"), Some(7));
+        assert_eq!(p.parse_link_name("tc_egress_7"), None);
+        assert_eq!(
+            AttachPoint::TcEgress.parse_link_name("tc_egress_7"),
+            Some(7)
+        );
+        assert_eq!(p.parse_link_name("tc_ingress_"), None);
+        assert_eq!(p.parse_link_name("tc_ingress_x"), None);
+        assert_eq!(p.parse_link_name("rackd_l2_v4_v1"), None);
+    }
+
+    #[test]
+    fn legacy_names_carry_their_version() {
+        for spec in &REGISTRY {
+            if let Some(l) = spec.legacy {
+                assert!(l.version <= spec.version);
+                let suffix = format!("_v{}", l.version);
+                assert!(l.maps.iter().all(|m| m.ends_with(&suffix)), "{l:?}");
+                assert!(l.link_prefix.ends_with(&format!("{suffix}_")), "{l:?}");
+            }
+        }
+    }
+}
