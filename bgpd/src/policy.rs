@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use bgpd_wire::{Community, LargeCommunity};
+use bgpd_wire::{Community, LargeCommunity, PathAttributes};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -217,6 +217,20 @@ impl Actions {
             local1: l[1],
             local2: l[2],
         })
+    }
+
+    /// Add this statement's communities and large communities to `pa`, each at most once.
+    pub fn add_communities_to(&self, pa: &mut PathAttributes) {
+        for c in self.communities() {
+            if !pa.communities.contains(&c) {
+                pa.communities.push(c);
+            }
+        }
+        for l in self.large_communities() {
+            if !pa.large_communities.contains(&l) {
+                pa.large_communities.push(l);
+            }
+        }
     }
 }
 

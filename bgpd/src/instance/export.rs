@@ -5,67 +5,15 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use bgpd_wire::{Family, Message, RouteRefresh};
+use bgpd_wire::{Message, RouteRefresh};
 use hashbrown::HashMap;
 use ipnet::IpNet;
 
-use super::export_rules::ExportCtx;
-use super::peers::Session;
+use super::export_rules::{Exporter, OutChange, Target, update_out};
 use super::{Instance, best_event, fi, table_index};
 use crate::events::{BestPathChange, Event};
-use crate::policy::Verdict;
-use crate::rib::{Attrs, LOCAL, PeerId};
+use crate::rib::Attrs;
 use crate::session::WriterCmd;
-
-/// An Adj-RIB-Out entry: the Loc-RIB attributes the advertisement was derived from and the
-/// export statement that matched. The attributes on the wire are a function of these and the
-/// session, so they are rebuilt when needed (encoding, route refresh, queries) instead of
-/// being stored per peer: that keeps the Adj-RIB-Out at 16 bytes per prefix and avoids a
-/// second copy of every attribute set per peer.
-#[derive(Debug, Clone)]
-pub(super) struct OutEntry {
-    pub(super) src: Arc<Attrs>,
-    /// Index of the accepting export statement; `u32::MAX` = accepted by default.
-    pub(super) stmt: u32,
-    /// The source is a local route (next hop self, MED kept).
-    pub(super) local: bool,
-}
-
-impl OutEntry {
-    pub(super) fn new(src: Arc<Attrs>, verdict: Verdict, local: bool) -> Self {
-        let stmt = match verdict {
-            Verdict::Accept(Some(i)) => u32::try_from(i).unwrap_or(u32::MAX - 1),
-            _ => u32::MAX,
-        };
-        Self { src, stmt, local }
-    }
-
-    pub(super) fn verdict(&self) -> Verdict {
-        if self.stmt == u32::MAX {
-            Verdict::Accept(None)
-        } else {
-            Verdict::Accept(Some(self.stmt as usize))
-        }
-    }
-
-    pub(super) fn same(&self, other: &OutEntry) -> bool {
-        Arc::ptr_eq(&self.src, &other.src) && self.stmt == other.stmt && self.local == other.local
-    }
-}
-
-/// Exported attributes (None: not advertisable) and the prefixes that carry them.
-type Group = (Option<Arc<Attrs>>, Vec<IpNet>);
-
-pub(super) fn export_ctx(local_as: u32, peer_id: PeerId, s: &Session) -> ExportCtx {
-    ExportCtx {
-        local_as,
-        peer_id,
-        ebgp: s.ebgp,
-        nh_v4: s.nh_v4,
-        nh_v6: s.nh_v6,
-        ext_nh_v4: s.neg.extended_next_hop.contains(&Family::Ipv4Unicast),
-    }
-}
 
 impl Instance {
     /// Send the whole Adj-RIB-Out, then End-of-RIB per family (RFC 4724 §2).
@@ -107,7 +55,7 @@ impl Instance {
                     .filter(|k| self.tables[table_index(k)].get(k).is_none()),
             );
         }
-        self.export_to(addr, &prefixes, true);
+        self.export_to(addr, &prefixes);
     }
 
     /// RFC 2918 §4 / RFC 7313 §4: resend the Adj-RIB-Out of the family.
@@ -134,22 +82,19 @@ impl Instance {
                 subtype: 1,
             })));
         }
-        let ctx = export_ctx(self.cfg.local_as, p.id, s);
-        let mut groups: HashMap<(usize, Verdict), Group> = HashMap::new();
+        let target = Target::new(self.cfg.local_as, p.id, s);
+        let mut exporter = Exporter::new(target, &p.cfg.export, &p.export_idx);
+        let mut groups: HashMap<usize, (Arc<Attrs>, Vec<IpNet>)> = HashMap::new();
         for (prefix, e) in p.adj_out[i].iter() {
-            groups
-                .entry((Arc::as_ptr(&e.src) as usize, e.verdict()))
-                .or_insert_with(|| {
-                    let a = ctx.export(&e.src, e.local, p.cfg.export.actions(e.verdict()), i == 0);
-                    (a, Vec::new())
-                })
-                .1
-                .push(prefix);
+            if let Some(a) = exporter.attributes(e, i == 0) {
+                groups
+                    .entry(Arc::as_ptr(&a) as usize)
+                    .or_insert_with(|| (a, Vec::new()))
+                    .1
+                    .push(prefix);
+            }
         }
-        let announce = groups
-            .into_values()
-            .filter_map(|(a, v)| a.map(|a| (a, v)))
-            .collect();
+        let announce = groups.into_values().collect();
         c.send(WriterCmd::Updates {
             announce,
             withdraw: Vec::new(),
@@ -194,72 +139,46 @@ impl Instance {
             .map(|(a, _)| *a)
             .collect();
         for a in addrs {
-            self.export_to(a, &dirty, false);
+            self.export_to(a, &dirty);
         }
     }
 
     /// Export the current best paths of `prefixes` to a peer, diff against its Adj-RIB-Out
     /// and queue the resulting UPDATEs (grouped by attribute set).
-    pub(super) fn export_to(&mut self, addr: IpAddr, prefixes: &[IpNet], _full: bool) {
+    pub(super) fn export_to(&mut self, addr: IpAddr, prefixes: &[IpNet]) {
         let Some(p) = self.peers.get_mut(&addr) else {
             return;
         };
         let Some(s) = &p.session else { return };
         let Some(c) = &p.main.conn else { return };
-        let ctx = export_ctx(self.cfg.local_as, p.id, s);
-        // Wire attributes per (source attributes, statement, family), built once per batch.
-        let mut groups: HashMap<(usize, Verdict, bool), Group> = HashMap::new();
+        let target = Target::new(self.cfg.local_as, p.id, s);
+        let mut exporter = Exporter::new(target, &p.cfg.export, &p.export_idx);
+        // The prefixes to announce, by attribute set (the exporter hands out one `Arc` per set).
+        let mut groups: HashMap<usize, (Arc<Attrs>, Vec<IpNet>)> = HashMap::new();
         let mut withdraw = Vec::new();
         for prefix in prefixes {
             let t = &self.tables[table_index(prefix)];
             if !s.neg.has_family(t.family) {
                 continue;
             }
-            let v4 = matches!(prefix, IpNet::V4(_));
-            let new = t.best(prefix).and_then(|best| {
-                let src = self.sources.get(best.peer);
-                let v = if best.peer == ctx.peer_id || !ctx.may_export(best, src) {
-                    Verdict::Reject
-                } else {
-                    p.export_idx.evaluate(&p.cfg.export, prefix)
-                };
-                (v != Verdict::Reject)
-                    .then(|| OutEntry::new(best.attrs.clone(), v, best.peer == LOCAL))
-            });
-            // Not advertisable after all (e.g. no usable next hop for the family)?
-            let new = new.and_then(|e| {
-                let key = (Arc::as_ptr(&e.src) as usize, e.verdict(), v4);
-                let g = groups.entry(key).or_insert_with(|| {
-                    (
-                        ctx.export(&e.src, e.local, p.cfg.export.actions(e.verdict()), v4),
-                        Vec::new(),
-                    )
-                });
-                g.0.is_some().then_some((e, key))
-            });
-            let out = &mut p.adj_out[table_index(prefix)];
-            match new {
-                Some((e, key)) => {
-                    if out.get(prefix).is_some_and(|o| o.same(&e)) {
-                        continue;
-                    }
-                    out.insert(*prefix, e);
-                    if let Some(g) = groups.get_mut(&key) {
-                        g.1.push(*prefix);
+            let (entry, attrs) = exporter
+                .export(prefix, t.best(prefix), &self.sources)
+                .unzip();
+            match update_out(&mut p.adj_out[table_index(prefix)], *prefix, entry) {
+                OutChange::Unchanged => {}
+                OutChange::Announce => {
+                    if let Some(a) = attrs {
+                        groups
+                            .entry(Arc::as_ptr(&a) as usize)
+                            .or_insert_with(|| (a, Vec::new()))
+                            .1
+                            .push(*prefix);
                     }
                 }
-                None => {
-                    if out.remove(prefix).is_some() {
-                        withdraw.push(*prefix);
-                    }
-                }
+                OutChange::Withdraw => withdraw.push(*prefix),
             }
         }
-        let announce: Vec<(Arc<Attrs>, Vec<IpNet>)> = groups
-            .into_values()
-            .filter(|(_, v)| !v.is_empty())
-            .filter_map(|(a, v)| a.map(|a| (a, v)))
-            .collect();
+        let announce: Vec<(Arc<Attrs>, Vec<IpNet>)> = groups.into_values().collect();
         if !announce.is_empty() || !withdraw.is_empty() {
             c.send(WriterCmd::Updates { announce, withdraw });
         }

@@ -8,7 +8,6 @@ use bgpd_wire::{AsSegment, Family, NextHop, PathAttributes, Update};
 use hashbrown::HashMap;
 use ipnet::IpNet;
 
-use super::export_rules::add_communities;
 use super::{Instance, table_index};
 use crate::policy::Verdict;
 use crate::rib::{self, Attrs, LOCAL, PeerId, flags};
@@ -132,7 +131,7 @@ impl Instance {
                             if let Some(m) = act.med {
                                 pa.med = Some(m);
                             }
-                            add_communities(&mut pa, act);
+                            act.add_communities_to(&mut pa);
                             (Arc::new(pa), 0)
                         }
                         (_, None) => (base.clone(), 0),

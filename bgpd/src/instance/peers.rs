@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Instance;
-use super::export::OutEntry;
+use super::export_rules::OutEntry;
 use crate::config::PeerConfig;
 use crate::error::Error;
 use crate::fsm::{DownReason, Fsm, FsmConfig, Input, Negotiated, Timer, notif};

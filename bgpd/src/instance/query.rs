@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use tokio::time::Instant;
 
-use super::export::export_ctx;
+use super::export_rules::{Exporter, Target};
 use super::{Instance, fi};
 use crate::error::Error;
 use crate::fsm::Negotiated;
@@ -119,10 +119,10 @@ impl Instance {
             RibKind::AdjRibOut(a) => {
                 let p = self.peers.get(&a).ok_or(Error::NoSuchPeer(a))?;
                 let Some(s) = &p.session else { return Ok(out) };
-                let ctx = export_ctx(self.cfg.local_as, p.id, s);
+                let target = Target::new(self.cfg.local_as, p.id, s);
+                let mut exporter = Exporter::new(target, &p.cfg.export, &p.export_idx);
                 for (prefix, e) in p.adj_out[i].iter() {
-                    let act = p.cfg.export.actions(e.verdict());
-                    if let Some(a) = ctx.export(&e.src, e.local, act, i == 0) {
+                    if let Some(a) = exporter.attributes(e, i == 0) {
                         let mut r = RouteEntry::new(prefix, a.next_hop_addr(), None, &a.path);
                         // The age of the Loc-RIB path the advertisement was derived from.
                         if let Some(src) = t
