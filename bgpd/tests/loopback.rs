@@ -423,3 +423,91 @@ async fn restart_time_is_per_peer() {
     b.shutdown().await.unwrap();
     c.shutdown().await.unwrap();
 }
+
+/// Export changes that need no new session reach the peer in place (RFC 4271 §9.2: an
+/// UPDATE when what we advertise changes): new actions of the same export statement (other
+/// communities) and a new advertised next hop; the session is not reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_changes_in_place_reach_the_peer() {
+    let (pa, pb) = (free_port("127.0.0.10"), free_port("127.0.0.11"));
+    let a = speaker(
+        65001,
+        "1.1.1.1",
+        format!("127.0.0.10:{pa}").parse().unwrap(),
+    )
+    .await;
+    let b = speaker(
+        65002,
+        "2.2.2.2",
+        format!("127.0.0.11:{pb}").parse().unwrap(),
+    )
+    .await;
+    let with_community = |value: u32| Policy {
+        statements: vec![Statement {
+            prefixes: vec![PrefixMatch::exact("10.9.0.0/24".parse().unwrap())],
+            actions: Actions {
+                add_communities: vec![(65001 << 16) | value],
+                ..Default::default()
+            },
+        }],
+        default_accept: false,
+    };
+    let mut events = a.subscribe().await.unwrap();
+    let mut to_b = peer("127.0.0.11", pb, 65002, "127.0.0.10");
+    to_b.export = with_community(1);
+    a.add_peer(to_b.clone()).await.unwrap();
+    b.add_peer(peer("127.0.0.10", pa, 65001, "127.0.0.11"))
+        .await
+        .unwrap();
+    a.add_local_route(
+        AfiSafi::Ipv4Unicast,
+        "10.9.0.0/24".parse().unwrap(),
+        PathAttributes::default(),
+    )
+    .await
+    .unwrap();
+    // What b has for the prefix: (communities, next hop).
+    let seen = async |b: &Speaker| {
+        let r = loc_rib(b, AfiSafi::Ipv4Unicast).await;
+        r.into_iter()
+            .find(|e| e.prefix.to_string() == "10.9.0.0/24")
+            .map(|e| (e.communities, e.next_hop.to_string()))
+    };
+    let first = wait("b to learn 10.9.0.0/24", async || seen(&b).await).await;
+    assert_eq!(
+        first,
+        (vec!["65001:1".to_string()], "127.0.0.10".to_string())
+    );
+    // The session's state changes so far, up to Established (which shows they are reported).
+    let mut up = false;
+    while let Ok(ev) = events.try_recv() {
+        if let Event::PeerState(c) = ev {
+            up = c.to == State::Established;
+        }
+    }
+    assert!(up, "a's session came up");
+
+    to_b.export = with_community(2);
+    a.update_peer(to_b.clone()).await.unwrap();
+    wait("b to see the new community", async || {
+        seen(&b)
+            .await
+            .filter(|(c, _)| *c == ["65001:2".to_string()])
+    })
+    .await;
+
+    to_b.next_hop_v4 = Some("192.0.2.10".parse().unwrap());
+    a.update_peer(to_b).await.unwrap();
+    wait("b to see the new next hop", async || {
+        seen(&b).await.filter(|(_, nh)| nh == "192.0.2.10")
+    })
+    .await;
+    while let Ok(ev) = events.try_recv() {
+        assert!(
+            !matches!(ev, Event::PeerState(_)),
+            "the session changed state: {ev:?}"
+        );
+    }
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}

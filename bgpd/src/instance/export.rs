@@ -9,7 +9,7 @@ use bgpd_wire::{Message, RouteRefresh};
 use hashbrown::HashMap;
 use ipnet::IpNet;
 
-use super::export_rules::{Exporter, OutChange, Target, update_out};
+use super::export_rules::{Exporter, OutChange, PreviousExport, Target, update_out};
 use super::{Instance, best_event, fi, table_index};
 use crate::events::{BestPathChange, Event};
 use crate::rib::Attrs;
@@ -18,7 +18,7 @@ use crate::session::WriterCmd;
 impl Instance {
     /// Send the whole Adj-RIB-Out, then End-of-RIB per family (RFC 4724 §2).
     pub(super) fn initial_sync(&mut self, addr: IpAddr) {
-        self.resync(addr);
+        self.resync(addr, None);
         let Some(p) = self.peers.get_mut(&addr) else {
             return;
         };
@@ -36,8 +36,9 @@ impl Instance {
         }
     }
 
-    /// Recompute the whole Adj-RIB-Out of a peer against the Loc-RIB and send the difference.
-    pub(super) fn resync(&mut self, addr: IpAddr) {
+    /// Recompute the whole Adj-RIB-Out of a peer against the Loc-RIB and send the difference
+    /// (`previous`: the peer's export configuration before an in-place change).
+    pub(super) fn resync(&mut self, addr: IpAddr, previous: Option<&PreviousExport>) {
         let Some(p) = self.peers.get(&addr) else {
             return;
         };
@@ -55,7 +56,7 @@ impl Instance {
                     .filter(|k| self.tables[table_index(k)].get(k).is_none()),
             );
         }
-        self.export_to(addr, &prefixes);
+        self.export_to(addr, &prefixes, previous);
     }
 
     /// RFC 2918 §4 / RFC 7313 §4: resend the Adj-RIB-Out of the family.
@@ -139,13 +140,19 @@ impl Instance {
             .map(|(a, _)| *a)
             .collect();
         for a in addrs {
-            self.export_to(a, &dirty);
+            self.export_to(a, &dirty, None);
         }
     }
 
     /// Export the current best paths of `prefixes` to a peer, diff against its Adj-RIB-Out
-    /// and queue the resulting UPDATEs (grouped by attribute set).
-    pub(super) fn export_to(&mut self, addr: IpAddr, prefixes: &[IpNet]) {
+    /// and queue the resulting UPDATEs (grouped by attribute set); `previous` as for
+    /// [`update_out`].
+    pub(super) fn export_to(
+        &mut self,
+        addr: IpAddr,
+        prefixes: &[IpNet],
+        previous: Option<&PreviousExport>,
+    ) {
         let Some(p) = self.peers.get_mut(&addr) else {
             return;
         };
@@ -153,6 +160,7 @@ impl Instance {
         let Some(c) = &p.main.conn else { return };
         let target = Target::new(self.cfg.local_as, p.id, s);
         let mut exporter = Exporter::new(target, &p.cfg.export, &p.export_idx);
+        let mut previous = previous.map(PreviousExport::exporter);
         // The prefixes to announce, by attribute set (the exporter hands out one `Arc` per set).
         let mut groups: HashMap<usize, (Arc<Attrs>, Vec<IpNet>)> = HashMap::new();
         let mut withdraw = Vec::new();
@@ -161,10 +169,15 @@ impl Instance {
             if !s.neg.has_family(t.family) {
                 continue;
             }
-            let (entry, attrs) = exporter
-                .export(prefix, t.best(prefix), &self.sources)
-                .unzip();
-            match update_out(&mut p.adj_out[table_index(prefix)], *prefix, entry) {
+            let new = exporter.export(prefix, t.best(prefix), &self.sources);
+            let attrs = new.as_ref().map(|(_, a)| a.clone());
+            let out = &mut p.adj_out[table_index(prefix)];
+            match update_out(
+                out,
+                *prefix,
+                new.map(|(e, _)| e).zip(attrs.as_ref()),
+                previous.as_mut(),
+            ) {
                 OutChange::Unchanged => {}
                 OutChange::Announce => {
                     if let Some(a) = attrs {

@@ -8,7 +8,8 @@
 //!   attributes, built once per (source attribute set, statement, family) so that the
 //!   prefixes sharing them are packed into the same UPDATEs.
 //! - [`OutEntry`] / [`update_out`]: the Adj-RIB-Out and what a decision changes in it
-//!   (an announcement, a withdrawal, nothing).
+//!   (an announcement, a withdrawal, nothing), also after an in-place change of the peer's
+//!   export policy or next hops ([`PreviousExport`]).
 //!
 //! The speaker task (`export.rs`, `query.rs`) calls these; the unit tests in
 //! `export_rules/tests.rs` call them directly.
@@ -221,22 +222,56 @@ pub(super) enum OutChange {
     Withdraw,
 }
 
-/// Record the decision for `prefix` (`None`: not exported) in the Adj-RIB-Out `out`.
+/// Record the decision for `prefix` (`None`: not exported; else the entry and the attributes
+/// it is sent with) in the Adj-RIB-Out `out`.
+///
+/// `previous` is the peer's export as it was before an in-place change of its configuration
+/// (export policy, advertised next hops): the entries can then be the same while what they
+/// become on the wire is not, so an entry counts as unchanged only if the attributes sent
+/// for it before equal those it gets now. Without it, the same entry means the same
+/// attributes, and nothing is rebuilt.
 pub(super) fn update_out(
     out: &mut PrefixMap<OutEntry>,
     prefix: IpNet,
-    new: Option<OutEntry>,
+    new: Option<(OutEntry, &Arc<Attrs>)>,
+    previous: Option<&mut Exporter<'_>>,
 ) -> OutChange {
-    match new {
-        Some(e) => {
-            if out.get(&prefix).is_some_and(|o| o.same(&e)) {
-                return OutChange::Unchanged;
-            }
-            out.insert(prefix, e);
-            OutChange::Announce
-        }
-        None if out.remove(&prefix).is_some() => OutChange::Withdraw,
-        None => OutChange::Unchanged,
+    let Some((e, attrs)) = new else {
+        return match out.remove(&prefix) {
+            Some(_) => OutChange::Withdraw,
+            None => OutChange::Unchanged,
+        };
+    };
+    let old = out.get(&prefix);
+    let same_entry = old.is_some_and(|o| o.same(&e));
+    let same_wire = match previous {
+        None => same_entry,
+        Some(prev) => old
+            .and_then(|o| prev.attributes(o, matches!(prefix, IpNet::V4(_))))
+            .is_some_and(|was| *was.path == *attrs.path && was.next_hop == attrs.next_hop),
+    };
+    if !same_entry {
+        out.insert(prefix, e);
+    }
+    if same_wire {
+        OutChange::Unchanged
+    } else {
+        OutChange::Announce
+    }
+}
+
+/// A peer's export configuration before an in-place change (see [`update_out`]).
+#[derive(Debug)]
+pub(super) struct PreviousExport {
+    pub(super) target: Target,
+    pub(super) policy: Policy,
+    pub(super) index: PolicyIndex,
+}
+
+impl PreviousExport {
+    /// An exporter that rebuilds what was sent under this configuration.
+    pub(super) fn exporter(&self) -> Exporter<'_> {
+        Exporter::new(self.target.clone(), &self.policy, &self.index)
     }
 }
 

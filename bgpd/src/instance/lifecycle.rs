@@ -9,11 +9,10 @@ use bgpd_wire::{Family, Open, SessionContext};
 use tokio::time::Instant;
 
 use super::Instance;
-use super::peers::{Session, record_error};
+use super::peers::{Session, advertised_next_hops, record_error};
 use crate::fsm::{DownReason, Negotiated};
 use crate::rib::{PeerId, PrefixMap, SourceInfo, flags};
 use crate::session::WriterCmd;
-use crate::transport;
 
 impl Instance {
     pub(super) fn on_established(&mut self, addr: IpAddr, neg: Negotiated) {
@@ -40,13 +39,7 @@ impl Instance {
             &peer_open,
         )));
         let local = conn.local;
-        let local_ip = transport::canonical(local.ip());
-        let (nh_v4, nh_v6) = match local_ip {
-            IpAddr::V4(v4) => (Some(v4), p.cfg.next_hop_v6),
-            IpAddr::V6(v6) => (p.cfg.next_hop_v4, Some(v6)),
-        };
-        let nh_v4 = p.cfg.next_hop_v4.or(nh_v4);
-        let nh_v6 = p.cfg.next_hop_v6.or(nh_v6);
+        let (nh_v4, nh_v6) = advertised_next_hops(local, &p.cfg);
         let ebgp = neg.peer_as != local_as;
         tracing::info!(peer = %addr, peer_as = neg.peer_as, hold = neg.hold_time, families = ?neg.families, "session established");
         // RFC 4724 §4.2: the peer came back. Families it no longer preserves forwarding

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Instance;
-use super::export_rules::OutEntry;
+use super::export_rules::{OutEntry, PreviousExport, Target};
 use crate::config::PeerConfig;
 use crate::error::Error;
 use crate::fsm::{DownReason, Fsm, FsmConfig, Input, Negotiated, Timer, notif};
@@ -184,16 +184,27 @@ impl Instance {
             self.set_listener_keys(addr, cfg.md5_password.as_deref().map(str::as_bytes))?;
         }
         let fsm_cfg = self.fsm_config(&cfg);
+        let local_as = self.cfg.local_as;
         let Some(p) = self.peers.get_mut(&addr) else {
             return Err(Error::NoSuchPeer(addr));
         };
         p.import_idx = PolicyIndex::new(&cfg.import);
-        p.export_idx = PolicyIndex::new(&cfg.export);
+        let old_export_idx = std::mem::replace(&mut p.export_idx, PolicyIndex::new(&cfg.export));
+        // What the peer was sent is derived from the old export configuration: a re-export
+        // compares against it (the same entry may now carry other attributes).
+        let previous = p.session.as_ref().map(|s| PreviousExport {
+            target: Target::new(local_as, p.id, s),
+            policy: old.export.clone(),
+            index: old_export_idx,
+        });
         p.cfg = cfg;
         p.main.fsm.set_config(fsm_cfg);
-        // The session's copy of what was negotiated follows the FSM's (keepalive).
-        if let (Some(s), Some(n)) = (p.session.as_mut(), p.main.fsm.negotiated()) {
-            s.neg.keepalive = n.keepalive;
+        if let Some(s) = p.session.as_mut() {
+            // The session's copy of what was negotiated follows the FSM's (keepalive).
+            if let Some(n) = p.main.fsm.negotiated() {
+                s.neg.keepalive = n.keepalive;
+            }
+            (s.nh_v4, s.nh_v6) = advertised_next_hops(s.local, &p.cfg);
         }
         let fams: Vec<Family> = p
             .session
@@ -207,7 +218,7 @@ impl Instance {
         let import_changed = old.import != p.cfg.import;
         if in_place {
             if export_changed {
-                self.resync(addr);
+                self.resync(addr, previous.as_ref());
             }
             if import_changed {
                 if rr {
@@ -284,4 +295,17 @@ pub(super) fn record_error(p: &mut Peer, reason: &DownReason) {
         DownReason::ConnectionClosed if p.last_error.is_some() => {}
         r => p.last_error = Some(format!("{r:?}")),
     }
+}
+
+/// The next hops we advertise on a session whose local end is `local`: the configured ones,
+/// else our address on the session for its family.
+pub(super) fn advertised_next_hops(
+    local: SocketAddr,
+    cfg: &PeerConfig,
+) -> (Option<Ipv4Addr>, Option<Ipv6Addr>) {
+    let (v4, v6) = match transport::canonical(local.ip()) {
+        IpAddr::V4(a) => (Some(a), None),
+        IpAddr::V6(a) => (None, Some(a)),
+    };
+    (cfg.next_hop_v4.or(v4), cfg.next_hop_v6.or(v6))
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bgpd_wire::{AsPath, AsSegment, Community, LargeCommunity, NextHop, PathAttributes};
 use ipnet::IpNet;
 
-use super::{Exporter, OutChange, OutEntry, Target, update_out};
+use super::{Exporter, OutChange, OutEntry, PreviousExport, Target, update_out};
 use crate::policy::{
     Actions, NO_ADVERTISE, NO_EXPORT, Policy, PolicyIndex, PrefixMatch, Statement,
 };
@@ -201,8 +201,13 @@ fn withdrawn_when_no_longer_exported() {
     let mut out: PrefixMap<OutEntry> = PrefixMap::new();
     let prefix = net("203.0.113.0/24");
     let mut step = |ex: &mut Exporter<'_>, best: Option<&Path>| {
-        let e = ex.export(&prefix, best, &w.sources).map(|(e, _)| e);
-        update_out(&mut out, prefix, e)
+        let new = ex.export(&prefix, best, &w.sources);
+        update_out(
+            &mut out,
+            prefix,
+            new.as_ref().map(|(e, a)| (e.clone(), a)),
+            None,
+        )
     };
     let ebgp_path = from_peer(w.ebgp);
     assert_eq!(step(&mut ex, Some(&ebgp_path)), OutChange::Announce);
@@ -659,4 +664,95 @@ fn attribute_sets_are_shared_per_source_and_statement() {
     assert!(!e1.same(&e3));
     assert_eq!(e3.verdict(), crate::policy::Verdict::Accept(Some(1)));
     assert!(Arc::ptr_eq(&ex.attributes(&e3, true).unwrap(), &a3));
+}
+
+/// After an in-place change of the export configuration, what counts is what the peer was
+/// sent: a statement with new actions (same index) or a new next hop is announced again
+/// (§9.2: an UPDATE when what we advertise changes); a statement that only moved (a new one
+/// inserted before it) changes nothing on the wire and is not resent, but the entry follows
+/// the new index.
+#[test]
+fn in_place_changes_are_judged_by_the_attributes_sent() {
+    let w = world();
+    let own = local(PathAttributes::default(), true);
+    let prefix = net("203.0.113.0/24");
+    let tag = |c: u32| {
+        statement(
+            vec![PrefixMatch::exact(prefix)],
+            Actions {
+                add_communities: vec![c],
+                ..Actions::default()
+            },
+        )
+    };
+    let policy = |statements| Policy {
+        statements,
+        default_accept: false,
+    };
+    // Export under `now` after `before`, the Adj-RIB-Out holding what `before` gave.
+    let change = |before: &PreviousExport, now_t: Target, now: &Policy| {
+        let mut out: PrefixMap<OutEntry> = PrefixMap::new();
+        let mut ex = before.exporter();
+        let (e, a) = ex.export(&prefix, Some(&own), &w.sources).unwrap();
+        assert_eq!(
+            update_out(&mut out, prefix, Some((e, &a)), None),
+            OutChange::Announce
+        );
+        let idx = PolicyIndex::new(now);
+        let mut ex = Exporter::new(now_t, now, &idx);
+        let new = ex.export(&prefix, Some(&own), &w.sources);
+        let mut prev = before.exporter();
+        let c = update_out(
+            &mut out,
+            prefix,
+            new.as_ref().map(|(e, a)| (e.clone(), a)),
+            Some(&mut prev),
+        );
+        (c, out.get(&prefix).map(OutEntry::verdict))
+    };
+    let before = |statements| {
+        let p = policy(statements);
+        PreviousExport {
+            target: target(w.ibgp, false),
+            index: PolicyIndex::new(&p),
+            policy: p,
+        }
+    };
+    let t = || target(w.ibgp, false);
+    let accept = |i| Some(crate::policy::Verdict::Accept(Some(i)));
+
+    let b = before(vec![tag(1)]);
+    assert_eq!(
+        change(&b, t(), &policy(vec![tag(2)])),
+        (OutChange::Announce, accept(0)),
+        "same statement, other community"
+    );
+    assert_eq!(
+        change(&b, t(), &policy(vec![tag(1)])),
+        (OutChange::Unchanged, accept(0)),
+        "nothing changed"
+    );
+    let other = statement(
+        vec![PrefixMatch::exact(net("198.51.100.0/24"))],
+        Actions::default(),
+    );
+    assert_eq!(
+        change(&b, t(), &policy(vec![other, tag(1)])),
+        (OutChange::Unchanged, accept(1)),
+        "the statement moved, the attributes did not"
+    );
+    let moved_nh = Target {
+        nh_v4: Some(Ipv4Addr::new(192, 0, 2, 99)),
+        ..t()
+    };
+    assert_eq!(
+        change(&b, moved_nh, &policy(vec![tag(1)])),
+        (OutChange::Announce, accept(0)),
+        "another next hop"
+    );
+    assert_eq!(
+        change(&b, t(), &policy(Vec::new())),
+        (OutChange::Withdraw, None),
+        "no longer exported"
+    );
 }
