@@ -341,3 +341,66 @@ async fn route_ages_grow_and_restart_only_on_changed_attributes() {
     assert_eq!(serde_json::to_value(&out[0]).unwrap()["age_secs"], 20);
     s.shutdown().await.unwrap();
 }
+
+/// A restarting speaker (RFC 4724 §4.1) defers its advertisements until the daemon says its
+/// routes are in: an export policy change during the deferral must not advertise early.
+/// Once ready, the routes follow under the new policy, then End-of-RIB.
+#[tokio::test(start_paused = true)]
+async fn export_change_during_restart_deferral_advertises_nothing_early() {
+    use bgpd::GracefulRestartConfig;
+    use bgpd::policy::{Actions, Policy, Statement};
+    use bgpd_wire::Community;
+    use futures::FutureExt;
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut c = SpeakerConfig::new(65001, "1.1.1.1".parse().unwrap());
+    c.graceful_restart = Some(GracefulRestartConfig {
+        restart_time: 120,
+        restarting: true,
+        stale_path_time: 360,
+    });
+    let s = Speaker::start(c).await.unwrap();
+    let mut p = PeerConfig::new("127.0.0.1".parse().unwrap(), 65002);
+    p.port = l.local_addr().unwrap().port();
+    // No keepalives: nothing but routes can arrive.
+    p.hold_time = 0;
+    p.families = vec![AfiSafi::Ipv4Unicast];
+    s.add_peer(p.clone()).await.unwrap();
+    let prefix = "10.9.0.0/24".parse().unwrap();
+    s.add_local_route(AfiSafi::Ipv4Unicast, prefix, PathAttributes::default())
+        .await
+        .unwrap();
+    let mut f = accept(&l).await;
+    establish(&mut f, 65002, 0).await;
+    p.export = Policy {
+        statements: vec![Statement {
+            prefixes: Vec::new(),
+            actions: Actions {
+                add_communities: vec![(65001 << 16) | 7],
+                ..Default::default()
+            },
+        }],
+        default_accept: false,
+    };
+    s.update_peer(p).await.unwrap();
+    for _ in 0..50 {
+        settle().await;
+    }
+    assert!(
+        f.next().now_or_never().is_none(),
+        "something was sent before the speaker was ready"
+    );
+    s.set_ready().await.unwrap();
+    let Message::Update(u) = next(&mut f).await else {
+        panic!("expected the route")
+    };
+    assert_eq!(u.nlri, vec![prefix]);
+    assert_eq!(
+        u.attributes.unwrap().communities,
+        vec![Community((65001 << 16) | 7)]
+    );
+    assert_eq!(
+        next(&mut f).await,
+        Message::Update(Update::end_of_rib_marker(Family::Ipv4Unicast))
+    );
+    s.shutdown().await.unwrap();
+}

@@ -212,12 +212,15 @@ impl Instance {
             .map(|s| s.neg.families.clone())
             .unwrap_or_default();
         let rr = p.session.as_ref().is_some_and(|s| s.neg.route_refresh);
+        // Before its initial sync (a restarting speaker's deferral, RFC 4724 §4.1) a session
+        // has been sent nothing, and the initial sync exports under the new configuration.
+        let synced = p.session.as_ref().is_some_and(|s| s.synced);
         let export_changed = old.export != p.cfg.export
             || old.next_hop_v4 != p.cfg.next_hop_v4
             || old.next_hop_v6 != p.cfg.next_hop_v6;
         let import_changed = old.import != p.cfg.import;
         if in_place {
-            if export_changed {
+            if export_changed && synced {
                 self.resync(addr, previous.as_ref());
             }
             if import_changed {
