@@ -234,9 +234,11 @@ impl Actions {
     }
 }
 
-/// Well-known communities (RFC 1997 §"Well-known Communities").
+/// Well-known communities (RFC 1997 §"Well-known Communities"): not outside the AS (or
+/// confederation), to no peer at all, to no external peer.
 pub const NO_EXPORT: Community = Community(0xFFFF_FF01);
 pub const NO_ADVERTISE: Community = Community(0xFFFF_FF02);
+pub const NO_EXPORT_SUBCONFED: Community = Community(0xFFFF_FF03);
 
 /// An unspecified address of the family of `prefix`, used as the "self" next-hop marker.
 pub fn unspecified_for(prefix: &IpNet) -> IpAddr {

@@ -22,7 +22,9 @@ use hashbrown::HashMap;
 use ipnet::IpNet;
 
 use super::peers::Session;
-use crate::policy::{Actions, NO_ADVERTISE, NO_EXPORT, Policy, PolicyIndex, Verdict};
+use crate::policy::{
+    Actions, NO_ADVERTISE, NO_EXPORT, NO_EXPORT_SUBCONFED, Policy, PolicyIndex, Verdict,
+};
 use crate::rib::{Attrs, DEFAULT_LOCAL_PREF, LOCAL, Path, PeerId, PrefixMap, SourceInfo, Sources};
 
 #[cfg(test)]
@@ -57,7 +59,8 @@ impl Target {
 
     /// The rules before policy: nothing back to the peer the path came from; RFC 4271 §9.2:
     /// nothing learnt from an internal peer to another internal peer (no route reflection
-    /// here); RFC 1997: NO_ADVERTISE to nobody, NO_EXPORT to no external peer.
+    /// here); RFC 1997: NO_ADVERTISE to nobody, NO_EXPORT and NO_EXPORT_SUBCONFED to no
+    /// external peer (we have no confederation, so both mean: not outside our AS).
     pub(super) fn may_export(&self, best: &Path, src: Option<&SourceInfo>) -> bool {
         if best.peer == self.peer {
             return false;
@@ -67,7 +70,8 @@ impl Target {
             return false;
         }
         let c = &best.attrs.path.communities;
-        !(c.contains(&NO_ADVERTISE) || (self.ebgp && c.contains(&NO_EXPORT)))
+        let no_export = c.contains(&NO_EXPORT) || c.contains(&NO_EXPORT_SUBCONFED);
+        !(c.contains(&NO_ADVERTISE) || (self.ebgp && no_export))
     }
 
     /// The attributes we send for a path with attributes `src` (`local`: originated by us),

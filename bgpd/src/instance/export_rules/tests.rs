@@ -9,7 +9,8 @@ use ipnet::IpNet;
 
 use super::{Exporter, OutChange, OutEntry, PreviousExport, Target, update_out};
 use crate::policy::{
-    Actions, NO_ADVERTISE, NO_EXPORT, Policy, PolicyIndex, PrefixMatch, Statement,
+    Actions, NO_ADVERTISE, NO_EXPORT, NO_EXPORT_SUBCONFED, Policy, PolicyIndex, PrefixMatch,
+    Statement,
 };
 use crate::rib::{Attrs, LOCAL, Path, PeerId, PrefixMap, SourceInfo, Sources};
 
@@ -502,7 +503,9 @@ fn reflection_attributes_stay_inside_the_as() {
 // ===== RFC 1997 well-known communities =====
 
 /// RFC 1997: a route with NO_ADVERTISE goes to no peer; one with NO_EXPORT stays inside
-/// the AS (internal peers only). Other communities are passed on unchanged.
+/// the AS (internal peers only), and so does one with NO_EXPORT_SUBCONFED (no external
+/// peer; without confederations that is the same boundary). Other communities are passed on
+/// unchanged.
 #[test]
 fn well_known_communities() {
     let w = world();
@@ -526,6 +529,9 @@ fn well_known_communities() {
         a.path.communities,
         vec![Community(65010 << 16 | 1), NO_EXPORT]
     );
+    let no_exp_sub = with(NO_EXPORT_SUBCONFED);
+    assert!(export(&w, target(w.ebgp2, true), "203.0.113.0/24", &no_exp_sub).is_none());
+    assert!(export(&w, target(w.ibgp, false), "203.0.113.0/24", &no_exp_sub).is_some());
     let a = export(
         &w,
         target(w.ebgp2, true),
