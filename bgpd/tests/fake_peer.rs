@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bgpd::fsm::State;
-use bgpd::{AfiSafi, PeerConfig, RibKind, RouteQuery, Speaker, SpeakerConfig};
+use bgpd::{PeerConfig, RibKind, RouteQuery, Speaker, SpeakerConfig};
 use bgpd_wire::{
     AsPath, AsSegment, BgpCodec, Capability, Family, Message, Open, PathAttributes, SessionContext,
     Update,
@@ -45,7 +45,7 @@ async fn setup(peer_as: u32, hold: u16) -> (Speaker, TcpListener) {
     p.port = l.local_addr().unwrap().port();
     p.hold_time = hold;
     p.connect_retry = 5;
-    p.families = vec![AfiSafi::Ipv4Unicast];
+    p.families = vec![Family::Ipv4Unicast];
     s.add_peer(p).await.unwrap();
     (s, l)
 }
@@ -152,7 +152,7 @@ async fn routes_in_treat_as_withdraw_and_end_of_rib_and_reconnect() {
     };
     f.send(Message::Update(u)).await.unwrap();
     let q = RouteQuery {
-        family: AfiSafi::Ipv4Unicast,
+        family: Family::Ipv4Unicast,
         rib: RibKind::LocRib,
     };
     let mut n = 0;
@@ -225,12 +225,12 @@ async fn route_ages_grow_and_restart_only_on_changed_attributes() {
         })
     };
     let local = "10.100.0.0/24".parse().unwrap();
-    s.add_local_route(AfiSafi::Ipv4Unicast, local, PathAttributes::default())
+    s.add_local_route(Family::Ipv4Unicast, local, PathAttributes::default())
         .await
         .unwrap();
     f.send(announce(&attrs, "192.0.2.0/24")).await.unwrap();
     let loc = RouteQuery {
-        family: AfiSafi::Ipv4Unicast,
+        family: Family::Ipv4Unicast,
         rib: RibKind::LocRib,
     };
     // Wait (without moving the clock) until `prefix` shows up with `check`.
@@ -278,7 +278,7 @@ async fn route_ages_grow_and_restart_only_on_changed_attributes() {
     // second prefix after it tells us the first has been processed.
     f.send(announce(&attrs, "192.0.2.0/24")).await.unwrap();
     f.send(announce(&attrs, "198.51.100.0/24")).await.unwrap();
-    s.add_local_route(AfiSafi::Ipv4Unicast, local, PathAttributes::default())
+    s.add_local_route(Family::Ipv4Unicast, local, PathAttributes::default())
         .await
         .unwrap();
     wait_for("198.51.100.0/24", |_| true).await;
@@ -297,7 +297,7 @@ async fn route_ages_grow_and_restart_only_on_changed_attributes() {
     assert!(r.age < Duration::from_secs(1), "{r:?}");
     assert!(age("198.51.100.0/24").await >= Duration::from_secs(50));
     s.add_local_route(
-        AfiSafi::Ipv4Unicast,
+        Family::Ipv4Unicast,
         local,
         PathAttributes {
             med: Some(7),
@@ -313,7 +313,7 @@ async fn route_ages_grow_and_restart_only_on_changed_attributes() {
     tokio::time::advance(Duration::from_secs(20)).await;
     let rin = s
         .routes(RouteQuery {
-            family: AfiSafi::Ipv4Unicast,
+            family: Family::Ipv4Unicast,
             rib: RibKind::AdjRibIn("127.0.0.1".parse().unwrap()),
         })
         .await
@@ -331,7 +331,7 @@ async fn route_ages_grow_and_restart_only_on_changed_attributes() {
     );
     let out = s
         .routes(RouteQuery {
-            family: AfiSafi::Ipv4Unicast,
+            family: Family::Ipv4Unicast,
             rib: RibKind::AdjRibOut("127.0.0.1".parse().unwrap()),
         })
         .await
@@ -363,10 +363,10 @@ async fn export_change_during_restart_deferral_advertises_nothing_early() {
     p.port = l.local_addr().unwrap().port();
     // No keepalives: nothing but routes can arrive.
     p.hold_time = 0;
-    p.families = vec![AfiSafi::Ipv4Unicast];
+    p.families = vec![Family::Ipv4Unicast];
     s.add_peer(p.clone()).await.unwrap();
     let prefix = "10.9.0.0/24".parse().unwrap();
-    s.add_local_route(AfiSafi::Ipv4Unicast, prefix, PathAttributes::default())
+    s.add_local_route(Family::Ipv4Unicast, prefix, PathAttributes::default())
         .await
         .unwrap();
     let mut f = accept(&l).await;

@@ -20,7 +20,8 @@
 //! - `lifecycle`: what a session coming up or going down does (graceful restart, deferral);
 //! - `import`: UPDATEs and local routes into the Loc-RIB;
 //! - `export`: Loc-RIB changes out to subscribers and peers (Adj-RIB-Out, route refresh);
-//! - `export_rules`: the pure export rules (RFC 4271 §5.1, §9.2, RFC 1997, policy);
+//! - `export_rules`: the export rules without I/O (RFC 4271 §5.1, §9.2, RFC 1997, policy),
+//!   unit-tested in `export_rules/tests.rs`;
 //! - `query`: peer status and RIB listings for the API.
 
 mod connections;
@@ -46,12 +47,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::{AfiSafi, PeerConfig, SpeakerConfig};
+use crate::config::{PeerConfig, SpeakerConfig};
 use crate::error::Error;
 use crate::events::{BestPathChange, Event, RouteSource};
 use crate::fsm::{Input, notif};
 use crate::query::{PeerStatus, RouteEntry, RouteQuery};
-use crate::rib::{self, Interner, LOCAL, SourceInfo, Sources, Table, family_of};
+use crate::rib::{self, Interner, LOCAL, SourceInfo, Sources, Table};
 use crate::session::{self, AbortOnDrop, ConnEvent};
 use crate::transport;
 
@@ -66,7 +67,7 @@ pub(crate) enum Command {
     AddLocal(IpNet, Box<PathAttributes>, oneshot::Sender<()>),
     RemoveLocal(IpNet, oneshot::Sender<()>),
     SetReady(oneshot::Sender<()>),
-    RouteRefresh(IpAddr, AfiSafi, oneshot::Sender<Result<(), Error>>),
+    RouteRefresh(IpAddr, Family, oneshot::Sender<Result<(), Error>>),
     Peers(oneshot::Sender<Vec<PeerStatus>>),
     Routes(RouteQuery, oneshot::Sender<Result<Vec<RouteEntry>, Error>>),
     Subscribe(oneshot::Sender<mpsc::UnboundedReceiver<Event>>),
@@ -272,7 +273,7 @@ impl Instance {
                 let _ = tx.send(());
             }
             Command::RouteRefresh(a, f, tx) => {
-                let _ = tx.send(self.request_refresh(a, f.family()));
+                let _ = tx.send(self.request_refresh(a, f));
             }
             Command::Peers(tx) => {
                 let _ = tx.send(self.peer_status());
@@ -328,7 +329,7 @@ fn best_event(t: &Table, prefix: &IpNet, sources: &Sources) -> Option<BestPathCh
         )
     };
     Some(BestPathChange {
-        family: family_of(prefix),
+        family: Family::of_prefix(prefix),
         prefix: *prefix,
         next_hops: b.next_hops,
         attributes: Some(b.attrs.path.clone()),

@@ -91,11 +91,7 @@ impl Instance {
                 restart_time: p.restart_time.unwrap_or(g.restart_time),
                 // F bit: forwarding state is kept across our restart (the FIB module keeps
                 // routes installed, and the peer forwards to us while we come back).
-                families: p
-                    .families
-                    .iter()
-                    .map(|f| (f.family(), g.restarting))
-                    .collect(),
+                families: p.families.iter().map(|f| (*f, g.restarting)).collect(),
             });
         FsmConfig {
             local_as: self.cfg.local_as,
@@ -105,7 +101,7 @@ impl Instance {
             keepalive: p.keepalive,
             connect_retry: p.connect_retry(),
             passive: p.passive,
-            families: p.families.iter().map(|f| f.family()).collect(),
+            families: p.families.clone(),
             extended_next_hop: if p.extended_next_hop {
                 vec![Family::Ipv4Unicast]
             } else {

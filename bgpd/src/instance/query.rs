@@ -26,15 +26,16 @@ impl Instance {
                     .cfg
                     .families
                     .iter()
-                    .map(|f| {
-                        let i = fi(f.family()).unwrap_or(0);
+                    // Validated: only families we have tables for.
+                    .filter_map(|f| {
+                        let i = fi(*f)?;
                         let (received, accepted) = self.tables[i].count_peer(p.id);
-                        FamilyStatus {
+                        Some(FamilyStatus {
                             family: *f,
                             received,
                             accepted,
                             advertised: p.adj_out[i].len(),
-                        }
+                        })
                     })
                     .collect();
                 let stale = if p.stale_families.is_empty() {
@@ -73,7 +74,7 @@ impl Instance {
     }
 
     pub(super) fn routes(&self, q: RouteQuery) -> Result<Vec<RouteEntry>, Error> {
-        let i = fi(q.family.family()).unwrap_or(0);
+        let i = fi(q.family).ok_or(Error::UnsupportedFamily { family: q.family })?;
         let t = &self.tables[i];
         let elapsed = self.epoch.elapsed();
         let entry = |prefix: &IpNet, path: &Path, source: Option<IpAddr>| {
