@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use bgpd::{AfiSafi, PeerConfig, Speaker, SpeakerConfig};
+use bgpd::{Family, PeerConfig, Speaker, SpeakerConfig};
 use bgpd_wire::{Community, LargeCommunity, PathAttributes};
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -97,10 +97,7 @@ async fn main() -> Result<()> {
     // Local routes first, then peers: the initial advertisement to each peer is then complete
     // and our End-of-RIB follows it (RFC 4724 §4.1).
     for r in &file.routes {
-        let family = match r.prefix {
-            IpNet::V4(_) => AfiSafi::Ipv4Unicast,
-            IpNet::V6(_) => AfiSafi::Ipv6Unicast,
-        };
+        let family = Family::of_prefix(&r.prefix);
         speaker.add_local_route(family, r.prefix, attrs(r)?).await?;
     }
     for p in file.peers {

@@ -8,41 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::policy::Policy;
 
-/// The families this speaker handles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AfiSafi {
-    #[serde(alias = "ipv4/unicast")]
-    Ipv4Unicast,
-    #[serde(alias = "ipv6/unicast")]
-    Ipv6Unicast,
-}
-
-impl AfiSafi {
-    pub fn family(self) -> Family {
-        match self {
-            Self::Ipv4Unicast => Family::Ipv4Unicast,
-            Self::Ipv6Unicast => Family::Ipv6Unicast,
-        }
-    }
-
-    pub fn from_family(f: Family) -> Option<Self> {
-        match f {
-            Family::Ipv4Unicast => Some(Self::Ipv4Unicast),
-            Family::Ipv6Unicast => Some(Self::Ipv6Unicast),
-            Family::Other { .. } => None,
-        }
-    }
-}
-
-impl std::fmt::Display for AfiSafi {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Ipv4Unicast => "ipv4/unicast",
-            Self::Ipv6Unicast => "ipv6/unicast",
-        })
-    }
-}
+/// The address families this speaker handles; a peer configured with any other is refused
+/// ([`ConfigError::UnsupportedFamily`]).
+pub const SUPPORTED_FAMILIES: [Family; 2] = [Family::Ipv4Unicast, Family::Ipv6Unicast];
 
 /// Graceful restart as restarting speaker (RFC 4724 §4.1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,8 +94,10 @@ pub struct PeerConfig {
     /// TCP-MD5 password (RFC 2385).
     #[serde(default)]
     pub md5_password: Option<String>,
+    /// Address families to negotiate, as text: `ipv4-unicast` (or `ipv4/unicast`),
+    /// `ipv6-unicast`; see [`SUPPORTED_FAMILIES`].
     #[serde(default = "default_families")]
-    pub families: Vec<AfiSafi>,
+    pub families: Vec<Family>,
     /// Offer RFC 8950 (IPv4 NLRI with IPv6 next hops) for IPv4 unicast.
     #[serde(default)]
     pub extended_next_hop: bool,
@@ -165,8 +135,8 @@ fn default_connect_retry() -> u16 {
 fn default_true() -> bool {
     true
 }
-fn default_families() -> Vec<AfiSafi> {
-    vec![AfiSafi::Ipv4Unicast, AfiSafi::Ipv6Unicast]
+fn default_families() -> Vec<Family> {
+    SUPPORTED_FAMILIES.to_vec()
 }
 
 impl PeerConfig {
@@ -206,6 +176,16 @@ impl PeerConfig {
         if self.families.is_empty() {
             return Err(ConfigError::NoFamilies { peer: self.address });
         }
+        if let Some(&family) = self
+            .families
+            .iter()
+            .find(|f| !SUPPORTED_FAMILIES.contains(f))
+        {
+            return Err(ConfigError::UnsupportedFamily {
+                peer: self.address,
+                family,
+            });
+        }
         if let Some(p) = &self.md5_password
             && (p.is_empty() || p.len() > crate::transport::MD5_MAX_KEY_LEN)
         {
@@ -243,6 +223,10 @@ pub enum ConfigError {
     HoldTime { hold_time: u16 },
     #[error("peer {peer}: no address family configured")]
     NoFamilies { peer: IpAddr },
+    #[error(
+        "peer {peer}: address family {family} is not supported (only ipv4-unicast and ipv6-unicast)"
+    )]
+    UnsupportedFamily { peer: IpAddr, family: Family },
     #[error("peer {peer}: TCP-MD5 password length {len} not in 1..=80")]
     Md5KeyLength { peer: IpAddr, len: usize },
     #[error("peer {peer}: local port 0 (leave it unset for an ephemeral port)")]
@@ -294,7 +278,11 @@ mod tests {
             r#"{"address":"fd00::1","peer_as":0,"families":["ipv6/unicast"],"ttl":3}"#,
         )
         .unwrap();
-        assert_eq!(p.families, vec![AfiSafi::Ipv6Unicast]);
+        assert_eq!(p.families, vec![Family::Ipv6Unicast]);
+        // Written back in the same text form, read back the same.
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["families"], serde_json::json!(["ipv6-unicast"]));
+        assert_eq!(serde_json::from_value::<PeerConfig>(json).unwrap(), p);
         assert_eq!(p.local_port, None);
         let p: PeerConfig =
             serde_json::from_str(r#"{"address":"10.0.0.1","peer_as":1,"local_port":4179}"#)
@@ -318,6 +306,17 @@ mod tests {
             )
             .is_err()
         );
+        let evpn: PeerConfig = serde_json::from_str(
+            r#"{"address":"10.0.0.1","peer_as":1,"families":["ipv4-unicast","afi-25-safi-70"]}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            evpn.validate(),
+            Err(ConfigError::UnsupportedFamily {
+                family: Family::Other { afi: 25, safi: 70 },
+                ..
+            })
+        ));
         let mut p = PeerConfig::new("10.0.0.1".parse().unwrap(), 1);
         p.hold_time = 2;
         assert_eq!(p.validate(), Err(ConfigError::HoldTime { hold_time: 2 }));
@@ -339,6 +338,14 @@ mod tests {
         p.validate().unwrap();
         p.families.clear();
         assert!(p.validate().is_err());
+        p.families = vec![Family::Ipv4Unicast, Family::Other { afi: 25, safi: 70 }];
+        assert_eq!(
+            p.validate(),
+            Err(ConfigError::UnsupportedFamily {
+                peer: "10.0.0.1".parse().unwrap(),
+                family: Family::Other { afi: 25, safi: 70 }
+            })
+        );
         let mut s = SpeakerConfig::new(65001, "0.0.0.0".parse().unwrap());
         assert_eq!(s.validate(), Err(ConfigError::RouterId));
         s.router_id = "1.1.1.1".parse().unwrap();

@@ -5,7 +5,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
-use crate::config::{AfiSafi, ConfigError};
+use bgpd_wire::Family;
+
+use crate::config::ConfigError;
 
 /// Why a speaker operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +31,9 @@ pub enum Error {
     #[error("no such peer {0}")]
     NoSuchPeer(IpAddr),
     #[error("prefix {prefix} is not in family {family}")]
-    FamilyMismatch { prefix: IpNet, family: AfiSafi },
+    FamilyMismatch { prefix: IpNet, family: Family },
+    #[error("address family {family} is not supported (only ipv4-unicast and ipv6-unicast)")]
+    UnsupportedFamily { family: Family },
     #[error("peer {peer}: session not established or route refresh not negotiated")]
     RouteRefreshUnavailable { peer: IpAddr },
     #[error("the speaker has stopped")]

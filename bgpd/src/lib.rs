@@ -15,7 +15,8 @@ mod session;
 mod speaker;
 pub mod transport;
 
-pub use config::{AfiSafi, GracefulRestartConfig, PeerConfig, SpeakerConfig};
+pub use bgpd_wire::Family;
+pub use config::{GracefulRestartConfig, PeerConfig, SpeakerConfig};
 pub use error::Error;
 pub use events::{BestPathChange, Event, PeerStateChange, RouteSource};
 pub use query::{FamilyStatus, PeerStatus, RibKind, RouteEntry, RouteQuery};

@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use bgpd_wire::{Community, LargeCommunity};
+use bgpd_wire::{Community, LargeCommunity, PathAttributes};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -218,11 +218,27 @@ impl Actions {
             local2: l[2],
         })
     }
+
+    /// Add this statement's communities and large communities to `pa`, each at most once.
+    pub fn add_communities_to(&self, pa: &mut PathAttributes) {
+        for c in self.communities() {
+            if !pa.communities.contains(&c) {
+                pa.communities.push(c);
+            }
+        }
+        for l in self.large_communities() {
+            if !pa.large_communities.contains(&l) {
+                pa.large_communities.push(l);
+            }
+        }
+    }
 }
 
-/// Well-known communities (RFC 1997 §"Well-known Communities").
+/// Well-known communities (RFC 1997 §"Well-known Communities"): not outside the AS (or
+/// confederation), to no peer at all, to no external peer.
 pub const NO_EXPORT: Community = Community(0xFFFF_FF01);
 pub const NO_ADVERTISE: Community = Community(0xFFFF_FF02);
+pub const NO_EXPORT_SUBCONFED: Community = Community(0xFFFF_FF03);
 
 /// An unspecified address of the family of `prefix`, used as the "self" next-hop marker.
 pub fn unspecified_for(prefix: &IpNet) -> IpAddr {

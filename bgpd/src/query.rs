@@ -4,11 +4,10 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use bgpd_wire::{AsSegment, Capability, Origin, PathAttributes};
+use bgpd_wire::{AsSegment, Capability, Family, Origin, PathAttributes};
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::config::AfiSafi;
 use crate::fsm::State;
 
 /// One peer, as `cilium bgp peers` shows it.
@@ -45,7 +44,7 @@ pub struct PeerStatus {
 /// Per-family counters of a peer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FamilyStatus {
-    pub family: AfiSafi,
+    pub family: Family,
     /// Paths held in Adj-RIB-In (including those the import policy rejected).
     pub received: usize,
     /// Paths the import policy accepted.
@@ -65,7 +64,9 @@ pub enum RibKind {
 /// A route listing request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteQuery {
-    pub family: AfiSafi,
+    /// One of [`crate::config::SUPPORTED_FAMILIES`]; others get
+    /// [`crate::Error::UnsupportedFamily`].
+    pub family: Family,
     pub rib: RibKind,
 }
 

@@ -696,14 +696,6 @@ fn keep_min(cand: &mut SmallVec<[usize; 8]>, key: impl Fn(usize) -> u64) {
     cand.retain(|i| key(*i) == m);
 }
 
-/// The family a prefix belongs to.
-pub fn family_of(prefix: &IpNet) -> Family {
-    match prefix {
-        IpNet::V4(_) => Family::Ipv4Unicast,
-        IpNet::V6(_) => Family::Ipv6Unicast,
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -3,12 +3,12 @@
 
 use std::net::IpAddr;
 
-use bgpd_wire::PathAttributes;
+use bgpd_wire::{Family, PathAttributes};
 use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::config::{AfiSafi, PeerConfig, SpeakerConfig};
+use crate::config::{PeerConfig, SpeakerConfig};
 use crate::error::Error;
 use crate::events::Event;
 use crate::instance::{self, Command};
@@ -62,7 +62,7 @@ impl Speaker {
     /// origination of the same prefix.
     pub async fn add_local_route(
         &self,
-        family: AfiSafi,
+        family: Family,
         prefix: IpNet,
         attrs: PathAttributes,
     ) -> Result<(), Error> {
@@ -72,7 +72,7 @@ impl Speaker {
     }
 
     /// Stop originating `prefix`.
-    pub async fn remove_local_route(&self, family: AfiSafi, prefix: IpNet) -> Result<(), Error> {
+    pub async fn remove_local_route(&self, family: Family, prefix: IpNet) -> Result<(), Error> {
         check_family(family, &prefix)?;
         self.call(|tx| Command::RemoveLocal(prefix, tx)).await
     }
@@ -84,7 +84,7 @@ impl Speaker {
     }
 
     /// Ask a peer to resend its routes of `family` (RFC 2918).
-    pub async fn request_route_refresh(&self, peer: IpAddr, family: AfiSafi) -> Result<(), Error> {
+    pub async fn request_route_refresh(&self, peer: IpAddr, family: Family) -> Result<(), Error> {
         self.call(|tx| Command::RouteRefresh(peer, family, tx))
             .await?
     }
@@ -115,12 +115,8 @@ impl Speaker {
     }
 }
 
-fn check_family(family: AfiSafi, prefix: &IpNet) -> Result<(), Error> {
-    let ok = matches!(
-        (family, prefix),
-        (AfiSafi::Ipv4Unicast, IpNet::V4(_)) | (AfiSafi::Ipv6Unicast, IpNet::V6(_))
-    );
-    if ok {
+fn check_family(family: Family, prefix: &IpNet) -> Result<(), Error> {
+    if family == Family::of_prefix(prefix) {
         Ok(())
     } else {
         Err(Error::FamilyMismatch {

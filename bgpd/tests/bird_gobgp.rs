@@ -9,12 +9,12 @@
 mod common;
 
 use bgpd::policy::{Actions, Policy, PrefixMatch, Statement};
-use bgpd::{AfiSafi, PeerConfig, SpeakerConfig};
+use bgpd::{Family, PeerConfig, SpeakerConfig};
 use bgpd_wire::PathAttributes;
 use common::{NsSpeaker, T, ip, pair};
 use netlab::bird::{self, Bird};
 use netlab::gobgp::GoBgp;
-use netlab::{BgpConfig, Family, Neighbor, Netns, Route};
+use netlab::{BgpConfig, Family as LabFamily, Neighbor, Netns, Route};
 
 fn speaker(ns: &Netns, asn: u32) -> NsSpeaker {
     let mut cfg = SpeakerConfig::new(asn, "10.0.0.1".parse().unwrap());
@@ -28,7 +28,7 @@ fn bird_ipv6_session_both_families_with_extended_next_hop() {
     let cfg = BgpConfig::new(65002, "10.0.0.2".parse().unwrap())
         .neighbor(
             Neighbor::new(ip("fd00::1"), 65001)
-                .families(&[Family::Ipv4Unicast, Family::Ipv6Unicast])
+                .families(&[LabFamily::Ipv4Unicast, LabFamily::Ipv6Unicast])
                 .extended_nexthop()
                 .hold_time(9),
         )
@@ -55,13 +55,13 @@ fn bird_ipv6_session_both_families_with_extended_next_hop() {
 
     let s = &us.speaker;
     us.block(s.add_local_route(
-        AfiSafi::Ipv4Unicast,
+        Family::Ipv4Unicast,
         "10.100.1.0/24".parse().unwrap(),
         PathAttributes::default(),
     ))
     .unwrap();
     us.block(s.add_local_route(
-        AfiSafi::Ipv6Unicast,
+        Family::Ipv6Unicast,
         "2001:db8:1::/48".parse().unwrap(),
         PathAttributes::default(),
     ))
@@ -80,7 +80,7 @@ fn bird_ipv6_session_both_families_with_extended_next_hop() {
     let r = us.wait(
         "198.51.100.0/24 from BIRD",
         || {
-            us.route(AfiSafi::Ipv4Unicast, "198.51.100.0/24")
+            us.route(Family::Ipv4Unicast, "198.51.100.0/24")
                 .ok_or_else(String::new)
         },
         says,
@@ -91,14 +91,14 @@ fn bird_ipv6_session_both_families_with_extended_next_hop() {
     let r = us.wait(
         "2001:db8:200::/48 from BIRD",
         || {
-            us.route(AfiSafi::Ipv6Unicast, "2001:db8:200::/48")
+            us.route(Family::Ipv6Unicast, "2001:db8:200::/48")
                 .ok_or_else(String::new)
         },
         says,
     );
     assert_eq!(r.large_communities, vec!["65002:1:2"]);
 
-    us.block(s.remove_local_route(AfiSafi::Ipv4Unicast, "10.100.1.0/24".parse().unwrap()))
+    us.block(s.remove_local_route(Family::Ipv4Unicast, "10.100.1.0/24".parse().unwrap()))
         .unwrap();
     us.wait(
         "withdraw on BIRD",
@@ -118,7 +118,7 @@ fn gobgp_ibgp_local_pref_both_ways() {
     let cfg = BgpConfig::new(65001, "10.0.0.2".parse().unwrap())
         .neighbor(
             Neighbor::new(ip("10.0.0.1"), 65001)
-                .families(&[Family::Ipv4Unicast])
+                .families(&[LabFamily::Ipv4Unicast])
                 .hold_time(9),
         )
         .route(
@@ -136,7 +136,7 @@ fn gobgp_ibgp_local_pref_both_ways() {
     };
     let us = speaker(&us_ns, 65001);
     let mut p = PeerConfig::new(ip("10.0.0.2"), 65001);
-    p.families = vec![AfiSafi::Ipv4Unicast];
+    p.families = vec![Family::Ipv4Unicast];
     p.hold_time = 9;
     // Bound to the link (SO_BINDTODEVICE) with an explicit source address.
     p.interface = Some("eth0".into());
@@ -158,13 +158,13 @@ fn gobgp_ibgp_local_pref_both_ways() {
 
     let s = &us.speaker;
     us.block(s.add_local_route(
-        AfiSafi::Ipv4Unicast,
+        Family::Ipv4Unicast,
         "10.100.1.0/24".parse().unwrap(),
         PathAttributes::default(),
     ))
     .unwrap();
     us.block(s.add_local_route(
-        AfiSafi::Ipv4Unicast,
+        Family::Ipv4Unicast,
         "10.100.2.0/24".parse().unwrap(),
         PathAttributes::default(),
     ))
@@ -185,7 +185,7 @@ fn gobgp_ibgp_local_pref_both_ways() {
     let r = us.wait(
         "GoBGP route",
         || {
-            us.route(AfiSafi::Ipv4Unicast, "198.51.100.0/24")
+            us.route(Family::Ipv4Unicast, "198.51.100.0/24")
                 .ok_or_else(String::new)
         },
         says,
@@ -199,7 +199,7 @@ fn gobgp_ibgp_local_pref_both_ways() {
     us.wait(
         "injected route",
         || {
-            us.route(AfiSafi::Ipv4Unicast, "203.0.113.0/24")
+            us.route(Family::Ipv4Unicast, "203.0.113.0/24")
                 .ok_or_else(String::new)
         },
         says,
@@ -207,7 +207,7 @@ fn gobgp_ibgp_local_pref_both_ways() {
     gobgp.del_route("203.0.113.0/24").unwrap();
     us.wait(
         "injected route withdrawn",
-        || match us.route(AfiSafi::Ipv4Unicast, "203.0.113.0/24") {
+        || match us.route(Family::Ipv4Unicast, "203.0.113.0/24") {
             None => Ok(()),
             Some(r) => Err(format!("{r:?}")),
         },

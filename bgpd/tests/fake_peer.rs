@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bgpd::fsm::State;
-use bgpd::{AfiSafi, PeerConfig, RibKind, RouteQuery, Speaker, SpeakerConfig};
+use bgpd::{PeerConfig, RibKind, RouteQuery, Speaker, SpeakerConfig};
 use bgpd_wire::{
     AsPath, AsSegment, BgpCodec, Capability, Family, Message, Open, PathAttributes, SessionContext,
     Update,
@@ -45,7 +45,7 @@ async fn setup(peer_as: u32, hold: u16) -> (Speaker, TcpListener) {
     p.port = l.local_addr().unwrap().port();
     p.hold_time = hold;
     p.connect_retry = 5;
-    p.families = vec![AfiSafi::Ipv4Unicast];
+    p.families = vec![Family::Ipv4Unicast];
     s.add_peer(p).await.unwrap();
     (s, l)
 }
@@ -152,7 +152,7 @@ async fn routes_in_treat_as_withdraw_and_end_of_rib_and_reconnect() {
     };
     f.send(Message::Update(u)).await.unwrap();
     let q = RouteQuery {
-        family: AfiSafi::Ipv4Unicast,
+        family: Family::Ipv4Unicast,
         rib: RibKind::LocRib,
     };
     let mut n = 0;
@@ -225,12 +225,12 @@ async fn route_ages_grow_and_restart_only_on_changed_attributes() {
         })
     };
     let local = "10.100.0.0/24".parse().unwrap();
-    s.add_local_route(AfiSafi::Ipv4Unicast, local, PathAttributes::default())
+    s.add_local_route(Family::Ipv4Unicast, local, PathAttributes::default())
         .await
         .unwrap();
     f.send(announce(&attrs, "192.0.2.0/24")).await.unwrap();
     let loc = RouteQuery {
-        family: AfiSafi::Ipv4Unicast,
+        family: Family::Ipv4Unicast,
         rib: RibKind::LocRib,
     };
     // Wait (without moving the clock) until `prefix` shows up with `check`.
@@ -278,7 +278,7 @@ async fn route_ages_grow_and_restart_only_on_changed_attributes() {
     // second prefix after it tells us the first has been processed.
     f.send(announce(&attrs, "192.0.2.0/24")).await.unwrap();
     f.send(announce(&attrs, "198.51.100.0/24")).await.unwrap();
-    s.add_local_route(AfiSafi::Ipv4Unicast, local, PathAttributes::default())
+    s.add_local_route(Family::Ipv4Unicast, local, PathAttributes::default())
         .await
         .unwrap();
     wait_for("198.51.100.0/24", |_| true).await;
@@ -297,7 +297,7 @@ async fn route_ages_grow_and_restart_only_on_changed_attributes() {
     assert!(r.age < Duration::from_secs(1), "{r:?}");
     assert!(age("198.51.100.0/24").await >= Duration::from_secs(50));
     s.add_local_route(
-        AfiSafi::Ipv4Unicast,
+        Family::Ipv4Unicast,
         local,
         PathAttributes {
             med: Some(7),
@@ -313,7 +313,7 @@ async fn route_ages_grow_and_restart_only_on_changed_attributes() {
     tokio::time::advance(Duration::from_secs(20)).await;
     let rin = s
         .routes(RouteQuery {
-            family: AfiSafi::Ipv4Unicast,
+            family: Family::Ipv4Unicast,
             rib: RibKind::AdjRibIn("127.0.0.1".parse().unwrap()),
         })
         .await
@@ -331,7 +331,7 @@ async fn route_ages_grow_and_restart_only_on_changed_attributes() {
     );
     let out = s
         .routes(RouteQuery {
-            family: AfiSafi::Ipv4Unicast,
+            family: Family::Ipv4Unicast,
             rib: RibKind::AdjRibOut("127.0.0.1".parse().unwrap()),
         })
         .await
@@ -339,5 +339,68 @@ async fn route_ages_grow_and_restart_only_on_changed_attributes() {
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(out[0].age.as_secs(), 20);
     assert_eq!(serde_json::to_value(&out[0]).unwrap()["age_secs"], 20);
+    s.shutdown().await.unwrap();
+}
+
+/// A restarting speaker (RFC 4724 §4.1) defers its advertisements until the daemon says its
+/// routes are in: an export policy change during the deferral must not advertise early.
+/// Once ready, the routes follow under the new policy, then End-of-RIB.
+#[tokio::test(start_paused = true)]
+async fn export_change_during_restart_deferral_advertises_nothing_early() {
+    use bgpd::GracefulRestartConfig;
+    use bgpd::policy::{Actions, Policy, Statement};
+    use bgpd_wire::Community;
+    use futures::FutureExt;
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut c = SpeakerConfig::new(65001, "1.1.1.1".parse().unwrap());
+    c.graceful_restart = Some(GracefulRestartConfig {
+        restart_time: 120,
+        restarting: true,
+        stale_path_time: 360,
+    });
+    let s = Speaker::start(c).await.unwrap();
+    let mut p = PeerConfig::new("127.0.0.1".parse().unwrap(), 65002);
+    p.port = l.local_addr().unwrap().port();
+    // No keepalives: nothing but routes can arrive.
+    p.hold_time = 0;
+    p.families = vec![Family::Ipv4Unicast];
+    s.add_peer(p.clone()).await.unwrap();
+    let prefix = "10.9.0.0/24".parse().unwrap();
+    s.add_local_route(Family::Ipv4Unicast, prefix, PathAttributes::default())
+        .await
+        .unwrap();
+    let mut f = accept(&l).await;
+    establish(&mut f, 65002, 0).await;
+    p.export = Policy {
+        statements: vec![Statement {
+            prefixes: Vec::new(),
+            actions: Actions {
+                add_communities: vec![(65001 << 16) | 7],
+                ..Default::default()
+            },
+        }],
+        default_accept: false,
+    };
+    s.update_peer(p).await.unwrap();
+    for _ in 0..50 {
+        settle().await;
+    }
+    assert!(
+        f.next().now_or_never().is_none(),
+        "something was sent before the speaker was ready"
+    );
+    s.set_ready().await.unwrap();
+    let Message::Update(u) = next(&mut f).await else {
+        panic!("expected the route")
+    };
+    assert_eq!(u.nlri, vec![prefix]);
+    assert_eq!(
+        u.attributes.unwrap().communities,
+        vec![Community((65001 << 16) | 7)]
+    );
+    assert_eq!(
+        next(&mut f).await,
+        Message::Update(Update::end_of_rib_marker(Family::Ipv4Unicast))
+    );
     s.shutdown().await.unwrap();
 }

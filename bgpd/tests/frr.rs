@@ -11,11 +11,11 @@ mod common;
 use std::time::Duration;
 
 use bgpd::policy::{Actions, Policy, PrefixMatch, Statement};
-use bgpd::{AfiSafi, PeerConfig, RibKind, SpeakerConfig};
+use bgpd::{Family, PeerConfig, RibKind, SpeakerConfig};
 use bgpd_wire::PathAttributes;
 use common::{NsSpeaker, T, ip};
 use netlab::frr::Frr;
-use netlab::{BgpConfig, Family, LabDir, Neighbor, Netns, Route};
+use netlab::{BgpConfig, Family as LabFamily, LabDir, Neighbor, Netns, Route};
 
 const FRR_AS: u32 = 4_200_000_001;
 
@@ -60,12 +60,12 @@ fn frr_v4_v6_sessions_routes_both_ways() {
     let frr_cfg = BgpConfig::new(FRR_AS, "10.0.0.2".parse().unwrap())
         .neighbor(
             Neighbor::new(ip("10.0.0.1"), 65001)
-                .families(&[Family::Ipv4Unicast])
+                .families(&[LabFamily::Ipv4Unicast])
                 .hold_time(9),
         )
         .neighbor(
             Neighbor::new(ip("fd00::1"), 65001)
-                .families(&[Family::Ipv4Unicast, Family::Ipv6Unicast])
+                .families(&[LabFamily::Ipv4Unicast, LabFamily::Ipv6Unicast])
                 .extended_nexthop()
                 .hold_time(9),
         )
@@ -80,7 +80,7 @@ fn frr_v4_v6_sessions_routes_both_ways() {
     let says = frr_says(&l.frr);
 
     let mut v4 = PeerConfig::new(ip("10.0.0.2"), FRR_AS);
-    v4.families = vec![AfiSafi::Ipv4Unicast];
+    v4.families = vec![Family::Ipv4Unicast];
     v4.hold_time = 9;
     v4.export = Policy {
         statements: vec![Statement {
@@ -123,19 +123,19 @@ fn frr_v4_v6_sessions_routes_both_ways() {
     // Ours -> FRR.
     let s = &l.us.speaker;
     l.us.block(s.add_local_route(
-        AfiSafi::Ipv4Unicast,
+        Family::Ipv4Unicast,
         "10.100.1.0/24".parse().unwrap(),
         PathAttributes::default(),
     ))
     .unwrap();
     l.us.block(s.add_local_route(
-        AfiSafi::Ipv4Unicast,
+        Family::Ipv4Unicast,
         "10.200.1.0/24".parse().unwrap(),
         PathAttributes::default(),
     ))
     .unwrap();
     l.us.block(s.add_local_route(
-        AfiSafi::Ipv6Unicast,
+        Family::Ipv6Unicast,
         "2001:db8:1::/48".parse().unwrap(),
         PathAttributes::default(),
     ))
@@ -165,7 +165,7 @@ fn frr_v4_v6_sessions_routes_both_ways() {
     let r = l.us.wait(
         "198.51.100.0/24 from FRR",
         || {
-            l.us.route(AfiSafi::Ipv4Unicast, "198.51.100.0/24")
+            l.us.route(Family::Ipv4Unicast, "198.51.100.0/24")
                 .ok_or_else(String::new)
         },
         &says,
@@ -176,7 +176,7 @@ fn frr_v4_v6_sessions_routes_both_ways() {
     let r = l.us.wait(
         "2001:db8:100::/48 from FRR",
         || {
-            l.us.route(AfiSafi::Ipv6Unicast, "2001:db8:100::/48")
+            l.us.route(Family::Ipv6Unicast, "2001:db8:100::/48")
                 .ok_or_else(String::new)
         },
         &says,
@@ -187,7 +187,7 @@ fn frr_v4_v6_sessions_routes_both_ways() {
     l.frr
         .vtysh(&["clear bgp ipv4 unicast 10.0.0.1 soft in"])
         .unwrap();
-    l.us.block(s.request_route_refresh(ip("10.0.0.2"), AfiSafi::Ipv4Unicast))
+    l.us.block(s.request_route_refresh(ip("10.0.0.2"), Family::Ipv4Unicast))
         .unwrap();
     l.us.wait(
         "route-refresh counters on FRR",
@@ -206,19 +206,16 @@ fn frr_v4_v6_sessions_routes_both_ways() {
         &says,
     );
     l.frr.wait_route("10.100.1.0/24", T).unwrap();
-    assert!(
-        l.us.route(AfiSafi::Ipv4Unicast, "198.51.100.0/24")
-            .is_some()
-    );
+    assert!(l.us.route(Family::Ipv4Unicast, "198.51.100.0/24").is_some());
 
     // Withdraw.
-    l.us.block(s.remove_local_route(AfiSafi::Ipv4Unicast, "10.100.1.0/24".parse().unwrap()))
+    l.us.block(s.remove_local_route(Family::Ipv4Unicast, "10.100.1.0/24".parse().unwrap()))
         .unwrap();
     l.frr.wait_no_route("10.100.1.0/24", T).unwrap();
     let st = l.us.peer(ip("10.0.0.2"));
     assert_eq!(st.families[0].received, 1, "{st:?}");
     let out =
-        l.us.routes(AfiSafi::Ipv4Unicast, RibKind::AdjRibOut(ip("10.0.0.2")));
+        l.us.routes(Family::Ipv4Unicast, RibKind::AdjRibOut(ip("10.0.0.2")));
     assert_eq!(
         out.iter().map(|r| r.prefix.to_string()).collect::<Vec<_>>(),
         vec!["10.200.1.0/24"]
@@ -231,13 +228,13 @@ fn frr_md5_right_and_wrong_password() {
     let frr_cfg = BgpConfig::new(65000, "10.0.0.2".parse().unwrap())
         .neighbor(
             Neighbor::new(ip("10.0.0.1"), 65001)
-                .families(&[Family::Ipv4Unicast])
+                .families(&[LabFamily::Ipv4Unicast])
                 .password("s3cret")
                 .hold_time(9),
         )
         .neighbor(
             Neighbor::new(ip("fd00::1"), 65001)
-                .families(&[Family::Ipv6Unicast])
+                .families(&[LabFamily::Ipv6Unicast])
                 .password("s3cret")
                 .hold_time(9),
         )
@@ -245,10 +242,10 @@ fn frr_md5_right_and_wrong_password() {
     let l = lab("bgpd-md5", frr_cfg);
     let says = frr_says(&l.frr);
     let mut good = PeerConfig::new(ip("10.0.0.2"), 65000);
-    good.families = vec![AfiSafi::Ipv4Unicast];
+    good.families = vec![Family::Ipv4Unicast];
     good.md5_password = Some("s3cret".into());
     let mut bad = PeerConfig::new(ip("fd00::2"), 65000);
-    bad.families = vec![AfiSafi::Ipv6Unicast];
+    bad.families = vec![Family::Ipv6Unicast];
     bad.md5_password = Some("wrong".into());
     l.us.add_peer(good);
     l.us.add_peer(bad);
@@ -256,7 +253,7 @@ fn frr_md5_right_and_wrong_password() {
     l.us.wait(
         "route over the MD5 session",
         || {
-            l.us.route(AfiSafi::Ipv4Unicast, "198.51.100.0/24")
+            l.us.route(Family::Ipv4Unicast, "198.51.100.0/24")
                 .ok_or_else(String::new)
         },
         &says,
@@ -275,20 +272,20 @@ fn frr_hold_timer_expiry_when_peer_disappears() {
     let frr_cfg = BgpConfig::new(65000, "10.0.0.2".parse().unwrap())
         .neighbor(
             Neighbor::new(ip("10.0.0.1"), 65001)
-                .families(&[Family::Ipv4Unicast])
+                .families(&[LabFamily::Ipv4Unicast])
                 .hold_time(3),
         )
         .route(Route::new("198.51.100.0/24").unwrap());
     let mut l = lab("bgpd-hold", frr_cfg);
     let mut p = PeerConfig::new(ip("10.0.0.2"), 65000);
-    p.families = vec![AfiSafi::Ipv4Unicast];
+    p.families = vec![Family::Ipv4Unicast];
     p.hold_time = 3;
     l.us.add_peer(p);
     l.us.wait_established(ip("10.0.0.2"), frr_says(&l.frr));
     l.us.wait(
         "route",
         || {
-            l.us.route(AfiSafi::Ipv4Unicast, "198.51.100.0/24")
+            l.us.route(Family::Ipv4Unicast, "198.51.100.0/24")
                 .ok_or_else(String::new)
         },
         frr_says(&l.frr),
@@ -308,8 +305,7 @@ fn frr_hold_timer_expiry_when_peer_disappears() {
     );
     assert!(err.contains("NotificationSent"), "{err}");
     assert!(
-        l.us.route(AfiSafi::Ipv4Unicast, "198.51.100.0/24")
-            .is_none(),
+        l.us.route(Family::Ipv4Unicast, "198.51.100.0/24").is_none(),
         "routes dropped with the session"
     );
     l.frr.bgpd().signal(libc::SIGCONT).unwrap();
@@ -352,17 +348,17 @@ fn local_port_lab(name: &str, port: u16) -> (Lab, PeerConfig) {
     let frr_cfg = BgpConfig::new(65000, "10.0.0.2".parse().unwrap())
         .neighbor(
             Neighbor::new(ip("10.0.0.1"), 65001)
-                .families(&[Family::Ipv4Unicast])
+                .families(&[LabFamily::Ipv4Unicast])
                 .passive(),
         )
         .neighbor(
             Neighbor::new(ip("fd00::1"), 65001)
-                .families(&[Family::Ipv6Unicast])
+                .families(&[LabFamily::Ipv6Unicast])
                 .passive(),
         );
     let l = lab(name, frr_cfg);
     let mut v4 = PeerConfig::new(ip("10.0.0.2"), 65000);
-    v4.families = vec![AfiSafi::Ipv4Unicast];
+    v4.families = vec![Family::Ipv4Unicast];
     v4.local_port = Some(port);
     v4.connect_retry = 2;
     (l, v4)
@@ -372,7 +368,7 @@ fn local_port_lab(name: &str, port: u16) -> (Lab, PeerConfig) {
 fn frr_sees_our_configured_source_port_across_resets() {
     let (l, v4) = local_port_lab("bgpd-lport", 40179);
     let mut v6 = PeerConfig::new(ip("fd00::2"), 65000);
-    v6.families = vec![AfiSafi::Ipv6Unicast];
+    v6.families = vec![Family::Ipv6Unicast];
     l.us.add_peer(v4.clone());
     l.us.add_peer(v6);
     wait_frr_session(&l, "10.0.0.1", 40179, 1, T);

@@ -9,10 +9,10 @@
 
 mod common;
 
-use bgpd::{AfiSafi, GracefulRestartConfig, PeerConfig, SpeakerConfig};
+use bgpd::{Family, GracefulRestartConfig, PeerConfig, SpeakerConfig};
 use common::{NsSpeaker, T, example_bin, ip};
 use netlab::frr::Frr;
-use netlab::{BgpConfig, Family, Neighbor, Route};
+use netlab::{BgpConfig, Family as LabFamily, Neighbor, Route};
 use serde_json::json;
 
 fn frr_says(frr: &Frr) -> String {
@@ -52,7 +52,7 @@ fn we_restart_with_sigkill_and_frr_keeps_our_routes() {
     let frr_cfg = BgpConfig::new(65000, "10.0.0.2".parse().unwrap())
         .neighbor(
             Neighbor::new(ip("10.0.0.1"), 65001)
-                .families(&[Family::Ipv4Unicast])
+                .families(&[LabFamily::Ipv4Unicast])
                 .graceful_restart(120)
                 .hold_time(9),
         )
@@ -129,7 +129,7 @@ fn frr_restarts_and_we_keep_its_routes_as_stale() {
     let frr_cfg = BgpConfig::new(65000, "10.0.0.2".parse().unwrap())
         .neighbor(
             Neighbor::new(ip("10.0.0.1"), 65001)
-                .families(&[Family::Ipv4Unicast])
+                .families(&[LabFamily::Ipv4Unicast])
                 .graceful_restart(60)
                 .hold_time(9),
         )
@@ -151,7 +151,7 @@ fn frr_restarts_and_we_keep_its_routes_as_stale() {
     });
     let us = NsSpeaker::start(&us_ns, cfg);
     let mut p = PeerConfig::new(ip("10.0.0.2"), 65000);
-    p.families = vec![AfiSafi::Ipv4Unicast];
+    p.families = vec![Family::Ipv4Unicast];
     p.hold_time = 9;
     p.connect_retry = 1;
     us.add_peer(p);
@@ -159,7 +159,7 @@ fn frr_restarts_and_we_keep_its_routes_as_stale() {
     let r = us.wait(
         "FRR route",
         || {
-            us.route(AfiSafi::Ipv4Unicast, "198.51.100.0/24")
+            us.route(Family::Ipv4Unicast, "198.51.100.0/24")
                 .ok_or_else(String::new)
         },
         || frr_says(&frr),
@@ -171,7 +171,7 @@ fn frr_restarts_and_we_keep_its_routes_as_stale() {
     let r = us.wait(
         "FRR route stale",
         || {
-            us.route(AfiSafi::Ipv4Unicast, "198.51.100.0/24")
+            us.route(Family::Ipv4Unicast, "198.51.100.0/24")
                 .filter(|r| r.stale)
                 .ok_or(format!("{:?}", us.peer(ip("10.0.0.2"))))
         },
@@ -185,7 +185,7 @@ fn frr_restarts_and_we_keep_its_routes_as_stale() {
     us.wait(
         "FRR route fresh after its End-of-RIB",
         || {
-            us.route(AfiSafi::Ipv4Unicast, "198.51.100.0/24")
+            us.route(Family::Ipv4Unicast, "198.51.100.0/24")
                 .filter(|r| !r.stale)
                 .ok_or(format!("{:?}", us.peer(ip("10.0.0.2"))))
         },

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bgpd::fsm::State;
 use bgpd::policy::{Actions, Policy, PrefixMatch, Statement};
-use bgpd::{AfiSafi, Event, PeerConfig, RibKind, RouteQuery, Speaker, SpeakerConfig};
+use bgpd::{Event, Family, PeerConfig, RibKind, RouteQuery, Speaker, SpeakerConfig};
 use bgpd_wire::{Community, PathAttributes};
 
 fn free_port(ip: &str) -> u16 {
@@ -60,7 +60,7 @@ async fn established(s: &Speaker, what: &str) {
     .await
 }
 
-async fn loc_rib(s: &Speaker, f: AfiSafi) -> Vec<bgpd::RouteEntry> {
+async fn loc_rib(s: &Speaker, f: Family) -> Vec<bgpd::RouteEntry> {
     s.routes(RouteQuery {
         family: f,
         rib: RibKind::LocRib,
@@ -108,28 +108,28 @@ async fn two_speakers_exchange_routes() {
 
     // A originates v4 and v6 prefixes; B learns them with A's AS prepended.
     a.add_local_route(
-        AfiSafi::Ipv4Unicast,
+        Family::Ipv4Unicast,
         "10.1.0.0/24".parse().unwrap(),
         PathAttributes::default(),
     )
     .await
     .unwrap();
     a.add_local_route(
-        AfiSafi::Ipv4Unicast,
+        Family::Ipv4Unicast,
         "192.0.2.0/24".parse().unwrap(),
         PathAttributes::default(),
     )
     .await
     .unwrap();
     a.add_local_route(
-        AfiSafi::Ipv6Unicast,
+        Family::Ipv6Unicast,
         "2001:db8:1::/48".parse().unwrap(),
         PathAttributes::default(),
     )
     .await
     .unwrap();
     let r = wait("v4 routes on b", async || {
-        let r = loc_rib(&b, AfiSafi::Ipv4Unicast).await;
+        let r = loc_rib(&b, Family::Ipv4Unicast).await;
         (r.len() == 2).then_some(r)
     })
     .await;
@@ -150,7 +150,7 @@ async fn two_speakers_exchange_routes() {
         "export statement matched only 10/8"
     );
     let r6 = wait("v6 route on b", async || {
-        let r = loc_rib(&b, AfiSafi::Ipv6Unicast).await;
+        let r = loc_rib(&b, Family::Ipv6Unicast).await;
         (r.len() == 1).then_some(r)
     })
     .await;
@@ -175,7 +175,7 @@ async fn two_speakers_exchange_routes() {
     // B's Adj-RIB-Out to A: B does not send A's routes back to A.
     let out = b
         .routes(RouteQuery {
-            family: AfiSafi::Ipv4Unicast,
+            family: Family::Ipv4Unicast,
             rib: RibKind::AdjRibOut("127.0.0.1".parse().unwrap()),
         })
         .await
@@ -185,7 +185,7 @@ async fn two_speakers_exchange_routes() {
     assert_eq!(st.families[0].advertised, 2);
 
     // Route refresh from B: A resends, nothing changes.
-    b.request_route_refresh("127.0.0.1".parse().unwrap(), AfiSafi::Ipv4Unicast)
+    b.request_route_refresh("127.0.0.1".parse().unwrap(), Family::Ipv4Unicast)
         .await
         .unwrap();
 
@@ -203,7 +203,7 @@ async fn two_speakers_exchange_routes() {
     };
     a.update_peer(to_b2).await.unwrap();
     wait("policy withdraw on b", async || {
-        let r = loc_rib(&b, AfiSafi::Ipv4Unicast).await;
+        let r = loc_rib(&b, Family::Ipv4Unicast).await;
         (r.len() == 1 && r[0].prefix.to_string() == "10.1.0.0/24").then_some(())
     })
     .await;
@@ -214,11 +214,11 @@ async fn two_speakers_exchange_routes() {
     );
 
     // Withdraw.
-    a.remove_local_route(AfiSafi::Ipv4Unicast, "10.1.0.0/24".parse().unwrap())
+    a.remove_local_route(Family::Ipv4Unicast, "10.1.0.0/24".parse().unwrap())
         .await
         .unwrap();
     wait("withdraw on b", async || {
-        loc_rib(&b, AfiSafi::Ipv4Unicast)
+        loc_rib(&b, Family::Ipv4Unicast)
             .await
             .is_empty()
             .then_some(())
@@ -236,7 +236,7 @@ async fn two_speakers_exchange_routes() {
     // Removing the peer on A takes the session down on B and B drops A's routes.
     a.remove_peer("127.0.0.2".parse().unwrap()).await.unwrap();
     wait("routes gone on b", async || {
-        loc_rib(&b, AfiSafi::Ipv6Unicast)
+        loc_rib(&b, Family::Ipv6Unicast)
             .await
             .is_empty()
             .then_some(())
@@ -285,7 +285,7 @@ async fn api_errors() {
     ));
     let r = s
         .add_local_route(
-            AfiSafi::Ipv6Unicast,
+            Family::Ipv6Unicast,
             "10.0.0.0/8".parse().unwrap(),
             Default::default(),
         )
@@ -294,8 +294,42 @@ async fn api_errors() {
     let mut bad = PeerConfig::new("192.0.2.2".parse().unwrap(), 65000);
     bad.hold_time = 1;
     assert!(matches!(s.add_peer(bad).await, Err(bgpd::Error::Config(_))));
+    // A family we have no tables for: a typed error wherever it is given.
+    let evpn = Family::Other { afi: 25, safi: 70 };
+    let mut l2vpn = PeerConfig::new("192.0.2.3".parse().unwrap(), 65000);
+    l2vpn.families = vec![Family::Ipv4Unicast, evpn];
+    assert!(matches!(
+        s.add_peer(l2vpn).await,
+        Err(bgpd::Error::Config(
+            bgpd::config::ConfigError::UnsupportedFamily { family, .. }
+        )) if family == evpn
+    ));
+    let q = RouteQuery {
+        family: evpn,
+        rib: RibKind::LocRib,
+    };
+    assert!(matches!(
+        s.routes(q).await,
+        Err(bgpd::Error::UnsupportedFamily { family }) if family == evpn
+    ));
+    let r = s
+        .add_local_route(evpn, "10.0.0.0/8".parse().unwrap(), Default::default())
+        .await;
+    assert!(matches!(r, Err(bgpd::Error::FamilyMismatch { .. })));
+    // Positive control: the supported families are listed, the peer that was accepted too.
     assert!(
-        s.request_route_refresh("192.0.2.1".parse().unwrap(), AfiSafi::Ipv4Unicast)
+        s.routes(RouteQuery {
+            family: Family::Ipv4Unicast,
+            ..q
+        })
+        .await
+        .is_ok()
+    );
+    let peers = s.peers().await.unwrap();
+    assert_eq!(peers.len(), 1, "{peers:?}");
+    assert_eq!(peers[0].families.len(), 2);
+    assert!(
+        s.request_route_refresh("192.0.2.1".parse().unwrap(), Family::Ipv4Unicast)
             .await
             .is_err()
     );
@@ -422,4 +456,92 @@ async fn restart_time_is_per_peer() {
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
     c.shutdown().await.unwrap();
+}
+
+/// Export changes that need no new session reach the peer in place (RFC 4271 §9.2: an
+/// UPDATE when what we advertise changes): new actions of the same export statement (other
+/// communities) and a new advertised next hop; the session is not reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_changes_in_place_reach_the_peer() {
+    let (pa, pb) = (free_port("127.0.0.10"), free_port("127.0.0.11"));
+    let a = speaker(
+        65001,
+        "1.1.1.1",
+        format!("127.0.0.10:{pa}").parse().unwrap(),
+    )
+    .await;
+    let b = speaker(
+        65002,
+        "2.2.2.2",
+        format!("127.0.0.11:{pb}").parse().unwrap(),
+    )
+    .await;
+    let with_community = |value: u32| Policy {
+        statements: vec![Statement {
+            prefixes: vec![PrefixMatch::exact("10.9.0.0/24".parse().unwrap())],
+            actions: Actions {
+                add_communities: vec![(65001 << 16) | value],
+                ..Default::default()
+            },
+        }],
+        default_accept: false,
+    };
+    let mut events = a.subscribe().await.unwrap();
+    let mut to_b = peer("127.0.0.11", pb, 65002, "127.0.0.10");
+    to_b.export = with_community(1);
+    a.add_peer(to_b.clone()).await.unwrap();
+    b.add_peer(peer("127.0.0.10", pa, 65001, "127.0.0.11"))
+        .await
+        .unwrap();
+    a.add_local_route(
+        Family::Ipv4Unicast,
+        "10.9.0.0/24".parse().unwrap(),
+        PathAttributes::default(),
+    )
+    .await
+    .unwrap();
+    // What b has for the prefix: (communities, next hop).
+    let seen = async |b: &Speaker| {
+        let r = loc_rib(b, Family::Ipv4Unicast).await;
+        r.into_iter()
+            .find(|e| e.prefix.to_string() == "10.9.0.0/24")
+            .map(|e| (e.communities, e.next_hop.to_string()))
+    };
+    let first = wait("b to learn 10.9.0.0/24", async || seen(&b).await).await;
+    assert_eq!(
+        first,
+        (vec!["65001:1".to_string()], "127.0.0.10".to_string())
+    );
+    // The session's state changes so far, up to Established (which shows they are reported).
+    let mut up = false;
+    while let Ok(ev) = events.try_recv() {
+        if let Event::PeerState(c) = ev {
+            up = c.to == State::Established;
+        }
+    }
+    assert!(up, "a's session came up");
+
+    to_b.export = with_community(2);
+    a.update_peer(to_b.clone()).await.unwrap();
+    wait("b to see the new community", async || {
+        seen(&b)
+            .await
+            .filter(|(c, _)| *c == ["65001:2".to_string()])
+    })
+    .await;
+
+    to_b.next_hop_v4 = Some("192.0.2.10".parse().unwrap());
+    a.update_peer(to_b).await.unwrap();
+    wait("b to see the new next hop", async || {
+        seen(&b).await.filter(|(_, nh)| nh == "192.0.2.10")
+    })
+    .await;
+    while let Ok(ev) = events.try_recv() {
+        assert!(
+            !matches!(ev, Event::PeerState(_)),
+            "the session changed state: {ev:?}"
+        );
+    }
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
 }

@@ -9,10 +9,10 @@ mod common;
 use std::time::Duration;
 
 use bgpd::fsm::State;
-use bgpd::{AfiSafi, PeerConfig, SpeakerConfig};
+use bgpd::{Family, PeerConfig, SpeakerConfig};
 use common::{NsSpeaker, ip};
 use netlab::frr::Frr;
-use netlab::{BgpConfig, Family, LabDir, Neighbor, Netns, Route, veth};
+use netlab::{BgpConfig, Family as LabFamily, LabDir, Neighbor, Netns, Route, veth};
 
 #[test]
 fn multihop_ttl_decides_whether_a_two_hop_session_comes_up() {
@@ -36,7 +36,7 @@ fn multihop_ttl_decides_whether_a_two_hop_session_comes_up() {
     let frr_cfg = BgpConfig::new(65000, "10.0.2.2".parse().unwrap())
         .neighbor(
             Neighbor::new(ip("10.0.1.1"), 65001)
-                .families(&[Family::Ipv4Unicast])
+                .families(&[LabFamily::Ipv4Unicast])
                 .multihop(2)
                 .passive()
                 .hold_time(9),
@@ -49,7 +49,7 @@ fn multihop_ttl_decides_whether_a_two_hop_session_comes_up() {
     let us = NsSpeaker::start(&us_ns, cfg);
 
     let mut p = PeerConfig::new(ip("10.0.2.2"), 65000);
-    p.families = vec![AfiSafi::Ipv4Unicast];
+    p.families = vec![Family::Ipv4Unicast];
     p.hold_time = 9;
     p.connect_retry = 1;
     us.add_peer(p.clone());
@@ -64,7 +64,7 @@ fn multihop_ttl_decides_whether_a_two_hop_session_comes_up() {
     us.wait(
         "route over the multihop session",
         || {
-            us.route(AfiSafi::Ipv4Unicast, "198.51.100.0/24")
+            us.route(Family::Ipv4Unicast, "198.51.100.0/24")
                 .ok_or_else(String::new)
         },
         says,

@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use bgpd::config::AfiSafi;
 use bgpd::query::{RibKind, RouteQuery};
+use bgpd_wire::Family;
 use rackd_api::{Reply, Request};
 use rackd_model::{CheckOptions, Snapshot, parse_documents};
 use tokio_util::sync::CancellationToken;
@@ -135,10 +135,8 @@ impl Shared {
         neighbor: Option<&str>,
         router_asn: Option<u32>,
     ) -> Result<Vec<rackd_api::BgpRoute>, String> {
-        let family = match afi {
-            "ipv4" => AfiSafi::Ipv4Unicast,
-            "ipv6" => AfiSafi::Ipv6Unicast,
-            other => return Err(format!("unsupported afi {other:?}: expected ipv4 or ipv6")),
+        let Some(family) = Family::from_names(afi, "unicast") else {
+            return Err(format!("unsupported afi {afi:?}: expected ipv4 or ipv6"));
         };
         let peer: Option<IpAddr> = match neighbor {
             None => None,

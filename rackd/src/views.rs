@@ -3,7 +3,6 @@
 use std::net::IpAddr;
 
 use base64::Engine as _;
-use bgpd::config::AfiSafi;
 use bgpd::query::{PeerStatus, RouteEntry};
 use ipnet::IpNet;
 use rackd_api::{
@@ -12,13 +11,6 @@ use rackd_api::{
 };
 
 use crate::bgp::render::{self, Desired};
-
-fn afi_safi(f: AfiSafi) -> (&'static str, &'static str) {
-    match f {
-        AfiSafi::Ipv4Unicast => ("ipv4", "unicast"),
-        AfiSafi::Ipv6Unicast => ("ipv6", "unicast"),
-    }
-}
 
 /// Cilium's session-state strings.
 fn state_name(s: bgpd::fsm::State) -> &'static str {
@@ -64,15 +56,12 @@ pub fn bgp_peer(local_asn: u32, p: &PeerStatus, cfg: Option<&render::Peer>) -> B
         families: p
             .families
             .iter()
-            .map(|f| {
-                let (afi, safi) = afi_safi(f.family);
-                PeerFamily {
-                    afi: afi.into(),
-                    safi: safi.into(),
-                    received: f.received as u64,
-                    accepted: f.accepted as u64,
-                    advertised: f.advertised as u64,
-                }
+            .map(|f| PeerFamily {
+                afi: f.family.afi_name().into(),
+                safi: f.family.safi_name().into(),
+                received: f.received as u64,
+                accepted: f.accepted as u64,
+                advertised: f.advertised as u64,
             })
             .collect(),
         local_capabilities: capabilities_base64(&p.local_capabilities),
@@ -179,7 +168,7 @@ fn split_attributes(msg: &[u8]) -> Vec<&[u8]> {
 }
 
 /// GoBGP's attribute list text (what `cilium bgp routes` prints in Attrs).
-pub fn gobgp_attrs(family: AfiSafi, r: &RouteEntry) -> String {
+pub fn gobgp_attrs(family: bgpd_wire::Family, r: &RouteEntry) -> String {
     // GoBGP lists a path's attributes in type-code order: ORIGIN (1), AS_PATH (2),
     // NEXT_HOP (3), MED (4), LOCAL_PREF (5), COMMUNITIES (8), MP_REACH_NLRI (14),
     // LARGE_COMMUNITY (32); Cilium's docs show `{Communities: ..} {MpReach(..): ..}`.
@@ -187,7 +176,7 @@ pub fn gobgp_attrs(family: AfiSafi, r: &RouteEntry) -> String {
     if !r.as_path.is_empty() {
         parts.push(format!("{{AsPath: {}}}", r.as_path));
     }
-    let v4_next_hop = family == AfiSafi::Ipv4Unicast && r.next_hop.is_ipv4();
+    let v4_next_hop = family == bgpd_wire::Family::Ipv4Unicast && r.next_hop.is_ipv4();
     if v4_next_hop {
         parts.push(format!("{{Nexthop: {}}}", r.next_hop));
     }
@@ -201,12 +190,8 @@ pub fn gobgp_attrs(family: AfiSafi, r: &RouteEntry) -> String {
         parts.push(format!("{{Communities: {}}}", r.communities.join(", ")));
     }
     if !v4_next_hop {
-        let fam = match family {
-            AfiSafi::Ipv4Unicast => "ipv4-unicast",
-            AfiSafi::Ipv6Unicast => "ipv6-unicast",
-        };
         parts.push(format!(
-            "{{MpReach({fam}): {{Nexthop: {}, NLRIs: [{}]}}}}",
+            "{{MpReach({family}): {{Nexthop: {}, NLRIs: [{}]}}}}",
             r.next_hop, r.prefix
         ));
     }
@@ -223,11 +208,11 @@ pub fn gobgp_attrs(family: AfiSafi, r: &RouteEntry) -> String {
 /// Routes as Cilium's `BgpRoute`s, one per prefix with its paths.
 pub fn bgp_routes(
     asn: u32,
-    family: AfiSafi,
+    family: bgpd_wire::Family,
     neighbor: Option<IpAddr>,
     routes: &[RouteEntry],
 ) -> Vec<BgpRoute> {
-    let (afi, safi) = afi_safi(family);
+    let (afi, safi) = (family.afi_name(), family.safi_name());
     let mut out: Vec<BgpRoute> = Vec::new();
     for r in routes {
         let path = BgpPath {
@@ -244,10 +229,7 @@ pub fn bgp_routes(
             stale: r.stale,
             rackd_next_hop: if r.source.is_none() && neighbor.is_none() {
                 // Locally originated: GoBGP shows 0.0.0.0 / :: in the Loc-RIB.
-                match family {
-                    AfiSafi::Ipv4Unicast => "0.0.0.0".into(),
-                    AfiSafi::Ipv6Unicast => "::".into(),
-                }
+                bgpd::policy::unspecified_for(&r.prefix).to_string()
             } else {
                 r.next_hop.to_string()
             },
@@ -268,14 +250,9 @@ pub fn bgp_routes(
 }
 
 fn fam(f: bgpd_wire::Family) -> Family {
-    let afi = match f {
-        bgpd_wire::Family::Ipv4Unicast => "ipv4",
-        bgpd_wire::Family::Ipv6Unicast => "ipv6",
-        bgpd_wire::Family::Other { .. } => "unknown",
-    };
     Family {
-        afi: afi.into(),
-        safi: "unicast".into(),
+        afi: f.afi_name().into(),
+        safi: f.safi_name().into(),
     }
 }
 
@@ -380,12 +357,15 @@ mod tests {
             ..entry("10.1.0.0/24", "fd00:10:0:1::2")
         };
         assert_eq!(
-            gobgp_attrs(AfiSafi::Ipv4Unicast, &r),
+            gobgp_attrs(bgpd_wire::Family::Ipv4Unicast, &r),
             "[{Origin: i} {AsPath: 65001} {Communities: 65000:99} {MpReach(ipv4-unicast): {Nexthop: fd00:10:0:1::2, NLRIs: [10.1.0.0/24]}}]"
         );
         // `available`, originated: `[{Origin: i} {Nexthop: 0.0.0.0}]`.
         assert_eq!(
-            gobgp_attrs(AfiSafi::Ipv4Unicast, &entry("10.1.0.0/24", "0.0.0.0")),
+            gobgp_attrs(
+                bgpd_wire::Family::Ipv4Unicast,
+                &entry("10.1.0.0/24", "0.0.0.0")
+            ),
             "[{Origin: i} {Nexthop: 0.0.0.0}]"
         );
         // Every kind, in type-code order; large communities as `gobgp global rib` prints them.
@@ -398,7 +378,7 @@ mod tests {
             ..entry("2004::1/128", "fd00:10:0:1::2")
         };
         assert_eq!(
-            gobgp_attrs(AfiSafi::Ipv6Unicast, &r),
+            gobgp_attrs(bgpd_wire::Family::Ipv6Unicast, &r),
             "[{Origin: i} {AsPath: 65001 65002} {Med: 10} {LocalPref: 200} {Communities: 65000:99, 65000:100} {MpReach(ipv6-unicast): {Nexthop: fd00:10:0:1::2, NLRIs: [2004::1/128]}} {LargeCommunity: [ 65000:1:100, 65000:1:101]}]"
         );
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bgpd::fsm::State;
 use bgpd::{
-    AfiSafi, PeerConfig, PeerStatus, RibKind, RouteEntry, RouteQuery, Speaker, SpeakerConfig,
+    Family, PeerConfig, PeerStatus, RibKind, RouteEntry, RouteQuery, Speaker, SpeakerConfig,
 };
 use netlab::Netns;
 
@@ -108,7 +108,7 @@ impl NsSpeaker {
             .unwrap()
     }
 
-    pub fn routes(&self, family: AfiSafi, rib: RibKind) -> Vec<RouteEntry> {
+    pub fn routes(&self, family: Family, rib: RibKind) -> Vec<RouteEntry> {
         self.block(self.speaker.routes(RouteQuery { family, rib }))
             .unwrap()
     }
@@ -150,7 +150,7 @@ impl NsSpeaker {
         }
     }
 
-    pub fn route(&self, family: AfiSafi, prefix: &str) -> Option<RouteEntry> {
+    pub fn route(&self, family: Family, prefix: &str) -> Option<RouteEntry> {
         self.routes(family, RibKind::LocRib)
             .into_iter()
             .find(|r| r.prefix.to_string() == prefix && r.best)

@@ -17,34 +17,6 @@ pub const AFI_IPV6: u16 = 2;
 /// SAFI value for unicast (IANA "SAFI Values").
 pub const SAFI_UNICAST: u8 = 1;
 
-impl Family {
-    /// The family for an AFI/SAFI pair.
-    pub fn from_afi_safi(afi: u16, safi: u8) -> Family {
-        match (afi, safi) {
-            (AFI_IPV4, SAFI_UNICAST) => Family::Ipv4Unicast,
-            (AFI_IPV6, SAFI_UNICAST) => Family::Ipv6Unicast,
-            (afi, safi) => Family::Other { afi, safi },
-        }
-    }
-
-    /// Address family identifier.
-    pub fn afi(self) -> u16 {
-        match self {
-            Family::Ipv4Unicast => AFI_IPV4,
-            Family::Ipv6Unicast => AFI_IPV6,
-            Family::Other { afi, .. } => afi,
-        }
-    }
-
-    /// Subsequent address family identifier.
-    pub fn safi(self) -> u8 {
-        match self {
-            Family::Ipv4Unicast | Family::Ipv6Unicast => SAFI_UNICAST,
-            Family::Other { safi, .. } => safi,
-        }
-    }
-}
-
 impl Open {
     /// The speaker's ASN: the 4-octet AS capability (RFC 6793 §3) when present, else the
     /// 2-octet "My Autonomous System" field.

@@ -24,6 +24,7 @@ mod builder;
 mod codec;
 mod context;
 mod error;
+mod family;
 mod nlri;
 pub mod notification;
 mod open;
@@ -42,4 +43,5 @@ pub use context::{
     SAFI_UNICAST, SessionContext, capability_code,
 };
 pub use error::{DecodeError, EncodeError, OpenMalformation};
+pub use family::ParseFamilyError;
 pub use types::*;

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bgpd::Speaker;
-use bgpd::config::{AfiSafi, GracefulRestartConfig, PeerConfig, SpeakerConfig};
+use bgpd::config::{GracefulRestartConfig, PeerConfig, SpeakerConfig};
 use bgpd::policy::{Actions, Policy, PrefixMatch, Statement};
 use bgpd_wire::{Family, Origin, PathAttributes};
 use ipnet::IpNet;
@@ -111,10 +111,6 @@ pub fn speaker_config(inst: &Instance, restarting: bool) -> SpeakerConfig {
 /// Cilium's default restart time (`gracefulRestart.restartTimeSeconds`, 120 s).
 const SPEAKER_RESTART_TIME: u16 = 120;
 
-fn afisafi(f: Family) -> Option<AfiSafi> {
-    AfiSafi::from_family(f)
-}
-
 /// What bgpd should be told about `peer`.
 pub fn peer_config(peer: &Peer, node: &NodeAddrs) -> PeerConfig {
     let mut c = PeerConfig::new(peer.address, peer.peer_asn);
@@ -139,8 +135,8 @@ pub fn peer_config(peer: &Peer, node: &NodeAddrs) -> PeerConfig {
         .password
         .as_ref()
         .map(|p| String::from_utf8_lossy(p).into_owned());
-    c.families = peer.families.iter().filter_map(|f| afisafi(*f)).collect();
-    c.extended_next_hop = peer.address.is_ipv6() && c.families.contains(&AfiSafi::Ipv4Unicast);
+    c.families = peer.families.clone();
+    c.extended_next_hop = peer.address.is_ipv6() && c.families.contains(&Family::Ipv4Unicast);
     // Cilium never imports (a global reject-all import policy, cilium-compat §3).
     c.import = Policy::reject_all();
     c.export = Policy {
@@ -164,13 +160,6 @@ pub fn peer_config(peer: &Peer, node: &NodeAddrs) -> PeerConfig {
     c.next_hop_v4 = node.v4;
     c.next_hop_v6 = node.v6;
     c
-}
-
-fn family_of(p: &IpNet) -> AfiSafi {
-    match p {
-        IpNet::V4(_) => AfiSafi::Ipv4Unicast,
-        IpNet::V6(_) => AfiSafi::Ipv6Unicast,
-    }
 }
 
 impl Reconciler {
@@ -309,7 +298,7 @@ impl Reconciler {
             };
             match run
                 .speaker
-                .add_local_route(family_of(prefix), *prefix, attrs)
+                .add_local_route(Family::of_prefix(prefix), *prefix, attrs)
                 .await
             {
                 Ok(()) => {
@@ -382,7 +371,7 @@ impl Reconciler {
         for prefix in run.routes.clone().difference(&inst.routes) {
             match run
                 .speaker
-                .remove_local_route(family_of(prefix), *prefix)
+                .remove_local_route(Family::of_prefix(prefix), *prefix)
                 .await
             {
                 Ok(()) => {

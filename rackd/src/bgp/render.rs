@@ -107,19 +107,8 @@ fn family_of(afi: Afi) -> Option<Family> {
     }
 }
 
-fn afi_name(f: Family) -> &'static str {
-    match f {
-        Family::Ipv4Unicast => "ipv4",
-        Family::Ipv6Unicast => "ipv6",
-        Family::Other { .. } => "other",
-    }
-}
-
 fn in_family(ip: &IpAddr, f: Family) -> bool {
-    matches!(
-        (ip, f),
-        (IpAddr::V4(_), Family::Ipv4Unicast) | (IpAddr::V6(_), Family::Ipv6Unicast)
-    )
+    Family::of_addr(*ip) == f
 }
 
 fn host_route(ip: IpAddr) -> IpNet {
@@ -545,7 +534,7 @@ fn render_peer(
                 let base = format!(
                     "{}-{}-{:?}",
                     p.name,
-                    afi_name(family),
+                    family.afi_name(),
                     adv.advertisement_type
                 );
                 let mut push = |name: String, prefixes: Vec<IpNet>| {
@@ -1094,7 +1083,7 @@ spec:
             .map(|(_, s, _)| s)
             .unwrap()
             .routes(bgpd::RouteQuery {
-                family: bgpd::AfiSafi::Ipv4Unicast,
+                family: Family::Ipv4Unicast,
                 rib: bgpd::RibKind::LocRib,
             })
             .await

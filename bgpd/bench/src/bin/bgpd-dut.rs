@@ -7,7 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use anyhow::{Context, bail};
-use bgpd::{AfiSafi, PeerConfig, Speaker, SpeakerConfig};
+use bgpd::{Family, PeerConfig, Speaker, SpeakerConfig};
 use clap::Parser;
 
 #[derive(Debug, Parser)]
@@ -54,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
         let mut peer = PeerConfig::new(address, peer_as);
         peer.passive = true;
         peer.hold_time = 240;
-        peer.families = vec![AfiSafi::Ipv4Unicast];
+        peer.families = vec![Family::Ipv4Unicast];
         speaker
             .add_peer(peer)
             .await

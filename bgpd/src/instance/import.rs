@@ -1,0 +1,156 @@
+//! Import: UPDATEs (announcements, withdrawals, End-of-RIB, RFC 7606 outcomes, the import
+//! policy) and locally originated routes into the Loc-RIB.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use bgpd_wire::{AsSegment, Family, NextHop, PathAttributes, Update};
+use hashbrown::HashMap;
+use ipnet::IpNet;
+
+use super::{Instance, table_index};
+use crate::policy::Verdict;
+use crate::rib::{self, Attrs, LOCAL, PeerId, flags};
+
+impl Instance {
+    pub(super) fn add_local(&mut self, prefix: IpNet, attrs: PathAttributes) {
+        let nh = match prefix {
+            IpNet::V4(_) => NextHop::V4(attrs.next_hop.unwrap_or(Ipv4Addr::UNSPECIFIED)),
+            IpNet::V6(_) => NextHop::V6 {
+                global: Ipv6Addr::UNSPECIFIED,
+                link_local: None,
+            },
+        };
+        let a = self.interner.attrs(Arc::new(attrs), nh);
+        let now = self.stamp();
+        let t = &mut self.tables[table_index(&prefix)];
+        if t.set(prefix, LOCAL, Some((a, 0)), now, &self.sources) {
+            self.dirty.insert(prefix);
+        }
+    }
+
+    pub(super) fn remove_local(&mut self, prefix: IpNet) {
+        let t = &mut self.tables[table_index(&prefix)];
+        if t.set(prefix, LOCAL, None, 0, &self.sources) {
+            self.dirty.insert(prefix);
+        }
+    }
+
+    pub(super) fn on_update(&mut self, addr: IpAddr, u: Update) {
+        let Some(p) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        let Some(s) = &mut p.session else { return };
+        if let Some(f) = u.end_of_rib() {
+            tracing::debug!(peer = %addr, family = ?f, "End-of-RIB received");
+            if !s.eor_received.contains(&f) {
+                s.eor_received.push(f);
+            }
+            let id = p.id;
+            if p.stale_families.contains(&f) {
+                p.stale_families.retain(|x| *x != f);
+                if p.stale_families.is_empty() {
+                    p.stale_deadline = None;
+                }
+                self.drop_paths(id, Some(f), true);
+            }
+            self.check_ready();
+            return;
+        }
+        for d in &u.discarded {
+            tracing::debug!(peer = %addr, attr = d.type_code, reason = ?d.reason, "attribute discarded (RFC 7606)");
+        }
+        let id = p.id;
+        let ebgp = s.ebgp;
+        let families = s.neg.families.clone();
+        let withdraw_all = u.treat_as_withdraw.is_some();
+        if let Some(e) = &u.treat_as_withdraw {
+            tracing::info!(peer = %addr, attr = e.type_code, reason = ?e.reason, "treat-as-withdraw (RFC 7606)");
+        }
+        let mut withdrawn: Vec<IpNet> = u.withdrawn;
+        if let Some(mu) = u.mp_unreach
+            && families.contains(&mu.family)
+        {
+            withdrawn.extend(mu.withdrawn);
+        }
+        let mut reach: Vec<(Vec<IpNet>, NextHop)> = Vec::new();
+        if !u.nlri.is_empty() {
+            match u.attributes.as_ref().and_then(|a| a.next_hop) {
+                Some(nh) if families.contains(&Family::Ipv4Unicast) => {
+                    reach.push((u.nlri, NextHop::V4(nh)))
+                }
+                Some(_) => {}
+                None => withdrawn.extend(u.nlri),
+            }
+        }
+        if let Some(mr) = u.mp_reach
+            && families.contains(&mr.family)
+        {
+            reach.push((mr.nlri, mr.next_hop));
+        }
+        let loop_detected = u.attributes.as_ref().is_some_and(|a| {
+            a.as_path.segments.iter().any(|s| match s {
+                AsSegment::Sequence(v) | AsSegment::Set(v) => v.contains(&self.cfg.local_as),
+                _ => false,
+            })
+        });
+        let Some(attrs) = u.attributes.filter(|_| !withdraw_all && !loop_detected) else {
+            withdrawn.extend(reach.into_iter().flat_map(|(n, _)| n));
+            self.withdraw(id, &withdrawn);
+            return;
+        };
+        self.withdraw(id, &withdrawn);
+        // §5.1.5: LOCAL_PREF from an external peer is ignored; the import policy may set one.
+        let base = if ebgp && attrs.local_pref.is_some() {
+            Arc::new(PathAttributes {
+                local_pref: None,
+                ..(*attrs).clone()
+            })
+        } else {
+            attrs
+        };
+        let base = self.interner.path(base);
+        let Some(p) = self.peers.get(&addr) else {
+            return;
+        };
+        let policy = &p.cfg.import;
+        let idx = &p.import_idx;
+        let now = rib::stamp(self.epoch.elapsed());
+        let mut memo: HashMap<(Verdict, NextHop), (Arc<Attrs>, u8)> = HashMap::new();
+        for (nlri, nh) in reach {
+            for prefix in nlri {
+                let v = idx.evaluate(policy, &prefix);
+                let entry = memo.entry((v, nh)).or_insert_with(|| {
+                    let (pa, fl) = match (v, policy.actions(v)) {
+                        (Verdict::Reject, _) => (base.clone(), flags::REJECTED),
+                        (_, Some(act)) => {
+                            let mut pa = (*base).clone();
+                            if let Some(lp) = act.local_pref {
+                                pa.local_pref = Some(lp);
+                            }
+                            if let Some(m) = act.med {
+                                pa.med = Some(m);
+                            }
+                            act.add_communities_to(&mut pa);
+                            (Arc::new(pa), 0)
+                        }
+                        (_, None) => (base.clone(), 0),
+                    };
+                    (self.interner.attrs(pa, nh), fl)
+                });
+                let t = &mut self.tables[table_index(&prefix)];
+                if t.set(prefix, id, Some(entry.clone()), now, &self.sources) {
+                    self.dirty.insert(prefix);
+                }
+            }
+        }
+    }
+
+    pub(super) fn withdraw(&mut self, id: PeerId, prefixes: &[IpNet]) {
+        for prefix in prefixes {
+            if self.tables[table_index(prefix)].set(*prefix, id, None, 0, &self.sources) {
+                self.dirty.insert(*prefix);
+            }
+        }
+    }
+}
