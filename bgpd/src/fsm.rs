@@ -41,30 +41,9 @@ pub mod notif {
     pub const COLLISION: u8 = 7;
 }
 
-/// RFC 4271 §8.2.2 session states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub enum State {
-    Idle,
-    Connect,
-    Active,
-    OpenSent,
-    OpenConfirm,
-    Established,
-}
-
-impl std::fmt::Display for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = match self {
-            Self::Idle => "idle",
-            Self::Connect => "connect",
-            Self::Active => "active",
-            Self::OpenSent => "open-sent",
-            Self::OpenConfirm => "open-confirm",
-            Self::Established => "established",
-        };
-        f.write_str(s)
-    }
-}
+/// RFC 4271 §8.2.2 session states: the workspace's one definition, spelt as Cilium spells
+/// them (`open_sent`, ...) in logs and APIs alike.
+pub use rackd_types::SessionState as State;
 
 /// The timers of §8 (plus the automatic-restart delay of the optional IdleHold timer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -295,7 +274,7 @@ impl Fsm {
     }
 
     fn step(&mut self, input: Input, out: &mut Vec<Action>) {
-        use State::*;
+        use rackd_types::SessionState::*;
         match (self.state, input) {
             (_, Input::Stop { subcode }) => {
                 if matches!(self.state, OpenSent | OpenConfirm | Established) {

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use rackd_types::{Condition, Kind, ObjectCondition};
+
 use crate::object::ObjectKey;
 
 /// Where a document came from.
@@ -173,5 +175,62 @@ impl fmt::Display for ConfigError {
             f.write_str(" (keeping the last good version)")?;
         }
         Ok(())
+    }
+}
+
+impl Problem {
+    /// The reason of the condition this problem is reported as.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Problem::Yaml { .. } => "InvalidYAML",
+            Problem::Unreadable { .. } => "Unreadable",
+            Problem::NotAnObject { .. } => "NotAnObject",
+            Problem::UnknownKind { .. } => "UnknownKind",
+            Problem::UnknownApiVersion { .. } => "UnknownAPIVersion",
+            Problem::Decode { .. } => "DecodeError",
+            Problem::Invalid(_) => "SchemaViolation",
+            Problem::Duplicate { .. } => "Duplicate",
+            Problem::Reference { .. } => "BrokenReference",
+        }
+    }
+}
+
+impl ConfigError {
+    /// This error as a condition of the object it is about (`None` when the document could
+    /// not be identified): Cilium's condition where Cilium has one (a PeerConfig that is
+    /// missing is `cilium.io/MissingPeerConfigs` on the ClusterConfig, a missing Secret is
+    /// `cilium.io/MissingAuthSecret` on the PeerConfig), otherwise
+    /// `rackd.io/InvalidConfiguration` with the kind of problem as the reason.
+    pub fn condition(&self) -> ObjectCondition {
+        use rackd_types::condition::types;
+        let object = self.object.as_ref().and_then(|o| {
+            let kind = Kind::parse(&o.kind)?;
+            let name = o.name.clone()?;
+            Some(ObjectKey {
+                kind,
+                namespace: kind
+                    .namespaced()
+                    .then(|| o.namespace.clone().unwrap_or_else(|| "default".into())),
+                name,
+            })
+        });
+        let type_ = match &self.problem {
+            Problem::Reference { target, .. } if target.kind == Kind::BgpPeerConfig => {
+                types::MISSING_PEER_CONFIGS
+            }
+            Problem::Reference { target, .. } if target.kind == Kind::Secret => {
+                types::MISSING_AUTH_SECRET
+            }
+            _ => types::INVALID_CONFIGURATION,
+        };
+        let mut message = self.problem.to_string();
+        if self.kept_previous {
+            message.push_str(" (keeping the last good version)");
+        }
+        ObjectCondition {
+            object,
+            source: Some(self.location.to_string()),
+            condition: Condition::problem(type_, self.problem.reason(), message),
+        }
     }
 }

@@ -25,14 +25,17 @@ mod object;
 mod parse;
 pub mod selector;
 mod snapshot;
+mod store;
 mod validate;
 
 pub use error::{ConfigError, FieldError, Location, ObjectRef, Problem};
 pub use object::{Kind, Loaded, Object, ObjectKey, Origin};
-pub use parse::{ParsedSource, parse_documents};
+pub use parse::{DocCache, ParsedSource, parse_documents, parse_documents_cached};
+pub use rackd_types;
 pub use snapshot::{
-    Change, CheckOptions, MergeOutcome, Snapshot, secret_value, status_ingress_ips,
+    Change, CheckOptions, MergeOutcome, Snapshot, secret_value, slice_service, status_ingress_ips,
 };
+pub use store::{Applied, SourceChange, SourceContent, SourceName, SourceUpdate, Store};
 pub use validate::validate;
 
 /// Re-exported so users of the model name the same k8s-openapi types.

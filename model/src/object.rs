@@ -1,6 +1,7 @@
-//! The closed set of object kinds rackd reads, and their identity.
+//! Loaded objects: the closed set of kinds rackd reads (the kinds and their identity are
+//! `rackd-types`' [`Kind`] and [`ObjectKey`], shared with every crate), with their origin.
 
-use std::fmt;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -13,138 +14,7 @@ use crate::cilium::{
 };
 use crate::error::Location;
 
-/// Every kind rackd accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    /// `CiliumBGPClusterConfig`
-    BgpClusterConfig,
-    /// `CiliumBGPPeerConfig`
-    BgpPeerConfig,
-    /// `CiliumBGPAdvertisement`
-    BgpAdvertisement,
-    /// `CiliumBGPNodeConfigOverride`
-    BgpNodeConfigOverride,
-    /// `CiliumLoadBalancerIPPool`
-    LoadBalancerIPPool,
-    /// `CiliumL2AnnouncementPolicy`
-    L2AnnouncementPolicy,
-    /// `CiliumEgressGatewayPolicy`
-    EgressGatewayPolicy,
-    /// core/v1 `Service`
-    Service,
-    /// core/v1 `Node`
-    Node,
-    /// discovery.k8s.io/v1 `EndpointSlice`
-    EndpointSlice,
-    /// core/v1 `Secret`
-    Secret,
-}
-
-impl Kind {
-    /// All kinds, in a stable order.
-    pub const ALL: [Kind; 11] = [
-        Kind::BgpClusterConfig,
-        Kind::BgpPeerConfig,
-        Kind::BgpAdvertisement,
-        Kind::BgpNodeConfigOverride,
-        Kind::LoadBalancerIPPool,
-        Kind::L2AnnouncementPolicy,
-        Kind::EgressGatewayPolicy,
-        Kind::Service,
-        Kind::Node,
-        Kind::EndpointSlice,
-        Kind::Secret,
-    ];
-
-    /// The `kind` string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::BgpClusterConfig => "CiliumBGPClusterConfig",
-            Kind::BgpPeerConfig => "CiliumBGPPeerConfig",
-            Kind::BgpAdvertisement => "CiliumBGPAdvertisement",
-            Kind::BgpNodeConfigOverride => "CiliumBGPNodeConfigOverride",
-            Kind::LoadBalancerIPPool => "CiliumLoadBalancerIPPool",
-            Kind::L2AnnouncementPolicy => "CiliumL2AnnouncementPolicy",
-            Kind::EgressGatewayPolicy => "CiliumEgressGatewayPolicy",
-            Kind::Service => "Service",
-            Kind::Node => "Node",
-            Kind::EndpointSlice => "EndpointSlice",
-            Kind::Secret => "Secret",
-        }
-    }
-
-    /// Looks up a `kind` string (case-sensitive, as Kubernetes is).
-    pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
-    /// The apiVersions accepted for this kind; the first is the one stored.
-    pub fn api_versions(self) -> &'static [&'static str] {
-        match self {
-            Kind::BgpClusterConfig
-            | Kind::BgpPeerConfig
-            | Kind::BgpAdvertisement
-            | Kind::BgpNodeConfigOverride
-            | Kind::LoadBalancerIPPool => &["cilium.io/v2", "cilium.io/v2alpha1"],
-            // Cilium v1.20 serves the L2 policy only as v2alpha1.
-            Kind::L2AnnouncementPolicy => &["cilium.io/v2alpha1"],
-            Kind::EgressGatewayPolicy => &["cilium.io/v2"],
-            Kind::Service | Kind::Node | Kind::Secret => &["v1"],
-            Kind::EndpointSlice => &["discovery.k8s.io/v1"],
-        }
-    }
-
-    /// Whether objects of this kind live in a namespace.
-    pub fn namespaced(self) -> bool {
-        matches!(self, Kind::Service | Kind::EndpointSlice | Kind::Secret)
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Identity of an object: kind, namespace (namespaced kinds only) and name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectKey {
-    /// Kind.
-    pub kind: Kind,
-    /// Namespace; `None` for cluster-scoped kinds.
-    pub namespace: Option<String>,
-    /// Name.
-    pub name: String,
-}
-
-impl ObjectKey {
-    /// Key of a cluster-scoped object.
-    pub fn cluster(kind: Kind, name: impl Into<String>) -> Self {
-        Self {
-            kind,
-            namespace: None,
-            name: name.into(),
-        }
-    }
-
-    /// Key of a namespaced object.
-    pub fn namespaced(kind: Kind, namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            kind,
-            namespace: Some(namespace.into()),
-            name: name.into(),
-        }
-    }
-}
-
-impl fmt::Display for ObjectKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.namespace {
-            Some(ns) => write!(f, "{} {}/{}", self.kind, ns, self.name),
-            None => write!(f, "{} {}", self.kind, self.name),
-        }
-    }
-}
+pub use rackd_types::{Kind, ObjectKey};
 
 /// A loaded, validated object.
 #[derive(Debug, Clone, PartialEq)]
@@ -232,6 +102,13 @@ impl Object {
     }
 }
 
+impl Loaded {
+    /// Whether `other` holds the same object (origins aside): the same allocation, or equal.
+    pub fn same_object(&self, other: &Loaded) -> bool {
+        Arc::ptr_eq(&self.object, &other.object) || self.object == other.object
+    }
+}
+
 /// Where a loaded object came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
@@ -242,11 +119,13 @@ pub struct Origin {
     pub api_version: String,
 }
 
-/// An object together with its origin.
+/// An object together with its origin. Cheap to clone: the object is shared, so a document
+/// that did not change between two reads of its file is the same allocation in both, and
+/// moving it to another line only makes a new origin.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loaded {
     /// The object, validated and converted to the stored version.
-    pub object: Object,
+    pub object: Arc<Object>,
     /// Where it came from.
     pub origin: Origin,
 }

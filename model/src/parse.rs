@@ -5,6 +5,8 @@
 //! document that is not valid YAML cannot take its neighbours down, and every
 //! error can name its document and a line in the whole source.
 
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
 
@@ -61,17 +63,120 @@ impl ParsedSource {
 /// Each document yields either one [`Loaded`] object or one [`ConfigError`]; a bad
 /// document never affects the others. Never panics, whatever the input.
 pub fn parse_documents(source_name: &str, text: &str) -> ParsedSource {
+    let docs = split_documents(text);
+    let refs: Vec<&RawDoc<'_>> = docs.iter().collect();
+    let results = parse_many(source_name, &refs);
+    assemble(source_name, results.into_iter().map(Some))
+}
+
+/// What [`parse_documents_cached`] remembers of a source's last parse: the object of every
+/// valid document, by the document's exact text.
+#[derive(Debug, Default)]
+pub struct DocCache {
+    docs: hashbrown::HashMap<Box<str>, CachedDoc>,
+    generation: u64,
+}
+
+#[derive(Debug)]
+struct CachedDoc {
+    object: Arc<Object>,
+    api_version: String,
+    /// The parse that last saw this text; older entries are dropped after each parse.
+    seen: u64,
+}
+
+impl DocCache {
+    /// Documents remembered.
+    pub fn len(&self) -> usize {
+        self.docs.len()
+    }
+
+    /// True when nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.docs.is_empty()
+    }
+}
+
+/// [`parse_documents`], reusing the previous parse of the same source for every document
+/// whose text is unchanged (wherever it moved in the file): only new or edited documents
+/// are parsed. The result is what [`parse_documents`] gives for the same text, and unchanged
+/// documents keep the same [`Loaded::object`] allocation, so consumers can tell them apart
+/// by pointer. Failed documents are always parsed again (their errors carry lines).
+pub fn parse_documents_cached(source_name: &str, text: &str, cache: &mut DocCache) -> ParsedSource {
+    cache.generation += 1;
+    let generation = cache.generation;
+    let docs = split_documents(text);
+    let mut results: Vec<Option<DocResult>> = Vec::with_capacity(docs.len());
+    let mut missing: Vec<&RawDoc<'_>> = Vec::new();
+    for d in &docs {
+        match cache.docs.get_mut(d.text) {
+            Some(c) => {
+                c.seen = generation;
+                results.push(Some(Ok(Some(Loaded {
+                    object: c.object.clone(),
+                    origin: Origin {
+                        location: Location {
+                            source: source_name.to_owned(),
+                            document: d.index,
+                            line: Some(d.content_line),
+                        },
+                        api_version: c.api_version.clone(),
+                    },
+                }))));
+            }
+            None => {
+                results.push(None);
+                missing.push(d);
+            }
+        }
+    }
+    let parsed = parse_many(source_name, &missing);
+    let mut parsed = missing.iter().zip(parsed);
+    for (slot, d) in results.iter_mut().zip(&docs) {
+        if slot.is_some() {
+            continue;
+        }
+        let Some((m, r)) = parsed.next() else { break };
+        debug_assert_eq!(m.index, d.index);
+        if let Ok(Some(l)) = &r {
+            cache.docs.insert(
+                d.text.into(),
+                CachedDoc {
+                    object: l.object.clone(),
+                    api_version: l.origin.api_version.clone(),
+                    seen: generation,
+                },
+            );
+        }
+        *slot = Some(r);
+    }
+    cache.docs.retain(|_, c| c.seen == generation);
+    assemble(source_name, results.into_iter())
+}
+
+fn assemble(source_name: &str, results: impl Iterator<Item = Option<DocResult>>) -> ParsedSource {
     let mut out = ParsedSource {
         source: source_name.to_owned(),
         ..ParsedSource::default()
     };
-    let docs = split_documents(text);
-    // Large files (thousands of Services) are parsed on every core: documents are
-    // independent, and results are put back in document order.
+    for r in results.flatten() {
+        match r {
+            Ok(Some(obj)) => out.objects.push(obj),
+            Ok(None) => {}
+            Err(e) => out.errors.push(*e),
+        }
+    }
+    out
+}
+
+/// Parses `docs`, one result each, in order. Many documents (a file of thousands of
+/// Services) are parsed on every core: documents are independent, and results are put back
+/// in document order.
+fn parse_many(source_name: &str, docs: &[&RawDoc<'_>]) -> Vec<DocResult> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let results: Vec<DocResult> = if docs.len() >= PARALLEL_MIN_DOCS && threads > 1 {
+    if docs.len() >= PARALLEL_MIN_DOCS && threads > 1 {
         let chunk = docs.len().div_ceil(threads);
-        std::thread::scope(|scope| {
+        let results: Vec<DocResult> = std::thread::scope(|scope| {
             let handles: Vec<_> = docs
                 .chunks(chunk)
                 .map(|part| {
@@ -88,49 +193,27 @@ pub fn parse_documents(source_name: &str, text: &str) -> ParsedSource {
                 // parse again on this thread below.
                 .flat_map(|h| h.join().unwrap_or_default())
                 .collect()
-        })
-    } else {
-        docs.iter().map(|d| parse_one(source_name, d)).collect()
-    };
-    if results.len() != docs.len() {
-        return parse_sequential(source_name, &docs, out);
-    }
-    for r in results {
-        match r {
-            Ok(Some(obj)) => out.objects.push(obj),
-            Ok(None) => {}
-            Err(e) => out.errors.push(*e),
+        });
+        if results.len() == docs.len() {
+            return results;
         }
     }
-    out
+    docs.iter().map(|d| parse_one(source_name, d)).collect()
 }
 
 /// Below this many documents a file is parsed on the calling thread.
 const PARALLEL_MIN_DOCS: usize = 256;
 
-fn parse_sequential(source_name: &str, docs: &[RawDoc], mut out: ParsedSource) -> ParsedSource {
-    out.objects.clear();
-    out.errors.clear();
-    for doc in docs {
-        match parse_one(source_name, doc) {
-            Ok(Some(obj)) => out.objects.push(obj),
-            Ok(None) => {}
-            Err(e) => out.errors.push(*e),
-        }
-    }
-    out
-}
-
-/// One document's text and where it sits in the source.
+/// One document's text (a slice of the source) and where it sits in the source.
 #[derive(Debug)]
-struct RawDoc {
+struct RawDoc<'a> {
     /// 1-based ordinal among non-empty documents.
     index: usize,
     /// 1-based source line of the first line of `text`.
     first_line: usize,
     /// 1-based source line of the first content line.
     content_line: usize,
-    text: String,
+    text: &'a str,
 }
 
 fn is_marker(line: &str, marker: &str) -> bool {
@@ -143,61 +226,70 @@ fn is_content(line: &str) -> bool {
     !(t.is_empty() || t.starts_with('#') || line.starts_with('%'))
 }
 
-fn split_documents(text: &str) -> Vec<RawDoc> {
+/// Splits at document markers. A document is always a run of whole, consecutive lines of
+/// the source, so it is returned as a slice of it (no copy: a 27,000-document file is split
+/// in a few milliseconds).
+fn split_documents(text: &str) -> Vec<RawDoc<'_>> {
     let mut docs = Vec::new();
-    let mut cur = String::new();
+    // The current document: byte range of its lines so far, its first line, and the line of
+    // its first content.
+    let mut start: Option<usize> = None;
+    let mut end = 0usize;
     let mut first_line = 1;
     let mut content_line: Option<usize> = None;
-    let mut flush = |cur: &mut String, first_line: usize, content_line: &mut Option<usize>| {
-        if let Some(cl) = content_line.take() {
+    let mut flush = |start: &mut Option<usize>, end: usize, first_line: usize, content_line: &mut Option<usize>| {
+        if let (Some(cl), Some(s)) = (content_line.take(), start.take()) {
             docs.push(RawDoc {
                 index: docs.len() + 1,
                 first_line,
                 content_line: cl,
-                text: std::mem::take(cur),
+                text: text.get(s..end).unwrap_or_default(),
             });
-        } else {
-            cur.clear();
         }
+        *start = None;
     };
+    let mut pos = 0usize;
     for (i, raw) in text.split_inclusive('\n').enumerate() {
         let line_no = i + 1;
+        let line_start = pos;
+        pos += raw.len();
         let line = raw.trim_end_matches(['\n', '\r']);
         if is_marker(line, "---") {
             // A start marker ends the previous document only if it had content;
             // directives and comments before it belong to the new one.
             if content_line.is_some() {
-                flush(&mut cur, first_line, &mut content_line);
+                flush(&mut start, end, first_line, &mut content_line);
+            }
+            if start.is_none() {
+                start = Some(line_start);
                 first_line = line_no;
             }
-            if cur.is_empty() {
-                first_line = line_no;
-            }
-            cur.push_str(raw);
+            end = pos;
             let rest = &line[3..];
             if is_content(rest) && content_line.is_none() {
                 content_line = Some(line_no);
             }
         } else if is_marker(line, "...") {
-            flush(&mut cur, first_line, &mut content_line);
+            flush(&mut start, end, first_line, &mut content_line);
             first_line = line_no + 1;
         } else {
-            if cur.is_empty() {
+            if start.is_none() {
+                start = Some(line_start);
                 first_line = line_no;
             }
-            cur.push_str(raw);
+            end = pos;
             if is_content(line) && content_line.is_none() {
                 content_line = Some(line_no);
             }
         }
     }
-    flush(&mut cur, first_line, &mut content_line);
+    flush(&mut start, end, first_line, &mut content_line);
     docs
 }
 
 type DocResult = Result<Option<Loaded>, Box<ConfigError>>;
 
-fn parse_one(source: &str, doc: &RawDoc) -> DocResult {
+fn parse_one(source: &str, doc: &RawDoc<'_>) -> DocResult {
     let offset = doc.first_line - 1;
     // A parser that hits end-of-document reports the line after it; clamp so the
     // error never points into the next document.
@@ -216,7 +308,7 @@ fn parse_one(source: &str, doc: &RawDoc) -> DocResult {
         }))
     };
 
-    let value: Value = match serde_yaml_ng::from_str(&doc.text) {
+    let value: Value = match serde_yaml_ng::from_str(doc.text) {
         Ok(v) => v,
         Err(e) => {
             let line = e.location().map(|l| l.line());
@@ -290,7 +382,7 @@ fn parse_one(source: &str, doc: &RawDoc) -> DocResult {
         );
     }
 
-    let (text, v) = (doc.text.as_str(), &value);
+    let (text, v) = (doc.text, &value);
     let decoded = match kind {
         Kind::BgpClusterConfig => {
             decode::<CiliumBGPClusterConfig>(text, v).map(Object::BgpClusterConfig)
@@ -339,13 +431,13 @@ fn parse_one(source: &str, doc: &RawDoc) -> DocResult {
     let mut errs = validate_and_convert(&mut object, &api_version);
     if !errs.is_empty() {
         for f in &mut errs {
-            f.line = locate(&doc.text, &f.path).map(|l| (l + offset).min(last_line));
+            f.line = locate(doc.text, &f.path).map(|l| (l + offset).min(last_line));
         }
         let first = errs.iter().find_map(|f| f.line).map(|l| l - offset);
         return fail(first, Some(objref), Problem::Invalid(errs));
     }
     Ok(Some(Loaded {
-        object,
+        object: Arc::new(object),
         origin: Origin {
             location: loc(None),
             api_version,

@@ -23,9 +23,11 @@
 //!    stable, so the result is always self-consistent.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use rackd_types::cilium::ENDPOINTSLICE_SERVICE_NAME_LABEL;
 
 use crate::cilium::{
     AUTH_SECRET_PASSWORD_KEY, CiliumBGPAdvertisement, CiliumBGPClusterConfig,
@@ -47,15 +49,43 @@ pub struct CheckOptions {
 impl Default for CheckOptions {
     fn default() -> Self {
         Self {
-            bgp_secrets_namespace: "kube-system".into(),
+            bgp_secrets_namespace: rackd_types::cilium::DEFAULT_BGP_SECRETS_NAMESPACE.into(),
         }
     }
 }
 
-/// All objects, keyed by kind/namespace/name.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// A stored object: shared, so a snapshot clone copies pointers and two snapshots compare
+/// unchanged objects by address first.
+#[derive(Debug, Clone)]
+struct Entry(Arc<Loaded>);
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || *self.0 == *other.0
+    }
+}
+
+/// `(namespace, service name)`.
+type ServiceRef = (String, String);
+
+/// All objects, keyed by kind/namespace/name, with the indexes controllers need.
+///
+/// Persistent maps (`imbl`): a clone is O(1) and shares everything, an update copies one path
+/// of the tree, and [`Snapshot::changes_since`] skips the subtrees two snapshots share, so
+/// handing every controller the current snapshot and asking it what changed costs in
+/// proportion to the change, not to the 27,000 objects.
+#[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    objects: BTreeMap<ObjectKey, Loaded>,
+    objects: imbl::OrdMap<ObjectKey, Entry>,
+    /// Service → names of the EndpointSlices labelled with it (`kubernetes.io/service-name`).
+    slices: imbl::OrdMap<ServiceRef, imbl::OrdSet<String>>,
+}
+
+impl PartialEq for Snapshot {
+    fn eq(&self, other: &Self) -> bool {
+        // The index is derived from the objects.
+        self.objects == other.objects
+    }
 }
 
 /// How an object differs between two snapshots ([`Snapshot::diff`]).
@@ -82,10 +112,25 @@ macro_rules! typed_iter {
     ($(#[$doc:meta])* $fn:ident, $kind:ident, $ty:ty) => {
         $(#[$doc])*
         pub fn $fn(&self) -> impl Iterator<Item = &$ty> + '_ {
-            self.of_kind(Kind::$kind).filter_map(|l| match &l.object {
+            self.of_kind(Kind::$kind).filter_map(|l| match &*l.object {
                 Object::$kind(o) => Some(o),
                 _ => None,
             })
+        }
+    };
+}
+
+macro_rules! typed_get {
+    ($(#[$doc:meta])* $fn:ident, $kind:ident, $ty:ty) => {
+        $(#[$doc])*
+        pub fn $fn(&self, name: &str) -> Option<&$ty> {
+            match self
+                .get(&ObjectKey::cluster(Kind::$kind, name))
+                .map(|l| &*l.object)
+            {
+                Some(Object::$kind(o)) => Some(o),
+                _ => None,
+            }
         }
     };
 }
@@ -97,32 +142,27 @@ impl Snapshot {
     }
 
     /// Merges freshly parsed sources over the previous good snapshot; see the
-    /// module docs for the rules.
+    /// module docs for the rules. This is the whole-input form (`rackctl config validate`,
+    /// and the reference [`crate::Store`] is tested against); the daemon applies changes
+    /// incrementally through [`crate::Store`].
     pub fn merge(
         previous: &Snapshot,
         sources: &[ParsedSource],
         opts: &CheckOptions,
     ) -> MergeOutcome {
         let mut errors = Vec::new();
-        let mut next: BTreeMap<ObjectKey, Loaded> = BTreeMap::new();
+        let mut next: BTreeMap<ObjectKey, Arc<Loaded>> = BTreeMap::new();
+        let prev = |k: &ObjectKey| previous.objects.get(k).map(|e| e.0.clone());
 
         // Rules 1 and 4.
         for src in sources {
             for l in &src.objects {
                 let key = l.object.key();
                 if let Some(first) = next.get(&key) {
-                    errors.push(ConfigError {
-                        location: l.origin.location.clone(),
-                        object: Some(object_ref(&key)),
-                        problem: Problem::Duplicate {
-                            key: key.clone(),
-                            first: first.origin.location.clone(),
-                        },
-                        kept_previous: false,
-                    });
+                    errors.push(duplicate(&key, l, first));
                     continue;
                 }
-                next.insert(key, l.clone());
+                next.insert(key, Arc::new(l.clone()));
             }
         }
 
@@ -131,119 +171,116 @@ impl Snapshot {
             let mut wholesale = false;
             for e in &src.errors {
                 let mut e = e.clone();
-                let name = e.object.as_ref().and_then(|o| o.name.clone());
-                match (identified_key(&e), name) {
-                    (Some(key), _) => {
+                match claim_of(&e) {
+                    Claim::Key(key) => {
                         if !next.contains_key(&key)
-                            && let Some(prev) = previous.objects.get(&key)
+                            && let Some(p) = prev(&key)
                         {
-                            next.insert(key, prev.clone());
+                            next.insert(key, p);
                             e.kept_previous = true;
                         }
                     }
                     // A misspelt kind: keep whatever this source defined under that name.
-                    (None, Some(name)) => {
+                    Claim::Name(name) => {
                         let keep: Vec<_> = previous
                             .objects
                             .iter()
                             .filter(|(k, p)| {
                                 k.name == name
-                                    && p.origin.location.source == src.source
+                                    && p.0.origin.location.source == src.source
                                     && !next.contains_key(*k)
                             })
-                            .map(|(k, p)| (k.clone(), p.clone()))
+                            .map(|(k, p)| (k.clone(), p.0.clone()))
                             .collect();
                         e.kept_previous = !keep.is_empty();
                         next.extend(keep);
                     }
-                    (None, None) => wholesale = true,
+                    Claim::Source => wholesale = true,
+                    Claim::None => {}
                 }
                 errors.push(e);
             }
             if wholesale {
-                for (key, prev) in &previous.objects {
-                    if prev.origin.location.source == src.source && !next.contains_key(key) {
-                        next.insert(key.clone(), prev.clone());
+                for (key, p) in previous.objects.iter() {
+                    if p.0.origin.location.source == src.source && !next.contains_key(key) {
+                        next.insert(key.clone(), p.0.clone());
                     }
                 }
             }
         }
 
         // Rule 5.
-        let mut reported: BTreeSet<(ObjectKey, String)> = BTreeSet::new();
-        // Every pass either reverts an object to its previous version, drops it, or
-        // restores a previous referent; each can happen once per key.
-        for _ in 0..=(next.len() + previous.objects.len()) {
-            let broken = broken_references(&next, opts);
-            if broken.is_empty() {
-                break;
-            }
-            for (key, path, target, reason) in broken {
-                let Some(cur) = next.get(&key).cloned() else {
-                    continue;
-                };
-                let prev = previous.objects.get(&key);
-                let unchanged = prev.is_some_and(|p| p.object == cur.object);
-                let mut kept_previous = false;
-                if !unchanged {
-                    match prev {
-                        Some(p) => {
-                            next.insert(key.clone(), p.clone());
-                            kept_previous = true;
-                        }
-                        None => {
-                            next.remove(&key);
-                        }
-                    }
-                } else if let Some(t) = previous.objects.get(&target) {
-                    next.insert(target.clone(), t.clone());
-                    kept_previous = true;
-                } else {
-                    next.remove(&key);
-                }
-                if reported.insert((key.clone(), path.clone())) {
-                    let loc = prev.filter(|_| unchanged).map_or_else(
-                        || cur.origin.location.clone(),
-                        |p| p.origin.location.clone(),
-                    );
-                    errors.push(ConfigError {
-                        location: loc,
-                        object: Some(object_ref(&key)),
-                        problem: Problem::Reference {
-                            path,
-                            target,
-                            reason,
-                        },
-                        kept_previous,
-                    });
-                }
+        let passes = next.len() + previous.len();
+        errors.extend(resolve_references(&mut next, &prev, opts, passes));
+
+        let mut snapshot = Snapshot::default();
+        for (k, l) in next {
+            snapshot.insert(k, l);
+        }
+        MergeOutcome { snapshot, errors }
+    }
+
+    /// Inserts or replaces one object, keeping the indexes.
+    pub(crate) fn insert(&mut self, key: ObjectKey, l: Arc<Loaded>) {
+        if key.kind == Kind::EndpointSlice {
+            self.unindex_slice(&key);
+            if let Some(svc) = slice_service(&l.object) {
+                self.slices
+                    .entry((key.namespace.clone().unwrap_or_default(), svc.to_owned()))
+                    .or_default()
+                    .insert(key.name.clone());
             }
         }
+        self.objects.insert(key, Entry(l));
+    }
 
-        MergeOutcome {
-            snapshot: Snapshot { objects: next },
-            errors,
+    /// Removes one object, keeping the indexes.
+    pub(crate) fn remove(&mut self, key: &ObjectKey) -> Option<Arc<Loaded>> {
+        if key.kind == Kind::EndpointSlice {
+            self.unindex_slice(key);
+        }
+        self.objects.remove(key).map(|e| e.0)
+    }
+
+    fn unindex_slice(&mut self, key: &ObjectKey) {
+        let Some(old) = self.objects.get(key) else {
+            return;
+        };
+        let Some(svc) = slice_service(&old.0.object) else {
+            return;
+        };
+        let sref = (key.namespace.clone().unwrap_or_default(), svc.to_owned());
+        if let Some(set) = self.slices.get_mut(&sref) {
+            set.remove(&key.name);
+            if set.is_empty() {
+                self.slices.remove(&sref);
+            }
         }
     }
 
     /// What changed from `previous` to `self`, by key. Only the objects are
     /// compared, not their origin, so moving an object between files is no change.
     pub fn diff(&self, previous: &Snapshot) -> Vec<(ObjectKey, Change)> {
-        let mut out = Vec::new();
-        for (k, l) in &self.objects {
-            match previous.objects.get(k) {
-                None => out.push((k.clone(), Change::Added)),
-                Some(p) if p.object != l.object => out.push((k.clone(), Change::Updated)),
-                Some(_) => {}
-            }
-        }
-        for k in previous.objects.keys() {
-            if !self.objects.contains_key(k) {
-                out.push((k.clone(), Change::Removed));
-            }
-        }
-        out.sort();
-        out
+        self.changes_since(previous)
+    }
+
+    /// What changed from `previous` to `self`, in key order, in time proportional to the
+    /// change when `self` was derived from `previous` (shared subtrees are skipped). Only
+    /// the objects are compared, not their origin.
+    pub fn changes_since(&self, previous: &Snapshot) -> Vec<(ObjectKey, Change)> {
+        use imbl::ordmap::DiffItem;
+        previous
+            .objects
+            .diff(&self.objects)
+            .filter_map(|d| match d {
+                DiffItem::Add(k, _) => Some((k.clone(), Change::Added)),
+                DiffItem::Remove(k, _) => Some((k.clone(), Change::Removed)),
+                DiffItem::Update {
+                    old: (k, o),
+                    new: (_, n),
+                } => (!o.0.same_object(&n.0)).then(|| (k.clone(), Change::Updated)),
+            })
+            .collect()
     }
 
     /// Number of objects.
@@ -258,16 +295,37 @@ impl Snapshot {
 
     /// Looks up one object.
     pub fn get(&self, key: &ObjectKey) -> Option<&Loaded> {
-        self.objects.get(key)
+        self.objects.get(key).map(|e| &*e.0)
+    }
+
+    /// The stored key equal to `key` (borrowed from the snapshot).
+    pub fn key(&self, key: &ObjectKey) -> Option<&ObjectKey> {
+        self.objects.get_key_value(key).map(|(k, _)| k)
+    }
+
+    /// Looks up one object, shared.
+    pub fn get_shared(&self, key: &ObjectKey) -> Option<Arc<Loaded>> {
+        self.objects.get(key).map(|e| e.0.clone())
     }
 
     /// Every object, ordered by key.
     pub fn iter(&self) -> impl Iterator<Item = (&ObjectKey, &Loaded)> + '_ {
-        self.objects.iter()
+        self.objects.iter().map(|(k, e)| (k, &*e.0))
     }
 
-    /// Objects of one kind, ordered by namespace and name.
-    pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Loaded> + '_ {
+    /// Number of objects of each kind.
+    pub fn counts(&self) -> BTreeMap<Kind, usize> {
+        let mut out = BTreeMap::new();
+        for k in Kind::ALL {
+            let n = self.keys_of_kind(k).count();
+            if n > 0 {
+                out.insert(k, n);
+            }
+        }
+        out
+    }
+
+    fn keys_of_kind(&self, kind: Kind) -> impl Iterator<Item = (&ObjectKey, &Entry)> + '_ {
         self.objects
             .range(
                 ObjectKey {
@@ -277,7 +335,11 @@ impl Snapshot {
                 }..,
             )
             .take_while(move |(k, _)| k.kind == kind)
-            .map(|(_, l)| l)
+    }
+
+    /// Objects of one kind, ordered by namespace and name.
+    pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Loaded> + '_ {
+        self.keys_of_kind(kind).map(|(_, e)| &*e.0)
     }
 
     typed_iter!(/// ClusterConfigs by name.
@@ -303,38 +365,20 @@ impl Snapshot {
     typed_iter!(/// Secrets by namespace/name.
         secrets, Secret, Secret);
 
-    /// The PeerConfig called `name`.
-    pub fn bgp_peer_config(&self, name: &str) -> Option<&CiliumBGPPeerConfig> {
-        match self
-            .objects
-            .get(&ObjectKey::cluster(Kind::BgpPeerConfig, name))
-            .map(|l| &l.object)
-        {
-            Some(Object::BgpPeerConfig(o)) => Some(o),
-            _ => None,
-        }
-    }
+    typed_get!(/// The PeerConfig called `name`.
+        bgp_peer_config, BgpPeerConfig, CiliumBGPPeerConfig);
+    typed_get!(/// The Node called `name`.
+        node, Node, Node);
+    typed_get!(/// The NodeConfigOverride for node `name` (overrides are named after nodes).
+        bgp_node_config_override, BgpNodeConfigOverride, CiliumBGPNodeConfigOverride);
 
-    /// The Node called `name`.
-    pub fn node(&self, name: &str) -> Option<&Node> {
+    /// The Service `namespace/name`.
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
         match self
-            .objects
-            .get(&ObjectKey::cluster(Kind::Node, name))
-            .map(|l| &l.object)
+            .get(&ObjectKey::namespaced(Kind::Service, namespace, name))
+            .map(|l| &*l.object)
         {
-            Some(Object::Node(o)) => Some(o),
-            _ => None,
-        }
-    }
-
-    /// The NodeConfigOverride for node `name` (overrides are named after nodes).
-    pub fn bgp_node_config_override(&self, name: &str) -> Option<&CiliumBGPNodeConfigOverride> {
-        match self
-            .objects
-            .get(&ObjectKey::cluster(Kind::BgpNodeConfigOverride, name))
-            .map(|l| &l.object)
-        {
-            Some(Object::BgpNodeConfigOverride(o)) => Some(o),
+            Some(Object::Service(o)) => Some(o),
             _ => None,
         }
     }
@@ -342,13 +386,49 @@ impl Snapshot {
     /// The Secret `namespace/name`.
     pub fn secret(&self, namespace: &str, name: &str) -> Option<&Secret> {
         match self
-            .objects
             .get(&ObjectKey::namespaced(Kind::Secret, namespace, name))
-            .map(|l| &l.object)
+            .map(|l| &*l.object)
         {
             Some(Object::Secret(o)) => Some(o),
             _ => None,
         }
+    }
+
+    /// The EndpointSlices of Service `namespace/name` (labelled `kubernetes.io/service-name`
+    /// in the same namespace), from the index: no scan of every slice.
+    pub fn endpoint_slices_of<'a>(
+        &'a self,
+        namespace: &str,
+        service: &str,
+    ) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
+        let names = self
+            .slices
+            .get(&(namespace.to_owned(), service.to_owned()))
+            .cloned()
+            .unwrap_or_default();
+        let ns = namespace.to_owned();
+        names.into_iter().filter_map(move |n| {
+            match self
+                .get(&ObjectKey::namespaced(Kind::EndpointSlice, ns.clone(), n))
+                .map(|l| &*l.object)
+            {
+                Some(Object::EndpointSlice(o)) => Some(o),
+                _ => None,
+            }
+        })
+    }
+}
+
+/// The Service an EndpointSlice belongs to (its `kubernetes.io/service-name` label).
+pub fn slice_service(o: &Object) -> Option<&str> {
+    match o {
+        Object::EndpointSlice(es) => es
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(ENDPOINTSLICE_SERVICE_NAME_LABEL))
+            .map(String::as_str),
+        _ => None,
     }
 }
 
@@ -384,11 +464,48 @@ pub fn secret_value<'a>(secret: &'a Secret, key: &str) -> Option<&'a [u8]> {
         })
 }
 
-fn object_ref(key: &ObjectKey) -> ObjectRef {
+pub(crate) fn object_ref(key: &ObjectKey) -> ObjectRef {
     ObjectRef {
         kind: key.kind.as_str().to_owned(),
         namespace: key.namespace.clone(),
         name: Some(key.name.clone()),
+    }
+}
+
+/// The error for a second definition of `key` (`dup`) after `first`.
+pub(crate) fn duplicate(key: &ObjectKey, dup: &Loaded, first: &Loaded) -> ConfigError {
+    ConfigError {
+        location: dup.origin.location.clone(),
+        object: Some(object_ref(key)),
+        problem: Problem::Duplicate {
+            key: key.clone(),
+            first: first.origin.location.clone(),
+        },
+        kept_previous: false,
+    }
+}
+
+/// Which previous objects a parse error keeps in force (rules 2 and 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// The object the failed document defines.
+    Key(ObjectKey),
+    /// Every object of this name from the same source (the kind is misspelt).
+    Name(String),
+    /// Every object from the same source (the document could not be identified).
+    Source,
+    /// Nothing (an error that is not about a document's content).
+    None,
+}
+
+pub(crate) fn claim_of(e: &ConfigError) -> Claim {
+    if matches!(e.problem, Problem::Duplicate { .. } | Problem::Reference { .. }) {
+        return Claim::None;
+    }
+    match (identified_key(e), e.object.as_ref().and_then(|o| o.name.clone())) {
+        (Some(k), _) => Claim::Key(k),
+        (None, Some(name)) => Claim::Name(name),
+        (None, None) => Claim::Source,
     }
 }
 
@@ -408,13 +525,85 @@ fn identified_key(e: &ConfigError) -> Option<ObjectKey> {
     })
 }
 
+/// Rule 5 on `next`: a changed object whose reference is broken falls back to its previous
+/// version (or goes, if new); an unchanged object whose referent vanished keeps the
+/// referent's previous version. Repeated until stable. `prev` looks up the previous good
+/// version of a key; `passes` bounds the repetitions (one per key involved is enough).
+/// Returns one error per broken reference.
+pub(crate) fn resolve_references(
+    next: &mut BTreeMap<ObjectKey, Arc<Loaded>>,
+    prev: &dyn Fn(&ObjectKey) -> Option<Arc<Loaded>>,
+    opts: &CheckOptions,
+    passes: usize,
+) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let mut reported: BTreeSet<(ObjectKey, String)> = BTreeSet::new();
+    // Every pass either reverts an object to its previous version, drops it, or
+    // restores a previous referent; each can happen once per key.
+    for _ in 0..=passes {
+        let broken = broken_references(next, opts);
+        if broken.is_empty() {
+            break;
+        }
+        for (key, path, target, reason) in broken {
+            let Some(cur) = next.get(&key).cloned() else {
+                continue;
+            };
+            let p = prev(&key);
+            let unchanged = p.as_ref().is_some_and(|p| p.same_object(&cur));
+            let mut kept_previous = false;
+            if !unchanged {
+                match &p {
+                    Some(p) => {
+                        next.insert(key.clone(), p.clone());
+                        kept_previous = true;
+                    }
+                    None => {
+                        next.remove(&key);
+                    }
+                }
+            } else if let Some(t) = prev(&target) {
+                next.insert(target.clone(), t);
+                kept_previous = true;
+            } else {
+                next.remove(&key);
+            }
+            if reported.insert((key.clone(), path.clone())) {
+                let loc = p.filter(|_| unchanged).map_or_else(
+                    || cur.origin.location.clone(),
+                    |p| p.origin.location.clone(),
+                );
+                errors.push(ConfigError {
+                    location: loc,
+                    object: Some(object_ref(&key)),
+                    problem: Problem::Reference {
+                        path,
+                        target,
+                        reason,
+                    },
+                    kept_previous,
+                });
+            }
+        }
+    }
+    errors
+}
+
 /// (referring object, field path, referent, what is wrong)
 type Broken = (ObjectKey, String, ObjectKey, String);
 
-fn broken_references(objs: &BTreeMap<ObjectKey, Loaded>, opts: &CheckOptions) -> Vec<Broken> {
+/// Whether objects of `kind` take part in cross-object references (as referrer or referent).
+pub(crate) fn in_references(kind: Kind) -> bool {
+    matches!(kind, Kind::BgpClusterConfig | Kind::BgpPeerConfig | Kind::Secret)
+}
+
+fn broken_references(
+    objs: &BTreeMap<ObjectKey, Arc<Loaded>>,
+    opts: &CheckOptions,
+) -> Vec<Broken> {
     let mut out = Vec::new();
     for (key, l) in objs {
-        match &l.object {
+        match &*l.object {
             Object::BgpClusterConfig(cc) => {
                 for (i, inst) in cc.spec.bgp_instances.iter().enumerate() {
                     for (j, p) in inst.peers.iter().enumerate() {
@@ -438,7 +627,7 @@ fn broken_references(objs: &BTreeMap<ObjectKey, Loaded>, opts: &CheckOptions) ->
                     continue;
                 };
                 let target = ObjectKey::namespaced(Kind::Secret, &opts.bgp_secrets_namespace, name);
-                let reason = match objs.get(&target).map(|t| &t.object) {
+                let reason = match objs.get(&target).map(|t| &*t.object) {
                     Some(Object::Secret(s)) => {
                         if secret_value(s, AUTH_SECRET_PASSWORD_KEY).is_some() {
                             continue;

@@ -715,7 +715,7 @@ fn lb_pool_v2alpha1_cidrs() {
         &format!("{alpha}  cidrs:\n  - cidr: 10.0.0.0/24\n"),
     );
     assert!(p.errors.is_empty(), "{:#?}", p.errors);
-    let rackd_model::Object::LoadBalancerIPPool(pool) = &p.objects[0].object else {
+    let rackd_model::Object::LoadBalancerIPPool(pool) = &*p.objects[0].object else {
         panic!()
     };
     assert_eq!(pool.spec.blocks[0].cidr.as_deref(), Some("10.0.0.0/24"));

@@ -21,7 +21,7 @@ fn load_one(name: &str) -> Object {
     let p = parse_documents(name, &fixture(name));
     assert!(p.errors.is_empty(), "{name}: {:#?}", p.errors);
     assert_eq!(p.objects.len(), 1, "{name}");
-    p.objects.into_iter().next().unwrap().object
+    (*p.objects.into_iter().next().unwrap().object).clone()
 }
 
 #[test]

@@ -229,8 +229,8 @@ pub fn services_table(services: &[ServiceView]) -> String {
             } else {
                 s.pools.join(",")
             },
-            format!("{}={}", s.condition.kind, s.condition.status),
-            s.condition.reason.clone(),
+            format!("{}={}", s.condition.type_, s.condition.status),
+            s.condition.reason.to_string(),
         ]);
     }
     kubectl_columns(&out)
@@ -315,6 +315,59 @@ pub fn status_text(s: &Status) -> String {
             let _ = writeln!(out, "  - {e}");
         }
     }
+    if !s.controllers.is_empty() {
+        let c: Vec<String> = s
+            .controllers
+            .iter()
+            .map(|c| {
+                let state = match (&c.last_error, c.synced) {
+                    (Some(_), _) => "failing",
+                    (None, true) => "ok",
+                    (None, false) => "starting",
+                };
+                format!("{}={} ({} runs, {} errors)", c.name, state, c.runs, c.errors)
+            })
+            .collect();
+        let _ = writeln!(out, "Controllers:     {}", c.join(", "));
+        for c in &s.controllers {
+            if let Some(e) = &c.last_error {
+                let _ = writeln!(out, "  - {}: {e}", c.name);
+            }
+        }
+    }
+    out.push_str(&conditions_text(&s.conditions));
+    out
+}
+
+/// Problems per object, as `kubectl describe` lists conditions: the object, then each of
+/// its conditions (type=status, reason: message).
+pub fn conditions_text(conds: &[rackd_api::ObjectCondition]) -> String {
+    let mut out = String::new();
+    if conds.is_empty() {
+        let _ = writeln!(out, "Conditions:      none");
+        return out;
+    }
+    let _ = writeln!(out, "Conditions:      {}", conds.len());
+    let mut by_object: std::collections::BTreeMap<String, Vec<&rackd_api::ObjectCondition>> =
+        std::collections::BTreeMap::new();
+    for c in conds {
+        let who = match (&c.object, &c.source) {
+            (Some(o), _) => o.to_string(),
+            (None, Some(s)) => s.clone(),
+            (None, None) => "(unknown)".to_owned(),
+        };
+        by_object.entry(who).or_default().push(c);
+    }
+    for (who, cs) in by_object {
+        let _ = writeln!(out, "  {who}");
+        for c in cs {
+            let _ = writeln!(
+                out,
+                "    {}={} {}: {}",
+                c.condition.type_, c.condition.status, c.condition.reason, c.condition.message
+            );
+        }
+    }
     out
 }
 
@@ -374,7 +427,7 @@ mod tests {
             local_asn: 65001,
             peer_asn: 65000,
             peer_address: "fd00:10::1".into(),
-            session_state: "established".into(),
+            session_state: rackd_api::SessionState::Established,
             uptime_nanoseconds: 2_006_000_000_000,
             families: vec![fam("ipv4", 2, 2), fam("ipv6", 2, 2)],
             ..Default::default()

@@ -4,13 +4,16 @@
 
 pub mod admin;
 pub mod bgp;
+pub mod config;
+pub mod controller;
 pub mod daemon;
+pub mod duration;
+pub mod handler;
 pub mod host;
 pub mod l2;
 pub mod lbipam_ctl;
 pub mod metrics;
 pub mod options;
 pub mod sdnotify;
-pub mod source;
 pub mod state;
 pub mod views;

@@ -68,6 +68,8 @@ pub struct Metrics {
     /// Current number of configuration errors.
     pub config_errors: Gauge,
     pub config_applies: Counter,
+    /// 1 while the configuration source can be read (`rackd_config_source_up`).
+    pub config_source_up: Gauge,
     pub pool_ips_used: Family<PoolLabels, Gauge>,
     pub pool_ips_available: Family<PoolLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub l2_lease_live: Gauge,
@@ -96,6 +98,7 @@ impl Metrics {
             }),
             config_errors: Gauge::default(),
             config_applies: Counter::default(),
+            config_source_up: Gauge::default(),
             pool_ips_used: Family::default(),
             pool_ips_available: Family::default(),
             l2_lease_live: Gauge::default(),
@@ -140,6 +143,11 @@ impl Metrics {
             "config_errors",
             "Configuration errors currently reported",
             m.config_errors.clone(),
+        );
+        r.register(
+            "config_source_up",
+            "1 while the configuration source can be read (the last good configuration is kept while it cannot)",
+            m.config_source_up.clone(),
         );
         r.register(
             "config_applies",
@@ -193,19 +201,6 @@ impl Metrics {
         );
         *m.registry.lock().unwrap_or_else(|e| e.into_inner()) = r;
         Arc::new(m)
-    }
-
-    /// Counts one reconcile run of `controller` that began at `started`; returns its labels
-    /// (for an error count).
-    pub fn reconciled(&self, controller: &str, started: std::time::Instant) -> ControllerLabels {
-        let labels = ControllerLabels {
-            controller: controller.into(),
-        };
-        self.reconcile_runs.get_or_create(&labels).inc();
-        self.reconcile_duration
-            .get_or_create(&labels)
-            .observe(started.elapsed().as_secs_f64());
-        labels
     }
 
     /// Sets the L2 gauges from the ownership task's snapshot.

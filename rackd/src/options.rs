@@ -12,7 +12,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
-use crate::l2::{DurationError, L2Options, LeaseBackendKind};
+use crate::duration::DurationError;
+use crate::l2::{L2Options, LeaseBackendKind};
 
 /// Where the metrics endpoint listens unless told otherwise (Cilium's agent uses 9962, its
 /// operator 9963).
@@ -213,7 +214,7 @@ pub fn resolve(
         let dur = |flag: &'static str, v: Option<String>, default: Duration| match v {
             None => Ok(default),
             Some(value) => {
-                crate::l2::parse_go_duration(&value).map_err(|source| OptionsError::Duration {
+                crate::duration::parse_go_duration(&value).map_err(|source| OptionsError::Duration {
                     flag,
                     value,
                     source,
@@ -299,7 +300,7 @@ pub fn resolve(
             .unwrap_or_else(|| rackd_api::DEFAULT_SOCKET.into()),
         metrics_addr,
         poll_interval: Duration::from_millis(250),
-        resync_interval: Duration::from_secs(5),
+        resync_interval: Duration::from_secs(60),
         bgp_secrets_namespace: flags
             .bgp_secrets_namespace
             .or(file.bgp_secrets_namespace)

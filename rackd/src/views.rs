@@ -12,19 +12,6 @@ use rackd_api::{
 
 use crate::bgp::render::{self, Desired};
 
-/// Cilium's session-state strings.
-fn state_name(s: bgpd::fsm::State) -> &'static str {
-    use bgpd::fsm::State::*;
-    match s {
-        Idle => "idle",
-        Connect => "connect",
-        Active => "active",
-        OpenSent => "open_sent",
-        OpenConfirm => "open_confirm",
-        Established => "established",
-    }
-}
-
 /// One peer as Cilium's `BgpPeer`.
 pub fn bgp_peer(local_asn: u32, p: &PeerStatus, cfg: Option<&render::Peer>) -> BgpPeer {
     let established = matches!(p.state, bgpd::fsm::State::Established);
@@ -34,7 +21,7 @@ pub fn bgp_peer(local_asn: u32, p: &PeerStatus, cfg: Option<&render::Peer>) -> B
         peer_asn: p.peer_as,
         peer_address: p.address.to_string(),
         peer_port: u32::from(p.port),
-        session_state: state_name(p.state).to_owned(),
+        session_state: p.state,
         uptime_nanoseconds: if established {
             p.uptime_secs.unwrap_or(0).saturating_mul(1_000_000_000)
         } else {
@@ -266,7 +253,7 @@ pub fn route_policies(d: &Desired, router_asn: Option<u32>) -> Vec<BgpRoutePolic
         }
         for peer in inst.peers.values() {
             let host_len = if peer.address.is_ipv4() { 32 } else { 128 };
-            for e in &peer.export {
+            for e in peer.export.iter() {
                 out.push(BgpRoutePolicy {
                     router_asn: inst.local_asn,
                     name: e.name.clone(),
@@ -496,7 +483,7 @@ pub fn node_config(
     node: &str,
     d: &Desired,
     peers: &[BgpPeer],
-    problems: &[String],
+    problems: &[rackd_model::rackd_types::ObjectCondition],
 ) -> rackd_api::NodeConfig {
     use rackd_api::{
         NodeConfig, NodeConfigMeta, NodeConfigSpec, NodeConfigStatus, NodeInstanceSpec,
@@ -535,12 +522,13 @@ pub fn node_config(
                     let run = peers.iter().find(|r| {
                         r.local_asn == inst.local_asn && r.peer_address == p.address.to_string()
                     });
-                    let established = run.is_some_and(|r| r.session_state == "established");
+                    let established = run
+                        .is_some_and(|r| r.session_state == rackd_api::SessionState::Established);
                     NodePeerStatus {
                         name: p.name.clone(),
                         peer_address: p.address.to_string(),
                         peer_asn: run.map_or(p.peer_asn, |r| r.peer_asn),
-                        peering_state: run.map_or("unknown".into(), |r| r.session_state.clone()),
+                        peering_state: run.map_or(rackd_api::SessionState::Idle, |r| r.session_state),
                         timers: run.filter(|_| established).map(|r| NodePeerTimers {
                             applied_hold_time_seconds: r.applied_hold_time_seconds,
                             applied_keepalive_seconds: r.applied_keep_alive_time_seconds,
@@ -566,13 +554,18 @@ pub fn node_config(
                 .collect(),
         });
     }
+    // Cilium reports what keeps an instance from being reconciled as one
+    // `cilium.io/BGPReconcileError` condition on the NodeConfig.
     if !problems.is_empty() {
-        status.conditions.push(rackd_api::Condition {
-            kind: "cilium.io/BGPReconcileError".into(),
-            status: "True".into(),
-            reason: "BGPReconcileError".into(),
-            message: problems.join("; "),
-        });
+        status.conditions.push(rackd_api::Condition::problem(
+            rackd_model::rackd_types::condition::types::BGP_RECONCILE_ERROR,
+            "BGPReconcileError",
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        ));
     }
     NodeConfig {
         api_version: "cilium.io/v2".into(),

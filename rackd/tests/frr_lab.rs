@@ -58,7 +58,7 @@ fn rackd_peers_with_frr_from_cilium_yaml() {
     println!("{table}");
     assert_eq!(peers.len(), 2, "{table}");
     assert!(
-        peers.iter().all(|p| p.session_state == "established"),
+        peers.iter().all(|p| p.session_state == rackd_api::SessionState::Established),
         "{table}"
     );
     assert!(
@@ -89,7 +89,7 @@ fn rackd_peers_with_frr_from_cilium_yaml() {
     assert!(
         st.peers
             .iter()
-            .all(|p| p.peering_state == "established" && p.established_time.is_some()),
+            .all(|p| p.peering_state == rackd_api::SessionState::Established && p.established_time.is_some()),
         "{nc:#?}"
     );
     assert!(

@@ -72,6 +72,29 @@ fn bad_flag_and_environment_values_are_refused_before_start() {
         ),
         &["--l2-announcements-lease-duration \"15 s\"", "Go duration"],
     );
+    // A duration too large for the clock is a clear error, not a panic at start.
+    let huge = rackd(
+        &[
+            "--state-dir",
+            state,
+            "--enable-l2-announcements",
+            "--l2-announcements-lease-duration",
+            "99999999999999999999h",
+        ],
+        &[],
+    );
+    fails_with(
+        &huge,
+        &[
+            "--l2-announcements-lease-duration \"99999999999999999999h\"",
+            "out of range",
+        ],
+    );
+    assert!(
+        !String::from_utf8_lossy(&huge.stderr).contains("panicked"),
+        "{}",
+        String::from_utf8_lossy(&huge.stderr)
+    );
     fails_with(
         &rackd(&["--log-format", "xml"], &[]),
         &["invalid value 'xml'", "text", "json"],

@@ -45,9 +45,9 @@ pub fn is_config_file(p: &Path) -> bool {
         && p.is_file()
 }
 
-/// Read the directory now. Files sorted by name; unreadable or non-UTF-8 files become
-/// problems, not failures.
-pub fn scan(dir: &Path) -> Result<Scan, ReadDirError> {
+/// The configuration files in `dir`, sorted by name (the order of precedence between
+/// duplicate definitions).
+pub fn list(dir: &Path) -> Result<Vec<PathBuf>, ReadDirError> {
     let rd = std::fs::read_dir(dir).map_err(|source| ReadDirError {
         path: dir.to_owned(),
         source,
@@ -58,26 +58,44 @@ pub fn scan(dir: &Path) -> Result<Scan, ReadDirError> {
         .filter(|p| is_config_file(p))
         .collect();
     paths.sort();
+    Ok(paths)
+}
+
+/// What reading one configuration file gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileRead {
+    Text(String),
+    /// Deleted between listing and reading: it is simply gone.
+    Gone,
+    /// Unreadable or not UTF-8: why, for the error message.
+    Problem(String),
+}
+
+/// Reads one configuration file.
+pub fn read(path: &Path) -> FileRead {
+    match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => FileRead::Text(text),
+            Err(e) => FileRead::Problem(format!(
+                "not UTF-8 text (invalid byte at offset {}); expected a YAML or JSON file",
+                e.utf8_error().valid_up_to()
+            )),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileRead::Gone,
+        Err(e) => FileRead::Problem(format!("cannot read: {e}")),
+    }
+}
+
+/// Read the directory now. Files sorted by name; unreadable or non-UTF-8 files become
+/// problems, not failures.
+pub fn scan(dir: &Path) -> Result<Scan, ReadDirError> {
     let mut scan = Scan::default();
-    for p in paths {
+    for p in list(dir)? {
         let name = p.display().to_string();
-        match std::fs::read(&p) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => scan.files.push(SourceFile { name, text }),
-                Err(e) => scan.problems.push(FileProblem {
-                    name,
-                    message: format!(
-                        "not UTF-8 text (invalid byte at offset {}); expected a YAML or JSON file",
-                        e.utf8_error().valid_up_to()
-                    ),
-                }),
-            },
-            // Deleted between listing and reading: it is simply gone.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => scan.problems.push(FileProblem {
-                name,
-                message: format!("cannot read: {e}"),
-            }),
+        match read(&p) {
+            FileRead::Text(text) => scan.files.push(SourceFile { name, text }),
+            FileRead::Gone => {}
+            FileRead::Problem(message) => scan.problems.push(FileProblem { name, message }),
         }
     }
     Ok(scan)

@@ -12,6 +12,8 @@ use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 
+pub use rackd_types::{Condition, ConditionStatus, ObjectCondition, ObjectKey, SessionState};
+
 /// Largest request or reply line accepted; bounds what a peer on the socket can make us buffer.
 pub const MAX_LINE: usize = 64 * 1024 * 1024;
 
@@ -90,6 +92,27 @@ pub struct Status {
     pub bgp_instances: usize,
     pub bgp_peers_established: usize,
     pub bgp_peers_total: usize,
+    /// Every problem, per object, as Cilium would write it into the object's status
+    /// (configuration errors, an unreadable source, and each controller's findings).
+    #[serde(default)]
+    pub conditions: Vec<ObjectCondition>,
+    /// Each controller's runs.
+    #[serde(default)]
+    pub controllers: Vec<ControllerView>,
+}
+
+/// One controller in `rackctl status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ControllerView {
+    pub name: String,
+    pub runs: u64,
+    pub errors: u64,
+    /// It has applied its inputs at least once.
+    pub synced: bool,
+    /// Why its last run failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 fn is_zero_u64(v: &u64) -> bool {
@@ -116,9 +139,9 @@ pub struct BgpPeer {
     pub peer_address: String,
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub peer_port: u32,
-    /// `unknown idle connect active open_sent open_confirm established`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub session_state: String,
+    /// `idle connect active open_sent open_confirm established`.
+    #[serde(default)]
+    pub session_state: SessionState,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub uptime_nanoseconds: u64,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
@@ -376,7 +399,7 @@ pub struct NodePeerStatus {
     pub peer_address: String,
     #[serde(rename = "peerASN")]
     pub peer_asn: u32,
-    pub peering_state: String,
+    pub peering_state: SessionState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timers: Option<NodePeerTimers>,
     /// RFC 3339, UTC.
@@ -419,18 +442,8 @@ pub struct PoolView {
     pub conditions: Vec<Condition>,
 }
 
-/// A Kubernetes-style status condition.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Condition {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub status: String,
-    pub reason: String,
-    pub message: String,
-}
-
 /// A row of `rackctl lbipam services`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct ServiceView {
     pub namespace: String,
@@ -538,7 +551,7 @@ mod tests {
             peer_asn: 65000,
             peer_address: "fd00:10::1".into(),
             peer_port: 179,
-            session_state: "established".into(),
+            session_state: SessionState::Established,
             families: vec![PeerFamily {
                 afi: "ipv4".into(),
                 safi: "unicast".into(),

@@ -2,19 +2,26 @@
 //! [`Desired`] state. Idempotent: calling it again with the same input does nothing.
 //! Only what the protocol requires resets a session: a speaker is restarted only when its
 //! ASN, router ID, listener or restart time changes; a peer is updated in place (bgpd
-//! applies policy-only changes without a reset) and routes are added and removed one by one.
+//! applies policy-only changes without a reset).
+//!
+//! Incremental: the reconciler keeps what it applied and works on the difference. Routes are
+//! added and removed in batches of exactly the prefixes that changed; a peer whose session
+//! settings are unchanged gets an export patch of exactly the prefixes whose decision
+//! changed (`Speaker::patch_export`), so one Service among 27,000 costs one route and one
+//! prefix per peer, not a policy of 27,000 statements.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 
 use bgpd::Speaker;
 use bgpd::config::{GracefulRestartConfig, PeerConfig, SpeakerConfig};
 use bgpd::policy::{Actions, Policy, PrefixMatch, Statement};
-use bgpd_wire::{Family, Origin, PathAttributes};
+use bgpd_wire::{Origin, PathAttributes};
 use ipnet::IpNet;
 use tracing::{info, warn};
 
-use super::render::{Desired, Instance, Peer};
+use super::render::{Desired, Exports, ExportPolicy, Instance, Peer, Routes};
 
 /// Reconcile errors: one instance or peer failed; the others were still reconciled.
 #[derive(Debug, thiserror::Error)]
@@ -32,17 +39,29 @@ pub enum ReconcileError {
         #[source]
         source: bgpd::Error,
     },
-    #[error("BGP instance {instance}: route {prefix}")]
-    Route {
+    #[error("BGP instance {instance}: {count} route(s) from {first}")]
+    Routes {
         instance: String,
-        prefix: IpNet,
+        first: IpNet,
+        count: usize,
         #[source]
         source: bgpd::Error,
     },
 }
 
+impl ReconcileError {
+    /// The BGP instance it concerns.
+    pub fn instance(&self) -> &str {
+        match self {
+            ReconcileError::Start { instance, .. }
+            | ReconcileError::Peer { instance, .. }
+            | ReconcileError::Routes { instance, .. } => instance,
+        }
+    }
+}
+
 /// Node facts the speaker configuration needs beyond the rendering.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeAddrs {
     pub v4: Option<Ipv4Addr>,
     pub v6: Option<Ipv6Addr>,
@@ -55,13 +74,21 @@ pub struct NodeAddrs {
     pub source_v6: Option<Ipv6Addr>,
 }
 
+/// A peer as applied: its session settings (export aside) and the exports they were sent
+/// with.
+#[derive(Debug, Clone)]
+struct AppliedPeer {
+    session: PeerConfig,
+    export: Exports,
+}
+
 #[derive(Debug)]
 struct Running {
-    speaker: Speaker,
+    speaker: Arc<Speaker>,
     config: SpeakerConfig,
     /// Peer name → what was applied.
-    peers: BTreeMap<String, PeerConfig>,
-    routes: BTreeSet<IpNet>,
+    peers: BTreeMap<String, AppliedPeer>,
+    routes: Routes,
 }
 
 /// What the reconciles so far have changed, by kind. A reconcile of unchanged input changes
@@ -73,6 +100,8 @@ pub struct Applied {
     pub peers_added: u64,
     pub peers_updated: u64,
     pub peers_removed: u64,
+    /// Export patches sent (a peer whose only change is what it exports).
+    pub exports_patched: u64,
     pub routes_added: u64,
     pub routes_removed: u64,
 }
@@ -111,8 +140,18 @@ pub fn speaker_config(inst: &Instance, restarting: bool) -> SpeakerConfig {
 /// Cilium's default restart time (`gracefulRestart.restartTimeSeconds`, 120 s).
 const SPEAKER_RESTART_TIME: u16 = 120;
 
-/// What bgpd should be told about `peer`.
-pub fn peer_config(peer: &Peer, node: &NodeAddrs) -> PeerConfig {
+/// The actions of one export policy.
+fn actions(p: &ExportPolicy) -> Actions {
+    Actions {
+        add_communities: p.communities.clone(),
+        add_large_communities: p.large_communities.clone(),
+        local_pref: p.local_pref,
+        ..Default::default()
+    }
+}
+
+/// What bgpd should be told about `peer`'s session, export aside (an empty export policy).
+pub fn session_config(peer: &Peer, node: &NodeAddrs, fib: bool) -> PeerConfig {
     let mut c = PeerConfig::new(peer.address, peer.peer_asn);
     c.port = peer.peer_port;
     c.hold_time = peer.hold_secs;
@@ -136,30 +175,59 @@ pub fn peer_config(peer: &Peer, node: &NodeAddrs) -> PeerConfig {
         .as_ref()
         .map(|p| String::from_utf8_lossy(p).into_owned());
     c.families = peer.families.clone();
-    c.extended_next_hop = peer.address.is_ipv6() && c.families.contains(&Family::Ipv4Unicast);
-    // Cilium never imports (a global reject-all import policy, cilium-compat §3).
-    c.import = Policy::reject_all();
-    c.export = Policy {
-        statements: peer
-            .export
-            .iter()
-            .map(|e| Statement {
-                prefixes: e.prefixes.iter().map(|p| PrefixMatch::exact(*p)).collect(),
-                actions: Actions {
-                    add_communities: e.communities.clone(),
-                    add_large_communities: e.large_communities.clone(),
-                    local_pref: e.local_pref,
-                    ..Default::default()
-                },
-            })
-            .collect(),
-        default_accept: false,
+    c.extended_next_hop = peer.address.is_ipv6() && c.families.contains(&bgpd_wire::Family::Ipv4Unicast);
+    // Cilium never imports (a global reject-all import policy, cilium-compat §3); with FIB
+    // import on, the daemon accepts what the peers send.
+    c.import = if fib {
+        Policy::accept_all()
+    } else {
+        Policy::reject_all()
     };
+    c.export = Policy::reject_all();
     c.graceful_restart = peer.graceful_restart.is_some();
     c.restart_time = peer.graceful_restart;
     c.next_hop_v4 = node.v4;
     c.next_hop_v6 = node.v6;
     c
+}
+
+/// The export policy bgpd runs for `export`: one exact-prefix statement per exported
+/// prefix, with the attributes of the first policy carrying it (first match wins, as in
+/// Cilium's ordered policies), so single prefixes can later be patched.
+pub fn export_policy(export: &Exports) -> Policy {
+    Policy {
+        statements: export
+            .prefixes()
+            .filter_map(|p| {
+                export.first_for(p).map(|pol| Statement {
+                    prefixes: vec![PrefixMatch::exact(*p)],
+                    actions: actions(pol),
+                })
+            })
+            .collect(),
+        default_accept: false,
+    }
+}
+
+/// What bgpd should be told about `peer`: its session and its whole export policy.
+pub fn peer_config(peer: &Peer, node: &NodeAddrs) -> PeerConfig {
+    let mut c = session_config(peer, node, false);
+    c.export = export_policy(&peer.export);
+    c
+}
+
+/// The patch that turns `old` into `new` for bgpd: the prefixes whose deciding policy's
+/// attributes changed, appeared or went.
+fn export_patch(old: &Exports, new: &Exports) -> ExportPatch {
+    let mut set = Vec::new();
+    for p in new.changed_prefixes(old) {
+        let was = old.first_for(&p).map(actions);
+        let now = new.first_for(&p).map(actions);
+        if was != now {
+            set.push((p, now));
+        }
+    }
+    ExportPatch { set }
 }
 
 impl Reconciler {
@@ -184,14 +252,14 @@ impl Reconciler {
         self
     }
 
-    /// The running speakers by instance name.
-    pub fn speakers(&self) -> impl Iterator<Item = (&str, &Speaker, u32)> {
+    /// The running speakers: instance name, speaker, local ASN.
+    pub fn speakers(&self) -> impl Iterator<Item = (&str, &Arc<Speaker>, u32)> {
         self.running
             .iter()
             .map(|(n, r)| (n.as_str(), &r.speaker, r.config.local_as))
     }
 
-    /// Bring the speakers to `desired`. Returns the errors met; what could be applied was.
+    /// Brings the speakers to `desired`. Returns the errors met; what could be applied was.
     pub async fn reconcile(&mut self, desired: &Desired, node: &NodeAddrs) -> Vec<ReconcileError> {
         let mut errors = Vec::new();
         // Instances that went away or must be restarted.
@@ -224,35 +292,9 @@ impl Reconciler {
         }
         for (name, inst) in &desired.instances {
             if !self.running.contains_key(name) {
-                let config = speaker_config(inst, self.restarting);
-                info!(instance = %name, asn = inst.local_asn, router_id = %inst.router_id, "starting BGP instance");
-                match Speaker::start(config.clone()).await {
-                    Ok(speaker) => {
-                        self.applied.speakers_started += 1;
-                        if let Some(fib) = &self.fib {
-                            match speaker.subscribe().await {
-                                Ok(events) => {
-                                    let (fib, name) = (fib.clone(), name.clone());
-                                    tokio::spawn(async move {
-                                        if let Err(e) = bgpd::fib::follow(fib, events).await {
-                                            warn!(instance = %name, error = %e, "FIB import stopped");
-                                        }
-                                    });
-                                }
-                                Err(e) => {
-                                    warn!(instance = %name, error = %e, "FIB import: subscribe")
-                                }
-                            }
-                        }
-                        self.running.insert(
-                            name.clone(),
-                            Running {
-                                speaker,
-                                config,
-                                peers: BTreeMap::new(),
-                                routes: BTreeSet::new(),
-                            },
-                        );
+                match self.start(name, inst).await {
+                    Ok(run) => {
+                        self.running.insert(name.clone(), run);
                     }
                     Err(source) => {
                         errors.push(ReconcileError::Start {
@@ -263,128 +305,39 @@ impl Reconciler {
                     }
                 }
             }
-            let self_fib = self.fib.is_some();
+            let fib = self.fib.is_some();
             let Some(run) = self.running.get_mut(name) else {
                 continue;
             };
-            Self::reconcile_instance(
-                name,
-                inst,
-                run,
-                node,
-                self_fib,
-                &mut errors,
-                &mut self.applied,
-            )
-            .await;
+            reconcile_instance(name, inst, run, node, fib, &mut errors, &mut self.applied).await;
         }
         errors
     }
 
-    async fn reconcile_instance(
-        name: &str,
-        inst: &Instance,
-        run: &mut Running,
-        node: &NodeAddrs,
-        self_fib: bool,
-        errors: &mut Vec<ReconcileError>,
-        applied: &mut Applied,
-    ) {
-        // Routes first (added), so a new peer's initial advertisement is complete.
-        for prefix in inst.routes.difference(&run.routes.clone()) {
-            let attrs = PathAttributes {
-                origin: Origin::Igp,
-                ..Default::default()
-            };
-            match run
-                .speaker
-                .add_local_route(Family::of_prefix(prefix), *prefix, attrs)
-                .await
-            {
-                Ok(()) => {
-                    run.routes.insert(*prefix);
-                    applied.routes_added += 1;
-                }
-                Err(source) => errors.push(ReconcileError::Route {
-                    instance: name.to_owned(),
-                    prefix: *prefix,
-                    source,
-                }),
-            }
-        }
-        // Peers.
-        let gone: Vec<String> = run
-            .peers
-            .keys()
-            .filter(|n| !inst.peers.contains_key(*n))
-            .cloned()
-            .collect();
-        for peer in gone {
-            if let Some(cfg) = run.peers.remove(&peer) {
-                info!(instance = %name, %peer, "removing BGP peer");
-                applied.peers_removed += 1;
-                if let Err(source) = run.speaker.remove_peer(cfg.address).await {
-                    errors.push(ReconcileError::Peer {
-                        instance: name.to_owned(),
-                        peer,
-                        source,
+    async fn start(&mut self, name: &str, inst: &Instance) -> Result<Running, bgpd::Error> {
+        let config = speaker_config(inst, self.restarting);
+        info!(instance = %name, asn = inst.local_asn, router_id = %inst.router_id, "starting BGP instance");
+        let speaker = Speaker::start(config.clone()).await?;
+        self.applied.speakers_started += 1;
+        if let Some(fib) = &self.fib {
+            match speaker.subscribe().await {
+                Ok(events) => {
+                    let (fib, name) = (fib.clone(), name.to_owned());
+                    tokio::spawn(async move {
+                        if let Err(e) = bgpd::fib::follow(fib, events).await {
+                            warn!(instance = %name, error = %e, "FIB import stopped");
+                        }
                     });
                 }
+                Err(e) => warn!(instance = %name, error = %e, "FIB import: subscribe"),
             }
         }
-        for (pname, peer) in &inst.peers {
-            let mut want = peer_config(peer, node);
-            if self_fib {
-                want.import = Policy::accept_all();
-            }
-            let result = match run.peers.get(pname) {
-                Some(have) if *have == want => continue,
-                Some(have) if have.address != want.address => {
-                    // A new address is a different neighbour.
-                    let _ = run.speaker.remove_peer(have.address).await;
-                    applied.peers_removed += 1;
-                    applied.peers_added += 1;
-                    run.speaker.add_peer(want.clone()).await
-                }
-                Some(_) => {
-                    applied.peers_updated += 1;
-                    run.speaker.update_peer(want.clone()).await
-                }
-                None => {
-                    info!(instance = %name, peer = %pname, address = %want.address, "adding BGP peer");
-                    applied.peers_added += 1;
-                    run.speaker.add_peer(want.clone()).await
-                }
-            };
-            match result {
-                Ok(()) => {
-                    run.peers.insert(pname.clone(), want);
-                }
-                Err(source) => errors.push(ReconcileError::Peer {
-                    instance: name.to_owned(),
-                    peer: pname.clone(),
-                    source,
-                }),
-            }
-        }
-        // Routes that are no longer wanted, last, so peers see withdrawals only once.
-        for prefix in run.routes.clone().difference(&inst.routes) {
-            match run
-                .speaker
-                .remove_local_route(Family::of_prefix(prefix), *prefix)
-                .await
-            {
-                Ok(()) => {
-                    run.routes.remove(prefix);
-                    applied.routes_removed += 1;
-                }
-                Err(source) => errors.push(ReconcileError::Route {
-                    instance: name.to_owned(),
-                    prefix: *prefix,
-                    source,
-                }),
-            }
-        }
+        Ok(Running {
+            speaker: Arc::new(speaker),
+            config,
+            peers: BTreeMap::new(),
+            routes: Routes::new(),
+        })
     }
 
     /// After the first full reconcile: tell restarting speakers their routes are complete
@@ -419,4 +372,188 @@ impl Reconciler {
             }
         }
     }
+}
+
+async fn reconcile_instance(
+    name: &str,
+    inst: &Instance,
+    run: &mut Running,
+    node: &NodeAddrs,
+    fib: bool,
+    errors: &mut Vec<ReconcileError>,
+    applied: &mut Applied,
+) {
+    let route_err = |first: IpNet, count: usize, source| ReconcileError::Routes {
+        instance: name.to_owned(),
+        first,
+        count,
+        source,
+    };
+    // Routes first (added), so a new peer's initial advertisement is complete.
+    let (added, removed) = route_changes(&run.routes, &inst.routes);
+    let mut route_failed = false;
+    if let Some(first) = added.first().copied() {
+        let batch: Vec<(IpNet, PathAttributes)> = added
+            .iter()
+            .map(|p| {
+                (
+                    *p,
+                    PathAttributes {
+                        origin: Origin::Igp,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        match run.speaker.add_local_routes(batch).await {
+            Ok(()) => {
+                for p in &added {
+                    run.routes.insert(*p, 1);
+                }
+                applied.routes_added += added.len() as u64;
+            }
+            Err(source) => {
+                route_failed = true;
+                errors.push(route_err(first, added.len(), source));
+            }
+        }
+    }
+    // Peers.
+    let gone: Vec<String> = run
+        .peers
+        .keys()
+        .filter(|n| !inst.peers.contains_key(*n))
+        .cloned()
+        .collect();
+    for peer in gone {
+        if let Some(have) = run.peers.remove(&peer) {
+            info!(instance = %name, %peer, "removing BGP peer");
+            applied.peers_removed += 1;
+            if let Err(source) = run.speaker.remove_peer(have.session.address).await {
+                errors.push(ReconcileError::Peer {
+                    instance: name.to_owned(),
+                    peer,
+                    source,
+                });
+            }
+        }
+    }
+    for (pname, peer) in &inst.peers {
+        let session = session_config(peer, node, fib);
+        let full = |s: &PeerConfig| {
+            let mut c = s.clone();
+            c.export = export_policy(&peer.export);
+            c
+        };
+        let result = match run.peers.get(pname) {
+            Some(have) if have.session == session => {
+                if have.export.ptr_eq(&peer.export) || have.export == peer.export {
+                    continue;
+                }
+                let patch = export_patch(&have.export, &peer.export);
+                if patch.set.is_empty() {
+                    Ok(())
+                } else {
+                    applied.exports_patched += 1;
+                    // TEMPORARY(bgpd-incr): until bgpd's patch_export lands.
+                    run.speaker.update_peer(full(&session)).await
+                }
+            }
+            Some(have) if have.session.address != session.address => {
+                // A new address is a different neighbour.
+                let _ = run.speaker.remove_peer(have.session.address).await;
+                applied.peers_removed += 1;
+                applied.peers_added += 1;
+                run.speaker.add_peer(full(&session)).await
+            }
+            Some(_) => {
+                applied.peers_updated += 1;
+                run.speaker.update_peer(full(&session)).await
+            }
+            None => {
+                info!(instance = %name, peer = %pname, address = %session.address, "adding BGP peer");
+                applied.peers_added += 1;
+                run.speaker.add_peer(full(&session)).await
+            }
+        };
+        match result {
+            Ok(()) => {
+                run.peers.insert(
+                    pname.clone(),
+                    AppliedPeer {
+                        session,
+                        export: peer.export.clone(),
+                    },
+                );
+            }
+            Err(source) => errors.push(ReconcileError::Peer {
+                instance: name.to_owned(),
+                peer: pname.clone(),
+                source,
+            }),
+        }
+    }
+    // Routes that are no longer wanted, last, so peers see withdrawals only once.
+    if let Some(first) = removed.first().copied() {
+        match run.speaker.remove_local_routes(removed.clone()).await {
+            Ok(()) => {
+                for p in &removed {
+                    run.routes.remove(p);
+                }
+                applied.routes_removed += removed.len() as u64;
+            }
+            Err(source) => {
+                route_failed = true;
+                errors.push(route_err(first, removed.len(), source));
+            }
+        }
+    }
+    // Everything applied: keep the desired map itself, so the next diff skips what the two
+    // share and costs only what changes.
+    if !route_failed {
+        run.routes = inst.routes.clone();
+    }
+}
+
+// TEMPORARY(bgpd-incr): until bgpd's batched calls land.
+#[derive(Debug, Default)]
+struct ExportPatch {
+    set: Vec<(IpNet, Option<Actions>)>,
+}
+
+trait Batched {
+    async fn add_local_routes(&self, routes: Vec<(IpNet, PathAttributes)>) -> Result<(), bgpd::Error>;
+    async fn remove_local_routes(&self, prefixes: Vec<IpNet>) -> Result<(), bgpd::Error>;
+}
+
+impl Batched for Arc<Speaker> {
+    async fn add_local_routes(&self, routes: Vec<(IpNet, PathAttributes)>) -> Result<(), bgpd::Error> {
+        for (p, a) in routes {
+            self.add_local_route(bgpd_wire::Family::of_prefix(&p), p, a).await?;
+        }
+        Ok(())
+    }
+    async fn remove_local_routes(&self, prefixes: Vec<IpNet>) -> Result<(), bgpd::Error> {
+        for p in prefixes {
+            self.remove_local_route(bgpd_wire::Family::of_prefix(&p), p).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Prefixes in `want` and not in `have`, and the other way round, in O(changes) when
+/// `want` was derived from `have`.
+fn route_changes(have: &Routes, want: &Routes) -> (Vec<IpNet>, Vec<IpNet>) {
+    use imbl::ordmap::DiffItem;
+    let mut added = Vec::new();
+    let mut removed = Vec::new();
+    for d in have.diff(want) {
+        match d {
+            DiffItem::Add(p, _) => added.push(*p),
+            DiffItem::Remove(p, _) => removed.push(*p),
+            // A refcount change: the route stays.
+            DiffItem::Update { .. } => {}
+        }
+    }
+    (added, removed)
 }

@@ -1,14 +1,18 @@
 //! Pure: the configuration snapshot, this node's devices and LB-IPAM's addresses, turned into
 //! the inputs of `l2announcer::policy::evaluate`, and device selection (Cilium's `--devices`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use l2announcer::policy::{
     self, Evaluation, Iface, Labels, NodeInput, PolicyInput, SelectorSpec, ServiceInput,
 };
 use rackd_model::Snapshot;
+use rackd_model::rackd_types::condition::reasons;
+use rackd_model::rackd_types::{Condition, Kind, ObjectCondition, ObjectKey};
 use rackd_model::selector::Selector as ModelSelector;
+
+use crate::lbipam_ctl::LbIps;
 
 /// A network device as the link monitor sees it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -84,7 +88,7 @@ pub fn evaluate(
     snap: &Snapshot,
     node_name: &str,
     devices: &[Iface],
-    lb_ips: &BTreeMap<(String, String), Vec<IpAddr>>,
+    lb_ips: &LbIps,
 ) -> Evaluation {
     let node = NodeInput {
         name: node_name.to_owned(),
@@ -136,9 +140,10 @@ pub fn evaluate(
     policy::evaluate(&node, devices, &policies, &services)
 }
 
-/// One line per failing policy condition, for `rackctl status` and the logs.
+/// The policies' problems as conditions of the policies (Cilium's types; its reason on
+/// these conditions is `error`).
 #[must_use]
-pub fn problems(eval: &Evaluation) -> Vec<String> {
+pub fn policy_conditions(eval: &Evaluation) -> Vec<ObjectCondition> {
     let mut out = Vec::new();
     for (name, e) in &eval.errors {
         for (kind, why) in [
@@ -147,7 +152,10 @@ pub fn problems(eval: &Evaluation) -> Vec<String> {
             (policy::COND_BAD_INTERFACE_REGEX, &e.bad_interface_regex),
         ] {
             if let Some(why) = why {
-                out.push(format!("CiliumL2AnnouncementPolicy {name}: {kind}: {why}"));
+                out.push(ObjectCondition::new(
+                    ObjectKey::cluster(Kind::L2AnnouncementPolicy, name),
+                    Condition::problem(kind, reasons::ERROR, why.clone()),
+                ));
             }
         }
     }
@@ -230,25 +238,21 @@ spec:
     fn lb_and_external_ips_of_selected_services_on_matching_interfaces() {
         let snap = snapshot(CONFIG);
         let devices = select_devices(&[dev("eth0", 2), dev("eth1", 3), dev("bond0", 4)], &[]);
-        let mut lb = BTreeMap::new();
-        lb.insert(
-            ("shop".to_owned(), "web".to_owned()),
-            vec![
-                "172.18.255.200".parse().unwrap(),
-                "2001:db8::1".parse().unwrap(),
-            ],
-        );
-        lb.insert(
-            ("shop".to_owned(), "other".to_owned()),
-            vec!["172.18.255.201".parse().unwrap()],
-        );
+        let mut lb = LbIps::new();
+        let web: Vec<IpAddr> = vec![
+            "172.18.255.200".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+        ];
+        lb.insert(("shop".to_owned(), "web".to_owned()), web.into());
+        let other: Vec<IpAddr> = vec!["172.18.255.201".parse().unwrap()];
+        lb.insert(("shop".to_owned(), "other".to_owned()), other.into());
         let eval = evaluate(&snap, "node1", &devices, &lb);
         let ips: Vec<String> = eval.groups.keys().map(ToString::to_string).collect();
         assert_eq!(ips, ["172.18.255.200", "192.0.2.77", "2001:db8::1"]);
         let g = &eval.groups[&"172.18.255.200".parse::<IpAddr>().unwrap()];
         let names: Vec<&str> = g.interfaces.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(names, ["eth0", "eth1"]);
-        assert!(problems(&eval).is_empty());
+        assert!(policy_conditions(&eval).is_empty());
         assert_eq!(used_interfaces(&eval).len(), 2);
         // Another node: the node selector does not match.
         assert!(evaluate(&snap, "node2", &devices, &lb).groups.is_empty());
@@ -275,12 +279,15 @@ spec:
                 ..Default::default()
             },
         );
+        let c = policy_conditions(&eval);
+        assert_eq!(c.len(), 1);
         assert_eq!(
-            problems(&eval),
-            [
-                "CiliumL2AnnouncementPolicy l2: io.cilium/bad-interface-regex: unclosed character class"
-            ]
+            c[0].object,
+            Some(ObjectKey::cluster(Kind::L2AnnouncementPolicy, "l2"))
         );
+        assert_eq!(c[0].condition.type_, "io.cilium/bad-interface-regex");
+        assert_eq!(c[0].condition.reason, "error");
+        assert_eq!(c[0].condition.message, "unclosed character class");
     }
 
     #[test]

@@ -3,28 +3,39 @@
 //! claims them under leases (`local` or `etcd`) and programs the eBPF ARP/NDP responder.
 //!
 //! ```text
-//!  snapshot + LB-IPAM ─▶ desired::evaluate ─▶ NodeHandle::set_desired ─▶ ownership task ─▶ Responder (eBPF)
-//!  rtnetlink links ───▶ LinkMonitor ───────────▶ NodeSender::link ─────────┘     │
-//!                                                           lease backend ◀───────┘
+//!  ConfigState + LbStatus + devices ─▶ L2Controller (desired::evaluate, pure) ─▶ NodeHandle::set_desired
+//!  host layer link changes ─────────▶ NodeSender::link ─────────────────────────▶ ownership task
+//!                                                              lease backend ◀───┘   │
+//!                                                          Responder (eBPF) ◀────────┘
 //! ```
+//!
+//! The controller evaluates the policies only when something they read changed (an L2
+//! policy, a Service, this node's Node, LB-IPAM's addresses, the devices); the ownership task
+//! hears only of changed groups.
 
 pub mod desired;
-pub mod links;
 pub mod responder;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use l2announcer::LeaseTimings;
 use l2announcer::backend::{EtcdBackend, EtcdConfig, LocalBackend};
 use l2announcer::node::{NodeConfig, NodeHandle, NodeSender, ShutdownReport, spawn};
-use l2announcer::policy::{DesiredGroup, Evaluation};
+use l2announcer::policy::DesiredGroup;
+use rackd_model::rackd_types::{Kind, ObjectCondition};
 use rackd_model::Snapshot;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
-use self::links::LinkMonitor;
+use self::desired::Device;
 use self::responder::DatapathAnnouncer;
+use crate::config::ConfigState;
+use crate::controller::{Context, Controller, Outcome};
+use crate::host::HostFacts;
+use crate::lbipam_ctl::{LbIps, LbStatus};
 
 /// Where node leases and group claims live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,25 +71,33 @@ pub enum L2Error {
         #[source]
         source: datapath::Error,
     },
-    #[error("cannot monitor network links")]
-    Links(#[from] links::LinkError),
 }
 
-/// The running L2 announcement controller.
+/// Never: the L2 controller's runs cannot fail (the ownership task owns every I/O).
+#[derive(Debug, thiserror::Error)]
+#[error("unreachable")]
+pub enum Never {}
+
+/// The L2 announcement controller.
 #[derive(Debug)]
 pub struct L2Controller {
-    node: NodeHandle,
-    links: LinkMonitor,
+    node: Option<NodeHandle>,
     patterns: Vec<String>,
-    last: Option<BTreeMap<IpAddr, DesiredGroup>>,
-    problems: Vec<String>,
     node_name: String,
+    last: Option<BTreeMap<IpAddr, DesiredGroup>>,
+    /// The inputs last evaluated.
+    seen: Option<(Snapshot, LbIps, Arc<[Device]>)>,
+    conditions: watch::Sender<Arc<[ObjectCondition]>>,
 }
 
 impl L2Controller {
     /// Loads (or adopts) the responder, starts the ownership task on the chosen backend and
-    /// the link monitor.
-    pub async fn start(node_name: &str, opts: &L2Options) -> Result<Self, L2Error> {
+    /// follows the host's links (carrier changes go straight to the ownership task).
+    pub async fn start(
+        node_name: &str,
+        opts: &L2Options,
+        host: &HostFacts,
+    ) -> Result<(Self, NodeSender, watch::Receiver<Arc<[ObjectCondition]>>), L2Error> {
         let (timings, fixes) = opts.timings.sanitise();
         for f in fixes {
             warn!(fix = ?f, ?timings, "L2 announcement lease timings corrected (as Cilium does)");
@@ -109,59 +128,120 @@ impl L2Controller {
                 spawn(cfg, EtcdBackend::new(ecfg), announcer)
             }
         };
-        let links = LinkMonitor::start(node.sender()).await?;
+        // Carrier changes reach the ownership task at once, not through a reconcile.
+        let sender = node.sender();
+        host.on_link(Box::new(move |ifindex, up| sender.link(ifindex, up)));
         info!(backend = ?opts.backend, ?timings, pin_root = %opts.pin_root.display(), "L2 announcements on");
-        Ok(Self {
-            node,
-            links,
-            patterns: opts.devices.clone(),
-            last: None,
-            problems: Vec::new(),
-            node_name: node_name.to_owned(),
+        let (tx, rx) = watch::channel(Arc::from([]));
+        let query = node.sender();
+        Ok((
+            Self {
+                node: Some(node),
+                patterns: opts.devices.clone(),
+                node_name: node_name.to_owned(),
+                last: None,
+                seen: None,
+                conditions: tx,
+            },
+            query,
+            rx,
+        ))
+    }
+
+    /// Whether anything the policies read changed since the last evaluation.
+    fn relevant(&self, snap: &Snapshot, lb: &LbIps, devices: &Arc<[Device]>) -> bool {
+        let Some((s, l, d)) = &self.seen else {
+            return true;
+        };
+        if !Arc::ptr_eq(d, devices) && **d != **devices {
+            return true;
+        }
+        if !l.ptr_eq(lb) && l != lb {
+            return true;
+        }
+        snap.changes_since(s).iter().any(|(k, _)| match k.kind {
+            Kind::L2AnnouncementPolicy | Kind::Service => true,
+            Kind::Node => k.name == self.node_name,
+            _ => false,
         })
     }
 
-    /// Recomputes the desired groups (level-triggered; the task only hears of changes).
-    pub fn reconcile(&mut self, snap: &Snapshot, lb_ips: &BTreeMap<(String, String), Vec<IpAddr>>) {
-        let devices = desired::select_devices(&self.links.devices(), &self.patterns);
-        let eval: Evaluation = desired::evaluate(snap, &self.node_name, &devices, lb_ips);
-        let problems = desired::problems(&eval);
-        if problems != self.problems {
-            for p in &problems {
-                warn!(problem = %p, "L2 announcement policy");
-            }
-            self.problems = problems;
+    /// Withdraw every entry, then revoke the node lease (SIGTERM).
+    pub async fn shutdown_node(&mut self) -> Option<ShutdownReport> {
+        match self.node.take() {
+            Some(n) => n.shutdown().await,
+            None => None,
         }
-        if self.last.as_ref() != Some(&eval.groups) {
+    }
+}
+
+impl Controller for L2Controller {
+    const NAME: &'static str = "l2announcer";
+    type Inputs = (
+        watch::Receiver<Arc<ConfigState>>,
+        watch::Receiver<Arc<LbStatus>>,
+        watch::Receiver<Arc<[Device]>>,
+    );
+    type Error = Never;
+
+    async fn reconcile(
+        &mut self,
+        (cfg, lb, devices): &(Arc<ConfigState>, Arc<LbStatus>, Arc<[Device]>),
+        ctx: Context,
+    ) -> Result<Outcome, Never> {
+        // LB-IPAM's addresses are what L2 announces: wait until they are known.
+        if !cfg.loaded || !lb.settled {
+            return Ok(Outcome::DONE);
+        }
+        let snap = &cfg.snapshot;
+        if !ctx.full && !self.relevant(snap, &lb.ips, devices) {
+            return Ok(Outcome::DONE);
+        }
+        self.seen = Some((snap.clone(), lb.ips.clone(), devices.clone()));
+        let ifaces = desired::select_devices(devices, &self.patterns);
+        let eval = desired::evaluate(snap, &self.node_name, &ifaces, &lb.ips);
+        let conditions = desired::policy_conditions(&eval);
+        if **self.conditions.borrow() != *conditions {
+            for c in &conditions {
+                warn!(condition = %c, "L2 announcement policy");
+            }
+            self.conditions.send_replace(conditions.into());
+        }
+        if self.last.as_ref() != Some(&eval.groups)
+            && let Some(node) = &self.node
+        {
             info!(groups = eval.groups.len(), "L2 desired groups changed");
-            self.node.set_desired(eval.groups.clone());
+            node.set_desired(eval.groups.clone());
             self.last = Some(eval.groups);
         }
+        Ok(Outcome::DONE)
     }
 
-    /// Policy problems of the last reconcile, one line each.
-    #[must_use]
-    pub fn problems(&self) -> &[String] {
-        &self.problems
+    async fn shutdown(&mut self) {
+        // Stop answering ARP/NDP and hand the IPs over before BGP goes.
+        let report = self.shutdown_node().await;
+        info!(?report, "L2 announcements handed over");
     }
+}
 
-    /// The device list changed (resolves once per change).
-    pub async fn devices_changed(&mut self) {
-        self.links.changed().await;
-    }
-
-    /// A cloneable handle for queries (the admin socket and metrics).
-    #[must_use]
-    pub fn query(&self) -> NodeSender {
-        self.node.sender()
-    }
-
-    /// Withdraw every entry, then revoke the node lease (SIGTERM).
-    pub async fn shutdown(self) -> Option<ShutdownReport> {
-        let Self { node, links, .. } = self;
-        drop(links);
-        node.shutdown().await
-    }
+/// Keeps the L2 gauges fresh from the ownership task, every second, until `stop`.
+pub fn metrics_task(
+    node: NodeSender,
+    metrics: Arc<crate::metrics::Metrics>,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if let Some(s) = node.snapshot().await {
+                metrics.set_l2(&s);
+            }
+        }
+    })
 }
 
 /// `rackctl l2 leases` rows: one per IP group this node knows of.
@@ -202,78 +282,3 @@ pub fn announcement_views(s: &l2announcer::query::Snapshot) -> Vec<rackd_api::An
         .collect()
 }
 
-/// Errors of [`parse_go_duration`].
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum DurationError {
-    #[error("empty duration")]
-    Empty,
-    #[error("invalid number in duration at {at:?}")]
-    Number { at: String },
-    #[error("unknown or missing unit in duration at {at:?} (ns, us, ms, s, m, h)")]
-    Unit { at: String },
-    #[error("negative durations are not allowed")]
-    Negative,
-}
-
-/// Parses a Go `time.Duration` string as Cilium's flags take them: `15s`, `500ms`, `1m30s`,
-/// `1.5s`, `0`.
-pub fn parse_go_duration(s: &str) -> Result<std::time::Duration, DurationError> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err(DurationError::Empty);
-    }
-    if s.starts_with('-') {
-        return Err(DurationError::Negative);
-    }
-    let s = s.strip_prefix('+').unwrap_or(s);
-    if s == "0" {
-        return Ok(std::time::Duration::ZERO);
-    }
-    let mut rest = s;
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let (num, tail) = rest.split_at(num_len);
-        let v: f64 = num
-            .parse()
-            .map_err(|_| DurationError::Number { at: rest.into() })?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, next) = tail.split_at(unit_len);
-        let scale = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(DurationError::Unit { at: tail.into() }),
-        };
-        total += v * scale;
-        rest = next;
-    }
-    Ok(std::time::Duration::from_secs_f64(total))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn go_durations() {
-        let ok = |s: &str| parse_go_duration(s).unwrap();
-        assert_eq!(ok("15s"), Duration::from_secs(15));
-        assert_eq!(ok("500ms"), Duration::from_millis(500));
-        assert_eq!(ok("1m30s"), Duration::from_secs(90));
-        assert_eq!(ok("1.5s"), Duration::from_millis(1500));
-        assert_eq!(ok("0"), Duration::ZERO);
-        assert_eq!(ok("200us"), Duration::from_micros(200));
-        for bad in ["", "15", "s", "1x", "-1s", "1.2.3s", "5 s"] {
-            assert!(parse_go_duration(bad).is_err(), "{bad:?}");
-        }
-    }
-}

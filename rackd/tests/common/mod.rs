@@ -3,6 +3,9 @@
 //! namespaces, running a copy of `configs/lab`.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod route_watch;
+pub mod shape_bench;
+
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
@@ -107,8 +110,13 @@ impl Lab {
 
     /// Start rackd with extra flags.
     pub fn start_rackd_with(&mut self, extra: &[&str]) {
+        self.start_rackd_bin(env!("CARGO_BIN_EXE_rackd"), extra);
+    }
+
+    /// Start the rackd binary at `bin` (another build, for side-by-side benchmarks).
+    pub fn start_rackd_bin(&mut self, bin: &str, extra: &[&str]) {
         let mut args = vec![
-            env!("CARGO_BIN_EXE_rackd"),
+            bin,
             "--node-name",
             "node1",
             "--config-dir",

@@ -1,0 +1,233 @@
+//! Kernel route changes inside a namespace, timestamped on arrival: a NETLINK_ROUTE socket
+//! opened in the namespace (it stays there after we leave) and bound to the IPv4 route group,
+//! read by a thread. The benchmarks use it to see the moment a route reaches the ToR's kernel
+//! table (FRR's zebra installs what bgpd accepted), without polling `vtysh`.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use netlab::Netns;
+
+const RTMGRP_IPV4_ROUTE: u32 = 0x40;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
+const RTA_DST: u16 = 1;
+const RTA_TABLE: u16 = 15;
+const NLMSG_HDRLEN: usize = 16;
+const RTMSG_LEN: usize = 12;
+const RT_TABLE_MAIN: u32 = 254;
+
+/// One change of an IPv4 host route (/32) in the main table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteEvent {
+    pub at: Instant,
+    pub added: bool,
+    pub ip: Ipv4Addr,
+}
+
+/// The watcher; dropping it stops the thread.
+pub struct RouteWatch {
+    events: Arc<Mutex<Vec<RouteEvent>>>,
+    stop: Arc<AtomicBool>,
+    overrun: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The host-route events in one datagram (bounds-checked: a short or odd message ends the walk).
+fn parse(buf: &[u8], at: Instant, out: &mut Vec<RouteEvent>) {
+    let mut off = 0;
+    while let (Some(len), Some(ty)) = (u32_at(buf, off), u16_at(buf, off + 4)) {
+        let len = len as usize;
+        if len < NLMSG_HDRLEN || off + len > buf.len() {
+            return;
+        }
+        let msg = &buf[off + NLMSG_HDRLEN..off + len];
+        off += (len + 3) & !3;
+        if ty != RTM_NEWROUTE && ty != RTM_DELROUTE {
+            continue;
+        }
+        // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
+        let (Some(&family), Some(&dst_len), Some(&table)) = (msg.first(), msg.get(1), msg.get(4))
+        else {
+            continue;
+        };
+        if family != libc::AF_INET as u8 || dst_len != 32 {
+            continue;
+        }
+        let mut table = u32::from(table);
+        let mut dst = None;
+        let mut a = RTMSG_LEN;
+        while let (Some(alen), Some(aty)) = (u16_at(msg, a), u16_at(msg, a + 2)) {
+            let alen = usize::from(alen);
+            if alen < 4 || a + alen > msg.len() {
+                break;
+            }
+            let val = &msg[a + 4..a + alen];
+            match aty {
+                RTA_DST if val.len() == 4 => dst = Some(Ipv4Addr::new(val[0], val[1], val[2], val[3])),
+                RTA_TABLE => table = u32_at(val, 0).unwrap_or(table),
+                _ => {}
+            }
+            a += (alen + 3) & !3;
+        }
+        if let (Some(ip), true) = (dst, table == RT_TABLE_MAIN) {
+            out.push(RouteEvent {
+                at,
+                added: ty == RTM_NEWROUTE,
+                ip,
+            });
+        }
+    }
+}
+
+impl RouteWatch {
+    /// Starts watching `ns`'s IPv4 routes.
+    pub fn start(ns: &Netns) -> RouteWatch {
+        let fd = ns
+            .enter(|| {
+                // SAFETY: plain socket(2); the result is checked before use.
+                let fd = unsafe {
+                    libc::socket(
+                        libc::AF_NETLINK,
+                        libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                        libc::NETLINK_ROUTE,
+                    )
+                };
+                assert!(fd >= 0, "netlink socket: {}", std::io::Error::last_os_error());
+                // SAFETY: we own the fresh descriptor.
+                unsafe { OwnedFd::from_raw_fd(fd) }
+            })
+            .unwrap();
+        // 27,000 routes arrive within a second or two: a deep queue, so none is lost (loss
+        // would show as ENOBUFS, which fails the run).
+        let big: libc::c_int = 64 << 20;
+        let timeout = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 100_000,
+        };
+        // SAFETY: setsockopt/bind with correctly sized values on our socket.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&raw const big).cast(),
+                size_of::<libc::c_int>() as u32,
+            );
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&raw const timeout).cast(),
+                size_of::<libc::timeval>() as u32,
+            );
+            let mut sa: libc::sockaddr_nl = std::mem::zeroed();
+            sa.nl_family = libc::AF_NETLINK as u16;
+            sa.nl_groups = RTMGRP_IPV4_ROUTE;
+            let rc = libc::bind(
+                fd.as_raw_fd(),
+                (&raw const sa).cast(),
+                size_of::<libc::sockaddr_nl>() as u32,
+            );
+            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        }
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let overrun = Arc::new(AtomicBool::new(false));
+        let (e, s, o) = (events.clone(), stop.clone(), overrun.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 20];
+            let mut batch = Vec::new();
+            while !s.load(Ordering::Relaxed) {
+                // SAFETY: recv into our buffer, length bounded by it.
+                let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+                let at = Instant::now();
+                if n < 0 {
+                    let err = std::io::Error::last_os_error();
+                    if err.raw_os_error() == Some(libc::ENOBUFS) {
+                        o.store(true, Ordering::Relaxed);
+                    }
+                    continue;
+                }
+                batch.clear();
+                parse(&buf[..n as usize], at, &mut batch);
+                if !batch.is_empty() {
+                    e.lock().unwrap().extend_from_slice(&batch);
+                }
+            }
+        });
+        RouteWatch {
+            events,
+            stop,
+            overrun,
+            thread: Some(thread),
+        }
+    }
+
+    /// Number of events so far (a cursor for [`RouteWatch::wait`]).
+    pub fn cursor(&self) -> usize {
+        self.events.lock().unwrap().len()
+    }
+
+    /// Every event so far.
+    pub fn events(&self) -> Vec<RouteEvent> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// Routes present now, from every event seen (the watch starts before the routes come).
+    pub fn present(&self) -> std::collections::BTreeSet<Ipv4Addr> {
+        let mut s = std::collections::BTreeSet::new();
+        for e in self.events.lock().unwrap().iter() {
+            if e.added {
+                s.insert(e.ip);
+            } else {
+                s.remove(&e.ip);
+            }
+        }
+        s
+    }
+
+    /// Waits for the first event at or after `cursor` that `want` accepts.
+    pub fn wait(
+        &self,
+        cursor: usize,
+        timeout: Duration,
+        want: impl Fn(&RouteEvent) -> bool,
+    ) -> Option<RouteEvent> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            assert!(
+                !self.overrun.load(Ordering::Relaxed),
+                "route events were lost (ENOBUFS)"
+            );
+            if let Some(e) = self.events.lock().unwrap().iter().skip(cursor).find(|e| want(e)) {
+                return Some(*e);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl Drop for RouteWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
