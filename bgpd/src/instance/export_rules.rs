@@ -12,7 +12,7 @@
 //!   export policy or next hops ([`PreviousExport`]).
 //!
 //! The speaker task (`export.rs`, `query.rs`) calls these; the unit tests in
-//! `export_rules/tests.rs` call them directly.
+//! `export_rules/tests/` call them directly.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;

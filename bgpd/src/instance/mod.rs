@@ -21,7 +21,7 @@
 //! - `import`: UPDATEs and local routes into the Loc-RIB;
 //! - `export`: Loc-RIB changes out to subscribers and peers (Adj-RIB-Out, route refresh);
 //! - `export_rules`: the export rules without I/O (RFC 4271 §5.1, §9.2, RFC 1997, policy),
-//!   unit-tested in `export_rules/tests.rs`;
+//!   unit-tested in `export_rules/tests/`;
 //! - `query`: peer status and RIB listings for the API.
 
 mod connections;

@@ -179,6 +179,10 @@ impl Instance {
         if old.md5_password != cfg.md5_password {
             self.set_listener_keys(addr, cfg.md5_password.as_deref().map(str::as_bytes))?;
         }
+        let export_changed = old.export != cfg.export
+            || old.next_hop_v4 != cfg.next_hop_v4
+            || old.next_hop_v6 != cfg.next_hop_v6;
+        let import_changed = old.import != cfg.import;
         let fsm_cfg = self.fsm_config(&cfg);
         let local_as = self.cfg.local_as;
         let Some(p) = self.peers.get_mut(&addr) else {
@@ -187,12 +191,18 @@ impl Instance {
         p.import_idx = PolicyIndex::new(&cfg.import);
         let old_export_idx = std::mem::replace(&mut p.export_idx, PolicyIndex::new(&cfg.export));
         // What the peer was sent is derived from the old export configuration: a re-export
-        // compares against it (the same entry may now carry other attributes).
-        let previous = p.session.as_ref().map(|s| PreviousExport {
-            target: Target::new(local_as, p.id, s),
-            policy: old.export.clone(),
-            index: old_export_idx,
-        });
+        // compares against it (the same entry may now carry other attributes). Before its
+        // initial sync (a restarting speaker's deferral, RFC 4724 §4.1) a session has been
+        // sent nothing, and the initial sync exports under the new configuration.
+        let previous = p
+            .session
+            .as_ref()
+            .filter(|s| in_place && export_changed && s.synced)
+            .map(|s| PreviousExport {
+                target: Target::new(local_as, p.id, s),
+                policy: old.export,
+                index: old_export_idx,
+            });
         p.cfg = cfg;
         p.main.fsm.set_config(fsm_cfg);
         if let Some(s) = p.session.as_mut() {
@@ -208,16 +218,9 @@ impl Instance {
             .map(|s| s.neg.families.clone())
             .unwrap_or_default();
         let rr = p.session.as_ref().is_some_and(|s| s.neg.route_refresh);
-        // Before its initial sync (a restarting speaker's deferral, RFC 4724 §4.1) a session
-        // has been sent nothing, and the initial sync exports under the new configuration.
-        let synced = p.session.as_ref().is_some_and(|s| s.synced);
-        let export_changed = old.export != p.cfg.export
-            || old.next_hop_v4 != p.cfg.next_hop_v4
-            || old.next_hop_v6 != p.cfg.next_hop_v6;
-        let import_changed = old.import != p.cfg.import;
         if in_place {
-            if export_changed && synced {
-                self.resync(addr, previous.as_ref());
+            if let Some(previous) = previous {
+                self.resync(addr, Some(&previous));
             }
             if import_changed {
                 if rr {
