@@ -237,7 +237,12 @@ fn split_documents(text: &str) -> Vec<RawDoc<'_>> {
     let mut end = 0usize;
     let mut first_line = 1;
     let mut content_line: Option<usize> = None;
-    let mut flush = |start: &mut Option<usize>, end: usize, first_line: usize, content_line: &mut Option<usize>| {
+    // The current document has a `---` line (it began with one).
+    let mut has_marker = false;
+    let mut flush = |start: &mut Option<usize>,
+                     end: usize,
+                     first_line: usize,
+                     content_line: &mut Option<usize>| {
         if let (Some(cl), Some(s)) = (content_line.take(), start.take()) {
             docs.push(RawDoc {
                 index: docs.len() + 1,
@@ -256,14 +261,19 @@ fn split_documents(text: &str) -> Vec<RawDoc<'_>> {
         let line = raw.trim_end_matches(['\n', '\r']);
         if is_marker(line, "---") {
             // A start marker ends the previous document only if it had content;
-            // directives and comments before it belong to the new one.
+            // directives and comments before it belong to the new one. A document that
+            // has only a marker and comments so far is empty: it ends here too (kept, it
+            // would reach the YAML parser as two documents).
             if content_line.is_some() {
                 flush(&mut start, end, first_line, &mut content_line);
+            } else if has_marker {
+                start = None;
             }
             if start.is_none() {
                 start = Some(line_start);
                 first_line = line_no;
             }
+            has_marker = true;
             end = pos;
             let rest = &line[3..];
             if is_content(rest) && content_line.is_none() {
@@ -271,6 +281,7 @@ fn split_documents(text: &str) -> Vec<RawDoc<'_>> {
             }
         } else if is_marker(line, "...") {
             flush(&mut start, end, first_line, &mut content_line);
+            has_marker = false;
             first_line = line_no + 1;
         } else {
             if start.is_none() {
@@ -760,8 +771,9 @@ mod tests {
             .iter()
             .map(|d| (d.index, d.first_line, d.content_line))
             .collect();
-        // `ignored: x` after `...` is a bare document of its own.
-        assert_eq!(got, vec![(1, 1, 3), (2, 4, 8), (3, 10, 10)]);
+        // `ignored: x` after `...` is a bare document of its own; the document of `b: 2`
+        // starts at its own marker (the markers and comment before it are empty documents).
+        assert_eq!(got, vec![(1, 1, 3), (2, 7, 8), (3, 10, 10)]);
         assert!(d[0].text.contains("a: 1"));
         assert!(split_documents("").is_empty());
         assert!(split_documents("---\n---\n# x\n").is_empty());
@@ -770,5 +782,10 @@ mod tests {
         assert_eq!(d[1].content_line, 2);
         // A `----` line is content, not a marker.
         assert_eq!(split_documents("a: |\n  x\n----\n").len(), 1);
+        // A marker followed only by comments, then another marker: the first is empty.
+        let d = split_documents("---\n# about the next one\n---\na: 1\n");
+        assert_eq!(d.len(), 1);
+        assert_eq!((d[0].first_line, d[0].content_line), (3, 4));
+        assert_eq!(d[0].text, "---\na: 1\n");
     }
 }

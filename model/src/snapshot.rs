@@ -499,10 +499,16 @@ pub(crate) enum Claim {
 }
 
 pub(crate) fn claim_of(e: &ConfigError) -> Claim {
-    if matches!(e.problem, Problem::Duplicate { .. } | Problem::Reference { .. }) {
+    if matches!(
+        e.problem,
+        Problem::Duplicate { .. } | Problem::Reference { .. }
+    ) {
         return Claim::None;
     }
-    match (identified_key(e), e.object.as_ref().and_then(|o| o.name.clone())) {
+    match (
+        identified_key(e),
+        e.object.as_ref().and_then(|o| o.name.clone()),
+    ) {
         (Some(k), _) => Claim::Key(k),
         (None, Some(name)) => Claim::Name(name),
         (None, None) => Claim::Source,
@@ -594,13 +600,13 @@ type Broken = (ObjectKey, String, ObjectKey, String);
 
 /// Whether objects of `kind` take part in cross-object references (as referrer or referent).
 pub(crate) fn in_references(kind: Kind) -> bool {
-    matches!(kind, Kind::BgpClusterConfig | Kind::BgpPeerConfig | Kind::Secret)
+    matches!(
+        kind,
+        Kind::BgpClusterConfig | Kind::BgpPeerConfig | Kind::Secret
+    )
 }
 
-fn broken_references(
-    objs: &BTreeMap<ObjectKey, Arc<Loaded>>,
-    opts: &CheckOptions,
-) -> Vec<Broken> {
+fn broken_references(objs: &BTreeMap<ObjectKey, Arc<Loaded>>, opts: &CheckOptions) -> Vec<Broken> {
     let mut out = Vec::new();
     for (key, l) in objs {
         match &*l.object {

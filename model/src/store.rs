@@ -25,8 +25,7 @@ use crate::error::{ConfigError, Location};
 use crate::object::{Loaded, ObjectKey};
 use crate::parse::ParsedSource;
 use crate::snapshot::{
-    Change, CheckOptions, Claim, Snapshot, claim_of, duplicate, in_references,
-    resolve_references,
+    Change, CheckOptions, Claim, Snapshot, claim_of, duplicate, in_references, resolve_references,
 };
 
 /// Name of a source; their order (lexicographic) is the order of precedence between
@@ -288,17 +287,20 @@ impl Store {
         let claims_after = (state.claims_all, state.claimed_names.clone());
         let gone =
             state.objects.is_empty() && state.errors.is_empty() && state.duplicates.is_empty();
-        if claims_before != claims_after || gone {
-            if let Some(keys) = self.from_source.get(name.as_ref()) {
-                let names: BTreeSet<&String> =
-                    claims_before.1.iter().chain(claims_after.1.iter()).collect();
-                let all = claims_before.0 || claims_after.0 || gone;
-                affected.extend(
-                    keys.iter()
-                        .filter(|k| all || names.contains(&k.name))
-                        .cloned(),
-                );
-            }
+        if (claims_before != claims_after || gone)
+            && let Some(keys) = self.from_source.get(name.as_ref())
+        {
+            let names: BTreeSet<&String> = claims_before
+                .1
+                .iter()
+                .chain(claims_after.1.iter())
+                .collect();
+            let all = claims_before.0 || claims_after.0 || gone;
+            affected.extend(
+                keys.iter()
+                    .filter(|k| all || names.contains(&k.name))
+                    .cloned(),
+            );
         }
         if gone {
             self.sources.remove(&name);
@@ -368,12 +370,12 @@ impl Store {
     /// Sets one key in the snapshot; the kind of change, if the object changed.
     fn set(&mut self, k: &ObjectKey, v: Option<Arc<Loaded>>) -> Option<Change> {
         let old = self.snapshot.get_shared(k);
-        if let Some(o) = &old {
-            if let Some(set) = self.from_source.get_mut(&o.origin.location.source) {
-                set.remove(k);
-                if set.is_empty() {
-                    self.from_source.remove(&o.origin.location.source);
-                }
+        if let Some(o) = &old
+            && let Some(set) = self.from_source.get_mut(&o.origin.location.source)
+        {
+            set.remove(k);
+            if set.is_empty() {
+                self.from_source.remove(&o.origin.location.source);
             }
         }
         let change = match (&old, &v) {
@@ -442,7 +444,11 @@ impl Store {
             }
         }
         dups.sort_by(|a, b| {
-            (a.0, a.1.location.document, &a.1.location).cmp(&(b.0, b.1.location.document, &b.1.location))
+            (a.0, a.1.location.document, &a.1.location).cmp(&(
+                b.0,
+                b.1.location.document,
+                &b.1.location,
+            ))
         });
         out.extend(dups.into_iter().map(|(_, e)| e));
         // Each source's errors, with the flags of the merge: the first claim that restores a

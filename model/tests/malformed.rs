@@ -1008,3 +1008,16 @@ fn validation_errors_carry_the_field_line() {
     let e = one_error(&format!("{CC}  bgpInstances: []\n"));
     assert_eq!(e.location.line, Some(6), "{e}");
 }
+
+/// A marker followed only by a comment, then the real document's marker (as when files are
+/// concatenated, or a comment introduces the next object): one object, no error.
+#[test]
+fn a_comment_between_markers_is_no_document() {
+    let p = rackd_model::parse_documents(
+        "c.yaml",
+        "---\n# the pool\n---\napiVersion: cilium.io/v2\nkind: CiliumLoadBalancerIPPool\nmetadata: {name: p}\nspec:\n  blocks: [{cidr: 10.0.0.0/24}]\n",
+    );
+    assert!(p.errors.is_empty(), "{:#?}", p.errors);
+    assert_eq!(p.objects.len(), 1);
+    assert_eq!(p.objects[0].origin.location.line, Some(4));
+}

@@ -78,7 +78,10 @@ fn file() -> impl Strategy<Value = File> {
 }
 
 fn text(docs: &[u8]) -> String {
-    docs.iter().map(|d| doc(*d)).collect::<Vec<_>>().join("---\n")
+    docs.iter()
+        .map(|d| doc(*d))
+        .collect::<Vec<_>>()
+        .join("---\n")
 }
 
 fn sorted_errors(v: &[rackd_model::ConfigError]) -> Vec<String> {

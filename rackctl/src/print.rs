@@ -325,7 +325,10 @@ pub fn status_text(s: &Status) -> String {
                     (None, true) => "ok",
                     (None, false) => "starting",
                 };
-                format!("{}={} ({} runs, {} errors)", c.name, state, c.runs, c.errors)
+                format!(
+                    "{}={} ({} runs, {} errors)",
+                    c.name, state, c.runs, c.errors
+                )
             })
             .collect();
         let _ = writeln!(out, "Controllers:     {}", c.join(", "));

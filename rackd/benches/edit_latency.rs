@@ -11,7 +11,7 @@
 //! given, default the one before issue 14, then runs this), or directly:
 //! `cargo bench -p rackd --bench edit_latency -- [--services N] [--edits E] [--runs R]
 //!  [--before PATH] [--out FILE]`.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::disallowed_types)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;

@@ -12,6 +12,7 @@
 //! defaults (15s/5s/2s), then the scale run: 27,000 services over the three nodes with
 //! Cilium's defaults (all answer ARP, datastore writes in steady state and for a kill -9
 //! failover; 0 skips a part).
+#![allow(clippy::disallowed_types)]
 
 #[path = "../tests/l2common/mod.rs"]
 mod l2common;

@@ -3,7 +3,7 @@
 //! change → every /32 present at the ToR. Target (issue 4): under 5 s.
 //!
 //! Run (root): `cargo bench -p rackd --bench lb_scale -- [SERVICES] [RUNS]`. Not part of CI.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::disallowed_types)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;

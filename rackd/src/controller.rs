@@ -17,6 +17,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rackd_model::rackd_types::ObjectCondition;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -71,6 +72,12 @@ pub trait Controller: Send + 'static {
         input: &<Self::Inputs as Inputs>::Value,
         ctx: Context,
     ) -> impl Future<Output = Result<Outcome, Self::Error>> + Send;
+
+    /// Problems the controller found with the objects it reads, as conditions of those
+    /// objects; published after every run (`rackctl status` lists them per object).
+    fn conditions(&self) -> Arc<[ObjectCondition]> {
+        Arc::from([])
+    }
 
     /// Called once when the runner stops (before the daemon stops the next controller).
     fn shutdown(&mut self) -> impl Future<Output = ()> + Send {
@@ -207,6 +214,8 @@ pub struct RunState {
     pub last_error: Option<String>,
     /// When the run in progress started (`None`: waiting for work).
     pub busy_since: Option<Instant>,
+    /// The controller's [`Controller::conditions`] after its last run.
+    pub conditions: Arc<[ObjectCondition]>,
 }
 
 /// The runner's settings.
@@ -308,6 +317,7 @@ pub fn spawn<C: Controller>(
                 state_tx.send_modify(|s| s.busy_since = Some(now));
                 let result = c.reconcile(&input, Context { full, now }).await;
                 let took = now.elapsed();
+                let conditions = c.conditions();
                 metrics.reconcile_runs.get_or_create(&labels).inc();
                 metrics
                     .reconcile_duration
@@ -326,6 +336,7 @@ pub fn spawn<C: Controller>(
                             s.synced = true;
                             s.last_error = None;
                             s.busy_since = None;
+                            s.conditions = conditions;
                         });
                     }
                     Err(e) => {
@@ -339,6 +350,7 @@ pub fn spawn<C: Controller>(
                             s.errors += 1;
                             s.last_error = Some(text);
                             s.busy_since = None;
+                            s.conditions = conditions;
                         });
                     }
                 }
@@ -400,9 +412,12 @@ impl Controllers {
     }
 }
 
+/// A controller's name and run state.
+type Named = (&'static str, watch::Receiver<RunState>);
+
 /// Every controller's run state (cloneable).
 #[derive(Debug, Clone, Default)]
-pub struct RunStates(Arc<Mutex<Vec<(&'static str, watch::Receiver<RunState>)>>>);
+pub struct RunStates(Arc<Mutex<Vec<Named>>>);
 
 impl RunStates {
     /// The current state of each controller.
@@ -412,6 +427,14 @@ impl RunStates {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .map(|(n, rx)| (*n, rx.borrow().clone()))
+            .collect()
+    }
+
+    /// Every controller's conditions.
+    pub fn conditions(&self) -> Vec<ObjectCondition> {
+        self.snapshot()
+            .into_iter()
+            .flat_map(|(_, s)| s.conditions.iter().cloned().collect::<Vec<_>>())
             .collect()
     }
 
@@ -451,7 +474,11 @@ mod tests {
 
         async fn reconcile(&mut self, input: &u32, ctx: Context) -> Result<Outcome, Boom> {
             self.seen.lock().unwrap().push((*input, ctx.full));
-            if input % 2 == 1 { Err(Boom) } else { Ok(Outcome::DONE) }
+            if input % 2 == 1 {
+                Err(Boom)
+            } else {
+                Ok(Outcome::DONE)
+            }
         }
     }
 

@@ -146,15 +146,14 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
     let mut l2 = None;
     let mut l2_metrics = None;
     if let Some(o) = &opts.l2 {
-        let (l2_ctl, query, conditions) =
-            crate::l2::L2Controller::start(&opts.node_name, o, &facts).await?;
+        let (l2_ctl, query) = crate::l2::L2Controller::start(&opts.node_name, o, &facts).await?;
         controllers.spawn(l2_ctl, (config.clone(), lb.clone(), facts.devices()));
         l2_metrics = Some(crate::l2::metrics_task(
             query.clone(),
             metrics.clone(),
             monitor_stop.clone(),
         ));
-        l2 = Some((query, conditions));
+        l2 = Some(query);
     }
 
     let shared = Arc::new(Shared::new(

@@ -3,7 +3,7 @@
 //! speakers for their tables.
 
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use bgpd::query::{RibKind, RouteQuery};
 use bgpd_wire::Family;
@@ -28,9 +28,8 @@ pub struct Shared {
     lb: watch::Receiver<Arc<LbStatus>>,
     bgp: watch::Receiver<BgpStatus>,
     peers: watch::Receiver<BgpPeers>,
-    /// The L2 ownership task's query handle and the policies' conditions, when L2
-    /// announcements are on.
-    l2: Option<(NodeSender, watch::Receiver<Arc<[ObjectCondition]>>)>,
+    /// The L2 ownership task's query handle, when L2 announcements are on.
+    l2: Option<NodeSender>,
     runs: RunStates,
 }
 
@@ -42,7 +41,7 @@ impl Shared {
         lb: watch::Receiver<Arc<LbStatus>>,
         bgp: watch::Receiver<BgpStatus>,
         peers: watch::Receiver<BgpPeers>,
-        l2: Option<(NodeSender, watch::Receiver<Arc<[ObjectCondition]>>)>,
+        l2: Option<NodeSender>,
         runs: RunStates,
     ) -> Self {
         Self {
@@ -58,14 +57,10 @@ impl Shared {
     }
 
     /// Every condition, per object: configuration errors, the source's health, and each
-    /// controller's findings.
+    /// controller's findings (whatever controllers run).
     pub fn conditions(&self) -> Vec<ObjectCondition> {
         let mut out = self.config.borrow().conditions();
-        out.extend(self.lb.borrow().conditions.iter().cloned());
-        out.extend(self.bgp.borrow().conditions.iter().cloned());
-        if let Some((_, c)) = &self.l2 {
-            out.extend(c.borrow().iter().cloned());
-        }
+        out.extend(self.runs.conditions());
         out
     }
 
@@ -228,7 +223,7 @@ impl admin::Handler for Shared {
                 Reply::LbipamServices(self.lb.borrow().clone().service_views())
             }
             Request::L2Leases | Request::L2Announcements => {
-                let Some((l2, _)) = &self.l2 else {
+                let Some(l2) = &self.l2 else {
                     return Reply::Error(
                         "L2 announcements are not enabled on this node (--enable-l2-announcements)"
                             .into(),

@@ -205,7 +205,11 @@ mod tests {
         let events = Arc::new(Mutex::new(Vec::new()));
         let e = events.clone();
         facts.on_link(Box::new(move |i, up| e.lock().unwrap().push((i, up))));
-        assert_eq!(*events.lock().unwrap(), vec![(2, true)], "current state replayed");
+        assert_eq!(
+            *events.lock().unwrap(),
+            vec![(2, true)],
+            "current state replayed"
+        );
 
         info.mark_unchanged();
         devs.mark_unchanged();

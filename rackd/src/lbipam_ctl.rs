@@ -226,7 +226,12 @@ fn service_spec(s: &Service) -> ServiceSpec {
 
 /// Every LoadBalancer address of a Service: LB-IPAM's, plus any written in its status (an
 /// address assigned elsewhere). What BGP advertises and L2 announces.
-pub fn service_addresses(lb_ips: &LbIps, svc: &Service, namespace: &str, name: &str) -> Vec<IpAddr> {
+pub fn service_addresses(
+    lb_ips: &LbIps,
+    svc: &Service,
+    namespace: &str,
+    name: &str,
+) -> Vec<IpAddr> {
     let mut ips: Vec<IpAddr> = lb_ips
         .get(&(namespace.to_owned(), name.to_owned()))
         .map(|a| a.to_vec())
@@ -306,6 +311,10 @@ impl LbIpamController {
             None => LbIpam::new(),
             Some(bytes) => match LbIpam::from_bytes(&bytes) {
                 Ok(i) => i,
+                #[allow(
+                    clippy::disallowed_types,
+                    reason = "the date names the file kept aside; no timer"
+                )]
                 Err(e) => {
                     let aside = state_dir.join(format!(
                         "lbipam.json.corrupt-{}",
@@ -433,7 +442,11 @@ impl LbIpamController {
         }
         let gone: Vec<ServiceName> = ips
             .keys()
-            .filter(|(ns, n)| !outcome.services.contains_key(&ServiceKey::new(ns.as_str(), n.as_str())))
+            .filter(|(ns, n)| {
+                !outcome
+                    .services
+                    .contains_key(&ServiceKey::new(ns.as_str(), n.as_str()))
+            })
             .cloned()
             .collect();
         for g in gone {
@@ -516,6 +529,10 @@ impl controller::Controller for LbIpamController {
         self.publish(outcome);
         Ok(RunOutcome::DONE)
     }
+
+    fn conditions(&self) -> Arc<[ObjectCondition]> {
+        self.status.conditions.clone()
+    }
 }
 
 #[cfg(test)]
@@ -570,7 +587,10 @@ spec:
     async fn allocates_persists_and_survives_restart() {
         let dir = tempfile::tempdir().unwrap();
         let (mut c, rx) = LbIpamController::open(dir.path(), Metrics::new()).unwrap();
-        assert!(!rx.borrow().ready, "nothing is published before the first run");
+        assert!(
+            !rx.borrow().ready,
+            "nothing is published before the first run"
+        );
         c.reconcile(&state(CFG), ctx(true)).await.unwrap();
         let got = rx.borrow().ips[&key("default", "deathstar")].clone();
         assert_eq!(got.len(), 2, "{got:?}");
@@ -608,7 +628,10 @@ spec:
         let after = rx.borrow().ips.clone();
         let diff: Vec<_> = before.diff(&after).collect();
         assert_eq!(diff.len(), 1, "{diff:?}");
-        assert_eq!(after.get(&key("default", "deathstar")), before.get(&key("default", "deathstar")));
+        assert_eq!(
+            after.get(&key("default", "deathstar")),
+            before.get(&key("default", "deathstar"))
+        );
         assert!(!after.contains_key(&key("default", "other")));
     }
 
@@ -662,7 +685,12 @@ spec:
         );
         // It stays reported after runs (until a restart), beside the allocator's own.
         c.reconcile(&state(CFG), ctx(true)).await.unwrap();
-        assert!(rx.borrow().conditions.iter().any(|c| c.condition.reason == "CorruptState"));
+        assert!(
+            rx.borrow()
+                .conditions
+                .iter()
+                .any(|c| c.condition.reason == "CorruptState")
+        );
     }
 
     /// An unsatisfied service is a typed condition on that Service.

@@ -213,13 +213,13 @@ pub fn resolve(
     let l2 = if flags.enable_l2_announcements || file.enable_l2_announcements == Some(true) {
         let dur = |flag: &'static str, v: Option<String>, default: Duration| match v {
             None => Ok(default),
-            Some(value) => {
-                crate::duration::parse_go_duration(&value).map_err(|source| OptionsError::Duration {
+            Some(value) => crate::duration::parse_go_duration(&value).map_err(|source| {
+                OptionsError::Duration {
                     flag,
                     value,
                     source,
-                })
-            }
+                }
+            }),
         };
         let defaults = l2announcer::LeaseTimings::default();
         let timings = l2announcer::LeaseTimings {

@@ -489,6 +489,10 @@ pub fn node_config(
         NodeConfig, NodeConfigMeta, NodeConfigSpec, NodeConfigStatus, NodeInstanceSpec,
         NodeInstanceStatus, NodePeerSpec, NodePeerStatus, NodePeerTimers, RouteCount,
     };
+    #[allow(
+        clippy::disallowed_types,
+        reason = "establishedTime is a date (RFC 3339) in the status; no timer"
+    )]
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -528,7 +532,8 @@ pub fn node_config(
                         name: p.name.clone(),
                         peer_address: p.address.to_string(),
                         peer_asn: run.map_or(p.peer_asn, |r| r.peer_asn),
-                        peering_state: run.map_or(rackd_api::SessionState::Idle, |r| r.session_state),
+                        peering_state: run
+                            .map_or(rackd_api::SessionState::Idle, |r| r.session_state),
                         timers: run.filter(|_| established).map(|r| NodePeerTimers {
                             applied_hold_time_seconds: r.applied_hold_time_seconds,
                             applied_keepalive_seconds: r.applied_keep_alive_time_seconds,

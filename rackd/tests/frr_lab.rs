@@ -1,7 +1,7 @@
 //! rackd end to end against a real FRR ToR in network namespaces: Cilium's BGPv2 YAML from
 //! `configs/lab` in, sessions and routes with communities at FRR out; live config edits,
 //! a broken file that must not disturb anything, and a clean SIGTERM.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::disallowed_types)]
 
 mod common;
 
@@ -58,7 +58,9 @@ fn rackd_peers_with_frr_from_cilium_yaml() {
     println!("{table}");
     assert_eq!(peers.len(), 2, "{table}");
     assert!(
-        peers.iter().all(|p| p.session_state == rackd_api::SessionState::Established),
+        peers
+            .iter()
+            .all(|p| p.session_state == rackd_api::SessionState::Established),
         "{table}"
     );
     assert!(
@@ -89,7 +91,8 @@ fn rackd_peers_with_frr_from_cilium_yaml() {
     assert!(
         st.peers
             .iter()
-            .all(|p| p.peering_state == rackd_api::SessionState::Established && p.established_time.is_some()),
+            .all(|p| p.peering_state == rackd_api::SessionState::Established
+                && p.established_time.is_some()),
         "{nc:#?}"
     );
     assert!(

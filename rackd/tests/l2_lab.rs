@@ -6,6 +6,7 @@
 //! IPs through it, and no 10 ms prober window may ever see two MACs answering.
 //!
 //! Timings are printed, not asserted (`cargo bench -p rackd --bench l2_failover` reports them).
+#![allow(clippy::disallowed_types)]
 
 mod l2common;
 

@@ -3,6 +3,7 @@
 //! spread over the nodes; after `kill -9` of the node holding most of them, every address
 //! must answer again, from a survivor only. Figures are printed, not asserted
 //! (`RACKD_L2_SCALE` changes the count).
+#![allow(clippy::disallowed_types)]
 
 mod l2common;
 

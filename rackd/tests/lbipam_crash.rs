@@ -1,7 +1,7 @@
 //! Crash injection for LB-IPAM's "stable for life" promise: rackd is killed with SIGKILL at
 //! random moments while services churn; after every restart, every service that existed
 //! before the kill still has exactly the IPs it had, and no IP is held by two services.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::disallowed_types)]
 
 use std::collections::BTreeMap;
 use std::io::BufReader;

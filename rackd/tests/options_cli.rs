@@ -2,7 +2,7 @@
 //! variable stops rackd before it starts anything, with one clear error naming the file or
 //! option, what it held and what was expected. (The merge rules themselves are unit-tested
 //! in `src/options.rs`.)
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::disallowed_types)]
 
 use std::process::{Command, Output};
 

@@ -1,7 +1,7 @@
 //! rackd under systemd: the notify protocol spoken by the real daemon to a socket of the
 //! test's (standing in for the service manager), and the shipped unit and environment file
 //! checked with systemd's own `systemd-analyze verify` and against rackd's options.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::disallowed_types)]
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;

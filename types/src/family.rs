@@ -99,6 +99,9 @@ mod tests {
         }
         assert_eq!(IpFamily::from_k8s("ipv4"), None);
         assert_eq!(IpFamily::from_afi_name("IPv4"), None);
-        assert_eq!(IpFamily::of("::ffff:1.2.3.4".parse().unwrap()), IpFamily::V6);
+        assert_eq!(
+            IpFamily::of("::ffff:1.2.3.4".parse().unwrap()),
+            IpFamily::V6
+        );
     }
 }

@@ -167,7 +167,10 @@ mod tests {
         assert!(serde_json::from_str::<Kind>("\"Pod\"").is_err());
         let key = ObjectKey::namespaced(Kind::Service, "ns", "web");
         let j = serde_json::to_value(&key).unwrap();
-        assert_eq!(j, serde_json::json!({"kind": "Service", "namespace": "ns", "name": "web"}));
+        assert_eq!(
+            j,
+            serde_json::json!({"kind": "Service", "namespace": "ns", "name": "web"})
+        );
         assert_eq!(key.to_string(), "Service ns/web");
     }
 }

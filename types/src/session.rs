@@ -62,7 +62,10 @@ mod tests {
         for s in SessionState::ALL {
             assert_eq!(SessionState::parse(s.as_str()), Some(s));
             assert_eq!(s.to_string(), s.as_str());
-            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
         }
         assert_eq!(SessionState::OpenSent.as_str(), "open_sent");
         assert_eq!(SessionState::parse("open-sent"), None);

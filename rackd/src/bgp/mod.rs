@@ -249,6 +249,11 @@ impl BgpController {
         });
     }
 
+    /// What the reconciles so far have changed.
+    pub fn applied(&self) -> reconcile::Applied {
+        self.reconciler.applied()
+    }
+
     /// Stops every speaker (Cease to every peer) and, on a clean stop, withdraws what the
     /// FIB installed.
     pub async fn stop_speakers(&mut self) {
@@ -327,7 +332,14 @@ impl Controller for BgpController {
         })
     }
 
+    fn conditions(&self) -> Arc<[ObjectCondition]> {
+        self.tx.borrow().conditions.clone()
+    }
+
     async fn shutdown(&mut self) {
         self.stop_speakers().await;
     }
 }
+
+#[cfg(test)]
+mod tests;

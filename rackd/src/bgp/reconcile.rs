@@ -21,7 +21,7 @@ use bgpd_wire::{Origin, PathAttributes};
 use ipnet::IpNet;
 use tracing::{info, warn};
 
-use super::render::{Desired, Exports, ExportPolicy, Instance, Peer, Routes};
+use super::render::{Desired, ExportPolicy, Exports, Instance, Peer, Routes};
 
 /// Reconcile errors: one instance or peer failed; the others were still reconciled.
 #[derive(Debug, thiserror::Error)]
@@ -175,7 +175,8 @@ pub fn session_config(peer: &Peer, node: &NodeAddrs, fib: bool) -> PeerConfig {
         .as_ref()
         .map(|p| String::from_utf8_lossy(p).into_owned());
     c.families = peer.families.clone();
-    c.extended_next_hop = peer.address.is_ipv6() && c.families.contains(&bgpd_wire::Family::Ipv4Unicast);
+    c.extended_next_hop =
+        peer.address.is_ipv6() && c.families.contains(&bgpd_wire::Family::Ipv4Unicast);
     // Cilium never imports (a global reject-all import policy, cilium-compat §3); with FIB
     // import on, the daemon accepts what the peers send.
     c.import = if fib {
@@ -522,20 +523,28 @@ struct ExportPatch {
 }
 
 trait Batched {
-    async fn add_local_routes(&self, routes: Vec<(IpNet, PathAttributes)>) -> Result<(), bgpd::Error>;
+    async fn add_local_routes(
+        &self,
+        routes: Vec<(IpNet, PathAttributes)>,
+    ) -> Result<(), bgpd::Error>;
     async fn remove_local_routes(&self, prefixes: Vec<IpNet>) -> Result<(), bgpd::Error>;
 }
 
 impl Batched for Arc<Speaker> {
-    async fn add_local_routes(&self, routes: Vec<(IpNet, PathAttributes)>) -> Result<(), bgpd::Error> {
+    async fn add_local_routes(
+        &self,
+        routes: Vec<(IpNet, PathAttributes)>,
+    ) -> Result<(), bgpd::Error> {
         for (p, a) in routes {
-            self.add_local_route(bgpd_wire::Family::of_prefix(&p), p, a).await?;
+            self.add_local_route(bgpd_wire::Family::of_prefix(&p), p, a)
+                .await?;
         }
         Ok(())
     }
     async fn remove_local_routes(&self, prefixes: Vec<IpNet>) -> Result<(), bgpd::Error> {
         for p in prefixes {
-            self.remove_local_route(bgpd_wire::Family::of_prefix(&p), p).await?;
+            self.remove_local_route(bgpd_wire::Family::of_prefix(&p), p)
+                .await?;
         }
         Ok(())
     }

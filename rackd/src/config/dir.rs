@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
+#[allow(clippy::disallowed_types, reason = "file modification times, see Sig")]
 use std::time::{Duration, SystemTime};
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
@@ -34,6 +35,10 @@ pub const SETTLE: Duration = Duration::from_millis(10);
 
 /// What identifies a file version cheaply; contents are re-read only when it changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(
+    clippy::disallowed_types,
+    reason = "a file's modification time is a wall-clock time, compared, never waited on"
+)]
 struct Sig {
     len: u64,
     modified: Option<SystemTime>,
@@ -437,7 +442,10 @@ mod tests {
         let mut src = DirSource::new(&d, Duration::from_millis(100));
         let scans = src.scan_counter();
         let b = src.next().await;
-        assert!(matches!(b.health, Some(Health::Unavailable { .. })), "{b:?}");
+        assert!(
+            matches!(b.health, Some(Health::Unavailable { .. })),
+            "{b:?}"
+        );
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             loop {
@@ -449,7 +457,10 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_secs(1)).await;
         let n = scans.load(std::sync::atomic::Ordering::Relaxed);
-        assert!((3..=20).contains(&n), "{n} scans in a second at a 100 ms poll");
+        assert!(
+            (3..=20).contains(&n),
+            "{n} scans in a second at a 100 ms poll"
+        );
         assert!(rx.try_recv().is_err(), "the same error was reported again");
         std::fs::create_dir(&d).unwrap();
         std::fs::write(d.join("a.yaml"), svc("a")).unwrap();

@@ -101,7 +101,10 @@ pub fn spawn(
     opts: CheckOptions,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
-) -> (watch::Receiver<Arc<ConfigState>>, tokio::task::JoinHandle<()>) {
+) -> (
+    watch::Receiver<Arc<ConfigState>>,
+    tokio::task::JoinHandle<()>,
+) {
     let (tx, rx) = watch::channel(Arc::new(ConfigState {
         source: source.describe(),
         ..ConfigState::default()
@@ -123,7 +126,10 @@ pub fn spawn(
                 metrics.config_applies.inc();
             }
             let health_changed = health != prev.health;
-            if applied.changes.is_empty() && !applied.errors_changed && !health_changed && prev.loaded
+            if applied.changes.is_empty()
+                && !applied.errors_changed
+                && !health_changed
+                && prev.loaded
             {
                 continue;
             }
@@ -201,5 +207,74 @@ impl ConfigSource for ChannelSource {
             Some(b) => b,
             None => std::future::pending().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn next(rx: &mut watch::Receiver<Arc<ConfigState>>) -> Arc<ConfigState> {
+        tokio::time::timeout(std::time::Duration::from_secs(10), rx.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        rx.borrow_and_update().clone()
+    }
+
+    /// A source that becomes unreadable: one state change (condition, metric), the last good
+    /// objects kept; readable again: the condition and the metric clear.
+    #[tokio::test]
+    async fn source_health_is_a_condition_and_a_metric() {
+        let metrics = Metrics::new();
+        let (tx, source) = ChannelSource::new("test:src");
+        let stop = CancellationToken::new();
+        let (mut rx, task) = spawn(
+            source,
+            CheckOptions::default(),
+            metrics.clone(),
+            stop.clone(),
+        );
+        let parsed = rackd_model::parse_documents(
+            "a.yaml",
+            "apiVersion: cilium.io/v2\nkind: CiliumLoadBalancerIPPool\nmetadata: {name: p}\nspec:\n  blocks: [{cidr: 10.9.0.0/24}]\n",
+        );
+        let (u, _) = rackd_model::SourceContent::default().update_to(&parsed);
+        tx.send(Batch {
+            updates: vec![u],
+            health: Some(Health::Ok),
+        })
+        .unwrap();
+        let s = next(&mut rx).await;
+        assert!(s.loaded && s.conditions().is_empty());
+        assert_eq!((s.revision, s.snapshot.len()), (1, 1));
+        assert!(metrics.render().contains("rackd_config_source_up 1"));
+
+        tx.send(Batch {
+            updates: Vec::new(),
+            health: Some(Health::Unavailable {
+                reason: "permission denied".into(),
+            }),
+        })
+        .unwrap();
+        let s = next(&mut rx).await;
+        let c = s.conditions();
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c[0].condition.type_, types::SOURCE_UNAVAILABLE);
+        assert_eq!(c[0].source.as_deref(), Some("test:src"));
+        assert_eq!(s.snapshot.len(), 1, "the last good configuration stays");
+        assert_eq!(s.problem_count(), 1);
+        assert!(metrics.render().contains("rackd_config_source_up 0"));
+
+        tx.send(Batch {
+            updates: Vec::new(),
+            health: Some(Health::Ok),
+        })
+        .unwrap();
+        let s = next(&mut rx).await;
+        assert!(s.conditions().is_empty());
+        assert!(metrics.render().contains("rackd_config_source_up 1"));
+        stop.cancel();
+        task.await.unwrap();
     }
 }

@@ -84,12 +84,7 @@ fn selector_spec(
 /// assignments by (namespace, name); addresses written in a Service's `status` (assigned by
 /// another IPAM) count too, as for BGP.
 #[must_use]
-pub fn evaluate(
-    snap: &Snapshot,
-    node_name: &str,
-    devices: &[Iface],
-    lb_ips: &LbIps,
-) -> Evaluation {
+pub fn evaluate(snap: &Snapshot, node_name: &str, devices: &[Iface], lb_ips: &LbIps) -> Evaluation {
     let node = NodeInput {
         name: node_name.to_owned(),
         labels: snap

@@ -25,8 +25,8 @@ use l2announcer::LeaseTimings;
 use l2announcer::backend::{EtcdBackend, EtcdConfig, LocalBackend};
 use l2announcer::node::{NodeConfig, NodeHandle, NodeSender, ShutdownReport, spawn};
 use l2announcer::policy::DesiredGroup;
-use rackd_model::rackd_types::{Kind, ObjectCondition};
 use rackd_model::Snapshot;
+use rackd_model::rackd_types::{Kind, ObjectCondition};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -87,7 +87,9 @@ pub struct L2Controller {
     last: Option<BTreeMap<IpAddr, DesiredGroup>>,
     /// The inputs last evaluated.
     seen: Option<(Snapshot, LbIps, Arc<[Device]>)>,
-    conditions: watch::Sender<Arc<[ObjectCondition]>>,
+    conditions: Arc<[ObjectCondition]>,
+    /// Policy evaluations so far (a run with nothing relevant changed evaluates nothing).
+    evaluations: u64,
 }
 
 impl L2Controller {
@@ -97,7 +99,7 @@ impl L2Controller {
         node_name: &str,
         opts: &L2Options,
         host: &HostFacts,
-    ) -> Result<(Self, NodeSender, watch::Receiver<Arc<[ObjectCondition]>>), L2Error> {
+    ) -> Result<(Self, NodeSender), L2Error> {
         let (timings, fixes) = opts.timings.sanitise();
         for f in fixes {
             warn!(fix = ?f, ?timings, "L2 announcement lease timings corrected (as Cilium does)");
@@ -132,20 +134,22 @@ impl L2Controller {
         let sender = node.sender();
         host.on_link(Box::new(move |ifindex, up| sender.link(ifindex, up)));
         info!(backend = ?opts.backend, ?timings, pin_root = %opts.pin_root.display(), "L2 announcements on");
-        let (tx, rx) = watch::channel(Arc::from([]));
         let query = node.sender();
-        Ok((
-            Self {
-                node: Some(node),
-                patterns: opts.devices.clone(),
-                node_name: node_name.to_owned(),
-                last: None,
-                seen: None,
-                conditions: tx,
-            },
-            query,
-            rx,
-        ))
+        Ok((Self::with_node(node, node_name, &opts.devices), query))
+    }
+
+    /// The controller over an ownership task already running (tests give it one whose
+    /// announcer is a fake).
+    pub fn with_node(node: NodeHandle, node_name: &str, devices: &[String]) -> Self {
+        Self {
+            node: Some(node),
+            patterns: devices.to_vec(),
+            node_name: node_name.to_owned(),
+            last: None,
+            seen: None,
+            conditions: Arc::from([]),
+            evaluations: 0,
+        }
     }
 
     /// Whether anything the policies read changed since the last evaluation.
@@ -198,14 +202,15 @@ impl Controller for L2Controller {
             return Ok(Outcome::DONE);
         }
         self.seen = Some((snap.clone(), lb.ips.clone(), devices.clone()));
+        self.evaluations += 1;
         let ifaces = desired::select_devices(devices, &self.patterns);
         let eval = desired::evaluate(snap, &self.node_name, &ifaces, &lb.ips);
         let conditions = desired::policy_conditions(&eval);
-        if **self.conditions.borrow() != *conditions {
+        if *self.conditions != *conditions {
             for c in &conditions {
                 warn!(condition = %c, "L2 announcement policy");
             }
-            self.conditions.send_replace(conditions.into());
+            self.conditions = conditions.into();
         }
         if self.last.as_ref() != Some(&eval.groups)
             && let Some(node) = &self.node
@@ -215,6 +220,10 @@ impl Controller for L2Controller {
             self.last = Some(eval.groups);
         }
         Ok(Outcome::DONE)
+    }
+
+    fn conditions(&self) -> Arc<[ObjectCondition]> {
+        self.conditions.clone()
     }
 
     async fn shutdown(&mut self) {
@@ -282,3 +291,136 @@ pub fn announcement_views(s: &l2announcer::query::Snapshot) -> Vec<rackd_api::An
         .collect()
 }
 
+#[cfg(test)]
+#[allow(clippy::disallowed_types, reason = "the test waits in real time")]
+mod tests {
+    use super::*;
+    use l2announcer::announcer::{AnnounceLog, RecordingAnnouncer};
+    use rackd_model::{CheckOptions, parse_documents};
+    use tokio::time::Instant;
+
+    const CFG: &str = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: node1, labels: {rack: r1}}
+---
+apiVersion: cilium.io/v2alpha1
+kind: CiliumL2AnnouncementPolicy
+metadata: {name: l2}
+spec:
+  nodeSelector: {matchLabels: {rack: r1}}
+  interfaces: ["^eth[0-9]+"]
+  loadBalancerIPs: true
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+"#;
+
+    fn state(text: &str) -> Arc<ConfigState> {
+        let out = Snapshot::build(&[parse_documents("t.yaml", text)], &CheckOptions::default());
+        assert!(out.errors.is_empty(), "{:#?}", out.errors);
+        Arc::new(ConfigState {
+            loaded: true,
+            snapshot: out.snapshot,
+            ..ConfigState::default()
+        })
+    }
+
+    fn lb(ip: &str) -> Arc<LbStatus> {
+        let mut ips = LbIps::new();
+        let ip: IpAddr = ip.parse().unwrap();
+        ips.insert(("shop".to_owned(), "web".to_owned()), Arc::from([ip]));
+        Arc::new(LbStatus {
+            ready: true,
+            settled: true,
+            ips,
+            ..LbStatus::default()
+        })
+    }
+
+    fn ctx() -> Context {
+        Context {
+            full: false,
+            now: Instant::now(),
+        }
+    }
+
+    async fn until(what: &str, mut f: impl FnMut() -> bool) {
+        let t0 = std::time::Instant::now();
+        while !f() {
+            assert!(t0.elapsed() < std::time::Duration::from_secs(10), "{what}");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// In-memory inputs and a recording announcer on the local lease backend: the address is
+    /// announced on the selected device, follows LB-IPAM, is not re-evaluated for unrelated
+    /// changes, and goes when the policy does.
+    #[tokio::test]
+    async fn announces_what_the_policies_select_and_only_reevaluates_on_relevant_changes() {
+        let log = AnnounceLog::default();
+        let timings = LeaseTimings::default().sanitise().0;
+        let node = spawn(
+            NodeConfig::new("node1", timings),
+            LocalBackend::new("node1"),
+            RecordingAnnouncer::new("node1", log.clone(), true),
+        );
+        node.sender().link(2, true);
+        let mut c = L2Controller::with_node(node, "node1", &[]);
+        let devices: Arc<[Device]> = Arc::from([Device {
+            name: "eth0".into(),
+            ifindex: 2,
+            ether: true,
+            loopback: false,
+            up: true,
+        }]);
+        let cfg = state(CFG);
+        let first: IpAddr = "172.18.255.200".parse().unwrap();
+        c.reconcile(&(cfg.clone(), lb("172.18.255.200"), devices.clone()), ctx())
+            .await
+            .unwrap();
+        until("announced", || log.announcing(first) == ["node1"]).await;
+        assert_eq!(c.evaluations, 1);
+
+        // Something L2 does not read (a BGP advertisement): no evaluation.
+        let other = format!(
+            "{CFG}---\napiVersion: cilium.io/v2\nkind: CiliumBGPAdvertisement\nmetadata: {{name: a}}\nspec: {{advertisements: [{{advertisementType: PodCIDR}}]}}\n"
+        );
+        c.reconcile(
+            &(state(&other), lb("172.18.255.200"), devices.clone()),
+            ctx(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(c.evaluations, 1);
+
+        // LB-IPAM moves the address: the new one is announced, the old one withdrawn.
+        let second: IpAddr = "172.18.255.201".parse().unwrap();
+        c.reconcile(&(cfg.clone(), lb("172.18.255.201"), devices.clone()), ctx())
+            .await
+            .unwrap();
+        assert_eq!(c.evaluations, 2);
+        until("moved", || {
+            log.announcing(second) == ["node1"] && log.announcing(first).is_empty()
+        })
+        .await;
+
+        // The policy goes: nothing is announced.
+        let without: Vec<&str> = CFG
+            .split("---\n")
+            .filter(|d| !d.contains("CiliumL2AnnouncementPolicy"))
+            .collect();
+        let without = without.join("---\n");
+        c.reconcile(
+            &(state(&without), lb("172.18.255.201"), devices.clone()),
+            ctx(),
+        )
+        .await
+        .unwrap();
+        until("withdrawn", || log.announcing(second).is_empty()).await;
+        assert!(c.conditions().is_empty());
+        c.shutdown_node().await;
+    }
+}

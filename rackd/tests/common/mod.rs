@@ -1,7 +1,7 @@
 //! The lab the rackd integration tests and benchmarks share: an FRR ToR (AS 65000, loopback
 //! 10.0.0.1 / fd00:10::1) and one rackd node (`node1`, 10.0.1.2 / fd00:10:0:1::2) in network
 //! namespaces, running a copy of `configs/lab`.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::disallowed_types)]
 
 pub mod route_watch;
 pub mod shape_bench;

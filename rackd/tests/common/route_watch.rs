@@ -2,7 +2,7 @@
 //! opened in the namespace (it stays there after we leave) and bound to the IPv4 route group,
 //! read by a thread. The benchmarks use it to see the moment a route reaches the ToR's kernel
 //! table (FRR's zebra installs what bgpd accepted), without polling `vtysh`.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::disallowed_types)]
 
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -76,7 +76,9 @@ fn parse(buf: &[u8], at: Instant, out: &mut Vec<RouteEvent>) {
             }
             let val = &msg[a + 4..a + alen];
             match aty {
-                RTA_DST if val.len() == 4 => dst = Some(Ipv4Addr::new(val[0], val[1], val[2], val[3])),
+                RTA_DST if val.len() == 4 => {
+                    dst = Some(Ipv4Addr::new(val[0], val[1], val[2], val[3]))
+                }
                 RTA_TABLE => table = u32_at(val, 0).unwrap_or(table),
                 _ => {}
             }
@@ -105,7 +107,11 @@ impl RouteWatch {
                         libc::NETLINK_ROUTE,
                     )
                 };
-                assert!(fd >= 0, "netlink socket: {}", std::io::Error::last_os_error());
+                assert!(
+                    fd >= 0,
+                    "netlink socket: {}",
+                    std::io::Error::last_os_error()
+                );
                 // SAFETY: we own the fresh descriptor.
                 unsafe { OwnedFd::from_raw_fd(fd) }
             })
@@ -152,7 +158,8 @@ impl RouteWatch {
             let mut batch = Vec::new();
             while !s.load(Ordering::Relaxed) {
                 // SAFETY: recv into our buffer, length bounded by it.
-                let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+                let n =
+                    unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
                 let at = Instant::now();
                 if n < 0 {
                     let err = std::io::Error::last_os_error();
@@ -212,7 +219,14 @@ impl RouteWatch {
                 !self.overrun.load(Ordering::Relaxed),
                 "route events were lost (ENOBUFS)"
             );
-            if let Some(e) = self.events.lock().unwrap().iter().skip(cursor).find(|e| want(e)) {
+            if let Some(e) = self
+                .events
+                .lock()
+                .unwrap()
+                .iter()
+                .skip(cursor)
+                .find(|e| want(e))
+            {
                 return Some(*e);
             }
             if Instant::now() >= deadline {

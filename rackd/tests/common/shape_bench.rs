@@ -9,7 +9,7 @@
 //!   being allocated and rendered, and against the idle daemon;
 //! - the harness's own ceilings: the same request loop against an in-process socket that
 //!   answers the same bytes instantly, and a route added with `ip route` seen by the watcher.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::disallowed_types)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
@@ -133,7 +133,11 @@ fn probe_until(sock: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<
 fn wait_count(watch: &RouteWatch, want: usize, timeout: Duration, lab: &Lab) {
     let t0 = Instant::now();
     loop {
-        let n = watch.present().iter().filter(|ip| in_scale_pool(ip)).count();
+        let n = watch
+            .present()
+            .iter()
+            .filter(|ip| in_scale_pool(ip))
+            .count();
         if n >= want {
             return;
         }
@@ -208,9 +212,17 @@ pub fn run_one(label: &str, bin: &Path, cfg: &Config, run: usize) -> RunResult {
             }
             1 => {
                 target = (i * 7919) % cfg.services;
-                ("withdraw", stage(&scale, &scale_text(cfg.services, Some(target))), scale.clone())
+                (
+                    "withdraw",
+                    stage(&scale, &scale_text(cfg.services, Some(target))),
+                    scale.clone(),
+                )
             }
-            _ => ("restore", stage(&scale, &scale_text(cfg.services, None)), scale.clone()),
+            _ => (
+                "restore",
+                stage(&scale, &scale_text(cfg.services, None)),
+                scale.clone(),
+            ),
         };
         let before = watch.present();
         let cursor = watch.cursor();
@@ -225,11 +237,17 @@ pub fn run_one(label: &str, bin: &Path, cfg: &Config, run: usize) -> RunResult {
                         _ => e.added && !before.contains(&e.ip),
                     }
             })
-            .unwrap_or_else(|| panic!("edit {i} ({kind}) never reached the ToR\n{}", lab.rackd_log()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "edit {i} ({kind}) never reached the ToR\n{}",
+                    lab.rackd_log()
+                )
+            });
         let latency = ev.at - t0;
         std::thread::sleep(Duration::from_millis(300));
         let window = t0.elapsed();
-        let cpu = (cpu_ticks(pid) - c0) as f64 * tick_ms() - idle_cpu_ms_per_s * window.as_secs_f64();
+        let cpu =
+            (cpu_ticks(pid) - c0) as f64 * tick_ms() - idle_cpu_ms_per_s * window.as_secs_f64();
         let _ = target;
         edits.push(EditSample {
             kind,

@@ -11,7 +11,12 @@
 //! requires its probes to have been answered, in the windows before the fault by the holder
 //! of the time and after the failover by the new holder, each by it alone. `ping -D`
 //! measures what a real client sees.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_types
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;

@@ -520,7 +520,10 @@ fn render_peer(
     let default_pc;
     let (pc, pc_key) = match p.peer_config_ref.as_ref() {
         Some(r) => match snap.bgp_peer_config(&r.name) {
-            Some(pc) => (&pc.spec, Some(ObjectKey::cluster(Kind::BgpPeerConfig, &r.name))),
+            Some(pc) => (
+                &pc.spec,
+                Some(ObjectKey::cluster(Kind::BgpPeerConfig, &r.name)),
+            ),
             None => {
                 problems.push(problem(
                     cc_key.clone(),

@@ -13,7 +13,9 @@ use rackd_model::k8s_openapi::api::core::v1::Service;
 use rackd_model::rackd_types::cilium::CLASS_BGP_CONTROL_PLANE;
 use rackd_model::selector::{NilSelector, Selector, ServiceLabels};
 
-use super::{Desired, ExportKey, ExportPolicy, Exports, RenderInput, Resource, Routes, host_route, in_family};
+use super::{
+    Desired, ExportKey, ExportPolicy, Exports, RenderInput, Resource, Routes, host_route, in_family,
+};
 use crate::lbipam_ctl::ServiceName;
 
 /// One Service-type advertisement entry as one peer's family selects it: everything needed
@@ -207,12 +209,9 @@ impl ServiceAdvert {
             .map(|svc| self.policies(snap, input, svc, ns, name))
             .unwrap_or_default();
         let same = old.len() == new.len()
-            && new.iter().all(|(k, p)| {
-                export
-                    .policies
-                    .get(k)
-                    .is_some_and(|have| **have == *p)
-            });
+            && new
+                .iter()
+                .all(|(k, p)| export.policies.get(k).is_some_and(|have| **have == *p));
         if same {
             return false;
         }
@@ -240,7 +239,8 @@ pub fn update_services(
         for peer in inst.peers.values_mut() {
             for sa in peer.service_adverts.iter() {
                 for (ns, name) in services {
-                    changed |= sa.rerender(snap, input, ns, name, &mut peer.export, &mut inst.routes);
+                    changed |=
+                        sa.rerender(snap, input, ns, name, &mut peer.export, &mut inst.routes);
                 }
             }
         }
