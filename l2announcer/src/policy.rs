@@ -14,18 +14,16 @@ use serde::{Deserialize, Serialize};
 pub type Labels = BTreeMap<String, String>;
 
 /// The only LoadBalancer class (besides unset) that L2 announcements handle.
-pub const L2_ANNOUNCER_CLASS: &str = "io.cilium/l2-announcer";
-/// Synthetic label carrying the service namespace, matched by `serviceSelector` as in Cilium.
-pub const SERVICE_NAMESPACE_LABEL: &str = "io.kubernetes.service.namespace";
-/// Synthetic label carrying the service name, matched by `serviceSelector` as in Cilium.
-pub const SERVICE_NAME_LABEL: &str = "io.kubernetes.service.name";
+pub use rackd_types::cilium::CLASS_L2_ANNOUNCER as L2_ANNOUNCER_CLASS;
+/// Synthetic labels carrying the service namespace and name, matched by `serviceSelector` as
+/// in Cilium.
+pub use rackd_types::cilium::{SERVICE_NAME_LABEL, SERVICE_NAMESPACE_LABEL};
 
-/// Condition type set when the node selector cannot be used.
-pub const COND_BAD_NODE_SELECTOR: &str = "io.cilium/bad-node-selector";
-/// Condition type set when the service selector cannot be used.
-pub const COND_BAD_SERVICE_SELECTOR: &str = "io.cilium/bad-service-selector";
-/// Condition type set when an `interfaces` entry is not a valid regular expression.
-pub const COND_BAD_INTERFACE_REGEX: &str = "io.cilium/bad-interface-regex";
+/// Condition types of a policy that cannot be used (Cilium's, defined once in `rackd-types`).
+pub use rackd_types::condition::types::{
+    BAD_INTERFACE_REGEX as COND_BAD_INTERFACE_REGEX, BAD_NODE_SELECTOR as COND_BAD_NODE_SELECTOR,
+    BAD_SERVICE_SELECTOR as COND_BAD_SERVICE_SELECTOR,
+};
 
 /// A compiled label selector, implemented by the daemon (e.g. over the model crate's selector).
 pub trait Selector {

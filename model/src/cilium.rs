@@ -35,12 +35,11 @@ pub const DEFAULT_HOLD_TIME_SECONDS: i32 = 90;
 pub const DEFAULT_KEEPALIVE_SECONDS: i32 = 30;
 /// `DefaultBGPGRRestartTimeSeconds` (RFC 4724 §4.2 restart time).
 pub const DEFAULT_GR_RESTART_SECONDS: i32 = 120;
-/// LoadBalancer class announced by the BGP control plane.
-pub const BGP_LOAD_BALANCER_CLASS: &str = "io.cilium/bgp-control-plane";
-/// LoadBalancer class announced by L2 announcements.
-pub const L2_LOAD_BALANCER_CLASS: &str = "io.cilium/l2-announcer";
-/// Key of the TCP-MD5 password in a BGP auth Secret.
-pub const AUTH_SECRET_PASSWORD_KEY: &str = "password";
+/// Cilium's names, defined once for the workspace in `rackd-types`.
+pub use rackd_types::cilium::{
+    AUTH_SECRET_PASSWORD_KEY, CLASS_BGP_CONTROL_PLANE as BGP_LOAD_BALANCER_CLASS,
+    CLASS_L2_ANNOUNCER as L2_LOAD_BALANCER_CLASS,
+};
 
 fn default_peer_port() -> i32 {
     DEFAULT_PEER_PORT

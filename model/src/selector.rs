@@ -29,11 +29,11 @@ use std::fmt;
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
 /// Synthetic label carrying a Service's namespace, visible to service selectors.
-pub const SERVICE_NAMESPACE_LABEL: &str = "io.kubernetes.service.namespace";
+pub use rackd_types::cilium::SERVICE_NAMESPACE_LABEL;
 /// Synthetic label carrying a Service's name, visible to service selectors.
-pub const SERVICE_NAME_LABEL: &str = "io.kubernetes.service.name";
+pub use rackd_types::cilium::SERVICE_NAME_LABEL;
 /// Pod label Cilium uses to match an egress policy's namespace.
-pub const POD_NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
+pub use rackd_types::cilium::POD_NAMESPACE_LABEL;
 
 /// Read access to a set of labels.
 pub trait Labels {

@@ -24,6 +24,8 @@ pub const ANNOTATION_SHARING_CROSS_NAMESPACE_ALIAS: &str =
 pub const SERVICE_NAMESPACE_LABEL: &str = "io.kubernetes.service.namespace";
 /// Synthetic label carrying a Service's name, matched by service selectors.
 pub const SERVICE_NAME_LABEL: &str = "io.kubernetes.service.name";
+/// Pod label Cilium uses to match an egress policy's namespace.
+pub const POD_NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
 /// The label an EndpointSlice names its Service by (Kubernetes `discovery.k8s.io`).
 pub const ENDPOINTSLICE_SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
