@@ -10,11 +10,10 @@
 //! incomplete or unreadable last line (reported as `torn`); anything wrong before it is
 //! corruption and a typed [`StateError`].
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::addr::{Family, from_u128, to_u128};
 use crate::state::{PersistedAllocation, PersistedPool, PersistedState, StateError};
 
 /// Marker in the journal's header line.
@@ -202,11 +201,13 @@ impl Journal {
 }
 
 /// Addresses and pool table changed since the journal was last taken (inside the allocator).
-/// Kept as plain vectors, sorted and deduplicated when taken (and when they double, so a
-/// journal nobody takes stays bounded by the addresses ever touched).
+/// Kept as plain vectors (IPv4 as `u32`: 4 bytes per change), sorted and deduplicated when
+/// taken and whenever they double, so a journal nobody takes stays bounded by about twice the
+/// addresses ever touched.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct JournalLog {
-    addrs: [Vec<u128>; 2],
+    v4: Vec<u32>,
+    v6: Vec<u128>,
     /// Length after the last deduplication.
     compacted: usize,
     pools: bool,
@@ -214,15 +215,16 @@ pub(crate) struct JournalLog {
 
 impl JournalLog {
     pub(crate) fn address(&mut self, ip: IpAddr) {
-        let (family, v) = to_u128(ip);
-        self.addrs[family.index()].push(v);
-        let len = self.addrs[0].len() + self.addrs[1].len();
-        if len > 2 * self.compacted.max(4096) {
-            for a in &mut self.addrs {
-                a.sort_unstable();
-                a.dedup();
-            }
-            self.compacted = self.addrs[0].len() + self.addrs[1].len();
+        match ip {
+            IpAddr::V4(a) => self.v4.push(u32::from(a)),
+            IpAddr::V6(a) => self.v6.push(u128::from(a)),
+        }
+        if self.v4.len() + self.v6.len() > 2 * self.compacted.max(4096) {
+            self.v4.sort_unstable();
+            self.v4.dedup();
+            self.v6.sort_unstable();
+            self.v6.dedup();
+            self.compacted = self.v4.len() + self.v6.len();
         }
     }
 
@@ -231,7 +233,7 @@ impl JournalLog {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        !self.pools && self.addrs.iter().all(Vec::is_empty)
+        !self.pools && self.v4.is_empty() && self.v6.is_empty()
     }
 
     /// Empties the log: whether the pool table changed, and the changed addresses in address
@@ -239,15 +241,15 @@ impl JournalLog {
     pub(crate) fn take(&mut self) -> (bool, impl Iterator<Item = IpAddr> + use<>) {
         let pools = std::mem::take(&mut self.pools);
         self.compacted = 0;
-        let [mut v4, mut v6] = std::mem::take(&mut self.addrs);
-        for a in [&mut v4, &mut v6] {
-            a.sort_unstable();
-            a.dedup();
-        }
+        let (mut v4, mut v6) = (std::mem::take(&mut self.v4), std::mem::take(&mut self.v6));
+        v4.sort_unstable();
+        v4.dedup();
+        v6.sort_unstable();
+        v6.dedup();
         let addrs = v4
             .into_iter()
-            .map(|v| from_u128(Family::V4, v))
-            .chain(v6.into_iter().map(|v| from_u128(Family::V6, v)));
+            .map(|v| IpAddr::V4(Ipv4Addr::from(v)))
+            .chain(v6.into_iter().map(|v| IpAddr::V6(Ipv6Addr::from(v))));
         (pools, addrs)
     }
 }
