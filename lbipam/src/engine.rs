@@ -18,7 +18,7 @@
 
 mod fast;
 
-pub(crate) use fast::{Change, Decline};
+pub(crate) use fast::{Change, Decline, WAITING_LIMIT, Waiting};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;

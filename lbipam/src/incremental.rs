@@ -9,12 +9,12 @@
 //! changed services alone, O(log n) each (see `engine/fast.rs` for why that is exact); anything
 //! else runs the full reconcile, and the [`Commit`] says so and why.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
 use crate::count::IpCount;
-use crate::engine::{Change, Decline, LbIpam};
+use crate::engine::{Change, Decline, LbIpam, WAITING_LIMIT, Waiting};
 use crate::journal::JournalRecord;
 use crate::outcome::{Outcome, ServiceOutcome};
 use crate::spec::{Config, PoolSpec, ServiceKey, ServiceSelector, ServiceSpec};
@@ -35,7 +35,7 @@ pub enum FullReason {
     /// A changed service holds a shared address (or the allocator's record of it disagreed
     /// with the outcome; never seen, checked anyway).
     SharedAddress,
-    /// An address would be freed while another service is unsatisfied: it might take it.
+    /// A freed address could go to an unsatisfied service (or more than 64 are unsatisfied).
     FreedWhileWaiting,
 }
 
@@ -94,7 +94,7 @@ pub struct Incremental<S> {
     /// A full reconcile is queued, for the first reason that asked.
     full: Option<FullReason>,
     /// Services in `outcome` that are not satisfied.
-    unsatisfied: usize,
+    unsatisfied: BTreeSet<ServiceKey>,
 }
 
 impl<S: ServiceSelector> Incremental<S> {
@@ -109,7 +109,7 @@ impl<S: ServiceSelector> Incremental<S> {
             outcome: Outcome::default(),
             pending: BTreeMap::new(),
             full: Some(FullReason::Initial),
-            unsatisfied: 0,
+            unsatisfied: BTreeSet::new(),
         }
     }
 
@@ -189,19 +189,28 @@ impl<S: ServiceSelector> Incremental<S> {
                     .unwrap_or_default(),
             })
             .collect();
-        let waiting_among_changes = pending
-            .keys()
-            .filter(|k| self.outcome.services.get(*k).is_some_and(|o| !o.satisfied))
-            .count();
-        let others_waiting = self.unsatisfied > waiting_among_changes;
+        // Unsatisfied services outside the changes (one more than the pass looks at is enough
+        // to make it decline).
+        let waiting: Vec<Waiting<'_>> = self
+            .unsatisfied
+            .iter()
+            .filter(|k| !pending.contains_key(*k))
+            .filter_map(|k| {
+                Some(Waiting {
+                    spec: self.services.get(k)?,
+                    held: self.outcome.services.get(k)?.ips(),
+                })
+            })
+            .take(WAITING_LIMIT + 1)
+            .collect();
         let applied =
             match self
                 .ipam
-                .reconcile_changes(&self.config, &self.pools, &changes, others_waiting)
+                .reconcile_changes(&self.config, &self.pools, &changes, &waiting)
             {
                 Ok(a) => a,
                 Err(decline) => {
-                    drop(changes);
+                    drop((changes, waiting));
                     return self.commit_full(decline.into());
                 }
             };
@@ -213,12 +222,12 @@ impl<S: ServiceSelector> Incremental<S> {
                 continue;
             }
             if before.is_some_and(|o| !o.satisfied) {
-                self.unsatisfied -= 1;
+                self.unsatisfied.remove(c.key);
             }
             match new {
                 Some(o) => {
                     if !o.satisfied {
-                        self.unsatisfied += 1;
+                        self.unsatisfied.insert(c.key.clone());
                     }
                     self.outcome.services.insert(c.key.clone(), o);
                 }
@@ -258,7 +267,12 @@ impl<S: ServiceSelector> Incremental<S> {
             .reconcile_refs(&self.config, &self.pools, self.services.values());
         let services = changed_keys(&self.outcome.services, &new.services);
         let pools_changed = self.outcome.pools != new.pools;
-        self.unsatisfied = new.unsatisfied();
+        self.unsatisfied = new
+            .services
+            .iter()
+            .filter(|(_, o)| !o.satisfied)
+            .map(|(k, _)| k.clone())
+            .collect();
         let state_changed = new.state_changed;
         self.outcome = new;
         Commit {

@@ -369,7 +369,7 @@ fn incremental_commits_equal_full_reconcile() {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(500);
+        .unwrap_or(1000);
     let mut runner = TestRunner::new(RunnerConfig {
         cases,
         failure_persistence: None,
@@ -539,6 +539,40 @@ fn a_waiting_service_that_changes_takes_the_fast_path() {
     let c = inc.commit();
     assert_eq!(c.full, None);
     assert_eq!(outcome(&inc, "a", "y").ips(), vec![ip("10.0.0.1")]);
+}
+
+#[test]
+fn freeing_stays_fast_when_no_waiting_service_could_take_the_address() {
+    // `lost` wants IPv6 and no pool has any; `other` waits on a full pool that does not hold
+    // the freed address (and does not select the freed address's pool's tenants).
+    let mut p = pool("p", &["10.0.0.0/30"]);
+    p.service_selector = Some(labels(&[("tenant", "a")]));
+    let mut q = pool("q", &["10.0.1.0/32"]);
+    q.service_selector = Some(labels(&[("tenant", "b")]));
+    let tenant = |mut s: ServiceSpec, t: &str| {
+        s.labels = labels(&[("tenant", t)]);
+        s
+    };
+    let mut inc = start(
+        vec![p, q],
+        &[
+            v6(tenant(svc("a", "lost"), "a")),
+            tenant(svc("a", "x"), "a"),
+            tenant(svc("b", "holder"), "b"),
+            tenant(svc("b", "other"), "b"),
+        ],
+    );
+    assert_eq!(outcome(&inc, "a", "lost").reason, Reason::NoPool);
+    assert_eq!(outcome(&inc, "b", "other").reason, Reason::OutOfIps);
+    inc.remove_service(&ServiceKey::new("a", "x"));
+    let c = inc.commit();
+    assert_eq!(c.full, None);
+    assert_eq!(inc.outcome().unsatisfied(), 2);
+    // Positive control: freeing `q`'s address does go through the full reconcile.
+    inc.remove_service(&ServiceKey::new("b", "holder"));
+    let c = inc.commit();
+    assert_eq!(c.full, Some(FullReason::FreedWhileWaiting));
+    assert_eq!(outcome(&inc, "b", "other").ips(), vec![ip("10.0.1.0")]);
 }
 
 #[test]

@@ -16,9 +16,15 @@
 //! * so it changes only the changed services: validation of their addresses, then adoption,
 //!   then requests in key order, exactly as below with the same functions.
 //!
-//! Hence the preconditions: no sharing key on either version, no shared address, and no address
-//! freed while a service outside the changes is unsatisfied. They are checked before anything
-//! changes, so a decline leaves the allocator untouched for the full reconcile.
+//! Hence the preconditions: no sharing key on either version, no shared address, and no freed
+//! address that an unsatisfied service outside the changes could take. A freed address can
+//! only be taken through the enabled, non-conflicting pool holding it, by a service that pool
+//! selects and that requests that address or wants its family without holding one (adopting a
+//! published address needs the same); a service the pool does not select fails on it the same
+//! way as before (`no_pool`/`pool_selector_mismatch` come before any occupancy check). With more than
+//! [`WAITING_LIMIT`] unsatisfied services the pass declines without looking. All of this is
+//! checked before anything changes, so a decline leaves the allocator untouched for the full
+//! reconcile.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -26,7 +32,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use super::{Failure, Group, Held, LbIpam, NONE, Pass, SharingIndex, View, ViewOf, Work, hold};
-use crate::addr::to_u128;
+use crate::addr::{Family, to_u128};
 use crate::keys::SvcId;
 use crate::outcome::{Assignment, Reason, ServiceOutcome};
 use crate::select::{Classes, LabelSets};
@@ -34,6 +40,18 @@ use crate::spec::{
     ANNOTATION_SHARING_KEY, ANNOTATION_SHARING_KEY_ALIAS, Config, PoolSpec, ServiceKey,
     ServiceSelector, ServiceSpec, annotation,
 };
+
+/// Unsatisfied services beyond which a freed address always means a full reconcile (checking
+/// each costs a selector evaluation; that many waiting usually means an exhausted pool, where
+/// the freed address is wanted anyway).
+pub(crate) const WAITING_LIMIT: usize = 64;
+
+/// An unsatisfied service outside the changes.
+pub(crate) struct Waiting<'a> {
+    pub(crate) spec: &'a ServiceSpec,
+    /// Addresses it holds (from the current outcome).
+    pub(crate) held: Vec<IpAddr>,
+}
 
 /// One changed service.
 pub(crate) struct Change<'a> {
@@ -53,7 +71,7 @@ pub(crate) enum Decline {
     SharingKey,
     /// An address the service holds is shared, or the allocator's record disagrees.
     SharedAddress,
-    /// An address would be freed while a service outside the changes waits for one.
+    /// A freed address could go to an unsatisfied service outside the changes.
     FreedWhileWaiting,
     /// The pools are not those of the last full reconcile.
     PoolTable,
@@ -86,14 +104,14 @@ enum Verdict {
 impl LbIpam {
     /// Applies `changes` (in key order) as a full reconcile of the whole current set would,
     /// given that the allocator is at that reconcile's fixed point for the previous set, or
-    /// declines without changing anything. `others_waiting`: a service outside `changes` is
-    /// unsatisfied.
+    /// declines without changing anything. `waiting`: the unsatisfied services outside
+    /// `changes` (or more than [`WAITING_LIMIT`] of them, if there are that many).
     pub(crate) fn reconcile_changes<S: ServiceSelector>(
         &mut self,
         config: &Config,
         pools: &[PoolSpec<S>],
         changes: &[Change<'_>],
-        others_waiting: bool,
+        waiting: &[Waiting<'_>],
     ) -> Result<Applied, Decline> {
         // Same pools as the last full reconcile: every first-seen number recorded, none stale
         // (otherwise `update_pool_seq` would change the table).
@@ -136,7 +154,7 @@ impl LbIpam {
         // Plan the validation of every held address before changing anything.
         let mut ids: Vec<Option<SvcId>> = Vec::with_capacity(changes.len());
         let mut plan: Vec<(usize, IpAddr, Verdict)> = Vec::new();
-        let mut freeing = false;
+        let mut freed: SmallVec<[IpAddr; 2]> = SmallVec::new();
         for (ci, c) in changes.iter().enumerate() {
             let id = self.keys.find(self.keys.hash(c.key), c.key);
             // The outcome's addresses must be exactly the allocator's record for the key.
@@ -155,12 +173,18 @@ impl LbIpam {
                     Some(vi) => self.verdict(&pass, vi, ip, g),
                     None => Verdict::Drop,
                 };
-                freeing |= matches!(verdict, Verdict::Drop);
+                if matches!(verdict, Verdict::Drop) {
+                    freed.push(ip);
+                }
                 plan.push((ci, ip, verdict));
             }
             ids.push(id);
         }
-        if freeing && others_waiting {
+        let taken = |ip: &IpAddr| could_take(config, &pass, waiting, *ip);
+        if !freed.is_empty()
+            && !waiting.is_empty()
+            && (waiting.len() > WAITING_LIMIT || freed.iter().any(taken))
+        {
             return Err(Decline::FreedWhileWaiting);
         }
 
@@ -312,6 +336,42 @@ impl LbIpam {
             invalid_requested_ips: view.invalid().to_vec(),
         }
     }
+}
+
+/// Whether a service in `waiting` could take `ip` once it is free (see the module docs).
+fn could_take<S: ServiceSelector>(
+    config: &Config,
+    pass: &Pass<'_, '_, S>,
+    waiting: &[Waiting<'_>],
+    ip: IpAddr,
+) -> bool {
+    let table = &pass.table;
+    let Some((p, _)) = table
+        .accepted_of(ip)
+        .filter(|(p, _)| table.pools[*p].allocatable())
+    else {
+        // No pool can hand it out: nobody can take it.
+        return false;
+    };
+    let family = Family::of(ip);
+    let labels = LabelSets::default();
+    waiting.iter().enumerate().any(|(i, w)| {
+        if !config.handles(w.spec) {
+            return false;
+        }
+        let view = View::new(config, i, w.spec);
+        let wants = if view.requested().is_empty() {
+            view.want[family.index()] && !w.held.iter().any(|h| Family::of(*h) == family)
+        } else {
+            view.requested().contains(&ip)
+        };
+        wants
+            && table.pools[p]
+                .spec
+                .service_selector
+                .as_ref()
+                .is_none_or(|sel| labels.matches(i, w.spec, sel))
+    })
 }
 
 /// Net count changes per pool name.
