@@ -218,7 +218,8 @@ impl LbIpam {
                         self.dirty = true;
                     }
                 }
-                _ => {
+                // (A kept address always has a view: without one the verdict is `Drop`.)
+                (Verdict::Drop, _) | (_, None) => {
                     let Some(g) = self.allocs.get_mut(&ip) else {
                         continue;
                     };
