@@ -1,6 +1,9 @@
 //! 100,000 Services over 50 pools (25 IPv4, 25 IPv6; a tenth with sharing keys):
 //! allocate all, restart re-sync (decode + restore + reconcile, proving 0 IPs changed),
-//! a no-op reconcile, and memory (bytes counted by a wrapping global allocator).
+//! a no-op reconcile, and memory (bytes counted by a wrapping global allocator); then one
+//! Service added, changed and removed through the incremental front end at 27,000 and 100,000
+//! Services, with the journal records each produces, against the full reconcile and snapshot
+//! encode it replaces (`incremental.rs`).
 //!
 //! Run: `cargo bench -p lbipam --bench allocate`
 #![allow(clippy::unwrap_used)] // Tests and benchmarks may unwrap.
@@ -60,6 +63,10 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
+
+// Not `benches/incremental.rs`: Cargo would take that for a bench target of its own.
+#[path = "allocate/incremental.rs"]
+mod incremental;
 
 /// Overridable with `LBIPAM_BENCH_SERVICES` for quick runs.
 fn service_count() -> usize {
@@ -131,13 +138,22 @@ fn pools() -> Vec<PoolSpec<Sel>> {
 
 /// In key order, as a daemon holding services in a map by key passes them.
 fn services() -> Vec<ServiceSpec> {
-    let mut v = unsorted_services();
+    services_n(service_count())
+}
+
+/// `n` services in key order.
+fn services_n(n: usize) -> Vec<ServiceSpec> {
+    let mut v = unsorted_services_n(n);
     v.sort_by(|a, b| a.key.cmp(&b.key));
     v
 }
 
 fn unsorted_services() -> Vec<ServiceSpec> {
-    (0..service_count())
+    unsorted_services_n(service_count())
+}
+
+fn unsorted_services_n(n: usize) -> Vec<ServiceSpec> {
+    (0..n)
         .map(|n| {
             let mut s = ServiceSpec {
                 key: ServiceKey::new(format!("ns{}", n % 500), format!("svc-{n}")),
@@ -214,6 +230,10 @@ fn mib(bytes: usize) -> f64 {
 fn main() {
     let cfg = Config::default();
     let pools = pools();
+    if std::env::var_os("LBIPAM_BENCH_INCREMENTAL_ONLY").is_some() {
+        incremental::figures(&cfg, &pools);
+        return;
+    }
     let svcs = services();
 
     if let Some(what) = std::env::var_os("LBIPAM_BENCH_PROFILE") {
@@ -369,6 +389,12 @@ fn main() {
     println!("lbipam snapshot+encode: median wall {w:.0} ms, on-CPU {c:.0} ms");
     let (w, c) = medians(5, || ipam.clone());
     println!("lbipam clone of the allocator: median wall {w:.0} ms, on-CPU {c:.0} ms");
+    drop(ipam);
+    drop(restored);
+    incremental::figures(&cfg, &pools);
+    // Criterion's no-op reconcile below needs an allocator again.
+    let mut ipam = LbIpam::new();
+    drop(ipam.reconcile(&cfg, &pools, &svcs));
     if std::env::var_os("LBIPAM_BENCH_QUICK").is_some() {
         return;
     }

@@ -11,6 +11,14 @@
 //!
 //! Inside, services are interned ([`Interner`]): an allocation holds 4-byte ids, and a
 //! reconcile maps ids to its service list through a vector, never through string comparison.
+//! Every change to the allocations is also noted in a journal ([`LbIpam::take_journal`]).
+//!
+//! Over 800 lines because the phases share the pass types below; the incremental pass, which
+//! reuses them for a few services, is the child module `fast`.
+
+mod fast;
+
+pub(crate) use fast::{Change, Decline, WAITING_LIMIT, Waiting};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -21,6 +29,7 @@ use smallvec::SmallVec;
 
 use crate::addr::{Family, from_u128, to_u128};
 use crate::count::IpCount;
+use crate::journal::{JournalLog, JournalRecord};
 use crate::keys::{Interner, SvcId};
 use crate::outcome::{Assignment, Outcome, PoolConflict, PoolStatus, Reason, ServiceOutcome};
 use crate::runs::RunSet;
@@ -123,6 +132,8 @@ pub struct LbIpam {
     dirty: bool,
     /// Addresses handed out or joined so far (progress detection only; not persisted).
     grants: usize,
+    /// What changed since the journal was last taken.
+    journal: JournalLog,
 }
 
 /// The holders of one address, in join order (see [`LbIpam::allocations`]).
@@ -527,8 +538,8 @@ impl<S: ServiceSelector> Pass<'_, '_, S> {
 struct Work<'v> {
     /// Interned id per service (`NONE`: holds nothing).
     id_of: Vec<SvcId>,
-    /// Service per interned id (`NONE`: not among this reconcile's services).
-    view_of: Vec<u32>,
+    /// Service per interned id.
+    view_of: ViewOf,
     /// Addresses held per service, sorted.
     held: Vec<Held>,
     sharing: SharingIndex<'v>,
@@ -536,9 +547,55 @@ struct Work<'v> {
 
 impl Work<'_> {
     fn view_of(&self, id: SvcId) -> Option<usize> {
-        match self.view_of.get(id as usize) {
-            Some(&v) if v != NONE => Some(v as usize),
-            _ => None,
+        self.view_of.get(id)
+    }
+}
+
+/// Service (position in the pass's list) per interned id.
+enum ViewOf {
+    /// Indexed by id, `NONE` for ids not among the pass's services: a full reconcile, where
+    /// most ids have a service.
+    Dense(Vec<u32>),
+    /// The few ids of an incremental pass, whose services are a handful among many ids (a
+    /// dense vector would cost O(ids) per pass).
+    Sparse(SmallVec<[(SvcId, u32); 4]>),
+}
+
+impl ViewOf {
+    fn get(&self, id: SvcId) -> Option<usize> {
+        match self {
+            ViewOf::Dense(v) => match v.get(id as usize) {
+                Some(&v) if v != NONE => Some(v as usize),
+                _ => None,
+            },
+            ViewOf::Sparse(v) => v.iter().find(|(i, _)| *i == id).map(|&(_, vi)| vi as usize),
+        }
+    }
+
+    fn set(&mut self, id: SvcId, vi: u32) {
+        match self {
+            ViewOf::Dense(v) => {
+                let slot = id as usize;
+                if v.len() <= slot {
+                    v.resize(slot + 1, NONE);
+                }
+                v[slot] = vi;
+            }
+            ViewOf::Sparse(v) => match v.iter_mut().find(|(i, _)| *i == id) {
+                Some(e) => e.1 = vi,
+                None => v.push((id, vi)),
+            },
+        }
+    }
+
+    fn unset(&mut self, id: SvcId) {
+        match self {
+            ViewOf::Dense(v) => {
+                if let Some(x) = v.get_mut(id as usize) {
+                    *x = NONE;
+                }
+            }
+            ViewOf::Sparse(v) => v.retain(|(i, _)| *i != id),
         }
     }
 }
@@ -595,6 +652,49 @@ impl LbIpam {
 
     /// The state to persist.
     pub fn snapshot(&self) -> PersistedState {
+        PersistedState {
+            format: STATE_FORMAT.to_owned(),
+            version: STATE_VERSION,
+            next_pool_seq: self.next_seq,
+            pools: self.persisted_pools(),
+            allocations: self
+                .allocs
+                .iter()
+                .map(|(ip, g)| self.persisted(ip, g))
+                .collect(),
+        }
+    }
+
+    /// The changes since the journal was last taken (or since this allocator was created or
+    /// restored), as records that turn the snapshot of that moment into [`LbIpam::snapshot`]
+    /// of now: pool table first (if it changed), then one record per changed address in address
+    /// order, each stating the address's current value. Empty when nothing changed.
+    ///
+    /// Always recorded (nobody can forget to switch it on and lose changes); an allocator whose
+    /// journal is never taken holds at most about two entries per address it ever touched.
+    pub fn take_journal(&mut self) -> Vec<JournalRecord> {
+        if self.journal.is_empty() {
+            return Vec::new();
+        }
+        let (pools, addrs) = self.journal.take();
+        let mut out = Vec::new();
+        if pools {
+            out.push(JournalRecord::Pools {
+                next_pool_seq: self.next_seq,
+                pools: self.persisted_pools(),
+            });
+        }
+        for ip in addrs {
+            out.push(match self.allocs.get(&ip) {
+                Some(g) => JournalRecord::Set(self.persisted(ip, g)),
+                None => JournalRecord::Delete { ip },
+            });
+        }
+        out
+    }
+
+    /// The pool sequence table as persisted, by sequence number.
+    fn persisted_pools(&self) -> Vec<PersistedPool> {
         let mut pools: Vec<PersistedPool> = self
             .pool_seq
             .iter()
@@ -604,23 +704,17 @@ impl LbIpam {
             })
             .collect();
         pools.sort_by_key(|p| p.seq);
-        PersistedState {
-            format: STATE_FORMAT.to_owned(),
-            version: STATE_VERSION,
-            next_pool_seq: self.next_seq,
-            pools,
-            allocations: self
-                .allocs
+        pools
+    }
+
+    fn persisted(&self, ip: IpAddr, g: &Group) -> PersistedAllocation {
+        PersistedAllocation {
+            ip,
+            pool: g.pool.to_string(),
+            services: g
+                .members
                 .iter()
-                .map(|(ip, g)| PersistedAllocation {
-                    ip,
-                    pool: g.pool.to_string(),
-                    services: g
-                        .members
-                        .iter()
-                        .map(|&m| self.keys.key(m).clone())
-                        .collect(),
-                })
+                .map(|&m| self.keys.key(m).clone())
                 .collect(),
         }
     }
@@ -656,12 +750,8 @@ impl LbIpam {
         let key = &view.spec.key;
         let id = self.keys.insert_new(self.keys.hash(key), key);
         work.id_of[view.idx] = id;
-        let slot = id as usize;
-        if work.view_of.len() <= slot {
-            work.view_of.resize(slot + 1, NONE);
-        }
         // Services are at most u32::MAX - 1 (one id each).
-        work.view_of[slot] = view.idx as u32;
+        work.view_of.set(id, view.idx as u32);
         id
     }
 
@@ -671,9 +761,7 @@ impl LbIpam {
             if let Some(vi) = work.view_of(id) {
                 work.id_of[vi] = NONE;
             }
-            if let Some(v) = work.view_of.get_mut(id as usize) {
-                *v = NONE;
-            }
+            work.view_of.unset(id);
         }
     }
 
@@ -687,6 +775,7 @@ impl LbIpam {
         self.grants = self.grants.wrapping_add(1);
         hold(&mut work.held[view.idx], ip);
         self.dirty = true;
+        self.journal.address(ip);
     }
 
     fn join(&mut self, ip: IpAddr, work: &mut Work<'_>, view: &View<'_>) {
@@ -699,6 +788,7 @@ impl LbIpam {
             self.grants = self.grants.wrapping_add(1);
             hold(&mut work.held[view.idx], ip);
             self.dirty = true;
+            self.journal.address(ip);
         }
     }
 
@@ -709,6 +799,7 @@ impl LbIpam {
             let (family, v) = to_u128(ip);
             self.occupied[family.index()].remove(v);
             self.dirty = true;
+            self.journal.address(ip);
         }
     }
 
@@ -721,12 +812,22 @@ impl LbIpam {
         pools: &[PoolSpec<S>],
         services: &[ServiceSpec],
     ) -> Outcome {
+        self.reconcile_refs(config, pools, services.iter())
+    }
+
+    /// [`LbIpam::reconcile`] over references (the incremental front end keeps its services in
+    /// a map).
+    pub(crate) fn reconcile_refs<'s, S: ServiceSelector>(
+        &mut self,
+        config: &Config,
+        pools: &[PoolSpec<S>],
+        services: impl Iterator<Item = &'s ServiceSpec>,
+    ) -> Outcome {
         self.update_pool_seq(pools);
         let table = PoolTable::build(pools, &self.pool_seq);
 
         // Services we are responsible for, in key order (duplicate keys: one is kept).
-        let mut handled: Vec<&ServiceSpec> =
-            services.iter().filter(|s| config.handles(s)).collect();
+        let mut handled: Vec<&ServiceSpec> = services.filter(|s| config.handles(s)).collect();
         // Callers usually keep services in a map by key; then this is one linear check.
         let (mut sorted, mut duplicates) = (true, false);
         for w in handled.windows(2) {
@@ -822,7 +923,7 @@ impl LbIpam {
         self.keys.reserve(missing);
         Work {
             id_of,
-            view_of,
+            view_of: ViewOf::Dense(view_of),
             held: vec![Held::new(); views.len()],
             sharing: SharingIndex::default(),
         }
@@ -835,6 +936,7 @@ impl LbIpam {
             .retain(|name, _| present.contains(name.as_str()));
         if self.pool_seq.len() != before {
             self.dirty = true;
+            self.journal.pools();
         }
         let mut new: Vec<(i64, &str)> = pools
             .iter()
@@ -847,6 +949,7 @@ impl LbIpam {
             self.pool_seq.insert(name.to_owned(), self.next_seq);
             self.next_seq += 1;
             self.dirty = true;
+            self.journal.pools();
         }
     }
 
@@ -890,6 +993,7 @@ impl LbIpam {
             if lost {
                 changed = true;
                 group.members = kept.iter().map(|&k| work.id_of[k]).collect();
+                self.journal.address(ip);
             }
             for &k in &kept {
                 // Allocations are visited in address order, so each list stays sorted.
@@ -905,6 +1009,7 @@ impl LbIpam {
             if !still && let Some(&p) = cands.iter().find(|&&p| pass.selects(first, p)) {
                 group.pool = table.pools[p].name.clone();
                 reattributed = true;
+                self.journal.address(ip);
             }
         }
         for id in dropped {

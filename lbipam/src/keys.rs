@@ -53,6 +53,11 @@ impl Interner {
             .copied()
     }
 
+    /// Allocations holding a live id.
+    pub(crate) fn refs(&self, id: SvcId) -> u32 {
+        self.refs.get(id as usize).copied().unwrap_or(0)
+    }
+
     /// Adds one reference to a live id.
     pub(crate) fn retain(&mut self, id: SvcId) {
         self.refs[id as usize] += 1;

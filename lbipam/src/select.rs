@@ -27,18 +27,24 @@ pub(crate) struct Classes {
 }
 
 impl Classes {
+    /// No classes: every (service, pool) question is evaluated (an incremental pass asks for a
+    /// handful of services, where grouping would cost more than it saves).
+    pub(crate) fn none() -> Self {
+        Classes {
+            class_of: Vec::new(),
+            words: 0,
+            known: Vec::new(),
+            value: Vec::new(),
+        }
+    }
+
     /// Groups `services` by their values for the keys `selectors` read. `selectors` are the pool
     /// selectors in pool-index order (`None`: the pool has none).
     pub(crate) fn build<'v, S: ServiceSelector>(
         selectors: &[Option<&S>],
         services: impl ExactSizeIterator<Item = &'v ServiceSpec>,
     ) -> Self {
-        let disabled = Classes {
-            class_of: Vec::new(),
-            words: 0,
-            known: Vec::new(),
-            value: Vec::new(),
-        };
+        let disabled = Classes::none();
         let mut keys: Vec<&str> = Vec::new();
         for sel in selectors.iter().flatten() {
             match sel.label_keys() {

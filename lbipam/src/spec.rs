@@ -211,7 +211,7 @@ pub enum ExternalTrafficPolicy {
 }
 
 /// The parts of a Kubernetes `Service` LB-IPAM looks at.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceSpec {
     /// Namespace and name.
     pub key: ServiceKey,

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::journal::JOURNAL_FORMAT;
 use crate::spec::ServiceKey;
 
 /// The format version this build writes and reads.
@@ -98,6 +99,40 @@ pub enum StateError {
         /// The pool.
         name: String,
     },
+    /// A journal line (the header or a record, not the last line) is not JSON of the right shape.
+    #[error("lbipam journal line {line} is malformed")]
+    JournalMalformed {
+        /// 1-based line number (the header is line 1).
+        line: usize,
+        /// What the JSON decoder found.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A journal record breaks an invariant of the state.
+    #[error("lbipam journal line {line} is invalid")]
+    JournalInvalid {
+        /// 1-based line number.
+        line: usize,
+        /// The invariant broken.
+        #[source]
+        source: Box<StateError>,
+    },
+    /// The journal header names another format.
+    #[error("lbipam journal has format '{found}', expected '{JOURNAL_FORMAT}'")]
+    JournalWrongFormat {
+        /// The format marker found.
+        found: String,
+    },
+    /// The journal was written by a different build.
+    #[error(
+        "lbipam journal version {found} is not supported (this build reads version {supported})"
+    )]
+    JournalUnsupportedVersion {
+        /// The version found.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
     /// A sequence number at or above `next_pool_seq`.
     #[error("lbipam state pool '{name}' has sequence {seq} not below next_pool_seq {next}")]
     BadSequence {
@@ -156,22 +191,7 @@ impl PersistedState {
                 supported: STATE_VERSION,
             });
         }
-        let mut names = BTreeSet::new();
-        let mut seqs = BTreeSet::new();
-        for p in &self.pools {
-            if !names.insert(p.name.as_str()) || !seqs.insert(p.seq) {
-                return Err(StateError::DuplicatePool {
-                    name: p.name.clone(),
-                });
-            }
-            if p.seq >= self.next_pool_seq {
-                return Err(StateError::BadSequence {
-                    name: p.name.clone(),
-                    seq: p.seq,
-                    next: self.next_pool_seq,
-                });
-            }
-        }
+        PersistedPool::validate_table(&self.pools, self.next_pool_seq)?;
         // We write allocations sorted by address; then strictly increasing means no duplicate,
         // checked in one pass. Anything else is checked with a set.
         let sorted = self.allocations.windows(2).all(|w| w[0].ip < w[1].ip);
@@ -180,19 +200,62 @@ impl PersistedState {
             if !sorted && !ips.insert(a.ip) {
                 return Err(StateError::DuplicateAllocation { ip: a.ip });
             }
-            if a.services.is_empty() {
-                return Err(StateError::EmptyAllocation { ip: a.ip });
-            }
-            if a.services.len() > 1 {
-                let mut seen = BTreeSet::new();
-                for s in &a.services {
-                    if !seen.insert(s) {
-                        return Err(StateError::DuplicateHolder {
-                            ip: a.ip,
-                            service: s.clone(),
-                        });
-                    }
+            a.validate()?;
+        }
+        Ok(())
+    }
+
+    /// The state of an allocator that has seen nothing ([`crate::LbIpam::new`]): what a journal
+    /// replays onto when there is no snapshot file.
+    pub fn empty() -> Self {
+        PersistedState {
+            format: STATE_FORMAT.to_owned(),
+            version: STATE_VERSION,
+            next_pool_seq: 0,
+            pools: Vec::new(),
+            allocations: Vec::new(),
+        }
+    }
+}
+
+impl PersistedAllocation {
+    /// Holders present and distinct.
+    pub(crate) fn validate(&self) -> Result<(), StateError> {
+        if self.services.is_empty() {
+            return Err(StateError::EmptyAllocation { ip: self.ip });
+        }
+        if self.services.len() > 1 {
+            let mut seen = BTreeSet::new();
+            for s in &self.services {
+                if !seen.insert(s) {
+                    return Err(StateError::DuplicateHolder {
+                        ip: self.ip,
+                        service: s.clone(),
+                    });
                 }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PersistedPool {
+    /// Names and sequence numbers unique, sequence numbers below `next`.
+    pub(crate) fn validate_table(pools: &[PersistedPool], next: u64) -> Result<(), StateError> {
+        let mut names = BTreeSet::new();
+        let mut seqs = BTreeSet::new();
+        for p in pools {
+            if !names.insert(p.name.as_str()) || !seqs.insert(p.seq) {
+                return Err(StateError::DuplicatePool {
+                    name: p.name.clone(),
+                });
+            }
+            if p.seq >= next {
+                return Err(StateError::BadSequence {
+                    name: p.name.clone(),
+                    seq: p.seq,
+                    next,
+                });
             }
         }
         Ok(())
