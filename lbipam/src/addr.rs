@@ -3,53 +3,11 @@
 use std::net::{AddrParseError, IpAddr, Ipv4Addr, Ipv6Addr};
 use std::num::ParseIntError;
 
-use serde::{Deserialize, Serialize};
-
 use crate::count::IpCount;
 
-/// An IP address family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Family {
-    /// IPv4 (Kubernetes `IPv4`).
-    #[serde(rename = "IPv4")]
-    V4,
-    /// IPv6 (Kubernetes `IPv6`).
-    #[serde(rename = "IPv6")]
-    V6,
-}
-
-impl Family {
-    /// The family of `ip`. IPv4-mapped IPv6 addresses count as IPv6, as in Go's `netip`.
-    pub fn of(ip: IpAddr) -> Self {
-        match ip {
-            IpAddr::V4(_) => Family::V4,
-            IpAddr::V6(_) => Family::V6,
-        }
-    }
-
-    /// Parses the Kubernetes spelling (`IPv4` / `IPv6`).
-    pub fn from_k8s(s: &str) -> Option<Self> {
-        match s {
-            "IPv4" => Some(Family::V4),
-            "IPv6" => Some(Family::V6),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        match self {
-            Family::V4 => 0,
-            Family::V6 => 1,
-        }
-    }
-
-    fn bits(self) -> u8 {
-        match self {
-            Family::V4 => 32,
-            Family::V6 => 128,
-        }
-    }
-}
+/// An IP address family: the workspace's one type (`rackd-types`), Kubernetes' spelling in
+/// JSON.
+pub use rackd_types::IpFamily as Family;
 
 /// `ip` as (family, integer); IPv4 addresses occupy the low 32 bits.
 pub(crate) fn to_u128(ip: IpAddr) -> (Family, u128) {

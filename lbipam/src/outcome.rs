@@ -9,52 +9,14 @@ use serde::Serialize;
 use crate::count::IpCount;
 use crate::spec::ServiceKey;
 
-/// Service condition type (`lbipam.go`).
-pub const CONDITION_REQUEST_SATISFIED: &str = "cilium.io/IPAMRequestSatisfied";
-/// Pool condition type: total addresses.
-pub const CONDITION_IPS_TOTAL: &str = "cilium.io/IPsTotal";
-/// Pool condition type: addresses still allocatable.
-pub const CONDITION_IPS_AVAILABLE: &str = "cilium.io/IPsAvailable";
-/// Pool condition type: addresses in use.
-pub const CONDITION_IPS_USED: &str = "cilium.io/IPsUsed";
-/// Pool condition type: overlap with another pool.
-pub const CONDITION_POOL_CONFLICT: &str = "cilium.io/PoolConflict";
-
-/// A Kubernetes condition status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum ConditionStatus {
-    /// `True`.
-    True,
-    /// `False`.
-    False,
-    /// `Unknown` (Cilium uses it for the count conditions).
-    Unknown,
-}
-
-impl ConditionStatus {
-    /// The Kubernetes spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConditionStatus::True => "True",
-            ConditionStatus::False => "False",
-            ConditionStatus::Unknown => "Unknown",
-        }
-    }
-}
-
-/// A status condition, with Cilium's exact type, reason and message strings.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Condition {
-    /// Condition type.
-    #[serde(rename = "type")]
-    pub type_: &'static str,
-    /// Status.
-    pub status: ConditionStatus,
-    /// Machine-readable reason.
-    pub reason: &'static str,
-    /// Human message (empty where Cilium leaves it empty).
-    pub message: String,
-}
+/// The workspace's one condition type and Cilium's LB-IPAM condition types (`lbipam.go`),
+/// from `rackd-types`.
+pub use rackd_types::condition::types::{
+    IPAM_REQUEST_SATISFIED as CONDITION_REQUEST_SATISFIED,
+    IPS_AVAILABLE as CONDITION_IPS_AVAILABLE, IPS_TOTAL as CONDITION_IPS_TOTAL,
+    IPS_USED as CONDITION_IPS_USED, POOL_CONFLICT as CONDITION_POOL_CONFLICT,
+};
+pub use rackd_types::{Condition, ConditionStatus};
 
 /// Reasons of `cilium.io/IPAMRequestSatisfied`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -126,16 +88,12 @@ impl ServiceOutcome {
 
     /// The `cilium.io/IPAMRequestSatisfied` condition.
     pub fn condition(&self) -> Condition {
-        Condition {
-            type_: CONDITION_REQUEST_SATISFIED,
-            status: if self.satisfied {
-                ConditionStatus::True
-            } else {
-                ConditionStatus::False
-            },
-            reason: self.reason.as_str(),
-            message: self.message.clone(),
-        }
+        Condition::new(
+            CONDITION_REQUEST_SATISFIED,
+            ConditionStatus::from(self.satisfied),
+            self.reason.as_str(),
+            self.message.clone(),
+        )
     }
 }
 
@@ -179,24 +137,21 @@ impl PoolStatus {
     /// The four conditions Cilium keeps on a pool, in the order it first sets them.
     pub fn conditions(&self) -> Vec<Condition> {
         let conflict = match &self.conflict {
-            Some(c) => Condition {
-                type_: CONDITION_POOL_CONFLICT,
-                status: ConditionStatus::True,
-                reason: "cidr_overlap",
-                message: c.message.clone(),
-            },
-            None => Condition {
-                type_: CONDITION_POOL_CONFLICT,
-                status: ConditionStatus::False,
-                reason: "resolved",
-                message: String::new(),
-            },
+            Some(c) => Condition::new(
+                CONDITION_POOL_CONFLICT,
+                ConditionStatus::True,
+                "cidr_overlap",
+                c.message.clone(),
+            ),
+            None => Condition::new(
+                CONDITION_POOL_CONFLICT,
+                ConditionStatus::False,
+                "resolved",
+                String::new(),
+            ),
         };
-        let count = |type_, message: String| Condition {
-            type_,
-            status: ConditionStatus::Unknown,
-            reason: "noreason",
-            message,
+        let count = |type_: &'static str, message: String| {
+            Condition::new(type_, ConditionStatus::Unknown, "noreason", message)
         };
         vec![
             conflict,

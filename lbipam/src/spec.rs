@@ -9,27 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::addr::{Block, Family};
 
-/// Annotation listing requested IPs, comma separated.
-pub const ANNOTATION_IPS: &str = "lbipam.cilium.io/ips";
-/// Older alias of [`ANNOTATION_IPS`].
-pub const ANNOTATION_IPS_ALIAS: &str = "io.cilium/lb-ipam-ips";
-/// Annotation naming the sharing key.
-pub const ANNOTATION_SHARING_KEY: &str = "lbipam.cilium.io/sharing-key";
-/// Older alias of [`ANNOTATION_SHARING_KEY`].
-pub const ANNOTATION_SHARING_KEY_ALIAS: &str = "io.cilium/lb-ipam-sharing-key";
-/// Annotation listing namespaces (or `*`) this service may share an IP with.
-pub const ANNOTATION_SHARING_CROSS_NAMESPACE: &str = "lbipam.cilium.io/sharing-cross-namespace";
-/// Older alias of [`ANNOTATION_SHARING_CROSS_NAMESPACE`].
-pub const ANNOTATION_SHARING_CROSS_NAMESPACE_ALIAS: &str =
-    "io.cilium/lb-ipam-sharing-cross-namespace";
-/// `loadBalancerClass` of the BGP control plane.
-pub const CLASS_BGP_CONTROL_PLANE: &str = "io.cilium/bgp-control-plane";
-/// `loadBalancerClass` of L2 announcements.
-pub const CLASS_L2_ANNOUNCER: &str = "io.cilium/l2-announcer";
-/// Synthetic label carrying the service's namespace, matched by pool `serviceSelector`s.
-pub const SERVICE_NAMESPACE_LABEL: &str = "io.kubernetes.service.namespace";
-/// Synthetic label carrying the service's name, matched by pool `serviceSelector`s.
-pub const SERVICE_NAME_LABEL: &str = "io.kubernetes.service.name";
+/// Cilium's annotations, classes and synthetic labels, defined once in `rackd-types`.
+pub use rackd_types::cilium::{
+    ANNOTATION_IPS, ANNOTATION_IPS_ALIAS, ANNOTATION_SHARING_CROSS_NAMESPACE,
+    ANNOTATION_SHARING_CROSS_NAMESPACE_ALIAS, ANNOTATION_SHARING_KEY, ANNOTATION_SHARING_KEY_ALIAS,
+    CLASS_BGP_CONTROL_PLANE, CLASS_L2_ANNOUNCER, SERVICE_NAME_LABEL, SERVICE_NAMESPACE_LABEL,
+};
 
 /// A pool's `serviceSelector`, implemented by the daemon for its label selector type.
 pub trait ServiceSelector {

@@ -79,7 +79,10 @@ fn seed_empire_pool_and_deathstar() {
     );
     assert_eq!(by_type("cilium.io/IPsUsed").message, "2");
     let c = by_type("cilium.io/PoolConflict");
-    assert_eq!((c.status, c.reason), (ConditionStatus::False, "resolved"));
+    assert_eq!(
+        (c.status, c.reason.as_ref()),
+        (ConditionStatus::False, "resolved")
+    );
 }
 
 #[test]
@@ -215,7 +218,7 @@ fn conflicts_mark_newer_and_resolve() {
     );
     let cond = out.pools["new"].conditions()[0].clone();
     assert_eq!(
-        (cond.type_, cond.status, cond.reason),
+        (cond.type_.as_ref(), cond.status, cond.reason.as_ref()),
         (
             "cilium.io/PoolConflict",
             ConditionStatus::True,

@@ -28,12 +28,12 @@ use std::fmt;
 
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
-/// Synthetic label carrying a Service's namespace, visible to service selectors.
-pub use rackd_types::cilium::SERVICE_NAMESPACE_LABEL;
-/// Synthetic label carrying a Service's name, visible to service selectors.
-pub use rackd_types::cilium::SERVICE_NAME_LABEL;
 /// Pod label Cilium uses to match an egress policy's namespace.
 pub use rackd_types::cilium::POD_NAMESPACE_LABEL;
+/// Synthetic label carrying a Service's name, visible to service selectors.
+pub use rackd_types::cilium::SERVICE_NAME_LABEL;
+/// Synthetic label carrying a Service's namespace, visible to service selectors.
+pub use rackd_types::cilium::SERVICE_NAMESPACE_LABEL;
 
 /// Read access to a set of labels.
 pub trait Labels {

@@ -13,17 +13,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lbipam::{
-    Block, Config, ExternalTrafficPolicy, IpFamilyPolicy, LbIpam, Outcome, PoolSpec, ServiceKey,
-    ServiceOutcome, ServiceSelector, ServiceSpec,
+    Block, Config, ExternalTrafficPolicy, Incremental, IpFamilyPolicy, Journal, JournalRecord,
+    LbIpam, PersistedState, PoolSpec, PoolStatus, ServiceKey, ServiceOutcome, ServiceSelector,
+    ServiceSpec,
 };
 use rackd_model::k8s_openapi::api::core::v1::Service;
 use rackd_model::rackd_types::condition::{reasons, types};
-use rackd_model::rackd_types::{Condition, ConditionStatus, ObjectCondition};
+use rackd_model::rackd_types::{Condition, ConditionStatus, IpFamily, ObjectCondition};
 use rackd_model::selector::{NilSelector, Selector};
 use rackd_model::{Kind, Object, ObjectKey, Snapshot};
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::{error, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::ConfigState;
 use crate::controller::{self, Context, Outcome as RunOutcome};
@@ -37,7 +38,8 @@ pub type ServiceName = (String, String);
 /// O(1) for every reader, diffed in O(changes).
 pub type LbIps = imbl::OrdMap<ServiceName, Arc<[IpAddr]>>;
 
-/// What the controller publishes.
+/// What the controller publishes. Cheap to clone: persistent maps updated per changed
+/// Service, so publishing after one edit among 27,000 copies nothing.
 #[derive(Debug, Clone, Default)]
 pub struct LbStatus {
     /// At least one run has completed on a loaded configuration: `ips` is authoritative.
@@ -46,8 +48,10 @@ pub struct LbStatus {
     /// with `ips` (the previous addresses when saving new ones failed), rather than wait.
     pub settled: bool,
     pub ips: LbIps,
-    /// The allocator's outcome (per service and per pool), for `rackctl lbipam`.
-    pub outcome: Arc<Outcome>,
+    /// Per Service LB-IPAM is responsible for: its addresses and condition.
+    pub services: imbl::OrdMap<ServiceKey, Arc<ServiceOutcome>>,
+    /// Per pool: counts and conflict.
+    pub pools: Arc<BTreeMap<String, PoolStatus>>,
     /// Pools' first-seen times (for AGE).
     pub first_seen: Arc<BTreeMap<String, Instant>>,
     /// Problems: unsatisfied services, conflicting pools, pools that cannot be adapted, an
@@ -58,8 +62,7 @@ pub struct LbStatus {
 impl LbStatus {
     /// `rackctl lbipam pools`.
     pub fn pool_views(&self) -> Vec<rackd_api::PoolView> {
-        self.outcome
-            .pools
+        self.pools
             .iter()
             .map(|(name, st)| rackd_api::PoolView {
                 name: name.clone(),
@@ -72,15 +75,14 @@ impl LbStatus {
                     .first_seen
                     .get(name)
                     .map_or(0, |t| t.elapsed().as_secs()),
-                conditions: st.conditions().into_iter().map(condition).collect(),
+                conditions: st.conditions(),
             })
             .collect()
     }
 
     /// `rackctl lbipam services`.
     pub fn service_views(&self) -> Vec<rackd_api::ServiceView> {
-        self.outcome
-            .services
+        self.services
             .iter()
             .map(|(k, o)| {
                 let mut pools: Vec<String> =
@@ -92,7 +94,7 @@ impl LbStatus {
                     name: k.name.clone(),
                     ips: o.ips().iter().map(ToString::to_string).collect(),
                     pools,
-                    condition: condition(o.condition()),
+                    condition: o.condition(),
                 }
             })
             .collect()
@@ -123,6 +125,10 @@ pub enum LbError {
     #[error("the task saving LB-IPAM state stopped")]
     PersistTask(#[source] tokio::task::JoinError),
 }
+
+/// Compaction: the journal is folded into the snapshot once it outgrows this, or the
+/// snapshot itself, whichever is larger.
+const COMPACT_AT: u64 = 1 << 20;
 
 fn pool_key(name: &str) -> ObjectKey {
     ObjectKey::cluster(Kind::LoadBalancerIPPool, name)
@@ -191,7 +197,7 @@ fn service_spec(s: &Service) -> ServiceSpec {
         .ip_families
         .iter()
         .flatten()
-        .filter_map(|f| lbipam::Family::from_k8s(f))
+        .filter_map(|f| IpFamily::from_k8s(f))
         .collect();
     ServiceSpec {
         key: ServiceKey::new(
@@ -244,105 +250,110 @@ pub fn service_addresses(
     ips
 }
 
-fn service_conditions(outcome: &Outcome) -> Vec<ObjectCondition> {
-    let mut out = Vec::new();
-    for (k, o) in &outcome.services {
-        if !o.satisfied {
-            out.push(ObjectCondition::new(
-                ObjectKey::namespaced(Kind::Service, &k.namespace, &k.name),
-                condition(o.condition()),
-            ));
-        }
-    }
-    for (name, st) in &outcome.pools {
-        for c in st.conditions().into_iter().map(condition) {
-            if c.type_ == types::POOL_CONFLICT && c.status == ConditionStatus::True {
-                out.push(ObjectCondition::new(pool_key(name), c));
-            }
-        }
-    }
-    out
-}
-
-/// LB-IPAM's condition as the workspace's.
-fn condition(c: lbipam::Condition) -> Condition {
-    let status = match c.status {
-        lbipam::ConditionStatus::True => ConditionStatus::True,
-        lbipam::ConditionStatus::False => ConditionStatus::False,
-        lbipam::ConditionStatus::Unknown => ConditionStatus::Unknown,
-    };
-    Condition::new(c.type_, status, c.reason, c.message)
-}
-
 fn ips_of(o: &ServiceOutcome) -> Option<Arc<[IpAddr]>> {
     (!o.assignments.is_empty()).then(|| o.ips().into())
+}
+
+fn svc_key(k: &ServiceKey) -> ObjectKey {
+    ObjectKey::namespaced(Kind::Service, &k.namespace, &k.name)
+}
+
+/// Moves a state file aside (kept for inspection) and says so as a condition.
+fn aside(path: &Path, what: &str, e: &dyn std::fmt::Display) -> ObjectCondition {
+    #[allow(
+        clippy::disallowed_types,
+        reason = "the date names the file kept aside; no timer"
+    )]
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let moved = path.with_file_name(format!("{name}.corrupt-{secs}"));
+    let _ = std::fs::rename(path, &moved);
+    let msg = format!(
+        "LB-IPAM {what} {} is unreadable ({e}); moved to {} and left out: addresses are adopted from Services' status where they have one",
+        path.display(),
+        moved.display()
+    );
+    error!("{msg}");
+    ObjectCondition {
+        object: None,
+        source: Some(path.display().to_string()),
+        condition: Condition::problem(types::INVALID_CONFIGURATION, "CorruptState", msg),
+    }
 }
 
 /// The controller.
 #[derive(Debug)]
 pub struct LbIpamController {
-    ipam: LbIpam,
-    state_path: PathBuf,
-    config: Config,
-    pools: Vec<PoolSpec<PoolSelector>>,
+    inc: Incremental<PoolSelector>,
+    snapshot_path: PathBuf,
+    journal_path: PathBuf,
+    /// Bytes in the journal file, and in the snapshot last written.
+    journal_len: u64,
+    snapshot_len: u64,
+    /// Journal records taken from the allocator but not yet durable (an append failed):
+    /// written before anything else, and nothing is published until they are.
+    unsaved: Vec<JournalRecord>,
+    /// Services and pools whose outcome changed but is not published yet.
+    unpublished: std::collections::BTreeSet<ServiceKey>,
+    pools_unpublished: bool,
     pool_problems: Vec<ObjectCondition>,
-    /// Adapted services, in key order (the allocator's preferred input).
-    services: BTreeMap<ServiceKey, ServiceSpec>,
     /// The snapshot last applied.
     applied: Option<Snapshot>,
     /// Problems found on start (a corrupt state file), reported until restart.
     startup: Vec<ObjectCondition>,
+    /// Unsatisfied services and their conditions.
+    unsatisfied: imbl::OrdMap<ServiceKey, Condition>,
     status: LbStatus,
     tx: watch::Sender<Arc<LbStatus>>,
     metrics: Arc<Metrics>,
 }
 
 impl LbIpamController {
-    /// Loads the persisted state from `state_dir/lbipam.json`. A missing file is a first
-    /// start; a corrupt one is moved aside (kept for inspection) and reported, and the
-    /// controller starts empty, adopting IPs from Services' status where they have one.
+    /// Loads the persisted state: `state_dir/lbipam.json` (the snapshot) plus
+    /// `state_dir/lbipam.journal` (the changes since), then compacts them into a fresh
+    /// snapshot. Missing files are a first start; a corrupt one is moved aside (kept for
+    /// inspection) and reported, and the controller goes on without it, adopting IPs from
+    /// Services' status where they have one.
     pub fn open(
         state_dir: &Path,
         metrics: Arc<Metrics>,
     ) -> Result<(Self, watch::Receiver<Arc<LbStatus>>), state::StateError> {
-        let state_path = state_dir.join("lbipam.json");
+        let snapshot_path = state_dir.join("lbipam.json");
+        let journal_path = state_dir.join("lbipam.journal");
         let mut startup = Vec::new();
-        let ipam = match state::read(&state_path)? {
-            None => LbIpam::new(),
-            Some(bytes) => match LbIpam::from_bytes(&bytes) {
-                Ok(i) => i,
-                #[allow(
-                    clippy::disallowed_types,
-                    reason = "the date names the file kept aside; no timer"
-                )]
-                Err(e) => {
-                    let aside = state_dir.join(format!(
-                        "lbipam.json.corrupt-{}",
-                        std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map(|d| d.as_secs())
-                            .unwrap_or(0)
-                    ));
-                    let _ = std::fs::rename(&state_path, &aside);
-                    let msg = format!(
-                        "LB-IPAM state {} is unreadable ({e}); moved to {} and starting empty",
-                        state_path.display(),
-                        aside.display()
-                    );
-                    error!("{msg}");
-                    startup.push(ObjectCondition {
-                        object: None,
-                        source: Some(state_path.display().to_string()),
-                        condition: Condition::problem(
-                            types::INVALID_CONFIGURATION,
-                            "CorruptState",
-                            msg,
-                        ),
-                    });
-                    LbIpam::new()
-                }
-            },
+        let mut st = match state::read(&snapshot_path)? {
+            None => PersistedState::empty(),
+            Some(bytes) => PersistedState::decode(&bytes).unwrap_or_else(|e| {
+                startup.push(aside(&snapshot_path, "state", &e));
+                PersistedState::empty()
+            }),
         };
+        if let Some(bytes) = state::read(&journal_path)? {
+            match Journal::decode(&bytes) {
+                Ok(j) => {
+                    if j.torn {
+                        info!(journal = %journal_path.display(), "LB-IPAM journal ends in a torn record (a crash while appending): dropped");
+                    }
+                    st.apply_all(&j.records);
+                }
+                Err(e) => startup.push(aside(&journal_path, "journal", &e)),
+            }
+        }
+        let ipam = LbIpam::restore(&st).unwrap_or_else(|e| {
+            startup.push(aside(&snapshot_path, "state", &e));
+            LbIpam::new()
+        });
+        // Fold the journal into a fresh snapshot: snapshot first, then an empty journal, so
+        // a crash in between replays records the snapshot already holds (harmless).
+        let snap = ipam.snapshot().encode();
+        state::write_atomic(&snapshot_path, &snap)?;
+        state::write_atomic(&journal_path, &Journal::header())?;
         let status = LbStatus {
             conditions: startup.clone().into(),
             ..LbStatus::default()
@@ -350,14 +361,18 @@ impl LbIpamController {
         let (tx, rx) = watch::channel(Arc::new(status.clone()));
         Ok((
             Self {
-                ipam,
-                state_path,
-                config: Config::default(),
-                pools: Vec::new(),
+                inc: Incremental::new(ipam, Config::default()),
+                snapshot_path,
+                journal_path,
+                journal_len: Journal::header().len() as u64,
+                snapshot_len: snap.len() as u64,
+                unsaved: Vec::new(),
+                unpublished: Default::default(),
+                pools_unpublished: true,
                 pool_problems: Vec::new(),
-                services: BTreeMap::new(),
                 applied: None,
                 startup,
+                unsatisfied: imbl::OrdMap::new(),
                 status,
                 tx,
                 metrics,
@@ -366,125 +381,175 @@ impl LbIpamController {
         ))
     }
 
-    /// Re-adapts what changed in `snap` since the last applied snapshot (everything on a
-    /// full pass); whether any input of the allocator changed.
-    fn adapt(&mut self, snap: &Snapshot, full: bool) -> bool {
+    fn set_pools(&mut self, snap: &Snapshot) {
+        let (pools, problems) = pool_specs(snap);
+        self.inc.set_pools(pools);
+        self.pool_problems = problems;
+    }
+
+    /// Hands the allocator what changed in `snap` since the last applied snapshot
+    /// (everything on a full pass).
+    fn adapt(&mut self, snap: &Snapshot, full: bool) {
         let changes = match (&self.applied, full) {
             (Some(prev), false) => snap.changes_since(prev),
             _ => {
-                let (pools, problems) = pool_specs(snap);
-                self.pools = pools;
-                self.pool_problems = problems;
-                self.services = snap
+                self.set_pools(snap);
+                let keep: std::collections::BTreeSet<ServiceKey> = snap
                     .services()
                     .map(|s| {
                         let spec = service_spec(s);
-                        (spec.key.clone(), spec)
+                        let key = spec.key.clone();
+                        self.inc.upsert_service(spec);
+                        key
                     })
                     .collect();
-                return true;
+                let gone: Vec<ServiceKey> = self
+                    .inc
+                    .services()
+                    .map(|s| s.key.clone())
+                    .filter(|k| !keep.contains(k))
+                    .collect();
+                for k in gone {
+                    self.inc.remove_service(&k);
+                }
+                self.inc.request_full();
+                return;
             }
         };
-        let mut any = false;
+        let mut pools = false;
         for (key, _) in &changes {
             match key.kind {
-                Kind::LoadBalancerIPPool if !any || self.pools.len() < 2 => {
-                    let (pools, problems) = pool_specs(snap);
-                    self.pools = pools;
-                    self.pool_problems = problems;
-                    any = true;
-                }
-                Kind::LoadBalancerIPPool => {}
-                Kind::Service => {
-                    let skey =
-                        ServiceKey::new(key.namespace.as_deref().unwrap_or("default"), &key.name);
-                    match snap.get(key).map(|l| &*l.object) {
-                        Some(Object::Service(s)) => {
-                            self.services.insert(skey, service_spec(s));
-                        }
-                        _ => {
-                            self.services.remove(&skey);
-                        }
-                    }
-                    any = true;
-                }
+                Kind::LoadBalancerIPPool => pools = true,
+                Kind::Service => match snap.get(key).map(|l| &*l.object) {
+                    Some(Object::Service(s)) => self.inc.upsert_service(service_spec(s)),
+                    _ => self.inc.remove_service(&ServiceKey::new(
+                        key.namespace.as_deref().unwrap_or("default"),
+                        &key.name,
+                    )),
+                },
                 _ => {}
             }
         }
-        any
+        if pools {
+            self.set_pools(snap);
+        }
     }
 
-    /// Saves the allocator's state (off the async threads: an fsync).
-    async fn persist(&self) -> Result<(), LbError> {
-        let bytes = self.ipam.snapshot().encode();
-        let path = self.state_path.clone();
-        tokio::task::spawn_blocking(move || state::write_atomic(&path, &bytes))
+    /// Makes the allocator's changes durable: appends the journal records (fdatasync), and
+    /// folds the journal into a new snapshot when it has grown. Off the async threads.
+    async fn persist(&mut self) -> Result<(), LbError> {
+        self.unsaved.extend(self.inc.take_journal());
+        if self.unsaved.is_empty() {
+            return Ok(());
+        }
+        let bytes = JournalRecord::encode_lines(&self.unsaved);
+        let n = bytes.len() as u64;
+        let path = self.journal_path.clone();
+        tokio::task::spawn_blocking(move || state::append_durable(&path, &bytes))
             .await
             .map_err(LbError::PersistTask)?
-            .map_err(LbError::Persist)
+            .map_err(LbError::Persist)?;
+        self.unsaved.clear();
+        self.journal_len += n;
+        if self.journal_len > COMPACT_AT.max(self.snapshot_len) {
+            let snap = self.inc.ipam().snapshot().encode();
+            let header = Journal::header();
+            let (sp, jp) = (self.snapshot_path.clone(), self.journal_path.clone());
+            let len = snap.len() as u64;
+            let r = tokio::task::spawn_blocking(move || {
+                state::write_atomic(&sp, &snap)?;
+                state::write_atomic(&jp, &header)
+            })
+            .await
+            .map_err(LbError::PersistTask)?;
+            match r {
+                Ok(()) => {
+                    self.snapshot_len = len;
+                    self.journal_len = Journal::header().len() as u64;
+                }
+                // The journal is still whole: compaction is retried when it grows again.
+                Err(e) => warn!(error = %e, "LB-IPAM state compaction failed"),
+            }
+        }
+        Ok(())
     }
 
-    fn publish(&mut self, outcome: Outcome) {
-        // The address map changes only where a service's addresses did.
-        let mut ips = self.status.ips.clone();
-        for (k, o) in &outcome.services {
+    /// Publishes what changed: per changed Service its addresses and condition, the pools
+    /// when they changed.
+    fn publish(&mut self) {
+        let out = self.inc.outcome();
+        let mut st = self.status.clone();
+        for k in std::mem::take(&mut self.unpublished) {
             let name = (k.namespace.clone(), k.name.clone());
-            match ips_of(o) {
-                Some(new) => {
-                    if ips.get(&name).is_none_or(|old| *old != new) {
-                        ips.insert(name, new);
+            match out.services.get(&k) {
+                Some(o) => {
+                    match ips_of(o) {
+                        Some(ips) => {
+                            st.ips.insert(name, ips);
+                        }
+                        None => {
+                            st.ips.remove(&name);
+                        }
                     }
+                    if o.satisfied {
+                        self.unsatisfied.remove(&k);
+                    } else {
+                        let c = o.condition();
+                        if self.unsatisfied.get(&k) != Some(&c) {
+                            warn!(service = %k, condition = %c, "LB-IPAM");
+                        }
+                        self.unsatisfied.insert(k.clone(), c);
+                    }
+                    st.services.insert(k, Arc::new(o.clone()));
                 }
                 None => {
-                    ips.remove(&name);
+                    st.ips.remove(&name);
+                    st.services.remove(&k);
+                    self.unsatisfied.remove(&k);
                 }
             }
         }
-        let gone: Vec<ServiceName> = ips
-            .keys()
-            .filter(|(ns, n)| {
-                !outcome
-                    .services
-                    .contains_key(&ServiceKey::new(ns.as_str(), n.as_str()))
-            })
-            .cloned()
-            .collect();
-        for g in gone {
-            ips.remove(&g);
-        }
-        let now = Instant::now();
-        let mut first_seen = (*self.status.first_seen).clone();
-        for p in &self.pools {
-            first_seen.entry(p.name.clone()).or_insert(now);
-        }
-        first_seen.retain(|n, _| outcome.pools.contains_key(n));
-        for (pool, st) in &outcome.pools {
-            let l = PoolLabels { pool: pool.clone() };
-            self.metrics
-                .pool_ips_used
-                .get_or_create(&l)
-                .set(i64::try_from(st.used).unwrap_or(i64::MAX));
-            self.metrics
-                .pool_ips_available
-                .get_or_create(&l)
-                .set(st.available.to_f64());
+        if std::mem::take(&mut self.pools_unpublished) {
+            let now = Instant::now();
+            let mut first_seen = (*st.first_seen).clone();
+            for p in self.inc.pools() {
+                first_seen.entry(p.name.clone()).or_insert(now);
+            }
+            first_seen.retain(|n, _| out.pools.contains_key(n));
+            for (pool, ps) in &out.pools {
+                let l = PoolLabels { pool: pool.clone() };
+                self.metrics
+                    .pool_ips_used
+                    .get_or_create(&l)
+                    .set(i64::try_from(ps.used).unwrap_or(i64::MAX));
+                self.metrics
+                    .pool_ips_available
+                    .get_or_create(&l)
+                    .set(ps.available.to_f64());
+            }
+            st.pools = Arc::new(out.pools.clone());
+            st.first_seen = Arc::new(first_seen);
         }
         let mut conditions = self.startup.clone();
         conditions.extend(self.pool_problems.iter().cloned());
-        conditions.extend(service_conditions(&outcome));
-        for c in &conditions {
-            if !self.status.conditions.contains(c) {
-                warn!(condition = %c, "LB-IPAM");
+        for (name, ps) in st.pools.iter() {
+            if ps.conflict.is_some() {
+                for c in ps.conditions() {
+                    if c.type_ == types::POOL_CONFLICT && c.status == ConditionStatus::True {
+                        conditions.push(ObjectCondition::new(pool_key(name), c));
+                    }
+                }
             }
         }
-        self.status = LbStatus {
-            ready: true,
-            settled: true,
-            ips,
-            outcome: Arc::new(outcome),
-            first_seen: Arc::new(first_seen),
-            conditions: conditions.into(),
-        };
+        conditions.extend(
+            self.unsatisfied
+                .iter()
+                .map(|(k, c)| ObjectCondition::new(svc_key(k), c.clone())),
+        );
+        st.conditions = conditions.into();
+        st.ready = true;
+        st.settled = true;
+        self.status = st;
         self.tx.send_replace(Arc::new(self.status.clone()));
     }
 }
@@ -503,35 +568,43 @@ impl controller::Controller for LbIpamController {
             return Ok(RunOutcome::DONE);
         }
         let snap = &cfg.snapshot;
-        let changed = self.adapt(snap, ctx.full || self.applied.is_none());
+        self.adapt(snap, ctx.full || self.applied.is_none());
         self.applied = Some(snap.clone());
-        if !changed && self.status.ready {
-            return Ok(RunOutcome::DONE);
+        let c = self.inc.commit();
+        if let Some(reason) = c.full {
+            debug!(reason = reason.as_str(), "LB-IPAM full reconcile");
         }
-        let services: Vec<ServiceSpec> = self.services.values().cloned().collect();
-        let before = self.ipam.snapshot();
-        let outcome = self.ipam.reconcile(&self.config, &self.pools, &services);
-        if outcome.state_changed
-            && let Err(e) = self.persist().await
-        {
-            // Roll back so the next attempt starts from what is on disk, and publish nothing
-            // new: no unsaved address may reach BGP or L2.
-            if let Ok(i) = LbIpam::restore(&before) {
-                self.ipam = i;
-            }
-            self.applied = None;
+        self.unpublished.extend(c.services);
+        self.pools_unpublished |= c.pools_changed;
+        if let Err(e) = self.persist().await {
+            // Nothing of this commit is published until its records are durable: no unsaved
+            // address may reach BGP or L2. Readers may go ahead with what was published.
             if !self.status.settled {
                 self.status.settled = true;
                 self.tx.send_replace(Arc::new(self.status.clone()));
             }
             return Err(e);
         }
-        self.publish(outcome);
+        if !self.unpublished.is_empty() || self.pools_unpublished || !self.status.ready {
+            self.publish();
+        }
         Ok(RunOutcome::DONE)
     }
 
     fn conditions(&self) -> Arc<[ObjectCondition]> {
         self.status.conditions.clone()
+    }
+
+    async fn shutdown(&mut self) {
+        // A clean stop leaves a compacted state: the next start reads one snapshot.
+        if self.unsaved.is_empty() {
+            let snap = self.inc.ipam().snapshot().encode();
+            if let Err(e) = state::write_atomic(&self.snapshot_path, &snap)
+                .and_then(|()| state::write_atomic(&self.journal_path, &Journal::header()))
+            {
+                warn!(error = %e, "LB-IPAM state compaction at shutdown failed");
+            }
+        }
     }
 }
 
@@ -708,5 +781,68 @@ spec:
         );
         assert_eq!(conds[0].condition.reason, "no_pool");
         assert!(conds[0].is_problem());
+    }
+
+    /// Allocations live in the journal until compaction: a crash before it (no clean
+    /// shutdown) loses nothing, and a torn last record is dropped, the rest replayed.
+    #[tokio::test]
+    async fn the_journal_carries_allocations_across_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut c, rx) = LbIpamController::open(dir.path(), Metrics::new()).unwrap();
+        c.reconcile(&state(CFG), ctx(true)).await.unwrap();
+        let got = rx.borrow().ips[&key("default", "deathstar")].clone();
+        // No shutdown: the snapshot on disk is the empty one written at open.
+        let snap = std::fs::read(dir.path().join("lbipam.json")).unwrap();
+        assert!(
+            PersistedState::decode(&snap)
+                .unwrap()
+                .allocations
+                .is_empty(),
+            "compaction would hide what this test is about"
+        );
+        drop(c);
+        // A crash in the middle of the next append leaves half a line.
+        state::append_durable(
+            &dir.path().join("lbipam.journal"),
+            b"{\"set\":{\"ip\":\"10.0",
+        )
+        .unwrap();
+        let (mut c2, rx2) = LbIpamController::open(dir.path(), Metrics::new()).unwrap();
+        assert!(
+            rx2.borrow().conditions.is_empty(),
+            "{:?}",
+            rx2.borrow().conditions
+        );
+        // The other order of services would allocate differently from scratch.
+        let more = format!(
+            "{CFG}---\napiVersion: v1\nkind: Service\nmetadata: {{name: aaa, namespace: default, labels: {{org: empire}}}}\nspec: {{type: LoadBalancer, ports: [{{port: 80, protocol: TCP}}]}}\n"
+        );
+        c2.reconcile(&state(&more), ctx(true)).await.unwrap();
+        assert_eq!(rx2.borrow().ips[&key("default", "deathstar")], got);
+    }
+
+    /// A journal that cannot be written holds back what it would have recorded: nothing is
+    /// published (no unsaved address reaches BGP or L2), the error is returned for a retry,
+    /// and once the file can be written the same commit is saved and published.
+    #[tokio::test]
+    async fn nothing_unsaved_is_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut c, rx) = LbIpamController::open(dir.path(), Metrics::new()).unwrap();
+        let journal = dir.path().join("lbipam.journal");
+        std::fs::remove_file(&journal).unwrap();
+        std::fs::create_dir(&journal).unwrap();
+        assert!(c.reconcile(&state(CFG), ctx(true)).await.is_err());
+        assert!(rx.borrow().ips.is_empty());
+        assert!(!rx.borrow().ready);
+        assert!(
+            rx.borrow().settled,
+            "readers may go ahead without LB-IPAM's addresses"
+        );
+        std::fs::remove_dir(&journal).unwrap();
+        state::write_atomic(&journal, &Journal::header()).unwrap();
+        c.reconcile(&state(CFG), ctx(false)).await.unwrap();
+        assert_eq!(rx.borrow().ips[&key("default", "deathstar")].len(), 2);
+        let j = Journal::decode(&std::fs::read(&journal).unwrap()).unwrap();
+        assert!(!j.records.is_empty() && !j.torn);
     }
 }

@@ -60,6 +60,30 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StateError> {
     Ok(())
 }
 
+/// Appends `data` to `path` (which must exist) and makes it durable (fdatasync) before
+/// returning: the journal half of a snapshot-plus-journal state.
+pub fn append_durable(path: &Path, data: &[u8]) -> Result<(), StateError> {
+    let err = |source| StateError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut f = OpenOptions::new().append(true).open(path).map_err(err)?;
+    f.write_all(data).map_err(err)?;
+    f.sync_data().map_err(err)
+}
+
+/// Cuts `path` to `len` bytes, durably (a torn last journal line goes before anything is
+/// appended after it).
+pub fn truncate_durable(path: &Path, len: u64) -> Result<(), StateError> {
+    let err = |source| StateError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let f = OpenOptions::new().write(true).open(path).map_err(err)?;
+    f.set_len(len).map_err(err)?;
+    f.sync_all().map_err(err)
+}
+
 /// Read a state file; `Ok(None)` when it does not exist yet.
 pub fn read(path: &Path) -> Result<Option<Vec<u8>>, StateError> {
     match fs::read(path) {
@@ -87,6 +111,24 @@ mod tests {
         // No temporary file is left behind.
         let names: Vec<_> = fs::read_dir(p.parent().unwrap()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn append_and_truncate_are_durable_and_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j");
+        write_atomic(&p, b"head\n").unwrap();
+        append_durable(&p, b"one\n").unwrap();
+        append_durable(&p, b"two\n").unwrap();
+        assert_eq!(read(&p).unwrap().as_deref(), Some(&b"head\none\ntwo\n"[..]));
+        truncate_durable(&p, 9).unwrap();
+        assert_eq!(read(&p).unwrap().as_deref(), Some(&b"head\none\n"[..]));
+        // Appending to a file that is not there is an error (it must be created first, with
+        // its header, atomically).
+        assert!(matches!(
+            append_durable(&dir.path().join("missing"), b"x"),
+            Err(StateError::Write { .. })
+        ));
     }
 
     #[test]
