@@ -592,4 +592,58 @@ mod tests {
              2001:db8:dead:beef::   batuu/deathstar   eth0        node1    3s          12\n"
         );
     }
+
+    /// `rackctl status` lists problems per object, as `kubectl describe` lists conditions,
+    /// and the controllers' runs; `-o json` carries the same typed values.
+    #[test]
+    fn status_lists_conditions_per_object_and_controllers() {
+        use rackd_api::{Condition, ControllerView, Kind, ObjectCondition, ObjectKey};
+        let svc = ObjectKey {
+            kind: Kind::Service,
+            namespace: Some("shop".into()),
+            name: "web".into(),
+        };
+        let s = rackd_api::Status {
+            node: "n1".into(),
+            conditions: vec![
+                ObjectCondition::new(
+                    svc.clone(),
+                    Condition::new(
+                        "cilium.io/IPAMRequestSatisfied",
+                        rackd_api::ConditionStatus::False,
+                        "no_pool",
+                        "There are no enabled CiliumLoadBalancerIPPools that match this service",
+                    ),
+                ),
+                ObjectCondition {
+                    object: None,
+                    source: Some("dir:/etc/rackd".into()),
+                    condition: Condition::problem(
+                        "rackd.io/SourceUnavailable",
+                        "Failed",
+                        "cannot read configuration directory /etc/rackd: No such file or directory (os error 2)",
+                    ),
+                },
+            ],
+            controllers: vec![ControllerView {
+                name: "lbipam".into(),
+                runs: 3,
+                errors: 1,
+                synced: true,
+                last_error: Some("LB-IPAM state could not be saved".into()),
+            }],
+            ..Default::default()
+        };
+        let text = status_text(&s);
+        assert!(text.contains("Controllers:     lbipam=failing (3 runs, 1 errors)"), "{text}");
+        assert!(text.contains("  - lbipam: LB-IPAM state could not be saved"), "{text}");
+        assert!(text.contains("Conditions:      2"), "{text}");
+        assert!(text.contains("  Service shop/web\n    cilium.io/IPAMRequestSatisfied=False no_pool: There are no enabled"), "{text}");
+        assert!(text.contains("  dir:/etc/rackd\n    rackd.io/SourceUnavailable=True Failed: cannot read"), "{text}");
+        let j = serde_json::to_value(&s).unwrap();
+        assert_eq!(j["conditions"][0]["object"]["kind"], "Service");
+        assert_eq!(j["conditions"][0]["condition"]["type"], "cilium.io/IPAMRequestSatisfied");
+        assert_eq!(j["conditions"][0]["condition"]["status"], "False");
+        assert_eq!(j["controllers"][0]["last-error"], "LB-IPAM state could not be saved");
+    }
 }

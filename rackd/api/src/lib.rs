@@ -12,7 +12,7 @@ use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 
-pub use rackd_types::{Condition, ConditionStatus, ObjectCondition, ObjectKey, SessionState};
+pub use rackd_types::{Condition, ConditionStatus, Kind, ObjectCondition, ObjectKey, SessionState};
 
 /// Largest request or reply line accepted; bounds what a peer on the socket can make us buffer.
 pub const MAX_LINE: usize = 64 * 1024 * 1024;
