@@ -209,6 +209,14 @@ impl OutEntry {
         }
     }
 
+    /// Points the entry at statement `i` if a statement admitted it (the statement moved,
+    /// [`crate::policy::PolicyIndex::apply`]).
+    pub(super) fn restate(&mut self, i: usize) {
+        if self.stmt != u32::MAX {
+            self.stmt = u32::try_from(i).unwrap_or(u32::MAX - 1);
+        }
+    }
+
     /// Derived from the same source attributes by the same statement.
     pub(super) fn same(&self, other: &OutEntry) -> bool {
         Arc::ptr_eq(&self.src, &other.src) && self.stmt == other.stmt && self.local == other.local
@@ -229,16 +237,16 @@ pub(super) enum OutChange {
 /// Record the decision for `prefix` (`None`: not exported; else the entry and the attributes
 /// it is sent with) in the Adj-RIB-Out `out`.
 ///
-/// `previous` is the peer's export as it was before an in-place change of its configuration
-/// (export policy, advertised next hops): the entries can then be the same while what they
-/// become on the wire is not, so an entry counts as unchanged only if the attributes sent
-/// for it before equal those it gets now. Without it, the same entry means the same
-/// attributes, and nothing is rebuilt.
+/// `previous` is what the peer was sent before an in-place change of its export
+/// configuration (export policy, advertised next hops): the entries can then be the same
+/// while what they become on the wire is not, so an entry counts as unchanged only if the
+/// attributes sent for it before equal those it gets now. Without it, the same entry means
+/// the same attributes, and nothing is rebuilt.
 pub(super) fn update_out(
     out: &mut PrefixMap<OutEntry>,
     prefix: IpNet,
     new: Option<(OutEntry, &Arc<Attrs>)>,
-    previous: Option<&mut Exporter<'_>>,
+    previous: Option<&mut Before<'_, '_>>,
 ) -> OutChange {
     let Some((e, attrs)) = new else {
         return match out.remove(&prefix) {
@@ -251,7 +259,7 @@ pub(super) fn update_out(
     let same_wire = match previous {
         None => same_entry,
         Some(prev) => old
-            .and_then(|o| prev.attributes(o, matches!(prefix, IpNet::V4(_))))
+            .and_then(|o| prev.sent(&prefix, o))
             .is_some_and(|was| *was.path == *attrs.path && was.next_hop == attrs.next_hop),
     };
     if !same_entry {
@@ -261,6 +269,27 @@ pub(super) fn update_out(
         OutChange::Unchanged
     } else {
         OutChange::Announce
+    }
+}
+
+/// What a peer was sent before an in-place change of its export configuration (see
+/// [`update_out`]).
+#[derive(Debug)]
+pub(super) enum Before<'p, 'a> {
+    /// Rebuilt from the whole previous configuration, for any prefix (`update_peer`).
+    Config(Exporter<'a>),
+    /// Recorded before a patch, for the patched prefixes only: the attributes each was sent
+    /// with (absent: nothing, or nothing advertisable).
+    Sent(&'p PrefixMap<Arc<Attrs>>),
+}
+
+impl Before<'_, '_> {
+    /// The attributes sent for `prefix`, whose Adj-RIB-Out entry is `old`.
+    fn sent(&mut self, prefix: &IpNet, old: &OutEntry) -> Option<Arc<Attrs>> {
+        match self {
+            Before::Config(ex) => ex.attributes(old, matches!(prefix, IpNet::V4(_))),
+            Before::Sent(m) => m.get(prefix).cloned(),
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bgpd_wire::{AsPath, AsSegment, Community, LargeCommunity, NextHop, PathAttributes};
 use ipnet::IpNet;
 
-use super::{Exporter, OutChange, OutEntry, PreviousExport, Target, update_out};
+use super::{Before, Exporter, OutChange, OutEntry, PreviousExport, Target, update_out};
 use crate::policy::{
     Actions, NO_ADVERTISE, NO_EXPORT, NO_EXPORT_SUBCONFED, Policy, PolicyIndex, PrefixMatch,
     Statement,
@@ -707,7 +707,7 @@ fn in_place_changes_are_judged_by_the_attributes_sent() {
         let idx = PolicyIndex::new(now);
         let mut ex = Exporter::new(now_t, now, &idx);
         let new = ex.export(&prefix, Some(&own), &w.sources);
-        let mut prev = before.exporter();
+        let mut prev = Before::Config(before.exporter());
         let c = update_out(
             &mut out,
             prefix,
