@@ -50,7 +50,7 @@ impl PrefixMatch {
 }
 
 /// What a statement does to a matching route.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Actions {
     /// Reject the route instead of accepting it.
     #[serde(default)]

@@ -140,6 +140,8 @@ async fn exporting() -> (Speaker, FakePeer, Policy) {
     let init = peer.initial(&BOTH).await;
     assert_eq!(init.len() as u32, N4 + N6, "each listed route once");
     assert!(repeated(&init).is_empty());
+    // One attribute set for all (equal actions): packed, not one UPDATE per statement.
+    assert!(peer.updates <= 20, "{} UPDATEs", peer.updates);
     assert!(
         fold(&init)
             .values()

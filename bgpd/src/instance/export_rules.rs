@@ -5,7 +5,7 @@
 //!   [`Target::may_export`] holds the rules before policy (RFC 4271 §9.2, RFC 1997) and
 //!   [`Target::attributes`] the attribute handling per peer type (§5.1).
 //! - [`Exporter`]: one peer's export of one batch: rules, then the export policy, then the
-//!   attributes, built once per (source attribute set, statement, family) so that the
+//!   attributes, built once per (source attribute set, statement actions, family) so that the
 //!   prefixes sharing them are packed into the same UPDATEs.
 //! - [`OutEntry`] / [`update_out`]: the Adj-RIB-Out and what a decision changes in it
 //!   (an announcement, a withdrawal, nothing), also after an in-place change of the peer's
@@ -308,8 +308,11 @@ impl PreviousExport {
     }
 }
 
-/// Memo key: source attribute set (by address), verdict, IPv4 prefix.
-type MemoKey = (usize, Verdict, bool);
+/// Memo key: source attribute set (by address), local source, the accepting statement's
+/// actions (by value: an exact-prefix table has one statement per prefix, mostly with equal
+/// actions, and those prefixes must share attributes to be packed into the same UPDATEs),
+/// IPv4 prefix.
+type MemoKey<'a> = (usize, bool, Option<&'a Actions>, bool);
 
 /// One peer's export of one batch of prefixes.
 #[derive(Debug)]
@@ -317,9 +320,10 @@ pub(super) struct Exporter<'a> {
     target: Target,
     policy: &'a Policy,
     index: &'a PolicyIndex,
-    /// Wire attributes per source set, statement and family (`None`: not advertisable),
-    /// with the source set itself so that its address stays unique while the memo lives.
-    memo: HashMap<MemoKey, (Arc<Attrs>, Option<Arc<Attrs>>)>,
+    /// Wire attributes per source set, statement actions and family (`None`: not
+    /// advertisable), with the source set itself so that its address stays unique while the
+    /// memo lives.
+    memo: HashMap<MemoKey<'a>, (Arc<Attrs>, Option<Arc<Attrs>>)>,
 }
 
 impl<'a> Exporter<'a> {
@@ -336,7 +340,8 @@ impl<'a> Exporter<'a> {
     /// The whole decision for `prefix` whose best path is `best` (`sources` says where
     /// paths come from): the rules of [`Target::may_export`], then the export policy, then
     /// [`Target::attributes`]. `None`: not exported (withdrawn if it was advertised).
-    /// Prefixes whose entries share a source set and a statement get the same `Arc`.
+    /// Prefixes whose entries share a source set and equal statement actions get the same
+    /// `Arc`.
     pub(super) fn export(
         &mut self,
         prefix: &IpNet,
@@ -359,12 +364,13 @@ impl<'a> Exporter<'a> {
     /// The attributes sent for an Adj-RIB-Out entry of an IPv4 (`v4`) or IPv6 prefix
     /// (route refresh, queries); `None`: no usable next hop.
     pub(super) fn attributes(&mut self, e: &OutEntry, v4: bool) -> Option<Arc<Attrs>> {
-        let key = (Arc::as_ptr(&e.src) as usize, e.verdict(), v4);
-        let (target, policy) = (&self.target, self.policy);
+        let act = self.policy.actions(e.verdict());
+        let key = (Arc::as_ptr(&e.src) as usize, e.local, act, v4);
+        let target = &self.target;
         self.memo
             .entry(key)
             .or_insert_with(|| {
-                let a = target.attributes(&e.src, e.local, policy.actions(e.verdict()), v4);
+                let a = target.attributes(&e.src, e.local, act, v4);
                 (e.src.clone(), a)
             })
             .1
