@@ -253,14 +253,13 @@ impl PolicyIndex {
         patch: ExportPatch,
     ) -> Result<Vec<IpNet>, NotExact> {
         self.exact_table()?;
-        let mut moved = Vec::new();
-        for (prefix, actions) in patch.set {
-            if let Some(m) = self.set(policy, prefix, actions)
-                && !moved.contains(&m)
-            {
-                moved.push(m);
-            }
-        }
+        let mut moved: Vec<IpNet> = patch
+            .set
+            .into_iter()
+            .filter_map(|(prefix, actions)| self.set(policy, prefix, actions))
+            .collect();
+        moved.sort_unstable();
+        moved.dedup();
         // A prefix that moved and was removed later in the same patch has no statement.
         moved.retain(|m| self.exact.contains_key(m));
         Ok(moved)
