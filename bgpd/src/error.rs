@@ -8,6 +8,7 @@ use ipnet::IpNet;
 use bgpd_wire::Family;
 
 use crate::config::ConfigError;
+use crate::policy::NotExact;
 
 /// Why a speaker operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,14 @@ pub enum Error {
     UnsupportedFamily { family: Family },
     #[error("peer {peer}: session not established or route refresh not negotiated")]
     RouteRefreshUnavailable { peer: IpAddr },
+    /// [`crate::Speaker::patch_export`] needs the peer's export policy to be an
+    /// exact-prefix table; nothing was changed.
+    #[error("peer {peer}: the export policy cannot be patched in place")]
+    ExportNotExact {
+        peer: IpAddr,
+        #[source]
+        reason: NotExact,
+    },
     #[error("the speaker has stopped")]
     Stopped,
 }

@@ -12,6 +12,7 @@ use crate::config::{PeerConfig, SpeakerConfig};
 use crate::error::Error;
 use crate::events::Event;
 use crate::instance::{self, Command};
+use crate::policy::ExportPatch;
 use crate::query::{PeerStatus, RouteEntry, RouteQuery};
 
 /// A running BGP speaker.
@@ -53,6 +54,29 @@ impl Speaker {
             .await?
     }
 
+    /// Patches `peer`'s export policy in place and re-exports exactly the prefixes named.
+    ///
+    /// The export policy must be an exact-prefix table ([`crate::policy::NotExact`] says what
+    /// that excludes), else [`Error::ExportNotExact`] and nothing changes. The entries are
+    /// applied in order ([`crate::policy::PolicyIndex::apply`]): `Some(actions)` replaces the
+    /// prefix's statement or appends one, `None` removes it and the last statement takes its
+    /// place. The outcome (UPDATEs, Adj-RIB-Out, peer status, [`Speaker::peer_config`]) is
+    /// what [`Speaker::update_peer`] with the patched policy gives, at a cost proportional to
+    /// the patch: only the named prefixes are exported again, and only those whose
+    /// attributes on the wire change are sent (never before the session's initial sync).
+    /// A prefix of a family the session does not carry is kept in the policy for when it
+    /// does. Unknown peer: [`Error::NoSuchPeer`].
+    pub async fn patch_export(&self, peer: IpAddr, patch: ExportPatch) -> Result<(), Error> {
+        self.call(|tx| Command::PatchExport(peer, patch, tx))
+            .await?
+    }
+
+    /// The configuration of `peer` as the speaker holds it (with its export policy as
+    /// patched by [`Speaker::patch_export`]).
+    pub async fn peer_config(&self, peer: IpAddr) -> Result<PeerConfig, Error> {
+        self.call(|tx| Command::PeerConfig(peer, tx)).await?
+    }
+
     /// Stop the session (Cease, peer de-configured) and forget the neighbour and its routes.
     pub async fn remove_peer(&self, address: IpAddr) -> Result<(), Error> {
         self.call(|tx| Command::RemovePeer(address, tx)).await?
@@ -75,6 +99,29 @@ impl Speaker {
     pub async fn remove_local_route(&self, family: Family, prefix: IpNet) -> Result<(), Error> {
         check_family(family, &prefix)?;
         self.call(|tx| Command::RemoveLocal(prefix, tx)).await
+    }
+
+    /// Originates every prefix given (family from the prefix), in one command.
+    ///
+    /// The same as [`Speaker::add_local_route`] for each entry in order (a prefix given twice
+    /// ends with its last attributes), with the exports to peers computed and sent once for
+    /// the whole batch. The family of each route is that of its prefix (IPv4 → ipv4-unicast,
+    /// IPv6 → ipv6-unicast) and bgpd has a table for both, so no entry can be refused for its
+    /// family: the batch is always applied whole. The only error is [`Error::Stopped`]: the
+    /// speaker is gone, and every route with it. Peers whose sessions do not carry a
+    /// prefix's family are not sent it, as with the per-route call.
+    pub async fn add_local_routes(
+        &self,
+        routes: Vec<(IpNet, PathAttributes)>,
+    ) -> Result<(), Error> {
+        self.call(|tx| Command::AddLocals(routes, tx)).await
+    }
+
+    /// Stops originating every prefix given, in one command: the same as
+    /// [`Speaker::remove_local_route`] for each (a prefix not originated is ignored), with
+    /// one export to peers for the batch; applied whole as [`Speaker::add_local_routes`].
+    pub async fn remove_local_routes(&self, prefixes: Vec<IpNet>) -> Result<(), Error> {
+        self.call(|tx| Command::RemoveLocals(prefixes, tx)).await
     }
 
     /// Declare the initial set of local routes complete: after a restart (graceful restart

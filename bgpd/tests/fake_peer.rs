@@ -404,3 +404,80 @@ async fn export_change_during_restart_deferral_advertises_nothing_early() {
     );
     s.shutdown().await.unwrap();
 }
+
+/// The same for `patch_export`: a patch during the deferral sends nothing early, and once
+/// ready the initial advertisement follows the patched table (a removed prefix never goes
+/// out), then End-of-RIB.
+#[tokio::test(start_paused = true)]
+async fn export_patch_during_restart_deferral_advertises_nothing_early() {
+    use bgpd::GracefulRestartConfig;
+    use bgpd::policy::{Actions, ExportPatch, Policy, PrefixMatch, Statement};
+    use bgpd_wire::Community;
+    use futures::FutureExt;
+    let tag = |n: u32| Actions {
+        add_communities: vec![(65001 << 16) | n],
+        ..Default::default()
+    };
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut c = SpeakerConfig::new(65001, "1.1.1.1".parse().unwrap());
+    c.graceful_restart = Some(GracefulRestartConfig {
+        restart_time: 120,
+        restarting: true,
+        stale_path_time: 360,
+    });
+    let s = Speaker::start(c).await.unwrap();
+    let (kept, removed) = (
+        "10.9.0.0/24".parse().unwrap(),
+        "10.9.1.0/24".parse().unwrap(),
+    );
+    let mut p = PeerConfig::new("127.0.0.1".parse().unwrap(), 65002);
+    p.port = l.local_addr().unwrap().port();
+    p.hold_time = 0;
+    p.families = vec![Family::Ipv4Unicast];
+    p.export = Policy {
+        statements: [kept, removed]
+            .into_iter()
+            .map(|prefix| Statement {
+                prefixes: vec![PrefixMatch::exact(prefix)],
+                actions: tag(1),
+            })
+            .collect(),
+        default_accept: false,
+    };
+    s.add_peer(p).await.unwrap();
+    s.add_local_routes(vec![
+        (kept, PathAttributes::default()),
+        (removed, PathAttributes::default()),
+    ])
+    .await
+    .unwrap();
+    let mut f = accept(&l).await;
+    establish(&mut f, 65002, 0).await;
+    let patch = ExportPatch {
+        set: vec![(kept, Some(tag(7))), (removed, None)],
+    };
+    s.patch_export("127.0.0.1".parse().unwrap(), patch)
+        .await
+        .unwrap();
+    for _ in 0..50 {
+        settle().await;
+    }
+    assert!(
+        f.next().now_or_never().is_none(),
+        "something was sent before the speaker was ready"
+    );
+    s.set_ready().await.unwrap();
+    let Message::Update(u) = next(&mut f).await else {
+        panic!("expected the route")
+    };
+    assert_eq!(u.nlri, vec![kept]);
+    assert_eq!(
+        u.attributes.unwrap().communities,
+        vec![Community((65001 << 16) | 7)]
+    );
+    assert_eq!(
+        next(&mut f).await,
+        Message::Update(Update::end_of_rib_marker(Family::Ipv4Unicast))
+    );
+    s.shutdown().await.unwrap();
+}

@@ -9,7 +9,7 @@ use bgpd_wire::{Message, RouteRefresh};
 use hashbrown::HashMap;
 use ipnet::IpNet;
 
-use super::export_rules::{Exporter, OutChange, PreviousExport, Target, update_out};
+use super::export_rules::{Before, Exporter, OutChange, PreviousExport, Target, update_out};
 use super::{Instance, best_event, fi, table_index};
 use crate::events::{BestPathChange, Event};
 use crate::rib::Attrs;
@@ -56,7 +56,11 @@ impl Instance {
                     .filter(|k| self.tables[table_index(k)].get(k).is_none()),
             );
         }
-        self.export_to(addr, &prefixes, previous);
+        self.export_to(
+            addr,
+            &prefixes,
+            previous.map(|p| Before::Config(p.exporter())),
+        );
     }
 
     /// RFC 2918 §4 / RFC 7313 §4: resend the Adj-RIB-Out of the family.
@@ -151,7 +155,7 @@ impl Instance {
         &mut self,
         addr: IpAddr,
         prefixes: &[IpNet],
-        previous: Option<&PreviousExport>,
+        mut previous: Option<Before<'_, '_>>,
     ) {
         let Some(p) = self.peers.get_mut(&addr) else {
             return;
@@ -160,7 +164,6 @@ impl Instance {
         let Some(c) = &p.main.conn else { return };
         let target = Target::new(self.cfg.local_as, p.id, s);
         let mut exporter = Exporter::new(target, &p.cfg.export, &p.export_idx);
-        let mut previous = previous.map(PreviousExport::exporter);
         // The prefixes to announce, by attribute set (the exporter hands out one `Arc` per set).
         let mut groups: HashMap<usize, (Arc<Attrs>, Vec<IpNet>)> = HashMap::new();
         let mut withdraw = Vec::new();

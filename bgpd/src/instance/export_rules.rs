@@ -5,7 +5,7 @@
 //!   [`Target::may_export`] holds the rules before policy (RFC 4271 §9.2, RFC 1997) and
 //!   [`Target::attributes`] the attribute handling per peer type (§5.1).
 //! - [`Exporter`]: one peer's export of one batch: rules, then the export policy, then the
-//!   attributes, built once per (source attribute set, statement, family) so that the
+//!   attributes, built once per (source attribute set, statement actions, family) so that the
 //!   prefixes sharing them are packed into the same UPDATEs.
 //! - [`OutEntry`] / [`update_out`]: the Adj-RIB-Out and what a decision changes in it
 //!   (an announcement, a withdrawal, nothing), also after an in-place change of the peer's
@@ -209,6 +209,14 @@ impl OutEntry {
         }
     }
 
+    /// Points the entry at statement `i` if a statement admitted it (the statement moved,
+    /// [`crate::policy::PolicyIndex::apply`]).
+    pub(super) fn restate(&mut self, i: usize) {
+        if self.stmt != u32::MAX {
+            self.stmt = u32::try_from(i).unwrap_or(u32::MAX - 1);
+        }
+    }
+
     /// Derived from the same source attributes by the same statement.
     pub(super) fn same(&self, other: &OutEntry) -> bool {
         Arc::ptr_eq(&self.src, &other.src) && self.stmt == other.stmt && self.local == other.local
@@ -229,16 +237,16 @@ pub(super) enum OutChange {
 /// Record the decision for `prefix` (`None`: not exported; else the entry and the attributes
 /// it is sent with) in the Adj-RIB-Out `out`.
 ///
-/// `previous` is the peer's export as it was before an in-place change of its configuration
-/// (export policy, advertised next hops): the entries can then be the same while what they
-/// become on the wire is not, so an entry counts as unchanged only if the attributes sent
-/// for it before equal those it gets now. Without it, the same entry means the same
-/// attributes, and nothing is rebuilt.
+/// `previous` is what the peer was sent before an in-place change of its export
+/// configuration (export policy, advertised next hops): the entries can then be the same
+/// while what they become on the wire is not, so an entry counts as unchanged only if the
+/// attributes sent for it before equal those it gets now. Without it, the same entry means
+/// the same attributes, and nothing is rebuilt.
 pub(super) fn update_out(
     out: &mut PrefixMap<OutEntry>,
     prefix: IpNet,
     new: Option<(OutEntry, &Arc<Attrs>)>,
-    previous: Option<&mut Exporter<'_>>,
+    previous: Option<&mut Before<'_, '_>>,
 ) -> OutChange {
     let Some((e, attrs)) = new else {
         return match out.remove(&prefix) {
@@ -251,7 +259,7 @@ pub(super) fn update_out(
     let same_wire = match previous {
         None => same_entry,
         Some(prev) => old
-            .and_then(|o| prev.attributes(o, matches!(prefix, IpNet::V4(_))))
+            .and_then(|o| prev.sent(&prefix, o))
             .is_some_and(|was| *was.path == *attrs.path && was.next_hop == attrs.next_hop),
     };
     if !same_entry {
@@ -261,6 +269,27 @@ pub(super) fn update_out(
         OutChange::Unchanged
     } else {
         OutChange::Announce
+    }
+}
+
+/// What a peer was sent before an in-place change of its export configuration (see
+/// [`update_out`]).
+#[derive(Debug)]
+pub(super) enum Before<'p, 'a> {
+    /// Rebuilt from the whole previous configuration, for any prefix (`update_peer`).
+    Config(Exporter<'a>),
+    /// Recorded before a patch, for the patched prefixes only: the attributes each was sent
+    /// with (absent: nothing, or nothing advertisable).
+    Sent(&'p PrefixMap<Arc<Attrs>>),
+}
+
+impl Before<'_, '_> {
+    /// The attributes sent for `prefix`, whose Adj-RIB-Out entry is `old`.
+    fn sent(&mut self, prefix: &IpNet, old: &OutEntry) -> Option<Arc<Attrs>> {
+        match self {
+            Before::Config(ex) => ex.attributes(old, matches!(prefix, IpNet::V4(_))),
+            Before::Sent(m) => m.get(prefix).cloned(),
+        }
     }
 }
 
@@ -279,8 +308,11 @@ impl PreviousExport {
     }
 }
 
-/// Memo key: source attribute set (by address), verdict, IPv4 prefix.
-type MemoKey = (usize, Verdict, bool);
+/// Memo key: source attribute set (by address), local source, the accepting statement's
+/// actions (by value: an exact-prefix table has one statement per prefix, mostly with equal
+/// actions, and those prefixes must share attributes to be packed into the same UPDATEs),
+/// IPv4 prefix.
+type MemoKey<'a> = (usize, bool, Option<&'a Actions>, bool);
 
 /// One peer's export of one batch of prefixes.
 #[derive(Debug)]
@@ -288,9 +320,10 @@ pub(super) struct Exporter<'a> {
     target: Target,
     policy: &'a Policy,
     index: &'a PolicyIndex,
-    /// Wire attributes per source set, statement and family (`None`: not advertisable),
-    /// with the source set itself so that its address stays unique while the memo lives.
-    memo: HashMap<MemoKey, (Arc<Attrs>, Option<Arc<Attrs>>)>,
+    /// Wire attributes per source set, statement actions and family (`None`: not
+    /// advertisable), with the source set itself so that its address stays unique while the
+    /// memo lives.
+    memo: HashMap<MemoKey<'a>, (Arc<Attrs>, Option<Arc<Attrs>>)>,
 }
 
 impl<'a> Exporter<'a> {
@@ -307,7 +340,8 @@ impl<'a> Exporter<'a> {
     /// The whole decision for `prefix` whose best path is `best` (`sources` says where
     /// paths come from): the rules of [`Target::may_export`], then the export policy, then
     /// [`Target::attributes`]. `None`: not exported (withdrawn if it was advertised).
-    /// Prefixes whose entries share a source set and a statement get the same `Arc`.
+    /// Prefixes whose entries share a source set and equal statement actions get the same
+    /// `Arc`.
     pub(super) fn export(
         &mut self,
         prefix: &IpNet,
@@ -330,12 +364,13 @@ impl<'a> Exporter<'a> {
     /// The attributes sent for an Adj-RIB-Out entry of an IPv4 (`v4`) or IPv6 prefix
     /// (route refresh, queries); `None`: no usable next hop.
     pub(super) fn attributes(&mut self, e: &OutEntry, v4: bool) -> Option<Arc<Attrs>> {
-        let key = (Arc::as_ptr(&e.src) as usize, e.verdict(), v4);
-        let (target, policy) = (&self.target, self.policy);
+        let act = self.policy.actions(e.verdict());
+        let key = (Arc::as_ptr(&e.src) as usize, e.local, act, v4);
+        let target = &self.target;
         self.memo
             .entry(key)
             .or_insert_with(|| {
-                let a = target.attributes(&e.src, e.local, policy.actions(e.verdict()), v4);
+                let a = target.attributes(&e.src, e.local, act, v4);
                 (e.src.clone(), a)
             })
             .1

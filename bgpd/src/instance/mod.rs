@@ -51,6 +51,7 @@ use crate::config::{PeerConfig, SpeakerConfig};
 use crate::error::Error;
 use crate::events::{BestPathChange, Event, RouteSource};
 use crate::fsm::{Input, notif};
+use crate::policy::ExportPatch;
 use crate::query::{PeerStatus, RouteEntry, RouteQuery};
 use crate::rib::{self, Interner, LOCAL, SourceInfo, Sources, Table};
 use crate::session::{self, AbortOnDrop, ConnEvent};
@@ -64,8 +65,12 @@ pub(crate) enum Command {
     AddPeer(Box<PeerConfig>, oneshot::Sender<Result<(), Error>>),
     UpdatePeer(Box<PeerConfig>, oneshot::Sender<Result<(), Error>>),
     RemovePeer(IpAddr, oneshot::Sender<Result<(), Error>>),
+    PatchExport(IpAddr, ExportPatch, oneshot::Sender<Result<(), Error>>),
+    PeerConfig(IpAddr, oneshot::Sender<Result<PeerConfig, Error>>),
     AddLocal(IpNet, Box<PathAttributes>, oneshot::Sender<()>),
     RemoveLocal(IpNet, oneshot::Sender<()>),
+    AddLocals(Vec<(IpNet, PathAttributes)>, oneshot::Sender<()>),
+    RemoveLocals(Vec<IpNet>, oneshot::Sender<()>),
     SetReady(oneshot::Sender<()>),
     RouteRefresh(IpAddr, Family, oneshot::Sender<Result<(), Error>>),
     Peers(oneshot::Sender<Vec<PeerStatus>>),
@@ -258,6 +263,30 @@ impl Instance {
             }
             Command::RemovePeer(a, tx) => {
                 let _ = tx.send(self.remove_peer(a));
+            }
+            Command::PatchExport(a, patch, tx) => {
+                let _ = tx.send(self.patch_export(a, patch));
+            }
+            Command::PeerConfig(a, tx) => {
+                let _ = tx.send(
+                    self.peers
+                        .get(&a)
+                        .map(|p| p.cfg.clone())
+                        .ok_or(Error::NoSuchPeer(a)),
+                );
+            }
+            Command::AddLocals(routes, tx) => {
+                // The run loop flushes once after the command: one export for the batch.
+                for (prefix, attrs) in routes {
+                    self.add_local(prefix, attrs);
+                }
+                let _ = tx.send(());
+            }
+            Command::RemoveLocals(prefixes, tx) => {
+                for prefix in prefixes {
+                    self.remove_local(prefix);
+                }
+                let _ = tx.send(());
             }
             Command::AddLocal(prefix, attrs, tx) => {
                 self.add_local(prefix, *attrs);

@@ -2,18 +2,20 @@
 //! FSM slots, the Established session's data, its Adj-RIB-Out).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 
 use bgpd_wire::{Family, GracefulRestart, Message, RouteRefresh};
+use ipnet::IpNet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::Instance;
-use super::export_rules::{OutEntry, PreviousExport, Target};
+use super::export_rules::{Before, Exporter, OutEntry, PreviousExport, Target};
+use super::{Instance, table_index};
 use crate::config::PeerConfig;
 use crate::error::Error;
 use crate::fsm::{DownReason, Fsm, FsmConfig, Input, Negotiated, Timer, notif};
-use crate::policy::PolicyIndex;
-use crate::rib::{PeerId, PrefixMap, SourceInfo};
+use crate::policy::{ExportPatch, PolicyIndex};
+use crate::rib::{Attrs, PeerId, PrefixMap, SourceInfo};
 use crate::session::{AbortOnDrop, Conn, WriterCmd};
 use crate::transport;
 
@@ -233,6 +235,59 @@ impl Instance {
             }
         } else {
             self.reset(addr);
+        }
+        Ok(())
+    }
+
+    /// [`crate::Speaker::patch_export`]: the export policy and its index are changed in
+    /// place and only the patched prefixes are exported again, so the cost follows the
+    /// patch, not the policy. The outcome is `update_peer`'s with the patched policy: the
+    /// same Adj-RIB-Out (entries of moved statements follow them), and a prefix is resent
+    /// only if its attributes on the wire change, never before the initial sync.
+    pub(super) fn patch_export(&mut self, addr: IpAddr, patch: ExportPatch) -> Result<(), Error> {
+        let local_as = self.cfg.local_as;
+        let p = self.peers.get_mut(&addr).ok_or(Error::NoSuchPeer(addr))?;
+        p.export_idx
+            .exact_table()
+            .map_err(|reason| Error::ExportNotExact { peer: addr, reason })?;
+        let mut prefixes: Vec<IpNet> = patch.set.iter().map(|(prefix, _)| *prefix).collect();
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        // Before the initial sync nothing was sent, and the sync exports under the patched
+        // policy (RFC 4724 §4.1 deferral included).
+        let synced = p.session.as_ref().filter(|s| s.synced);
+        // What each patched prefix was sent with, under the policy before the patch.
+        let mut sent: PrefixMap<Arc<Attrs>> = PrefixMap::new();
+        if let Some(s) = synced {
+            let target = Target::new(local_as, p.id, s);
+            let mut before = Exporter::new(target, &p.cfg.export, &p.export_idx);
+            for prefix in &prefixes {
+                let i = table_index(prefix);
+                if let Some(a) = p.adj_out[i]
+                    .get(prefix)
+                    .and_then(|e| before.attributes(e, i == 0))
+                {
+                    sent.insert(*prefix, a);
+                }
+            }
+        }
+        let synced = synced.is_some();
+        let moved = p
+            .export_idx
+            .apply(&mut p.cfg.export, patch)
+            .map_err(|reason| Error::ExportNotExact { peer: addr, reason })?;
+        // Adj-RIB-Out entries name their statement by index: follow the moved ones (their
+        // attributes are unchanged, so nothing is sent for them).
+        for prefix in moved {
+            if let (Some(e), Some(i)) = (
+                p.adj_out[table_index(&prefix)].get_mut(&prefix),
+                p.export_idx.exact_statement(&prefix),
+            ) {
+                e.restate(i);
+            }
+        }
+        if synced {
+            self.export_to(addr, &prefixes, Some(Before::Sent(&sent)));
         }
         Ok(())
     }

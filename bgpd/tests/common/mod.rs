@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod fake;
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

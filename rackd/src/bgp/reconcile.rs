@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use bgpd::Speaker;
 use bgpd::config::{GracefulRestartConfig, PeerConfig, SpeakerConfig};
-use bgpd::policy::{Actions, Policy, PrefixMatch, Statement};
+use bgpd::policy::{Actions, ExportPatch, Policy, PrefixMatch, Statement};
 use bgpd_wire::{Origin, PathAttributes};
 use ipnet::IpNet;
 use tracing::{info, warn};
@@ -456,8 +456,7 @@ async fn reconcile_instance(
                     Ok(())
                 } else {
                     applied.exports_patched += 1;
-                    // TEMPORARY(bgpd-incr): until bgpd's patch_export lands.
-                    run.speaker.update_peer(full(&session)).await
+                    run.speaker.patch_export(session.address, patch).await
                 }
             }
             Some(have) if have.session.address != session.address => {
@@ -513,40 +512,6 @@ async fn reconcile_instance(
     // share and costs only what changes.
     if !route_failed {
         run.routes = inst.routes.clone();
-    }
-}
-
-// TEMPORARY(bgpd-incr): until bgpd's batched calls land.
-#[derive(Debug, Default)]
-struct ExportPatch {
-    set: Vec<(IpNet, Option<Actions>)>,
-}
-
-trait Batched {
-    async fn add_local_routes(
-        &self,
-        routes: Vec<(IpNet, PathAttributes)>,
-    ) -> Result<(), bgpd::Error>;
-    async fn remove_local_routes(&self, prefixes: Vec<IpNet>) -> Result<(), bgpd::Error>;
-}
-
-impl Batched for Arc<Speaker> {
-    async fn add_local_routes(
-        &self,
-        routes: Vec<(IpNet, PathAttributes)>,
-    ) -> Result<(), bgpd::Error> {
-        for (p, a) in routes {
-            self.add_local_route(bgpd_wire::Family::of_prefix(&p), p, a)
-                .await?;
-        }
-        Ok(())
-    }
-    async fn remove_local_routes(&self, prefixes: Vec<IpNet>) -> Result<(), bgpd::Error> {
-        for p in prefixes {
-            self.remove_local_route(bgpd_wire::Family::of_prefix(&p), p)
-                .await?;
-        }
-        Ok(())
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bgpd_wire::{AsPath, AsSegment, Community, LargeCommunity, NextHop, PathAttributes};
 use ipnet::IpNet;
 
-use super::{Exporter, OutChange, OutEntry, PreviousExport, Target, update_out};
+use super::{Before, Exporter, OutChange, OutEntry, PreviousExport, Target, update_out};
 use crate::policy::{
     Actions, NO_ADVERTISE, NO_EXPORT, NO_EXPORT_SUBCONFED, Policy, PolicyIndex, PrefixMatch,
     Statement,

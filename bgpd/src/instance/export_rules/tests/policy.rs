@@ -166,7 +166,7 @@ fn in_place_changes_are_judged_by_the_attributes_sent() {
         let idx = PolicyIndex::new(now);
         let mut ex = Exporter::new(now_t, now, &idx);
         let new = ex.export(&prefix, Some(&own), &w.sources);
-        let mut prev = before.exporter();
+        let mut prev = Before::Config(before.exporter());
         let c = update_out(
             &mut out,
             prefix,
@@ -219,5 +219,44 @@ fn in_place_changes_are_judged_by_the_attributes_sent() {
         change(&b, t(), &policy(Vec::new())),
         (OutChange::Withdraw, None),
         "no longer exported"
+    );
+}
+
+/// An exact-prefix table has one statement per prefix: prefixes whose statements have equal
+/// actions (and the same source set) share one attribute set, so they are packed into the
+/// same UPDATEs; other actions give another set.
+#[test]
+fn equal_actions_of_different_statements_share_attributes() {
+    let w = world();
+    let tag = |c: u32| Actions {
+        add_communities: vec![(LOCAL_AS << 16) | c],
+        ..Actions::default()
+    };
+    let exact = |p: &str, a: Actions| Statement {
+        prefixes: vec![PrefixMatch::exact(net(p))],
+        actions: a,
+    };
+    let policy = Policy {
+        statements: vec![
+            exact("10.1.0.0/24", tag(1)),
+            exact("10.2.0.0/24", tag(1)),
+            exact("10.3.0.0/24", tag(2)),
+        ],
+        default_accept: false,
+    };
+    let idx = PolicyIndex::new(&policy);
+    let mut ex = Exporter::new(target(w.ebgp, true), &policy, &idx);
+    let own = local(PathAttributes::default(), true);
+    let mut export = |p: &str| ex.export(&net(p), Some(&own), &w.sources).unwrap();
+    let (e1, a1) = export("10.1.0.0/24");
+    let (e2, a2) = export("10.2.0.0/24");
+    let (_, a3) = export("10.3.0.0/24");
+    assert_ne!(e1.verdict(), e2.verdict(), "two statements");
+    assert!(Arc::ptr_eq(&a1, &a2), "equal actions: one set");
+    assert!(!Arc::ptr_eq(&a1, &a3));
+    assert_eq!(
+        a3.path.communities,
+        vec![Community((LOCAL_AS << 16) | 2)],
+        "the other statement's actions"
     );
 }
