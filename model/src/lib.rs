@@ -21,6 +21,7 @@
 
 pub mod cilium;
 mod error;
+mod file;
 mod object;
 mod parse;
 pub mod selector;
@@ -29,6 +30,7 @@ mod store;
 mod validate;
 
 pub use error::{ConfigError, FieldError, Location, ObjectRef, Problem};
+pub use file::FileSource;
 pub use object::{Kind, Loaded, Object, ObjectKey, Origin};
 pub use parse::{DocCache, ParsedSource, parse_documents, parse_documents_cached};
 pub use rackd_types;

@@ -73,16 +73,17 @@ pub fn parse_documents(source_name: &str, text: &str) -> ParsedSource {
 /// valid document, by the document's exact text.
 #[derive(Debug, Default)]
 pub struct DocCache {
-    docs: hashbrown::HashMap<Box<str>, CachedDoc>,
-    generation: u64,
+    pub(crate) docs: hashbrown::HashMap<Box<str>, CachedDoc>,
+    pub(crate) generation: u64,
 }
 
 #[derive(Debug)]
-struct CachedDoc {
-    object: Arc<Object>,
-    api_version: String,
+pub(crate) struct CachedDoc {
+    /// The object as last loaded, with the origin it had then.
+    pub(crate) loaded: Loaded,
+    pub(crate) key: crate::ObjectKey,
     /// The parse that last saw this text; older entries are dropped after each parse.
-    seen: u64,
+    pub(crate) seen: u64,
 }
 
 impl DocCache {
@@ -112,17 +113,12 @@ pub fn parse_documents_cached(source_name: &str, text: &str, cache: &mut DocCach
         match cache.docs.get_mut(d.text) {
             Some(c) => {
                 c.seen = generation;
-                results.push(Some(Ok(Some(Loaded {
-                    object: c.object.clone(),
-                    origin: Origin {
-                        location: Location {
-                            source: source_name.to_owned(),
-                            document: d.index,
-                            line: Some(d.content_line),
-                        },
-                        api_version: c.api_version.clone(),
-                    },
-                }))));
+                c.loaded.origin.location = Location {
+                    source: source_name.to_owned(),
+                    document: d.index,
+                    line: Some(d.content_line),
+                };
+                results.push(Some(Ok(Some(c.loaded.clone()))));
             }
             None => {
                 results.push(None);
@@ -139,19 +135,26 @@ pub fn parse_documents_cached(source_name: &str, text: &str, cache: &mut DocCach
         let Some((m, r)) = parsed.next() else { break };
         debug_assert_eq!(m.index, d.index);
         if let Ok(Some(l)) = &r {
-            cache.docs.insert(
-                d.text.into(),
-                CachedDoc {
-                    object: l.object.clone(),
-                    api_version: l.origin.api_version.clone(),
-                    seen: generation,
-                },
-            );
+            cache.remember(d.text, l, generation);
         }
         *slot = Some(r);
     }
     cache.docs.retain(|_, c| c.seen == generation);
     assemble(source_name, results.into_iter())
+}
+
+impl DocCache {
+    /// Remembers a document that loaded as `l`.
+    pub(crate) fn remember(&mut self, text: &str, l: &Loaded, generation: u64) {
+        self.docs.insert(
+            text.into(),
+            CachedDoc {
+                loaded: l.clone(),
+                key: l.object.key(),
+                seen: generation,
+            },
+        );
+    }
 }
 
 fn assemble(source_name: &str, results: impl Iterator<Item = Option<DocResult>>) -> ParsedSource {
@@ -172,7 +175,7 @@ fn assemble(source_name: &str, results: impl Iterator<Item = Option<DocResult>>)
 /// Parses `docs`, one result each, in order. Many documents (a file of thousands of
 /// Services) are parsed on every core: documents are independent, and results are put back
 /// in document order.
-fn parse_many(source_name: &str, docs: &[&RawDoc<'_>]) -> Vec<DocResult> {
+pub(crate) fn parse_many(source_name: &str, docs: &[&RawDoc<'_>]) -> Vec<DocResult> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if docs.len() >= PARALLEL_MIN_DOCS && threads > 1 {
         let chunk = docs.len().div_ceil(threads);
@@ -206,14 +209,14 @@ const PARALLEL_MIN_DOCS: usize = 256;
 
 /// One document's text (a slice of the source) and where it sits in the source.
 #[derive(Debug)]
-struct RawDoc<'a> {
+pub(crate) struct RawDoc<'a> {
     /// 1-based ordinal among non-empty documents.
-    index: usize,
+    pub(crate) index: usize,
     /// 1-based source line of the first line of `text`.
     first_line: usize,
     /// 1-based source line of the first content line.
-    content_line: usize,
-    text: &'a str,
+    pub(crate) content_line: usize,
+    pub(crate) text: &'a str,
 }
 
 fn is_marker(line: &str, marker: &str) -> bool {
@@ -229,7 +232,7 @@ fn is_content(line: &str) -> bool {
 /// Splits at document markers. A document is always a run of whole, consecutive lines of
 /// the source, so it is returned as a slice of it (no copy: a 27,000-document file is split
 /// in a few milliseconds).
-fn split_documents(text: &str) -> Vec<RawDoc<'_>> {
+pub(crate) fn split_documents(text: &str) -> Vec<RawDoc<'_>> {
     let mut docs = Vec::new();
     // The current document: byte range of its lines so far, its first line, and the line of
     // its first content.
@@ -298,7 +301,7 @@ fn split_documents(text: &str) -> Vec<RawDoc<'_>> {
     docs
 }
 
-type DocResult = Result<Option<Loaded>, Box<ConfigError>>;
+pub(crate) type DocResult = Result<Option<Loaded>, Box<ConfigError>>;
 
 fn parse_one(source: &str, doc: &RawDoc<'_>) -> DocResult {
     let offset = doc.first_line - 1;

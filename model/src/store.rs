@@ -110,6 +110,21 @@ impl SourceContent {
         )
     }
 
+    /// Whether the source defines `key`.
+    pub fn contains(&self, key: &ObjectKey) -> bool {
+        self.objects.contains_key(key)
+    }
+
+    /// Applies a delta computed elsewhere (documents known to define distinct keys).
+    pub(crate) fn apply(&mut self, upserts: &[Loaded], deletes: &[ObjectKey]) {
+        for k in deletes {
+            self.objects.remove(k);
+        }
+        for l in upserts {
+            self.objects.insert(l.object.key(), l.clone());
+        }
+    }
+
     /// Number of objects.
     pub fn len(&self) -> usize {
         self.objects.len()
@@ -153,6 +168,8 @@ pub struct Store {
     sources: BTreeMap<SourceName, SourceState>,
     /// Key → the sources defining it validly.
     defined_by: HashMap<ObjectKey, BTreeSet<SourceName>>,
+    /// Keys more than one source defines (duplicates across sources).
+    multi_defined: BTreeSet<ObjectKey>,
     /// Key → the sources with a failed document naming it.
     claimed_by: HashMap<ObjectKey, BTreeSet<SourceName>>,
     /// Source → keys whose current value came from it (`origin.location.source`).
@@ -233,8 +250,14 @@ impl Store {
             if state.objects.remove(&k).is_some() {
                 if let Some(set) = self.defined_by.get_mut(&k) {
                     set.remove(&name);
-                    if set.is_empty() {
-                        self.defined_by.remove(&k);
+                    match set.len() {
+                        0 => {
+                            self.defined_by.remove(&k);
+                        }
+                        1 => {
+                            self.multi_defined.remove(&k);
+                        }
+                        _ => {}
                     }
                 }
                 affected.insert(k);
@@ -242,10 +265,31 @@ impl Store {
         }
         for l in upserts {
             let k = l.object.key();
-            self.defined_by
-                .entry(k.clone())
-                .or_default()
-                .insert(name.clone());
+            // The same object at a new place in its file (lines moved): only its origin
+            // changes. Where it is the value in force, the snapshot takes the new origin in
+            // place; no rule is re-evaluated.
+            // (Not for the kinds in references: their errors cite their place.)
+            if let Some(old) = state.objects.get(&k)
+                && Arc::ptr_eq(&old.object, &l.object)
+                && !in_references(k.kind)
+            {
+                let old = old.clone();
+                let new = Arc::new(l);
+                if self
+                    .snapshot
+                    .get_shared(&k)
+                    .is_some_and(|cur| Arc::ptr_eq(&cur, &old))
+                {
+                    self.snapshot.insert(k.clone(), new.clone());
+                }
+                state.objects.insert(k, new);
+                continue;
+            }
+            let set = self.defined_by.entry(k.clone()).or_default();
+            set.insert(name.clone());
+            if set.len() > 1 {
+                self.multi_defined.insert(k.clone());
+            }
             state.objects.insert(k.clone(), Arc::new(l));
             affected.insert(k);
         }
@@ -410,10 +454,10 @@ impl Store {
         let mut out = Vec::new();
         // Duplicates across sources, in (source, document) order.
         let mut dups: Vec<(&SourceName, ConfigError)> = Vec::new();
-        for (k, srcs) in &self.defined_by {
-            if srcs.len() < 2 {
+        for k in &self.multi_defined {
+            let Some(srcs) = self.defined_by.get(k) else {
                 continue;
-            }
+            };
             let mut it = srcs.iter();
             let Some(first) = it
                 .next()

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use rackd_model::{
-    CheckOptions, DocCache, ParsedSource, Snapshot, SourceChange, SourceContent, SourceUpdate,
-    Store, parse_documents, parse_documents_cached,
+    CheckOptions, DocCache, FileSource, ParsedSource, Snapshot, SourceChange, SourceContent,
+    SourceUpdate, Store, parse_documents, parse_documents_cached,
 };
 
 fn doc(i: u8) -> String {
@@ -100,14 +100,31 @@ proptest! {
         let opts = CheckOptions::default();
         let mut merged = Snapshot::default();
         let mut store = Store::new(opts.clone());
+        // The same files through `FileSource` (what the directory source runs).
+        let mut store2 = Store::new(opts.clone());
+        let mut files: BTreeMap<usize, FileSource> = BTreeMap::new();
         // What each file's source last said, and its document cache.
         let mut contents: BTreeMap<usize, SourceContent> = BTreeMap::new();
         let mut caches: BTreeMap<usize, DocCache> = BTreeMap::new();
         for step in &steps {
             let mut sources = Vec::new();
             let mut updates = Vec::new();
+            let mut updates2 = Vec::new();
             for (i, f) in step.iter().enumerate() {
                 let name = format!("f{i}.yaml");
+                match f {
+                    File::Missing => {
+                        if let Some(fs) = files.remove(&i) {
+                            updates2.push(fs.removed());
+                        }
+                    }
+                    File::Unreadable => {
+                        updates2.push(files.entry(i).or_insert_with(|| FileSource::new(&name)).unreadable("permission denied"));
+                    }
+                    File::Docs(d) => {
+                        updates2.push(files.entry(i).or_insert_with(|| FileSource::new(&name)).update(&text(d)));
+                    }
+                }
                 let parsed = match f {
                     File::Missing => {
                         if contents.remove(&i).is_some() {
@@ -137,6 +154,10 @@ proptest! {
             let applied = store.apply(updates);
             prop_assert_eq!(store.snapshot(), &out.snapshot);
             prop_assert_eq!(sorted_errors(&store.errors()), sorted_errors(&out.errors));
+            let applied2 = store2.apply(updates2);
+            prop_assert_eq!(store2.snapshot(), &out.snapshot, "through FileSource");
+            prop_assert_eq!(sorted_errors(&store2.errors()), sorted_errors(&out.errors));
+            prop_assert_eq!(&applied2.changes, &applied.changes);
             // What the store says changed is exactly the difference of the two snapshots.
             prop_assert_eq!(&applied.changes, &out.snapshot.changes_since(&merged));
             merged = out.snapshot;

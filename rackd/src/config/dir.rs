@@ -9,7 +9,7 @@
 //!   the daemon started, inotify being unavailable), with one code path for both.
 //! - **Reading little.** A file is re-read only when its size, mtime or inode changed, and
 //!   re-parsed only when its text did; then only its new or edited documents are parsed
-//!   (`parse_documents_cached`), and only objects that differ are handed on. One Service
+//!   (`rackd_model::FileSource`), and only objects that differ are handed on. One Service
 //!   edited in a file of 27,000 costs one document's parse.
 //! - **Errors.** A file that cannot be read (or is not UTF-8) keeps what it last held; a
 //!   directory that cannot be read at all is reported once per change of state (the last good
@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use rackd_api::configdir::{self, FileRead};
-use rackd_model::{DocCache, ParsedSource, SourceChange, SourceContent, SourceUpdate};
+use rackd_model::{FileSource, SourceUpdate};
 use tokio::io::unix::AsyncFd;
 use tracing::{debug, warn};
 
@@ -56,13 +56,12 @@ fn sig(p: &Path) -> Option<Sig> {
 }
 
 /// One file as last read.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct FileState {
     sig: Option<Sig>,
     /// Hash of the text last parsed (`None`: last read failed).
     text_hash: Option<u64>,
-    cache: DocCache,
-    content: SourceContent,
+    source: FileSource,
 }
 
 struct InotifyFd(Inotify);
@@ -95,12 +94,11 @@ pub struct DirSource {
     scans: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// A fixed-key hash (the same text hashes the same on every read).
+/// A fixed-key hash (the same text hashes the same on every read), fast on megabytes.
 fn hash_text(text: &str) -> u64 {
-    use std::hash::Hasher;
-    let mut h = std::hash::DefaultHasher::new();
-    h.write(text.as_bytes());
-    h.finish()
+    use std::hash::BuildHasher;
+    static STATE: std::sync::OnceLock<hashbrown::DefaultHashBuilder> = std::sync::OnceLock::new();
+    STATE.get_or_init(Default::default).hash_one(text)
 }
 
 impl DirSource {
@@ -227,31 +225,31 @@ impl DirSource {
         let mut updates = Vec::new();
         for p in &paths {
             let now = sig(p);
-            let st = self.files.entry(p.clone()).or_default();
+            let st = self.files.entry(p.clone()).or_insert_with(|| FileState {
+                sig: None,
+                text_hash: None,
+                source: FileSource::new(p.display().to_string()),
+            });
             if now.is_some() && st.sig == now {
                 continue;
             }
             st.sig = now;
-            let name = p.display().to_string();
-            let parsed = match configdir::read(p) {
+            let update = match configdir::read(p) {
                 FileRead::Text(text) => {
                     let h = hash_text(&text);
                     if st.text_hash == Some(h) {
                         continue;
                     }
                     st.text_hash = Some(h);
-                    rackd_model::parse_documents_cached(&name, &text, &mut st.cache)
+                    st.source.update(&text)
                 }
                 // Listed a moment ago: treat as a deletion, next scan will tell.
                 FileRead::Gone => continue,
                 FileRead::Problem(message) => {
                     st.text_hash = None;
-                    st.cache = DocCache::default();
-                    ParsedSource::unreadable(&name, message)
+                    st.source.unreadable(message)
                 }
             };
-            let (update, content) = st.content.update_to(&parsed);
-            st.content = content;
             updates.push(update);
         }
         let gone: Vec<PathBuf> = self
@@ -261,11 +259,9 @@ impl DirSource {
             .cloned()
             .collect();
         for p in gone {
-            self.files.remove(&p);
-            updates.push(SourceUpdate {
-                source: p.display().to_string().into(),
-                change: SourceChange::Removed,
-            });
+            if let Some(st) = self.files.remove(&p) {
+                updates.push(st.source.removed());
+            }
         }
         Ok(updates)
     }
@@ -316,7 +312,7 @@ impl ConfigSource for DirSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rackd_model::{CheckOptions, Kind, Store};
+    use rackd_model::{CheckOptions, Kind, SourceChange, Store};
 
     const SVC: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: NAME, namespace: ns}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\n";
 
