@@ -7,7 +7,11 @@ use rackd_model::{CheckOptions, FileSource, Store};
 fn text(n: usize, edit: Option<usize>) -> String {
     let mut s = String::new();
     for i in 0..n {
-        let ty = if edit == Some(i) { "ClusterIP" } else { "LoadBalancer" };
+        let ty = if edit == Some(i) {
+            "ClusterIP"
+        } else {
+            "LoadBalancer"
+        };
         s.push_str(&format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: scale, labels: {{scale: \"yes\"}}}}\nspec: {{type: {ty}, ipFamilies: [IPv4], ports: [{{port: 80, protocol: TCP}}]}}\n"));
     }
     s
@@ -32,11 +36,17 @@ fn main() {
         let e = Instant::now();
         println!(
             "one document edited: file {:?} apply {:?} ({} changes) errors {:?}",
-            b - a, d - c, applied.changes.len(), e - d
+            b - a,
+            d - c,
+            applied.changes.len(),
+            e - d
         );
     }
     // A document inserted at the top: every other document moves (new origins, no change).
-    let t = format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: first, namespace: scale}}\nspec: {{type: ClusterIP, ports: [{{port: 80}}]}}\n{}", text(n, None));
+    let t = format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: first, namespace: scale}}\nspec: {{type: ClusterIP, ports: [{{port: 80}}]}}\n{}",
+        text(n, None)
+    );
     let a = Instant::now();
     let u = file.update(&t);
     let b = Instant::now();

@@ -82,7 +82,8 @@ impl FileSource {
     fn apply_whole(&mut self, parsed: &ParsedSource) -> SourceUpdate {
         let (u, content) = self.content.update_to(parsed);
         self.content = content;
-        self.duplicates = matches!(&u.change, SourceChange::Update { duplicates, .. } if !duplicates.is_empty());
+        self.duplicates =
+            matches!(&u.change, SourceChange::Update { duplicates, .. } if !duplicates.is_empty());
         u
     }
 

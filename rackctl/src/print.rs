@@ -635,15 +635,32 @@ mod tests {
             ..Default::default()
         };
         let text = status_text(&s);
-        assert!(text.contains("Controllers:     lbipam=failing (3 runs, 1 errors)"), "{text}");
-        assert!(text.contains("  - lbipam: LB-IPAM state could not be saved"), "{text}");
+        assert!(
+            text.contains("Controllers:     lbipam=failing (3 runs, 1 errors)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  - lbipam: LB-IPAM state could not be saved"),
+            "{text}"
+        );
         assert!(text.contains("Conditions:      2"), "{text}");
         assert!(text.contains("  Service shop/web\n    cilium.io/IPAMRequestSatisfied=False no_pool: There are no enabled"), "{text}");
-        assert!(text.contains("  dir:/etc/rackd\n    rackd.io/SourceUnavailable=True Failed: cannot read"), "{text}");
+        assert!(
+            text.contains(
+                "  dir:/etc/rackd\n    rackd.io/SourceUnavailable=True Failed: cannot read"
+            ),
+            "{text}"
+        );
         let j = serde_json::to_value(&s).unwrap();
         assert_eq!(j["conditions"][0]["object"]["kind"], "Service");
-        assert_eq!(j["conditions"][0]["condition"]["type"], "cilium.io/IPAMRequestSatisfied");
+        assert_eq!(
+            j["conditions"][0]["condition"]["type"],
+            "cilium.io/IPAMRequestSatisfied"
+        );
         assert_eq!(j["conditions"][0]["condition"]["status"], "False");
-        assert_eq!(j["controllers"][0]["last-error"], "LB-IPAM state could not be saved");
+        assert_eq!(
+            j["controllers"][0]["last-error"],
+            "LB-IPAM state could not be saved"
+        );
     }
 }

@@ -91,12 +91,14 @@ fn main() {
         for (label, bin) in order {
             let r = shape_bench::run_one(label, bin, &cfg, run);
             let lat: Vec<f64> = r.edits.iter().map(|e| e.latency_ms).collect();
+            let wire: Vec<f64> = r.edits.iter().filter_map(|e| e.wire_ms).collect();
             let cpu: f64 = r.edits.iter().map(|e| e.cpu_ms).sum::<f64>() / r.edits.len() as f64;
             println!(
-                "run {run} {label}: load {:.2} s; edit latency median {:.1} ms (max {:.1}); CPU/edit {:.1} ms; peers p99 idle {:.2} ms, loading {:.2} ms ({} requests)",
+                "run {run} {label}: load {:.2} s; edit latency median {:.1} ms (max {:.1}), to the wire {:.1} ms; CPU/edit {:.1} ms; peers p99 idle {:.2} ms, loading {:.2} ms ({} requests)",
                 r.load_s,
                 quantile(&lat, 0.5),
                 quantile(&lat, 1.0),
+                quantile(&wire, 0.5),
                 cpu,
                 quantile(&r.peers_idle_ms, 0.99),
                 quantile(&r.peers_loaded_ms, 0.99),
@@ -123,6 +125,10 @@ fn main() {
             .iter()
             .flat_map(|r| r.edits.iter().map(|e| e.latency_ms))
             .collect();
+        let wire: Vec<f64> = rs
+            .iter()
+            .flat_map(|r| r.edits.iter().filter_map(|e| e.wire_ms))
+            .collect();
         let cpu: Vec<f64> = rs
             .iter()
             .flat_map(|r| r.edits.iter().map(|e| e.cpu_ms))
@@ -140,6 +146,7 @@ fn main() {
             label.clone(),
             serde_json::json!({
                 "edit_latency_ms": stats(&all),
+                "edit_to_wire_ms": stats(&wire),
                 "edit_latency_ms_by_kind": by_kind,
                 "cpu_ms_per_edit_mean": cpu.iter().sum::<f64>() / cpu.len().max(1) as f64,
                 "cpu_ms_per_edit": stats(&cpu),

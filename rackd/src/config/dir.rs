@@ -1,9 +1,10 @@
 //! The directory source: `*.yaml`, `*.yml` and `*.json` files, each file one source of the
 //! [`rackd_model::Store`], turned into per-object changes here.
 //!
-//! - **Seeing changes.** inotify on the directory wakes a scan within milliseconds of a file
-//!   being written, renamed in or out, or deleted (a burst of events is gathered for
-//!   [`SETTLE`] first, so a file is not read halfway through a write). Polling (every
+//! - **Seeing changes.** inotify on the directory wakes a scan within a millisecond of a file
+//!   being closed after writing, renamed in or out, or deleted; writes alone wait for the
+//!   writer to close the file ([`PARTIAL_WRITE_WAIT`] at most), so a file is not read halfway
+//!   through a write. Polling (every
 //!   `--config-poll-interval`, 250 ms by default) stays as the safety net: it sees through
 //!   what inotify cannot (a bind mount replaced from outside, a directory that appears after
 //!   the daemon started, inotify being unavailable), with one code path for both.
@@ -30,8 +31,19 @@ use tracing::{debug, warn};
 
 use super::{Batch, ConfigSource, Health};
 
-/// How long a burst of file events is gathered before the scan.
-pub const SETTLE: Duration = Duration::from_millis(10);
+/// How long the rest of a burst of file events is gathered before the scan.
+pub const SETTLE: Duration = Duration::from_millis(1);
+/// How long a file being written (writes seen, not closed yet) is waited for.
+pub const PARTIAL_WRITE_WAIT: Duration = Duration::from_millis(100);
+
+/// What the file events say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    /// Something is complete to read.
+    Complete,
+    /// The watch is gone (or unreadable): poll until it is set up again.
+    Lost,
+}
 
 /// What identifies a file version cheaply; contents are re-read only when it changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,8 +170,13 @@ impl DirSource {
         }
     }
 
-    /// Waits for the next poll tick or file event (then lets a burst settle). Cancel-safe:
-    /// the tick keeps its deadline across cancellation, and unread events stay queued.
+    /// Waits for the next poll tick or file event. Cancel-safe: the tick keeps its deadline
+    /// across cancellation, and unread events stay queued.
+    ///
+    /// A file that was closed after writing, renamed in or out, or deleted is complete: the
+    /// scan follows at once (after [`SETTLE`], to take the rest of a burst along). A new file
+    /// or writes alone mean a writer is still at it: the scan waits for it to close the file,
+    /// [`PARTIAL_WRITE_WAIT`] at most (a symlink created in place is seen then).
     async fn wait(&mut self) {
         let every = self.interval;
         let ticker = self.ticker.get_or_insert_with(|| {
@@ -167,44 +184,67 @@ impl DirSource {
             i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             i
         });
-        let event = async {
-            match &self.inotify {
-                Some(fd) => loop {
-                    let Ok(mut guard) = fd.readable().await else {
-                        return false;
-                    };
-                    match guard.try_io(|inner| {
-                        inner
-                            .get_ref()
-                            .0
-                            .read_events()
-                            .map_err(std::io::Error::from)
-                    }) {
-                        // The watch is gone (directory deleted or moved): say so, so it is
-                        // set up again on the next scan.
-                        Ok(Ok(evs)) => {
-                            return !evs.iter().any(|e| {
-                                e.mask.intersects(
-                                    AddWatchFlags::IN_IGNORED
-                                        | AddWatchFlags::IN_DELETE_SELF
-                                        | AddWatchFlags::IN_MOVE_SELF,
-                                )
-                            });
+        let inotify = &self.inotify;
+        let events = async {
+            let Some(fd) = inotify else {
+                return std::future::pending::<Event>().await;
+            };
+            let mut writing_since: Option<tokio::time::Instant> = None;
+            loop {
+                let ready = match writing_since {
+                    None => fd.readable().await.ok(),
+                    Some(t) => {
+                        match tokio::time::timeout_at(t + PARTIAL_WRITE_WAIT, fd.readable()).await {
+                            Ok(r) => r.ok(),
+                            // The writer never closed the file: read what is there.
+                            Err(_) => return Event::Complete,
                         }
-                        Ok(Err(_)) => return false,
-                        Err(_would_block) => continue,
                     }
-                },
-                None => std::future::pending().await,
+                };
+                let Some(mut guard) = ready else {
+                    return Event::Lost;
+                };
+                let Ok(read) = guard.try_io(|inner| {
+                    inner
+                        .get_ref()
+                        .0
+                        .read_events()
+                        .map_err(std::io::Error::from)
+                }) else {
+                    continue;
+                };
+                let Ok(evs) = read else {
+                    return Event::Lost;
+                };
+                let mut complete = false;
+                for e in &evs {
+                    if e.mask.intersects(
+                        AddWatchFlags::IN_IGNORED
+                            | AddWatchFlags::IN_DELETE_SELF
+                            | AddWatchFlags::IN_MOVE_SELF,
+                    ) {
+                        // The watch is gone (directory deleted or moved): set it up again
+                        // on the next scan.
+                        return Event::Lost;
+                    }
+                    // A new file or writes: its writer may be at it still.
+                    complete |= !e
+                        .mask
+                        .intersects(AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CREATE);
+                }
+                if complete {
+                    return Event::Complete;
+                }
+                writing_since.get_or_insert_with(tokio::time::Instant::now);
             }
         };
         tokio::select! {
             _ = ticker.tick() => {}
-            keep = event => {
-                if !keep {
+            ev = events => {
+                if ev == Event::Lost {
                     self.inotify = None;
                 }
-                // Gather the rest of the burst.
+                // Take the rest of the burst along.
                 tokio::time::sleep(SETTLE).await;
                 if let Some(fd) = &self.inotify
                     && let Some(Ok(mut guard)) = futures::FutureExt::now_or_never(fd.readable())
@@ -397,6 +437,40 @@ mod tests {
             .expect("seen through inotify, not the hourly poll");
         assert_eq!(count(&b), (1, 0));
         writer.await.unwrap();
+    }
+
+    /// A file written in two parts is read once its writer closes it, not halfway (which
+    /// would report a parse error for a moment).
+    #[tokio::test]
+    async fn a_file_is_read_when_its_writer_closes_it() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_owned();
+        let mut src = DirSource::new(&d, Duration::from_secs(3600));
+        let _ = src.next().await;
+        let text = svc("w");
+        let (head, tail) = text.split_at(text.len() / 2);
+        let (head, tail) = (head.to_owned(), tail.to_owned());
+        let writer = std::thread::spawn(move || {
+            let mut f = std::fs::File::create(d.join("w.yaml")).unwrap();
+            f.write_all(head.as_bytes()).unwrap();
+            f.flush().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(40));
+            f.write_all(tail.as_bytes()).unwrap();
+        });
+        let b = tokio::time::timeout(Duration::from_secs(30), src.next())
+            .await
+            .unwrap();
+        writer.join().unwrap();
+        let errors: usize = b
+            .updates
+            .iter()
+            .map(|u| match &u.change {
+                SourceChange::Update { errors, .. } => errors.len(),
+                SourceChange::Removed => 0,
+            })
+            .sum();
+        assert_eq!((count(&b), errors), ((1, 0), 0), "{b:?}");
     }
 
     /// Raced in a `select!` against an event that comes three times per poll interval (the

@@ -245,3 +245,148 @@ impl Drop for RouteWatch {
         }
     }
 }
+
+/// BGP UPDATE messages arriving at an interface of a namespace from one sender, timestamped
+/// on arrival: an AF_PACKET socket opened in the namespace, read by a thread. Tells rackd's
+/// share of an end-to-end time (edit → UPDATE on the wire) from the peer's (UPDATE → route
+/// in the kernel: FRR holds its route processing queue for up to 50 ms).
+pub struct WireWatch {
+    updates: Arc<Mutex<Vec<Instant>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Whether `frame` (Ethernet) is an IPv4 or IPv6 TCP segment from one of `from` carrying a
+/// BGP UPDATE (marker, then type 2). Bounds-checked throughout.
+fn is_update_from(frame: &[u8], from: &[std::net::IpAddr]) -> bool {
+    let Some(ethertype) = frame.get(12..14) else {
+        return false;
+    };
+    let (src, l4, proto) = match ethertype {
+        [0x08, 0x00] => {
+            let ip = &frame[14..];
+            let Some(&vihl) = ip.first() else {
+                return false;
+            };
+            let ihl = usize::from(vihl & 0x0f) * 4;
+            let (Some(s), Some(&p)) = (ip.get(12..16), ip.get(9)) else {
+                return false;
+            };
+            let src: [u8; 4] = s.try_into().unwrap_or_default();
+            (std::net::IpAddr::from(src), ip.get(ihl..), p)
+        }
+        [0x86, 0xdd] => {
+            let ip = &frame[14..];
+            let (Some(s), Some(&p)) = (ip.get(8..24), ip.get(6)) else {
+                return false;
+            };
+            let src: [u8; 16] = s.try_into().unwrap_or_default();
+            (std::net::IpAddr::from(src), ip.get(40..), p)
+        }
+        _ => return false,
+    };
+    if proto != 6 || !from.contains(&src) {
+        return false;
+    }
+    let Some(tcp) = l4 else { return false };
+    let Some(&off) = tcp.get(12) else {
+        return false;
+    };
+    let Some(payload) = tcp.get(usize::from(off >> 4) * 4..) else {
+        return false;
+    };
+    // Any BGP message in the segment: 16 bytes of 0xff, length (2), type (1).
+    payload
+        .windows(19)
+        .any(|w| w[..16].iter().all(|b| *b == 0xff) && w[18] == 2)
+}
+
+impl WireWatch {
+    /// Starts watching `dev` in `ns` for UPDATEs sent by any of `from`.
+    pub fn start(ns: &Netns, dev: &str, from: Vec<std::net::IpAddr>) -> WireWatch {
+        let ifindex = ns.ifindex(dev).unwrap();
+        let fd = ns
+            .enter(|| {
+                let proto = (libc::ETH_P_ALL as u16).to_be();
+                // SAFETY: plain socket(2); the result is checked before use.
+                let fd = unsafe {
+                    libc::socket(
+                        libc::AF_PACKET,
+                        libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                        i32::from(proto),
+                    )
+                };
+                assert!(
+                    fd >= 0,
+                    "packet socket: {}",
+                    std::io::Error::last_os_error()
+                );
+                // SAFETY: we own the fresh descriptor.
+                unsafe { OwnedFd::from_raw_fd(fd) }
+            })
+            .unwrap();
+        let timeout = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 100_000,
+        };
+        // SAFETY: setsockopt/bind with correctly sized values on our socket.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&raw const timeout).cast(),
+                size_of::<libc::timeval>() as u32,
+            );
+            let mut sa: libc::sockaddr_ll = std::mem::zeroed();
+            sa.sll_family = libc::AF_PACKET as u16;
+            sa.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+            sa.sll_ifindex = ifindex as i32;
+            let rc = libc::bind(
+                fd.as_raw_fd(),
+                (&raw const sa).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            );
+            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        }
+        let updates = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (u, s) = (updates.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while !s.load(Ordering::Relaxed) {
+                // SAFETY: recv into our buffer, length bounded by it.
+                let n =
+                    unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+                let at = Instant::now();
+                if n > 0 && is_update_from(&buf[..n as usize], &from) {
+                    u.lock().unwrap().push(at);
+                }
+            }
+        });
+        WireWatch {
+            updates,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The first UPDATE seen at or after `t0`.
+    pub fn first_after(&self, t0: Instant) -> Option<Instant> {
+        self.updates
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|t| **t >= t0)
+            .copied()
+    }
+}
+
+impl Drop for WireWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

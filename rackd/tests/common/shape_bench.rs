@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::Lab;
-use super::route_watch::RouteWatch;
+use super::route_watch::{RouteWatch, WireWatch};
 
 /// What to run.
 #[derive(Debug, Clone, Serialize)]
@@ -37,6 +37,9 @@ pub struct EditSample {
     /// a ClusterIP: its route goes), `restore` (turned back: its route comes back).
     pub kind: &'static str,
     pub latency_ms: f64,
+    /// Edit → the first BGP UPDATE from rackd on the ToR's wire: rackd's share of
+    /// `latency_ms` (the rest is FRR's processing and zebra's install).
+    pub wire_ms: Option<f64>,
     /// Daemon CPU from the edit to 300 ms after the route change, minus the idle rate over the
     /// same time (clock ticks of 10 ms: meaningful as a mean over many edits).
     pub cpu_ms: f64,
@@ -170,6 +173,14 @@ fn settle(watch: &RouteWatch) {
 pub fn run_one(label: &str, bin: &Path, cfg: &Config, run: usize) -> RunResult {
     let mut lab = Lab::prepare("rk-shape");
     let watch = RouteWatch::start(&lab.tor_ns);
+    let wire = WireWatch::start(
+        &lab.tor_ns,
+        "eth1",
+        vec![
+            "10.0.1.2".parse().unwrap(),
+            "fd00:10:0:1::2".parse().unwrap(),
+        ],
+    );
     lab.start_rackd_bin(bin.to_str().unwrap(), &[]);
     lab.tor
         .wait_established("10.0.1.2".parse().unwrap(), Duration::from_secs(60))
@@ -203,7 +214,6 @@ pub fn run_one(label: &str, bin: &Path, cfg: &Config, run: usize) -> RunResult {
 
     // (a) edits: add, withdraw, restore, ...
     let mut edits = Vec::new();
-    let mut target = 0usize;
     for i in 0..cfg.edits {
         let (kind, tmp, path) = match i % 3 {
             0 => {
@@ -211,7 +221,7 @@ pub fn run_one(label: &str, bin: &Path, cfg: &Config, run: usize) -> RunResult {
                 ("add", stage(&p, &one_service(&format!("e{i}"))), p)
             }
             1 => {
-                target = (i * 7919) % cfg.services;
+                let target = (i * 7919) % cfg.services;
                 (
                     "withdraw",
                     stage(&scale, &scale_text(cfg.services, Some(target))),
@@ -248,10 +258,13 @@ pub fn run_one(label: &str, bin: &Path, cfg: &Config, run: usize) -> RunResult {
         let window = t0.elapsed();
         let cpu =
             (cpu_ticks(pid) - c0) as f64 * tick_ms() - idle_cpu_ms_per_s * window.as_secs_f64();
-        let _ = target;
         edits.push(EditSample {
             kind,
             latency_ms: latency.as_secs_f64() * 1e3,
+            wire_ms: wire
+                .first_after(t0)
+                .filter(|t| *t <= ev.at)
+                .map(|t| (t - t0).as_secs_f64() * 1e3),
             cpu_ms: cpu,
             window_ms: window.as_secs_f64() * 1e3,
         });
