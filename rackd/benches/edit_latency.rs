@@ -188,7 +188,11 @@ fn main() {
         quantile(&watch_ceiling, 0.5)
     );
     if let Some(path) = arg(&args, "--out") {
+        // Relative to the workspace root (cargo runs benches in the package's directory).
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(path);
         std::fs::write(&path, text).unwrap();
-        println!("raw data: {path}");
+        println!("raw data: {}", path.display());
     }
 }
