@@ -132,6 +132,9 @@ fn main() {
     println!("{}", serde_json::to_string_pretty(&out["medians_ms"]).unwrap());
     if let Some(path) = arg(&args, "--out") {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
         std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap()).unwrap();
         println!("raw data: {}", path.display());
     }
