@@ -1270,19 +1270,9 @@ impl LbIpam {
         let mut entries = Vec::with_capacity(views.len());
         for ((view, assignments), failure) in views.iter().zip(assignments).zip(failures) {
             let satisfied = view.satisfied_by(&work.held[view.idx]);
-            let (reason, message) = match (satisfied, failure) {
-                (true, _) | (false, None) => (Reason::Satisfied, String::new()),
-                (false, Some(f)) => (f.reason, f.message),
-            };
             entries.push((
                 view.spec.key.clone(),
-                ServiceOutcome {
-                    assignments,
-                    satisfied,
-                    reason,
-                    message,
-                    invalid_requested_ips: view.invalid().to_vec(),
-                },
+                service_outcome(view, assignments, satisfied, failure),
             ));
         }
         // The working set goes before the map's nodes are allocated, so they can reuse its
@@ -1332,5 +1322,26 @@ impl LbIpam {
                 )
             })
             .collect()
+    }
+}
+
+/// A service's outcome: its addresses, whether its request is met and, if not, why (the
+/// failure of its last attempt), in Cilium's condition terms.
+fn service_outcome(
+    view: &View<'_>,
+    assignments: Vec<Assignment>,
+    satisfied: bool,
+    failure: Option<Failure>,
+) -> ServiceOutcome {
+    let (reason, message) = match (satisfied, failure) {
+        (true, _) | (false, None) => (Reason::Satisfied, String::new()),
+        (false, Some(f)) => (f.reason, f.message),
+    };
+    ServiceOutcome {
+        assignments,
+        satisfied,
+        reason,
+        message,
+        invalid_requested_ips: view.invalid().to_vec(),
     }
 }

@@ -101,6 +101,22 @@ struct Header {
     version: u32,
 }
 
+/// One line as `T`: `Ok(None)` when it does not parse and is the last line (a cut append).
+fn parse_line<T: serde::de::DeserializeOwned>(
+    line: &[u8],
+    line_no: usize,
+    last: bool,
+) -> Result<Option<T>, StateError> {
+    match serde_json::from_slice(line) {
+        Ok(v) => Ok(Some(v)),
+        Err(_) if last => Ok(None),
+        Err(source) => Err(StateError::JournalMalformed {
+            line: line_no,
+            source,
+        }),
+    }
+}
+
 impl Journal {
     /// The header line a journal file starts with (newline included).
     pub fn header() -> Vec<u8> {
@@ -133,23 +149,17 @@ impl Journal {
             };
             let (line, after) = rest.split_at(end);
             let after = after.get(1..).unwrap_or_default();
-            let last = after.is_empty();
+            // A line that is not JSON is a cut append if it is the last one, corruption
+            // anywhere else.
+            let torn = Journal {
+                records: Vec::new(),
+                torn: true,
+                valid_len,
+            };
             if line_no == 1 {
-                let header: Header = match serde_json::from_slice(line) {
-                    Ok(h) => h,
-                    Err(_) if last => {
-                        return Ok(Journal {
-                            records,
-                            torn: true,
-                            valid_len,
-                        });
-                    }
-                    Err(source) => {
-                        return Err(StateError::JournalMalformed {
-                            line: line_no,
-                            source,
-                        });
-                    }
+                let header: Header = match parse_line(line, line_no, after.is_empty())? {
+                    Some(h) => h,
+                    None => return Ok(torn),
                 };
                 if header.format != JOURNAL_FORMAT {
                     return Err(StateError::JournalWrongFormat {
@@ -163,21 +173,9 @@ impl Journal {
                     });
                 }
             } else {
-                let record: JournalRecord = match serde_json::from_slice(line) {
-                    Ok(r) => r,
-                    Err(_) if last => {
-                        return Ok(Journal {
-                            records,
-                            torn: true,
-                            valid_len,
-                        });
-                    }
-                    Err(source) => {
-                        return Err(StateError::JournalMalformed {
-                            line: line_no,
-                            source,
-                        });
-                    }
+                let record: JournalRecord = match parse_line(line, line_no, after.is_empty())? {
+                    Some(r) => r,
+                    None => return Ok(Journal { records, ..torn }),
                 };
                 // A cut append never yields well-formed JSON, so a broken invariant is
                 // corruption even on the last line.

@@ -16,9 +16,9 @@ use std::net::IpAddr;
 
 use common::*;
 use lbipam::{
-    ANNOTATION_IPS, ANNOTATION_SHARING_KEY, Block, CLASS_BGP_CONTROL_PLANE, Commit, Config,
-    ExternalTrafficPolicy, Family, FullReason, Incremental, IpFamilyPolicy, Journal, JournalRecord,
-    LbIpam, Outcome, PersistedState, PoolSpec, Reason, ServiceKey, ServiceOutcome, ServiceSpec,
+    ANNOTATION_SHARING_KEY, Block, CLASS_BGP_CONTROL_PLANE, Commit, Config, FullReason,
+    Incremental, Journal, JournalRecord, LbIpam, Outcome, PersistedState, PoolSpec, Reason,
+    ServiceKey, ServiceOutcome, ServiceSpec,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
@@ -89,33 +89,17 @@ fn arb_service() -> impl Strategy<Value = ServiceSpec> {
     )
         .prop_map(
             |((ns, name), tier, key, ports, fam, req, local, ingress, kind)| {
-                let mut s = svc(&format!("ns{ns}"), &format!("svc{name}"));
-                s.labels = labels(&[("tier", &tier.to_string())]);
-                if let Some(k) = key {
-                    s.annotations
-                        .insert(ANNOTATION_SHARING_KEY.into(), format!("key{k}"));
-                }
-                s.ports = ports;
-                match fam {
-                    0 => {}
-                    1 => {
-                        s.ip_family_policy = Some(IpFamilyPolicy::SingleStack);
-                        s.ip_families = vec![Family::V6];
-                    }
-                    2 => {
-                        s.ip_family_policy = Some(IpFamilyPolicy::PreferDualStack);
-                        s.ip_families = vec![Family::V4, Family::V6];
-                    }
-                    _ => s.ip_family_policy = Some(IpFamilyPolicy::RequireDualStack),
-                }
-                if let Some(r) = req {
-                    s.annotations
-                        .insert(ANNOTATION_IPS.into(), format!("10.0.0.{r}"));
-                }
-                if local {
-                    s.external_traffic_policy = ExternalTrafficPolicy::Local;
-                    s.pod_selector = labels(&[("app", "x")]);
-                }
+                let mut s = dressed(
+                    svc(&format!("ns{ns}"), &format!("svc{name}")),
+                    Traits {
+                        tier,
+                        key,
+                        ports,
+                        family: fam,
+                        requested: req,
+                        local,
+                    },
+                );
                 if let Some(i) = ingress {
                     // A published address from elsewhere (migration): adopted when free.
                     s.current_ingress = vec![format!("10.0.0.{i}").parse().unwrap()];

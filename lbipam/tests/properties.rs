@@ -11,9 +11,8 @@ use std::net::IpAddr;
 
 use common::*;
 use lbipam::{
-    ANNOTATION_IPS, ANNOTATION_SHARING_KEY, Block, Config, ExternalTrafficPolicy, Family,
-    IpFamilyPolicy, LbIpam, Outcome, PersistedState, PoolSpec, SERVICE_NAMESPACE_LABEL, ServiceKey,
-    ServiceSelector, ServiceSpec, service_selector_labels,
+    ANNOTATION_SHARING_KEY, Block, Config, Family, LbIpam, Outcome, PersistedState, PoolSpec,
+    SERVICE_NAMESPACE_LABEL, ServiceKey, ServiceSelector, ServiceSpec, service_selector_labels,
 };
 use proptest::prelude::*;
 
@@ -77,34 +76,17 @@ fn arb_service(idx: usize) -> impl Strategy<Value = ServiceSpec> {
         any::<bool>(),
     )
         .prop_map(move |(ns, tier, key, ports, fam, req, local)| {
-            let mut s = svc(&format!("ns{ns}"), &format!("svc{idx}"));
-            s.labels = labels(&[("tier", &tier.to_string())]);
-            if let Some(k) = key {
-                s.annotations
-                    .insert(ANNOTATION_SHARING_KEY.into(), format!("key{k}"));
-            }
-            s.ports = ports;
-            match fam {
-                0 => {}
-                1 => {
-                    s.ip_family_policy = Some(IpFamilyPolicy::SingleStack);
-                    s.ip_families = vec![Family::V6];
-                }
-                2 => {
-                    s.ip_family_policy = Some(IpFamilyPolicy::PreferDualStack);
-                    s.ip_families = vec![Family::V4, Family::V6];
-                }
-                _ => s.ip_family_policy = Some(IpFamilyPolicy::RequireDualStack),
-            }
-            if let Some(r) = req {
-                s.annotations
-                    .insert(ANNOTATION_IPS.into(), format!("10.0.0.{r}"));
-            }
-            if local {
-                s.external_traffic_policy = ExternalTrafficPolicy::Local;
-                s.pod_selector = labels(&[("app", "x")]);
-            }
-            s
+            dressed(
+                svc(&format!("ns{ns}"), &format!("svc{idx}")),
+                Traits {
+                    tier,
+                    key,
+                    ports,
+                    family: fam,
+                    requested: req,
+                    local,
+                },
+            )
         })
 }
 

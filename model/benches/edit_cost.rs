@@ -16,7 +16,11 @@ use rackd_model::{CheckOptions, FileSource, Snapshot, Store, parse_documents};
 fn text(n: usize, edit: Option<usize>) -> String {
     let mut s = String::with_capacity(n * 190);
     for i in 0..n {
-        let ty = if edit == Some(i) { "ClusterIP" } else { "LoadBalancer" };
+        let ty = if edit == Some(i) {
+            "ClusterIP"
+        } else {
+            "LoadBalancer"
+        };
         s.push_str(&format!(
             "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: scale, labels: {{scale: \"yes\"}}}}\nspec: {{type: {ty}, ipFamilies: [IPv4], ports: [{{port: 80, protocol: TCP}}]}}\n"
         ));
@@ -56,8 +60,12 @@ fn sh(cmd: &str) -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let n: usize = arg(&args, "--docs").and_then(|v| v.parse().ok()).unwrap_or(27_000);
-    let rounds: usize = arg(&args, "--rounds").and_then(|v| v.parse().ok()).unwrap_or(21);
+    let n: usize = arg(&args, "--docs")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(27_000);
+    let rounds: usize = arg(&args, "--rounds")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(21);
     let opts = CheckOptions::default();
     let base = text(n, None);
     let mut file = FileSource::new("f.yaml");
@@ -129,9 +137,14 @@ fn main() {
             "whole_file_parse_and_merge": median(&mut whole.clone()),
         },
     });
-    println!("{}", serde_json::to_string_pretty(&out["medians_ms"]).unwrap());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&out["medians_ms"]).unwrap()
+    );
     if let Some(path) = arg(&args, "--out") {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(path);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).unwrap();
         }

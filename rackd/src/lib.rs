@@ -16,4 +16,6 @@ pub mod metrics;
 pub mod options;
 pub mod sdnotify;
 pub mod state;
+#[cfg(test)]
+mod testing;
 pub mod views;

@@ -34,7 +34,7 @@ use smallvec::SmallVec;
 use super::{Failure, Group, Held, LbIpam, NONE, Pass, SharingIndex, View, ViewOf, Work, hold};
 use crate::addr::{Family, to_u128};
 use crate::keys::SvcId;
-use crate::outcome::{Assignment, Reason, ServiceOutcome};
+use crate::outcome::{Assignment, ServiceOutcome};
 use crate::select::{Classes, LabelSets};
 use crate::spec::{
     ANNOTATION_SHARING_KEY, ANNOTATION_SHARING_KEY_ALIAS, Config, PoolSpec, ServiceKey,
@@ -325,17 +325,7 @@ impl LbIpam {
             })
             .collect();
         let satisfied = view.satisfied_by(&work.held[vi]);
-        let (reason, message) = match (satisfied, failure) {
-            (true, _) | (false, None) => (Reason::Satisfied, String::new()),
-            (false, Some(f)) => (f.reason, f.message),
-        };
-        ServiceOutcome {
-            assignments,
-            satisfied,
-            reason,
-            message,
-            invalid_requested_ips: view.invalid().to_vec(),
-        }
+        super::service_outcome(view, assignments, satisfied, failure)
     }
 }
 

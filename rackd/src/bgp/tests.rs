@@ -6,24 +6,16 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use rackd_model::{CheckOptions, Snapshot, parse_documents};
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 use super::*;
 use crate::lbipam_ctl::LbStatus;
+use crate::testing::{config_state as state, ctx, lab_files};
 
 fn lab(extra: &str, closed: u16) -> String {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/lab");
     let mut text = String::new();
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    names.sort();
-    for p in names {
-        text.push_str(&std::fs::read_to_string(&p).unwrap());
+    for (_, t) in lab_files() {
+        text.push_str(&t);
         text.push_str("\n---\n");
     }
     // Peers on closed loopback ports: sessions never come up, nothing leaves the machine.
@@ -34,16 +26,6 @@ fn lab(extra: &str, closed: u16) -> String {
         .replace("peerAddress: fd00:10::1", "peerAddress: 127.0.0.11")
         .replacen("name: cilium-peer\nspec:\n", &with_port, 1);
     format!("{text}{extra}")
-}
-
-fn state(text: &str) -> Arc<ConfigState> {
-    let out = Snapshot::build(&[parse_documents("t.yaml", text)], &CheckOptions::default());
-    assert!(out.errors.is_empty(), "{:#?}", out.errors);
-    Arc::new(ConfigState {
-        loaded: true,
-        snapshot: out.snapshot,
-        ..ConfigState::default()
-    })
 }
 
 fn svc(i: usize) -> String {
@@ -71,13 +53,6 @@ fn lb_for(cfg: &ConfigState, first: u8) -> Arc<LbStatus> {
         ips,
         ..LbStatus::default()
     })
-}
-
-fn ctx(full: bool) -> Context {
-    Context {
-        full,
-        now: Instant::now(),
-    }
 }
 
 /// One Service added among many: one route added, one export patch per peer, no peer

@@ -295,9 +295,8 @@ pub fn announcement_views(s: &l2announcer::query::Snapshot) -> Vec<rackd_api::An
 #[allow(clippy::disallowed_types, reason = "the test waits in real time")]
 mod tests {
     use super::*;
+    use crate::testing::config_state as state;
     use l2announcer::announcer::{AnnounceLog, RecordingAnnouncer};
-    use rackd_model::{CheckOptions, parse_documents};
-    use tokio::time::Instant;
 
     const CFG: &str = r#"
 apiVersion: v1
@@ -318,16 +317,6 @@ metadata: {name: web, namespace: shop}
 spec: {type: LoadBalancer, ports: [{port: 80}]}
 "#;
 
-    fn state(text: &str) -> Arc<ConfigState> {
-        let out = Snapshot::build(&[parse_documents("t.yaml", text)], &CheckOptions::default());
-        assert!(out.errors.is_empty(), "{:#?}", out.errors);
-        Arc::new(ConfigState {
-            loaded: true,
-            snapshot: out.snapshot,
-            ..ConfigState::default()
-        })
-    }
-
     fn lb(ip: &str) -> Arc<LbStatus> {
         let mut ips = LbIps::new();
         let ip: IpAddr = ip.parse().unwrap();
@@ -341,10 +330,7 @@ spec: {type: LoadBalancer, ports: [{port: 80}]}
     }
 
     fn ctx() -> Context {
-        Context {
-            full: false,
-            now: Instant::now(),
-        }
+        crate::testing::ctx(false)
     }
 
     async fn until(what: &str, mut f: impl FnMut() -> bool) {

@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::controller::Controller;
-use rackd_model::{CheckOptions, parse_documents};
 
 const CFG: &str = r#"
 apiVersion: cilium.io/v2alpha1
@@ -26,22 +25,7 @@ spec:
   ports: [{port: 80, protocol: TCP}]
 "#;
 
-fn state(text: &str) -> Arc<ConfigState> {
-    let out = Snapshot::build(&[parse_documents("t.yaml", text)], &CheckOptions::default());
-    assert!(out.errors.is_empty(), "{:#?}", out.errors);
-    Arc::new(ConfigState {
-        loaded: true,
-        snapshot: out.snapshot,
-        ..ConfigState::default()
-    })
-}
-
-fn ctx(full: bool) -> Context {
-    Context {
-        full,
-        now: Instant::now(),
-    }
-}
+use crate::testing::{config_state as state, ctx};
 
 fn key(ns: &str, n: &str) -> ServiceName {
     (ns.to_owned(), n.to_owned())

@@ -33,9 +33,93 @@ pub struct RouteEvent {
 /// The watcher; dropping it stops the thread.
 pub struct RouteWatch {
     events: Arc<Mutex<Vec<RouteEvent>>>,
-    stop: Arc<AtomicBool>,
     overrun: Arc<AtomicBool>,
+    _reader: Reader,
+}
+
+/// A socket opened inside `ns` (it stays there after we leave), with a 100 ms receive
+/// timeout so its reader notices when to stop.
+fn socket_in(ns: &Netns, domain: i32, ty: i32, proto: i32) -> OwnedFd {
+    let fd = ns
+        .enter(|| {
+            // SAFETY: plain socket(2); the result is checked before use.
+            let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) };
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            // SAFETY: we own the fresh descriptor.
+            unsafe { OwnedFd::from_raw_fd(fd) }
+        })
+        .unwrap();
+    let timeout = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 100_000,
+    };
+    // SAFETY: setsockopt with a correctly sized value on our socket.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&raw const timeout).cast(),
+            size_of::<libc::timeval>() as u32,
+        );
+    }
+    fd
+}
+
+/// Binds `fd` to `addr` (a sockaddr of the socket's family).
+fn bind<A>(fd: &OwnedFd, addr: &A) {
+    // SAFETY: bind with the address's own size on our socket.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (addr as *const A).cast(),
+            size_of::<A>() as u32,
+        )
+    };
+    assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+}
+
+/// A thread reading datagrams from a socket, each handed with its arrival time to a
+/// callback (errors too); stopped and joined on drop.
+struct Reader {
+    stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+}
+
+impl Reader {
+    fn spawn(
+        fd: OwnedFd,
+        mut on: impl FnMut(Result<&[u8], std::io::Error>, Instant) + Send + 'static,
+    ) -> Reader {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 20];
+            while !s.load(Ordering::Relaxed) {
+                // SAFETY: recv into our buffer, length bounded by it.
+                let n =
+                    unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+                let at = Instant::now();
+                match usize::try_from(n) {
+                    Ok(n) => on(Ok(&buf[..n]), at),
+                    Err(_) => on(Err(std::io::Error::last_os_error()), at),
+                }
+            }
+        });
+        Reader {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
@@ -97,33 +181,11 @@ fn parse(buf: &[u8], at: Instant, out: &mut Vec<RouteEvent>) {
 impl RouteWatch {
     /// Starts watching `ns`'s IPv4 routes.
     pub fn start(ns: &Netns) -> RouteWatch {
-        let fd = ns
-            .enter(|| {
-                // SAFETY: plain socket(2); the result is checked before use.
-                let fd = unsafe {
-                    libc::socket(
-                        libc::AF_NETLINK,
-                        libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                        libc::NETLINK_ROUTE,
-                    )
-                };
-                assert!(
-                    fd >= 0,
-                    "netlink socket: {}",
-                    std::io::Error::last_os_error()
-                );
-                // SAFETY: we own the fresh descriptor.
-                unsafe { OwnedFd::from_raw_fd(fd) }
-            })
-            .unwrap();
+        let fd = socket_in(ns, libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_ROUTE);
         // 27,000 routes arrive within a second or two: a deep queue, so none is lost (loss
         // would show as ENOBUFS, which fails the run).
         let big: libc::c_int = 64 << 20;
-        let timeout = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 100_000,
-        };
-        // SAFETY: setsockopt/bind with correctly sized values on our socket.
+        // SAFETY: setsockopt with a correctly sized value on our socket.
         unsafe {
             libc::setsockopt(
                 fd.as_raw_fd(),
@@ -132,54 +194,33 @@ impl RouteWatch {
                 (&raw const big).cast(),
                 size_of::<libc::c_int>() as u32,
             );
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&raw const timeout).cast(),
-                size_of::<libc::timeval>() as u32,
-            );
-            let mut sa: libc::sockaddr_nl = std::mem::zeroed();
-            sa.nl_family = libc::AF_NETLINK as u16;
-            sa.nl_groups = RTMGRP_IPV4_ROUTE;
-            let rc = libc::bind(
-                fd.as_raw_fd(),
-                (&raw const sa).cast(),
-                size_of::<libc::sockaddr_nl>() as u32,
-            );
-            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
         }
+        // SAFETY: an all-zero sockaddr_nl is valid; the fields that matter are set below.
+        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        sa.nl_family = libc::AF_NETLINK as u16;
+        sa.nl_groups = RTMGRP_IPV4_ROUTE;
+        bind(&fd, &sa);
         let events = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
         let overrun = Arc::new(AtomicBool::new(false));
-        let (e, s, o) = (events.clone(), stop.clone(), overrun.clone());
-        let thread = std::thread::spawn(move || {
-            let mut buf = vec![0u8; 1 << 20];
-            let mut batch = Vec::new();
-            while !s.load(Ordering::Relaxed) {
-                // SAFETY: recv into our buffer, length bounded by it.
-                let n =
-                    unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-                let at = Instant::now();
-                if n < 0 {
-                    let err = std::io::Error::last_os_error();
-                    if err.raw_os_error() == Some(libc::ENOBUFS) {
-                        o.store(true, Ordering::Relaxed);
-                    }
-                    continue;
-                }
+        let (e, o) = (events.clone(), overrun.clone());
+        let mut batch = Vec::new();
+        let reader = Reader::spawn(fd, move |r, at| match r {
+            Ok(buf) => {
                 batch.clear();
-                parse(&buf[..n as usize], at, &mut batch);
+                parse(buf, at, &mut batch);
                 if !batch.is_empty() {
                     e.lock().unwrap().extend_from_slice(&batch);
                 }
             }
+            Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) => {
+                o.store(true, Ordering::Relaxed);
+            }
+            Err(_) => {}
         });
         RouteWatch {
             events,
-            stop,
             overrun,
-            thread: Some(thread),
+            _reader: reader,
         }
     }
 
@@ -237,23 +278,13 @@ impl RouteWatch {
     }
 }
 
-impl Drop for RouteWatch {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// BGP UPDATE messages arriving at an interface of a namespace from one sender, timestamped
 /// on arrival: an AF_PACKET socket opened in the namespace, read by a thread. Tells rackd's
 /// share of an end-to-end time (edit → UPDATE on the wire) from the peer's (UPDATE → route
 /// in the kernel: FRR holds its route processing queue for up to 50 ms).
 pub struct WireWatch {
     updates: Arc<Mutex<Vec<Instant>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _reader: Reader,
 }
 
 /// Whether `frame` (Ethernet) is an IPv4 or IPv6 TCP segment from one of `from` carrying a
@@ -305,69 +336,26 @@ impl WireWatch {
     /// Starts watching `dev` in `ns` for UPDATEs sent by any of `from`.
     pub fn start(ns: &Netns, dev: &str, from: Vec<std::net::IpAddr>) -> WireWatch {
         let ifindex = ns.ifindex(dev).unwrap();
-        let fd = ns
-            .enter(|| {
-                let proto = (libc::ETH_P_ALL as u16).to_be();
-                // SAFETY: plain socket(2); the result is checked before use.
-                let fd = unsafe {
-                    libc::socket(
-                        libc::AF_PACKET,
-                        libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                        i32::from(proto),
-                    )
-                };
-                assert!(
-                    fd >= 0,
-                    "packet socket: {}",
-                    std::io::Error::last_os_error()
-                );
-                // SAFETY: we own the fresh descriptor.
-                unsafe { OwnedFd::from_raw_fd(fd) }
-            })
-            .unwrap();
-        let timeout = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 100_000,
-        };
-        // SAFETY: setsockopt/bind with correctly sized values on our socket.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&raw const timeout).cast(),
-                size_of::<libc::timeval>() as u32,
-            );
-            let mut sa: libc::sockaddr_ll = std::mem::zeroed();
-            sa.sll_family = libc::AF_PACKET as u16;
-            sa.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-            sa.sll_ifindex = ifindex as i32;
-            let rc = libc::bind(
-                fd.as_raw_fd(),
-                (&raw const sa).cast(),
-                size_of::<libc::sockaddr_ll>() as u32,
-            );
-            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
-        }
+        let all = i32::from((libc::ETH_P_ALL as u16).to_be());
+        let fd = socket_in(ns, libc::AF_PACKET, libc::SOCK_RAW, all);
+        // SAFETY: an all-zero sockaddr_ll is valid; the fields that matter are set below.
+        let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sa.sll_family = libc::AF_PACKET as u16;
+        sa.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+        sa.sll_ifindex = ifindex as i32;
+        bind(&fd, &sa);
         let updates = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (u, s) = (updates.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let mut buf = vec![0u8; 65536];
-            while !s.load(Ordering::Relaxed) {
-                // SAFETY: recv into our buffer, length bounded by it.
-                let n =
-                    unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-                let at = Instant::now();
-                if n > 0 && is_update_from(&buf[..n as usize], &from) {
-                    u.lock().unwrap().push(at);
-                }
+        let u = updates.clone();
+        let reader = Reader::spawn(fd, move |r, at| {
+            if let Ok(frame) = r
+                && is_update_from(frame, &from)
+            {
+                u.lock().unwrap().push(at);
             }
         });
         WireWatch {
             updates,
-            stop,
-            thread: Some(thread),
+            _reader: reader,
         }
     }
 
@@ -379,14 +367,5 @@ impl WireWatch {
             .iter()
             .find(|t| **t >= t0)
             .copied()
-    }
-}
-
-impl Drop for WireWatch {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }

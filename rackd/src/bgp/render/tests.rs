@@ -16,18 +16,10 @@ fn lab_snapshot(extra: &str) -> Snapshot {
 }
 
 fn lab_snapshot_errors(extra: &str) -> (Snapshot, Vec<rackd_model::ConfigError>) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/lab");
-    let mut parsed = Vec::new();
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+    let mut parsed: Vec<_> = crate::testing::lab_files()
+        .iter()
+        .map(|(name, text)| parse_documents(name, text))
         .collect();
-    names.sort();
-    for p in names {
-        let text = std::fs::read_to_string(&p).unwrap();
-        parsed.push(parse_documents(&p.display().to_string(), &text));
-    }
     if !extra.is_empty() {
         parsed.push(parse_documents("extra.yaml", extra));
     }
