@@ -11,10 +11,10 @@ use std::time::Duration;
 use bgpd::fsm::State;
 use bgpd::{PeerConfig, RibKind, RouteQuery, Speaker, SpeakerConfig};
 use bgpd_wire::{
-    AsPath, AsSegment, BgpCodec, Capability, Family, Message, Open, PathAttributes, SessionContext,
-    Update,
+    AsPath, AsSegment, BgpCodec, Capability, Community, Family, Message, Open, PathAttributes,
+    SessionContext, Update,
 };
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::Framed;
 
@@ -67,6 +67,36 @@ async fn settle() {
 }
 
 /// OPEN exchange up to Established from the scripted side.
+/// A restarting speaker's deferral (RFC 4724 §4.1): nothing goes out until `set_ready`, then
+/// the one route `prefix` with community 65001:7, then End-of-RIB; the speaker is stopped.
+async fn nothing_until_ready_then(
+    s: &Speaker,
+    f: &mut Framed<TcpStream, BgpCodec>,
+    prefix: ipnet::IpNet,
+) {
+    for _ in 0..50 {
+        settle().await;
+    }
+    assert!(
+        f.next().now_or_never().is_none(),
+        "something was sent before the speaker was ready"
+    );
+    s.set_ready().await.unwrap();
+    let Message::Update(u) = next(f).await else {
+        panic!("expected the route")
+    };
+    assert_eq!(u.nlri, vec![prefix]);
+    assert_eq!(
+        u.attributes.unwrap().communities,
+        vec![Community((65001 << 16) | 7)]
+    );
+    assert_eq!(
+        next(f).await,
+        Message::Update(Update::end_of_rib_marker(Family::Ipv4Unicast))
+    );
+    s.shutdown().await.unwrap();
+}
+
 async fn establish(f: &mut Framed<TcpStream, BgpCodec>, asn: u32, hold: u16) -> Open {
     let Message::Open(ours) = next(f).await else {
         panic!("expected OPEN")
@@ -349,8 +379,6 @@ async fn route_ages_grow_and_restart_only_on_changed_attributes() {
 async fn export_change_during_restart_deferral_advertises_nothing_early() {
     use bgpd::GracefulRestartConfig;
     use bgpd::policy::{Actions, Policy, Statement};
-    use bgpd_wire::Community;
-    use futures::FutureExt;
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut c = SpeakerConfig::new(65001, "1.1.1.1".parse().unwrap());
     c.graceful_restart = Some(GracefulRestartConfig {
@@ -382,27 +410,7 @@ async fn export_change_during_restart_deferral_advertises_nothing_early() {
         default_accept: false,
     };
     s.update_peer(p).await.unwrap();
-    for _ in 0..50 {
-        settle().await;
-    }
-    assert!(
-        f.next().now_or_never().is_none(),
-        "something was sent before the speaker was ready"
-    );
-    s.set_ready().await.unwrap();
-    let Message::Update(u) = next(&mut f).await else {
-        panic!("expected the route")
-    };
-    assert_eq!(u.nlri, vec![prefix]);
-    assert_eq!(
-        u.attributes.unwrap().communities,
-        vec![Community((65001 << 16) | 7)]
-    );
-    assert_eq!(
-        next(&mut f).await,
-        Message::Update(Update::end_of_rib_marker(Family::Ipv4Unicast))
-    );
-    s.shutdown().await.unwrap();
+    nothing_until_ready_then(&s, &mut f, prefix).await;
 }
 
 /// The same for `patch_export`: a patch during the deferral sends nothing early, and once
@@ -412,8 +420,6 @@ async fn export_change_during_restart_deferral_advertises_nothing_early() {
 async fn export_patch_during_restart_deferral_advertises_nothing_early() {
     use bgpd::GracefulRestartConfig;
     use bgpd::policy::{Actions, ExportPatch, Policy, PrefixMatch, Statement};
-    use bgpd_wire::Community;
-    use futures::FutureExt;
     let tag = |n: u32| Actions {
         add_communities: vec![(65001 << 16) | n],
         ..Default::default()
@@ -459,25 +465,5 @@ async fn export_patch_during_restart_deferral_advertises_nothing_early() {
     s.patch_export("127.0.0.1".parse().unwrap(), patch)
         .await
         .unwrap();
-    for _ in 0..50 {
-        settle().await;
-    }
-    assert!(
-        f.next().now_or_never().is_none(),
-        "something was sent before the speaker was ready"
-    );
-    s.set_ready().await.unwrap();
-    let Message::Update(u) = next(&mut f).await else {
-        panic!("expected the route")
-    };
-    assert_eq!(u.nlri, vec![kept]);
-    assert_eq!(
-        u.attributes.unwrap().communities,
-        vec![Community((65001 << 16) | 7)]
-    );
-    assert_eq!(
-        next(&mut f).await,
-        Message::Update(Update::end_of_rib_marker(Family::Ipv4Unicast))
-    );
-    s.shutdown().await.unwrap();
+    nothing_until_ready_then(&s, &mut f, kept).await;
 }
