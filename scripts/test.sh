@@ -14,6 +14,11 @@ cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+echo "== fuzz targets compile (cargo +nightly fuzz runs them; --locked keeps their lockfiles current)"
+for d in */fuzz */*/fuzz; do
+  if [ -f "$d/Cargo.toml" ]; then cargo check --quiet --locked --bins --manifest-path "$d/Cargo.toml"; fi
+done
+
 echo "== cargo build (binaries the lab and integration tests run: rackd, rackctl, rackd-lab)"
 cargo build --workspace --bins
 
@@ -25,8 +30,11 @@ daemons() {
     pgrep -f "^$PWD/target/" || true; } | sort -u
 }
 pins() { find /sys/fs/bpf -mindepth 1 2>/dev/null | sort || true; }
+# Lab directories (netlab's LabDir) are removed on drop and kept only when a test panics.
+labdirs() { find /tmp/netlab -mindepth 1 -maxdepth 1 2>/dev/null | sort || true; }
 before_daemons=$(daemons)
 before_pins=$(pins)
+before_labdirs=$(labdirs)
 
 echo "== cargo test"
 # Tests create their own uniquely named namespaces and remove them; they run in parallel.
@@ -49,5 +57,9 @@ fi
 new_pins=$(comm -13 <(echo "$before_pins") <(pins) || true)
 if [ -n "$new_pins" ]; then
   echo "test: bpffs pins left behind:"; echo "$new_pins"; status=1
+fi
+new_labdirs=$(comm -13 <(echo "$before_labdirs") <(labdirs) || true)
+if [ -n "$new_labdirs" ]; then
+  echo "test: lab directories left behind:"; echo "$new_labdirs"; status=1
 fi
 exit "$status"

@@ -40,15 +40,17 @@ router bgp 65000
  exit-address-family
 ";
 
+/// Field order is drop order: rackd and FRR stop before their namespaces go, and the directory
+/// goes last so a stopping rackd cannot recreate its state directory after the lab removed it.
 pub struct Lab {
-    pub dir: LabDir,
-    pub cfg: PathBuf,
-    pub sock: PathBuf,
-    pub state: PathBuf,
+    pub rackd: Option<Process>,
     pub tor: Frr,
     pub node: Netns,
     pub tor_ns: Netns,
-    pub rackd: Option<Process>,
+    pub cfg: PathBuf,
+    pub sock: PathBuf,
+    pub state: PathBuf,
+    pub dir: LabDir,
 }
 
 pub fn copy_dir(from: &Path, to: &Path) {

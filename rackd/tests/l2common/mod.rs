@@ -60,26 +60,29 @@ pub const CILIUM_DEFAULTS: Timings = Timings {
     retry: "2s",
 };
 
+/// Field order is drop order: rackd stops before its namespace goes.
 pub struct Node {
+    pub rackd: Option<Process>,
     pub name: String,
     pub ns: Netns,
     pub mac: [u8; 6],
     pub sock: PathBuf,
     pub state: PathBuf,
     pub pin_root: PathBuf,
-    pub rackd: Option<Process>,
 }
 
+/// Field order is drop order: the nodes' rackd processes and etcd stop before the namespaces and
+/// segments go, and the directory goes last so nothing recreates files in it after removal.
 pub struct L2Lab {
-    pub dir: LabDir,
-    pub seg: Segment,
-    pub mgmt: Segment,
+    pub nodes: Vec<Node>,
     pub etcd: Etcd,
     pub client: Netns,
     pub client_mac: [u8; 6],
-    pub nodes: Vec<Node>,
+    pub seg: Segment,
+    pub mgmt: Segment,
     pub cfg: PathBuf,
     pub timings: Timings,
+    pub dir: LabDir,
 }
 
 fn parse_mac(s: &str) -> [u8; 6] {
