@@ -35,6 +35,9 @@ labdirs() { find /tmp/netlab -mindepth 1 -maxdepth 1 2>/dev/null | sort || true;
 before_daemons=$(daemons)
 before_pins=$(pins)
 before_labdirs=$(labdirs)
+# Namespaces too: bootstrap.sh leaves its lab up (rlab-*), and that is not the tests' doing.
+netns() { ip netns list 2>/dev/null | awk '{print $1}' | sort || true; }
+before_netns=$(netns)
 
 echo "== cargo test"
 # Tests create their own uniquely named namespaces and remove them; they run in parallel.
@@ -45,9 +48,9 @@ status=${PIPESTATUS[0]}
 set -e
 
 echo "== leftovers"
-left=$(ip netns list 2>/dev/null | wc -l)
-if [ "$left" -ne 0 ]; then
-  echo "test: namespaces left behind:"; ip netns list; status=1
+new_netns=$(comm -13 <(echo "$before_netns") <(netns) || true)
+if [ -n "$new_netns" ]; then
+  echo "test: namespaces left behind:"; echo "$new_netns"; status=1
 fi
 new_daemons=$(comm -13 <(echo "$before_daemons") <(daemons) | grep -v "^$$\$" || true)
 if [ -n "$new_daemons" ]; then
