@@ -335,18 +335,11 @@ fn is_update_from(frame: &[u8], from: &[std::net::IpAddr]) -> bool {
 impl WireWatch {
     /// Starts watching `dev` in `ns` for UPDATEs sent by any of `from`.
     pub fn start(ns: &Netns, dev: &str, from: Vec<std::net::IpAddr>) -> WireWatch {
-        let ifindex = ns.ifindex(dev).unwrap();
-        let all = i32::from((libc::ETH_P_ALL as u16).to_be());
-        let fd = socket_in(ns, libc::AF_PACKET, libc::SOCK_RAW, all);
-        // SAFETY: an all-zero sockaddr_ll is valid; the fields that matter are set below.
-        let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sa.sll_family = libc::AF_PACKET as u16;
-        sa.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-        sa.sll_ifindex = ifindex as i32;
-        bind(&fd, &sa);
+        let sock = netlab::PacketSocket::open(ns, dev).unwrap();
+        sock.set_recv_timeout(Duration::from_millis(100)).unwrap();
         let updates = Arc::new(Mutex::new(Vec::new()));
         let u = updates.clone();
-        let reader = Reader::spawn(fd, move |r, at| {
+        let reader = Reader::spawn(sock.into(), move |r, at| {
             if let Ok(frame) = r
                 && is_update_from(frame, &from)
             {

@@ -19,10 +19,8 @@
 )]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::io::BufReader;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,7 +28,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use netlab::etcd::Etcd;
-use netlab::{Check, LabDir, Netns, Process, Segment, wait_for};
+use netlab::{Check, LabDir, Netns, PacketSocket, Process, Segment, wait_for};
 use rackd_api::{Reply, Request};
 
 pub const VIP4: Ipv4Addr = Ipv4Addr::new(172, 18, 255, 200);
@@ -711,19 +709,9 @@ impl Prober {
     pub fn start(lab: &L2Lab, interval: Duration) -> Prober {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
-        let ns_path = lab.client.path();
         let mac = lab.client_mac;
-        let ifindex = lab.client.ifindex("eth0").unwrap();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let handle = std::thread::spawn(move || {
-            let f = File::open(&ns_path).unwrap();
-            // SAFETY: valid fd; setns affects only this thread.
-            assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-            let sock = raw_socket(ifindex);
-            ready_tx.send(()).unwrap();
-            probe_loop(&sock, mac, interval, &s)
-        });
-        ready_rx.recv().unwrap();
+        let sock = PacketSocket::open(&lab.client, "eth0").unwrap();
+        let handle = std::thread::spawn(move || probe_loop(&sock, mac, interval, &s));
         Prober { stop, handle }
     }
 
@@ -737,77 +725,11 @@ impl Prober {
     }
 }
 
-const ETH_P_ALL: u16 = 0x0003;
-
-fn raw_socket(ifindex: u32) -> OwnedFd {
-    // SAFETY: plain socket(2); the fd is owned below.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            i32::from(ETH_P_ALL.to_be()),
-        )
-    };
-    assert!(
-        fd >= 0,
-        "AF_PACKET socket: {}",
-        std::io::Error::last_os_error()
-    );
-    // SAFETY: fd is a fresh descriptor we own.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: zeroed sockaddr_ll is valid; fields set below.
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = ETH_P_ALL.to_be();
-    sll.sll_ifindex = ifindex as i32;
-    // SAFETY: sll is a valid sockaddr_ll of the given size.
-    let rc = unsafe {
-        libc::bind(
-            sock.as_raw_fd(),
-            (&raw const sll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
-    assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
-    sock
-}
-
-/// One frame if one is queued.
-fn recv_nowait<'b>(sock: &OwnedFd, buf: &'b mut [u8]) -> Option<&'b [u8]> {
-    // SAFETY: buf is valid for its length.
-    let len = unsafe {
-        libc::recv(
-            sock.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_DONTWAIT,
-        )
-    };
-    usize::try_from(len)
-        .ok()
-        .filter(|l| *l > 0)
-        .map(|l| &buf[..l])
-}
-
-/// Sends one whole frame.
-fn send(sock: &OwnedFd, frame: &[u8]) -> std::io::Result<()> {
-    // SAFETY: frame is a valid buffer; the socket is bound to the interface.
-    let n = unsafe { libc::send(sock.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
-    match usize::try_from(n) {
-        Ok(n) if n == frame.len() => Ok(()),
-        Ok(n) => Err(std::io::Error::other(format!(
-            "sent {n} of {} bytes",
-            frame.len()
-        ))),
-        Err(_) => Err(std::io::Error::last_os_error()),
-    }
-}
-
 /// Sends an ARP request and a neighbour solicitation every `interval` and records what
 /// comes back, until `stop`. A probe that cannot be sent ends it with the error: a window
 /// only counts once both frames of its probe went out.
 fn probe_loop(
-    sock: &OwnedFd,
+    sock: &PacketSocket,
     mac: [u8; 6],
     interval: Duration,
     stop: &AtomicBool,
@@ -826,23 +748,17 @@ fn probe_loop(
                     format!("sending the {what} (probe {}): {e}", ev.requests.len() + 1),
                 )
             };
-            send(sock, &arp).map_err(|e| failed("ARP request", e))?;
-            send(sock, &ns).map_err(|e| failed("neighbour solicitation", e))?;
+            sock.send(&arp).map_err(|e| failed("ARP request", e))?;
+            sock.send(&ns)
+                .map_err(|e| failed("neighbour solicitation", e))?;
             ev.requests.push(now);
             next = now + interval;
         }
         let wait = next.saturating_duration_since(Instant::now());
-        let mut pfd = libc::pollfd {
-            fd: sock.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&raw mut pfd, 1, wait.as_millis().max(1) as i32) };
-        if n <= 0 {
+        if !sock.wait_readable(wait.max(Duration::from_millis(1))) {
             continue;
         }
-        while let Some(frame) = recv_nowait(sock, &mut buf) {
+        while let Some(frame) = sock.recv_nowait(&mut buf) {
             let t = Instant::now();
             if let Some((kind, src)) = classify(frame, mac) {
                 ev.events.push(Event { t, kind, mac: src });
@@ -1019,31 +935,20 @@ pub fn arp_sweep(
     targets: &[Ipv4Addr],
     rounds: usize,
 ) -> std::collections::BTreeMap<Ipv4Addr, BTreeSet<[u8; 6]>> {
-    let ns_path = lab.client.path();
-    let ifindex = lab.client.ifindex("eth0").unwrap();
+    let sock = PacketSocket::open(&lab.client, "eth0").unwrap();
     let mac = lab.client_mac;
     let targets = targets.to_vec();
     std::thread::spawn(move || {
-        let f = File::open(&ns_path).unwrap();
-        // SAFETY: valid fd; setns affects only this thread.
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-        let sock = raw_socket(ifindex);
         let mut answers: std::collections::BTreeMap<Ipv4Addr, BTreeSet<[u8; 6]>> =
             std::collections::BTreeMap::new();
         let mut buf = [0u8; 2048];
         let mut drain = |answers: &mut std::collections::BTreeMap<Ipv4Addr, BTreeSet<[u8; 6]>>,
-                         wait_ms: i32| {
+                         wait: Duration| {
             loop {
-                let mut pfd = libc::pollfd {
-                    fd: sock.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd.
-                if unsafe { libc::poll(&raw mut pfd, 1, wait_ms) } <= 0 {
+                if !sock.wait_readable(wait) {
                     return;
                 }
-                let Some(f) = recv_nowait(&sock, &mut buf) else {
+                let Some(f) = sock.recv_nowait(&mut buf) else {
                     continue;
                 };
                 if f.len() >= 42
@@ -1072,11 +977,11 @@ pub fn arp_sweep(
                 for t in chunk {
                     // A request the veth queue drops is asked again next round; what is
                     // checked is that every address answered.
-                    let _ = send(&sock, &datapath::packet::arp_request(mac, CLIENT4, *t));
+                    let _ = sock.send(&datapath::packet::arp_request(mac, CLIENT4, *t));
                 }
-                drain(&mut answers, 2);
+                drain(&mut answers, Duration::from_millis(2));
             }
-            drain(&mut answers, 500);
+            drain(&mut answers, Duration::from_millis(500));
         }
         answers
     })

@@ -7,6 +7,8 @@
 //! - [`Process`]: a program started inside a namespace with its output captured to a file;
 //!   [`detached`] for programs that must outlive the caller (the lab runner).
 //! - [`LabDir`]: a per-test directory for configs, sockets and logs.
+//! - [`PacketSocket`]: a raw socket on one interface of a namespace, for probes and for
+//!   timing frames as they arrive.
 //! - Real peers: [`frr`], [`bird`], [`gobgp`], [`etcd`].
 //! - [`wait_for`] / [`wait_until`]: polling that reports the last observation on timeout.
 //!
@@ -24,6 +26,7 @@ pub mod frr;
 pub mod gobgp;
 pub mod names;
 pub mod netns;
+pub mod packet;
 pub mod process;
 pub mod segment;
 pub mod wait;
@@ -32,6 +35,7 @@ pub use bgp::{BgpConfig, Family, Neighbor, Path, Route};
 pub use dir::LabDir;
 pub use error::{Error, Result};
 pub use netns::{EnteredNetns, Netns, veth};
+pub use packet::PacketSocket;
 pub use process::Process;
 pub use segment::Segment;
 pub use wait::{Check, wait_for, wait_until};
