@@ -467,3 +467,94 @@ async fn export_patch_during_restart_deferral_advertises_nothing_early() {
         .unwrap();
     nothing_until_ready_then(&s, &mut f, kept).await;
 }
+
+/// RFC 4271 §6.8 seen from the other side: the peer closes our outgoing connection itself
+/// (it resolved the collision first), and its incoming connection, our second slot, goes on to
+/// Established. That connection becomes the peer's session, and its Established is reported
+/// like any other (a lost event here once left subscribers thinking the session was down).
+#[tokio::test]
+async fn peer_resolving_a_collision_first_still_reports_established() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = SpeakerConfig::new(65001, "1.1.1.1".parse().unwrap());
+    c.listen = vec![format!("127.0.0.1:{port}").parse().unwrap()];
+    let s = Speaker::start(c).await.unwrap();
+    let mut events = s.subscribe().await.unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut p = PeerConfig::new("127.0.0.1".parse().unwrap(), 65002);
+    p.port = l.local_addr().unwrap().port();
+    p.hold_time = 30;
+    p.connect_retry = 30;
+    p.families = vec![Family::Ipv4Unicast];
+    s.add_peer(p).await.unwrap();
+
+    // Our outgoing connection: OpenSent.
+    let mut main = accept(&l).await;
+    let Message::Open(ours) = next(&mut main).await else {
+        panic!("expected OPEN")
+    };
+    // No further outgoing attempt can complete.
+    drop(l);
+    // The peer's own connection to us: our second slot, which sends its OPEN too.
+    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut alt = Framed::new(stream, BgpCodec::default());
+    assert!(matches!(next(&mut alt).await, Message::Open(_)));
+    // The peer drops our connection (Cease / connection collision resolution) ...
+    main.send(Message::Notification(bgpd_wire::Notification {
+        code: 6,
+        subcode: 7,
+        data: bytes::Bytes::new(),
+    }))
+    .await
+    .unwrap();
+    drop(main);
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|e: &bgpd::PeerStateChange| e.from == State::OpenSent)
+    {
+        let Some(bgpd::Event::PeerState(e)) =
+            tokio::time::timeout(Duration::from_secs(10), events.recv())
+                .await
+                .unwrap()
+        else {
+            continue;
+        };
+        seen.push(e);
+    }
+    // ... and completes its own.
+    let theirs = peer_open(65002, 30);
+    alt.codec_mut()
+        .set_context(SessionContext::negotiate(&theirs, &ours));
+    alt.send(Message::Open(theirs)).await.unwrap();
+    alt.send(Message::Keepalive).await.unwrap();
+    assert_eq!(next(&mut alt).await, Message::Keepalive);
+    // Positive control: the session is up.
+    for _ in 0..100 {
+        if s.peers().await.unwrap()[0].state == State::Established {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(s.peers().await.unwrap()[0].state, State::Established);
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no Established event after {seen:?}"));
+        if let Some(bgpd::Event::PeerState(e)) = ev {
+            if e.to == State::Established {
+                assert_eq!(e.from, State::OpenConfirm);
+                break;
+            }
+            seen.push(e);
+        }
+    }
+    s.shutdown().await.unwrap();
+}

@@ -30,12 +30,23 @@ impl Instance {
             return;
         };
         let actions = slot.fsm.handle(input);
+        let mut w = w;
         for a in actions {
-            self.act(addr, w, a);
+            w = self.act(addr, w, a);
         }
     }
 
-    pub(super) fn act(&mut self, addr: IpAddr, w: Which, a: Action) {
+    /// Carry out one action of the FSM in slot `w`; returns the slot that FSM is in afterwards
+    /// (an alternate connection that reaches Established is promoted to main, and the rest of
+    /// its actions, its state change among them, belong to the main slot).
+    pub(super) fn act(&mut self, addr: IpAddr, w: Which, a: Action) -> Which {
+        let promotes = w == Which::Alt && matches!(a, Action::Established(_));
+        self.act_in(addr, w, a);
+        let promoted = promotes && self.peers.get(&addr).is_some_and(|p| p.alt.is_none());
+        if promoted { Which::Main } else { w }
+    }
+
+    fn act_in(&mut self, addr: IpAddr, w: Which, a: Action) {
         let now = Instant::now();
         match a {
             Action::Connect => {
