@@ -59,6 +59,8 @@ pub struct Options {
     pub fib_table: Option<u32>,
     /// L2 announcements (`None`: off, as Cilium's `--enable-l2-announcements=false`).
     pub l2: Option<crate::l2::L2Options>,
+    /// The service datapath (`None`: off, as Cilium without kube-proxy replacement).
+    pub services: Option<crate::options::ServiceLbOptions>,
 }
 
 /// Fatal daemon errors (start-up only; at run time errors are reported and survived).

@@ -77,7 +77,75 @@ pub struct Flags {
     /// bpffs folder for the datapath's pinned maps and links.
     #[arg(long, env = "RACKD_BPF_PIN_ROOT")]
     pub bpf_pin_root: Option<PathBuf>,
+    /// Forward LoadBalancer and external IPs of Services to their backends on rackd's eBPF
+    /// datapath, at tc on `--devices` (Cilium's flag; `--kube-proxy-replacement=true`).
+    #[arg(long, env = "RACKD_KUBE_PROXY_REPLACEMENT", num_args = 0..=1, default_missing_value = "true")]
+    pub kube_proxy_replacement: Option<bool>,
+    /// Backend selection: `maglev` (rackd's only algorithm; Cilium's `random` is accepted and
+    /// served by Maglev, which gives every node the same choice).
+    #[arg(long, env = "RACKD_BPF_LB_ALGORITHM", value_enum)]
+    pub bpf_lb_algorithm: Option<LbAlgorithm>,
+    /// Maglev lookup table size per service: one of Cilium's primes (default 16381).
+    #[arg(long, env = "RACKD_BPF_LB_MAGLEV_TABLE_SIZE")]
+    pub bpf_lb_maglev_table_size: Option<u32>,
+    /// Maglev hash seed, base64 of 12 bytes, the same on every node (Cilium's format and
+    /// default).
+    #[arg(long, env = "RACKD_BPF_LB_MAGLEV_HASH_SEED")]
+    pub bpf_lb_maglev_hash_seed: Option<String>,
+    /// SNAT pod traffic leaving the node to the device's address in eBPF (Cilium's flag).
+    #[arg(long, env = "RACKD_ENABLE_BPF_MASQUERADE", num_args = 0..=1, default_missing_value = "true")]
+    pub enable_bpf_masquerade: Option<bool>,
+    /// Masquerade IPv4 (default true, as Cilium).
+    #[arg(long, env = "RACKD_ENABLE_IPV4_MASQUERADE", num_args = 0..=1, default_missing_value = "true")]
+    pub enable_ipv4_masquerade: Option<bool>,
+    /// Masquerade IPv6 (default true, as Cilium).
+    #[arg(long, env = "RACKD_ENABLE_IPV6_MASQUERADE", num_args = 0..=1, default_missing_value = "true")]
+    pub enable_ipv6_masquerade: Option<bool>,
+    /// Take the non-masquerade destinations from ip-masq-agent's config file (Cilium's flag).
+    #[arg(long, env = "RACKD_ENABLE_IP_MASQ_AGENT", num_args = 0..=1, default_missing_value = "true")]
+    pub enable_ip_masq_agent: Option<bool>,
+    /// ip-masq-agent's config file (default /etc/config/ip-masq-agent), watched.
+    #[arg(long, env = "RACKD_IP_MASQ_AGENT_CONFIG_PATH")]
+    pub ip_masq_agent_config_path: Option<PathBuf>,
 }
+
+/// `--bpf-lb-algorithm`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LbAlgorithm {
+    Maglev,
+    Random,
+}
+
+/// The service datapath's options (`--kube-proxy-replacement`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceLbOptions {
+    /// Devices to attach to (Cilium's syntax); empty: every Ethernet device with an address.
+    pub devices: Vec<String>,
+    pub pin_root: PathBuf,
+    /// Maglev table size as given (validated when the datapath opens).
+    pub maglev_table_size: u32,
+    /// Maglev seed as given (base64), validated when the datapath opens.
+    pub maglev_hash_seed: String,
+    /// BPF masquerade; `None` when off.
+    pub masquerade: Option<MasqueradeOptions>,
+}
+
+/// `--enable-bpf-masquerade` and its companions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasqueradeOptions {
+    pub ipv4: bool,
+    pub ipv6: bool,
+    /// ip-masq-agent's config file, when `--enable-ip-masq-agent`.
+    pub ip_masq_agent: Option<PathBuf>,
+}
+
+/// Cilium's default `--bpf-lb-maglev-table-size`.
+pub const DEFAULT_MAGLEV_TABLE_SIZE: u32 = 16381;
+/// Cilium's default `--bpf-lb-maglev-hash-seed`.
+pub const DEFAULT_MAGLEV_HASH_SEED: &str = "JLfvgnHc2kaSUFaI";
+/// Cilium's default `--ip-masq-agent-config-path`.
+pub const DEFAULT_IP_MASQ_AGENT_CONFIG: &str = "/etc/config/ip-masq-agent";
 
 /// `--l2-lease-backend`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -118,6 +186,15 @@ pub struct FileConfig {
     pub l2_etcd_prefix: Option<String>,
     pub devices: Option<Vec<String>>,
     pub bpf_pin_root: Option<PathBuf>,
+    pub kube_proxy_replacement: Option<bool>,
+    pub bpf_lb_algorithm: Option<LbAlgorithm>,
+    pub bpf_lb_maglev_table_size: Option<u32>,
+    pub bpf_lb_maglev_hash_seed: Option<String>,
+    pub enable_bpf_masquerade: Option<bool>,
+    pub enable_ipv4_masquerade: Option<bool>,
+    pub enable_ipv6_masquerade: Option<bool>,
+    pub enable_ip_masq_agent: Option<bool>,
+    pub ip_masq_agent_config_path: Option<PathBuf>,
 }
 
 /// A bad option: which one, what it held and what was expected.
@@ -150,6 +227,10 @@ pub enum OptionsError {
         #[source]
         source: DurationError,
     },
+    #[error(
+        "--enable-bpf-masquerade needs --kube-proxy-replacement (BPF masquerade runs on the service datapath's programs, as in Cilium)"
+    )]
+    MasqueradeWithoutDatapath,
     #[error("--l2-lease-backend etcd needs --l2-etcd-endpoints")]
     EtcdWithoutEndpoints,
     #[error(
@@ -202,6 +283,12 @@ pub fn resolve(
     hostname: impl FnOnce() -> String,
 ) -> Result<crate::daemon::Options, OptionsError> {
     let pin_root = pin_root(&flags, &file);
+    let devices = if flags.devices.is_empty() {
+        file.devices.clone().unwrap_or_default()
+    } else {
+        flags.devices.clone()
+    };
+    let services = service_lb(&flags, &file, &devices, &pin_root)?;
     let metrics_addr = match flags.metrics_addr.or(file.metrics_addr).as_deref() {
         None => Some(DEFAULT_METRICS_ADDR),
         Some("off") => None,
@@ -274,11 +361,7 @@ pub fn resolve(
         Some(L2Options {
             backend,
             timings,
-            devices: if flags.devices.is_empty() {
-                file.devices.unwrap_or_default()
-            } else {
-                flags.devices
-            },
+            devices,
             pin_root,
         })
     } else {
@@ -308,7 +391,70 @@ pub fn resolve(
         // Table 0 is no table (the kernel's "unspecified"): treat it as off.
         fib_table: flags.fib_table.or(file.fib_table).filter(|t| *t != 0),
         l2,
+        services,
     })
+}
+
+/// The service datapath's options, `None` unless `--kube-proxy-replacement`.
+fn service_lb(
+    flags: &Flags,
+    file: &FileConfig,
+    devices: &[String],
+    pin_root: &Path,
+) -> Result<Option<ServiceLbOptions>, OptionsError> {
+    let on = |f: Option<bool>, file: Option<bool>, default: bool| f.or(file).unwrap_or(default);
+    let kpr = on(
+        flags.kube_proxy_replacement,
+        file.kube_proxy_replacement,
+        false,
+    );
+    let masq = on(
+        flags.enable_bpf_masquerade,
+        file.enable_bpf_masquerade,
+        false,
+    );
+    if !kpr {
+        return if masq {
+            Err(OptionsError::MasqueradeWithoutDatapath)
+        } else {
+            Ok(None)
+        };
+    }
+    let masquerade = masq.then(|| MasqueradeOptions {
+        ipv4: on(
+            flags.enable_ipv4_masquerade,
+            file.enable_ipv4_masquerade,
+            true,
+        ),
+        ipv6: on(
+            flags.enable_ipv6_masquerade,
+            file.enable_ipv6_masquerade,
+            true,
+        ),
+        ip_masq_agent: on(flags.enable_ip_masq_agent, file.enable_ip_masq_agent, false).then(
+            || {
+                flags
+                    .ip_masq_agent_config_path
+                    .clone()
+                    .or_else(|| file.ip_masq_agent_config_path.clone())
+                    .unwrap_or_else(|| DEFAULT_IP_MASQ_AGENT_CONFIG.into())
+            },
+        ),
+    });
+    Ok(Some(ServiceLbOptions {
+        devices: devices.to_vec(),
+        pin_root: pin_root.to_owned(),
+        maglev_table_size: flags
+            .bpf_lb_maglev_table_size
+            .or(file.bpf_lb_maglev_table_size)
+            .unwrap_or(DEFAULT_MAGLEV_TABLE_SIZE),
+        maglev_hash_seed: flags
+            .bpf_lb_maglev_hash_seed
+            .clone()
+            .or_else(|| file.bpf_lb_maglev_hash_seed.clone())
+            .unwrap_or_else(|| DEFAULT_MAGLEV_HASH_SEED.into()),
+        masquerade,
+    }))
 }
 
 #[cfg(test)]
@@ -499,5 +645,87 @@ mod tests {
         .unwrap();
         assert!(o.l2.is_none());
         assert_eq!(o.fib_table, None);
+    }
+
+    #[test]
+    fn service_datapath_flags_follow_cilium_names_and_defaults() {
+        let o = resolve(Flags::default(), FileConfig::default(), host).unwrap();
+        assert_eq!(o.services, None, "off unless --kube-proxy-replacement");
+        let f = file(
+            "kube-proxy-replacement: true\ndevices: [eth1]\nenable-bpf-masquerade: true\n\
+             enable-ipv6-masquerade: false\nenable-ip-masq-agent: true\n\
+             bpf-lb-maglev-table-size: 1021\nbpf-lb-algorithm: maglev\n",
+        )
+        .unwrap();
+        let s = resolve(Flags::default(), f, host)
+            .unwrap()
+            .services
+            .unwrap();
+        assert_eq!(s.devices, vec!["eth1".to_owned()]);
+        assert_eq!(s.maglev_table_size, 1021);
+        assert_eq!(s.maglev_hash_seed, DEFAULT_MAGLEV_HASH_SEED);
+        let m = s.masquerade.unwrap();
+        assert!(m.ipv4 && !m.ipv6);
+        assert_eq!(
+            m.ip_masq_agent,
+            Some(PathBuf::from(DEFAULT_IP_MASQ_AGENT_CONFIG))
+        );
+        // A flag wins over the file, and `--flag=false` turns a file's `true` off.
+        let s = resolve(
+            Flags {
+                kube_proxy_replacement: Some(true),
+                bpf_lb_maglev_table_size: Some(251),
+                ..Flags::default()
+            },
+            file("bpf-lb-maglev-table-size: 1021\n").unwrap(),
+            host,
+        )
+        .unwrap()
+        .services
+        .unwrap();
+        assert_eq!((s.maglev_table_size, s.masquerade), (251, None));
+        let o = resolve(
+            Flags {
+                kube_proxy_replacement: Some(false),
+                ..Flags::default()
+            },
+            file("kube-proxy-replacement: true\n").unwrap(),
+            host,
+        )
+        .unwrap();
+        assert_eq!(o.services, None);
+    }
+
+    #[test]
+    fn masquerade_needs_the_service_datapath_and_bad_values_are_refused() {
+        let e = resolve(
+            Flags {
+                enable_bpf_masquerade: Some(true),
+                ..Flags::default()
+            },
+            FileConfig::default(),
+            host,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, OptionsError::MasqueradeWithoutDatapath),
+            "{e:?}"
+        );
+        for (text, want) in [
+            ("kube-proxy-replacement: strict\n", "kube-proxy-replacement"),
+            (
+                "bpf-lb-algorithm: roundrobin\n",
+                "unknown variant `roundrobin`",
+            ),
+            ("bpf-lb-maglev-table-size: -3\n", "bpf-lb-maglev-table-size"),
+            ("enable-bpf-masquerade: 2\n", "enable-bpf-masquerade"),
+        ] {
+            let e = file(text).unwrap_err();
+            assert!(e.to_string().contains("rackd.yaml"), "{e}");
+            let OptionsError::ParseFile { source, .. } = e else {
+                panic!("{text:?}")
+            };
+            assert!(source.to_string().contains(want), "{text:?}: {source}");
+        }
     }
 }

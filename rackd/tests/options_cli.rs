@@ -103,6 +103,18 @@ fn bad_flag_and_environment_values_are_refused_before_start() {
         &rackd(&["--fib-table=-3"], &[]),
         &["invalid value '-3'", "--fib-table"],
     );
+    fails_with(
+        &rackd(&["--state-dir", state, "--enable-bpf-masquerade"], &[]),
+        &["--enable-bpf-masquerade needs --kube-proxy-replacement"],
+    );
+    fails_with(
+        &rackd(&["--kube-proxy-replacement=strict"], &[]),
+        &["invalid value 'strict'", "--kube-proxy-replacement"],
+    );
+    fails_with(
+        &rackd(&["--bpf-lb-algorithm", "rr"], &[]),
+        &["invalid value 'rr'", "maglev"],
+    );
     // Nothing was started: the state directory is untouched.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
