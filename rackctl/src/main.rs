@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use rackctl::{print, routes_args};
+use rackctl::{print, print_lb, routes_args};
 
 /// Write to stdout; a closed pipe (`rackctl ... | head`) ends the program quietly instead of
 /// panicking like `print!` does.
@@ -71,6 +71,16 @@ enum Cmd {
         #[command(subcommand)]
         cmd: L2Cmd,
     },
+    /// The service datapath (like `cilium service ...`).
+    Service {
+        #[command(subcommand)]
+        cmd: ServiceCmd,
+    },
+    /// The datapath's maps (like `cilium-dbg bpf ...`).
+    Bpf {
+        #[command(subcommand)]
+        cmd: BpfCmd,
+    },
     /// Offline configuration tools.
     Config {
         #[command(subcommand)]
@@ -123,6 +133,46 @@ enum L2Cmd {
     Leases,
     /// What this node's datapath answers for.
     Announcements,
+}
+
+#[derive(Subcommand, Debug)]
+enum ServiceCmd {
+    /// Frontends and their backends (`cilium service list`).
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+enum BpfCmd {
+    /// Service map entries (`cilium-dbg bpf lb list`).
+    Lb {
+        #[command(subcommand)]
+        cmd: ListCmd,
+    },
+    /// Connection tracking entries (`cilium-dbg bpf ct list global`).
+    Ct {
+        #[command(subcommand)]
+        cmd: CtCmd,
+    },
+    /// NAT entries (`cilium-dbg bpf nat list`).
+    Nat {
+        #[command(subcommand)]
+        cmd: ListCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ListCmd {
+    /// List the entries.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+enum CtCmd {
+    /// List the entries (`global` accepted, as in Cilium: rackd has one table).
+    List {
+        #[arg(value_parser = ["global"])]
+        table: Option<String>,
+    },
 }
 
 fn call(socket: &Path, req: &Request) -> anyhow::Result<Reply> {
@@ -260,6 +310,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Reply::LbipamPools(p) => out!("{}", print::pools_table(&p)),
                 Reply::LbipamServices(s) if is_json => outln!("{}", json(&s)?),
                 Reply::LbipamServices(s) => out!("{}", print::services_table(&s)),
+                other => bail!("unexpected reply {other:?}"),
+            }
+        }
+        Cmd::Service {
+            cmd: ServiceCmd::List,
+        } => match call(sock, &Request::ServiceList)? {
+            Reply::ServiceList(s) if is_json => outln!("{}", json(&s)?),
+            Reply::ServiceList(s) => out!("{}", print_lb::services_table(&s)),
+            other => bail!("unexpected reply {other:?}"),
+        },
+        Cmd::Bpf { cmd } => {
+            let req = match cmd {
+                BpfCmd::Lb { .. } => Request::BpfLbList,
+                BpfCmd::Ct { .. } => Request::BpfCtList,
+                BpfCmd::Nat { .. } => Request::BpfNatList,
+            };
+            match call(sock, &req)? {
+                Reply::BpfLbList(e) if is_json => outln!("{}", json(&e)?),
+                Reply::BpfLbList(e) => out!("{}", print_lb::lb_map_table(&e)),
+                Reply::BpfCtList(e) if is_json => outln!("{}", json(&e)?),
+                Reply::BpfCtList(e) => out!("{}", print_lb::ct_list(&e)),
+                Reply::BpfNatList(e) if is_json => outln!("{}", json(&e)?),
+                Reply::BpfNatList(e) => out!("{}", print_lb::nat_list(&e)),
                 other => bail!("unexpected reply {other:?}"),
             }
         }

@@ -238,6 +238,13 @@ impl admin::Handler for Shared {
                     Reply::L2Announcements(crate::l2::announcement_views(&snap))
                 }
             }
+            Request::ServiceList
+            | Request::BpfLbList
+            | Request::BpfCtList
+            | Request::BpfNatList => Reply::Error(
+                "the service datapath is not enabled on this node (--kube-proxy-replacement)"
+                    .into(),
+            ),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! keep working on `rackctl ... -o json`.
 
 pub mod configdir;
+pub mod lb;
 
 use std::io::{BufRead, Write};
 
@@ -55,6 +56,14 @@ pub enum Request {
     L2Leases,
     /// L2 announcements programmed in the datapath.
     L2Announcements,
+    /// The service datapath's frontends and backends (`cilium service list`).
+    ServiceList,
+    /// The service map entries (`cilium-dbg bpf lb list`).
+    BpfLbList,
+    /// Connection tracking entries (`cilium-dbg bpf ct list global`).
+    BpfCtList,
+    /// NAT entries (`cilium-dbg bpf nat list`).
+    BpfNatList,
 }
 
 /// What the daemon answers.
@@ -70,6 +79,10 @@ pub enum Reply {
     LbipamServices(Vec<ServiceView>),
     L2Leases(Vec<LeaseView>),
     L2Announcements(Vec<AnnouncementView>),
+    ServiceList(Vec<lb::LbService>),
+    BpfLbList(Vec<lb::LbMapEntry>),
+    BpfCtList(Vec<lb::CtEntry>),
+    BpfNatList(Vec<lb::NatEntry>),
     /// The request could not be answered.
     Error(String),
 }
