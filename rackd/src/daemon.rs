@@ -134,13 +134,14 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
     controllers.spawn(lbipam, config.clone());
 
     let (peers_tx, peers) = watch::channel(crate::bgp::BgpPeers::from([]));
-    let (bgp_ctl, bgp) = BgpController::new(
+    let (mut bgp_ctl, bgp) = BgpController::new(
         &opts.node_name,
         &opts.bgp_secrets_namespace,
         reconciler,
         opts.fib_table.is_some(),
         peers.clone(),
     );
+    bgp_ctl.set_withdraw_without_backends(opts.services.is_some());
     controllers.spawn(bgp_ctl, (config.clone(), lb.clone(), facts.info()));
     let monitor_stop = CancellationToken::new();
     let monitor = PeerMonitor::start(bgp.clone(), peers_tx, metrics.clone(), monitor_stop.clone());

@@ -82,6 +82,8 @@ pub struct BgpController {
     all_up_since: Option<Instant>,
     peers: watch::Receiver<BgpPeers>,
     tx: watch::Sender<BgpStatus>,
+    /// See [`RenderInput::withdraw_without_backends`].
+    withdraw_without_backends: bool,
 }
 
 impl BgpController {
@@ -109,9 +111,16 @@ impl BgpController {
                 all_up_since: None,
                 peers,
                 tx,
+                withdraw_without_backends: false,
             },
             rx,
         )
+    }
+
+    /// Withdraw Services' LoadBalancer and external IPs while they have no usable backend:
+    /// on when rackd's service datapath forwards them.
+    pub fn set_withdraw_without_backends(&mut self, on: bool) {
+        self.withdraw_without_backends = on;
     }
 
     /// The node's addresses for next hops and session sources: its Node's InternalIPs (as
@@ -286,6 +295,7 @@ impl Controller for BgpController {
             host: (**host).clone(),
             lb_ips: lb.ips.clone(),
             secrets_namespace: &self.secrets_namespace,
+            withdraw_without_backends: self.withdraw_without_backends,
         };
         let affected = if ctx.full {
             None

@@ -112,6 +112,7 @@ async fn one_service_edit_is_one_route_and_one_patch_per_peer() {
             host: HostInfo::default(),
             lb_ips: lb2.ips.clone(),
             secrets_namespace: "kube-system",
+            withdraw_without_backends: false,
         },
     );
     assert_eq!(*status.borrow().desired, full, "incremental == full render");
@@ -180,6 +181,7 @@ endpoints: [{addresses: [10.1.1.5], nodeName: node1}]
         host: HostInfo::default(),
         lb_ips: lb.ips.clone(),
         secrets_namespace: "kube-system",
+        withdraw_without_backends: false,
     };
     let mut prev = state(&text);
     let mut lb = Arc::new(LbStatus::default());

@@ -251,6 +251,10 @@ pub struct RenderInput<'a> {
     pub lb_ips: LbIps,
     /// Namespace of BGP auth Secrets.
     pub secrets_namespace: &'a str,
+    /// Withdraw a Service's LoadBalancer and external IPs while it has no usable backend
+    /// (rackd forwards them itself, and would only reject the traffic; Cilium 1.19 does the
+    /// same with kube-proxy replacement).
+    pub withdraw_without_backends: bool,
 }
 
 fn family_of(afi: Afi) -> Option<Family> {

@@ -259,6 +259,17 @@ fn has_local_endpoint(snap: &Snapshot, svc_ns: &str, svc_name: &str, node: &str)
     })
 }
 
+/// Whether the Service has a backend the datapath would use: a ready endpoint, or a serving
+/// (terminating) one.
+fn has_usable_endpoint(snap: &Snapshot, svc_ns: &str, svc_name: &str) -> bool {
+    snap.endpoint_slices_of(svc_ns, svc_name).any(|es| {
+        es.endpoints.iter().flatten().any(|ep| {
+            let c = ep.conditions.as_ref();
+            c.and_then(|c| c.ready).unwrap_or(true) || c.and_then(|c| c.serving) == Some(true)
+        })
+    })
+}
+
 fn aggregate(ip: IpAddr, len: Option<i16>) -> IpNet {
     let len = len.and_then(|l| u8::try_from(l).ok());
     match len {
@@ -290,7 +301,14 @@ fn service_addresses(
     let Some(spec) = svc.spec.as_ref() else {
         return Vec::new();
     };
-    if is_local_policy(svc, addr) && !has_local_endpoint(snap, ns, name, input.node_name) {
+    if is_local_policy(svc, addr) {
+        if !has_local_endpoint(snap, ns, name, input.node_name) {
+            return Vec::new();
+        }
+    } else if input.withdraw_without_backends
+        && addr != ServiceAddressType::ClusterIP
+        && !has_usable_endpoint(snap, ns, name)
+    {
         return Vec::new();
     }
     match addr {

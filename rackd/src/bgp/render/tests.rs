@@ -128,6 +128,73 @@ endpoints:
     assert!(d2.instances["rack"].routes.contains_key(&lb));
 }
 
+/// With the service datapath on, a Cluster-policy Service's LoadBalancer and external IPs are
+/// advertised only while it has a usable backend (ready, or serving while terminating), on
+/// every node; its ClusterIP is not concerned.
+#[test]
+fn cluster_services_without_backends_are_withdrawn_when_the_datapath_forwards() {
+    let svc = |endpoints: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Service
+metadata: {{name: c, namespace: default}}
+spec:
+  type: LoadBalancer
+  externalIPs: [20.0.10.9]
+  ports: [{{port: 80, protocol: TCP}}]
+status:
+  loadBalancer:
+    ingress: [{{ip: 20.0.10.8}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: c-abc
+  namespace: default
+  labels: {{kubernetes.io/service-name: c}}
+addressType: IPv4
+endpoints: {endpoints}
+"#
+        )
+    };
+    let lb: IpNet = "20.0.10.8/32".parse().unwrap();
+    let ext: IpNet = "20.0.10.9/32".parse().unwrap();
+    let on = |node| RenderInput {
+        withdraw_without_backends: true,
+        ..input(node)
+    };
+    let has = |d: &Desired| {
+        let r = &d.instances["rack"].routes;
+        (r.contains_key(&lb), r.contains_key(&ext))
+    };
+    for (endpoints, want) in [
+        ("[]", (false, false)),
+        (
+            "[{addresses: [10.1.2.9], nodeName: node2, conditions: {ready: false}}]",
+            (false, false),
+        ),
+        (
+            "[{addresses: [10.1.2.9], nodeName: node2, conditions: {ready: false, serving: true, terminating: true}}]",
+            (true, true),
+        ),
+        (
+            "[{addresses: [10.1.2.9], nodeName: node2, conditions: {ready: true}}]",
+            (true, true),
+        ),
+    ] {
+        let snap = lab_snapshot(&svc(endpoints));
+        // A remote backend is enough for a Cluster service.
+        assert_eq!(has(&render(&snap, &on("node1"))), want, "{endpoints}");
+        // Positive control: without the datapath nothing is withdrawn.
+        assert_eq!(
+            has(&render(&snap, &input("node1"))),
+            (true, true),
+            "{endpoints}"
+        );
+    }
+}
+
 fn export<'a>(d: &'a Desired, peer: &str, name: &str) -> Option<&'a ExportPolicy> {
     d.instances["rack"].peers[peer]
         .export
