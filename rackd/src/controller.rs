@@ -164,6 +164,40 @@ where
     }
 }
 
+impl<A, B, C, D> Inputs
+    for (
+        watch::Receiver<A>,
+        watch::Receiver<B>,
+        watch::Receiver<C>,
+        watch::Receiver<D>,
+    )
+where
+    A: Clone + Send + Sync + 'static,
+    B: Clone + Send + Sync + 'static,
+    C: Clone + Send + Sync + 'static,
+    D: Clone + Send + Sync + 'static,
+{
+    type Value = (A, B, C, D);
+
+    async fn changed(&mut self) {
+        tokio::select! {
+            () = changed_or_pending(&mut self.0) => {}
+            () = changed_or_pending(&mut self.1) => {}
+            () = changed_or_pending(&mut self.2) => {}
+            () = changed_or_pending(&mut self.3) => {}
+        }
+    }
+
+    fn current(&mut self) -> (A, B, C, D) {
+        (
+            self.0.borrow_and_update().clone(),
+            self.1.borrow_and_update().clone(),
+            self.2.borrow_and_update().clone(),
+            self.3.borrow_and_update().clone(),
+        )
+    }
+}
+
 /// Exponential backoff after failed reconciles: 100 ms doubling to 30 s, reset by a success.
 #[derive(Debug, Clone)]
 pub struct Backoff {
