@@ -182,8 +182,8 @@ impl BgpController {
                         }
                     }
                 }
-                // L2 and egress objects do not shape BGP; the rest is the frame.
-                Kind::L2AnnouncementPolicy | Kind::EgressGatewayPolicy => {}
+                // L2 and egress objects and Pods do not shape BGP; the rest is the frame.
+                Kind::L2AnnouncementPolicy | Kind::EgressGatewayPolicy | Kind::Pod => {}
                 _ => return None,
             }
         }
