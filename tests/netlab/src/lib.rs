@@ -20,6 +20,7 @@ pub mod capture;
 pub mod cmd;
 pub mod detached;
 pub mod dir;
+pub mod echo;
 pub mod error;
 pub mod etcd;
 pub mod frr;

@@ -210,3 +210,30 @@ fn tokio_runtime_inside_namespace() {
     assert_eq!(peer.ip().to_string(), "10.6.0.2");
     assert_eq!(buf, "hello\n");
 }
+
+/// The service tests' pod server: HTTP and UDP answers name the server and show the address
+/// the client came from, over IPv4 and IPv6; a refused connection is an error.
+#[test]
+fn echo_server_names_itself_and_the_client() {
+    use netlab::echo::{EchoServer, http_get, parse, udp_echo};
+    let pod = Netns::new("nl-pod").unwrap();
+    let cl = Netns::new("nl-cl").unwrap();
+    veth(&pod, "eth0", &cl, "eth0").unwrap();
+    pod.addr_add("eth0", "10.9.0.1/24").unwrap();
+    cl.addr_add("eth0", "10.9.0.2/24").unwrap();
+    pod.addr_add("eth0", "fd00:9::1/64").unwrap();
+    cl.addr_add("eth0", "fd00:9::2/64").unwrap();
+    let t = Duration::from_secs(3);
+    // Nothing listens yet: refused (the negative case of the checks below).
+    assert!(http_get(&cl, "10.9.0.1:80".parse().unwrap(), t).is_err());
+    let srv = EchoServer::start(&pod, "web-1", 80, 5353).unwrap();
+    for (to, from) in [("10.9.0.1", "10.9.0.2"), ("[fd00:9::1]", "fd00:9::2")] {
+        let a = http_get(&cl, format!("{to}:80").parse().unwrap(), t).unwrap();
+        let (name, client) = parse(&a).unwrap();
+        assert_eq!(name, "web-1", "{a}");
+        assert_eq!(client.ip().to_string(), from, "{a}");
+        let u = udp_echo(&cl, format!("{to}:5353").parse().unwrap(), t).unwrap();
+        assert_eq!(parse(&u).unwrap().1.ip().to_string(), from, "{u}");
+    }
+    assert_eq!(srv.served(), 4);
+}
