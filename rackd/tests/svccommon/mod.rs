@@ -1,0 +1,331 @@
+//! The service datapath's lab: the FRR ToR of `containerlab/tor/frr.conf` (AS 65000, ECMP
+//! over both nodes with an L4 hash), two rackd nodes (node1 AS 65001, node2 AS 65002, the
+//! copies of `configs/lab`), two pods behind each node running [`EchoServer`], and a client
+//! behind the ToR, all in network namespaces.
+//!
+//! ```text
+//!  client 10.0.3.2 ── tor ──┬── node1 10.0.1.2 ── lxc1/lxc2 ── pod n1a 10.1.1.10, n1b 10.1.1.11
+//!                           └── node2 10.0.2.2 ── lxc1/lxc2 ── pod n2a 10.1.2.10, n2b 10.1.2.11
+//! ```
+//!
+//! Pods have /32 (/128) addresses and a default route via 169.254.1.1 (fe80::1) on their
+//! node's end of the veth, which routes the pod's address to that veth (Cilium's native
+//! routing shape). rackd advertises each node's PodCIDR, so the ToR and the client reach
+//! every pod directly.
+#![allow(dead_code, clippy::unwrap_used, clippy::disallowed_types)]
+
+use std::fmt::Write as _;
+use std::io::BufReader;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use netlab::echo::EchoServer;
+use netlab::frr::Frr;
+use netlab::{LabDir, Netns, Process, veth};
+use rackd_api::{Reply, Request};
+
+/// Copies the files of `from` into `to` (created).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
+}
+
+/// One pod: its namespace, node and addresses.
+pub struct Pod {
+    pub name: String,
+    /// Index into [`SvcLab::nodes`].
+    pub node: usize,
+    pub v4: Ipv4Addr,
+    pub v6: Ipv6Addr,
+    pub ns: Netns,
+}
+
+/// Field order is drop order: the daemons and servers stop first, then FRR, then the
+/// namespaces, and the directory goes last.
+pub struct SvcLab {
+    pub rackd: Vec<Option<Process>>,
+    pub servers: Vec<Option<EchoServer>>,
+    pub tor: Frr,
+    pub pods: Vec<Pod>,
+    pub nodes: Vec<Netns>,
+    pub client: Netns,
+    pub tor_ns: Netns,
+    pub cfgs: Vec<PathBuf>,
+    pub socks: Vec<PathBuf>,
+    pub states: Vec<PathBuf>,
+    pub dir: LabDir,
+}
+
+pub const NODE_NAMES: [&str; 2] = ["node1", "node2"];
+/// The ToR's client-facing address.
+pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 3, 2);
+pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0, 3, 0, 0, 0, 2);
+/// deathstar's LoadBalancer addresses from LB-IPAM (configs/lab).
+pub const VIP_V4: Ipv4Addr = Ipv4Addr::new(172, 18, 255, 200);
+pub const VIP_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xdead, 0xbeef, 0, 0, 0, 0);
+
+pub const T: Duration = Duration::from_secs(3);
+
+impl SvcLab {
+    /// Namespaces, addresses, FRR, pods with their servers and a copy of `configs/lab` per
+    /// node with the pods and deathstar's EndpointSlices; rackd not started.
+    pub fn prepare(prefix: &str) -> SvcLab {
+        let dir = LabDir::new(prefix).unwrap();
+        let tor_ns = Netns::new("sv-tor").unwrap();
+        let client = Netns::new("sv-cl").unwrap();
+        let mut nodes = Vec::new();
+        for (i, _) in NODE_NAMES.iter().enumerate() {
+            let n = Netns::new(&format!("sv-n{}", i + 1)).unwrap();
+            veth(&tor_ns, &format!("eth{}", i + 1), &n, "eth0").unwrap();
+            n.addr_add("eth0", &format!("10.0.{}.2/24", i + 1)).unwrap();
+            n.addr_add("eth0", &format!("fd00:10:0:{}::2/64", i + 1))
+                .unwrap();
+            tor_ns
+                .addr_add(&format!("eth{}", i + 1), &format!("10.0.{}.1/24", i + 1))
+                .unwrap();
+            tor_ns
+                .addr_add(
+                    &format!("eth{}", i + 1),
+                    &format!("fd00:10:0:{}::1/64", i + 1),
+                )
+                .unwrap();
+            n.route_add(&["10.0.0.0/8", "via", &format!("10.0.{}.1", i + 1)])
+                .unwrap();
+            n.route_add(&["fd00::/16", "via", &format!("fd00:10:0:{}::1", i + 1)])
+                .unwrap();
+            n.enable_forwarding().unwrap();
+            nodes.push(n);
+        }
+        veth(&tor_ns, "eth3", &client, "eth0").unwrap();
+        tor_ns.addr_add("eth3", "10.0.3.1/24").unwrap();
+        tor_ns.addr_add("eth3", "fd00:10:0:3::1/64").unwrap();
+        client.addr_add("eth0", "10.0.3.2/24").unwrap();
+        client.addr_add("eth0", "fd00:10:0:3::2/64").unwrap();
+        client.route_add(&["default", "via", "10.0.3.1"]).unwrap();
+        client
+            .route_add(&["default", "via", "fd00:10:0:3::1"])
+            .unwrap();
+        tor_ns.addr_add("lo", "10.0.0.1/32").unwrap();
+        tor_ns.addr_add("lo", "fd00:10::1/128").unwrap();
+        tor_ns.enable_forwarding().unwrap();
+        // Spread flows over the ECMP next hops by their ports too.
+        tor_ns
+            .write_sysctls(&[
+                ("net/ipv4/fib_multipath_hash_policy", "1"),
+                ("net/ipv6/fib_multipath_hash_policy", "1"),
+            ])
+            .unwrap();
+        let conf = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../containerlab/tor/frr.conf"),
+        )
+        .unwrap();
+        let tor = Frr::start(&tor_ns, dir.path(), "tor", &conf).unwrap();
+
+        let mut pods = Vec::new();
+        let mut servers = Vec::new();
+        for (i, _) in NODE_NAMES.iter().enumerate() {
+            for (k, tag) in ["a", "b"].iter().enumerate() {
+                let name = format!("n{}{tag}", i + 1);
+                let v4 = Ipv4Addr::new(10, 1, u8::try_from(i + 1).unwrap(), 10 + k as u8);
+                let v6: Ipv6Addr = format!("fd00:10:1:{}::{}", i + 1, 10 + k).parse().unwrap();
+                let ns = Netns::new(&format!("sv-p{}{tag}", i + 1)).unwrap();
+                let lxc = format!("lxc{}", k + 1);
+                veth(&nodes[i], &lxc, &ns, "eth0").unwrap();
+                nodes[i].addr_add(&lxc, "169.254.1.1/32").unwrap();
+                nodes[i].addr_add(&lxc, "fe80::1/64").unwrap();
+                nodes[i]
+                    .route_add(&[&format!("{v4}/32"), "dev", &lxc])
+                    .unwrap();
+                nodes[i]
+                    .route_add(&[&format!("{v6}/128"), "dev", &lxc])
+                    .unwrap();
+                ns.addr_add("eth0", &format!("{v4}/32")).unwrap();
+                ns.addr_add("eth0", &format!("{v6}/128")).unwrap();
+                ns.route_add(&["169.254.1.1", "dev", "eth0", "scope", "link"])
+                    .unwrap();
+                ns.route_add(&["default", "via", "169.254.1.1", "dev", "eth0"])
+                    .unwrap();
+                ns.route_add(&["default", "via", "fe80::1", "dev", "eth0"])
+                    .unwrap();
+                servers.push(Some(EchoServer::start(&ns, &name, 80, 5353).unwrap()));
+                pods.push(Pod {
+                    name,
+                    node: i,
+                    v4,
+                    v6,
+                    ns,
+                });
+            }
+        }
+
+        let mut cfgs = Vec::new();
+        let mut socks = Vec::new();
+        let mut states = Vec::new();
+        for n in NODE_NAMES {
+            let cfg = dir.path().join(n).join("config");
+            copy_dir(
+                &Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/lab"),
+                &cfg,
+            );
+            cfgs.push(cfg);
+            socks.push(dir.path().join(n).join("admin.sock"));
+            states.push(dir.path().join(n).join("state"));
+        }
+        let lab = SvcLab {
+            rackd: vec![None, None],
+            servers,
+            tor,
+            pods,
+            nodes,
+            client,
+            tor_ns,
+            cfgs,
+            socks,
+            states,
+            dir,
+        };
+        lab.write_config("pods.yaml", &lab.pods_yaml());
+        lab.write_config(
+            "endpoints.yaml",
+            &lab.endpoints_yaml("deathstar", "batuu", &[0, 1, 2, 3]),
+        );
+        lab
+    }
+
+    /// Writes `name` into every node's configuration directory.
+    pub fn write_config(&self, name: &str, yaml: &str) {
+        for c in &self.cfgs {
+            let tmp = c.join(format!(".{name}.tmp"));
+            std::fs::write(&tmp, yaml).unwrap();
+            std::fs::rename(&tmp, c.join(name)).unwrap();
+        }
+    }
+
+    /// The Pod objects (namespace batuu, deathstar's labels).
+    pub fn pods_yaml(&self) -> String {
+        let mut y = String::new();
+        for p in &self.pods {
+            let _ = write!(
+                y,
+                "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {}\n  namespace: batuu\n  labels: {{org: empire, class: deathstar}}\n\
+                 spec:\n  nodeName: {}\n  containers: [{{name: echo, image: echo}}]\nstatus:\n  podIP: {}\n  podIPs: [{{ip: {}}}, {{ip: \"{}\"}}]\n",
+                p.name, NODE_NAMES[p.node], p.v4, p.v4, p.v6
+            );
+        }
+        y
+    }
+
+    /// EndpointSlices (IPv4 and IPv6) of Service `ns/svc` with the pods at `pods` (indexes)
+    /// ready, port `http` 80/TCP and `udp` 5353/UDP.
+    pub fn endpoints_yaml(&self, svc: &str, ns: &str, pods: &[usize]) -> String {
+        let mut y = String::new();
+        for (fam, suffix) in [("IPv4", "v4"), ("IPv6", "v6")] {
+            let _ = write!(
+                y,
+                "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {svc}-{suffix}\n  namespace: {ns}\n  labels: {{kubernetes.io/service-name: {svc}}}\naddressType: {fam}\nports:\n- {{name: http, port: 80, protocol: TCP}}\n- {{name: udp, port: 5353, protocol: UDP}}\nendpoints:"
+            );
+            if pods.is_empty() {
+                y.push_str(" []\n");
+                continue;
+            }
+            y.push('\n');
+            for &i in pods {
+                let p = &self.pods[i];
+                let addr = if fam == "IPv4" {
+                    p.v4.to_string()
+                } else {
+                    format!("\"{}\"", p.v6)
+                };
+                let _ = writeln!(
+                    y,
+                    "- {{addresses: [{addr}], nodeName: {}, conditions: {{ready: true}}, targetRef: {{kind: Pod, name: {}, namespace: batuu}}}}",
+                    NODE_NAMES[p.node], p.name
+                );
+            }
+        }
+        y
+    }
+
+    /// Starts rackd on node `i` with `extra` flags.
+    pub fn start_rackd(&mut self, i: usize, extra: &[&str]) {
+        let cfg = self.cfgs[i].to_str().unwrap().to_owned();
+        let state = self.states[i].to_str().unwrap().to_owned();
+        let sock = self.socks[i].to_str().unwrap().to_owned();
+        let mut args = vec![
+            env!("CARGO_BIN_EXE_rackd"),
+            "--node-name",
+            NODE_NAMES[i],
+            "--config-dir",
+            &cfg,
+            "--state-dir",
+            &state,
+            "--admin-socket",
+            &sock,
+            "--metrics-addr",
+            "127.0.0.1:9963",
+        ];
+        args.extend_from_slice(extra);
+        let p = self.nodes[i]
+            .spawn(self.dir.path(), &format!("rackd-{}", NODE_NAMES[i]), &args)
+            .unwrap();
+        self.rackd[i] = Some(p);
+    }
+
+    /// SIGKILL rackd on node `i` (its pinned programs and maps stay).
+    pub fn kill_rackd(&mut self, i: usize) {
+        if let Some(mut p) = self.rackd[i].take() {
+            p.kill9().unwrap();
+        }
+    }
+
+    pub fn call(&self, i: usize, req: &Request) -> Reply {
+        let s = std::os::unix::net::UnixStream::connect(&self.socks[i]).unwrap();
+        rackd_api::write_message(&s, req).unwrap();
+        rackd_api::read_message(BufReader::new(&s)).unwrap()
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        self.rackd[i]
+            .as_ref()
+            .map(|p| p.log_tail())
+            .unwrap_or_default()
+    }
+
+    /// Waits until the ToR has `prefix` from `paths` next hops (ECMP) in its kernel table.
+    pub fn wait_tor_route(&self, prefix: &str, paths: usize, timeout: Duration) {
+        netlab::wait_for(
+            &format!("{prefix} with {paths} path(s) on the ToR"),
+            timeout,
+            Duration::from_millis(200),
+            || {
+                let r = self
+                    .tor_ns
+                    .ip(&["route", "show", prefix])
+                    .unwrap_or_default();
+                let r6 = self
+                    .tor_ns
+                    .ip(&["-6", "route", "show", prefix])
+                    .unwrap_or_default();
+                let text = format!("{r}{r6}");
+                let n = text.matches("nexthop").count().max(usize::from(
+                    !text.trim().is_empty() && !text.contains("nexthop"),
+                ));
+                Ok(if n >= paths {
+                    netlab::Check::Ready(())
+                } else {
+                    netlab::Check::NotYet(format!("{text}\n{}\n{}", self.log(0), self.log(1)))
+                })
+            },
+        )
+        .unwrap();
+    }
+
+    /// `GET /` from the client to `addr`.
+    pub fn get(&self, addr: SocketAddr) -> netlab::Result<String> {
+        netlab::echo::http_get(&self.client, addr, T)
+    }
+}
