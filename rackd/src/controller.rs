@@ -116,87 +116,35 @@ impl<A: Clone + Send + Sync + 'static> Inputs for watch::Receiver<A> {
     }
 }
 
-impl<A, B> Inputs for (watch::Receiver<A>, watch::Receiver<B>)
-where
-    A: Clone + Send + Sync + 'static,
-    B: Clone + Send + Sync + 'static,
-{
-    type Value = (A, B);
+/// `Inputs` for a tuple of `watch` receivers: a change of any wakes the controller, which then
+/// sees all current values.
+macro_rules! tuple_inputs {
+    ($($t:ident $i:tt),+) => {
+        impl<$($t),+> Inputs for ($(watch::Receiver<$t>,)+)
+        where
+            $($t: Clone + Send + Sync + 'static,)+
+        {
+            type Value = ($($t,)+);
 
-    async fn changed(&mut self) {
-        // Both are cancel-safe: the one that loses the race keeps its change for next time.
-        tokio::select! {
-            () = changed_or_pending(&mut self.0) => {}
-            () = changed_or_pending(&mut self.1) => {}
+            async fn changed(&mut self) {
+                // Each branch is cancel-safe: the ones that lose the race keep their change
+                // for next time.
+                tokio::select! {
+                    $(() = changed_or_pending(&mut self.$i) => {})+
+                }
+            }
+
+            fn current(&mut self) -> Self::Value {
+                ($(self.$i.borrow_and_update().clone(),)+)
+            }
         }
-    }
-
-    fn current(&mut self) -> (A, B) {
-        (
-            self.0.borrow_and_update().clone(),
-            self.1.borrow_and_update().clone(),
-        )
-    }
+    };
 }
 
-impl<A, B, C> Inputs for (watch::Receiver<A>, watch::Receiver<B>, watch::Receiver<C>)
-where
-    A: Clone + Send + Sync + 'static,
-    B: Clone + Send + Sync + 'static,
-    C: Clone + Send + Sync + 'static,
-{
-    type Value = (A, B, C);
-
-    async fn changed(&mut self) {
-        tokio::select! {
-            () = changed_or_pending(&mut self.0) => {}
-            () = changed_or_pending(&mut self.1) => {}
-            () = changed_or_pending(&mut self.2) => {}
-        }
-    }
-
-    fn current(&mut self) -> (A, B, C) {
-        (
-            self.0.borrow_and_update().clone(),
-            self.1.borrow_and_update().clone(),
-            self.2.borrow_and_update().clone(),
-        )
-    }
-}
-
-impl<A, B, C, D> Inputs
-    for (
-        watch::Receiver<A>,
-        watch::Receiver<B>,
-        watch::Receiver<C>,
-        watch::Receiver<D>,
-    )
-where
-    A: Clone + Send + Sync + 'static,
-    B: Clone + Send + Sync + 'static,
-    C: Clone + Send + Sync + 'static,
-    D: Clone + Send + Sync + 'static,
-{
-    type Value = (A, B, C, D);
-
-    async fn changed(&mut self) {
-        tokio::select! {
-            () = changed_or_pending(&mut self.0) => {}
-            () = changed_or_pending(&mut self.1) => {}
-            () = changed_or_pending(&mut self.2) => {}
-            () = changed_or_pending(&mut self.3) => {}
-        }
-    }
-
-    fn current(&mut self) -> (A, B, C, D) {
-        (
-            self.0.borrow_and_update().clone(),
-            self.1.borrow_and_update().clone(),
-            self.2.borrow_and_update().clone(),
-            self.3.borrow_and_update().clone(),
-        )
-    }
-}
+tuple_inputs!(A 0, B 1);
+tuple_inputs!(A 0, B 1, C 2);
+tuple_inputs!(A 0, B 1, C 2, D 3);
+tuple_inputs!(A 0, B 1, C 2, D 3, E 4);
 
 /// Exponential backoff after failed reconciles: 100 ms doubling to 30 s, reset by a success.
 #[derive(Debug, Clone)]
