@@ -191,7 +191,7 @@ impl SvcLab {
         lab.write_config("pods.yaml", &lab.pods_yaml());
         lab.write_config(
             "endpoints.yaml",
-            &lab.endpoints_yaml("deathstar", "batuu", &[0, 1, 2, 3]),
+            &lab.endpoints_yaml("deathstar", "batuu", &[0, 1, 2, 3], &[("", 80, "TCP")]),
         );
         lab
     }
@@ -220,14 +220,29 @@ impl SvcLab {
     }
 
     /// EndpointSlices (IPv4 and IPv6) of Service `ns/svc` with the pods at `pods` (indexes)
-    /// ready, port `http` 80/TCP and `udp` 5353/UDP.
-    pub fn endpoints_yaml(&self, svc: &str, ns: &str, pods: &[usize]) -> String {
+    /// ready, on `ports` (name, port, protocol; an empty name for a Service's only, unnamed
+    /// port).
+    pub fn endpoints_yaml(
+        &self,
+        svc: &str,
+        ns: &str,
+        pods: &[usize],
+        ports: &[(&str, u16, &str)],
+    ) -> String {
         let mut y = String::new();
         for (fam, suffix) in [("IPv4", "v4"), ("IPv6", "v6")] {
             let _ = write!(
                 y,
-                "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {svc}-{suffix}\n  namespace: {ns}\n  labels: {{kubernetes.io/service-name: {svc}}}\naddressType: {fam}\nports:\n- {{name: http, port: 80, protocol: TCP}}\n- {{name: udp, port: 5353, protocol: UDP}}\nendpoints:"
+                "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {svc}-{suffix}\n  namespace: {ns}\n  labels: {{kubernetes.io/service-name: {svc}}}\naddressType: {fam}\nports:\n"
             );
+            for (name, port, proto) in ports {
+                if name.is_empty() {
+                    let _ = writeln!(y, "- {{port: {port}, protocol: {proto}}}");
+                } else {
+                    let _ = writeln!(y, "- {{name: {name}, port: {port}, protocol: {proto}}}");
+                }
+            }
+            y.push_str("endpoints:");
             if pods.is_empty() {
                 y.push_str(" []\n");
                 continue;
