@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use rackd_lab::echo::{Echo, EchoConfig};
+use rackd_lab::echo::{self, Echo, EchoConfig};
 use rackd_lab::{LabError, Options, lab, topo};
 
 #[derive(Parser, Debug)]
@@ -77,6 +77,19 @@ enum Cmd {
         #[arg(long)]
         no_udp: bool,
     },
+    /// Send one UDP datagram and print the answer (the lab's client has no `nc`): exit 0 with
+    /// the answer on stdout, 1 if none came within the timeout, 3 if it came from another
+    /// address than the one probed (a reverse translation gone wrong).
+    UdpProbe {
+        /// Where to send it (`10.1.1.11:5353`, `[fd00:10:1:1::11]:5353`).
+        addr: SocketAddr,
+        /// How long to wait for the answer, in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+        /// The datagram's payload.
+        #[arg(long, default_value = "probe")]
+        payload: String,
+    },
 }
 
 fn progress(msg: &str) {
@@ -140,9 +153,11 @@ fn real_main() -> anyhow::Result<ExitCode> {
         bin_dir: cli.bin_dir.clone(),
     };
     let name = cli.name.as_deref();
-    // The echo server needs no root (the lab runs it as root for port 80).
+    // The echo server and the probe need no root (the lab runs it as root for port 80).
     // SAFETY: geteuid(2) cannot fail and touches no memory.
-    if !matches!(cli.cmd, Cmd::Echo { .. }) && unsafe { libc::geteuid() } != 0 {
+    if !matches!(cli.cmd, Cmd::Echo { .. } | Cmd::UdpProbe { .. })
+        && unsafe { libc::geteuid() } != 0
+    {
         anyhow::bail!(
             "rackd-lab needs root (network namespaces, /run/rackd-lab): run it with sudo"
         );
@@ -220,6 +235,27 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 udp: if no_udp { Vec::new() } else { udp },
                 log_requests: true,
             })
+        }
+        Cmd::UdpProbe {
+            addr,
+            timeout_ms,
+            payload,
+        } => {
+            let r = echo::udp_probe(
+                addr,
+                payload.as_bytes(),
+                std::time::Duration::from_millis(timeout_ms.max(1)),
+            )
+            .with_context(|| format!("no UDP answer from {addr} within {timeout_ms} ms"))?;
+            print!("{}", r.text);
+            if r.from != addr {
+                eprintln!(
+                    "rackd-lab: the answer came from {}, not from {addr} (probed from {})",
+                    r.from, r.local
+                );
+                return Ok(ExitCode::from(3));
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -441,3 +441,35 @@ async fn reject(s: &mut TcpStream, e: &HeadError, cx: &Cx, peer: SocketAddr) -> 
     .await;
     Ok(())
 }
+
+/// What [`udp_probe`] got back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeReply {
+    /// The reply's text (lossy UTF-8).
+    pub text: String,
+    /// Where it came from (for a service, this must be the frontend, not the backend).
+    pub from: SocketAddr,
+    /// Our own address, as the server should have seen it without translation.
+    pub local: SocketAddr,
+}
+
+/// Sends one datagram to `to` and waits up to `wait` for one answer (from anywhere: a reply
+/// from an address other than `to` is returned, not filtered, so a broken reverse
+/// translation is visible).
+pub fn udp_probe(to: SocketAddr, payload: &[u8], wait: Duration) -> io::Result<ProbeReply> {
+    let any: SocketAddr = if to.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let s = std::net::UdpSocket::bind(any)?;
+    s.set_read_timeout(Some(wait))?;
+    s.send_to(payload, to)?;
+    let mut buf = [0u8; 2048];
+    let (n, from) = s.recv_from(&mut buf)?;
+    Ok(ProbeReply {
+        text: String::from_utf8_lossy(buf.get(..n).unwrap_or_default()).into_owned(),
+        from: canonical(from),
+        local: s.local_addr()?,
+    })
+}
