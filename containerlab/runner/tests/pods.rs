@@ -7,10 +7,14 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::time::Duration;
 
 use common::{Lab, lab_file, text, wait};
+use rackd_lab::topo;
+use serde::Deserialize as _;
 use serde_json::Value;
 
 /// `(pod, node, IPv4, IPv6)`, as in `containerlab/rackd-bgp.clab.yml`.
@@ -170,4 +174,139 @@ fn answers_parse() {
     ] {
         assert!(parse_answer(bad).is_err(), "{bad:?}");
     }
+}
+
+/// Every YAML document of `configs/lab/<file>`, as JSON values.
+fn docs(file: &str) -> Vec<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../configs/lab")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn in_cidr(addr: IpAddr, cidr: &str) -> bool {
+    let (net, len) = cidr.split_once('/').unwrap();
+    let len: u32 = len.parse().unwrap();
+    match (addr, net.parse::<IpAddr>().unwrap()) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// The topology, configs/lab's EndpointSlices and Nodes, and the pending Pod objects
+/// (configs/lab/pods/) describe the same pods: names, nodes, addresses inside the node's
+/// PodCIDRs, labels the deathstar Service selects.
+#[test]
+fn configs_match_the_topology() {
+    let t = topo::load(&lab_file(), None).unwrap();
+    let mut want: BTreeSet<(String, String, IpAddr)> = BTreeSet::new();
+    for (pod, node, v4, v6) in PODS {
+        want.insert((pod.into(), node.into(), ip(v4)));
+        want.insert((pod.into(), node.into(), ip(v6)));
+    }
+
+    // The topology: each pod linked to its node, its addresses from its exec lines.
+    let mut from_topo = BTreeSet::new();
+    for (name, n) in t.nodes.iter().filter(|(k, _)| k.starts_with("deathstar-")) {
+        let link = t
+            .links
+            .iter()
+            .find(|l| l.a.node == *name || l.b.node == *name)
+            .unwrap();
+        let node = if link.a.node == *name {
+            &link.b.node
+        } else {
+            &link.a.node
+        };
+        for (_, words) in &n.exec {
+            let w: Vec<&str> = words.iter().map(String::as_str).collect();
+            if let ["ip", "addr", "add", a, "dev", "eth1", ..] = w.as_slice() {
+                let (a, len) = a.split_once('/').unwrap();
+                assert!(len == "32" || len == "128", "{name}: {words:?}");
+                from_topo.insert((name.clone(), node.clone(), ip(a)));
+            }
+        }
+    }
+    assert_eq!(from_topo, want, "topology");
+
+    // Every pod address lies in its node's PodCIDRs.
+    let nodes = docs("nodes.yaml");
+    for (pod, node, addr) in &want {
+        let n = nodes
+            .iter()
+            .find(|d| d["metadata"]["name"] == node.as_str())
+            .unwrap();
+        let cidrs = n["spec"]["podCIDRs"].as_array().unwrap();
+        assert!(
+            cidrs.iter().any(|c| in_cidr(*addr, c.as_str().unwrap())),
+            "{pod} {addr} is outside {node}'s {cidrs:?}"
+        );
+    }
+
+    // EndpointSlices: deathstar (with targetRefs) and web, both families, ready.
+    let slices = docs("endpointslices.yaml");
+    for svc in ["deathstar", "web"] {
+        let mut got = BTreeSet::new();
+        let mut families = BTreeSet::new();
+        for s in slices
+            .iter()
+            .filter(|s| s["metadata"]["labels"]["kubernetes.io/service-name"] == svc)
+        {
+            families.insert(s["addressType"].as_str().unwrap().to_owned());
+            for e in s["endpoints"].as_array().unwrap() {
+                assert_eq!(e["conditions"]["ready"], true, "{e}");
+                let node = e["nodeName"].as_str().unwrap();
+                let addr = ip(e["addresses"][0].as_str().unwrap());
+                let pod = PODS
+                    .iter()
+                    .find(|p| ip(p.2) == addr || ip(p.3) == addr)
+                    .unwrap()
+                    .0;
+                if svc == "deathstar" {
+                    assert_eq!(e["targetRef"]["name"], pod, "{e}");
+                }
+                got.insert((pod.to_owned(), node.to_owned(), addr));
+            }
+        }
+        assert_eq!(got, want, "{svc}'s EndpointSlices");
+        assert_eq!(families.len(), 2, "{svc}: {families:?}");
+    }
+
+    // The Pod objects waiting for rackd's model.
+    let pods = docs("pods/pods.yaml");
+    let services = docs("services.yaml");
+    let deathstar = services
+        .iter()
+        .find(|s| s["metadata"]["name"] == "deathstar")
+        .unwrap();
+    let selector = deathstar["spec"]["selector"].as_object().unwrap();
+    let mut got = BTreeSet::new();
+    for p in &pods {
+        assert_eq!(p["kind"], "Pod");
+        assert_eq!(p["metadata"]["namespace"], "batuu");
+        for (k, v) in selector {
+            assert_eq!(&p["metadata"]["labels"][k], v, "{p}");
+        }
+        let name = p["metadata"]["name"].as_str().unwrap();
+        let node = p["spec"]["nodeName"].as_str().unwrap();
+        for a in p["status"]["podIPs"].as_array().unwrap() {
+            got.insert((
+                name.to_owned(),
+                node.to_owned(),
+                ip(a["ip"].as_str().unwrap()),
+            ));
+        }
+    }
+    assert_eq!(got, want, "pods/pods.yaml");
 }
