@@ -361,3 +361,54 @@ fn the_binary_serves_until_killed() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--http"));
 }
+
+/// `rackd-lab udp-probe`: the answer on stdout; exit 3 when it comes from another address than
+/// the one probed (here a wildcard-bound server probed at 127.0.0.2 answers from 127.0.0.1,
+/// the way a missing reverse translation shows), 1 when none comes.
+#[tokio::test]
+async fn udp_probe_reports_the_answer_and_its_source() {
+    let e = Echo::bind(&EchoConfig {
+        name: "probed".into(),
+        http: vec![],
+        udp: vec!["0.0.0.0:0".parse().unwrap()],
+        log_requests: false,
+    })
+    .unwrap();
+    let port = e.udp_addrs()[0].port();
+    let task = tokio::spawn(e.run());
+    let probe = |addr: String| async move {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_rackd-lab"))
+            .args(["udp-probe", "--timeout-ms", "2000", &addr])
+            .output()
+            .await
+            .unwrap()
+    };
+    let out = probe(format!("127.0.0.1:{port}")).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("pod=probed client=127.0.0.1:"),
+        "{out:?}"
+    );
+    let out = probe(format!("127.0.0.2:{port}")).await;
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("pod=probed "));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("came from 127.0.0.1:{port}")),
+        "{out:?}"
+    );
+    task.abort();
+    // Nobody answers on a port nothing listens on (the server is gone).
+    let _ = task.await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rackd-lab"))
+        .args([
+            "udp-probe",
+            "--timeout-ms",
+            "200",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no UDP answer"));
+}

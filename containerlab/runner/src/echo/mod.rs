@@ -309,7 +309,7 @@ async fn serve_conn(mut s: TcpStream, peer: SocketAddr, cx: &Cx) -> io::Result<(
         }
         let keep = respond(&mut s, &req, cx, peer, local).await?;
         if !keep {
-            s.shutdown().await?;
+            close_gently(&mut s).await?;
             return Ok(());
         }
     }
@@ -425,9 +425,14 @@ async fn reject(s: &mut TcpStream, e: &HeadError, cx: &Cx, peer: SocketAddr) -> 
     );
     out.extend_from_slice(body.as_bytes());
     s.write_all(&out).await?;
+    close_gently(s).await
+}
+
+/// Half-closes, then drains what the client still sends (bounded), so closing with unread
+/// input (pipelined requests after `Connection: close`, the rest of a rejected request) does
+/// not reset the connection before the client has read the answer.
+async fn close_gently(s: &mut TcpStream) -> io::Result<()> {
     s.shutdown().await?;
-    // Drain what the client still sends (bounded), so closing does not reset the connection
-    // before the answer is read.
     let mut sink = [0u8; 4096];
     let mut total = 0usize;
     let _ = timeout(DRAIN_TIMEOUT, async {
