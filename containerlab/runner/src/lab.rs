@@ -320,13 +320,41 @@ fn build(
             }
             Role::Plain => {
                 if let Some(cmd) = &node.cmd {
-                    let words: Vec<&str> = cmd.iter().map(String::as_str).collect();
-                    spawn(node, "cmd", &words, &[], st)?;
+                    let argv = plain_argv(cmd);
+                    let words: Vec<&str> = argv.iter().map(String::as_str).collect();
+                    let d = spawn(node, "cmd", &words, &[], st)?;
+                    log(&format!(
+                        "node {}: cmd (pid {}) started: {}",
+                        node.name,
+                        d.pid,
+                        words.join(" ")
+                    ));
                 }
             }
         }
     }
     Ok(())
+}
+
+/// This program, for a `cmd:` or `exec` that runs `rackd-lab` (the pods' `rackd-lab echo`):
+/// the image has it on its PATH, the host usually does not.
+fn self_exe() -> Option<String> {
+    std::env::current_exe()
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// A plain node's `cmd:` as run from the host: `rackd-lab` is this binary, anything else
+/// is looked up on the host's PATH.
+pub fn plain_argv(cmd: &[String]) -> Vec<String> {
+    let mut out = cmd.to_vec();
+    if let Some(first) = out.first_mut()
+        && first == "rackd-lab"
+        && let Some(me) = self_exe()
+    {
+        *first = me;
+    }
+    out
 }
 
 /// Runs a command to completion, errors carrying its output.
@@ -686,7 +714,8 @@ pub fn down(lab: &str, log: &dyn Fn(&str)) -> Result<Option<Vec<String>>, LabErr
 }
 
 /// The command line `exec` runs for `argv` in `node`: `vtysh` pointed at an FRR node's
-/// sockets, `rackctl` from the workspace when found, plus environment (`RACKD_SOCKET` for a
+/// sockets, `rackctl` from the workspace when found, `rackd-lab` as this binary (for
+/// `rackd-lab udp-probe`), plus environment (`RACKD_SOCKET` for a
 /// rackd node, the node's `env:`).
 pub fn exec_command(
     node: &NodeState,
@@ -713,6 +742,7 @@ pub fn exec_command(
                 out[0] = p.to_string_lossy().into_owned();
             }
         }
+        (_, Some("rackd-lab")) => out = plain_argv(&out),
         _ => {}
     }
     if let Some(s) = &node.admin_socket {
@@ -756,6 +786,7 @@ pub fn status(st: &State) -> (String, bool) {
             ": up did not finish"
         }
     );
+    let width = st.nodes.iter().map(|n| n.name.len()).max().unwrap_or(0);
     for n in &st.nodes {
         let ns_ok = netns_exists(&n.netns);
         healthy &= ns_ok;
@@ -776,7 +807,7 @@ pub fn status(st: &State) -> (String, bool) {
             .collect();
         let _ = writeln!(
             s,
-            "  {:<8} {:<6} netns {}{}  {}",
+            "  {:<width$} {:<6} netns {}{}  {}",
             n.name,
             n.role.to_string(),
             n.netns,
@@ -975,5 +1006,23 @@ mod tests {
         };
         let (_, env) = exec_command(&r, &["rackctl".into()], &Options::default());
         assert_eq!(env["RACKD_SOCKET"], "/s.sock");
+        // `rackd-lab` is this very binary (the test executable here), other commands stay.
+        let me = std::env::current_exe().unwrap();
+        let (argv, _) = exec_command(
+            &r,
+            &[
+                "rackd-lab".into(),
+                "udp-probe".into(),
+                "10.1.1.11:5353".into(),
+            ],
+            &Options::default(),
+        );
+        assert_eq!(argv[0], me.to_string_lossy());
+        assert_eq!(argv[1..], ["udp-probe", "10.1.1.11:5353"]);
+        let cmd = ["rackd-lab", "echo", "--name", "p"].map(String::from);
+        assert_eq!(plain_argv(&cmd)[0], me.to_string_lossy());
+        assert_eq!(plain_argv(&cmd)[1..], cmd[1..]);
+        let other = ["sleep", "rackd-lab"].map(String::from);
+        assert_eq!(plain_argv(&other), other);
     }
 }

@@ -5,7 +5,10 @@
 //! zebra and bgpd with their bound `frr.conf`, rackd nodes run this workspace's `rackd` with
 //! their `cmd:`. State lives in `/run/rackd-lab/<lab>/` so `down`, `exec` and `status` are
 //! separate invocations. See README.md.
+//!
+//! [`echo`] is the server the lab's pods run (`rackd-lab echo`).
 
+pub mod echo;
 pub mod error;
 pub mod lab;
 pub mod shlex;

@@ -1,10 +1,12 @@
-//! `rackd-lab up|down|exec|status FILE`: see the crate docs and README.md.
+//! `rackd-lab up|down|exec|status FILE` and `rackd-lab echo`: see the crate docs and README.md.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use rackd_lab::echo::{self, Echo, EchoConfig};
 use rackd_lab::{LabError, Options, lab, topo};
 
 #[derive(Parser, Debug)]
@@ -54,6 +56,40 @@ enum Cmd {
         /// The .clab.yml file (only its name is used).
         file: PathBuf,
     },
+    /// Serve what the lab's pods serve: every HTTP request on the TCP addresses and every UDP
+    /// datagram is answered with `pod=NAME client=IP:PORT`; `GET /stream?bytes=N[&chunk=C]
+    /// [&interval_ms=D]` sends N bytes slowly. Runs until killed; needs no root for ports
+    /// above 1023.
+    Echo {
+        /// The name in every answer (default: $POD_NAME, else the host name).
+        #[arg(long, env = "POD_NAME")]
+        name: Option<String>,
+        /// TCP address for HTTP (repeatable; IPv6 addresses are IPv6-only).
+        #[arg(long = "http", value_name = "ADDR", default_values = ["0.0.0.0:80", "[::]:80"])]
+        http: Vec<SocketAddr>,
+        /// UDP address for the echo (repeatable; IPv6 addresses are IPv6-only).
+        #[arg(long = "udp", value_name = "ADDR", default_values = ["0.0.0.0:5353", "[::]:5353"])]
+        udp: Vec<SocketAddr>,
+        /// Serve no HTTP.
+        #[arg(long)]
+        no_http: bool,
+        /// Serve no UDP.
+        #[arg(long)]
+        no_udp: bool,
+    },
+    /// Send one UDP datagram and print the answer (the lab's client has no `nc`): exit 0 with
+    /// the answer on stdout, 1 if none came within the timeout, 3 if it came from another
+    /// address than the one probed (a reverse translation gone wrong).
+    UdpProbe {
+        /// Where to send it (`10.1.1.11:5353`, `[fd00:10:1:1::11]:5353`).
+        addr: SocketAddr,
+        /// How long to wait for the answer, in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+        /// The datagram's payload.
+        #[arg(long, default_value = "probe")]
+        payload: String,
+    },
 }
 
 fn progress(msg: &str) {
@@ -79,14 +115,49 @@ fn main() -> ExitCode {
     }
 }
 
+/// The host name (containerlab names a container's host after its node).
+fn hostname() -> anyhow::Result<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname(2) writes at most `buf.len()` bytes into `buf`, which we own.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("gethostname");
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    Ok(String::from_utf8_lossy(buf.get(..end).unwrap_or_default()).into_owned())
+}
+
+fn run_echo(cfg: EchoConfig) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the Tokio runtime")?;
+    rt.block_on(async {
+        let server = Echo::bind(&cfg)?;
+        // The first line tells a caller that bound port 0 which ports it got.
+        eprintln!(
+            "echo: pod={} http {:?} udp {:?}",
+            cfg.name,
+            server.http_addrs(),
+            server.udp_addrs()
+        );
+        server.run().await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::FAILURE)
+}
+
 fn real_main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let opts = Options {
         bin_dir: cli.bin_dir.clone(),
     };
     let name = cli.name.as_deref();
+    // The echo server and the probe need no root (the lab runs it as root for port 80).
     // SAFETY: geteuid(2) cannot fail and touches no memory.
-    if unsafe { libc::geteuid() } != 0 {
+    if !matches!(cli.cmd, Cmd::Echo { .. } | Cmd::UdpProbe { .. })
+        && unsafe { libc::geteuid() } != 0
+    {
         anyhow::bail!(
             "rackd-lab needs root (network namespaces, /run/rackd-lab): run it with sudo"
         );
@@ -146,6 +217,45 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => Err(e).context("reading lab state"),
             }
+        }
+        Cmd::Echo {
+            name,
+            http,
+            udp,
+            no_http,
+            no_udp,
+        } => {
+            let name = match name {
+                Some(n) => n,
+                None => hostname()?,
+            };
+            run_echo(EchoConfig {
+                name,
+                http: if no_http { Vec::new() } else { http },
+                udp: if no_udp { Vec::new() } else { udp },
+                log_requests: true,
+            })
+        }
+        Cmd::UdpProbe {
+            addr,
+            timeout_ms,
+            payload,
+        } => {
+            let r = echo::udp_probe(
+                addr,
+                payload.as_bytes(),
+                std::time::Duration::from_millis(timeout_ms.max(1)),
+            )
+            .with_context(|| format!("no UDP answer from {addr} within {timeout_ms} ms"))?;
+            print!("{}", r.text);
+            if r.from != addr {
+                eprintln!(
+                    "rackd-lab: the answer came from {}, not from {addr} (probed from {})",
+                    r.from, r.local
+                );
+                return Ok(ExitCode::from(3));
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -53,12 +53,21 @@ fn the_lab_file_parses() {
         roles,
         [
             ("client", Role::Plain),
+            ("deathstar-1", Role::Plain),
+            ("deathstar-2", Role::Plain),
+            ("deathstar-3", Role::Plain),
+            ("deathstar-4", Role::Plain),
             ("node1", Role::Rackd),
             ("node2", Role::Rackd),
             ("tor", Role::Frr)
         ]
     );
-    assert_eq!(t.links.len(), 3);
+    assert_eq!(t.links.len(), 7);
+    // The pods run this crate's echo server.
+    for i in 1..=4 {
+        let cmd = t.nodes[&format!("deathstar-{i}")].cmd.clone().unwrap();
+        assert_eq!(cmd[..2], ["rackd-lab", "echo"], "{cmd:?}");
+    }
     // Bind sources resolve against the file's directory and exist.
     for n in t.nodes.values() {
         for b in &n.binds {
@@ -74,7 +83,7 @@ fn the_lab_file_parses() {
     // A name override changes only the name.
     let t2 = topo::load(&lab_file(), Some("other")).unwrap();
     assert_eq!(t2.name, "other");
-    assert_eq!(t2.nodes.len(), 4);
+    assert_eq!(t2.nodes.len(), 8);
     parse(GOOD).unwrap();
 }
 
@@ -234,14 +243,18 @@ fn lab_up_sessions_routes_ping_down() {
         .iter()
         .map(|p| p["pid"].as_u64().unwrap() as u32)
         .collect();
-    assert_eq!(pids.len(), 4, "rackd x2, zebra, bgpd: {state}");
+    assert_eq!(
+        pids.len(),
+        8,
+        "rackd x2, zebra, bgpd, four pods' echo servers: {state}"
+    );
     let netns: Vec<String> = state["nodes"]
         .as_array()
         .unwrap()
         .iter()
         .map(|n| n["netns"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(netns.len(), 4);
+    assert_eq!(netns.len(), 8);
 
     // A second `up` of the same lab is refused and says so.
     let again = lab.cmd(&["up", lab.file.to_str().unwrap()]);
