@@ -284,7 +284,7 @@ fn configs_match_the_topology() {
     }
 
     // The Pod objects waiting for rackd's model.
-    let pods = docs("pods/pods.yaml");
+    let pods = docs("pods.yaml");
     let services = docs("services.yaml");
     let deathstar = services
         .iter()
@@ -308,5 +308,5 @@ fn configs_match_the_topology() {
             ));
         }
     }
-    assert_eq!(got, want, "pods/pods.yaml");
+    assert_eq!(got, want, "pods.yaml");
 }

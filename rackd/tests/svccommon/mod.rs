@@ -1,16 +1,17 @@
 //! The service datapath's lab: the FRR ToR of `containerlab/tor/frr.conf` (AS 65000, ECMP
 //! over both nodes with an L4 hash), two rackd nodes (node1 AS 65001, node2 AS 65002, the
-//! copies of `configs/lab`), two pods behind each node running [`EchoServer`], and a client
+//! copies of `configs/lab`), the lab's four pods (two per node) running [`EchoServer`], and a client
 //! behind the ToR, all in network namespaces.
 //!
 //! ```text
-//!  client 10.0.3.2 ── tor ──┬── node1 10.0.1.2 ── lxc1/lxc2 ── pod n1a 10.1.1.10, n1b 10.1.1.11
-//!                           └── node2 10.0.2.2 ── lxc1/lxc2 ── pod n2a 10.1.2.10, n2b 10.1.2.11
+//!  client 10.0.3.2 ── tor ──┬── node1 10.0.1.2 ── lxc1/lxc3 ── deathstar-1 10.1.1.11, -3 10.1.1.13
+//!                           └── node2 10.0.2.2 ── lxc2/lxc4 ── deathstar-2 10.1.2.12, -4 10.1.2.14
 //! ```
 //!
-//! Pods have /32 (/128) addresses and a default route via 169.254.1.1 (fe80::1) on their
-//! node's end of the veth, which routes the pod's address to that veth (Cilium's native
-//! routing shape). rackd advertises each node's PodCIDR, so the ToR and the client reach
+//! The pods are the lab's (`containerlab/rackd-bgp.clab.yml`, `configs/lab/pods.yaml` and
+//! `endpointslices.yaml`, used as they are): /32 (/128) addresses and a default route via
+//! 10.1.X.1 (fe80::1) on their node's end of the veth, which routes the pod's address to that
+//! veth (Cilium's native routing shape). rackd advertises each node's PodCIDR, so the ToR and the client reach
 //! every pod directly.
 #![allow(dead_code, clippy::unwrap_used, clippy::disallowed_types)]
 
@@ -30,6 +31,9 @@ pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let p = e.unwrap().path();
+        if p.is_dir() {
+            continue;
+        }
         std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
     }
 }
@@ -125,41 +129,44 @@ impl SvcLab {
         .unwrap();
         let tor = Frr::start(&tor_ns, dir.path(), "tor", &conf).unwrap();
 
+        // The lab's pods (containerlab/rackd-bgp.clab.yml): deathstar-N on node (N+1)%2+1,
+        // 10.1.X.1N behind veth lxcN, the node's end 10.1.X.1 / fe80::1.
         let mut pods = Vec::new();
         let mut servers = Vec::new();
-        for (i, _) in NODE_NAMES.iter().enumerate() {
-            for (k, tag) in ["a", "b"].iter().enumerate() {
-                let name = format!("n{}{tag}", i + 1);
-                let v4 = Ipv4Addr::new(10, 1, u8::try_from(i + 1).unwrap(), 10 + k as u8);
-                let v6: Ipv6Addr = format!("fd00:10:1:{}::{}", i + 1, 10 + k).parse().unwrap();
-                let ns = Netns::new(&format!("sv-p{}{tag}", i + 1)).unwrap();
-                let lxc = format!("lxc{}", k + 1);
-                veth(&nodes[i], &lxc, &ns, "eth0").unwrap();
-                nodes[i].addr_add(&lxc, "169.254.1.1/32").unwrap();
-                nodes[i].addr_add(&lxc, "fe80::1/64").unwrap();
-                nodes[i]
-                    .route_add(&[&format!("{v4}/32"), "dev", &lxc])
-                    .unwrap();
-                nodes[i]
-                    .route_add(&[&format!("{v6}/128"), "dev", &lxc])
-                    .unwrap();
-                ns.addr_add("eth0", &format!("{v4}/32")).unwrap();
-                ns.addr_add("eth0", &format!("{v6}/128")).unwrap();
-                ns.route_add(&["169.254.1.1", "dev", "eth0", "scope", "link"])
-                    .unwrap();
-                ns.route_add(&["default", "via", "169.254.1.1", "dev", "eth0"])
-                    .unwrap();
-                ns.route_add(&["default", "via", "fe80::1", "dev", "eth0"])
-                    .unwrap();
-                servers.push(Some(EchoServer::start(&ns, &name, 80, 5353).unwrap()));
-                pods.push(Pod {
-                    name,
-                    node: i,
-                    v4,
-                    v6,
-                    ns,
-                });
-            }
+        for n in 1..=4u8 {
+            let i = usize::from((n + 1) % 2);
+            let x = i + 1;
+            let name = format!("deathstar-{n}");
+            let v4 = Ipv4Addr::new(10, 1, u8::try_from(x).unwrap(), 10 + n);
+            let v6: Ipv6Addr = format!("fd00:10:1:{x}::1{n}").parse().unwrap();
+            let ns = Netns::new(&format!("sv-p{n}")).unwrap();
+            let lxc = format!("lxc{n}");
+            veth(&nodes[i], &lxc, &ns, "eth1").unwrap();
+            nodes[i].addr_add(&lxc, &format!("10.1.{x}.1/32")).unwrap();
+            nodes[i].addr_add(&lxc, "fe80::1/64").unwrap();
+            nodes[i]
+                .route_add(&[&format!("{v4}/32"), "dev", &lxc])
+                .unwrap();
+            nodes[i]
+                .route_add(&[&format!("{v6}/128"), "dev", &lxc])
+                .unwrap();
+            ns.addr_add("eth1", &format!("{v4}/32")).unwrap();
+            ns.addr_add("eth1", &format!("{v6}/128")).unwrap();
+            let gw = format!("10.1.{x}.1");
+            ns.route_add(&[&gw, "dev", "eth1", "scope", "link"])
+                .unwrap();
+            ns.route_add(&["default", "via", &gw, "dev", "eth1"])
+                .unwrap();
+            ns.route_add(&["default", "via", "fe80::1", "dev", "eth1"])
+                .unwrap();
+            servers.push(Some(EchoServer::start(&ns, &name, 80, 5353).unwrap()));
+            pods.push(Pod {
+                name,
+                node: i,
+                v4,
+                v6,
+                ns,
+            });
         }
 
         let mut cfgs = Vec::new();
@@ -188,11 +195,6 @@ impl SvcLab {
             states,
             dir,
         };
-        lab.write_config("pods.yaml", &lab.pods_yaml());
-        lab.write_config(
-            "endpoints.yaml",
-            &lab.endpoints_yaml("deathstar", "batuu", &[0, 1, 2, 3], &[("", 80, "TCP")]),
-        );
         lab
     }
 
@@ -203,20 +205,6 @@ impl SvcLab {
             std::fs::write(&tmp, yaml).unwrap();
             std::fs::rename(&tmp, c.join(name)).unwrap();
         }
-    }
-
-    /// The Pod objects (namespace batuu, deathstar's labels).
-    pub fn pods_yaml(&self) -> String {
-        let mut y = String::new();
-        for p in &self.pods {
-            let _ = write!(
-                y,
-                "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {}\n  namespace: batuu\n  labels: {{org: empire, class: deathstar}}\n\
-                 spec:\n  nodeName: {}\n  containers: [{{name: echo, image: echo}}]\nstatus:\n  podIP: {}\n  podIPs: [{{ip: {}}}, {{ip: \"{}\"}}]\n",
-                p.name, NODE_NAMES[p.node], p.v4, p.v4, p.v6
-            );
-        }
-        y
     }
 
     /// EndpointSlices (IPv4 and IPv6) of Service `ns/svc` with the pods at `pods` (indexes)
@@ -263,6 +251,19 @@ impl SvcLab {
             }
         }
         y
+    }
+
+    /// Rewrites the lab's `endpointslices.yaml` with deathstar's backends at `pods` (indexes
+    /// into [`SvcLab::pods`]) and web's on all four pods, as the lab has them.
+    pub fn set_deathstar_backends(&self, pods: &[usize]) {
+        let mut y = self.endpoints_yaml("deathstar", "batuu", pods, &[("", 80, "TCP")]);
+        y.push_str(&self.endpoints_yaml(
+            "web",
+            "default",
+            &[0, 1, 2, 3],
+            &[("http", 80, "TCP"), ("echo", 5353, "UDP")],
+        ));
+        self.write_config("endpointslices.yaml", &y);
     }
 
     /// Starts rackd on node `i` with `extra` flags.
