@@ -182,7 +182,7 @@ impl SvcLab {
             socks.push(dir.path().join(n).join("admin.sock"));
             states.push(dir.path().join(n).join("state"));
         }
-        let lab = SvcLab {
+        SvcLab {
             rackd: vec![None, None],
             servers,
             tor,
@@ -194,8 +194,7 @@ impl SvcLab {
             socks,
             states,
             dir,
-        };
-        lab
+        }
     }
 
     /// Writes `name` into every node's configuration directory.
