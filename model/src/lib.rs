@@ -35,7 +35,8 @@ pub use object::{Kind, Loaded, Object, ObjectKey, Origin};
 pub use parse::{DocCache, ParsedSource, parse_documents, parse_documents_cached};
 pub use rackd_types;
 pub use snapshot::{
-    Change, CheckOptions, MergeOutcome, Snapshot, secret_value, slice_service, status_ingress_ips,
+    Change, CheckOptions, MergeOutcome, Snapshot, pod_ips, pod_node, secret_value, slice_service,
+    status_ingress_ips,
 };
 pub use store::{Applied, SourceChange, SourceContent, SourceName, SourceUpdate, Store};
 pub use validate::validate;

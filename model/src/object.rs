@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Secret, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -31,6 +31,7 @@ pub enum Object {
     Node(Node),
     EndpointSlice(EndpointSlice),
     Secret(Secret),
+    Pod(Pod),
 }
 
 impl Object {
@@ -48,6 +49,7 @@ impl Object {
             Object::Node(_) => Kind::Node,
             Object::EndpointSlice(_) => Kind::EndpointSlice,
             Object::Secret(_) => Kind::Secret,
+            Object::Pod(_) => Kind::Pod,
         }
     }
 
@@ -65,6 +67,7 @@ impl Object {
             Object::Node(o) => &o.metadata,
             Object::EndpointSlice(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
+            Object::Pod(o) => &o.metadata,
         }
     }
 
@@ -82,6 +85,7 @@ impl Object {
             Object::Node(o) => serde_json::to_value(o),
             Object::EndpointSlice(o) => serde_json::to_value(o),
             Object::Secret(o) => serde_json::to_value(o),
+            Object::Pod(o) => serde_json::to_value(o),
         };
         // These types only contain maps with string keys, so encoding cannot fail.
         r.unwrap_or(serde_json::Value::Null)

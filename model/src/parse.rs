@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
 
-use k8s_openapi::api::core::v1::{Node, Secret, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::cilium::{
@@ -421,6 +421,7 @@ fn parse_one(source: &str, doc: &RawDoc<'_>) -> DocResult {
         Kind::Node => decode::<Node>(text, v).map(Object::Node),
         Kind::EndpointSlice => decode::<EndpointSlice>(text, v).map(Object::EndpointSlice),
         Kind::Secret => decode::<Secret>(text, v).map(Object::Secret),
+        Kind::Pod => decode::<Pod>(text, v).map(Object::Pod),
     };
     let mut object = match decoded {
         Ok(o) => o,
@@ -699,7 +700,9 @@ fn unknown_key(
     kind: Kind,
 ) -> Option<Problem> {
     let root: &[&str] = match kind {
-        Kind::Service | Kind::Node => &["apiVersion", "kind", "metadata", "spec", "status"],
+        Kind::Service | Kind::Node | Kind::Pod => {
+            &["apiVersion", "kind", "metadata", "spec", "status"]
+        }
         Kind::Secret => &[
             "apiVersion",
             "kind",
@@ -750,6 +753,7 @@ fn normalise_namespace(o: &mut Object) {
         Object::Node(x) => &mut x.metadata,
         Object::EndpointSlice(x) => &mut x.metadata,
         Object::Secret(x) => &mut x.metadata,
+        Object::Pod(x) => &mut x.metadata,
     };
     if namespaced {
         if m.namespace.as_deref().is_none_or(str::is_empty) {

@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Secret, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use rackd_types::cilium::ENDPOINTSLICE_SERVICE_NAME_LABEL;
 
@@ -364,6 +364,8 @@ impl Snapshot {
         endpoint_slices, EndpointSlice, EndpointSlice);
     typed_iter!(/// Secrets by namespace/name.
         secrets, Secret, Secret);
+    typed_iter!(/// Pods by namespace/name.
+        pods, Pod, Pod);
 
     typed_get!(/// The PeerConfig called `name`.
         bgp_peer_config, BgpPeerConfig, CiliumBGPPeerConfig);
@@ -379,6 +381,17 @@ impl Snapshot {
             .map(|l| &*l.object)
         {
             Some(Object::Service(o)) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// The Pod `namespace/name`.
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<&Pod> {
+        match self
+            .get(&ObjectKey::namespaced(Kind::Pod, namespace, name))
+            .map(|l| &*l.object)
+        {
+            Some(Object::Pod(o)) => Some(o),
             _ => None,
         }
     }
@@ -445,6 +458,35 @@ pub fn status_ingress_ips(svc: &Service) -> Vec<std::net::IpAddr> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A Pod's addresses: `status.podIPs[].ip`, else `status.podIP` (validation has checked they
+/// parse; anything that does not is skipped).
+pub fn pod_ips(pod: &Pod) -> Vec<std::net::IpAddr> {
+    let Some(st) = pod.status.as_ref() else {
+        return Vec::new();
+    };
+    let mut ips: Vec<std::net::IpAddr> = st
+        .pod_ips
+        .iter()
+        .flatten()
+        .filter_map(|a| a.ip.parse().ok())
+        .collect();
+    // `podIP` is `podIPs[0]` when both are set; older writers set only `podIP`.
+    if let Some(ip) = st.pod_ip.as_deref().and_then(|s| s.parse().ok())
+        && !ips.contains(&ip)
+    {
+        ips.insert(0, ip);
+    }
+    ips
+}
+
+/// The node a Pod is scheduled on (`spec.nodeName`), if any.
+pub fn pod_node(pod: &Pod) -> Option<&str> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| !n.is_empty())
 }
 
 /// The value of `key` in a Secret, from `data` (already base64-decoded) or

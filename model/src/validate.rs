@@ -57,6 +57,7 @@ fn validate_into(obj: &Object, e: &mut Errs) {
         Object::Node(o) => node(o, e),
         Object::EndpointSlice(o) => endpoint_slice(o, e),
         Object::Secret(_) => {}
+        Object::Pod(o) => pod(o, e),
     }
 }
 
@@ -963,5 +964,16 @@ fn endpoint_slice(es: &k8s_openapi::api::discovery::v1::EndpointSlice, e: &mut E
                 );
             }
         }
+    }
+}
+
+/// The Pod fields the service datapath reads: its addresses (`status.podIP`, `status.podIPs`).
+fn pod(p: &k8s_openapi::api::core::v1::Pod, e: &mut Errs) {
+    let Some(st) = &p.status else { return };
+    if let Some(ip) = st.pod_ip.as_deref().filter(|s| !s.is_empty()) {
+        e.ip("status.podIP", ip, false);
+    }
+    for (i, a) in st.pod_ips.iter().flatten().enumerate() {
+        e.ip(&format!("status.podIPs[{i}].ip"), &a.ip, false);
     }
 }

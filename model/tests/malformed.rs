@@ -939,7 +939,7 @@ fn remaining_rules() {
 #[test]
 fn every_document_gets_an_object_or_an_error() {
     let text = format!(
-        "{PC}  {{}}\n---\n# empty\n---\n[1, 2\n---\n{}---\n{L2}  interfaces: ['(']\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n",
+        "{PC}  {{}}\n---\n# empty\n---\n[1, 2\n---\n{}---\n{L2}  interfaces: ['(']\n---\napiVersion: v1\nkind: Deployment\nmetadata:\n  name: p\n",
         egress("")
     );
     let p = parse_documents("many.yaml", &text);
@@ -1020,4 +1020,82 @@ fn a_comment_between_markers_is_no_document() {
     assert!(p.errors.is_empty(), "{:#?}", p.errors);
     assert_eq!(p.objects.len(), 1);
     assert_eq!(p.objects[0].origin.location.line, Some(4));
+}
+
+// ===== Pods =====
+
+const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-0\n  namespace: shop\n  labels:\n    app: web\n";
+
+#[test]
+fn pods() {
+    invalid_at(
+        &format!("{POD}status:\n  podIPs:\n  - ip: 10.244.0.300\n"),
+        "status.podIPs[0].ip",
+    );
+    invalid_at(&format!("{POD}status:\n  podIP: x\n"), "status.podIP");
+    let e = one_error(&format!("{POD}spec:\n  nodeName: [a]\n"));
+    assert!(
+        matches!(&e.problem, Problem::Decode { path, .. } if path == "spec.nodeName"),
+        "{e}"
+    );
+    let e = one_error(&format!("{POD}spec:\n  nodname: n1\n"));
+    assert!(matches!(e.problem, Problem::Decode { .. }), "{e}");
+    assert!(e.to_string().contains("nodname"), "{e}");
+    let e = one_error(&format!("{POD}extra: 1\n"));
+    assert!(e.to_string().contains("extra"), "{e}");
+    let e = one_error("apiVersion: v2\nkind: Pod\nmetadata:\n  name: p\n");
+    assert!(
+        matches!(e.problem, Problem::UnknownApiVersion { .. }),
+        "{e}"
+    );
+    invalid_at(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: Web_0\n",
+        "metadata.name",
+    );
+
+    // Positive control, and what the service datapath reads from it.
+    let yaml = format!(
+        "{POD}spec:\n  nodeName: n1\n  containers:\n  - name: c\n    image: x\nstatus:\n  podIP: 10.244.1.5\n  podIPs:\n  - ip: 10.244.1.5\n  - ip: fd00:244:1::5\n"
+    );
+    ok(&yaml);
+    let snap = rackd_model::Snapshot::build(
+        &[parse_documents("pods.yaml", &yaml)],
+        &rackd_model::CheckOptions::default(),
+    )
+    .snapshot;
+    let pod = snap.pod("shop", "web-0").unwrap();
+    assert_eq!(rackd_model::pod_node(pod), Some("n1"));
+    assert_eq!(
+        rackd_model::pod_ips(pod),
+        vec![
+            "10.244.1.5".parse::<std::net::IpAddr>().unwrap(),
+            "fd00:244:1::5".parse().unwrap()
+        ]
+    );
+    assert_eq!(
+        pod.metadata
+            .labels
+            .as_ref()
+            .unwrap()
+            .get("app")
+            .map(String::as_str),
+        Some("web")
+    );
+    assert_eq!(snap.pods().count(), 1);
+    assert!(snap.pod("default", "web-0").is_none());
+    // A Pod without a namespace lands in `default`, as the API server does.
+    let snap = rackd_model::Snapshot::build(
+        &[parse_documents(
+            "p.yaml",
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: solo\nstatus:\n  podIP: 10.0.0.9\n",
+        )],
+        &rackd_model::CheckOptions::default(),
+    )
+    .snapshot;
+    let pod = snap.pod("default", "solo").unwrap();
+    assert_eq!(rackd_model::pod_node(pod), None);
+    assert_eq!(
+        rackd_model::pod_ips(pod),
+        vec!["10.0.0.9".parse::<std::net::IpAddr>().unwrap()]
+    );
 }

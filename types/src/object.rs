@@ -29,11 +29,13 @@ pub enum Kind {
     EndpointSlice,
     /// core/v1 `Secret`
     Secret,
+    /// core/v1 `Pod` (what the service datapath needs: node, addresses, labels)
+    Pod,
 }
 
 impl Kind {
     /// All kinds, in a stable order.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::BgpClusterConfig,
         Kind::BgpPeerConfig,
         Kind::BgpAdvertisement,
@@ -45,6 +47,7 @@ impl Kind {
         Kind::Node,
         Kind::EndpointSlice,
         Kind::Secret,
+        Kind::Pod,
     ];
 
     /// The `kind` string.
@@ -61,6 +64,7 @@ impl Kind {
             Kind::Node => "Node",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Secret => "Secret",
+            Kind::Pod => "Pod",
         }
     }
 
@@ -80,14 +84,17 @@ impl Kind {
             // Cilium v1.20 serves the L2 policy only as v2alpha1.
             Kind::L2AnnouncementPolicy => &["cilium.io/v2alpha1"],
             Kind::EgressGatewayPolicy => &["cilium.io/v2"],
-            Kind::Service | Kind::Node | Kind::Secret => &["v1"],
+            Kind::Service | Kind::Node | Kind::Secret | Kind::Pod => &["v1"],
             Kind::EndpointSlice => &["discovery.k8s.io/v1"],
         }
     }
 
     /// Whether objects of this kind live in a namespace.
     pub fn namespaced(self) -> bool {
-        matches!(self, Kind::Service | Kind::EndpointSlice | Kind::Secret)
+        matches!(
+            self,
+            Kind::Service | Kind::EndpointSlice | Kind::Secret | Kind::Pod
+        )
     }
 }
 
@@ -164,7 +171,9 @@ mod tests {
             let j = serde_json::to_string(&k).unwrap();
             assert_eq!(serde_json::from_str::<Kind>(&j).unwrap(), k);
         }
-        assert!(serde_json::from_str::<Kind>("\"Pod\"").is_err());
+        assert!(serde_json::from_str::<Kind>("\"Deployment\"").is_err());
+        assert!(serde_json::from_str::<Kind>("\"pod\"").is_err());
+        assert!(Kind::Pod.namespaced());
         let key = ObjectKey::namespaced(Kind::Service, "ns", "web");
         let j = serde_json::to_value(&key).unwrap();
         assert_eq!(
