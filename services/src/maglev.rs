@@ -1,0 +1,323 @@
+//! Maglev consistent hashing, computing the same lookup tables as Cilium's `pkg/maglev`
+//! (v1.17+: backends sorted by a frozen "hash string", offset and skip from one seeded
+//! MurmurHash3 x64-128 of that string, Envoy-style weights), so a flow hashed by one node
+//! reaches the same backend as on a Cilium node with the same seed and table size.
+//!
+//! The algorithm (Eisenbud et al., "Maglev", NSDI 2016, §3.4, Pseudocode 1): every backend
+//! `i` gets a permutation of the `M` table slots, `perm[i][j] = (offset_i + j * skip_i) mod M`,
+//! with `(h1, h2) = murmur3_x64_128(hash_string_i, seed)`, `offset = h1 mod M` and
+//! `skip = h2 mod (M - 1) + 1`. `M` is prime, so every skip in `1..M` walks all slots. The
+//! table is filled in turns, `n = 0..M`, backend `n mod N` taking the first free slot of
+//! its permutation. Weights (Cilium's addition) skip a backend's turn while
+//! `(n + 1) * weight < counter`, the counter starting at `weight / N` and growing by the sum
+//! of weights on each slot taken; with equal weights no turn is ever skipped, which is what
+//! Kubernetes backends get (Cilium gives each the default weight 100).
+//!
+//! Here the permutation is walked on the fly (one position per backend) instead of being
+//! materialised as an `N × M` array: the same sequence, without the 13 MB at N = 100.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use base64::Engine as _;
+
+use crate::table::L4Proto;
+
+/// The table sizes Cilium accepts for `--bpf-lb-maglev-table-size` (primes).
+pub const SUPPORTED_TABLE_SIZES: [u32; 10] = [
+    251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071,
+];
+
+/// Cilium's default table size.
+pub const DEFAULT_TABLE_SIZE: u32 = 16381;
+
+/// Cilium's default `--bpf-lb-maglev-hash-seed` (12 random bytes, base64).
+pub const DEFAULT_HASH_SEED: &str = "JLfvgnHc2kaSUFaI";
+
+/// The weight Cilium gives every backend that comes from an EndpointSlice.
+pub const DEFAULT_WEIGHT: u16 = 100;
+
+/// Why a Maglev setting was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MaglevError {
+    /// `--bpf-lb-maglev-table-size` is not one of Cilium's primes.
+    #[error(
+        "invalid value for --bpf-lb-maglev-table-size: {size}, supported values are: {SUPPORTED_TABLE_SIZES:?}"
+    )]
+    UnsupportedTableSize {
+        /// The value given.
+        size: u64,
+    },
+    /// `--bpf-lb-maglev-hash-seed` is not standard base64.
+    #[error("cannot decode base64 Maglev hash seed {seed:?}: {message}")]
+    SeedNotBase64 {
+        /// The value given.
+        seed: String,
+        /// The decoder's complaint.
+        message: String,
+    },
+    /// The seed decodes to other than 12 bytes.
+    #[error("decoded Maglev hash seed is {len} bytes (not 12 bytes)")]
+    SeedLength {
+        /// Decoded length.
+        len: usize,
+    },
+}
+
+/// A validated table size `M`: one of [`SUPPORTED_TABLE_SIZES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TableSize(u32);
+
+impl TableSize {
+    /// Cilium's default, 16381.
+    pub const DEFAULT: TableSize = TableSize(DEFAULT_TABLE_SIZE);
+
+    /// Validates `size`.
+    pub fn new(size: u64) -> Result<Self, MaglevError> {
+        SUPPORTED_TABLE_SIZES
+            .into_iter()
+            .find(|s| u64::from(*s) == size)
+            .map(TableSize)
+            .ok_or(MaglevError::UnsupportedTableSize { size })
+    }
+
+    /// `M`.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for TableSize {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl FromStr for TableSize {
+    type Err = MaglevError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // A value that is not even a number is as unsupported as a wrong number.
+        s.trim()
+            .parse::<u64>()
+            .map_err(|_| MaglevError::UnsupportedTableSize { size: 0 })
+            .and_then(TableSize::new)
+    }
+}
+
+/// The cluster-wide hash seed: 12 bytes, big-endian words 0..4 seed MurmurHash3 (the
+/// table), 4..8 and 8..12 the datapath's jhash of IPv4 and IPv6 tuples (Cilium's
+/// `SeedJhash0`/`SeedJhash1`). Must be the same on every node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HashSeed {
+    /// Seed of the table's MurmurHash3.
+    pub murmur: u32,
+    /// Seed of the IPv4 flow hash in the datapath.
+    pub jhash0: u32,
+    /// Seed of the IPv6 flow hash in the datapath.
+    pub jhash1: u32,
+}
+
+impl HashSeed {
+    /// From the 12 raw bytes.
+    pub fn from_bytes(b: [u8; 12]) -> Self {
+        let w = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        Self {
+            murmur: w(0),
+            jhash0: w(4),
+            jhash1: w(8),
+        }
+    }
+}
+
+impl Default for HashSeed {
+    fn default() -> Self {
+        // The constant is valid; the fallback only keeps this infallible.
+        DEFAULT_HASH_SEED
+            .parse()
+            .unwrap_or_else(|_| Self::from_bytes([0; 12]))
+    }
+}
+
+impl FromStr for HashSeed {
+    type Err = MaglevError;
+    /// Cilium's format: standard base64 (with padding) of exactly 12 bytes.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let d = base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(|e| MaglevError::SeedNotBase64 {
+                seed: s.to_owned(),
+                message: e.to_string(),
+            })?;
+        let len = d.len();
+        let b: [u8; 12] = d.try_into().map_err(|_| MaglevError::SeedLength { len })?;
+        Ok(Self::from_bytes(b))
+    }
+}
+
+/// Table size and seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct MaglevConfig {
+    /// `M`.
+    pub table_size: TableSize,
+    /// The cluster-wide seed.
+    pub seed: HashSeed,
+}
+
+/// One backend as the table sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaglevBackend {
+    /// Cilium's hash string ([`hash_string`]): the sort key and the hashed bytes.
+    pub key: String,
+    /// What the table holds for it (the node-local backend id).
+    pub id: u32,
+    /// Relative weight; Kubernetes backends all get [`DEFAULT_WEIGHT`].
+    pub weight: u16,
+}
+
+/// Cilium's frozen backend hash string (`BackendInfo.setHashString`), e.g.
+/// `[10.0.0.1:8080/TCP,State:active]` or `[[fd00::1]:53/UDP,State:active]`. Backends of
+/// external frontends have no `/i` (internal scope) and cluster id 0.
+pub fn hash_string(addr: IpAddr, port: u16, proto: L4Proto) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("[{a}:{port}/{},State:active]", proto.cilium_name()),
+        IpAddr::V6(a) => format!("[[{a}]:{port}/{},State:active]", proto.cilium_name()),
+    }
+}
+
+/// MurmurHash3 x64 128 (Appleby's `MurmurHash3_x64_128`) with the 32-bit seed in both
+/// lanes, input words little-endian: what Cilium's `pkg/murmur3.Hash128` returns on x86-64
+/// and arm64.
+pub fn murmur3_x64_128(data: &[u8], seed: u32) -> (u64, u64) {
+    const C1: u64 = 0x87c3_7b91_1142_53d5;
+    const C2: u64 = 0x4cf5_ad43_2745_937f;
+    let mix_k1 = |k: u64| k.wrapping_mul(C1).rotate_left(31).wrapping_mul(C2);
+    let mix_k2 = |k: u64| k.wrapping_mul(C2).rotate_left(33).wrapping_mul(C1);
+    let (mut h1, mut h2) = (u64::from(seed), u64::from(seed));
+    let mut blocks = data.chunks_exact(16);
+    for b in &mut blocks {
+        let (lo, hi) = b.split_at(8);
+        let k1 = u64::from_le_bytes(lo.try_into().unwrap_or([0; 8]));
+        let k2 = u64::from_le_bytes(hi.try_into().unwrap_or([0; 8]));
+        h1 ^= mix_k1(k1);
+        h1 = h1
+            .rotate_left(27)
+            .wrapping_add(h2)
+            .wrapping_mul(5)
+            .wrapping_add(0x52dc_e729);
+        h2 ^= mix_k2(k2);
+        h2 = h2
+            .rotate_left(31)
+            .wrapping_add(h1)
+            .wrapping_mul(5)
+            .wrapping_add(0x3849_5ab5);
+    }
+    let tail = blocks.remainder();
+    // The tail's bytes 0..8 form k1 and 8..16 k2, little-endian, zero-padded.
+    let word = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .enumerate()
+            .fold(0u64, |k, (i, b)| k ^ (u64::from(*b) << (8 * i)))
+    };
+    if tail.len() > 8 {
+        h2 ^= mix_k2(word(tail.get(8..).unwrap_or_default()));
+    }
+    if !tail.is_empty() {
+        h1 ^= mix_k1(word(tail.get(..8.min(tail.len())).unwrap_or_default()));
+    }
+    let len = data.len() as u64; // usize → u64 never truncates on supported targets
+    h1 ^= len;
+    h2 ^= len;
+    h1 = h1.wrapping_add(h2);
+    h2 = h2.wrapping_add(h1);
+    h1 = fmix64(h1);
+    h2 = fmix64(h2);
+    h1 = h1.wrapping_add(h2);
+    h2 = h2.wrapping_add(h1);
+    (h1, h2)
+}
+
+fn fmix64(mut k: u64) -> u64 {
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    k ^ (k >> 33)
+}
+
+/// `(offset, skip)` of a backend's permutation.
+pub fn offset_and_skip(key: &str, m: TableSize, seed: u32) -> (u32, u32) {
+    let m = u64::from(m.get());
+    let (h1, h2) = murmur3_x64_128(key.as_bytes(), seed);
+    // Both results are below M ≤ 131071, so they fit.
+    let offset = u32::try_from(h1 % m).unwrap_or(0);
+    let skip = u32::try_from(h2 % (m - 1) + 1).unwrap_or(1);
+    (offset, skip)
+}
+
+/// The lookup table: `M` backend ids. Empty when there is no backend. The order of
+/// `backends` does not matter (they are sorted by key, as Cilium does, so every node builds
+/// the same table whatever its ids); a key given twice counts once (the first id).
+pub fn lookup_table(cfg: &MaglevConfig, backends: &[MaglevBackend]) -> Vec<u32> {
+    let mut bs: Vec<&MaglevBackend> = backends.iter().collect();
+    bs.sort_by(|a, b| a.key.cmp(&b.key));
+    bs.dedup_by(|a, b| a.key == b.key);
+    if bs.is_empty() {
+        return Vec::new();
+    }
+    let m = cfg.table_size.get();
+    let mu = m as usize; // u32 → usize: lossless on 32- and 64-bit targets
+    let l = bs.len() as u64;
+    let (offs, skips): (Vec<u32>, Vec<u32>) = bs
+        .iter()
+        .map(|b| offset_and_skip(&b.key, cfg.table_size, cfg.seed.murmur))
+        .unzip();
+    // Current slot of each backend's permutation walk (`perm[i][next[i]]`).
+    let mut pos = offs;
+
+    let weight_sum: u64 = bs.iter().map(|b| u64::from(b.weight)).sum();
+    let weighted = weight_sum / l > 1;
+    // Cilium keeps this counter as a float64 starting at weight/N and compares its
+    // truncation; `floor(w/N) + k * sum` is the same integer for every realistic N (the
+    // float keeps the fraction exact below 2^16 backends).
+    let mut counter: Vec<u64> = bs.iter().map(|b| u64::from(b.weight) / l).collect();
+
+    const FREE: u32 = u32::MAX;
+    let mut entry = vec![FREE; mu];
+    let n_backends = bs.len();
+    for n in 0..u64::from(m) {
+        let mut i = (n % l) as usize; // < N
+        if weighted {
+            // Some backend always qualifies (the sum of the conditions contradicts otherwise),
+            // so this terminates within N steps; the bound only guards the loop.
+            for _ in 0..n_backends {
+                if (n + 1) * u64::from(bs[i].weight) >= counter[i] {
+                    break;
+                }
+                i = (i + 1) % n_backends;
+            }
+            counter[i] += weight_sum;
+        }
+        // M is prime, so the walk visits every slot before repeating: a free one is found
+        // (n < M slots are taken).
+        let skip = skips[i];
+        let mut c = pos[i];
+        while entry[c as usize] != FREE {
+            c = ((u64::from(c) + u64::from(skip)) % u64::from(m)) as u32;
+        }
+        entry[c as usize] = bs[i].id;
+        pos[i] = ((u64::from(c) + u64::from(skip)) % u64::from(m)) as u32;
+    }
+    entry
+}
+
+impl fmt::Display for TableSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+#[cfg(test)]
+#[path = "maglev_tests.rs"]
+mod tests;
