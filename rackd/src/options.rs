@@ -12,6 +12,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
+use rackd_services::maglev::{HashSeed, TableSize};
+
 use crate::duration::DurationError;
 use crate::l2::{L2Options, LeaseBackendKind};
 
@@ -123,10 +125,8 @@ pub struct ServiceLbOptions {
     /// Devices to attach to (Cilium's syntax); empty: every Ethernet device with an address.
     pub devices: Vec<String>,
     pub pin_root: PathBuf,
-    /// Maglev table size as given (validated when the datapath opens).
-    pub maglev_table_size: u32,
-    /// Maglev seed as given (base64), validated when the datapath opens.
-    pub maglev_hash_seed: String,
+    /// Maglev table size and cluster-wide seed, validated.
+    pub maglev: rackd_services::maglev::MaglevConfig,
     /// BPF masquerade; `None` when off.
     pub masquerade: Option<MasqueradeOptions>,
 }
@@ -140,10 +140,6 @@ pub struct MasqueradeOptions {
     pub ip_masq_agent: Option<PathBuf>,
 }
 
-/// Cilium's default `--bpf-lb-maglev-table-size`.
-pub const DEFAULT_MAGLEV_TABLE_SIZE: u32 = 16381;
-/// Cilium's default `--bpf-lb-maglev-hash-seed`.
-pub const DEFAULT_MAGLEV_HASH_SEED: &str = "JLfvgnHc2kaSUFaI";
 /// Cilium's default `--ip-masq-agent-config-path`.
 pub const DEFAULT_IP_MASQ_AGENT_CONFIG: &str = "/etc/config/ip-masq-agent";
 
@@ -231,6 +227,9 @@ pub enum OptionsError {
         "--enable-bpf-masquerade needs --kube-proxy-replacement (BPF masquerade runs on the service datapath's programs, as in Cilium)"
     )]
     MasqueradeWithoutDatapath,
+    /// `--bpf-lb-maglev-table-size` or `--bpf-lb-maglev-hash-seed` (the message names which).
+    #[error(transparent)]
+    Maglev(rackd_services::maglev::MaglevError),
     #[error("--l2-lease-backend etcd needs --l2-etcd-endpoints")]
     EtcdWithoutEndpoints,
     #[error(
@@ -441,18 +440,26 @@ fn service_lb(
             },
         ),
     });
+    let table_size = match flags
+        .bpf_lb_maglev_table_size
+        .or(file.bpf_lb_maglev_table_size)
+    {
+        None => TableSize::DEFAULT,
+        Some(n) => TableSize::new(u64::from(n)).map_err(OptionsError::Maglev)?,
+    };
+    let seed = match flags
+        .bpf_lb_maglev_hash_seed
+        .as_deref()
+        .or(file.bpf_lb_maglev_hash_seed.as_deref())
+    {
+        None => HashSeed::default(),
+        Some(s) => s.parse().map_err(OptionsError::Maglev)?,
+    };
+    let maglev = rackd_services::maglev::MaglevConfig { table_size, seed };
     Ok(Some(ServiceLbOptions {
         devices: devices.to_vec(),
         pin_root: pin_root.to_owned(),
-        maglev_table_size: flags
-            .bpf_lb_maglev_table_size
-            .or(file.bpf_lb_maglev_table_size)
-            .unwrap_or(DEFAULT_MAGLEV_TABLE_SIZE),
-        maglev_hash_seed: flags
-            .bpf_lb_maglev_hash_seed
-            .clone()
-            .or_else(|| file.bpf_lb_maglev_hash_seed.clone())
-            .unwrap_or_else(|| DEFAULT_MAGLEV_HASH_SEED.into()),
+        maglev,
         masquerade,
     }))
 }
@@ -662,8 +669,8 @@ mod tests {
             .services
             .unwrap();
         assert_eq!(s.devices, vec!["eth1".to_owned()]);
-        assert_eq!(s.maglev_table_size, 1021);
-        assert_eq!(s.maglev_hash_seed, DEFAULT_MAGLEV_HASH_SEED);
+        assert_eq!(s.maglev.table_size.get(), 1021);
+        assert_eq!(s.maglev.seed, HashSeed::default());
         let m = s.masquerade.unwrap();
         assert!(m.ipv4 && !m.ipv6);
         assert_eq!(
@@ -683,7 +690,7 @@ mod tests {
         .unwrap()
         .services
         .unwrap();
-        assert_eq!((s.maglev_table_size, s.masquerade), (251, None));
+        assert_eq!((s.maglev.table_size.get(), s.masquerade), (251, None));
         let o = resolve(
             Flags {
                 kube_proxy_replacement: Some(false),
