@@ -97,6 +97,40 @@ static __always_inline void lb_count_svc(struct __sk_buff *skb, __u32 svc_id)
 	}
 }
 
+static __always_inline void lb_reply_key(struct lb_tuple *rk, const struct lb_pkt *p,
+					 const struct lb_backend *be)
+{
+	lb_addr_copy(rk->saddr, be->addr);
+	lb_addr_copy(rk->daddr, p->t.saddr);
+	rk->sport = be->port;
+	rk->dport = p->t.sport;
+	rk->proto = p->t.proto;
+	rk->dir = LB_DIR_REPLY;
+}
+
+/* A local flow's reply entry lives as long as its service entry: refreshed,
+ * or recreated if the LRU evicted it, so replies never leak the backend's
+ * address while the flow is tracked. */
+static __always_inline void lb_keep_reply(const struct lb_pkt *p, const struct lb_backend *be,
+					  const struct lb_ct_val *ct, __u64 now)
+{
+	struct lb_tuple rk = {};
+	struct lb_ct_val *rv, nv = {};
+
+	lb_reply_key(&rk, p, be);
+	rv = bpf_map_lookup_elem(&rackd_lb_ct_v1, &rk);
+	if (rv) {
+		if (rv->expires_ns < ct->expires_ns)
+			rv->expires_ns = ct->expires_ns;
+		return;
+	}
+	nv.backend_id = ct->backend_id;
+	nv.svc_id = ct->svc_id;
+	nv.state = ct->state;
+	nv.expires_ns = ct->expires_ns;
+	bpf_map_update_elem(&rackd_lb_ct_v1, &rk, &nv, BPF_NOEXIST);
+}
+
 /* Step 3 of rackd_lb_in. -1: not a frontend; else the verdict. */
 static __always_inline int lb_frontend(struct __sk_buff *skb, struct lb_pkt *p,
 				       const struct lb_config *cfg, __u64 now)
@@ -155,6 +189,8 @@ static __always_inline int lb_frontend(struct __sk_buff *skb, struct lb_pkt *p,
 		}
 		lb_ct_touch(ct, p, now);
 		new_flow = 0;
+		if (!(ct->flags & LB_CT_F_SNAT))
+			lb_keep_reply(p, bep, ct, now);
 	} else {
 		if (!svc.backend_count) {
 			lb_drop(LB_DROP_NO_BACKEND);
@@ -184,12 +220,7 @@ static __always_inline int lb_frontend(struct __sk_buff *skb, struct lb_pkt *p,
 			/* The reply (backend -> client) is translated at egress. */
 			struct lb_tuple rk = {};
 
-			lb_addr_copy(rk.saddr, be.addr);
-			lb_addr_copy(rk.daddr, p->t.saddr);
-			rk.sport = be.port;
-			rk.dport = p->t.sport;
-			rk.proto = p->t.proto;
-			rk.dir = LB_DIR_REPLY;
+			lb_reply_key(&rk, p, &be);
 			cv.flags = 0;
 			cv.state = LB_CT_SYN;
 			cv.tcp_flags_seen = 0;

@@ -21,6 +21,39 @@
 #define LB_NAT_MIN_DEFAULT 32768
 #define LB_NAT_MAX_DEFAULT 65535
 
+/* The reverse entry of the forward mapping fv of p: refreshed to live as
+ * long as the forward one, or recreated if the LRU evicted it or GC removed
+ * it (Cilium recreates a lost half too). -1 when its port was taken by
+ * another flow meanwhile: the caller allocates afresh. */
+static __always_inline int lb_nat_keep_rev(const struct lb_pkt *p, const struct lb_nat_val *fv,
+					   __u64 now)
+{
+	struct lb_tuple rk = {};
+	struct lb_nat_val *rv, nv = {};
+	__u64 exp = now + lb_lifetime(p->t.proto, lb_tcp_next(p->t.proto, fv->state, p->tcp_flags));
+
+	lb_addr_copy(rk.saddr, p->t.daddr);
+	lb_addr_copy(rk.daddr, fv->addr);
+	rk.sport = p->t.dport;
+	rk.dport = fv->port;
+	rk.proto = p->t.proto;
+	rk.dir = LB_DIR_NAT_IN;
+	rv = bpf_map_lookup_elem(&rackd_lb_nat_v1, &rk);
+	if (rv) {
+		if (!lb_addr_eq(rv->addr, p->t.saddr) || rv->port != p->t.sport)
+			return -1;
+		if (rv->expires_ns < exp)
+			rv->expires_ns = exp;
+		return 0;
+	}
+	lb_addr_copy(nv.addr, p->t.saddr);
+	nv.port = p->t.sport;
+	nv.svc_id = fv->svc_id;
+	nv.state = fv->state;
+	nv.expires_ns = exp;
+	return bpf_map_update_elem(&rackd_lb_nat_v1, &rk, &nv, BPF_NOEXIST) ? -1 : 0;
+}
+
 /* Translates p's source to `to` and a port of the range (ICMP echo: the
  * identifier), reusing the flow's mapping or creating one. `svc_id` != 0
  * marks a service flow (replies get their source restored from rev_nat).
@@ -37,7 +70,8 @@ static __always_inline int lb_snat(struct __sk_buff *skb, struct lb_pkt *p, cons
 	lb_addr_copy(to_addr, to);
 	fk.dir = LB_DIR_NAT_OUT;
 	fv = bpf_map_lookup_elem(&rackd_lb_nat_v1, &fk);
-	if (fv && lb_addr_eq(fv->addr, to_addr) && fv->expires_ns > now) {
+	if (fv && lb_addr_eq(fv->addr, to_addr) && fv->expires_ns > now &&
+	    lb_nat_keep_rev(p, fv, now) == 0) {
 		lb_nat_touch(fv, p, now);
 		nport = fv->port;
 	} else {
@@ -88,6 +122,7 @@ static __always_inline int lb_snat(struct __sk_buff *skb, struct lb_pkt *p, cons
 		nport = bpf_htons(port);
 		lb_addr_copy(nv.addr, to_addr);
 		nv.port = nport;
+		nv.svc_id = svc_id;
 		lb_nat_touch(&nv, p, now);
 		if (bpf_map_update_elem(&rackd_lb_nat_v1, &fk, &nv, BPF_ANY)) {
 			bpf_map_delete_elem(&rackd_lb_nat_v1, &rk);
@@ -119,6 +154,21 @@ static __always_inline int lb_snat_rev(struct __sk_buff *skb, struct lb_pkt *p, 
 	lb_addr_copy(addr, rv->addr);
 	port = rv->port;
 	svc_id = rv->svc_id;
+	{
+		/* Keep the forward half alive as long as replies flow. */
+		struct lb_tuple fk = {};
+		struct lb_nat_val *fv;
+
+		lb_addr_copy(fk.saddr, addr);
+		lb_addr_copy(fk.daddr, p->t.saddr);
+		fk.sport = port;
+		fk.dport = p->t.sport;
+		fk.proto = p->t.proto;
+		fk.dir = LB_DIR_NAT_OUT;
+		fv = bpf_map_lookup_elem(&rackd_lb_nat_v1, &fk);
+		if (fv && fv->expires_ns < rv->expires_ns)
+			fv->expires_ns = rv->expires_ns;
+	}
 	if (svc_id) {
 		struct lb_rev_nat *rn = bpf_map_lookup_elem(&rackd_lb_revnat_v1, &svc_id);
 
