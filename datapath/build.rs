@@ -12,6 +12,7 @@ const INSTALL_HINT: &str = "install them with: apt-get install clang-19 libbpf-d
 const PROGRAMS: &[(&str, &str)] = &[
     ("l2_responder.bpf.c", "l2_responder.bpf.o"),
     ("probe.bpf.c", "probe.bpf.o"),
+    ("lb.bpf.c", "lb.bpf.o"),
 ];
 
 fn main() {

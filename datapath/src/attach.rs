@@ -156,6 +156,18 @@ impl Loaded {
     /// or an older one's) to the program just loaded, and removes older
     /// layouts' maps.
     pub(crate) fn open(pin_root: &Path, kind: ProgramKind, tc_attach: TcAttach) -> Result<Self> {
+        Self::open_sized(pin_root, kind, tc_attach, &[])
+    }
+
+    /// [`Loaded::open`] with map sizes for maps created now (see
+    /// [`load::load_sized`]). The links of the object's second entry points
+    /// (registry entries whose `owner` is `kind`) are adopted too.
+    pub(crate) fn open_sized(
+        pin_root: &Path,
+        kind: ProgramKind,
+        tc_attach: TcAttach,
+        sizes: &[(&str, u32)],
+    ) -> Result<Self> {
         let spec = kind.spec();
         sys::ensure_pin_root(pin_root)?;
         pin::migrate_legacy(pin_root, spec)?;
@@ -165,7 +177,7 @@ impl Loaded {
             path: dir.clone(),
             source,
         })?;
-        let ebpf = load::load(kind, &dir)?;
+        let ebpf = load::load_sized(kind, &dir, sizes)?;
         let mut me = Loaded {
             spec,
             root: pin_root.to_path_buf(),
@@ -173,18 +185,24 @@ impl Loaded {
             ebpf,
             tcx: tc_attach.uses_tcx(),
         };
-        for (ifindex, path) in pin::links_in(&me.dir, spec)? {
-            me.adopt(ifindex, &path)?;
+        for s in me.specs() {
+            for (ifindex, path) in pin::links_in(&me.dir, s)? {
+                me.adopt(s, ifindex, &path)?;
+            }
         }
         for (version, old) in pin::version_dirs(pin_root, kind)? {
             if version == spec.version {
                 continue;
             }
-            for (ifindex, path) in pin::links_in(&old, spec)? {
-                let to = me.link_path(ifindex);
+            let mut old_links = Vec::new();
+            for s in me.specs() {
+                old_links.extend(pin::links_in(&old, s)?.into_iter().map(|l| (s, l)));
+            }
+            for (s, (ifindex, path)) in old_links {
+                let to = me.link_path(s, ifindex);
                 if to.exists() {
                     pin::unpin_link(&path)?;
-                } else if me.adopt(ifindex, &path)? {
+                } else if me.adopt(s, ifindex, &path)? {
                     std::fs::rename(&path, &to).map_err(|source| Error::Bpffs {
                         op: "move",
                         path: path.clone(),
@@ -199,21 +217,27 @@ impl Loaded {
         Ok(me)
     }
 
-    fn link_path(&self, ifindex: u32) -> PathBuf {
-        self.dir.join(self.spec.attach.link_name(ifindex))
+    /// The programs of this object: its own, then its second entry points.
+    fn specs(&self) -> impl Iterator<Item = &'static ProgramSpec> + use<> {
+        let kind = self.spec.kind;
+        std::iter::once(self.spec).chain(
+            crate::registry::REGISTRY
+                .iter()
+                .filter(move |s| s.owner == Some(kind)),
+        )
     }
 
-    fn prog_mut(&mut self) -> Result<&mut SchedClassifier> {
-        load::tc_mut(&mut self.ebpf, self.spec.entry)
+    fn link_path(&self, spec: &ProgramSpec, ifindex: u32) -> PathBuf {
+        self.dir.join(spec.attach.link_name(ifindex))
     }
 
     /// Points the pinned TCX link at our program (bpf_link_update: atomic, it
     /// keeps its place in the chain). A link whose interface vanished is
     /// unpinned and `false` returned.
-    fn adopt(&mut self, ifindex: u32, path: &Path) -> Result<bool> {
+    fn adopt(&mut self, spec: &'static ProgramSpec, ifindex: u32, path: &Path) -> Result<bool> {
         let link = open_link(path)?;
-        let entry = self.spec.entry;
-        let prog = self.prog_mut()?;
+        let entry = spec.entry;
+        let prog = load::tc_mut(&mut self.ebpf, entry)?;
         match prog.attach_to_link(link) {
             Ok(id) => {
                 // The pin keeps the link; our handle only needs closing.
@@ -237,9 +261,15 @@ impl Loaded {
     /// other programs there; an existing link is adopted where it is.
     /// Idempotent.
     pub(crate) fn attach(&mut self, ifindex: u32) -> Result<()> {
-        let ty = tc_type(self.spec)?;
+        self.attach_spec(self.spec, ifindex)
+    }
+
+    /// [`Loaded::attach`] for `spec`, this object's own program or one of
+    /// its second entry points.
+    pub(crate) fn attach_spec(&mut self, spec: &'static ProgramSpec, ifindex: u32) -> Result<()> {
+        let ty = tc_type(spec)?;
         let name = sys::if_name(ifindex)?;
-        let entry = self.spec.entry;
+        let entry = spec.entry;
         if !self.tcx {
             // cls_bpf filters are not bpf_links and cannot be pinned: they
             // stay until removed by name, so a restart replaces them (a brief
@@ -248,7 +278,7 @@ impl Loaded {
                 tracing::debug!(ifindex, error = %e, "clsact qdisc (probably exists)");
             }
             let _ = tc::qdisc_detach_program(&name, ty, entry);
-            let prog = self.prog_mut()?;
+            let prog = load::tc_mut(&mut self.ebpf, entry)?;
             let id = prog
                 .attach_with_options(&name, ty, TcAttachOptions::Netlink(NlOptions::default()))
                 .map_err(|e| Error::prog(entry, "attach", e))?;
@@ -259,13 +289,13 @@ impl Loaded {
             std::mem::forget(link);
             return Ok(());
         }
-        let path = self.link_path(ifindex);
-        if path.exists() && self.adopt(ifindex, &path)? {
+        let path = self.link_path(spec, ifindex);
+        if path.exists() && self.adopt(spec, ifindex, &path)? {
             return Ok(());
         }
-        let (before, ours) = chain_with_links(&self.root, ifindex, self.spec.attach)?;
-        let anchor = order::place(self.spec.kind, &before).map_err(|source| Error::Order {
-            program: self.spec.kind,
+        let (before, ours) = chain_with_links(&self.root, ifindex, spec.attach)?;
+        let anchor = order::place(spec.kind, &before).map_err(|source| Error::Order {
+            program: spec.kind,
             ifindex,
             source,
         })?;
@@ -292,7 +322,7 @@ impl Loaded {
                 })?
             }
         };
-        let prog = self.prog_mut()?;
+        let prog = load::tc_mut(&mut self.ebpf, entry)?;
         let id = prog
             .attach_with_options(&name, ty, TcAttachOptions::TcxOrder(link_order))
             .map_err(|e| Error::prog(entry, "attach", e))?;
@@ -306,31 +336,41 @@ impl Loaded {
         })?;
         fd.pin(&path)
             .map_err(|source| Error::LinkPin { path, source })?;
-        let now = chain(&self.root, ifindex, self.spec.attach)?;
+        let now = chain(&self.root, ifindex, spec.attach)?;
         if order::conforms(&now) {
-            tracing::info!(ifindex, interface = %name, program = %self.spec.kind, ?anchor, ?now, "attached");
+            tracing::info!(ifindex, interface = %name, program = %spec.kind, ?anchor, ?now, "attached");
         } else {
             // A foreign program placed itself against the policy (first, or
             // last after our back band); ours keep their relative order.
-            tracing::warn!(ifindex, interface = %name, program = %self.spec.kind, ?now, "TCX chain out of policy order");
+            tracing::warn!(ifindex, interface = %name, program = %spec.kind, ?now, "TCX chain out of policy order");
         }
         Ok(())
     }
 
     /// Detaches the program from `ifindex`. Idempotent.
     pub(crate) fn detach(&mut self, ifindex: u32) -> Result<()> {
-        pin::unpin_link(&self.link_path(ifindex))?;
+        self.detach_spec(self.spec, ifindex)
+    }
+
+    /// [`Loaded::detach`] for `spec` (see [`Loaded::attach_spec`]).
+    pub(crate) fn detach_spec(&mut self, spec: &'static ProgramSpec, ifindex: u32) -> Result<()> {
+        pin::unpin_link(&self.link_path(spec, ifindex))?;
         if !self.tcx
-            && let (Some(ty), Ok(name)) = (tc_attach_type(self.spec.attach), sys::if_name(ifindex))
+            && let (Some(ty), Ok(name)) = (tc_attach_type(spec.attach), sys::if_name(ifindex))
         {
-            let _ = tc::qdisc_detach_program(&name, ty, self.spec.entry);
+            let _ = tc::qdisc_detach_program(&name, ty, spec.entry);
         }
         Ok(())
     }
 
     /// Interfaces with a pinned link of ours.
     pub(crate) fn linked(&self) -> Result<Vec<u32>> {
-        let mut out: Vec<u32> = pin::links_in(&self.dir, self.spec)?
+        self.linked_spec(self.spec)
+    }
+
+    /// [`Loaded::linked`] for `spec` (see [`Loaded::attach_spec`]).
+    pub(crate) fn linked_spec(&self, spec: &'static ProgramSpec) -> Result<Vec<u32>> {
+        let mut out: Vec<u32> = pin::links_in(&self.dir, spec)?
             .into_iter()
             .map(|(i, _)| i)
             .collect();

@@ -114,6 +114,15 @@ pub enum Error {
         #[source]
         source: aya::pin::PinError,
     },
+    /// The caller asked for something the datapath cannot hold (a LUT of the
+    /// wrong size, a backend id that is not written, mixed address families).
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// What was refused.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// An interface lookup or setting failed.
     #[error("interface {ifindex}: cannot {op}")]
     Interface {

@@ -10,8 +10,10 @@
 //!   adoption of the first release's flat pins, [`uninstall`];
 //! - [`attach`]: TCX links pinned per interface, adopted after a restart,
 //!   placed by the ordering policy of [`order`] (pure);
-//! - one handle per program: [`Responder`] (the ARP/NDP responder) and
-//!   [`Probe`] (a pass-through counter the tests use as a second program).
+//! - one handle per program: [`Responder`] (the ARP/NDP responder),
+//!   [`lb::ServiceLb`] (the service load balancer and masquerade, two
+//!   programs in one object) and [`Probe`] (a pass-through counter the tests
+//!   use as a second program).
 //!
 //! The control plane (`l2announcer`) drives the responder:
 //!
@@ -34,6 +36,7 @@
 
 pub mod attach;
 mod error;
+pub mod lb;
 pub mod load;
 pub mod maps;
 pub mod order;
@@ -62,4 +65,5 @@ const _: () = {
     const fn assert_send<T: Send>() {}
     assert_send::<Responder>();
     assert_send::<Probe>();
+    assert_send::<lb::ServiceLb>();
 };

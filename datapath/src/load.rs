@@ -19,6 +19,8 @@ static L2_RESPONDER: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/l2_responder.bpf.o"));
 /// `bpf/probe.bpf.c`.
 static PROBE: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probe.bpf.o"));
+/// `bpf/lb.bpf.c` (both entry points of the service load balancer).
+static LB: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb.bpf.o"));
 
 const TC_ACT_UNSPEC: u32 = u32::MAX; // -1, TCX_NEXT under TCX
 const TC_ACT_REDIRECT: u32 = 7;
@@ -30,15 +32,23 @@ pub fn object(kind: ProgramKind) -> &'static [u8] {
     match kind {
         ProgramKind::L2Responder => L2_RESPONDER,
         ProgramKind::Probe => PROBE,
+        ProgramKind::ServiceLb | ProgramKind::ServiceLbEgress => LB,
     }
 }
 
 /// Loads `kind`'s object with its pinned maps in `dir` (reused when present:
 /// aya does not compare their shapes, hence the versioned folders) and every
 /// program in it into the kernel (verifier).
-pub(crate) fn load(kind: ProgramKind, dir: &Path) -> Result<Ebpf> {
-    let mut ebpf = EbpfLoader::new()
-        .default_map_pin_directory(dir)
+///
+/// Some maps' `max_entries` can be overridden (name, entries); only maps
+/// created now get the size: a pinned map is reused as it is.
+pub(crate) fn load_sized(kind: ProgramKind, dir: &Path, sizes: &[(&str, u32)]) -> Result<Ebpf> {
+    let mut loader = EbpfLoader::new();
+    loader.default_map_pin_directory(dir);
+    for (name, entries) in sizes {
+        loader.map_max_entries(name, *entries);
+    }
+    let mut ebpf = loader
         .load(object(kind))
         .map_err(|e| Error::Load(Box::new(e)))?;
     for (name, prog) in ebpf.programs_mut() {

@@ -60,6 +60,13 @@ pub enum ProgramKind {
     /// it; tests use it as a second program of ours to prove the ordering,
     /// adoption and uninstall across programs in the kernel.
     Probe,
+    /// The service load balancer's ingress program ([`crate::lb::ServiceLb`]):
+    /// DNAT to backends, reverse SNAT.
+    ServiceLb,
+    /// The service load balancer's egress program: replies of local
+    /// backends, masquerade. A second entry point of [`ProgramKind::ServiceLb`]'s
+    /// object (see [`ProgramSpec::owner`]).
+    ServiceLbEgress,
 }
 
 /// The pin names of a program's layout from before per-program folders:
@@ -98,6 +105,11 @@ pub struct ProgramSpec {
     pub rank: u16,
     /// Pins of an older, flat layout to adopt, if any.
     pub legacy: Option<LegacyLayout>,
+    /// Set for a second entry point of another program's object: loaded with
+    /// that program, its links pinned in that program's folder (so `name`
+    /// and `version` of the owner apply to folders). Its own `name` only
+    /// names it in logs.
+    pub owner: Option<ProgramKind>,
 }
 
 /// The ARP/NDP responder's entry.
@@ -123,6 +135,7 @@ pub const L2_RESPONDER: ProgramSpec = ProgramSpec {
         ],
         link_prefix: "rackd_l2_tc_v1_",
     }),
+    owner: None,
 };
 
 /// The test probe's entry: after the responder, before foreign programs, so
@@ -136,10 +149,42 @@ pub const PROBE: ProgramSpec = ProgramSpec {
     band: Band::BeforeForeign,
     rank: 100,
     legacy: None,
+    owner: None,
+};
+
+/// The service load balancer, ingress: frontends to backends (DNAT, SNAT for
+/// remote backends), replies of SNATed and masqueraded flows translated back.
+pub const SERVICE_LB: ProgramSpec = ProgramSpec {
+    kind: ProgramKind::ServiceLb,
+    name: "lb",
+    version: 1,
+    entry: "rackd_lb_in",
+    attach: AttachPoint::TcIngress,
+    // Before foreign programs so that a CNI's or kube-proxy's handling never
+    // sees the frontends it does not know, after the responder (ARP/ND is
+    // not ours) and it hands every other packet on with TCX_NEXT.
+    band: Band::BeforeForeign,
+    rank: 10,
+    legacy: None,
+    owner: None,
+};
+
+/// The service load balancer, egress: local backends' replies back to the
+/// frontend, masquerade. Lives in [`SERVICE_LB`]'s object and folder.
+pub const SERVICE_LB_EGRESS: ProgramSpec = ProgramSpec {
+    kind: ProgramKind::ServiceLbEgress,
+    name: "lb_egress",
+    version: SERVICE_LB.version,
+    entry: "rackd_lb_out",
+    attach: AttachPoint::TcEgress,
+    band: Band::BeforeForeign,
+    rank: 10,
+    legacy: None,
+    owner: Some(ProgramKind::ServiceLb),
 };
 
 /// Every program rackd has.
-pub const REGISTRY: [ProgramSpec; 2] = [L2_RESPONDER, PROBE];
+pub const REGISTRY: [ProgramSpec; 4] = [L2_RESPONDER, PROBE, SERVICE_LB, SERVICE_LB_EGRESS];
 
 impl ProgramKind {
     /// Every program, in registry order.
@@ -152,18 +197,33 @@ impl ProgramKind {
         match self {
             ProgramKind::L2Responder => &L2_RESPONDER,
             ProgramKind::Probe => &PROBE,
+            ProgramKind::ServiceLb => &SERVICE_LB,
+            ProgramKind::ServiceLbEgress => &SERVICE_LB_EGRESS,
         }
     }
 
-    /// Name of its pin folder for `version`.
+    /// The program whose object and folder this one lives in: itself, or
+    /// its [`ProgramSpec::owner`].
+    pub const fn object_owner(self) -> ProgramKind {
+        match self.spec().owner {
+            Some(o) => o,
+            None => self,
+        }
+    }
+
+    /// Name of its pin folder for `version` (the owner's for a second entry
+    /// point).
     pub fn folder(self, version: u32) -> String {
-        format!("{}_v{version}", self.spec().name)
+        format!("{}_v{version}", self.object_owner().spec().name)
     }
 
     /// The layout version of a folder named `name`, if it is one of this
-    /// program's folders (`<name>_v<digits>`).
+    /// program's folders (`<name>_v<digits>`, the owner's name for a second
+    /// entry point).
     pub fn parse_folder(self, name: &str) -> Option<u32> {
-        let v = name.strip_prefix(self.spec().name)?.strip_prefix("_v")?;
+        let v = name
+            .strip_prefix(self.object_owner().spec().name)?
+            .strip_prefix("_v")?;
         if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
@@ -183,10 +243,31 @@ mod tests {
 
     #[test]
     fn every_kind_is_registered_once() {
-        for kind in [ProgramKind::L2Responder, ProgramKind::Probe] {
+        for kind in [
+            ProgramKind::L2Responder,
+            ProgramKind::Probe,
+            ProgramKind::ServiceLb,
+            ProgramKind::ServiceLbEgress,
+        ] {
             assert_eq!(REGISTRY.iter().filter(|s| s.kind == kind).count(), 1);
             assert_eq!(kind.spec().kind, kind);
         }
+    }
+
+    #[test]
+    fn a_second_entry_point_shares_its_owners_folder_and_version() {
+        for spec in REGISTRY.iter().filter(|s| s.owner.is_some()) {
+            let owner = spec.kind.object_owner();
+            assert_ne!(owner, spec.kind);
+            assert_eq!(owner.spec().owner, None, "owners are not nested");
+            assert_eq!(spec.version, owner.spec().version);
+            assert_eq!(spec.kind.folder(1), owner.folder(1));
+            // Both pin links in one folder: their points must differ.
+            assert_ne!(spec.attach, owner.spec().attach);
+        }
+        assert_eq!(ProgramKind::ServiceLbEgress.folder(1), "lb_v1");
+        assert_eq!(ProgramKind::ServiceLbEgress.parse_folder("lb_v1"), Some(1));
+        assert_eq!(ProgramKind::ServiceLb.parse_folder("lb_egress_v1"), None);
     }
 
     #[test]

@@ -118,6 +118,8 @@ fn attach_in_order(order: [ProgramKind; 2]) {
         match kind {
             ProgramKind::L2Responder => r.attach(ifindex).unwrap(),
             ProgramKind::Probe => p.attach(ifindex).unwrap(),
+            // The load balancer's ordering is tested in lb_attach.rs.
+            other => unreachable!("{other:?} is not part of this test"),
         }
         let now = tcx_order("va", &foreign);
         let want: &[&str] = match (step, kind) {

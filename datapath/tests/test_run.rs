@@ -115,12 +115,16 @@ fn every_pinned_map_carries_its_program_version() {
     let dir = PinDir::new();
     let r = Responder::open_or_create(dir.path()).unwrap();
     let p = Probe::open_or_create(dir.path()).unwrap();
+    let lb =
+        datapath::lb::ServiceLb::open_or_create(dir.path(), &datapath::lb::LbConfig::default())
+            .unwrap();
     for kind in ProgramKind::all() {
         let spec = kind.spec();
         let folder = datapath::program_dir(dir.path(), kind);
         assert_eq!(
             folder.file_name().unwrap().to_str().unwrap(),
-            format!("{}_v{}", spec.name, spec.version)
+            // A second entry point lives in its owner's folder.
+            format!("{}_v{}", kind.object_owner().spec().name, spec.version)
         );
         let names: Vec<String> = std::fs::read_dir(&folder)
             .unwrap()
@@ -137,7 +141,8 @@ fn every_pinned_map_carries_its_program_version() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     top.sort();
-    assert_eq!(top, ["l2_responder_v1", "probe_v1"]);
+    assert_eq!(top, ["l2_responder_v1", "lb_v1", "probe_v1"]);
+    lb.uninstall().unwrap();
     r.uninstall().unwrap();
     assert!(dir.path().exists(), "the probe's folder keeps the root");
     p.uninstall().unwrap();

@@ -1,0 +1,750 @@
+//! The service load balancer and masquerade ([`ServiceLb`]): the handle on
+//! `bpf/lb.bpf.c`'s two programs (`rackd_lb_in` at tc ingress,
+//! `rackd_lb_out` at tc egress of the node's network-facing devices) and
+//! their maps, pinned in the `lb_v1` folder and adopted across restarts like
+//! the responder's. See README.md ("The service load balancer") for the
+//! packet paths and the map layouts.
+//!
+//! Write order (readers never see a dangling reference): backends, then a
+//! service's LUT, then its frontend; deletes in reverse.
+
+mod maps;
+mod types;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use aya::maps::lpm_trie::{Key as LpmKey, LpmTrie};
+use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues};
+use ipnet::IpNet;
+
+pub use maps::*;
+pub use types::*;
+
+use crate::attach::{Loaded, TcAttach};
+use crate::error::{Error, Result};
+use crate::load::{self, Hook, RunOutcome};
+use crate::registry::{ProgramKind, SERVICE_LB_EGRESS};
+
+/// `BPF_NOEXIST`.
+const BPF_NOEXIST: u64 = 1;
+
+/// Which of the two programs a test run exercises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LbHook {
+    /// `rackd_lb_in`, tc ingress.
+    Ingress,
+    /// `rackd_lb_out`, tc egress.
+    Egress,
+}
+
+fn not_found(e: &MapError) -> bool {
+    match e {
+        MapError::KeyNotFound | MapError::ElementNotFound => true,
+        MapError::SyscallError(s) => s.io_error.raw_os_error() == Some(libc::ENOENT),
+        _ => false,
+    }
+}
+
+fn exists(e: &MapError) -> bool {
+    matches!(e, MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::EEXIST))
+}
+
+/// Removes `key`; absent is fine.
+fn remove<K: aya::Pod, V: aya::Pod>(
+    m: &mut HashMap<MapData, K, V>,
+    name: &'static str,
+    key: &K,
+) -> Result<()> {
+    match m.remove(key) {
+        Ok(()) => Ok(()),
+        Err(e) if not_found(&e) => Ok(()),
+        Err(e) => Err(Error::map(name, "remove", e)),
+    }
+}
+
+fn invalid(what: &'static str, reason: impl Into<String>) -> Error {
+    Error::Invalid {
+        what,
+        reason: reason.into(),
+    }
+}
+
+fn svc_key(f: &Frontend) -> SvcKey {
+    SvcKey {
+        addr: addr16(f.addr),
+        port: f.port.to_be(),
+        proto: f.proto.number(),
+        pad: 0,
+    }
+}
+
+/// The marker of a frontend address (fragments to it are dropped).
+fn marker_key(addr: [u8; 16]) -> SvcKey {
+    SvcKey {
+        addr,
+        ..SvcKey::default()
+    }
+}
+
+fn chunks_of(m: u32) -> u32 {
+    m.div_ceil(LUT_CHUNK as u32)
+}
+
+/// Handle on the service load balancer (see the module docs). All calls
+/// act in the calling thread's network namespace.
+pub struct ServiceLb {
+    prog: Loaded,
+    cfg: LbConfig,
+    services: HashMap<MapData, SvcKey, SvcVal>,
+    backends: HashMap<MapData, u32, BackendVal>,
+    maglev: HashMap<MapData, LutKey, LutChunk>,
+    revnat: HashMap<MapData, u32, RevNat>,
+    srcrange: LpmTrie<MapData, SrcRangeData, u8>,
+    ct: HashMap<MapData, Tuple, CtVal>,
+    nat: HashMap<MapData, Tuple, NatVal>,
+    config: Array<MapData, Config>,
+    devices: HashMap<MapData, u32, Device>,
+    masq_src: LpmTrie<MapData, [u8; 16], u8>,
+    no_masq: LpmTrie<MapData, [u8; 16], u8>,
+    metrics: PerCpuHashMap<MapData, u32, SvcMetrics>,
+    drops: PerCpuArray<MapData, u64>,
+    events: PerCpuArray<MapData, u64>,
+}
+
+impl std::fmt::Debug for ServiceLb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceLb")
+            .field("prog", &self.prog)
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+macro_rules! take {
+    ($ebpf:expr, $ty:ident, $name:expr) => {
+        $ty::try_from(load::take_map($ebpf, $name)?).map_err(|e| Error::map($name, "open", e))?
+    };
+}
+
+impl ServiceLb {
+    /// Loads both programs under `pin_root` (mounting bpffs if needed),
+    /// reopening the maps pinned in `lb_v1/` (flows, NAT mappings and
+    /// services survive a restart) or creating them with `cfg.sizes`,
+    /// adopts every pinned link (ingress and egress) by switching it to the
+    /// new programs, and writes the configuration (Maglev M, seed, NAT
+    /// range; the masquerade switches stay as they are).
+    pub fn open_or_create(pin_root: impl AsRef<Path>, cfg: &LbConfig) -> Result<Self> {
+        if cfg.maglev_table_size == 0 || cfg.maglev_table_size > MAGLEV_MAX {
+            return Err(invalid(
+                "Maglev table size",
+                format!("{} (1..={MAGLEV_MAX})", cfg.maglev_table_size),
+            ));
+        }
+        if cfg.nat_port_min == 0 || cfg.nat_port_max < cfg.nat_port_min {
+            return Err(invalid(
+                "NAT port range",
+                format!("{}-{}", cfg.nat_port_min, cfg.nat_port_max),
+            ));
+        }
+        let sizes = [
+            (MAP_CT, cfg.sizes.ct),
+            (MAP_NAT, cfg.sizes.nat),
+            (MAP_MAGLEV, cfg.sizes.lut_chunks),
+        ];
+        let mut prog = Loaded::open_sized(
+            pin_root.as_ref(),
+            ProgramKind::ServiceLb,
+            TcAttach::Auto,
+            &sizes,
+        )?;
+        let e = &mut prog.ebpf;
+        let services = take!(e, HashMap, MAP_SERVICES);
+        let backends = take!(e, HashMap, MAP_BACKENDS);
+        let maglev = take!(e, HashMap, MAP_MAGLEV);
+        let revnat = take!(e, HashMap, MAP_REVNAT);
+        let srcrange = take!(e, LpmTrie, MAP_SRCRANGE);
+        let ct = take!(e, HashMap, MAP_CT);
+        let nat = take!(e, HashMap, MAP_NAT);
+        let config = take!(e, Array, MAP_CONFIG);
+        let devices = take!(e, HashMap, MAP_DEVICES);
+        let masq_src = take!(e, LpmTrie, MAP_MASQ_SRC);
+        let no_masq = take!(e, LpmTrie, MAP_NO_MASQ);
+        let metrics = take!(e, PerCpuHashMap, MAP_METRICS);
+        let drops = take!(e, PerCpuArray, MAP_DROPS);
+        let events = take!(e, PerCpuArray, MAP_EVENTS);
+        let mut me = ServiceLb {
+            prog,
+            cfg: *cfg,
+            services,
+            backends,
+            maglev,
+            revnat,
+            srcrange,
+            ct,
+            nat,
+            config,
+            devices,
+            masq_src,
+            no_masq,
+            metrics,
+            drops,
+            events,
+        };
+        let mut c = me.read_config()?;
+        c.maglev_m = cfg.maglev_table_size;
+        c.seed = cfg.hash_seed;
+        c.nat_min = cfg.nat_port_min;
+        c.nat_max = cfg.nat_port_max;
+        me.write_config(c)?;
+        Ok(me)
+    }
+
+    fn read_config(&self) -> Result<Config> {
+        self.config
+            .get(&0, 0)
+            .map_err(|e| Error::map(MAP_CONFIG, "read", e))
+    }
+
+    fn write_config(&mut self, c: Config) -> Result<()> {
+        self.config
+            .set(0, c, 0)
+            .map_err(|e| Error::map(MAP_CONFIG, "write", e))
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &LbConfig {
+        &self.cfg
+    }
+
+    /// The pin root in use.
+    pub fn pin_root(&self) -> &Path {
+        &self.prog.root
+    }
+
+    /// The load balancer's folder under the pin root (`lb_v1`).
+    pub fn pin_dir(&self) -> &Path {
+        &self.prog.dir
+    }
+
+    /// Attaches both programs to `ifindex` (tc ingress and egress, TCX links
+    /// pinned in the folder, placed by the ordering policy). Idempotent.
+    /// Set the device's addresses ([`ServiceLb::set_device`]) for SNAT.
+    pub fn attach(&mut self, ifindex: u32) -> Result<()> {
+        self.prog.attach(ifindex)?;
+        self.prog.attach_spec(&SERVICE_LB_EGRESS, ifindex)?;
+        tracing::info!(
+            ifindex,
+            tcx = self.prog.tcx,
+            "service load balancer attached"
+        );
+        Ok(())
+    }
+
+    /// Detaches both programs from `ifindex` and forgets its addresses.
+    /// Idempotent.
+    pub fn detach(&mut self, ifindex: u32) -> Result<()> {
+        self.prog.detach_spec(&SERVICE_LB_EGRESS, ifindex)?;
+        self.prog.detach(ifindex)?;
+        remove(&mut self.devices, MAP_DEVICES, &ifindex)
+    }
+
+    /// Interfaces with a pinned ingress link.
+    pub fn attached(&self) -> Result<Vec<u32>> {
+        self.prog.linked()
+    }
+
+    /// Sets the addresses SNAT and masquerade use on `ifindex` (a family
+    /// without one: flows that need it are dropped, counted).
+    pub fn set_device(&mut self, ifindex: u32, addrs: DeviceAddrs) -> Result<()> {
+        let d = Device {
+            v4: addrs.v4.map_or([0; 16], |a| addr16(IpAddr::V4(a))),
+            v6: addrs.v6.map_or([0; 16], |a| a.octets()),
+        };
+        self.devices
+            .insert(ifindex, d, 0)
+            .map_err(|e| Error::map(MAP_DEVICES, "insert", e))
+    }
+
+    /// Writes a backend (before any LUT refers to it).
+    pub fn upsert_backend(&mut self, id: BackendId, b: &Backend) -> Result<()> {
+        if id.0 == 0 {
+            return Err(invalid("backend id", "0 is reserved"));
+        }
+        let v = BackendVal {
+            addr: addr16(b.addr),
+            port: b.port.to_be(),
+            proto: b.proto.number(),
+            flags: if b.local { BACKEND_LOCAL } else { 0 },
+        };
+        self.backends
+            .insert(id.0, v, 0)
+            .map_err(|e| Error::map(MAP_BACKENDS, "insert", e))
+    }
+
+    /// Deletes a backend (after the LUTs stopped referring to it). Flows
+    /// still tracked to it are reset by the program on their next packet
+    /// (TCP RST, ICMP unreachable otherwise). Idempotent.
+    pub fn delete_backend(&mut self, id: BackendId) -> Result<()> {
+        remove(&mut self.backends, MAP_BACKENDS, &id.0)
+    }
+
+    /// Writes a frontend and what it does: reverse NAT entry, source ranges,
+    /// LUT chunks, counters, the address marker, then the frontend entry
+    /// itself (so the program never sees it half-written). `entry.lut` has
+    /// exactly M backend ids (every one written by `upsert_backend`, of the
+    /// frontend's family), or none. Replaces a previous entry of the
+    /// frontend, including one with another id.
+    pub fn upsert_service(&mut self, f: &Frontend, entry: &ServiceEntry<'_>) -> Result<()> {
+        let m = self.cfg.maglev_table_size;
+        if entry.id == 0 {
+            return Err(invalid("service id", "0 is reserved"));
+        }
+        if !entry.lut.is_empty() && entry.lut.len() != m as usize {
+            return Err(invalid(
+                "Maglev table",
+                format!("{} entries, the table size is {m}", entry.lut.len()),
+            ));
+        }
+        let v4 = f.addr.is_ipv4();
+        let distinct: BTreeSet<u32> = entry.lut.iter().copied().collect();
+        for id in &distinct {
+            let b = self
+                .backends
+                .get(id, 0)
+                .map_err(|_| invalid("Maglev table", format!("backend {id} is not written")))?;
+            if ip_of(b.addr).is_ipv4() != v4 {
+                return Err(invalid(
+                    "Maglev table",
+                    format!("backend {id} is of the other address family"),
+                ));
+            }
+        }
+        for r in entry.source_ranges {
+            if r.addr().is_ipv4() != v4 {
+                return Err(invalid(
+                    "source range",
+                    format!("{r}: other address family"),
+                ));
+            }
+        }
+        let key = svc_key(f);
+        let previous = self.services.get(&key, 0).ok();
+
+        let rn = RevNat {
+            addr: key.addr,
+            port: key.port,
+            pad: [0; 2],
+        };
+        self.revnat
+            .insert(entry.id, rn, 0)
+            .map_err(|e| Error::map(MAP_REVNAT, "insert", e))?;
+        self.sync_source_ranges(entry.id, entry.source_ranges)?;
+        for (i, chunk) in entry.lut.chunks(LUT_CHUNK).enumerate() {
+            let mut v = LutChunk {
+                ids: [0; LUT_CHUNK],
+            };
+            if let Some(dst) = v.ids.get_mut(..chunk.len()) {
+                dst.copy_from_slice(chunk);
+            }
+            let k = LutKey {
+                svc_id: entry.id,
+                chunk: u32::try_from(i).map_err(|_| invalid("Maglev table", "too long"))?,
+            };
+            self.maglev
+                .insert(k, v, 0)
+                .map_err(|e| Error::map(MAP_MAGLEV, "insert", e))?;
+        }
+        match self
+            .metrics
+            .insert(entry.id, self.zero_metrics()?, BPF_NOEXIST)
+        {
+            Ok(()) => {}
+            Err(e) if exists(&e) => {}
+            Err(e) => return Err(Error::map(MAP_METRICS, "insert", e)),
+        }
+        self.services
+            .insert(marker_key(key.addr), SvcVal::default(), 0)
+            .map_err(|e| Error::map(MAP_SERVICES, "insert", e))?;
+        let mut flags = 0;
+        if entry.local_only {
+            flags |= SVC_LOCAL_ONLY;
+        }
+        let timeout = entry.affinity_timeout.map(|d| {
+            // At least a second: 0 would disable the affinity silently.
+            u32::try_from(d.as_secs()).unwrap_or(u32::MAX).max(1)
+        });
+        if timeout.is_some() {
+            flags |= SVC_AFFINITY;
+        }
+        if !entry.source_ranges.is_empty() {
+            flags |= SVC_SRC_RANGES;
+        }
+        let v = SvcVal {
+            svc_id: entry.id,
+            flags,
+            affinity_timeout_s: timeout.unwrap_or(0),
+            backend_count: u32::try_from(distinct.len()).unwrap_or(u32::MAX),
+        };
+        self.services
+            .insert(key, v, 0)
+            .map_err(|e| Error::map(MAP_SERVICES, "insert", e))?;
+        // A shorter table (none) leaves no stale chunks behind; another id's
+        // state goes entirely.
+        match previous {
+            Some(p) if p.svc_id != entry.id => self.forget_service_id(p.svc_id)?,
+            _ if entry.lut.is_empty() => self.delete_lut(entry.id)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn zero_metrics(&self) -> Result<PerCpuValues<SvcMetrics>> {
+        let n = aya::util::nr_cpus()
+            .map_err(|(_, e)| Error::map(MAP_METRICS, "count CPUs", MapError::IoError(e)))?;
+        PerCpuValues::try_from(vec![SvcMetrics::default(); n])
+            .map_err(|e| Error::map(MAP_METRICS, "build", MapError::IoError(e)))
+    }
+
+    fn delete_lut(&mut self, svc_id: u32) -> Result<()> {
+        for chunk in 0..chunks_of(MAGLEV_MAX) {
+            let k = LutKey { svc_id, chunk };
+            match self.maglev.remove(&k) {
+                Ok(()) => {}
+                // Chunks are written from 0 up: the first absent one ends them.
+                Err(e) if not_found(&e) => break,
+                Err(e) => return Err(Error::map(MAP_MAGLEV, "remove", e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn forget_service_id(&mut self, svc_id: u32) -> Result<()> {
+        self.delete_lut(svc_id)?;
+        self.sync_source_ranges(svc_id, &[])?;
+        remove(&mut self.revnat, MAP_REVNAT, &svc_id)?;
+        match self.metrics.remove(&svc_id) {
+            Ok(()) => Ok(()),
+            Err(e) if not_found(&e) => Ok(()),
+            Err(e) => Err(Error::map(MAP_METRICS, "remove", e)),
+        }
+    }
+
+    fn sync_source_ranges(&mut self, svc_id: u32, ranges: &[IpNet]) -> Result<()> {
+        let want: BTreeSet<(u32, [u8; 16])> = ranges.iter().map(prefix16).collect();
+        let mut have = BTreeSet::new();
+        for k in self.srcrange.keys() {
+            let k = k.map_err(|e| Error::map(MAP_SRCRANGE, "iterate", e))?;
+            let d = k.data();
+            if d.svc_id == svc_id {
+                have.insert((k.prefix_len() - 32, d.addr));
+            }
+        }
+        for (plen, addr) in want.difference(&have) {
+            let k = LpmKey::new(
+                32 + plen,
+                SrcRangeData {
+                    svc_id,
+                    addr: *addr,
+                },
+            );
+            self.srcrange
+                .insert(&k, 1, 0)
+                .map_err(|e| Error::map(MAP_SRCRANGE, "insert", e))?;
+        }
+        for (plen, addr) in have.difference(&want) {
+            let k = LpmKey::new(
+                32 + plen,
+                SrcRangeData {
+                    svc_id,
+                    addr: *addr,
+                },
+            );
+            match self.srcrange.remove(&k) {
+                Ok(()) => {}
+                Err(e) if not_found(&e) => {}
+                Err(e) => return Err(Error::map(MAP_SRCRANGE, "remove", e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a frontend (first, so no new flow starts), then its LUT,
+    /// source ranges, reverse NAT entry and counters, and the address
+    /// marker when no other frontend has the address. Idempotent.
+    pub fn delete_service(&mut self, f: &Frontend) -> Result<()> {
+        let key = svc_key(f);
+        let Ok(v) = self.services.get(&key, 0) else {
+            return Ok(());
+        };
+        remove(&mut self.services, MAP_SERVICES, &key)?;
+        let mut addr_used = false;
+        for k in self.services.keys() {
+            let k = k.map_err(|e| Error::map(MAP_SERVICES, "iterate", e))?;
+            if k.addr == key.addr && k.proto != 0 {
+                addr_used = true;
+                break;
+            }
+        }
+        if !addr_used {
+            remove(&mut self.services, MAP_SERVICES, &marker_key(key.addr))?;
+        }
+        // The id may still serve another frontend of the same service.
+        let mut id_used = false;
+        for item in self.services.iter() {
+            let (_, sv) = item.map_err(|e| Error::map(MAP_SERVICES, "iterate", e))?;
+            if sv.svc_id == v.svc_id {
+                id_used = true;
+                break;
+            }
+        }
+        if !id_used {
+            self.forget_service_id(v.svc_id)?;
+        }
+        Ok(())
+    }
+
+    /// Sets masquerade: the switches per family and the two CIDR sets
+    /// (entries not listed are removed).
+    pub fn set_masquerade(&mut self, m: &MasqConfig) -> Result<()> {
+        sync_lpm(&mut self.masq_src, MAP_MASQ_SRC, &m.pod_cidrs)?;
+        sync_lpm(&mut self.no_masq, MAP_NO_MASQ, &m.non_masq)?;
+        let mut c = self.read_config()?;
+        c.masq_v4 = u8::from(m.v4);
+        c.masq_v6 = u8::from(m.v6);
+        self.write_config(c)
+    }
+
+    /// Every frontend with its LUT summary, sorted (the ids a restarted
+    /// control plane recovers; `rackctl bpf lb list`).
+    pub fn services(&self) -> Result<Vec<ServiceDump>> {
+        let mut out = Vec::new();
+        for item in self.services.iter() {
+            let (k, v) = item.map_err(|e| Error::map(MAP_SERVICES, "iterate", e))?;
+            let Some(proto) = L4Proto::from_number(k.proto) else {
+                continue; // an address marker
+            };
+            let mut counts: BTreeMap<u32, u32> = BTreeMap::new();
+            let m = self.cfg.maglev_table_size as usize;
+            for chunk in 0..chunks_of(self.cfg.maglev_table_size) {
+                let Ok(c) = self.maglev.get(
+                    &LutKey {
+                        svc_id: v.svc_id,
+                        chunk,
+                    },
+                    0,
+                ) else {
+                    break;
+                };
+                let start = chunk as usize * LUT_CHUNK;
+                let n = m.saturating_sub(start).min(LUT_CHUNK);
+                for id in c.ids.iter().take(n) {
+                    *counts.entry(*id).or_default() += 1;
+                }
+            }
+            out.push(ServiceDump {
+                frontend: Frontend {
+                    addr: ip_of(k.addr),
+                    port: u16::from_be(k.port),
+                    proto,
+                },
+                id: v.svc_id,
+                local_only: v.flags & SVC_LOCAL_ONLY != 0,
+                affinity_timeout: (v.flags & SVC_AFFINITY != 0)
+                    .then(|| Duration::from_secs(u64::from(v.affinity_timeout_s))),
+                source_ranges: v.flags & SVC_SRC_RANGES != 0,
+                backends: counts
+                    .into_iter()
+                    .filter(|(_, n)| v.backend_count > 0 && *n > 0)
+                    .map(|(id, n)| (BackendId(id), n))
+                    .collect(),
+            });
+        }
+        out.sort_by_key(|s| s.frontend);
+        Ok(out)
+    }
+
+    /// Every backend, by id.
+    pub fn backends(&self) -> Result<Vec<(BackendId, Backend)>> {
+        let mut out = Vec::new();
+        for item in self.backends.iter() {
+            let (id, v) = item.map_err(|e| Error::map(MAP_BACKENDS, "iterate", e))?;
+            let Some(proto) = L4Proto::from_number(v.proto) else {
+                continue;
+            };
+            out.push((
+                BackendId(id),
+                Backend {
+                    addr: ip_of(v.addr),
+                    port: u16::from_be(v.port),
+                    proto,
+                    local: v.flags & BACKEND_LOCAL != 0,
+                },
+            ));
+        }
+        out.sort_by_key(|(id, _)| *id);
+        Ok(out)
+    }
+
+    /// Every conntrack entry (`rackctl bpf ct list`).
+    pub fn ct_entries(&self) -> Result<Vec<CtEntry>> {
+        let mut out = Vec::new();
+        for item in self.ct.iter() {
+            let (k, v) = item.map_err(|e| Error::map(MAP_CT, "iterate", e))?;
+            let dir = match k.dir {
+                DIR_SVC => CtDir::Service,
+                DIR_REPLY => CtDir::Reply,
+                DIR_INBOUND => CtDir::Inbound,
+                _ => continue,
+            };
+            out.push(CtEntry {
+                tuple: tuple_of(&k),
+                dir,
+                expires_ns: v.expires_ns,
+                backend: BackendId(v.backend_id),
+                svc_id: v.svc_id,
+                tcp_flags_seen: v.tcp_flags_seen,
+                state: v.state,
+                snat: v.flags & CT_F_SNAT != 0,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every NAT entry (`rackctl bpf nat list`).
+    pub fn nat_entries(&self) -> Result<Vec<NatEntry>> {
+        let mut out = Vec::new();
+        for item in self.nat.iter() {
+            let (k, v) = item.map_err(|e| Error::map(MAP_NAT, "iterate", e))?;
+            out.push(NatEntry {
+                tuple: tuple_of(&k),
+                egress: k.dir == DIR_NAT_OUT,
+                to_addr: ip_of(v.addr),
+                to_port: u16::from_be(v.port),
+                svc_id: v.svc_id,
+                expires_ns: v.expires_ns,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Deletes CT and NAT entries that expired before `now_ns`
+    /// (CLOCK_MONOTONIC, [`crate::sys::monotonic_ns`]). One pass collects,
+    /// a second deletes key by key, so the programs are never stopped; an
+    /// entry refreshed in between is deleted anyway and recreated by its
+    /// next packet (same backend: the LUT decides). The maps are LRU, so a
+    /// late GC costs evictions, not failures.
+    pub fn gc(&mut self, now_ns: u64) -> Result<GcStats> {
+        let mut st = GcStats::default();
+        let mut expired = Vec::new();
+        for item in self.ct.iter() {
+            let (k, v) = item.map_err(|e| Error::map(MAP_CT, "iterate", e))?;
+            st.ct_scanned += 1;
+            if v.expires_ns <= now_ns {
+                expired.push(k);
+            }
+        }
+        for k in &expired {
+            remove(&mut self.ct, MAP_CT, k)?;
+        }
+        st.ct_deleted = expired.len() as u64;
+        expired.clear();
+        for item in self.nat.iter() {
+            let (k, v) = item.map_err(|e| Error::map(MAP_NAT, "iterate", e))?;
+            st.nat_scanned += 1;
+            if v.expires_ns <= now_ns {
+                expired.push(k);
+            }
+        }
+        for k in &expired {
+            remove(&mut self.nat, MAP_NAT, k)?;
+        }
+        st.nat_deleted = expired.len() as u64;
+        Ok(st)
+    }
+
+    /// Per service packets/bytes, drops by reason, events, CT and NAT
+    /// occupancy (sums over CPUs).
+    pub fn counters(&self) -> Result<LbCounters> {
+        let mut out = LbCounters::default();
+        for item in self.metrics.iter() {
+            let (id, per_cpu) = item.map_err(|e| Error::map(MAP_METRICS, "iterate", e))?;
+            let mut c = ServiceCounters::default();
+            for v in per_cpu.iter() {
+                c.packets += v.packets;
+                c.bytes += v.bytes;
+            }
+            out.services.push((id, c));
+        }
+        out.services.sort_by_key(|(id, _)| *id);
+        for (slot, reason) in (0u32..).zip(DropReason::ALL) {
+            out.drops.push((reason, sum(&self.drops, MAP_DROPS, slot)?));
+        }
+        let ev = |slot| sum(&self.events, MAP_EVENTS, slot);
+        out.events = LbEvents {
+            nat_retries: ev(0)?,
+            rst_sent: ev(1)?,
+            icmp_sent: ev(2)?,
+            malformed_passed: ev(3)?,
+            redirected: ev(4)?,
+            to_stack: ev(5)?,
+            icmp_errors: ev(6)?,
+        };
+        out.ct_entries = self.ct.keys().count() as u64;
+        out.nat_entries = self.nat.keys().count() as u64;
+        Ok(out)
+    }
+
+    /// Runs one program on `packet` with BPF_PROG_TEST_RUN against the live
+    /// maps; the packet "arrives" on ifindex 1 (lo) of the calling thread's
+    /// namespace. Verdicts: `Pass` = TCX_NEXT (untouched), `Reply` =
+    /// redirected (a reject sent back, or forwarded), `Other(0)` = TC_ACT_OK
+    /// (translated, to the stack), `Other(2)` = dropped.
+    pub fn test_run(&self, hook: LbHook, packet: &[u8]) -> Result<RunOutcome> {
+        let name = match hook {
+            LbHook::Ingress => PROG_IN,
+            LbHook::Egress => PROG_OUT,
+        };
+        load::test_run(&self.prog.ebpf, Hook::Tc, name, packet, 1)
+    }
+
+    /// Removes the load balancer (both programs' links, detached; its
+    /// maps; its folder; see [`crate::uninstall_program`]).
+    pub fn uninstall(self) -> Result<()> {
+        let root = self.prog.root.clone();
+        drop(self);
+        crate::pin::uninstall_program(&root, ProgramKind::ServiceLb)
+    }
+}
+
+fn sum(m: &PerCpuArray<MapData, u64>, name: &'static str, slot: u32) -> Result<u64> {
+    let v = m.get(&slot, 0).map_err(|e| Error::map(name, "read", e))?;
+    Ok(v.iter().sum())
+}
+
+fn sync_lpm(
+    m: &mut LpmTrie<MapData, [u8; 16], u8>,
+    name: &'static str,
+    nets: &[IpNet],
+) -> Result<()> {
+    let want: BTreeSet<(u32, [u8; 16])> = nets.iter().map(prefix16).collect();
+    let mut have = BTreeSet::new();
+    for k in m.keys() {
+        let k = k.map_err(|e| Error::map(name, "iterate", e))?;
+        have.insert((k.prefix_len(), k.data()));
+    }
+    for (plen, addr) in want.difference(&have) {
+        m.insert(&LpmKey::new(*plen, *addr), 1, 0)
+            .map_err(|e| Error::map(name, "insert", e))?;
+    }
+    for (plen, addr) in have.difference(&want) {
+        match m.remove(&LpmKey::new(*plen, *addr)) {
+            Ok(()) => {}
+            Err(e) if not_found(&e) => {}
+            Err(e) => return Err(Error::map(name, "remove", e)),
+        }
+    }
+    Ok(())
+}
