@@ -39,6 +39,8 @@ use crate::lbipam_ctl::LbIpamController;
 use crate::metrics::Metrics;
 use crate::sdnotify::Notifier;
 use crate::state;
+use crate::svclb::ServiceLbController;
+use crate::svclb::maps::DatapathMaps;
 
 /// How the daemon is run.
 #[derive(Debug, Clone)]
@@ -74,6 +76,14 @@ pub enum DaemonError {
     Fib(#[from] bgpd::fib::FibError),
     #[error("L2 announcements")]
     L2(#[from] crate::l2::L2Error),
+    #[error("cannot load or adopt the eBPF service load balancer under {pin_root}")]
+    ServiceLb {
+        pin_root: PathBuf,
+        #[source]
+        source: datapath::Error,
+    },
+    #[error("service load balancer: reading the pinned maps")]
+    ServiceLbMaps(#[from] crate::svclb::SvcError),
     #[error("host network state (rtnetlink)")]
     Host(#[from] rackd_host::HostError),
     #[error("metrics endpoint {addr}")]
@@ -159,15 +169,36 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
         l2 = Some(query);
     }
 
-    let shared = Arc::new(Shared::new(
-        &opts.node_name,
-        config.clone(),
-        lb,
-        bgp,
-        peers,
-        l2,
-        controllers.watcher(),
-    ));
+    let mut svc_status = None;
+    let mut masq_task = None;
+    if let Some(o) = &opts.services {
+        let (ctl, status, task) = start_service_lb(&opts.node_name, o, monitor_stop.clone())?;
+        controllers.spawn(
+            ctl,
+            (
+                config.clone(),
+                lb.clone(),
+                facts.devices(),
+                facts.info(),
+                task.0,
+            ),
+        );
+        masq_task = Some(task.1);
+        svc_status = Some(status);
+    }
+
+    let shared = Arc::new(
+        Shared::new(
+            &opts.node_name,
+            config.clone(),
+            lb,
+            bgp,
+            peers,
+            l2,
+            controllers.watcher(),
+        )
+        .with_services(svc_status),
+    );
     let listener = admin::bind(&opts.admin_socket)?;
     let admin_task = tokio::spawn(admin::serve(listener, shared.clone(), stop.clone()));
     let metrics_task = match opts.metrics_addr {
@@ -202,6 +233,9 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
     if let Some(t) = l2_metrics {
         let _ = t.await;
     }
+    if let Some(t) = masq_task {
+        let _ = t.await;
+    }
     config_stop.cancel();
     let _ = config_task.await;
     if let Some((fib, task)) = fib_task {
@@ -217,6 +251,54 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
     let _ = std::fs::remove_file(&marker);
     info!("rackd stopped");
     Ok(())
+}
+
+/// The service datapath's controller over the loaded (or adopted) programs, its status
+/// channel, and the ip-masq-agent follower (its channel and task).
+#[allow(clippy::type_complexity)]
+fn start_service_lb(
+    node: &str,
+    o: &crate::options::ServiceLbOptions,
+    stop: CancellationToken,
+) -> Result<
+    (
+        ServiceLbController<DatapathMaps>,
+        watch::Receiver<Arc<crate::svclb::SvcStatus>>,
+        (
+            watch::Receiver<Arc<crate::svclb::masq::MasqState>>,
+            tokio::task::JoinHandle<()>,
+        ),
+    ),
+    DaemonError,
+> {
+    let cfg = datapath::lb::LbConfig {
+        maglev_table_size: o.maglev.table_size.get(),
+        // Every node must hash flows alike (Maglev's promise): the seed is cluster-wide.
+        hash_seed: o.maglev.seed.jhash0,
+        ..datapath::lb::LbConfig::default()
+    };
+    let lb = datapath::lb::ServiceLb::open_or_create(&o.pin_root, &cfg).map_err(|source| {
+        DaemonError::ServiceLb {
+            pin_root: o.pin_root.clone(),
+            source,
+        }
+    })?;
+    let agent = o.masquerade.as_ref().and_then(|m| m.ip_masq_agent.clone());
+    let masq = crate::svclb::masq::spawn(agent, Duration::from_secs(1), stop);
+    let switches = o.masquerade.as_ref().map(|m| crate::svclb::MasqSwitches {
+        ipv4: m.ipv4,
+        ipv6: m.ipv6,
+    });
+    let (ctl, status) =
+        ServiceLbController::new(node, &o.devices, DatapathMaps { lb }, o.maglev, switches)?;
+    info!(
+        pin_root = %o.pin_root.display(),
+        devices = ?o.devices,
+        maglev_table_size = o.maglev.table_size.get(),
+        masquerade = ?o.masquerade,
+        "service datapath on"
+    );
+    Ok((ctl, status, masq))
 }
 
 /// How often readiness, status and the watchdog are looked at (the watchdog itself pings at

@@ -31,6 +31,8 @@ pub struct Shared {
     /// The L2 ownership task's query handle, when L2 announcements are on.
     l2: Option<NodeSender>,
     runs: RunStates,
+    /// The service datapath's status, when it is on.
+    services: Option<watch::Receiver<Arc<crate::svclb::SvcStatus>>>,
 }
 
 impl Shared {
@@ -53,7 +55,18 @@ impl Shared {
             peers,
             l2,
             runs,
+            services: None,
         }
+    }
+
+    /// Answers the service datapath's requests from `services`.
+    #[must_use]
+    pub fn with_services(
+        mut self,
+        services: Option<watch::Receiver<Arc<crate::svclb::SvcStatus>>>,
+    ) -> Self {
+        self.services = services;
+        self
     }
 
     /// Every condition, per object: configuration errors, the source's health, and each
@@ -241,10 +254,23 @@ impl admin::Handler for Shared {
             Request::ServiceList
             | Request::BpfLbList
             | Request::BpfCtList
-            | Request::BpfNatList => Reply::Error(
-                "the service datapath is not enabled on this node (--kube-proxy-replacement)"
-                    .into(),
-            ),
+            | Request::BpfNatList => {
+                let Some(rx) = &self.services else {
+                    return Reply::Error(
+                        "the service datapath is not enabled on this node (--kube-proxy-replacement)"
+                            .into(),
+                    );
+                };
+                let st = rx.borrow().clone();
+                let snap = self.config.borrow().snapshot.clone();
+                match req {
+                    Request::ServiceList => {
+                        Reply::ServiceList(crate::svclb::views::services(&st, &snap, &self.node))
+                    }
+                    Request::BpfLbList => Reply::BpfLbList(crate::svclb::views::lb_map(&st, &snap)),
+                    _ => Reply::Error("not available yet: rackd cannot list CT/NAT entries".into()),
+                }
+            }
         }
     }
 }

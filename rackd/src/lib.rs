@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod options;
 pub mod sdnotify;
 pub mod state;
+pub mod svclb;
 #[cfg(test)]
 mod testing;
 pub mod views;

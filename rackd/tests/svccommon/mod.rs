@@ -61,7 +61,24 @@ pub struct SvcLab {
     pub cfgs: Vec<PathBuf>,
     pub socks: Vec<PathBuf>,
     pub states: Vec<PathBuf>,
+    /// Each node's bpffs pin root (on the host's bpffs, so pins outlive a killed rackd).
+    pub pin_roots: Vec<PathBuf>,
     pub dir: LabDir,
+}
+
+impl Drop for SvcLab {
+    fn drop(&mut self) {
+        // The daemons first, then what they pinned (their programs stay attached otherwise).
+        for r in &mut self.rackd {
+            drop(r.take());
+        }
+        for p in &self.pin_roots {
+            if let Err(e) = datapath::uninstall(p) {
+                eprintln!("uninstalling {}: {e}", p.display());
+            }
+            let _ = std::fs::remove_dir(p);
+        }
+    }
 }
 
 pub const NODE_NAMES: [&str; 2] = ["node1", "node2"];
@@ -172,7 +189,12 @@ impl SvcLab {
         let mut cfgs = Vec::new();
         let mut socks = Vec::new();
         let mut states = Vec::new();
+        let mut pin_roots = Vec::new();
         for n in NODE_NAMES {
+            pin_roots.push(PathBuf::from(format!(
+                "/sys/fs/bpf/{}-{n}",
+                dir.path().file_name().unwrap().to_string_lossy()
+            )));
             let cfg = dir.path().join(n).join("config");
             copy_dir(
                 &Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/lab"),
@@ -193,6 +215,7 @@ impl SvcLab {
             cfgs,
             socks,
             states,
+            pin_roots,
             dir,
         }
     }
@@ -252,14 +275,15 @@ impl SvcLab {
         y
     }
 
-    /// Rewrites the lab's `endpointslices.yaml` with deathstar's backends at `pods` (indexes
-    /// into [`SvcLab::pods`]) and web's on all four pods, as the lab has them.
-    pub fn set_deathstar_backends(&self, pods: &[usize]) {
+    /// Rewrites the lab's `endpointslices.yaml` with the pods at `pods` (indexes into
+    /// [`SvcLab::pods`]) as the backends of both deathstar and web, as Kubernetes would after
+    /// a scale-down (a pod gone leaves every Service's slices).
+    pub fn set_backends(&self, pods: &[usize]) {
         let mut y = self.endpoints_yaml("deathstar", "batuu", pods, &[("", 80, "TCP")]);
         y.push_str(&self.endpoints_yaml(
             "web",
             "default",
-            &[0, 1, 2, 3],
+            pods,
             &[("http", 80, "TCP"), ("echo", 5353, "UDP")],
         ));
         self.write_config("endpointslices.yaml", &y);
@@ -270,6 +294,7 @@ impl SvcLab {
         let cfg = self.cfgs[i].to_str().unwrap().to_owned();
         let state = self.states[i].to_str().unwrap().to_owned();
         let sock = self.socks[i].to_str().unwrap().to_owned();
+        let pins = self.pin_roots[i].to_str().unwrap().to_owned();
         let mut args = vec![
             env!("CARGO_BIN_EXE_rackd"),
             "--node-name",
@@ -282,10 +307,13 @@ impl SvcLab {
             &sock,
             "--metrics-addr",
             "127.0.0.1:9963",
+            "--bpf-pin-root",
+            &pins,
         ];
         args.extend_from_slice(extra);
+        // Host mounts: the pins live on the host's bpffs, not a private one.
         let p = self.nodes[i]
-            .spawn(self.dir.path(), &format!("rackd-{}", NODE_NAMES[i]), &args)
+            .spawn_host_mounts(self.dir.path(), &format!("rackd-{}", NODE_NAMES[i]), &args)
             .unwrap();
         self.rackd[i] = Some(p);
     }
@@ -333,6 +361,33 @@ impl SvcLab {
                     netlab::Check::Ready(())
                 } else {
                     netlab::Check::NotYet(format!("{text}\n{}\n{}", self.log(0), self.log(1)))
+                })
+            },
+        )
+        .unwrap();
+    }
+
+    /// Waits until node `i`'s service datapath has programmed at least `n` frontends.
+    pub fn wait_frontends(&self, i: usize, n: usize, timeout: Duration) {
+        netlab::wait_for(
+            &format!("{n} frontends on {}", NODE_NAMES[i]),
+            timeout,
+            Duration::from_millis(200),
+            || {
+                let got = match std::os::unix::net::UnixStream::connect(&self.socks[i]) {
+                    Ok(s) => {
+                        rackd_api::write_message(&s, &Request::ServiceList).unwrap();
+                        match rackd_api::read_message(BufReader::new(&s)) {
+                            Ok(Reply::ServiceList(v)) => v.len(),
+                            _ => 0,
+                        }
+                    }
+                    Err(_) => 0,
+                };
+                Ok(if got >= n {
+                    netlab::Check::Ready(())
+                } else {
+                    netlab::Check::NotYet(format!("{got} frontends\n{}", self.log(i)))
                 })
             },
         )
