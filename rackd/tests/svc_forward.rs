@@ -297,3 +297,102 @@ fn masquerade_shows_the_node_address_except_for_non_masquerade_cidrs() {
     )
     .unwrap();
 }
+
+/// A long transfer through the VIP: the stream, the pod serving it and the client address
+/// that pod saw.
+fn open_stream(lab: &SvcLab, addr: SocketAddr) -> (TcpStream, String, SocketAddr) {
+    use std::io::Write;
+    let mut s = lab
+        .client
+        .enter(|| TcpStream::connect_timeout(&addr, T))
+        .unwrap()
+        .unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    s.write_all(b"GET /stream?bytes=100000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut head = vec![0u8; 512];
+    let n = s.read(&mut head).unwrap();
+    let text = String::from_utf8_lossy(&head[..n]).into_owned();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let (pod, client) = parse(body).unwrap_or_else(|| panic!("{text:?}"));
+    (s, pod, client)
+}
+
+/// Whether a stream still delivers new data: what the socket buffered before is drained
+/// first, then 4 KiB more must arrive within 3 s (the pods send 10 KiB/s).
+fn still_flowing(s: &mut TcpStream) -> bool {
+    let mut buf = vec![0u8; 1 << 20];
+    s.set_nonblocking(true).unwrap();
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return false,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(_) => return false,
+        }
+    }
+    s.set_nonblocking(false).unwrap();
+    let t0 = std::time::Instant::now();
+    let mut got = 0;
+    while t0.elapsed() < Duration::from_secs(3) && got < 4096 {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got += n,
+        }
+    }
+    got >= 4096
+}
+
+/// node2 goes away (rackd killed, its ToR link down, as a power-off looks from outside):
+/// every long-lived connection that entered through node1 to a pod of node1 keeps its
+/// backend and keeps flowing; new connections all work through node1. The others are
+/// counted (those served by node2's pods, or SNATed by node2, cannot survive).
+#[test]
+fn a_node_taken_down_leaves_the_other_nodes_connections_alone() {
+    let mut lab = up("svc-down", &[]);
+    let addr = SocketAddr::new(VIP_V4.into(), 80);
+    let mut streams: Vec<(TcpStream, String, SocketAddr)> =
+        (0..16).map(|_| open_stream(&lab, addr)).collect();
+    let nodes: BTreeMap<String, usize> =
+        lab.pods.iter().map(|p| (p.name.clone(), p.node)).collect();
+    let node_of = |pod: &str| nodes[pod];
+    // Entered through node1 and served on node1: the pod saw the client itself.
+    let via_node1_local: Vec<bool> = streams
+        .iter()
+        .map(|(_, pod, client)| node_of(pod) == 0 && client.ip() == IpAddr::from(CLIENT_V4))
+        .collect();
+    let expected = via_node1_local.iter().filter(|b| **b).count();
+    assert!(
+        expected > 0,
+        "no stream entered through node1 to its own pods"
+    );
+    lab.kill_rackd(1);
+    lab.tor_ns.link_down("eth2").unwrap();
+    lab.wait_tor_route(&format!("{VIP_V4}"), 1, Duration::from_secs(30));
+    let mut survived = 0;
+    let mut others_survived = 0;
+    for ((s, _, _), local) in streams.iter_mut().zip(&via_node1_local) {
+        let ok = still_flowing(s);
+        if *local {
+            assert!(ok, "a connection through node1 to its own pod broke");
+            survived += 1;
+        } else if ok {
+            others_survived += 1;
+        }
+    }
+    eprintln!(
+        "node down: {survived}/{expected} connections through node1 to its pods kept flowing; \
+         {others_survived}/{} of the others",
+        streams.len() - expected
+    );
+    // Once node2's pods are marked not ready (Kubernetes' node lifecycle controller), new
+    // connections all land on node1's pods.
+    let node1_pods: Vec<usize> = (0..lab.pods.len())
+        .filter(|&i| lab.pods[i].node == 0)
+        .collect();
+    lab.set_backends(&node1_pods);
+    lab.wait_backends(0, VIP_V4.into(), 80, node1_pods.len());
+    for (pod, _) in spread(&lab, addr, 8) {
+        assert_eq!(node_of(&pod), 0, "{pod}");
+    }
+}

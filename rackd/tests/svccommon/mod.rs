@@ -394,6 +394,33 @@ impl SvcLab {
         .unwrap();
     }
 
+    /// Waits until node `i` serves frontend `ip:port` with exactly `n` backends.
+    pub fn wait_backends(&self, i: usize, ip: std::net::IpAddr, port: u16, n: usize) {
+        netlab::wait_for(
+            &format!("{ip}:{port} with {n} backends on {}", NODE_NAMES[i]),
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || {
+                let Reply::ServiceList(v) = self.call(i, &Request::ServiceList) else {
+                    return Ok(netlab::Check::NotYet("no service list".to_owned()));
+                };
+                let got = v
+                    .iter()
+                    .find(|s| {
+                        s.spec.frontend_address.ip == ip.to_string()
+                            && s.spec.frontend_address.port == port
+                    })
+                    .map(|s| s.spec.backend_addresses.len());
+                Ok(if got == Some(n) {
+                    netlab::Check::Ready(())
+                } else {
+                    netlab::Check::NotYet(format!("{got:?} backends"))
+                })
+            },
+        )
+        .unwrap();
+    }
+
     /// `GET /` from the client to `addr`.
     pub fn get(&self, addr: SocketAddr) -> netlab::Result<String> {
         netlab::echo::http_get(&self.client, addr, T)
