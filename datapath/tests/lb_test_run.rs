@@ -239,6 +239,28 @@ fn affinity_pins_a_client_to_one_backend() {
         fx.lb.services().unwrap()[0].affinity_timeout,
         Some(Duration::from_secs(10800))
     );
+    // Deleted and recreated with the same id and another table: the old
+    // affinity is gone with the service, the client follows the table.
+    let out = run(
+        &fx.lb,
+        LbHook::Ingress,
+        &frame(fam.client, fam.vip, &tcp(41000, 80, SYN)),
+    );
+    let pinned = backend_of(&out.packet, &by_addr);
+    let other = if pinned == 1 { 2 } else { 1 };
+    fx.lb.delete_service(&with).unwrap();
+    let table = lut(&[other]);
+    let entry = ServiceEntry {
+        lut: &table,
+        ..entry(1, Some(Duration::from_secs(10800)))
+    };
+    fx.lb.upsert_service(&with, &entry).unwrap();
+    let out = run(
+        &fx.lb,
+        LbHook::Ingress,
+        &frame(fam.client, fam.vip, &tcp(41001, 80, SYN)),
+    );
+    assert_eq!(backend_of(&out.packet, &by_addr), other);
 }
 
 /// loadBalancerSourceRanges: inside → DNAT, outside → dropped, counted.
