@@ -120,7 +120,8 @@ static __always_inline void lb_keep_reply(const struct lb_pkt *p, const struct l
 	lb_reply_key(&rk, p, be);
 	rv = bpf_map_lookup_elem(&rackd_lb_ct_v1, &rk);
 	if (rv) {
-		if (rv->expires_ns < ct->expires_ns)
+		/* A closing flow ages out together, not at the longest. */
+		if (rv->expires_ns < ct->expires_ns || ct->state == LB_CT_CLOSING)
 			rv->expires_ns = ct->expires_ns;
 		return;
 	}

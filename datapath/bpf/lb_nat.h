@@ -30,7 +30,8 @@ static __always_inline int lb_nat_keep_rev(const struct lb_pkt *p, const struct 
 {
 	struct lb_tuple rk = {};
 	struct lb_nat_val *rv, nv = {};
-	__u64 exp = now + lb_lifetime(p->t.proto, lb_tcp_next(p->t.proto, fv->state, p->tcp_flags));
+	__u8 st = lb_tcp_next(p->t.proto, fv->state, p->tcp_flags);
+	__u64 exp = now + lb_lifetime(p->t.proto, st);
 
 	lb_addr_copy(rk.saddr, p->t.daddr);
 	lb_addr_copy(rk.daddr, fv->addr);
@@ -42,7 +43,8 @@ static __always_inline int lb_nat_keep_rev(const struct lb_pkt *p, const struct 
 	if (rv) {
 		if (!lb_addr_eq(rv->addr, p->t.saddr) || rv->port != p->t.sport)
 			return -1;
-		if (rv->expires_ns < exp)
+		/* A closing flow ages out together, not at the longest. */
+		if (rv->expires_ns < exp || st == LB_CT_CLOSING)
 			rv->expires_ns = exp;
 		return 0;
 	}
@@ -166,7 +168,7 @@ static __always_inline int lb_snat_rev(struct __sk_buff *skb, struct lb_pkt *p, 
 		fk.proto = p->t.proto;
 		fk.dir = LB_DIR_NAT_OUT;
 		fv = bpf_map_lookup_elem(&rackd_lb_nat_v1, &fk);
-		if (fv && fv->expires_ns < rv->expires_ns)
+		if (fv && (fv->expires_ns < rv->expires_ns || rv->state == LB_CT_CLOSING))
 			fv->expires_ns = rv->expires_ns;
 	}
 	if (svc_id) {

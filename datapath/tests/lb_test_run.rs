@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod lbfx;
 mod lbpkt;
 
 use std::collections::BTreeMap;
@@ -17,157 +18,8 @@ use common::PinDir;
 use datapath::Verdict;
 use datapath::lb::*;
 use ipnet::IpNet;
+use lbfx::*;
 use lbpkt::*;
-
-const LO: u32 = 1;
-const M: u32 = 251;
-const OK: Verdict = Verdict::Other(0);
-const SHOT: Verdict = Verdict::Other(2);
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-/// Addresses of one family.
-#[derive(Clone, Copy, Debug)]
-struct Fam {
-    vip: IpAddr,
-    client: IpAddr,
-    client2: IpAddr,
-    node: IpAddr,
-    local: IpAddr,
-    remote: IpAddr,
-    pod: IpAddr,
-    outside: IpAddr,
-}
-
-fn v4() -> Fam {
-    Fam {
-        vip: ip("192.0.2.10"),
-        client: ip("198.51.100.7"),
-        client2: ip("198.51.100.8"),
-        node: ip("10.0.0.1"),
-        local: ip("10.244.0.5"),
-        remote: ip("10.244.1.9"),
-        pod: ip("10.244.0.6"),
-        outside: ip("203.0.113.9"),
-    }
-}
-
-fn v6() -> Fam {
-    Fam {
-        vip: ip("2001:db8::10"),
-        client: ip("2001:db8:c::7"),
-        client2: ip("2001:db8:c::8"),
-        node: ip("fd00::1"),
-        local: ip("fd00:244::5"),
-        remote: ip("fd00:244:1::9"),
-        pod: ip("fd00:244::6"),
-        outside: ip("2001:db8:f::9"),
-    }
-}
-
-const FAMS: [fn() -> Fam; 2] = [v4, v6];
-
-struct Fx {
-    lb: ServiceLb,
-    _in: common::EnteredNetns,
-    _ns: common::Netns,
-    _dir: PinDir,
-}
-
-fn small() -> LbConfig {
-    LbConfig {
-        maglev_table_size: M,
-        hash_seed: 0x5eed,
-        sizes: LbSizes {
-            ct: 4096,
-            nat: 4096,
-            lut_chunks: 1024,
-        },
-        ..LbConfig::default()
-    }
-}
-
-fn fixture_with(cfg: LbConfig) -> Fx {
-    let dir = PinDir::new();
-    let ns = common::Netns::new("dp-lb").unwrap();
-    let entered = ns.enter_guard().unwrap();
-    let mut lb = ServiceLb::open_or_create(dir.path(), &cfg).unwrap();
-    lb.set_device(
-        LO,
-        DeviceAddrs {
-            v4: Some("10.0.0.1".parse().unwrap()),
-            v6: Some("fd00::1".parse().unwrap()),
-        },
-    )
-    .unwrap();
-    Fx {
-        lb,
-        _in: entered,
-        _ns: ns,
-        _dir: dir,
-    }
-}
-
-fn fixture() -> Fx {
-    fixture_with(small())
-}
-
-/// A simple table: slot i -> ids[i % n] (the real Maglev permutation is the
-/// control plane's; the program only reads slots).
-fn lut(ids: &[u32]) -> Vec<u32> {
-    (0..M as usize).map(|i| ids[i % ids.len()]).collect()
-}
-
-fn fe(addr: IpAddr, port: u16, proto: L4Proto) -> Frontend {
-    Frontend { addr, port, proto }
-}
-
-fn backend(lb: &mut ServiceLb, id: u32, addr: IpAddr, port: u16, proto: L4Proto, local: bool) {
-    lb.upsert_backend(
-        BackendId(id),
-        &Backend {
-            addr,
-            port,
-            proto,
-            local,
-        },
-    )
-    .unwrap();
-}
-
-fn service(lb: &mut ServiceLb, f: Frontend, id: u32, ids: &[u32]) {
-    let table = if ids.is_empty() { Vec::new() } else { lut(ids) };
-    lb.upsert_service(
-        &f,
-        &ServiceEntry {
-            id,
-            local_only: false,
-            affinity_timeout: None,
-            lut: &table,
-            source_ranges: &[],
-        },
-    )
-    .unwrap();
-}
-
-fn l4_of(proto: L4Proto, sport: u16, dport: u16) -> L4 {
-    match proto {
-        L4Proto::Tcp => tcp(sport, dport, SYN),
-        L4Proto::Udp => udp(sport, dport),
-    }
-}
-
-fn run(lb: &ServiceLb, hook: LbHook, f: &[u8]) -> datapath::RunOutcome {
-    lb.test_run(hook, f).unwrap()
-}
-
-fn assert_untouched(lb: &ServiceLb, hook: LbHook, f: &[u8], what: &str) {
-    let out = run(lb, hook, f);
-    assert_eq!(out.verdict, Verdict::Pass, "{what}");
-    assert_eq!(out.packet, f, "{what}: untouched");
-}
 
 /// DNAT to a local backend, both families and protocols: the exact frame a
 /// fresh builder makes for the translated tuple (so every checksum is
@@ -387,6 +239,28 @@ fn affinity_pins_a_client_to_one_backend() {
         fx.lb.services().unwrap()[0].affinity_timeout,
         Some(Duration::from_secs(10800))
     );
+    // Deleted and recreated with the same id and another table: the old
+    // affinity is gone with the service, the client follows the table.
+    let out = run(
+        &fx.lb,
+        LbHook::Ingress,
+        &frame(fam.client, fam.vip, &tcp(41000, 80, SYN)),
+    );
+    let pinned = backend_of(&out.packet, &by_addr);
+    let other = if pinned == 1 { 2 } else { 1 };
+    fx.lb.delete_service(&with).unwrap();
+    let table = lut(&[other]);
+    let entry = ServiceEntry {
+        lut: &table,
+        ..entry(1, Some(Duration::from_secs(10800)))
+    };
+    fx.lb.upsert_service(&with, &entry).unwrap();
+    let out = run(
+        &fx.lb,
+        LbHook::Ingress,
+        &frame(fam.client, fam.vip, &tcp(41001, 80, SYN)),
+    );
+    assert_eq!(backend_of(&out.packet, &by_addr), other);
 }
 
 /// loadBalancerSourceRanges: inside → DNAT, outside → dropped, counted.
@@ -486,39 +360,6 @@ fn no_backend_rejects_with_rst_or_port_unreachable() {
     let c = fx.lb.counters().unwrap();
     assert_eq!(c.drops_of(DropReason::NoBackend), 6);
     assert_eq!((c.events.rst_sent, c.events.icmp_sent), (4, 2));
-}
-
-fn set_masq(lb: &mut ServiceLb, on: bool) {
-    lb.set_masquerade(&MasqConfig {
-        v4: on,
-        v6: on,
-        pod_cidrs: vec![
-            "10.244.0.0/24".parse().unwrap(),
-            "fd00:244::/64".parse().unwrap(),
-        ],
-        non_masq: vec!["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()],
-    })
-    .unwrap();
-}
-
-fn with_sport(l4: &L4, p: u16) -> L4 {
-    let mut l = l4.clone();
-    match &mut l {
-        L4::Tcp { sport, .. } | L4::Udp { sport, .. } => *sport = p,
-        L4::Echo { id, .. } => *id = p,
-        L4::Error { .. } => unreachable!(),
-    }
-    l
-}
-
-fn with_dport(l4: &L4, p: u16) -> L4 {
-    let mut l = l4.clone();
-    match &mut l {
-        L4::Tcp { dport, .. } | L4::Udp { dport, .. } => *dport = p,
-        L4::Echo { id, .. } => *id = p,
-        L4::Error { .. } => unreachable!(),
-    }
-    l
 }
 
 /// A remote backend (externalTrafficPolicy Cluster): DNAT and SNAT to the

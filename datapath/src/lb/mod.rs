@@ -103,6 +103,7 @@ pub struct ServiceLb {
     maglev: HashMap<MapData, LutKey, LutChunk>,
     revnat: HashMap<MapData, u32, RevNat>,
     srcrange: LpmTrie<MapData, SrcRangeData, u8>,
+    affinity: HashMap<MapData, AffinityKey, AffinityVal>,
     ct: HashMap<MapData, Tuple, CtVal>,
     nat: HashMap<MapData, Tuple, NatVal>,
     config: Array<MapData, Config>,
@@ -166,6 +167,7 @@ impl ServiceLb {
         let maglev = take!(e, HashMap, MAP_MAGLEV);
         let revnat = take!(e, HashMap, MAP_REVNAT);
         let srcrange = take!(e, LpmTrie, MAP_SRCRANGE);
+        let affinity = take!(e, HashMap, MAP_AFFINITY);
         let ct = take!(e, HashMap, MAP_CT);
         let nat = take!(e, HashMap, MAP_NAT);
         let config = take!(e, Array, MAP_CONFIG);
@@ -183,6 +185,7 @@ impl ServiceLb {
             maglev,
             revnat,
             srcrange,
+            affinity,
             ct,
             nat,
             config,
@@ -423,6 +426,17 @@ impl ServiceLb {
 
     fn forget_service_id(&mut self, svc_id: u32) -> Result<()> {
         self.delete_lut(svc_id)?;
+        // A reused id must not inherit clients pinned to other backends.
+        let mut stale = Vec::new();
+        for k in self.affinity.keys() {
+            let k = k.map_err(|e| Error::map(MAP_AFFINITY, "iterate", e))?;
+            if k.svc_id == svc_id {
+                stale.push(k);
+            }
+        }
+        for k in &stale {
+            remove(&mut self.affinity, MAP_AFFINITY, k)?;
+        }
         self.sync_source_ranges(svc_id, &[])?;
         remove(&mut self.revnat, MAP_REVNAT, &svc_id)?;
         match self.metrics.remove(&svc_id) {

@@ -184,8 +184,7 @@ pub fn ip_packet(src: IpAddr, dst: IpAddr, ttl: u8, ext: &[u8], l4: &L4) -> Vec<
 }
 
 /// An IP packet around `body` (checksums of `body` are the caller's).
-/// `ext`: IPv6 extension headers (their first byte is patched with the
-/// next header chain: pass them with next-header 0xff placeholders).
+/// `ext`: IPv6 extension headers as `ext_chain` builds them.
 pub fn ip_raw(src: IpAddr, dst: IpAddr, ttl: u8, ext: &[u8], proto: u8, body: &[u8]) -> Vec<u8> {
     match (src, dst) {
         (IpAddr::V4(a), IpAddr::V4(b)) => {
@@ -200,32 +199,21 @@ pub fn ip_raw(src: IpAddr, dst: IpAddr, ttl: u8, ext: &[u8], proto: u8, body: &[
             h
         }
         (IpAddr::V6(a), IpAddr::V6(b)) => {
+            // The last extension header's next header is `proto`; the IPv6
+            // header's (the first extension header's type) is the caller's
+            // to set when there are any (see `frame_ext`).
             let mut ext = ext.to_vec();
-            let first = if ext.is_empty() { proto } else { ext[0] };
-            // ext is a chain: each header's first byte is already its next header,
-            // except the last, which gets `proto`.
-            if !ext.is_empty() {
-                let mut off = 0;
-                loop {
-                    let len = (usize::from(ext[off + 1]) + 1) * 8;
-                    let next = off + len;
-                    if next >= ext.len() {
-                        ext[off] = proto;
-                        break;
-                    }
-                    off = next;
+            let mut off = 0;
+            while off + 1 < ext.len() {
+                let next = off + (usize::from(ext[off + 1]) + 1) * 8;
+                if next >= ext.len() {
+                    ext[off] = proto;
                 }
+                off = next;
             }
             let mut h = vec![0x60, 0, 0, 0];
             h.extend(((ext.len() + body.len()) as u16).to_be_bytes());
-            h.extend([
-                if ext.is_empty() {
-                    proto
-                } else {
-                    first_ext_type(first)
-                },
-                ttl,
-            ]);
+            h.extend([if ext.is_empty() { proto } else { 0xff }, ttl]);
             h.extend(a.octets());
             h.extend(b.octets());
             h.extend(ext);
@@ -234,10 +222,6 @@ pub fn ip_raw(src: IpAddr, dst: IpAddr, ttl: u8, ext: &[u8], proto: u8, body: &[
         }
         _ => panic!("mixed families"),
     }
-}
-
-fn first_ext_type(t: u8) -> u8 {
-    t
 }
 
 /// Builds an IPv6 extension header chain: `(type, len in 8-byte units - 1)`

@@ -1,0 +1,196 @@
+//! The load balancer tests' fixture: a `ServiceLb` in its own pin folder
+//! and namespace (frames arrive on lo, ifindex 1, which has the device
+//! addresses 10.0.0.1 / fd00::1), addresses per family, table and frame
+//! helpers.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::IpAddr;
+
+use datapath::Verdict;
+use datapath::lb::*;
+
+use crate::common::{self, PinDir};
+use crate::lbpkt::*;
+
+pub const LO: u32 = 1;
+pub const M: u32 = 251;
+pub const OK: Verdict = Verdict::Other(0);
+pub const SHOT: Verdict = Verdict::Other(2);
+
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// Addresses of one family.
+#[derive(Clone, Copy, Debug)]
+pub struct Fam {
+    pub vip: IpAddr,
+    pub client: IpAddr,
+    pub client2: IpAddr,
+    pub node: IpAddr,
+    pub local: IpAddr,
+    pub remote: IpAddr,
+    pub pod: IpAddr,
+    pub outside: IpAddr,
+}
+
+pub fn v4() -> Fam {
+    Fam {
+        vip: ip("192.0.2.10"),
+        client: ip("198.51.100.7"),
+        client2: ip("198.51.100.8"),
+        node: ip("10.0.0.1"),
+        local: ip("10.244.0.5"),
+        remote: ip("10.244.1.9"),
+        pod: ip("10.244.0.6"),
+        outside: ip("203.0.113.9"),
+    }
+}
+
+pub fn v6() -> Fam {
+    Fam {
+        vip: ip("2001:db8::10"),
+        client: ip("2001:db8:c::7"),
+        client2: ip("2001:db8:c::8"),
+        node: ip("fd00::1"),
+        local: ip("fd00:244::5"),
+        remote: ip("fd00:244:1::9"),
+        pod: ip("fd00:244::6"),
+        outside: ip("2001:db8:f::9"),
+    }
+}
+
+pub const FAMS: [fn() -> Fam; 2] = [v4, v6];
+
+pub struct Fx {
+    pub lb: ServiceLb,
+    _in: common::EnteredNetns,
+    _ns: common::Netns,
+    _dir: PinDir,
+}
+
+pub fn small() -> LbConfig {
+    LbConfig {
+        maglev_table_size: M,
+        hash_seed: 0x5eed,
+        sizes: LbSizes {
+            ct: 4096,
+            nat: 4096,
+            lut_chunks: 1024,
+        },
+        ..LbConfig::default()
+    }
+}
+
+pub fn fixture_with(cfg: LbConfig) -> Fx {
+    let dir = PinDir::new();
+    let ns = common::Netns::new("dp-lb").unwrap();
+    let entered = ns.enter_guard().unwrap();
+    let mut lb = ServiceLb::open_or_create(dir.path(), &cfg).unwrap();
+    lb.set_device(
+        LO,
+        DeviceAddrs {
+            v4: Some("10.0.0.1".parse().unwrap()),
+            v6: Some("fd00::1".parse().unwrap()),
+        },
+    )
+    .unwrap();
+    Fx {
+        lb,
+        _in: entered,
+        _ns: ns,
+        _dir: dir,
+    }
+}
+
+pub fn fixture() -> Fx {
+    fixture_with(small())
+}
+
+/// A simple table: slot i -> ids[i % n] (the real Maglev permutation is the
+/// control plane's; the program only reads slots).
+pub fn lut(ids: &[u32]) -> Vec<u32> {
+    (0..M as usize).map(|i| ids[i % ids.len()]).collect()
+}
+
+pub fn fe(addr: IpAddr, port: u16, proto: L4Proto) -> Frontend {
+    Frontend { addr, port, proto }
+}
+
+pub fn backend(lb: &mut ServiceLb, id: u32, addr: IpAddr, port: u16, proto: L4Proto, local: bool) {
+    lb.upsert_backend(
+        BackendId(id),
+        &Backend {
+            addr,
+            port,
+            proto,
+            local,
+        },
+    )
+    .unwrap();
+}
+
+pub fn service(lb: &mut ServiceLb, f: Frontend, id: u32, ids: &[u32]) {
+    let table = if ids.is_empty() { Vec::new() } else { lut(ids) };
+    lb.upsert_service(
+        &f,
+        &ServiceEntry {
+            id,
+            local_only: false,
+            affinity_timeout: None,
+            lut: &table,
+            source_ranges: &[],
+        },
+    )
+    .unwrap();
+}
+
+pub fn l4_of(proto: L4Proto, sport: u16, dport: u16) -> L4 {
+    match proto {
+        L4Proto::Tcp => tcp(sport, dport, SYN),
+        L4Proto::Udp => udp(sport, dport),
+    }
+}
+
+pub fn run(lb: &ServiceLb, hook: LbHook, f: &[u8]) -> datapath::RunOutcome {
+    lb.test_run(hook, f).unwrap()
+}
+
+pub fn assert_untouched(lb: &ServiceLb, hook: LbHook, f: &[u8], what: &str) {
+    let out = run(lb, hook, f);
+    assert_eq!(out.verdict, Verdict::Pass, "{what}");
+    assert_eq!(out.packet, f, "{what}: untouched");
+}
+
+pub fn set_masq(lb: &mut ServiceLb, on: bool) {
+    lb.set_masquerade(&MasqConfig {
+        v4: on,
+        v6: on,
+        pod_cidrs: vec![
+            "10.244.0.0/24".parse().unwrap(),
+            "fd00:244::/64".parse().unwrap(),
+        ],
+        non_masq: vec!["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()],
+    })
+    .unwrap();
+}
+
+pub fn with_sport(l4: &L4, p: u16) -> L4 {
+    let mut l = l4.clone();
+    match &mut l {
+        L4::Tcp { sport, .. } | L4::Udp { sport, .. } => *sport = p,
+        L4::Echo { id, .. } => *id = p,
+        L4::Error { .. } => unreachable!(),
+    }
+    l
+}
+
+pub fn with_dport(l4: &L4, p: u16) -> L4 {
+    let mut l = l4.clone();
+    match &mut l {
+        L4::Tcp { dport, .. } | L4::Udp { dport, .. } => *dport = p,
+        L4::Echo { id, .. } => *id = p,
+        L4::Error { .. } => unreachable!(),
+    }
+    l
+}
