@@ -539,3 +539,41 @@ fn state_survives_restart_and_uninstall_removes_it() {
     again.uninstall().unwrap();
     assert!(!dir.exists());
 }
+
+/// A reader opened from the pins alone (what the daemon's admin API and garbage collector
+/// use beside the controller) sees the flows and counters the programs write and collects
+/// their garbage; a pin root without the load balancer is an error.
+#[test]
+fn a_reader_from_the_pins_lists_counts_and_collects() {
+    let mut fx = fixture();
+    let fam = v4();
+    backend(&mut fx.lb, 1, fam.local, 8080, L4Proto::Tcp, true);
+    service(&mut fx.lb, fe(fam.vip, 80, L4Proto::Tcp), 1, &[1]);
+    run(
+        &fx.lb,
+        LbHook::Ingress,
+        &frame(fam.client, fam.vip, &tcp(40000, 80, SYN)),
+    );
+    let mut r = LbReader::open(fx.lb.pin_root()).unwrap();
+    let flows = fx.lb.ct_entries().unwrap();
+    assert_eq!(flows.len(), 2, "the service entry and its reply entry");
+    assert_eq!(r.ct_entries().unwrap(), flows);
+    let c = r.counters().unwrap();
+    assert_eq!(c.ct_entries, 2);
+    assert_eq!(
+        c.services
+            .iter()
+            .find(|(id, _)| *id == 1)
+            .unwrap()
+            .1
+            .packets,
+        1
+    );
+    let st = r.gc(datapath::sys::monotonic_ns() + 61 * NS).unwrap();
+    assert_eq!(st.ct_deleted, 2);
+    assert!(
+        fx.lb.ct_entries().unwrap().is_empty(),
+        "deleted for the owner too"
+    );
+    assert!(LbReader::open(fx.lb.pin_root().join("nothing-here")).is_err());
+}

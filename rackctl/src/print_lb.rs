@@ -92,14 +92,15 @@ pub fn ct_list(entries: &[CtEntry]) -> String {
     out
 }
 
-/// `rackctl bpf nat list`: one line per entry, as `cilium-dbg bpf nat list`.
+/// `rackctl bpf nat list`: one line per entry, as `cilium-dbg bpf nat list` (with the
+/// expiry where Cilium prints the creation time, which rackd does not keep).
 pub fn nat_list(entries: &[NatEntry]) -> String {
     let mut out = String::new();
     for e in entries {
         let _ = writeln!(
             out,
-            "{} {} {} -> {} {} Created={}sec ago",
-            e.proto, e.direction, e.source, e.destination, e.xlate, e.created_sec_ago
+            "{} {} {} -> {} {} expires={}",
+            e.proto, e.direction, e.source, e.destination, e.xlate, e.expires_in_sec
         );
     }
     out
@@ -210,11 +211,11 @@ mod tests {
             source: "10.1.1.10:40000".into(),
             destination: "192.0.2.1:443".into(),
             xlate: "XLATE_SRC 10.0.1.2:40000".into(),
-            created_sec_ago: 3,
+            expires_in_sec: 3,
         }]);
         assert_eq!(
             nat,
-            "TCP OUT 10.1.1.10:40000 -> 192.0.2.1:443 XLATE_SRC 10.0.1.2:40000 Created=3sec ago\n"
+            "TCP OUT 10.1.1.10:40000 -> 192.0.2.1:443 XLATE_SRC 10.0.1.2:40000 expires=3\n"
         );
     }
 }

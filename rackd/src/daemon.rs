@@ -171,8 +171,22 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
 
     let mut svc_status = None;
     let mut masq_task = None;
+    let mut housekeeping = None;
     if let Some(o) = &opts.services {
         let (ctl, status, task) = start_service_lb(&opts.node_name, o, monitor_stop.clone())?;
+        let reader =
+            datapath::lb::LbReader::open(&o.pin_root).map_err(|source| DaemonError::ServiceLb {
+                pin_root: o.pin_root.clone(),
+                source,
+            })?;
+        let reader = Arc::new(std::sync::Mutex::new(reader));
+        housekeeping = Some(crate::svclb::housekeeping::spawn(
+            reader.clone(),
+            status.clone(),
+            metrics.clone(),
+            Duration::from_secs(10),
+            monitor_stop.clone(),
+        ));
         controllers.spawn(
             ctl,
             (
@@ -184,7 +198,7 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
             ),
         );
         masq_task = Some(task.1);
-        svc_status = Some(status);
+        svc_status = Some((status, reader));
     }
 
     let shared = Arc::new(
@@ -234,6 +248,9 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
         let _ = t.await;
     }
     if let Some(t) = masq_task {
+        let _ = t.await;
+    }
+    if let Some(t) = housekeeping {
         let _ = t.await;
     }
     config_stop.cancel();

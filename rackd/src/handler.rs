@@ -31,8 +31,11 @@ pub struct Shared {
     /// The L2 ownership task's query handle, when L2 announcements are on.
     l2: Option<NodeSender>,
     runs: RunStates,
-    /// The service datapath's status, when it is on.
-    services: Option<watch::Receiver<Arc<crate::svclb::SvcStatus>>>,
+    /// The service datapath's status and flow reader, when it is on.
+    services: Option<(
+        watch::Receiver<Arc<crate::svclb::SvcStatus>>,
+        crate::svclb::housekeeping::SharedReader,
+    )>,
 }
 
 impl Shared {
@@ -63,7 +66,10 @@ impl Shared {
     #[must_use]
     pub fn with_services(
         mut self,
-        services: Option<watch::Receiver<Arc<crate::svclb::SvcStatus>>>,
+        services: Option<(
+            watch::Receiver<Arc<crate::svclb::SvcStatus>>,
+            crate::svclb::housekeeping::SharedReader,
+        )>,
     ) -> Self {
         self.services = services;
         self
@@ -255,7 +261,7 @@ impl admin::Handler for Shared {
             | Request::BpfLbList
             | Request::BpfCtList
             | Request::BpfNatList => {
-                let Some(rx) = &self.services else {
+                let Some((rx, reader)) = &self.services else {
                     return Reply::Error(
                         "the service datapath is not enabled on this node (--kube-proxy-replacement)"
                             .into(),
@@ -268,7 +274,26 @@ impl admin::Handler for Shared {
                         Reply::ServiceList(crate::svclb::views::services(&st, &snap, &self.node))
                     }
                     Request::BpfLbList => Reply::BpfLbList(crate::svclb::views::lb_map(&st, &snap)),
-                    _ => Reply::Error("not available yet: rackd cannot list CT/NAT entries".into()),
+                    Request::BpfCtList => {
+                        match crate::svclb::housekeeping::with_reader(reader, |r| r.ct_entries())
+                            .await
+                        {
+                            Ok(e) => Reply::BpfCtList(crate::svclb::views::ct(
+                                &e,
+                                datapath::sys::monotonic_ns(),
+                            )),
+                            Err(e) => Reply::Error(format!("reading the CT map: {e}")),
+                        }
+                    }
+                    _ => match crate::svclb::housekeeping::with_reader(reader, |r| r.nat_entries())
+                        .await
+                    {
+                        Ok(e) => Reply::BpfNatList(crate::svclb::views::nat(
+                            &e,
+                            datapath::sys::monotonic_ns(),
+                        )),
+                        Err(e) => Reply::Error(format!("reading the NAT map: {e}")),
+                    },
                 }
             }
         }

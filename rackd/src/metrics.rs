@@ -54,6 +54,21 @@ pub struct WriteKindLabels {
     pub kind: String,
 }
 
+/// Labels of per-frontend series of the service datapath.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FrontendLabels {
+    /// `addr:port/PROTO`.
+    pub frontend: String,
+    pub namespace: String,
+    pub service: String,
+}
+
+/// Labels of the datapath's drop reasons and events.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
 /// All of rackd's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -80,6 +95,13 @@ pub struct Metrics {
     /// Per interface, not per IP: 27,000 announced IPs would be 27,000 series.
     pub l2_replies_sent: Family<InterfaceLabels, Gauge>,
     pub l2_datastore_writes: Family<WriteKindLabels, Gauge>,
+    pub lb_packets: Family<FrontendLabels, Gauge>,
+    pub lb_bytes: Family<FrontendLabels, Gauge>,
+    pub lb_drops: Family<ReasonLabels, Gauge>,
+    pub lb_events: Family<ReasonLabels, Gauge>,
+    pub lb_ct_entries: Gauge,
+    pub lb_nat_entries: Gauge,
+    pub lb_gc_deleted: Counter,
 }
 
 impl Metrics {
@@ -108,6 +130,13 @@ impl Metrics {
             l2_announcements: Gauge::default(),
             l2_replies_sent: Family::default(),
             l2_datastore_writes: Family::default(),
+            lb_packets: Family::default(),
+            lb_bytes: Family::default(),
+            lb_drops: Family::default(),
+            lb_events: Family::default(),
+            lb_ct_entries: Gauge::default(),
+            lb_nat_entries: Gauge::default(),
+            lb_gc_deleted: Counter::default(),
         };
         r.register(
             "bgp_session_established",
@@ -199,6 +228,41 @@ impl Metrics {
             "Lease datastore writes made by this node, per kind (monotonic)",
             m.l2_datastore_writes.clone(),
         );
+        r.register(
+            "lb_packets",
+            "Packets forwarded by the service datapath per frontend (monotonic)",
+            m.lb_packets.clone(),
+        );
+        r.register(
+            "lb_bytes",
+            "Bytes forwarded by the service datapath per frontend (monotonic)",
+            m.lb_bytes.clone(),
+        );
+        r.register(
+            "lb_drops",
+            "Packets the service datapath dropped or rejected, by reason (monotonic; nat_exhausted is NAT port exhaustion)",
+            m.lb_drops.clone(),
+        );
+        r.register(
+            "lb_events",
+            "Service datapath events: NAT port retries, resets and ICMP errors sent, packets redirected or handed to the stack (monotonic)",
+            m.lb_events.clone(),
+        );
+        r.register(
+            "lb_ct_entries",
+            "Connection tracking entries in use",
+            m.lb_ct_entries.clone(),
+        );
+        r.register(
+            "lb_nat_entries",
+            "NAT entries in use (two per translated flow)",
+            m.lb_nat_entries.clone(),
+        );
+        r.register(
+            "lb_gc_deleted",
+            "Expired CT and NAT entries removed by garbage collection",
+            m.lb_gc_deleted.clone(),
+        );
         *m.registry.lock().unwrap_or_else(|e| e.into_inner()) = r;
         Arc::new(m)
     }
@@ -229,6 +293,49 @@ impl Metrics {
                 .get_or_create(&WriteKindLabels { kind: kind.into() })
                 .set(c(v));
         }
+    }
+
+    /// Sets the service datapath's series from its counters; `frontends` names each
+    /// service id (`addr:port/PROTO`, namespace, name).
+    pub fn set_lb(
+        &self,
+        c: &datapath::lb::LbCounters,
+        frontends: &std::collections::BTreeMap<u32, FrontendLabels>,
+    ) {
+        let g = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.lb_packets.clear();
+        self.lb_bytes.clear();
+        for (id, sc) in &c.services {
+            if let Some(l) = frontends.get(id) {
+                self.lb_packets.get_or_create(l).set(g(sc.packets));
+                self.lb_bytes.get_or_create(l).set(g(sc.bytes));
+            }
+        }
+        for (reason, n) in &c.drops {
+            self.lb_drops
+                .get_or_create(&ReasonLabels {
+                    reason: reason.name().into(),
+                })
+                .set(g(*n));
+        }
+        let e = &c.events;
+        for (reason, n) in [
+            ("nat_retries", e.nat_retries),
+            ("rst_sent", e.rst_sent),
+            ("icmp_sent", e.icmp_sent),
+            ("malformed_passed", e.malformed_passed),
+            ("redirected", e.redirected),
+            ("to_stack", e.to_stack),
+            ("icmp_errors_translated", e.icmp_errors),
+        ] {
+            self.lb_events
+                .get_or_create(&ReasonLabels {
+                    reason: reason.into(),
+                })
+                .set(g(n));
+        }
+        self.lb_ct_entries.set(g(c.ct_entries));
+        self.lb_nat_entries.set(g(c.nat_entries));
     }
 
     /// The text exposition format.

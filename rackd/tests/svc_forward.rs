@@ -77,6 +77,85 @@ fn the_client_reaches_deathstar_on_both_addresses_and_every_backend_answers() {
         }
         assert_eq!(by_pod.len(), 4, "every pod answers for {vip}: {by_pod:?}");
     }
+    admin_views_show_the_datapath(&lab);
+}
+
+/// `rackctl service list`, `bpf lb|ct|nat list` and the metrics after the traffic above.
+fn admin_views_show_the_datapath(lab: &SvcLab) {
+    use rackd_api::{Reply, Request};
+    let Reply::ServiceList(svcs) = lab.call(0, &Request::ServiceList) else {
+        panic!("service list")
+    };
+    let ds = svcs
+        .iter()
+        .find(|s| s.spec.frontend_address.ip == VIP_V4.to_string())
+        .unwrap();
+    assert_eq!(ds.spec.flags.type_, "LoadBalancer");
+    assert_eq!(
+        (
+            ds.spec.flags.namespace.as_str(),
+            ds.spec.flags.name.as_str()
+        ),
+        ("batuu", "deathstar")
+    );
+    assert_eq!(ds.spec.backend_addresses.len(), 4);
+    let web = svcs
+        .iter()
+        .find(|s| {
+            s.spec.frontend_address.ip == "20.0.10.1" && s.spec.frontend_address.protocol == "UDP"
+        })
+        .unwrap();
+    assert_eq!(web.spec.flags.type_, "ExternalIPs");
+    let table = rackctl::print_lb::services_table(&svcs);
+    assert!(table.starts_with("ID   Frontend"), "{table}");
+    assert!(table.contains("172.18.255.200:80"), "{table}");
+    assert!(table.contains("20.0.10.1:5353/UDP"), "{table}");
+    let Reply::BpfLbList(rows) = lab.call(0, &Request::BpfLbList) else {
+        panic!("bpf lb list")
+    };
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.service_address == "172.18.255.200:80")
+            .count(),
+        5,
+        "the frontend row and four backends"
+    );
+    // Both nodes carried flows: CT entries for the VIP, and NAT entries of the SNAT to the
+    // other node's pods, on each.
+    for i in 0..2 {
+        let Reply::BpfCtList(ct) = lab.call(i, &Request::BpfCtList) else {
+            panic!("ct list")
+        };
+        assert!(
+            ct.iter()
+                .any(|e| e.direction == "OUT" && e.destination == "172.18.255.200:80"),
+            "{ct:?}"
+        );
+        let Reply::BpfNatList(nat) = lab.call(i, &Request::BpfNatList) else {
+            panic!("nat list")
+        };
+        assert!(
+            nat.iter().any(|e| e.xlate.starts_with("XLATE_SRC 10.0.")),
+            "{nat:?}"
+        );
+    }
+    netlab::wait_for(
+        "per-frontend packet counters in the metrics",
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        || {
+            let m = lab.nodes[0].http_get("127.0.0.1:9963", "/metrics");
+            let line = m
+                .lines()
+                .find(|l| l.starts_with("rackd_lb_packets{") && l.contains("172.18.255.200:80/TCP"))
+                .map(str::to_owned);
+            Ok(match line {
+                Some(l) if !l.ends_with(" 0") => netlab::Check::Ready(()),
+                other => netlab::Check::NotYet(format!("{other:?}")),
+            })
+        },
+    )
+    .unwrap();
 }
 
 /// UDP frontends, `externalTrafficPolicy: Local` keeping the client's address, and

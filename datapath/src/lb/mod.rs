@@ -8,6 +8,8 @@
 //! Write order (readers never see a dangling reference): backends, then a
 //! service's LUT, then its frontend; deletes in reverse.
 
+mod flows;
+use flows::FlowMaps;
 mod maps;
 mod types;
 
@@ -20,6 +22,7 @@ use aya::maps::lpm_trie::{Key as LpmKey, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use ipnet::IpNet;
 
+pub use flows::LbReader;
 pub use maps::*;
 pub use types::*;
 
@@ -104,15 +107,11 @@ pub struct ServiceLb {
     revnat: HashMap<MapData, u32, RevNat>,
     srcrange: LpmTrie<MapData, SrcRangeData, u8>,
     affinity: HashMap<MapData, AffinityKey, AffinityVal>,
-    ct: HashMap<MapData, Tuple, CtVal>,
-    nat: HashMap<MapData, Tuple, NatVal>,
     config: Array<MapData, Config>,
     devices: HashMap<MapData, u32, Device>,
     masq_src: LpmTrie<MapData, [u8; 16], u8>,
     no_masq: LpmTrie<MapData, [u8; 16], u8>,
-    metrics: PerCpuHashMap<MapData, u32, SvcMetrics>,
-    drops: PerCpuArray<MapData, u64>,
-    events: PerCpuArray<MapData, u64>,
+    flows: FlowMaps,
 }
 
 impl std::fmt::Debug for ServiceLb {
@@ -186,15 +185,17 @@ impl ServiceLb {
             revnat,
             srcrange,
             affinity,
-            ct,
-            nat,
             config,
             devices,
             masq_src,
             no_masq,
-            metrics,
-            drops,
-            events,
+            flows: FlowMaps {
+                ct,
+                nat,
+                metrics,
+                drops,
+                events,
+            },
         };
         let mut c = me.read_config()?;
         c.maglev_m = cfg.maglev_table_size;
@@ -361,6 +362,7 @@ impl ServiceLb {
                 .map_err(|e| Error::map(MAP_MAGLEV, "insert", e))?;
         }
         match self
+            .flows
             .metrics
             .insert(entry.id, self.zero_metrics()?, BPF_NOEXIST)
         {
@@ -439,7 +441,7 @@ impl ServiceLb {
         }
         self.sync_source_ranges(svc_id, &[])?;
         remove(&mut self.revnat, MAP_REVNAT, &svc_id)?;
-        match self.metrics.remove(&svc_id) {
+        match self.flows.metrics.remove(&svc_id) {
             Ok(()) => Ok(()),
             Err(e) if not_found(&e) => Ok(()),
             Err(e) => Err(Error::map(MAP_METRICS, "remove", e)),
@@ -604,111 +606,22 @@ impl ServiceLb {
 
     /// Every conntrack entry (`rackctl bpf ct list`).
     pub fn ct_entries(&self) -> Result<Vec<CtEntry>> {
-        let mut out = Vec::new();
-        for item in self.ct.iter() {
-            let (k, v) = item.map_err(|e| Error::map(MAP_CT, "iterate", e))?;
-            let dir = match k.dir {
-                DIR_SVC => CtDir::Service,
-                DIR_REPLY => CtDir::Reply,
-                DIR_INBOUND => CtDir::Inbound,
-                _ => continue,
-            };
-            out.push(CtEntry {
-                tuple: tuple_of(&k),
-                dir,
-                expires_ns: v.expires_ns,
-                backend: BackendId(v.backend_id),
-                svc_id: v.svc_id,
-                tcp_flags_seen: v.tcp_flags_seen,
-                state: v.state,
-                snat: v.flags & CT_F_SNAT != 0,
-            });
-        }
-        Ok(out)
+        self.flows.ct_entries()
     }
 
     /// Every NAT entry (`rackctl bpf nat list`).
     pub fn nat_entries(&self) -> Result<Vec<NatEntry>> {
-        let mut out = Vec::new();
-        for item in self.nat.iter() {
-            let (k, v) = item.map_err(|e| Error::map(MAP_NAT, "iterate", e))?;
-            out.push(NatEntry {
-                tuple: tuple_of(&k),
-                egress: k.dir == DIR_NAT_OUT,
-                to_addr: ip_of(v.addr),
-                to_port: u16::from_be(v.port),
-                svc_id: v.svc_id,
-                expires_ns: v.expires_ns,
-            });
-        }
-        Ok(out)
+        self.flows.nat_entries()
     }
 
-    /// Deletes CT and NAT entries that expired before `now_ns`
-    /// (CLOCK_MONOTONIC, [`crate::sys::monotonic_ns`]). One pass collects,
-    /// a second deletes key by key, so the programs are never stopped; an
-    /// entry refreshed in between is deleted anyway and recreated by its
-    /// next packet (same backend: the LUT decides). The maps are LRU, so a
-    /// late GC costs evictions, not failures.
+    /// Deletes CT and NAT entries that expired before `now_ns`; see [`LbReader::gc`].
     pub fn gc(&mut self, now_ns: u64) -> Result<GcStats> {
-        let mut st = GcStats::default();
-        let mut expired = Vec::new();
-        for item in self.ct.iter() {
-            let (k, v) = item.map_err(|e| Error::map(MAP_CT, "iterate", e))?;
-            st.ct_scanned += 1;
-            if v.expires_ns <= now_ns {
-                expired.push(k);
-            }
-        }
-        for k in &expired {
-            remove(&mut self.ct, MAP_CT, k)?;
-        }
-        st.ct_deleted = expired.len() as u64;
-        expired.clear();
-        for item in self.nat.iter() {
-            let (k, v) = item.map_err(|e| Error::map(MAP_NAT, "iterate", e))?;
-            st.nat_scanned += 1;
-            if v.expires_ns <= now_ns {
-                expired.push(k);
-            }
-        }
-        for k in &expired {
-            remove(&mut self.nat, MAP_NAT, k)?;
-        }
-        st.nat_deleted = expired.len() as u64;
-        Ok(st)
+        self.flows.gc(now_ns)
     }
 
-    /// Per service packets/bytes, drops by reason, events, CT and NAT
-    /// occupancy (sums over CPUs).
+    /// Per service packets/bytes, drops by reason, events, CT and NAT occupancy.
     pub fn counters(&self) -> Result<LbCounters> {
-        let mut out = LbCounters::default();
-        for item in self.metrics.iter() {
-            let (id, per_cpu) = item.map_err(|e| Error::map(MAP_METRICS, "iterate", e))?;
-            let mut c = ServiceCounters::default();
-            for v in per_cpu.iter() {
-                c.packets += v.packets;
-                c.bytes += v.bytes;
-            }
-            out.services.push((id, c));
-        }
-        out.services.sort_by_key(|(id, _)| *id);
-        for (slot, reason) in (0u32..).zip(DropReason::ALL) {
-            out.drops.push((reason, sum(&self.drops, MAP_DROPS, slot)?));
-        }
-        let ev = |slot| sum(&self.events, MAP_EVENTS, slot);
-        out.events = LbEvents {
-            nat_retries: ev(0)?,
-            rst_sent: ev(1)?,
-            icmp_sent: ev(2)?,
-            malformed_passed: ev(3)?,
-            redirected: ev(4)?,
-            to_stack: ev(5)?,
-            icmp_errors: ev(6)?,
-        };
-        out.ct_entries = self.ct.keys().count() as u64;
-        out.nat_entries = self.nat.keys().count() as u64;
-        Ok(out)
+        self.flows.counters()
     }
 
     /// Runs one program on `packet` with BPF_PROG_TEST_RUN against the live

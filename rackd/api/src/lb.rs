@@ -120,6 +120,6 @@ pub struct NatEntry {
     pub destination: String,
     /// `XLATE_SRC addr:port` or `XLATE_DST addr:port`.
     pub xlate: String,
-    /// Seconds since the mapping was created.
-    pub created_sec_ago: u64,
+    /// Seconds until the mapping expires with its flow (rackd keeps no creation time).
+    pub expires_in_sec: u64,
 }

@@ -14,6 +14,7 @@
 //! (their CT entries name backend ids), the first plan rewrites what changed and the
 //! frontends and backends nothing claims any more are removed after it.
 
+pub mod housekeeping;
 pub mod maps;
 pub mod masq;
 pub mod views;

@@ -135,3 +135,98 @@ pub fn lb_map(st: &SvcStatus, snap: &Snapshot) -> Vec<LbMapEntry> {
     }
     out
 }
+
+fn proto_name(p: u8) -> String {
+    match p {
+        1 => "ICMP".into(),
+        6 => "TCP".into(),
+        17 => "UDP".into(),
+        58 => "ICMPv6".into(),
+        n => format!("proto-{n}"),
+    }
+}
+
+fn host_port(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+fn secs_until(expires_ns: u64, now_ns: u64) -> u64 {
+    expires_ns.saturating_sub(now_ns) / 1_000_000_000
+}
+
+/// `bpf ct list`: `OUT` for a client's flow to a frontend, `IN` for the reply entries.
+pub fn ct(entries: &[datapath::lb::CtEntry], now_ns: u64) -> Vec<rackd_api::lb::CtEntry> {
+    use datapath::lb::CtDir;
+    entries
+        .iter()
+        .map(|e| {
+            let mut flags = vec![match (e.tuple.proto, e.state) {
+                (6, 0) => "SYN".to_owned(),
+                (6, 1) => "ESTABLISHED".to_owned(),
+                (6, 2) => "CLOSING".to_owned(),
+                _ => "OPEN".to_owned(),
+            }];
+            if e.snat {
+                flags.push("SNAT".into());
+            }
+            if e.dir == CtDir::Inbound {
+                flags.push("INBOUND".into());
+            }
+            rackd_api::lb::CtEntry {
+                proto: proto_name(e.tuple.proto),
+                direction: if e.dir == CtDir::Service { "OUT" } else { "IN" }.into(),
+                source: host_port(e.tuple.src, e.tuple.sport),
+                destination: host_port(e.tuple.dst, e.tuple.dport),
+                expires_in_sec: secs_until(e.expires_ns, now_ns),
+                rev_nat_id: e.svc_id,
+                backend_id: e.backend.0,
+                flags,
+            }
+        })
+        .collect()
+}
+
+/// `bpf nat list`: `OUT` entries translate the source, `IN` entries the destination back.
+pub fn nat(entries: &[datapath::lb::NatEntry], now_ns: u64) -> Vec<rackd_api::lb::NatEntry> {
+    entries
+        .iter()
+        .map(|e| {
+            let to = host_port(e.to_addr, e.to_port);
+            rackd_api::lb::NatEntry {
+                proto: proto_name(e.tuple.proto),
+                direction: if e.egress { "OUT" } else { "IN" }.into(),
+                source: host_port(e.tuple.src, e.tuple.sport),
+                destination: host_port(e.tuple.dst, e.tuple.dport),
+                xlate: if e.egress {
+                    format!("XLATE_SRC {to}")
+                } else {
+                    format!("XLATE_DST {to}")
+                },
+                expires_in_sec: secs_until(e.expires_ns, now_ns),
+            }
+        })
+        .collect()
+}
+
+/// Metric labels per programmed service id.
+pub fn frontend_labels(
+    st: &SvcStatus,
+) -> std::collections::BTreeMap<u32, crate::metrics::FrontendLabels> {
+    st.table
+        .iter()
+        .filter_map(|(f, e)| {
+            let id = st.service_ids.get(f)?;
+            Some((
+                id.0,
+                crate::metrics::FrontendLabels {
+                    frontend: format!("{}/{}", host_port(f.addr, f.port), f.proto.cilium_name()),
+                    namespace: e.service.0.clone(),
+                    service: e.service.1.clone(),
+                },
+            ))
+        })
+        .collect()
+}
