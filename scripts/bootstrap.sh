@@ -5,9 +5,9 @@
 # network namespaces (an FRR ToR, two rackd nodes with two pods each, a client), waits for the
 # BGP sessions, shows them from rackd's side and the ToR's view of our routes, and fetches a
 # pod on each node from the client through the ToR.
-# With RACKD_LAB_SERVICES=1 it then fetches the deathstar Service's LoadBalancer addresses
-# (172.18.255.200 and 2001:db8:dead:beef::), which needs rackd's service datapath; off by
-# default until rackd serves Services.
+# It ends by fetching the deathstar Service's LoadBalancer addresses (172.18.255.200 and
+# 2001:db8:dead:beef::) from the client, served by rackd's eBPF service datapath
+# (RACKD_LAB_SERVICES=0 skips that step).
 # Idempotent: a lab that is already up is taken down first. Needs root (or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -102,9 +102,9 @@ for url in http://10.1.1.11/ 'http://[fd00:10:1:2::12]/'; do
   fi
 done
 
-if [ "${RACKD_LAB_SERVICES:-0}" = 1 ]; then
+if [ "${RACKD_LAB_SERVICES:-1}" = 1 ]; then
   echo
-  echo "== services (RACKD_LAB_SERVICES=1): the deathstar LoadBalancer from the client, served by rackd"
+  echo "== services: the deathstar LoadBalancer from the client, forwarded by rackd's eBPF datapath"
   deadline=$((SECONDS + TIMEOUT))
   for url in http://172.18.255.200/ 'http://[2001:db8:dead:beef::]/'; do
     if ! fetch "$url"; then
@@ -114,7 +114,7 @@ if [ "${RACKD_LAB_SERVICES:-0}" = 1 ]; then
   done
 else
   echo
-  echo "== services: skipped (RACKD_LAB_SERVICES=1 fetches http://172.18.255.200/ and http://[2001:db8:dead:beef::]/ once rackd serves Services)"
+  echo "== services: skipped (RACKD_LAB_SERVICES=0)"
 fi
 
 echo

@@ -98,6 +98,30 @@ spec:
   selector: {app: cluster}
   ports:
   - {port: 80, protocol: TCP}
+---
+# The cluster Service needs a backend somewhere: with rackd's service datapath on, a Cluster
+# Service without one is not advertised (Cilium 1.19's behaviour).
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: cluster-v4
+  namespace: etp
+  labels: {kubernetes.io/service-name: cluster}
+addressType: IPv4
+ports: [{name: \"\", port: 80, protocol: TCP}]
+endpoints:
+- {addresses: [10.1.2.12], nodeName: node2, conditions: {ready: true}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: cluster-v6
+  namespace: etp
+  labels: {kubernetes.io/service-name: cluster}
+addressType: IPv6
+ports: [{name: \"\", port: 80, protocol: TCP}]
+endpoints:
+- {addresses: [\"fd00:10:1:2::12\"], nodeName: node2, conditions: {ready: true}}
 ";
 
 /// An endpoint's `conditions`, as Kubernetes' EndpointSlice controller sets them.

@@ -145,6 +145,18 @@ fn client_reaches_every_pod_through_the_tor() {
     let (name, seen) = fetch(&lab, "node1", "10.1.1.13");
     assert_eq!((name.as_str(), seen.ip()), ("deathstar-3", ip("10.1.1.1")));
 
+    // The lab's LoadBalancer (what bootstrap.sh ends with): deathstar's two addresses,
+    // forwarded by rackd's eBPF service datapath to a pod (`--kube-proxy-replacement` on
+    // both nodes' command lines), over HTTP and the web Service's UDP echo.
+    for vip in ["172.18.255.200", "2001:db8:dead:beef::"] {
+        let (name, _) = fetch(&lab, "client", vip);
+        assert!(name.starts_with("deathstar-"), "{vip}: {name}");
+    }
+    for web in ["20.0.10.1", "2004::1"] {
+        let (name, _) = probe(&lab, "client", web);
+        assert!(name.starts_with("deathstar-"), "UDP {web}: {name}");
+    }
+
     // Negative check with the positive control above: an address in a PodCIDR with no pod
     // behind it does not answer.
     let out = lab.exec(
