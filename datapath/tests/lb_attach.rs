@@ -98,7 +98,7 @@ fn program(lb: &mut ServiceLb) {
     for (id, addr, port) in [(1, "10.244.0.5", 8080), (2, "fd00:244::5", 8081)] {
         lb.upsert_backend(
             BackendId(id),
-            &Backend {
+            &BackendValue {
                 addr: addr.parse().unwrap(),
                 port,
                 proto: L4Proto::Tcp,
@@ -265,7 +265,7 @@ fn remote_backend_snat_and_masquerade_for_real() {
     for (id, addr, port) in [(1, "10.244.1.9", 8080), (2, "fd00:244:1::9", 8081)] {
         lb.upsert_backend(
             BackendId(id),
-            &Backend {
+            &BackendValue {
                 addr: addr.parse().unwrap(),
                 port,
                 proto: L4Proto::Tcp,

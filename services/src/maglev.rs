@@ -175,6 +175,11 @@ pub struct MaglevBackend {
     pub weight: u16,
 }
 
+/// [`hash_string`] of a backend.
+pub fn backend_hash_string(b: &crate::table::Backend) -> String {
+    hash_string(b.addr, b.port, b.proto)
+}
+
 /// Cilium's frozen backend hash string (`BackendInfo.setHashString`), e.g.
 /// `[10.0.0.1:8080/TCP,State:active]` or `[[fd00::1]:53/UDP,State:active]`. Backends of
 /// external frontends have no `/i` (internal scope) and cluster id 0.

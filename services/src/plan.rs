@@ -11,7 +11,6 @@
 //! only. The planner remembers what it has programmed; ids come from its [`IdAllocator`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,20 +18,9 @@ use ipnet::IpNet;
 
 use crate::ids::{BackendId, IdAllocator, IdError, ServiceId};
 use crate::maglev::{DEFAULT_WEIGHT, MaglevBackend, MaglevConfig, lookup_table};
-use crate::table::{Backend, Frontend, L4Proto, ServiceEntry, ServiceTable};
+use crate::table::{Backend, Frontend, ServiceEntry, ServiceTable};
 
-/// A backends-map value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct BackendValue {
-    /// Address.
-    pub addr: IpAddr,
-    /// Port.
-    pub port: u16,
-    /// Protocol.
-    pub proto: L4Proto,
-    /// On this node (any frontend using it says so).
-    pub local: bool,
-}
+pub use rackd_types::service::BackendValue;
 
 /// A services-map value with its Maglev table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,7 +268,7 @@ impl Planner {
         for (i, r) in e.backends.iter().enumerate() {
             match self.ids.acquire_backend(&r.backend) {
                 Ok(id) => out.push(MaglevBackend {
-                    key: r.backend.hash_string(),
+                    key: crate::maglev::backend_hash_string(&r.backend),
                     id: id.0,
                     weight: DEFAULT_WEIGHT,
                 }),

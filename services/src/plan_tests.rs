@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::maglev::TableSize;
-use crate::table::{BackendRef, ServiceName};
+use crate::table::{BackendRef, L4Proto, ServiceName};
 use proptest::prelude::*;
 use std::net::Ipv4Addr;
 
@@ -66,7 +66,7 @@ fn expected(desired: &ServiceTable, ids: &IdAllocator) -> Maps {
             .backends
             .iter()
             .map(|r| MaglevBackend {
-                key: r.backend.hash_string(),
+                key: crate::maglev::backend_hash_string(&r.backend),
                 id: ids.backend(&r.backend).unwrap().0,
                 weight: DEFAULT_WEIGHT,
             })

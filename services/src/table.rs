@@ -7,7 +7,6 @@
 //! ([`ServiceTable::set_service`]) gives the same table as rendering them all.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,87 +16,7 @@ use rackd_types::{Condition, Kind, ObjectCondition, ObjectKey};
 /// A Service's identity: `(namespace, name)` (as `rackd`'s `ServiceName`).
 pub type ServiceName = (String, String);
 
-/// Transport protocol of a frontend or backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum L4Proto {
-    /// TCP (IP protocol 6).
-    Tcp,
-    /// UDP (IP protocol 17).
-    Udp,
-}
-
-impl L4Proto {
-    /// IANA protocol number, as the maps key it.
-    pub fn number(self) -> u8 {
-        match self {
-            L4Proto::Tcp => 6,
-            L4Proto::Udp => 17,
-        }
-    }
-
-    /// Cilium's and Kubernetes' spelling (`TCP`, `UDP`).
-    pub fn cilium_name(self) -> &'static str {
-        match self {
-            L4Proto::Tcp => "TCP",
-            L4Proto::Udp => "UDP",
-        }
-    }
-}
-
-impl fmt::Display for L4Proto {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.cilium_name())
-    }
-}
-
-/// Where clients connect: address, port, protocol. The key of the services map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Frontend {
-    /// LoadBalancer IP or external IP.
-    pub addr: IpAddr,
-    /// Service port.
-    pub port: u16,
-    /// Protocol.
-    pub proto: L4Proto,
-}
-
-impl fmt::Display for Frontend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.addr {
-            IpAddr::V4(a) => write!(f, "{a}:{}/{}", self.port, self.proto),
-            IpAddr::V6(a) => write!(f, "[{a}]:{}/{}", self.port, self.proto),
-        }
-    }
-}
-
-/// A backend's identity: address, port, protocol (what a backend id stands for).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Backend {
-    /// Endpoint address.
-    pub addr: IpAddr,
-    /// Endpoint (target) port.
-    pub port: u16,
-    /// Protocol.
-    pub proto: L4Proto,
-}
-
-impl Backend {
-    /// Cilium's Maglev hash string of this backend.
-    pub fn hash_string(&self) -> String {
-        crate::maglev::hash_string(self.addr, self.port, self.proto)
-    }
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        Frontend {
-            addr: self.addr,
-            port: self.port,
-            proto: self.proto,
-        }
-        .fmt(f)
-    }
-}
+pub use rackd_types::service::{Backend, Frontend, L4Proto};
 
 /// A backend of one frontend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -9,6 +9,7 @@
 //! - [`IpFamily`]: IPv4 or IPv6, with Kubernetes' and Cilium's spellings.
 //! - [`SessionState`]: the RFC 4271 §8.2.2 BGP session states, with Cilium's names.
 //! - [`cilium`]: Cilium's LoadBalancer classes, annotations and labels.
+//! - [`service`]: the service datapath's frontend, backend and protocol.
 //!
 //! No I/O, no dependencies beyond `serde`.
 
@@ -16,6 +17,7 @@ pub mod cilium;
 pub mod condition;
 mod family;
 mod object;
+pub mod service;
 mod session;
 
 pub use condition::{Condition, ConditionStatus, ObjectCondition};

@@ -91,7 +91,7 @@ fn setup() -> ServiceLb {
                 let id = 1 + fam * 8 + u32::try_from(i * 2 + j).expect("small");
                 lb.upsert_backend(
                     BackendId(id),
-                    &Backend {
+                    &BackendValue {
                         addr: ip(addr),
                         port: 8080,
                         proto,

@@ -273,7 +273,7 @@ impl ServiceLb {
     }
 
     /// Writes a backend (before any LUT refers to it).
-    pub fn upsert_backend(&mut self, id: BackendId, b: &Backend) -> Result<()> {
+    pub fn upsert_backend(&mut self, id: BackendId, b: &BackendValue) -> Result<()> {
         if id.0 == 0 {
             return Err(invalid("backend id", "0 is reserved"));
         }
@@ -583,7 +583,7 @@ impl ServiceLb {
     }
 
     /// Every backend, by id.
-    pub fn backends(&self) -> Result<Vec<(BackendId, Backend)>> {
+    pub fn backends(&self) -> Result<Vec<(BackendId, BackendValue)>> {
         let mut out = Vec::new();
         for item in self.backends.iter() {
             let (id, v) = item.map_err(|e| Error::map(MAP_BACKENDS, "iterate", e))?;
@@ -592,7 +592,7 @@ impl ServiceLb {
             };
             out.push((
                 BackendId(id),
-                Backend {
+                BackendValue {
                     addr: ip_of(v.addr),
                     port: u16::from_be(v.port),
                     proto,

@@ -9,33 +9,7 @@ use ipnet::IpNet;
 
 use super::maps;
 
-/// L4 protocol of a frontend or backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum L4Proto {
-    /// TCP.
-    Tcp,
-    /// UDP.
-    Udp,
-}
-
-impl L4Proto {
-    /// IP protocol number.
-    pub const fn number(self) -> u8 {
-        match self {
-            L4Proto::Tcp => 6,
-            L4Proto::Udp => 17,
-        }
-    }
-
-    /// From an IP protocol number.
-    pub const fn from_number(n: u8) -> Option<Self> {
-        match n {
-            6 => Some(L4Proto::Tcp),
-            17 => Some(L4Proto::Udp),
-            _ => None,
-        }
-    }
-}
+pub use rackd_types::service::{BackendValue, Frontend, L4Proto};
 
 /// Identifier of a backend (chosen by the control plane, never 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -100,30 +74,6 @@ pub struct DeviceAddrs {
     pub v4: Option<Ipv4Addr>,
     /// IPv6 source.
     pub v6: Option<Ipv6Addr>,
-}
-
-/// A backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Backend {
-    /// Its address (the family must match its services' frontends).
-    pub addr: IpAddr,
-    /// Its port.
-    pub port: u16,
-    /// Its protocol.
-    pub proto: L4Proto,
-    /// On this node: reached without SNAT, replies translated at egress.
-    pub local: bool,
-}
-
-/// A frontend: (address, port, protocol).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Frontend {
-    /// LoadBalancer or external IP.
-    pub addr: IpAddr,
-    /// Service port.
-    pub port: u16,
-    /// Protocol.
-    pub proto: L4Proto,
 }
 
 /// What a frontend does ([`super::ServiceLb::upsert_service`]).

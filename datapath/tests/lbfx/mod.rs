@@ -120,7 +120,7 @@ pub fn fe(addr: IpAddr, port: u16, proto: L4Proto) -> Frontend {
 pub fn backend(lb: &mut ServiceLb, id: u32, addr: IpAddr, port: u16, proto: L4Proto, local: bool) {
     lb.upsert_backend(
         BackendId(id),
-        &Backend {
+        &BackendValue {
             addr,
             port,
             proto,

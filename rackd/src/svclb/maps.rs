@@ -6,8 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 use rackd_services::ids::{BackendId, ServiceId};
-use rackd_services::plan::{BackendValue, Op, ServiceValue};
-use rackd_services::{Backend, Frontend, L4Proto};
+use rackd_services::plan::{Op, ServiceValue};
+use rackd_services::{Backend, Frontend};
 
 /// A datapath call that failed: what was being done, and the datapath's error.
 #[derive(Debug, thiserror::Error)]
@@ -40,28 +40,6 @@ pub trait LbMaps: Send + 'static {
     fn detach(&mut self, ifindex: u32) -> Result<(), MapsError>;
     /// Masquerade switches and CIDR sets.
     fn set_masquerade(&mut self, m: &datapath::lb::MasqConfig) -> Result<(), MapsError>;
-}
-
-fn dp_proto(p: L4Proto) -> datapath::lb::L4Proto {
-    match p {
-        L4Proto::Tcp => datapath::lb::L4Proto::Tcp,
-        L4Proto::Udp => datapath::lb::L4Proto::Udp,
-    }
-}
-
-fn our_proto(p: datapath::lb::L4Proto) -> L4Proto {
-    match p {
-        datapath::lb::L4Proto::Tcp => L4Proto::Tcp,
-        datapath::lb::L4Proto::Udp => L4Proto::Udp,
-    }
-}
-
-fn dp_frontend(f: &Frontend) -> datapath::lb::Frontend {
-    datapath::lb::Frontend {
-        addr: f.addr,
-        port: f.port,
-        proto: dp_proto(f.proto),
-    }
 }
 
 /// `Some(empty)` source ranges deny everyone: the datapath has no "deny all" entry, so the
@@ -98,24 +76,10 @@ impl LbMaps for DatapathMaps {
         match op {
             Op::UpsertBackend {
                 id: BackendId(id),
-                value:
-                    BackendValue {
-                        addr,
-                        port,
-                        proto,
-                        local,
-                    },
+                value,
             } => self
                 .lb
-                .upsert_backend(
-                    datapath::lb::BackendId(*id),
-                    &datapath::lb::Backend {
-                        addr: *addr,
-                        port: *port,
-                        proto: dp_proto(*proto),
-                        local: *local,
-                    },
-                )
+                .upsert_backend(datapath::lb::BackendId(*id), value)
                 .map_err(Self::err(format!("writing backend {id}"))),
             Op::UpsertService {
                 frontend,
@@ -132,7 +96,7 @@ impl LbMaps for DatapathMaps {
                 let ranges = ranges_for(frontend.addr, source_ranges);
                 self.lb
                     .upsert_service(
-                        &dp_frontend(frontend),
+                        frontend,
                         &datapath::lb::ServiceEntry {
                             id: *id,
                             local_only: *local_only,
@@ -145,7 +109,7 @@ impl LbMaps for DatapathMaps {
             }
             Op::DeleteService { frontend, .. } => self
                 .lb
-                .delete_service(&dp_frontend(frontend))
+                .delete_service(frontend)
                 .map_err(Self::err(format!("removing frontend {frontend}"))),
             Op::DeleteBackend { id: BackendId(id) } => self
                 .lb
@@ -160,32 +124,14 @@ impl LbMaps for DatapathMaps {
             .services()
             .map_err(Self::err("reading the services map"))?
             .into_iter()
-            .map(|d| {
-                (
-                    Frontend {
-                        addr: d.frontend.addr,
-                        port: d.frontend.port,
-                        proto: our_proto(d.frontend.proto),
-                    },
-                    d.id,
-                )
-            })
+            .map(|d| (d.frontend, d.id))
             .collect();
         let backends = self
             .lb
             .backends()
             .map_err(Self::err("reading the backends map"))?
             .into_iter()
-            .map(|(id, b)| {
-                (
-                    Backend {
-                        addr: b.addr,
-                        port: b.port,
-                        proto: our_proto(b.proto),
-                    },
-                    id.0,
-                )
-            })
+            .map(|(id, b)| (b.backend(), id.0))
             .collect();
         Ok((services, backends))
     }
