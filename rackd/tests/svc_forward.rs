@@ -341,8 +341,8 @@ fn kill_9_keeps_forwarding_and_a_restart_adopts() {
 fn masquerade_shows_the_node_address_except_for_non_masquerade_cidrs() {
     let dir = tempfile::tempdir().unwrap();
     let masq = dir.path().join("ip-masq-agent");
-    // The client's network is "outside"; pods' own CIDR is not masqueraded.
-    std::fs::write(&masq, "nonMasqueradeCIDRs: [10.1.0.0/16]\n").unwrap();
+    // The client's network is "outside"; the file names neither it nor the pods' networks.
+    std::fs::write(&masq, "nonMasqueradeCIDRs: [192.0.2.0/24]\n").unwrap();
     let m = masq.to_str().unwrap().to_owned();
     let lab = up(
         "svc-masq",
@@ -358,6 +358,14 @@ fn masquerade_shows_the_node_address_except_for_non_masquerade_cidrs() {
     let to: SocketAddr = format!("{CLIENT_V4}:8080").parse().unwrap();
     let a = netlab::echo::http_get(&pod.ns, to, T).unwrap();
     assert_eq!(parse(&a).unwrap().1.ip().to_string(), "10.0.1.2", "{a}");
+    // IPv6 too (--enable-ipv6-masquerade defaults on; the file lists no IPv6 network).
+    let to6: SocketAddr = format!("[{CLIENT_V6}]:8080").parse().unwrap();
+    let a = netlab::echo::http_get(&pod.ns, to6, T).unwrap();
+    assert_eq!(parse(&a).unwrap().1.ip().to_string(), "fd00:10:0:1::2", "{a}");
+    // Pod to pod across nodes is never masqueraded (every node's PodCIDRs are exempt).
+    let other = SocketAddr::new(lab.pods[1].v4.into(), 80);
+    let a = netlab::echo::http_get(&pod.ns, other, T).unwrap();
+    assert_eq!(parse(&a).unwrap().1.ip(), IpAddr::from(pod.v4), "{a}");
     // Now the client's network is non-masquerade too: the pod's own address shows.
     std::fs::write(&masq, "nonMasqueradeCIDRs: [10.0.0.0/8]\n").unwrap();
     netlab::wait_for(

@@ -4,6 +4,9 @@
 //! created (namespace names) or right after (PIDs with their start times), so `down`, or the
 //! rollback of a failed `up`, removes exactly what was made: it signals only recorded PIDs whose
 //! start time still matches, deletes only recorded namespaces, and then the state directory.
+//!
+//! One file of about 1,000 lines on purpose: `up`, its rollback and `down` share the state
+//! record's invariants and are only checked by reading them side by side.
 
 use std::collections::BTreeMap;
 use std::fs;
