@@ -59,6 +59,14 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A timed tool did not finish within its limit and was killed.
+    #[error("`{cmd}` still running after {after:?}: killed")]
+    Timeout {
+        /// The command line.
+        cmd: String,
+        /// When it was killed.
+        after: std::time::Duration,
+    },
     /// A mode cannot run here; the reason is recorded with the results.
     #[error("unavailable: {0}")]
     Unavailable(String),

@@ -77,6 +77,18 @@ pub fn run_in_netns(
     stdin: &Path,
     scratch: &Scratch,
 ) -> Result<Timed> {
+    run_in_netns_limited(netns_path, argv, stdin, scratch, None)
+}
+
+/// [`run_in_netns`] with a time limit: past `limit` the child (ours, unreaped, so its PID cannot
+/// have been reused) is SIGKILLed and [`Error::Timeout`] returned.
+pub fn run_in_netns_limited(
+    netns_path: &Path,
+    argv: &[&str],
+    stdin: &Path,
+    scratch: &Scratch,
+    limit: Option<Duration>,
+) -> Result<Timed> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| Error::Config("empty command".into()))?;
@@ -116,10 +128,35 @@ pub fn run_in_netns(
     // SAFETY: an all-zero rusage is a valid value to be overwritten by wait4.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // wait4 instead of Child::wait: it also returns the child's CPU times. The pid is our own
-    // unreaped child, so it cannot name another process.
-    // SAFETY: valid pointers to locals for the duration of the call.
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    // unreaped child, so it cannot name another process. Polled (WNOHANG) so a limit can be
+    // enforced without a second thread racing the reaping; the poll interval bounds the timing
+    // error (0.1 ms for the first 10 ms, then 1 ms).
+    let mut killed = false;
+    let rc = loop {
+        // SAFETY: valid pointers to locals for the duration of the call.
+        let rc = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if rc != 0 {
+            break rc;
+        }
+        let elapsed = start.elapsed();
+        if !killed && limit.is_some_and(|l| elapsed > l) {
+            // SAFETY: kill(2) on our own unreaped child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            killed = true;
+        }
+        std::thread::sleep(if elapsed < Duration::from_millis(10) {
+            Duration::from_micros(100)
+        } else {
+            Duration::from_millis(1)
+        });
+    };
     let wall = start.elapsed();
+    if killed {
+        return Err(Error::Timeout {
+            cmd: line,
+            after: wall,
+        });
+    }
     drop(ns);
     if rc != pid {
         return Err(Error::Spawn {

@@ -418,6 +418,37 @@ pub fn jump_rules() -> RestoreInput {
     out
 }
 
+/// `input` with [`jump_rules`] merged into its table sections, for a restore *without*
+/// `--noflush` (which replaces every table it names, so the jumps must be in the same sections):
+/// a whole node's nat and filter tables in one input.
+pub fn with_jumps(input: &RestoreInput) -> String {
+    let jumps = jump_rules();
+    let mut out = String::with_capacity(input.text.len() + jumps.text.len());
+    let mut table = "";
+    let mut inserted = false;
+    for line in input.text.lines() {
+        if let Some(t) = line.strip_prefix('*') {
+            table = t;
+            inserted = false;
+        } else if !inserted && !line.starts_with(':') {
+            // First rule (or COMMIT) of the section: the chains are declared by now.
+            let mut in_table = false;
+            for j in jumps.text.lines() {
+                if let Some(t) = j.strip_prefix('*') {
+                    in_table = t == table;
+                } else if in_table && j.starts_with("-I ") {
+                    out.push_str(j);
+                    out.push('\n');
+                }
+            }
+            inserted = true;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,6 +500,18 @@ mod tests {
         assert_eq!(r.nat_chains, 4 + 1 + 1 + 10);
         assert_eq!(r.nat_rules, 100 * 2 + (1 + 2 + 10 + 20) + 4 + 1);
         assert!(r.text.contains("--to-destination 10.192.0.51:8080"));
+    }
+
+    #[test]
+    fn jumps_merged_into_sections() {
+        let w = Workload::new(1, 1, Shape::ClusterIp, Policy::Cluster).unwrap();
+        let r = restore_input(w.all(), w.endpoints(), Sync::Full);
+        let t = with_jumps(&r);
+        assert_eq!(t.matches("*nat").count(), 1);
+        assert_eq!(t.matches("-I ").count(), 14);
+        let nat = t.split("*nat").nth(1).unwrap();
+        assert!(nat.contains("-I PREROUTING -m comment --comment \"kubernetes service portals\""));
+        assert!(!nat.contains("-I INPUT"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use svc_bench::forward::{self, ForwardConfig, Mode};
 use svc_bench::loadgen::Test;
 use svc_bench::model::{Policy, Shape, Workload};
-use svc_bench::program::{self, ProgramConfig, System};
+use svc_bench::program::{self, IptCase, ProgramConfig, System};
 use svc_bench::{kubeproxy, report};
 
 #[derive(Debug, Parser)]
@@ -43,6 +43,12 @@ enum Cmd {
         /// Maglev table size (a Cilium prime).
         #[arg(long, default_value_t = 16381)]
         lut_size: u32,
+        /// iptables cases (repeatable; default: full-flush, full, resync, one-change).
+        #[arg(long = "iptables-case", value_enum)]
+        iptables_cases: Vec<IptCase>,
+        /// Time limit of one restore, seconds (killed and recorded as timed out past it).
+        #[arg(long, default_value_t = 300.0)]
+        restore_timeout: f64,
         /// CI size: 100 Services, 2 repetitions, M = 251.
         #[arg(long)]
         smoke: bool,
@@ -157,6 +163,8 @@ fn run(cli: Cli) -> svc_bench::Result<()> {
             reps,
             systems,
             lut_size,
+            iptables_cases,
+            restore_timeout,
             smoke,
             out,
         } => {
@@ -182,6 +190,17 @@ fn run(cli: Cli) -> svc_bench::Result<()> {
                 systems,
                 lut_size,
                 verify: true,
+                iptables_cases: if iptables_cases.is_empty() {
+                    vec![
+                        IptCase::FullFlush,
+                        IptCase::Full,
+                        IptCase::Resync,
+                        IptCase::OneChange,
+                    ]
+                } else {
+                    iptables_cases
+                },
+                restore_timeout_s: restore_timeout,
             };
             let r = program::run(&cfg, &mut |l: &str| log(l))?;
             let out = out.unwrap_or_else(|| {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bpffloor::Floor;
 use crate::error::{Error, Result};
-use crate::exec::{Scratch, Timed, output_in_netns, run_in_netns};
+use crate::exec::{Scratch, Timed, output_in_netns, run_in_netns, run_in_netns_limited};
 use crate::kubeproxy::{self, Sync};
 use crate::machine::{Meta, loadavg};
 use crate::model::Workload;
@@ -58,6 +58,27 @@ pub struct ProgramConfig {
     pub lut_size: u32,
     /// Check the installed rule counts after the first repetition (positive control).
     pub verify: bool,
+    /// iptables cases to time, in order.
+    pub iptables_cases: Vec<IptCase>,
+    /// Limit for one timed restore, seconds: past it the tool is killed and the run recorded as
+    /// timed out (kube-proxy's `--noflush` restore grows faster than linearly with
+    /// iptables-nft 1.8.9).
+    pub restore_timeout_s: f64,
+}
+
+/// The iptables operations timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum IptCase {
+    /// Fresh namespace, kube-proxy's exact invocation (`--noflush`).
+    Full,
+    /// Fresh namespace, the same rules (plus the jump rules) without `--noflush`: the table is
+    /// replaced in one go. Equivalent in a fresh namespace; not what kube-proxy runs.
+    FullFlush,
+    /// kube-proxy's full resync: the full input again over the loaded rules (`--noflush`).
+    Resync,
+    /// One Service's backends changed: kube-proxy's partial restore (`--noflush`).
+    OneChange,
 }
 
 /// One timed operation.
@@ -80,6 +101,9 @@ pub struct ProgramRun {
     pub compute_s: Option<f64>,
     /// 1-minute load average when the operation started.
     pub load1: f64,
+    /// The tool was killed at the time limit: `wall_s` is a lower bound.
+    #[serde(default)]
+    pub timed_out: bool,
 }
 
 /// Median and spread per system and case.
@@ -196,6 +220,16 @@ const RESTORE: &[&str] = &[
     "--counters",
 ];
 
+/// The same without `--noflush`: each table in the input is replaced.
+const RESTORE_FLUSH: &[&str] = &[
+    "iptables-nft-restore",
+    "-w",
+    "5",
+    "-W",
+    "100000",
+    "--counters",
+];
+
 fn run_of(system: System, case: &str, rep: usize, t: Timed, load1: f64) -> ProgramRun {
     ProgramRun {
         system: system.name().into(),
@@ -206,7 +240,27 @@ fn run_of(system: System, case: &str, rep: usize, t: Timed, load1: f64) -> Progr
         sys_s: Some(t.sys.as_secs_f64()),
         compute_s: None,
         load1,
+        timed_out: false,
     }
+}
+
+fn timed_out_run(case: &str, rep: usize, after: Duration, load1: f64) -> ProgramRun {
+    ProgramRun {
+        system: System::Iptables.name().into(),
+        case: case.into(),
+        rep,
+        wall_s: after.as_secs_f64(),
+        user_s: None,
+        sys_s: None,
+        compute_s: None,
+        load1,
+        timed_out: true,
+    }
+}
+
+fn count_nat_rules(ns: &netlab::Netns) -> Result<u64> {
+    let save = output_in_netns(ns, &["iptables-nft-save", "-t", "nat"])?;
+    Ok(save.lines().filter(|x| x.starts_with("-A ")).count() as u64)
 }
 
 fn iptables_rep(
@@ -216,58 +270,91 @@ fn iptables_rep(
     rep: usize,
     log: &mut dyn FnMut(&str),
 ) -> Result<Vec<ProgramRun>> {
-    let ns = netlab::Netns::new("sb-prog")?;
-    let scratch = Scratch::new()?;
-    let path = ns.path();
-    run_in_netns(&path, RESTORE, &files.jumps, &scratch)?;
-    let mut runs = Vec::new();
-    let l = loadavg()[0];
-    let t = run_in_netns(&path, RESTORE, &files.full, &scratch)?;
-    log(&format!(
-        "  iptables-nft full: {:.3} s",
-        t.wall.as_secs_f64()
-    ));
-    runs.push(run_of(System::Iptables, "full", rep, t, l));
+    let limit = Some(Duration::from_secs_f64(cfg.restore_timeout_s));
+    let want = inp.full.nat_rules + inp.jumps.nat_rules;
     let verify = cfg.verify && rep == 0;
-    if verify {
-        let save = output_in_netns(&ns, &["iptables-nft-save", "-t", "nat"])?;
-        let rules = save.lines().filter(|x| x.starts_with("-A ")).count() as u64;
-        let want = inp.full.nat_rules + inp.jumps.nat_rules;
-        if rules != want {
-            return Err(Error::Check(format!(
-                "iptables-nft-save shows {rules} nat rules, expected {want}"
-            )));
+    let mut runs = Vec::new();
+    // The namespace with kube-proxy's rules loaded, for resync and one-change.
+    let mut loaded: Option<netlab::Netns> = None;
+    let scratch = Scratch::new()?;
+    for &case in &cfg.iptables_cases {
+        let l = loadavg()[0];
+        let (name, file, fresh, argv): (&str, &Path, bool, &[&str]) = match case {
+            IptCase::Full => ("full", &files.full, true, RESTORE),
+            IptCase::FullFlush => ("full-flush", &files.full_flush, true, RESTORE_FLUSH),
+            IptCase::Resync => ("resync", &files.full, false, RESTORE),
+            IptCase::OneChange => ("one-change", &files.partial, false, RESTORE),
+        };
+        let fresh_ns;
+        let ns = if fresh {
+            fresh_ns = netlab::Netns::new("sb-prog")?;
+            if case == IptCase::Full {
+                run_in_netns(&fresh_ns.path(), RESTORE, &files.jumps, &scratch)?;
+            }
+            &fresh_ns
+        } else {
+            if loaded.is_none() {
+                // Untimed: load the rules the fastest way before timing an update over them.
+                let ns = netlab::Netns::new("sb-prog")?;
+                run_in_netns(&ns.path(), RESTORE_FLUSH, &files.full_flush, &scratch)?;
+                loaded = Some(ns);
+            }
+            loaded
+                .as_ref()
+                .ok_or_else(|| Error::Check("no loaded namespace".into()))?
+        };
+        match run_in_netns_limited(&ns.path(), argv, file, &scratch, limit) {
+            Ok(t) => {
+                log(&format!(
+                    "  iptables-nft {name}: {:.3} s",
+                    t.wall.as_secs_f64()
+                ));
+                runs.push(run_of(System::Iptables, name, rep, t, l));
+            }
+            Err(Error::Timeout { after, .. }) => {
+                log(&format!(
+                    "  iptables-nft {name}: killed after {:.0} s",
+                    after.as_secs_f64()
+                ));
+                runs.push(timed_out_run(name, rep, after, l));
+                if !fresh {
+                    // The killed restore left nothing half-applied (nft commits atomically),
+                    // but reload to be sure the next case starts from the full rule set.
+                    loaded = None;
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        if verify && fresh {
+            let rules = count_nat_rules(ns)?;
+            if rules != want {
+                return Err(Error::Check(format!(
+                    "{name}: iptables-nft-save shows {rules} nat rules, expected {want}"
+                )));
+            }
+        }
+        if verify && case == IptCase::OneChange {
+            let new = cfg.workload.service_changed(cfg.workload.changed_index());
+            let target = new
+                .endpoints
+                .first()
+                .map(|e| format!("--to-destination {e}"))
+                .unwrap_or_default();
+            let save = output_in_netns(ns, &["iptables-nft-save", "-t", "nat"])?;
+            if !save.contains(&target) {
+                return Err(Error::Check(format!("partial restore: no rule `{target}`")));
+            }
+        }
+        if fresh {
+            // Flush synchronously (untimed) so the kernel's teardown of ~1M rules does not
+            // run in the background of the next measurement.
+            run_in_netns(&ns.path(), RESTORE_FLUSH, &files.flush, &scratch)?;
         }
     }
-    let l = loadavg()[0];
-    let t = run_in_netns(&path, RESTORE, &files.full, &scratch)?;
-    log(&format!(
-        "  iptables-nft resync: {:.3} s",
-        t.wall.as_secs_f64()
-    ));
-    runs.push(run_of(System::Iptables, "resync", rep, t, l));
-    let l = loadavg()[0];
-    let t = run_in_netns(&path, RESTORE, &files.partial, &scratch)?;
-    log(&format!(
-        "  iptables-nft one change: {:.3} s",
-        t.wall.as_secs_f64()
-    ));
-    runs.push(run_of(System::Iptables, "one-change", rep, t, l));
-    if verify {
-        let new = cfg.workload.service_changed(cfg.workload.changed_index());
-        let target = new
-            .endpoints
-            .first()
-            .map(|e| format!("--to-destination {e}"))
-            .unwrap_or_default();
-        let save = output_in_netns(&ns, &["iptables-nft-save", "-t", "nat"])?;
-        if !save.contains(&target) {
-            return Err(Error::Check(format!("partial restore: no rule `{target}`")));
-        }
+    if let Some(ns) = &loaded {
+        run_in_netns(&ns.path(), RESTORE_FLUSH, &files.flush, &scratch)?;
     }
-    // Flush synchronously (untimed) so the kernel's namespace teardown of ~1M rules does not
-    // run in the background of the next measurement.
-    run_in_netns(&path, &["iptables-nft-restore"], &files.flush, &scratch)?;
     Ok(runs)
 }
 
@@ -308,6 +395,7 @@ fn floor_rep(
         sys_s: None,
         compute_s: Some(t.maglev_compute_s),
         load1: l,
+        timed_out: false,
     };
     log(&format!(
         "  {} full: {:.3} s (Maglev {:.3} s, {} entries)",
@@ -338,6 +426,7 @@ fn rackd_rep(cfg: &ProgramConfig, rep: usize) -> Result<Vec<ProgramRun>> {
         sys_s: None,
         compute_s: None,
         load1: l,
+        timed_out: false,
     };
     Ok(vec![
         mk("full", full.total, l),
@@ -349,6 +438,7 @@ struct Files {
     _scratch: Scratch,
     jumps: std::path::PathBuf,
     full: std::path::PathBuf,
+    full_flush: std::path::PathBuf,
     partial: std::path::PathBuf,
     flush: std::path::PathBuf,
     ipvs_full: std::path::PathBuf,
@@ -360,6 +450,8 @@ fn write_files(inp: &Inputs) -> Result<Files> {
     Ok(Files {
         jumps: s.write("jumps.rules", &inp.jumps.text)?,
         full: s.write("full.rules", &inp.full.text)?,
+        // Jump rules first, then kube-proxy's input: a whole node's nat and filter tables.
+        full_flush: s.write("full-flush.rules", &kubeproxy::with_jumps(&inp.full))?,
         partial: s.write("partial.rules", &inp.partial.text)?,
         flush: s.write("flush.rules", "*nat\nCOMMIT\n*filter\nCOMMIT\n")?,
         ipvs_full: s.write("ipvs.rules", &inp.ipvs_full)?,

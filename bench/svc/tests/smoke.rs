@@ -11,7 +11,7 @@ use std::time::Duration;
 use svc_bench::forward::{self, ForwardConfig, Mode};
 use svc_bench::loadgen::{self, LoadConfig, Test};
 use svc_bench::model::{Policy, Shape, Workload};
-use svc_bench::program::{self, ProgramConfig, System};
+use svc_bench::program::{self, IptCase, ProgramConfig, System};
 use svc_bench::server::{self, Server};
 use svc_bench::topo::Lab;
 
@@ -52,9 +52,16 @@ fn programming_smoke() {
         // The positive control: iptables-nft-save must show every generated nat rule, and the
         // changed Service's new DNAT target after the partial restore.
         verify: true,
+        iptables_cases: vec![
+            IptCase::FullFlush,
+            IptCase::Full,
+            IptCase::Resync,
+            IptCase::OneChange,
+        ],
+        restore_timeout_s: 120.0,
     };
     let r = program::run(&cfg, &mut |l: &str| eprintln!("{l}")).unwrap_or_else(|e| panic!("{e:?}"));
-    for case in ["full", "resync", "one-change"] {
+    for case in ["full-flush", "full", "resync", "one-change"] {
         assert!(
             r.runs
                 .iter()
