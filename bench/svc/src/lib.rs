@@ -15,6 +15,7 @@
 //! figures.
 
 pub mod bpffloor;
+pub mod cleanup;
 pub mod cpu;
 pub mod error;
 pub mod exec;

@@ -138,6 +138,7 @@ fn log(line: &str) {
 }
 
 fn main() -> ExitCode {
+    svc_bench::cleanup::install();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

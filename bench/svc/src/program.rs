@@ -285,13 +285,12 @@ fn iptables_rep(
             IptCase::Resync => ("resync", &files.full, false, RESTORE),
             IptCase::OneChange => ("one-change", &files.partial, false, RESTORE),
         };
-        let fresh_ns;
-        let ns = if fresh {
-            fresh_ns = netlab::Netns::new("sb-prog")?;
+        let fresh_ns = if fresh {
+            let ns = netlab::Netns::new("sb-prog")?;
             if case == IptCase::Full {
-                run_in_netns(&fresh_ns.path(), RESTORE, &files.jumps, &scratch)?;
+                run_in_netns(&ns.path(), RESTORE, &files.jumps, &scratch)?;
             }
-            &fresh_ns
+            Some(ns)
         } else {
             if loaded.is_none() {
                 // Untimed: load the rules the fastest way before timing an update over them.
@@ -299,10 +298,12 @@ fn iptables_rep(
                 run_in_netns(&ns.path(), RESTORE_FLUSH, &files.full_flush, &scratch)?;
                 loaded = Some(ns);
             }
-            loaded
-                .as_ref()
-                .ok_or_else(|| Error::Check("no loaded namespace".into()))?
+            None
         };
+        let ns = fresh_ns
+            .as_ref()
+            .or(loaded.as_ref())
+            .ok_or_else(|| Error::Check("no namespace".into()))?;
         match run_in_netns_limited(&ns.path(), argv, file, &scratch, limit) {
             Ok(t) => {
                 log(&format!(
@@ -346,10 +347,15 @@ fn iptables_rep(
                 return Err(Error::Check(format!("partial restore: no rule `{target}`")));
             }
         }
-        if fresh {
+        if let Some(f) = fresh_ns {
+            if case == IptCase::FullFlush && loaded.is_none() {
+                // Exactly the rule set the later cases start from: keep it (saves a reload).
+                loaded = Some(f);
+                continue;
+            }
             // Flush synchronously (untimed) so the kernel's teardown of ~1M rules does not
             // run in the background of the next measurement.
-            run_in_netns(&ns.path(), RESTORE_FLUSH, &files.flush, &scratch)?;
+            run_in_netns(&f.path(), RESTORE_FLUSH, &files.flush, &scratch)?;
         }
     }
     if let Some(ns) = &loaded {
