@@ -1,6 +1,7 @@
 //! The BPF floor: the same Services written into BPF hash maps shaped like the brief's
-//! `rackd_lb_*_v1` maps (16-byte addresses, a Maglev LUT of M backend ids per Service), with
-//! raw `bpf(2)` calls and no program attached.
+//! `rackd_lb_*_v1` maps as branch i15-dp lays them out (16-byte addresses, no preallocation, a
+//! Maglev LUT of M backend ids per Service in chunks of 1024), with raw `bpf(2)` calls and no
+//! program attached.
 //!
 //! This is not rackd. It is what any BPF implementation of the brief's design must pay at
 //! least (the kernel's map updates, plus computing the Maglev tables), measured in the same run
@@ -23,6 +24,11 @@ const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_TYPE_HASH: u32 = 1;
+/// Allocate elements on update, as every `rackd_lb_*_v1` hash map does.
+const BPF_F_NO_PREALLOC: u32 = 1;
+/// Slots per LUT chunk (`LB_LUT_CHUNK` in i15-dp's lb_common.h): the LUT map's key is
+/// (service id, chunk), its value 1024 backend ids.
+pub const LUT_CHUNK: usize = 1024;
 /// Entries per `BPF_MAP_UPDATE_BATCH` call (bounds our buffers for the 64 KiB LUT values).
 const BATCH: usize = 1024;
 
@@ -83,7 +89,8 @@ impl Map {
         a.u32_at(0, BPF_MAP_TYPE_HASH)
             .u32_at(4, ks)
             .u32_at(8, vs)
-            .u32_at(12, max_entries.max(1));
+            .u32_at(12, max_entries.max(1))
+            .u32_at(16, BPF_F_NO_PREALLOC);
         let fd = bpf(BPF_MAP_CREATE, "MAP_CREATE", &mut a, 48)?;
         let fd = libc::c_int::try_from(fd).map_err(|_| Error::Config("fd out of range".into()))?;
         Ok(Self {
@@ -220,15 +227,19 @@ pub struct Floor {
 }
 
 impl Floor {
-    /// Creates empty maps sized for `w` with LUTs of `lut_size` slots (preallocated hash maps:
-    /// the memory is taken here, not during the timed load).
+    /// Creates empty maps sized for `w` with LUTs of `lut_size` slots, laid out as i15-dp's
+    /// `rackd_lb_*_v1` maps (hash maps without preallocation; the LUT in chunks of 1024).
     pub fn create(w: &Workload, lut_size: u32) -> Result<Self> {
         let be_max = u32::try_from(w.endpoints() + 16)
             .map_err(|_| Error::Config("too many endpoints".into()))?;
         Ok(Self {
             services: Map::hash(20, 16, w.services)?,
             backends: Map::hash(4, 20, be_max)?,
-            luts: Map::hash(4, lut_size as usize * 4, w.services)?,
+            luts: Map::hash(
+                8,
+                LUT_CHUNK * 4,
+                w.services.saturating_mul(chunks(lut_size)),
+            )?,
             lut_size,
         })
     }
@@ -240,6 +251,8 @@ impl Floor {
         for idx in maglev(&names, self.lut_size) {
             bytes.extend_from_slice(&base.saturating_add(idx).to_ne_bytes());
         }
+        // The last chunk is padded with zeros (never read: slots stop at M).
+        bytes.resize(chunks(self.lut_size) as usize * LUT_CHUNK * 4, 0);
         bytes
     }
 
@@ -286,8 +299,10 @@ impl Floor {
                 .update(&bid.to_ne_bytes(), &backend_value(ep))?;
             entries += 1;
         }
-        self.luts.update(&id.to_ne_bytes(), lut)?;
-        entries += 1;
+        for (ids, chunk) in lut.chunks(LUT_CHUNK * 4).zip(0u32..) {
+            self.luts.update(&lut_key(id, chunk), ids)?;
+            entries += 1;
+        }
         for key in frontends(w, s) {
             self.services.update(&key, &service_value(id, w.backends))?;
             entries += 1;
@@ -311,6 +326,18 @@ impl Floor {
             entries,
         })
     }
+}
+
+/// LUT chunks per Service for table size `m`.
+fn chunks(m: u32) -> u32 {
+    m.div_ceil(LUT_CHUNK as u32)
+}
+
+fn lut_key(id: u32, chunk: u32) -> [u8; 8] {
+    let mut k = [0u8; 8];
+    k[..4].copy_from_slice(&id.to_ne_bytes());
+    k[4..].copy_from_slice(&chunk.to_ne_bytes());
+    k
 }
 
 fn service_value(id: u32, count: u32) -> [u8; 16] {
@@ -342,9 +369,11 @@ fn write_batched(
                 bk.extend_from_slice(&bid.to_ne_bytes());
                 bv.extend_from_slice(&backend_value(ep));
             }
-            lk.extend_from_slice(&id.to_ne_bytes());
             if let Some(t) = tables.get(id as usize) {
-                lv.extend_from_slice(t);
+                for (ids, chunk) in t.chunks(LUT_CHUNK * 4).zip(0u32..) {
+                    lk.extend_from_slice(&lut_key(id, chunk));
+                    lv.extend_from_slice(ids);
+                }
             }
             for key in frontends(w, s) {
                 fk.extend_from_slice(&key);
@@ -354,7 +383,7 @@ fn write_batched(
         backends.update_batch(&bk, &bv)?;
         luts.update_batch(&lk, &lv)?;
         services.update_batch(&fk, &fv)?;
-        entries += ((bk.len() / 4) + (lk.len() / 4) + (fk.len() / 20)) as u64;
+        entries += ((bk.len() / 4) + (lk.len() / 8) + (fk.len() / 20)) as u64;
     }
     Ok(entries)
 }

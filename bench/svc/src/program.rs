@@ -117,6 +117,15 @@ pub struct ProgramSummary {
     pub wall_s: Spread,
     /// iptables-nft's median for the same case divided by this one's (how many times faster).
     pub speedup_vs_iptables: Option<f64>,
+    /// Which iptables case the speed-up is against.
+    #[serde(default)]
+    pub speedup_basis: Option<String>,
+    /// Median of the Maglev-computation part (BPF floor).
+    #[serde(default)]
+    pub compute_s: Option<f64>,
+    /// Repetitions killed at the time limit (their wall time is a lower bound).
+    #[serde(default)]
+    pub timed_out: usize,
 }
 
 /// A mode that could not run, and why.
@@ -516,7 +525,9 @@ pub fn run(cfg: &ProgramConfig, log: &mut dyn FnMut(&str)) -> Result<ProgramRepo
     })
 }
 
-fn summarise(runs: &[ProgramRun]) -> Vec<ProgramSummary> {
+/// Medians per system and case, with the speed-up against iptables-nft: for each case against
+/// iptables' same case; for `full` against kube-proxy's `full` if measured, else `full-flush`.
+pub fn summarise(runs: &[ProgramRun]) -> Vec<ProgramSummary> {
     let mut keys: Vec<(String, String)> = Vec::new();
     for r in runs {
         let k = (r.system.clone(), r.case.clone());
@@ -524,21 +535,36 @@ fn summarise(runs: &[ProgramRun]) -> Vec<ProgramSummary> {
             keys.push(k);
         }
     }
-    let median = |sys: &str, case: &str| {
+    let spread = |sys: &str, case: &str, f: &dyn Fn(&ProgramRun) -> Option<f64>| {
         let v: Vec<f64> = runs
             .iter()
             .filter(|r| r.system == sys && r.case == case)
-            .map(|r| r.wall_s)
+            .filter_map(f)
             .collect();
         Spread::of(&v)
     };
+    let wall = |r: &ProgramRun| Some(r.wall_s);
+    let ipt = System::Iptables.name();
     keys.into_iter()
         .filter_map(|(system, case)| {
-            let wall_s = median(&system, &case)?;
-            let speedup_vs_iptables = median(System::Iptables.name(), &case)
+            let wall_s = spread(&system, &case, &wall)?;
+            let basis = [case.as_str(), "full-flush"]
+                .into_iter()
+                .take(if case == "full" { 2 } else { 1 })
+                .find(|c| spread(ipt, c, &wall).is_some())
+                .map(str::to_owned);
+            let speedup_vs_iptables = basis
+                .as_deref()
+                .and_then(|b| spread(ipt, b, &wall))
                 .filter(|_| wall_s.median > 0.0)
-                .map(|ipt| ipt.median / wall_s.median);
+                .map(|b| b.median / wall_s.median);
             Some(ProgramSummary {
+                compute_s: spread(&system, &case, &|r: &ProgramRun| r.compute_s).map(|s| s.median),
+                timed_out: runs
+                    .iter()
+                    .filter(|r| r.system == system && r.case == case && r.timed_out)
+                    .count(),
+                speedup_basis: basis.filter(|_| system != ipt),
                 system,
                 case,
                 wall_s,

@@ -38,20 +38,27 @@ pub struct RackdTiming {
 /// caller, removed after) and returns the time from "config change" to "maps ready", plus the
 /// handle so [`program_change`] can change one Service in the loaded maps.
 ///
-/// Sketch (the brief's API; the id allocation and the LUT come from `rackd-services`):
+/// Sketch against i15-dp at 07d2b3a (`datapath::lb`) and `rackd-services` (branch i15-svc,
+/// `Planner::plan(&ServiceTable) -> Plan`, Maglev as Cilium's):
 /// ```text
 /// let cfg = LbConfig { maglev_table_size: lut_size, hash_seed: 0, nat_port_min: 32768,
-///                      nat_port_max: 65535 };
-/// let lb = ServiceLb::open_or_create(pin_root, &cfg)?;          // untimed: daemon start
-/// let t = Instant::now();
-/// let desired = rackd_services::plan(<w's Services as model objects>);  // ids + Maglev LUTs
-/// for b in desired.backends { lb.upsert_backend(b.id, &b.backend)?; }
-/// for s in desired.services { lb.upsert_service(&s.frontend, &s.entry)?; }
-/// Ok((RackdTiming { total: t.elapsed() }, Box::new(lb)))
+///                      nat_port_max: 65535,
+///                      sizes: LbSizes { lut_chunks: w.services * lut_size.div_ceil(1024) + 1024,
+///                                       ..LbSizes::default() } };
+/// let mut lb = ServiceLb::open_or_create(pin_root, &cfg)?;     // untimed: daemon start
+/// let table = <w.all() as a rackd_services::ServiceTable: frontend = lb_ips[0]:80/TCP,
+///              backends = endpoints, local: true>;              // untimed: the "config"
+/// let t = Instant::now();                                       // config change
+/// let plan = planner.plan(&table);                              // ids + Maglev LUTs
+/// for (id, b) in plan.backends { lb.upsert_backend(BackendId(id), &b)?; }
+/// for s in plan.services { lb.upsert_service(&s.frontend, &s.entry())?; }
+/// Ok((RackdTiming { total: t.elapsed() }, Box::new((lb, planner, table))))
 /// ```
-/// The Services are `w.all()`; rackd programs their `lb_ips` (LoadBalancer shape) with
-/// `w.backends` endpoints each. Use the same frontends as `bpffloor::frontends` so the floor
-/// and rackd write the same entries.
+/// **Capacity at 27,000 x 10 (i15-dp at 07d2b3a)**: `rackd_lb_backends_v1` has max_entries
+/// 65,536 (270,000 backends needed) and the LUT needs 27,000 x 16 = 432,000 chunks at
+/// M = 16381 (default `LbSizes::lut_chunks` 262,144): the backends map must grow (or become
+/// configurable like the LUT) before the full-size run can load. The BPF floor
+/// (`bpffloor.rs`) uses the same layout with room for everything.
 pub fn program_full(w: &Workload, lut_size: u32, pin_root: &Path) -> Result<(RackdTiming, Guard)> {
     let _ = (w, lut_size, pin_root);
     Err(Error::Unavailable(NOT_YET.into()))
@@ -92,11 +99,16 @@ pub struct ForwardingSetup<'a> {
 /// Programs one Service (TCP and UDP frontends on `vip`) and attaches rackd's programs in the
 /// node namespace; for masquerade runs, enables BPF masquerade for the pod CIDR instead.
 ///
-/// Sketch: inside `setup.node.enter(..)`: `ServiceLb::open_or_create(pin_root, &cfg)`,
-/// `attach(ifindex(device))`, `set_device(ifindex, DeviceAddrs { v4: Some(device_addr), .. })`,
-/// `upsert_backend` for each backend (`local: true`), `upsert_service` for TCP and UDP with a
-/// Maglev LUT over both backends; masquerade: `set_masquerade(&MasqConfig { v4: true,
-/// pod_cidrs: vec![cidr], non_masq: vec![], .. })`. Return the handle (its drop detaches).
+/// Sketch (i15-dp's API): inside `setup.node.enter(..)` (aya attaches by ifindex in the
+/// current namespace): `ServiceLb::open_or_create(pin_root, &LbConfig::default())`,
+/// `attach(setup.node.ifindex(device)?)`, `set_device(ifindex, DeviceAddrs { v4:
+/// Some(device_addr), v6: None })`; service runs: `upsert_backend(BackendId(i + 1), &Backend {
+/// addr, port: 8080, proto, local: true })` for TCP and UDP, then `upsert_service(&Frontend {
+/// addr: vip, port: 80, proto }, &ServiceEntry { id, local_only: false, affinity_timeout: None,
+/// lut: <Maglev over both backends, M entries>, source_ranges: &[] })`; masquerade runs:
+/// `set_masquerade(&MasqConfig { v4: true, v6: false, pod_cidrs: vec![cidr], non_masq:
+/// vec![cidr, 169.254.0.0/16] })`. Return a guard whose drop calls `uninstall()` (detaches and
+/// removes the pins; the namespace goes with the lab).
 pub fn attach_forwarding(setup: &ForwardingSetup<'_>) -> Result<Guard> {
     let _ = setup;
     Err(Error::Unavailable(NOT_YET.into()))
