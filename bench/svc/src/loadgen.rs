@@ -69,9 +69,13 @@ pub struct LoadResult {
     pub ops: u64,
     /// Failed operations by kind.
     pub errors: BTreeMap<String, u64>,
-    /// Wall time from the common start to the last worker's end, seconds.
+    /// Operations that completed after the window closed (not counted in `ops`).
+    #[serde(default)]
+    pub late: u64,
+    /// Wall time from the common start to the last worker's end, seconds (the window plus the
+    /// operations still in flight when it closed).
     pub elapsed_s: f64,
-    /// Operations per second.
+    /// Operations completed inside the window per second of the window.
     pub ops_per_s: f64,
     /// Latency of completed operations.
     pub latency: Latency,
@@ -84,6 +88,7 @@ const REQ_KEEP: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
 
 struct Worker {
     ops: u64,
+    late: u64,
     errors: BTreeMap<String, u64>,
     lat: Vec<u64>,
     cpu: Duration,
@@ -134,6 +139,7 @@ fn run_worker(test: Test, target: SocketAddr, cfg: &LoadConfig, start: &Barrier)
     cpu::pin(&cfg.cpus);
     let mut w = Worker {
         ops: 0,
+        late: 0,
         errors: BTreeMap::new(),
         lat: Vec::with_capacity(1 << 16),
         cpu: Duration::ZERO,
@@ -156,10 +162,14 @@ fn run_worker(test: Test, target: SocketAddr, cfg: &LoadConfig, start: &Barrier)
             Test::KeepAlive => keepalive_once(&mut keep, target, cfg.timeout, &mut buf),
             Test::Udp => udp_once(&mut udp, target, cfg.timeout, &mut seq, &mut buf),
         };
+        let done = Instant::now();
         match r {
+            // Only operations completed inside the window count: one finishing after it (a
+            // SYN retransmitted at 1 s, say) would otherwise stretch the divisor.
+            Ok(()) if done > end => w.late += 1,
             Ok(()) => {
                 w.ops += 1;
-                w.lat.push(t.elapsed().as_nanos() as u64);
+                w.lat.push(done.duration_since(t).as_nanos() as u64);
             }
             Err(e) => {
                 w.err(&kind(&e));
@@ -259,6 +269,7 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadResult> {
             .join()
             .map_err(|_| Error::Check("a load generator worker panicked".into()))?;
         out.ops += w.ops;
+        out.late += w.late;
         for (k, v) in w.errors {
             *out.errors.entry(k).or_default() += v;
         }
@@ -266,8 +277,9 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadResult> {
         cpu += w.cpu;
     }
     out.elapsed_s = t0.elapsed().as_secs_f64();
-    out.ops_per_s = if out.elapsed_s > 0.0 {
-        out.ops as f64 / out.elapsed_s
+    let window = cfg.duration.as_secs_f64();
+    out.ops_per_s = if window > 0.0 {
+        out.ops as f64 / window
     } else {
         0.0
     };
