@@ -21,7 +21,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 #                                   (configs/systemd/rackd.service)
 PKGS=(gcc libc6-dev clang-19 llvm-19 libbpf-dev bpftool frr bird2 gobgpd etcd-server etcd-client
       arping ndisc6 tcpdump protobuf-compiler libprotobuf-dev iproute2 iputils-ping procps psmisc
-      ca-certificates curl pkg-config systemd)
+      ca-certificates curl pkg-config systemd iptables ipvsadm)
 
 missing=()
 for p in "${PKGS[@]}"; do

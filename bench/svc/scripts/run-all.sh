@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Regenerates every results file the README's figures come from, with the commands they were
+# produced by, then prints the tables. Root; ~20 minutes on a 2-vCPU VM. Not part of CI (CI
+# runs the smoke sizes: `cargo test -p svc-bench`).
+#
+#   bench/svc/scripts/run-all.sh [DATE]     # DATE names the files (default: today, UTC)
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+export PATH="$HOME/.cargo/bin:$PATH"
+date=${1:-$(date -u +%F)}
+res=bench/svc/results
+cargo build --release -p svc-bench
+bin=target/release/svc-bench
+
+# A. Programming at full size. kube-proxy's own --noflush full load does not finish at this
+# size with iptables-nft 1.8.9 (it grows faster than linearly), so the full size times the
+# fresh-namespace load without --noflush and kube-proxy's partial (--noflush) update...
+$bin program --services 27000 --backends 10 --reps 2 \
+  --iptables-case full-flush --iptables-case one-change --restore-timeout 120 \
+  --out "$res/program-27000x10-$date.json"
+# ...and every case, kube-proxy's exact full load included, at sizes where it finishes.
+for n in 1000 2000; do
+  $bin program --services "$n" --backends 10 --reps 3 --restore-timeout 300 \
+    --out "$res/program-${n}x10-$date.json"
+done
+
+# B. Forwarding: every mode, 5 rounds x 5 s per test.
+$bin forward --out "$res/forward-$date.json"
+
+$bin table "$res"/*-"$date".json

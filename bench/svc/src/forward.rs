@@ -1,0 +1,494 @@
+//! Benchmark B, forwarding: connections/s, requests/s and UDP request/response pairs/s through
+//! one node namespace, every mode with the same load generator and server, in the same
+//! invocation, interleaved round by round (each (round, mode) in a freshly built topology).
+//!
+//! Modes: `direct` (0: the client talks to the backends' own addresses, routed through the node
+//! without any load balancer: the harness's ceiling), `rackd` (1), `iptables` (2: kube-proxy's
+//! rules for one LoadBalancer Service, `externalTrafficPolicy: Cluster`, so DNAT + conntrack +
+//! MASQUERADE exactly as kube-proxy does it), `iptables-local` (2b: the same with
+//! `externalTrafficPolicy: Local`, DNAT + conntrack without SNAT, rackd's case for local
+//! backends), `ipvs` (3). Masquerade: `masq-none` (ceiling: routed, no NAT), `masq-iptables`
+//! (ip-masq-agent's rules), `masq-rackd`.
+
+use std::net::{SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cpu::{self, Snapshot};
+use crate::error::{Error, Result};
+use crate::exec::{Scratch, output_in_netns, run_in_netns};
+use crate::kubeproxy::{self, Sync};
+use crate::loadgen::{self, LoadConfig, LoadResult, Test};
+use crate::machine::{Meta, loadavg};
+use crate::model::{Policy, Proto, ServiceSpec, Shape, Workload};
+use crate::program::{Skipped, save};
+use crate::rackd;
+use crate::server::{self, Server, ServerStats};
+use crate::stats::Spread;
+use crate::topo::{CLUSTER_IP, Kind, Lab, POD_CIDR, VIP, VIP_PORT};
+
+/// A forwarding mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// (0) No load balancer: the ceiling.
+    Direct,
+    /// (1) rackd's programs.
+    Rackd,
+    /// (2) kube-proxy's iptables rules, externalTrafficPolicy Cluster.
+    Iptables,
+    /// (2b) kube-proxy's iptables rules, externalTrafficPolicy Local.
+    IptablesLocal,
+    /// (3) IPVS.
+    Ipvs,
+    /// Masquerade ceiling: routed, no NAT.
+    MasqNone,
+    /// ip-masq-agent's iptables MASQUERADE.
+    MasqIptables,
+    /// rackd's BPF masquerade.
+    MasqRackd,
+}
+
+impl Mode {
+    /// Name in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Direct => "direct",
+            Mode::Rackd => "rackd",
+            Mode::Iptables => "iptables",
+            Mode::IptablesLocal => "iptables-local",
+            Mode::Ipvs => "ipvs",
+            Mode::MasqNone => "masq-none",
+            Mode::MasqIptables => "masq-iptables",
+            Mode::MasqRackd => "masq-rackd",
+        }
+    }
+    fn kind(self) -> Kind {
+        match self {
+            Mode::MasqNone | Mode::MasqIptables | Mode::MasqRackd => Kind::Masquerade,
+            _ => Kind::Service,
+        }
+    }
+    /// The mode ratios are taken against.
+    pub fn ceiling(self) -> Mode {
+        match self.kind() {
+            Kind::Service => Mode::Direct,
+            Kind::Masquerade => Mode::MasqNone,
+        }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForwardConfig {
+    /// Modes, in the order run within a round.
+    pub modes: Vec<Mode>,
+    /// Tests run in each mode.
+    pub tests: Vec<Test>,
+    /// Rounds (every mode once per round).
+    pub rounds: usize,
+    /// Measured seconds per test.
+    pub duration_s: f64,
+    /// Unrecorded warm-up seconds before each test.
+    pub warmup_s: f64,
+    /// Concurrent load generator workers.
+    pub workers: usize,
+    /// Server threads per backend (TCP; UDP gets half).
+    pub server_threads: usize,
+    /// CPUs for the generator's workers.
+    pub client_cpus: Vec<usize>,
+    /// CPUs for the servers' threads.
+    pub server_cpus: Vec<usize>,
+    /// Services in the iptables/IPVS/rackd tables (the measured one is in the middle of
+    /// kube-proxy's KUBE-SERVICES list; the others are synthetic 10-backend Services).
+    pub services_loaded: u32,
+    /// Per-operation timeout, seconds.
+    pub timeout_s: f64,
+}
+
+/// One measured test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForwardRun {
+    /// Round index.
+    pub round: usize,
+    /// Mode name.
+    pub mode: String,
+    /// Test name.
+    pub test: String,
+    /// The generator's figures.
+    pub load: LoadResult,
+    /// Machine CPU over the test (/proc/stat, all CPUs).
+    pub cpu: cpu::Delta,
+    /// Busy CPU microseconds per operation (generator + server + node + foreign load).
+    pub busy_us_per_op: f64,
+    /// Softirq microseconds per operation (tick-sampled).
+    pub softirq_us_per_op: f64,
+    /// Server statistics per backend.
+    pub servers: Vec<ServerStats>,
+    /// 1-minute load average at the start of the test.
+    pub load1: f64,
+}
+
+/// Medians per mode and test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForwardSummary {
+    /// Mode name.
+    pub mode: String,
+    /// Test name.
+    pub test: String,
+    /// Operations per second over the rounds.
+    pub ops_per_s: Spread,
+    /// This mode's median divided by its ceiling's (direct or masq-none).
+    pub ratio_to_ceiling: Option<f64>,
+    /// This mode's median divided by iptables' (or masq-iptables') for the same test.
+    pub ratio_to_iptables: Option<f64>,
+    /// Median busy CPU µs per operation.
+    pub busy_us_per_op: f64,
+    /// That minus the ceiling's: the load balancer's CPU per operation.
+    pub lb_us_per_op: Option<f64>,
+    /// Median p50 / p99 latency over the rounds, µs.
+    pub p50_us: f64,
+    /// Median p99.
+    pub p99_us: f64,
+    /// Failed operations over all rounds.
+    pub errors: u64,
+}
+
+/// The results file of one forwarding run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForwardReport {
+    /// Always `forwarding`.
+    pub bench: String,
+    /// Where and when.
+    pub meta: Meta,
+    /// What.
+    pub config: ForwardConfig,
+    /// Every measured test.
+    pub runs: Vec<ForwardRun>,
+    /// Medians.
+    pub summary: Vec<ForwardSummary>,
+    /// Modes that could not run here.
+    pub skipped: Vec<Skipped>,
+}
+
+/// The measured Service's TCP and UDP ports with the lab's backends as endpoints.
+fn measured(lab: &Lab, policy: Policy) -> Vec<ServiceSpec> {
+    let eps: Vec<SocketAddrV4> = lab
+        .backend_addrs
+        .iter()
+        .map(|a| SocketAddrV4::new(*a, server::PORT))
+        .collect();
+    [(Proto::Tcp, "http"), (Proto::Udp, "udp")]
+        .into_iter()
+        .map(|(proto, port)| ServiceSpec {
+            port_name: format!("bench/fwd:{port}"),
+            cluster_ip: CLUSTER_IP,
+            lb_ips: vec![VIP],
+            port: VIP_PORT,
+            proto,
+            policy,
+            endpoints: eps.clone(),
+        })
+        .collect()
+}
+
+/// The specs loaded into the node: `services_loaded - 1` synthetic ones with the measured
+/// Service in the middle.
+fn loaded(lab: &Lab, policy: Policy, n: u32) -> Result<(Vec<ServiceSpec>, u64)> {
+    let mut specs: Vec<ServiceSpec> = Vec::new();
+    let extra = n.saturating_sub(1);
+    if extra > 0 {
+        let w = Workload::new(extra, 10, Shape::LoadBalancer, policy)?;
+        specs.extend(w.all());
+    }
+    let mid = specs.len() / 2;
+    for (i, s) in measured(lab, policy).into_iter().enumerate() {
+        specs.insert(mid + i, s);
+    }
+    let endpoints = specs.iter().map(|s| s.endpoints.len() as u64).sum();
+    Ok((specs, endpoints))
+}
+
+fn restore(lab: &Lab, text: &str, noflush: bool) -> Result<()> {
+    let scratch = Scratch::new()?;
+    let f = scratch.write("rules", text)?;
+    let mut argv = vec!["iptables-nft-restore"];
+    if noflush {
+        argv.push("--noflush");
+    }
+    run_in_netns(&lab.node.path(), &argv, &f, &scratch).map(drop)
+}
+
+const MASQ_AGENT_RULES: &str = "*nat\n:IP-MASQ-AGENT - [0:0]\n\
+-A POSTROUTING -m comment --comment \"ip-masq-agent: ensure nat POSTROUTING directs all non-LOCAL \
+destination traffic to our custom IP-MASQ-AGENT chain\" -m addrtype ! --dst-type LOCAL -j IP-MASQ-AGENT\n\
+-A IP-MASQ-AGENT -d 169.254.0.0/16 -m comment --comment \"ip-masq-agent: local traffic is not \
+subject to MASQUERADE\" -j RETURN\n\
+-A IP-MASQ-AGENT -d 10.244.0.0/16 -m comment --comment \"ip-masq-agent: local traffic is not \
+subject to MASQUERADE\" -j RETURN\n\
+-A IP-MASQ-AGENT -m comment --comment \"ip-masq-agent: outbound traffic is subject to MASQUERADE \
+(must be last in chain)\" -j MASQUERADE\nCOMMIT\n";
+
+/// Programs `mode` into the lab's node; the returned guard (rackd) must live for the test.
+fn setup(mode: Mode, lab: &Lab, cfg: &ForwardConfig) -> Result<Option<rackd::Guard>> {
+    match mode {
+        Mode::Direct | Mode::MasqNone => Ok(None),
+        Mode::Iptables | Mode::IptablesLocal => {
+            let policy = if mode == Mode::Iptables {
+                Policy::Cluster
+            } else {
+                Policy::Local
+            };
+            let (specs, eps) = loaded(lab, policy, cfg.services_loaded)?;
+            restore(lab, &kubeproxy::jump_rules().text, true)?;
+            let input = kubeproxy::restore_input(specs.into_iter(), eps, Sync::Full);
+            restore(lab, &input.text, true)?;
+            Ok(None)
+        }
+        Mode::MasqIptables => restore(lab, MASQ_AGENT_RULES, true).map(|()| None),
+        Mode::Ipvs => {
+            if let Err(e) = output_in_netns(&lab.node, &["ipvsadm", "-L", "-n"]) {
+                return Err(Error::Unavailable(format!("IPVS not usable here: {e}")));
+            }
+            // IPVS only handles packets addressed to a local address.
+            lab.node.addr_add("lo", &format!("{VIP}/32"))?;
+            let (specs, _) = loaded(lab, Policy::Cluster, cfg.services_loaded)?;
+            let (text, _) = crate::ipvs::restore_input(specs.into_iter());
+            let scratch = Scratch::new()?;
+            let f = scratch.write("ipvs", &text)?;
+            run_in_netns(&lab.node.path(), &["ipvsadm", "-R"], &f, &scratch)?;
+            Ok(None)
+        }
+        Mode::Rackd | Mode::MasqRackd => {
+            let pins = Scratch::new()?;
+            let backends: Vec<SocketAddrV4> = lab
+                .backend_addrs
+                .iter()
+                .map(|a| SocketAddrV4::new(*a, server::PORT))
+                .collect();
+            let masq = mode == Mode::MasqRackd;
+            let dev = if masq {
+                lab.node_backend_devs.first().copied().unwrap_or("nx0")
+            } else {
+                lab.node_client_dev
+            };
+            let g = rackd::attach_forwarding(&rackd::ForwardingSetup {
+                node: &lab.node,
+                device: dev,
+                device_addr: lab.node_client_addr,
+                backend_devices: &lab.node_backend_devs,
+                vip: SocketAddrV4::new(VIP, VIP_PORT),
+                backends: &backends,
+                masquerade_pod_cidr: masq.then_some(POD_CIDR),
+                pin_root: pins.path(),
+            })?;
+            Ok(Some(Box::new((g, pins))))
+        }
+    }
+}
+
+fn targets(mode: Mode, lab: &Lab) -> Vec<SocketAddr> {
+    match mode {
+        Mode::Direct | Mode::MasqNone | Mode::MasqIptables | Mode::MasqRackd => lab
+            .backend_addrs
+            .iter()
+            .map(|a| SocketAddr::V4(SocketAddrV4::new(*a, server::PORT)))
+            .collect(),
+        _ => vec![SocketAddr::V4(SocketAddrV4::new(VIP, VIP_PORT))],
+    }
+}
+
+fn load(
+    lab: &Lab,
+    cfg: &ForwardConfig,
+    test: Test,
+    tg: &[SocketAddr],
+    secs: f64,
+) -> Result<LoadResult> {
+    let lc = LoadConfig {
+        test,
+        targets: tg.to_vec(),
+        workers: cfg.workers,
+        duration: Duration::from_secs_f64(secs),
+        cpus: cfg.client_cpus.clone(),
+        timeout: Duration::from_secs_f64(cfg.timeout_s),
+    };
+    lab.client.enter(|| loadgen::run(&lc))?
+}
+
+fn one_mode(
+    mode: Mode,
+    round: usize,
+    cfg: &ForwardConfig,
+    log: &mut dyn FnMut(&str),
+) -> Result<Vec<ForwardRun>> {
+    let lab = match mode.kind() {
+        Kind::Service => Lab::service(2)?,
+        Kind::Masquerade => Lab::masquerade(mode == Mode::MasqNone)?,
+    };
+    let _guard = setup(mode, &lab, cfg)?;
+    let tg = targets(mode, &lab);
+    let tcp_threads = cfg.server_threads.max(cfg.workers + 2);
+    let mut out = Vec::new();
+    for &test in &cfg.tests {
+        let servers: Vec<Server> = lab
+            .backends
+            .iter()
+            .map(|b| {
+                Server::start(
+                    b,
+                    tcp_threads,
+                    (cfg.server_threads / 2).max(1),
+                    &cfg.server_cpus,
+                )
+            })
+            .collect::<Result<_>>()?;
+        if cfg.warmup_s > 0.0 {
+            load(&lab, cfg, test, &tg, cfg.warmup_s)?;
+        }
+        let before: Vec<ServerStats> = servers.iter().map(Server::snapshot).collect();
+        let load1 = loadavg()[0];
+        let s0 = Snapshot::now();
+        let r = load(&lab, cfg, test, &tg, cfg.duration_s)?;
+        let c = s0.delta(&Snapshot::now());
+        let stats: Vec<ServerStats> = servers
+            .into_iter()
+            .zip(before)
+            .map(|(s, b)| {
+                let a = s.stop();
+                ServerStats {
+                    accepted: a.accepted - b.accepted,
+                    requests: a.requests - b.requests,
+                    datagrams: a.datagrams - b.datagrams,
+                    cpu_s: a.cpu_s,
+                }
+            })
+            .collect();
+        let per = |x: f64| {
+            if r.ops > 0 {
+                x * 1e6 / r.ops as f64
+            } else {
+                0.0
+            }
+        };
+        log(&format!(
+            "  {:>14} {:>10}: {:>9.0} ops/s  p50 {:>6.0} µs  p99 {:>7.0} µs  busy {:>5.1} µs/op  errors {}",
+            mode.name(),
+            test.name(),
+            r.ops_per_s,
+            r.latency.p50_us,
+            r.latency.p99_us,
+            per(c.busy_s),
+            r.errors.values().sum::<u64>()
+        ));
+        out.push(ForwardRun {
+            round,
+            mode: mode.name().into(),
+            test: test.name().into(),
+            busy_us_per_op: per(c.busy_s),
+            softirq_us_per_op: per(c.softirq_s),
+            cpu: c,
+            load: r,
+            servers: stats,
+            load1,
+        });
+    }
+    Ok(out)
+}
+
+/// Runs the forwarding benchmark.
+pub fn run(cfg: &ForwardConfig, log: &mut dyn FnMut(&str)) -> Result<ForwardReport> {
+    let mut meta = Meta::collect();
+    let mut runs = Vec::new();
+    let mut skipped: Vec<Skipped> = Vec::new();
+    for round in 0..cfg.rounds {
+        log(&format!("round {}/{}", round + 1, cfg.rounds));
+        for &mode in &cfg.modes {
+            if skipped.iter().any(|s| s.system == mode.name()) {
+                continue;
+            }
+            match one_mode(mode, round, cfg, log) {
+                Ok(mut v) => runs.append(&mut v),
+                Err(Error::Unavailable(reason)) => {
+                    log(&format!("  {}: skipped: {reason}", mode.name()));
+                    skipped.push(Skipped {
+                        system: mode.name().into(),
+                        reason,
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    meta.finish();
+    let summary = summarise(cfg, &runs);
+    Ok(ForwardReport {
+        bench: "forwarding".into(),
+        meta,
+        config: cfg.clone(),
+        runs,
+        summary,
+        skipped,
+    })
+}
+
+fn med(v: &[f64]) -> f64 {
+    Spread::of(v).map_or(0.0, |s| s.median)
+}
+
+fn summarise(cfg: &ForwardConfig, runs: &[ForwardRun]) -> Vec<ForwardSummary> {
+    let pick = |mode: &str, test: &str| -> Vec<&ForwardRun> {
+        runs.iter()
+            .filter(|r| r.mode == mode && r.test == test)
+            .collect()
+    };
+    let mut out = Vec::new();
+    for &mode in &cfg.modes {
+        for &test in &cfg.tests {
+            let rs = pick(mode.name(), test.name());
+            let Some(ops) = Spread::of(&rs.iter().map(|r| r.load.ops_per_s).collect::<Vec<_>>())
+            else {
+                continue;
+            };
+            let median_of = |m: Mode| {
+                Spread::of(
+                    &pick(m.name(), test.name())
+                        .iter()
+                        .map(|r| r.load.ops_per_s)
+                        .collect::<Vec<_>>(),
+                )
+                .map(|s| s.median)
+                .filter(|x| *x > 0.0)
+            };
+            let busy = med(&rs.iter().map(|r| r.busy_us_per_op).collect::<Vec<_>>());
+            let ceiling_busy = {
+                let c = pick(mode.ceiling().name(), test.name());
+                (!c.is_empty())
+                    .then(|| med(&c.iter().map(|r| r.busy_us_per_op).collect::<Vec<_>>()))
+            };
+            let ipt = match mode.kind() {
+                Kind::Service => Mode::Iptables,
+                Kind::Masquerade => Mode::MasqIptables,
+            };
+            out.push(ForwardSummary {
+                mode: mode.name().into(),
+                test: test.name().into(),
+                ratio_to_ceiling: median_of(mode.ceiling()).map(|c| ops.median / c),
+                ratio_to_iptables: median_of(ipt).map(|c| ops.median / c),
+                busy_us_per_op: busy,
+                lb_us_per_op: ceiling_busy.map(|c| busy - c),
+                p50_us: med(&rs.iter().map(|r| r.load.latency.p50_us).collect::<Vec<_>>()),
+                p99_us: med(&rs.iter().map(|r| r.load.latency.p99_us).collect::<Vec<_>>()),
+                errors: rs.iter().map(|r| r.load.errors.values().sum::<u64>()).sum(),
+                ops_per_s: ops,
+            });
+        }
+    }
+    out
+}
+
+/// Writes the report as JSON.
+pub fn save_report(r: &ForwardReport, path: &std::path::Path) -> Result<()> {
+    save(r, path)
+}

@@ -1,0 +1,147 @@
+//! The forwarding topologies, built fresh for every (round, mode) so conntrack, neighbour and
+//! socket state never carry over from one measurement to the next. Every namespace is uniquely
+//! named and removed on drop (also on failure and panic), with whatever runs inside.
+//!
+//! Service (modes direct, rackd, iptables, iptables-local, ipvs):
+//! ```text
+//! [client] c0 10.10.1.2 --- n0 10.10.1.1 [node] nb1 10.10.2.1 --- b0 10.10.2.2 [be1]
+//!                                                nb2 10.10.3.1 --- b0 10.10.3.2 [be2]
+//! ```
+//! The client reaches the frontend 172.18.255.200:80 (a LoadBalancer IP, cluster IP
+//! 10.96.0.10) by its default route through the node; the backends listen on :8080 and route
+//! back through the node.
+//!
+//! Masquerade (modes masq-none, masq-iptables, masq-rackd):
+//! ```text
+//! [pod] c0 10.244.1.2 --- n0 10.244.1.1 [node] nx0 192.168.50.1 --- b0 192.168.50.2 [external]
+//! ```
+//! The external server has no route to the pod CIDR: replies only come back if the node
+//! masquerades (mode masq-none adds that route instead: the ceiling without NAT).
+
+use std::net::Ipv4Addr;
+
+use netlab::{Netns, veth};
+
+use crate::error::Result;
+
+/// The frontend the client connects to in service modes.
+pub const VIP: Ipv4Addr = Ipv4Addr::new(172, 18, 255, 200);
+/// The Service's cluster IP (in kube-proxy's rules; not used by the client).
+pub const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+/// Service port on the frontend.
+pub const VIP_PORT: u16 = 80;
+/// The pod CIDR of the masquerade topology.
+pub const POD_CIDR: &str = "10.244.0.0/16";
+
+/// Which topology.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Client, node, two backends.
+    Service,
+    /// Pod, node, one external server.
+    Masquerade,
+}
+
+/// A built topology.
+#[derive(Debug)]
+pub struct Lab {
+    /// The load generator's namespace (the "pod" in masquerade runs).
+    pub client: Netns,
+    /// The node under test.
+    pub node: Netns,
+    /// The backends (or the external server).
+    pub backends: Vec<Netns>,
+    /// Their addresses.
+    pub backend_addrs: Vec<Ipv4Addr>,
+    /// The node's client-facing device (`n0`).
+    pub node_client_dev: &'static str,
+    /// The node's address on it.
+    pub node_client_addr: Ipv4Addr,
+    /// The node's devices towards the backends.
+    pub node_backend_devs: Vec<&'static str>,
+    /// Which topology this is.
+    pub kind: Kind,
+}
+
+const BACKEND_DEVS: [&str; 2] = ["nb1", "nb2"];
+
+fn quiet(ns: &Netns) -> Result<()> {
+    // Larger port range and TIME_WAIT reuse for the connect loop; the backlog for bursts.
+    ns.write_sysctls(&[
+        ("net.ipv4.ip_local_port_range", "1024 65535"),
+        ("net.ipv4.tcp_tw_reuse", "1"),
+        ("net.core.somaxconn", "4096"),
+        ("net.ipv4.tcp_max_syn_backlog", "4096"),
+    ])?;
+    Ok(())
+}
+
+impl Lab {
+    /// Builds the service topology with `backends` (1 or 2) backend namespaces.
+    pub fn service(backends: usize) -> Result<Self> {
+        let client = Netns::new("sb-cli")?;
+        let node = Netns::new("sb-node")?;
+        veth(&client, "c0", &node, "n0")?;
+        client.addr_add("c0", "10.10.1.2/24")?;
+        client.route_add(&["default", "via", "10.10.1.1"])?;
+        node.addr_add("n0", "10.10.1.1/24")?;
+        node.write_sysctls(&[("net.ipv4.ip_forward", "1")])?;
+        quiet(&client)?;
+        let mut bes = Vec::new();
+        let mut addrs = Vec::new();
+        let mut devs = Vec::new();
+        for (i, dev) in BACKEND_DEVS.iter().take(backends.clamp(1, 2)).enumerate() {
+            let be = Netns::new("sb-be")?;
+            let net = u8::try_from(i + 2).unwrap_or(2);
+            veth(&node, dev, &be, "b0")?;
+            node.addr_add(dev, &format!("10.10.{net}.1/24"))?;
+            be.addr_add("b0", &format!("10.10.{net}.2/24"))?;
+            be.route_add(&["default", "via", &format!("10.10.{net}.1")])?;
+            quiet(&be)?;
+            addrs.push(Ipv4Addr::new(10, 10, net, 2));
+            devs.push(*dev);
+            bes.push(be);
+        }
+        Ok(Self {
+            client,
+            node,
+            backends: bes,
+            backend_addrs: addrs,
+            node_client_dev: "n0",
+            node_client_addr: Ipv4Addr::new(10, 10, 1, 1),
+            node_backend_devs: devs,
+            kind: Kind::Service,
+        })
+    }
+
+    /// Builds the masquerade topology; `route_back` gives the external server a route to the
+    /// pod CIDR (the no-NAT ceiling).
+    pub fn masquerade(route_back: bool) -> Result<Self> {
+        let client = Netns::new("sb-pod")?;
+        let node = Netns::new("sb-node")?;
+        let ext = Netns::new("sb-ext")?;
+        veth(&client, "c0", &node, "n0")?;
+        client.addr_add("c0", "10.244.1.2/24")?;
+        client.route_add(&["default", "via", "10.244.1.1"])?;
+        node.addr_add("n0", "10.244.1.1/24")?;
+        veth(&node, "nx0", &ext, "b0")?;
+        node.addr_add("nx0", "192.168.50.1/24")?;
+        ext.addr_add("b0", "192.168.50.2/24")?;
+        if route_back {
+            ext.route_add(&[POD_CIDR, "via", "192.168.50.1"])?;
+        }
+        node.write_sysctls(&[("net.ipv4.ip_forward", "1")])?;
+        quiet(&client)?;
+        quiet(&ext)?;
+        Ok(Self {
+            client,
+            node,
+            backends: vec![ext],
+            backend_addrs: vec![Ipv4Addr::new(192, 168, 50, 2)],
+            node_client_dev: "n0",
+            node_client_addr: Ipv4Addr::new(10, 244, 1, 1),
+            node_backend_devs: vec!["nx0"],
+            kind: Kind::Masquerade,
+        })
+    }
+}
