@@ -135,6 +135,7 @@ fn cfg() -> LbConfig {
             ct: 1024,
             nat: 1024,
             lut_chunks: 64,
+            ..LbSizes::default()
         },
         ..LbConfig::default()
     }

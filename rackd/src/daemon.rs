@@ -292,6 +292,7 @@ fn start_service_lb(
         maglev_table_size: o.maglev.table_size.get(),
         // Every node must hash flows alike (Maglev's promise): the seed is cluster-wide.
         hash_seed: o.maglev.seed.jhash0,
+        sizes: datapath::lb::LbSizes::for_map_max(o.map_max, o.maglev.table_size.get()),
         ..datapath::lb::LbConfig::default()
     };
     let lb = datapath::lb::ServiceLb::open_or_create(&o.pin_root, &cfg).map_err(|source| {

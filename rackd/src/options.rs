@@ -87,6 +87,10 @@ pub struct Flags {
     /// served by Maglev, which gives every node the same choice).
     #[arg(long, env = "RACKD_BPF_LB_ALGORITHM", value_enum)]
     pub bpf_lb_algorithm: Option<LbAlgorithm>,
+    /// Room for this many frontends and backends in the service maps (Cilium's flag; default
+    /// 65536). The maps are not preallocated: only what is programmed takes memory.
+    #[arg(long, env = "RACKD_BPF_LB_MAP_MAX")]
+    pub bpf_lb_map_max: Option<u32>,
     /// Maglev lookup table size per service: one of Cilium's primes (default 16381).
     #[arg(long, env = "RACKD_BPF_LB_MAGLEV_TABLE_SIZE")]
     pub bpf_lb_maglev_table_size: Option<u32>,
@@ -127,6 +131,8 @@ pub struct ServiceLbOptions {
     pub pin_root: PathBuf,
     /// Maglev table size and cluster-wide seed, validated.
     pub maglev: rackd_services::maglev::MaglevConfig,
+    /// `--bpf-lb-map-max`: frontends and backends the maps hold.
+    pub map_max: u32,
     /// BPF masquerade; `None` when off.
     pub masquerade: Option<MasqueradeOptions>,
 }
@@ -139,6 +145,9 @@ pub struct MasqueradeOptions {
     /// ip-masq-agent's config file, when `--enable-ip-masq-agent`.
     pub ip_masq_agent: Option<PathBuf>,
 }
+
+/// Cilium's default `--bpf-lb-map-max`.
+pub const DEFAULT_LB_MAP_MAX: u32 = 65536;
 
 /// Cilium's default `--ip-masq-agent-config-path`.
 pub const DEFAULT_IP_MASQ_AGENT_CONFIG: &str = "/etc/config/ip-masq-agent";
@@ -184,6 +193,7 @@ pub struct FileConfig {
     pub bpf_pin_root: Option<PathBuf>,
     pub kube_proxy_replacement: Option<bool>,
     pub bpf_lb_algorithm: Option<LbAlgorithm>,
+    pub bpf_lb_map_max: Option<u32>,
     pub bpf_lb_maglev_table_size: Option<u32>,
     pub bpf_lb_maglev_hash_seed: Option<String>,
     pub enable_bpf_masquerade: Option<bool>,
@@ -227,6 +237,8 @@ pub enum OptionsError {
         "--enable-bpf-masquerade needs --kube-proxy-replacement (BPF masquerade runs on the service datapath's programs, as in Cilium)"
     )]
     MasqueradeWithoutDatapath,
+    #[error("--bpf-lb-map-max 0: the service maps need room for at least one entry")]
+    LbMapMax,
     /// `--bpf-lb-maglev-table-size` or `--bpf-lb-maglev-hash-seed` (the message names which).
     #[error(transparent)]
     Maglev(rackd_services::maglev::MaglevError),
@@ -460,6 +472,11 @@ fn service_lb(
         devices: devices.to_vec(),
         pin_root: pin_root.to_owned(),
         maglev,
+        map_max: match flags.bpf_lb_map_max.or(file.bpf_lb_map_max) {
+            None => DEFAULT_LB_MAP_MAX,
+            Some(0) => return Err(OptionsError::LbMapMax),
+            Some(n) => n,
+        },
         masquerade,
     }))
 }
@@ -671,6 +688,7 @@ mod tests {
         assert_eq!(s.devices, vec!["eth1".to_owned()]);
         assert_eq!(s.maglev.table_size.get(), 1021);
         assert_eq!(s.maglev.seed, HashSeed::default());
+        assert_eq!(s.map_max, DEFAULT_LB_MAP_MAX);
         let m = s.masquerade.unwrap();
         assert!(m.ipv4 && !m.ipv6);
         assert_eq!(

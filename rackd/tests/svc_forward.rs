@@ -361,7 +361,11 @@ fn masquerade_shows_the_node_address_except_for_non_masquerade_cidrs() {
     // IPv6 too (--enable-ipv6-masquerade defaults on; the file lists no IPv6 network).
     let to6: SocketAddr = format!("[{CLIENT_V6}]:8080").parse().unwrap();
     let a = netlab::echo::http_get(&pod.ns, to6, T).unwrap();
-    assert_eq!(parse(&a).unwrap().1.ip().to_string(), "fd00:10:0:1::2", "{a}");
+    assert_eq!(
+        parse(&a).unwrap().1.ip().to_string(),
+        "fd00:10:0:1::2",
+        "{a}"
+    );
     // Pod to pod across nodes is never masqueraded (every node's PodCIDRs are exempt).
     let other = SocketAddr::new(lab.pods[1].v4.into(), 80);
     let a = netlab::echo::http_get(&pod.ns, other, T).unwrap();

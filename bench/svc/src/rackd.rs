@@ -1,27 +1,29 @@
-//! Mode (1): rackd's own programs and maps. **The hook the lead fills once
-//! `datapath::lb::ServiceLb` is merged.**
-//!
-//! Everything else in this crate is ready: the programming benchmark calls [`program_full`] and
-//! [`program_change`] in the same rounds as iptables, IPVS and the BPF floor; the forwarding
-//! benchmark calls [`attach_forwarding`] for mode `rackd` in the same rounds as direct,
-//! iptables and IPVS. Until the datapath exists they return [`Error::Unavailable`], which the
-//! runners record as "skipped: <reason>" in the results instead of failing.
-//!
-//! TODO(issue 15, lead): add `datapath = { workspace = true }` to bench/svc/Cargo.toml and
-//! replace the three bodies below with the sketches in their doc comments. Nothing else in the
-//! crate needs to change.
+//! Mode (1): rackd's own code. Programming runs the daemon's service controller
+//! (`rackd::svclb::ServiceLbController` over `datapath::lb::ServiceLb`) on the Services as
+//! Kubernetes objects, from parsing their YAML to the last map write: the same path a
+//! configuration change takes in the daemon (source parse, the last-good store, render,
+//! planner with Maglev, ordered map writes). Forwarding programs rackd's eBPF programs on the
+//! node's device directly (what the controller would write for that one Service).
 
 use std::any::Any;
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::Path;
-use std::time::Duration;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datapath::lb::{
+    BackendId, BackendValue, DeviceAddrs, Frontend, L4Proto, LbConfig, LbSizes, MasqConfig,
+    ServiceEntry, ServiceLb,
+};
+use rackd::controller::{Context, Controller};
+use rackd::svclb::ServiceLbController;
+use rackd::svclb::maps::DatapathMaps;
+use rackd_model::{CheckOptions, SourceChange, SourceUpdate, Store, parse_documents};
+use rackd_services::maglev::{HashSeed, MaglevBackend, MaglevConfig, TableSize, lookup_table};
 
 use crate::error::{Error, Result};
-use crate::model::Workload;
-
-/// Why mode (1) is skipped today.
-pub const NOT_YET: &str = "rackd's service datapath (datapath::lb::ServiceLb, branch i15-dp) is \
-                           not merged yet: see bench/svc/src/rackd.rs";
+use crate::model::{Policy, ServiceSpec, Workload};
 
 /// A programmed rackd datapath; dropping it must detach the programs and remove the pins.
 pub type Guard = Box<dyn Any>;
@@ -34,43 +36,217 @@ pub struct RackdTiming {
     pub total: Duration,
 }
 
-/// Loads every Service of `w` into a fresh `ServiceLb` pinned under `pin_root` (created by the
-/// caller, removed after) and returns the time from "config change" to "maps ready", plus the
-/// handle so [`program_change`] can change one Service in the loaded maps.
-///
-/// Sketch against i15-dp at 07d2b3a (`datapath::lb`) and `rackd-services` (branch i15-svc,
-/// `Planner::plan(&ServiceTable) -> Plan`, Maglev as Cilium's):
-/// ```text
-/// let cfg = LbConfig { maglev_table_size: lut_size, hash_seed: 0, nat_port_min: 32768,
-///                      nat_port_max: 65535,
-///                      sizes: LbSizes { lut_chunks: w.services * lut_size.div_ceil(1024) + 1024,
-///                                       ..LbSizes::default() } };
-/// let mut lb = ServiceLb::open_or_create(pin_root, &cfg)?;     // untimed: daemon start
-/// let table = <w.all() as a rackd_services::ServiceTable: frontend = lb_ips[0]:80/TCP,
-///              backends = endpoints, local: true>;              // untimed: the "config"
-/// let t = Instant::now();                                       // config change
-/// let plan = planner.plan(&table);                              // ids + Maglev LUTs
-/// for (id, b) in plan.backends { lb.upsert_backend(BackendId(id), &b)?; }
-/// for s in plan.services { lb.upsert_service(&s.frontend, &s.entry())?; }
-/// Ok((RackdTiming { total: t.elapsed() }, Box::new((lb, planner, table))))
-/// ```
-/// **Capacity at 27,000 x 10 (i15-dp at 07d2b3a)**: `rackd_lb_backends_v1` has max_entries
-/// 65,536 (270,000 backends needed) and the LUT needs 27,000 x 16 = 432,000 chunks at
-/// M = 16381 (default `LbSizes::lut_chunks` 262,144): the backends map must grow (or become
-/// configurable like the LUT) before the full-size run can load. The BPF floor
-/// (`bpffloor.rs`) uses the same layout with room for everything.
-pub fn program_full(w: &Workload, lut_size: u32, pin_root: &Path) -> Result<(RackdTiming, Guard)> {
-    let _ = (w, lut_size, pin_root);
-    Err(Error::Unavailable(NOT_YET.into()))
+/// The node name the Services' endpoints are on (every backend local, as in the other
+/// systems' runs).
+const NODE: &str = "bench-node";
+
+fn err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Config(format!("rackd: {what}: {e}"))
 }
 
-/// With `guard` from [`program_full`]: Service `w.changed_index()` gets `w.service_changed(..)`'s
-/// endpoints (one backend replaced) through rackd's incremental path (the controller's diff,
-/// then only that Service's backend, LUT and frontend writes). Returns config change to maps
-/// ready.
+/// `svc-<i>` in namespace `bench` as Kubernetes objects: the Service (LoadBalancer, its
+/// address in status, as LB-IPAM or another controller wrote it) and its EndpointSlice.
+fn service_yaml(out: &mut String, i: u32, s: &ServiceSpec) {
+    let policy = match s.policy {
+        Policy::Cluster => "Cluster",
+        Policy::Local => "Local",
+    };
+    let ingress: Vec<String> = s.lb_ips.iter().map(|ip| format!("{{ip: {ip}}}")).collect();
+    let _ = write!(
+        out,
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: svc-{i}, namespace: bench}}\n\
+         spec:\n  type: LoadBalancer\n  externalTrafficPolicy: {policy}\n  clusterIP: {}\n  \
+         ports: [{{name: http, port: {}, protocol: TCP}}]\n\
+         status: {{loadBalancer: {{ingress: [{}]}}}}\n",
+        s.cluster_ip,
+        s.port,
+        ingress.join(", ")
+    );
+    slice_yaml(out, i, s);
+}
+
+fn slice_yaml(out: &mut String, i: u32, s: &ServiceSpec) {
+    let _ = write!(
+        out,
+        "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+         metadata: {{name: svc-{i}-x, namespace: bench, labels: {{kubernetes.io/service-name: svc-{i}}}}}\n\
+         addressType: IPv4\nports: [{{name: http, port: {}, protocol: TCP}}]\nendpoints:\n",
+        s.endpoints.first().map_or(8080, |e| e.port())
+    );
+    for e in &s.endpoints {
+        let _ = writeln!(
+            out,
+            "- {{addresses: [{}], nodeName: {NODE}, conditions: {{ready: true}}}}",
+            e.ip()
+        );
+    }
+}
+
+/// The daemon's pieces for one run; dropping it removes the pins.
+struct Programmed {
+    ctl: ServiceLbController<DatapathMaps>,
+    store: Store,
+    rt: tokio::runtime::Runtime,
+    pin_root: PathBuf,
+}
+
+impl Drop for Programmed {
+    fn drop(&mut self) {
+        let _ = datapath::uninstall(&self.pin_root);
+        let _ = std::fs::remove_dir(&self.pin_root);
+    }
+}
+
+type Inputs = (
+    Arc<rackd::config::ConfigState>,
+    Arc<rackd::lbipam_ctl::LbStatus>,
+    Arc<[rackd::l2::desired::Device]>,
+    Arc<rackd::bgp::render::HostInfo>,
+    Arc<rackd::svclb::masq::MasqState>,
+);
+
+impl Programmed {
+    /// One source update through the store, then one controller run: what the daemon does
+    /// when a configuration file changes.
+    fn apply(&mut self, text: &str) -> Result<()> {
+        let parsed = parse_documents("bench.yaml", text);
+        if let Some(e) = parsed.errors.first() {
+            return Err(err("generated YAML", e));
+        }
+        self.store.apply(vec![SourceUpdate {
+            source: Arc::from("bench.yaml"),
+            change: SourceChange::Update {
+                upserts: parsed.objects,
+                deletes: Vec::new(),
+                errors: Vec::new(),
+                duplicates: Vec::new(),
+            },
+        }]);
+        let cfg = rackd::config::ConfigState {
+            loaded: true,
+            snapshot: self.store.snapshot().clone(),
+            ..Default::default()
+        };
+        let lb = rackd::lbipam_ctl::LbStatus {
+            ready: true,
+            settled: true,
+            ..Default::default()
+        };
+        let inputs: Inputs = (
+            Arc::new(cfg),
+            Arc::new(lb),
+            Arc::from(Vec::new()),
+            Arc::new(rackd::bgp::render::HostInfo::default()),
+            Arc::new(rackd::svclb::masq::MasqState::default()),
+        );
+        let ctx = Context {
+            full: false,
+            now: tokio::time::Instant::now(),
+        };
+        let ctl = &mut self.ctl;
+        self.rt
+            .block_on(async { ctl.reconcile(&inputs, ctx).await })
+            .map_err(|e| err("reconcile", format!("{e:#}")))?;
+        Ok(())
+    }
+}
+
+/// A unique pin root on bpffs (the datapath refuses anything else).
+fn pin_root() -> PathBuf {
+    PathBuf::from("/sys/fs/bpf").join(netlab::names::unique("svc-bench-rackd"))
+}
+
+/// Loads every Service of `w` through rackd's service controller into a fresh `ServiceLb`
+/// (opened before the timer, as a daemon does at start) and returns the time from the
+/// configuration's text to the last map write (parse, store, render, plan with Maglev tables,
+/// writes), plus what [`program_change`] needs.
+pub fn program_full(w: &Workload, lut_size: u32, _scratch: &Path) -> Result<(RackdTiming, Guard)> {
+    let table_size = TableSize::new(u64::from(lut_size)).map_err(|e| err("table size", e))?;
+    let maglev = MaglevConfig {
+        table_size,
+        seed: HashSeed::default(),
+    };
+    let map_max = u32::try_from(w.endpoints())
+        .unwrap_or(u32::MAX)
+        .max(w.services.saturating_mul(2))
+        .max(65_536);
+    let cfg = LbConfig {
+        maglev_table_size: lut_size,
+        hash_seed: maglev.seed.jhash0,
+        sizes: LbSizes::for_map_max(map_max, lut_size),
+        ..LbConfig::default()
+    };
+    let root = pin_root();
+    let lb = ServiceLb::open_or_create(&root, &cfg).map_err(|e| err("opening the datapath", e))?;
+    let (ctl, _status) = ServiceLbController::new(NODE, &[], DatapathMaps { lb }, maglev, None)
+        .map_err(|e| err("controller", e))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| err("runtime", e))?;
+    let mut p = Programmed {
+        ctl,
+        store: Store::new(CheckOptions::default()),
+        rt,
+        pin_root: root,
+    };
+    let mut text = String::with_capacity(w.services as usize * 400);
+    for (i, s) in (0..).zip(w.all()) {
+        service_yaml(&mut text, i, &s);
+    }
+    let t = Instant::now();
+    p.apply(&text)?;
+    let total = t.elapsed();
+    // The positive control (untimed): every Service is in the maps with all its backends.
+    let lb = &p.ctl.maps().lb;
+    let services = lb.services().map_err(|e| err("reading back", e))?;
+    let backends = lb.backends().map_err(|e| err("reading back", e))?.len() as u64;
+    if services.len() != w.services as usize || backends != w.endpoints() {
+        return Err(err(
+            "reading back",
+            format!(
+                "{} frontends and {backends} backends programmed, {} and {} expected",
+                services.len(),
+                w.services,
+                w.endpoints()
+            ),
+        ));
+    }
+    Ok((RackdTiming { total }, Box::new(p)))
+}
+
+/// With `guard` from [`program_full`]: Service `w.changed_index()`'s EndpointSlice gets
+/// `w.service_changed(..)`'s endpoints (one backend replaced), as a file edit would bring it:
+/// the changed document parsed, the store's delta, the controller's incremental run (only
+/// that Service rendered and planned). Returns config change to maps ready.
 pub fn program_change(w: &Workload, guard: &mut Guard) -> Result<RackdTiming> {
-    let _ = (w, guard);
-    Err(Error::Unavailable(NOT_YET.into()))
+    let p = guard
+        .downcast_mut::<Programmed>()
+        .ok_or_else(|| err("guard", "not rackd's"))?;
+    let i = w.changed_index();
+    let mut text = String::new();
+    slice_yaml(&mut text, i, &w.service_changed(i));
+    let t = Instant::now();
+    p.apply(&text)?;
+    let total = t.elapsed();
+    // The positive control (untimed): the new backend is in the maps.
+    let new = w.service_changed(i);
+    let first = new.endpoints.first().map(|e| IpAddr::V4(*e.ip()));
+    let found = p
+        .ctl
+        .maps()
+        .lb
+        .backends()
+        .map_err(|e| err("reading back", e))?
+        .iter()
+        .any(|(_, b)| Some(b.addr) == first);
+    if !found {
+        return Err(err(
+            "reading back",
+            "the changed Service's new backend is not in the maps",
+        ));
+    }
+    Ok(RackdTiming { total })
 }
 
 /// Where the forwarding topology needs rackd's programs.
@@ -96,20 +272,104 @@ pub struct ForwardingSetup<'a> {
     pub pin_root: &'a Path,
 }
 
-/// Programs one Service (TCP and UDP frontends on `vip`) and attaches rackd's programs in the
-/// node namespace; for masquerade runs, enables BPF masquerade for the pod CIDR instead.
-///
-/// Sketch (i15-dp's API): inside `setup.node.enter(..)` (aya attaches by ifindex in the
-/// current namespace): `ServiceLb::open_or_create(pin_root, &LbConfig::default())`,
-/// `attach(setup.node.ifindex(device)?)`, `set_device(ifindex, DeviceAddrs { v4:
-/// Some(device_addr), v6: None })`; service runs: `upsert_backend(BackendId(i + 1), &Backend {
-/// addr, port: 8080, proto, local: true })` for TCP and UDP, then `upsert_service(&Frontend {
-/// addr: vip, port: 80, proto }, &ServiceEntry { id, local_only: false, affinity_timeout: None,
-/// lut: <Maglev over both backends, M entries>, source_ranges: &[] })`; masquerade runs:
-/// `set_masquerade(&MasqConfig { v4: true, v6: false, pod_cidrs: vec![cidr], non_masq:
-/// vec![cidr, 169.254.0.0/16] })`. Return a guard whose drop calls `uninstall()` (detaches and
-/// removes the pins; the namespace goes with the lab).
+/// Attaches rackd's programs to `setup.device` in the node's namespace and programs one
+/// Service (TCP and UDP frontends on the VIP, Maglev over the backends, all local: DNAT
+/// without SNAT, as for pods behind the node) or, for masquerade runs, BPF masquerade of the
+/// pod CIDR to the device's address. The guard's drop detaches and unpins everything.
 pub fn attach_forwarding(setup: &ForwardingSetup<'_>) -> Result<Guard> {
-    let _ = setup;
-    Err(Error::Unavailable(NOT_YET.into()))
+    struct Attached {
+        pin_root: PathBuf,
+    }
+    impl Drop for Attached {
+        fn drop(&mut self) {
+            let _ = datapath::uninstall(&self.pin_root);
+            let _ = std::fs::remove_dir(&self.pin_root);
+        }
+    }
+    let root = pin_root();
+    let guard = Attached {
+        pin_root: root.clone(),
+    };
+    let ifindex = setup.node.ifindex(setup.device)?;
+    // The device's own IPv4 address: the SNAT source (the external server's only way back
+    // in masquerade runs).
+    let dev_addr = setup
+        .node
+        .addrs(setup.device)?
+        .iter()
+        .filter_map(|a| a.split('/').next()?.parse::<Ipv4Addr>().ok())
+        .next()
+        .unwrap_or(setup.device_addr);
+    let maglev = MaglevConfig::default();
+    let m = maglev.table_size.get();
+    let cfg = LbConfig {
+        maglev_table_size: m,
+        hash_seed: maglev.seed.jhash0,
+        ..LbConfig::default()
+    };
+    setup.node.enter(|| -> Result<()> {
+        let mut lb =
+            ServiceLb::open_or_create(&root, &cfg).map_err(|e| err("opening the datapath", e))?;
+        lb.attach(ifindex).map_err(|e| err("attach", e))?;
+        lb.set_device(
+            ifindex,
+            DeviceAddrs {
+                v4: Some(dev_addr),
+                v6: None,
+            },
+        )
+        .map_err(|e| err("device", e))?;
+        if let Some(cidr) = setup.masquerade_pod_cidr {
+            let pod: ipnet::IpNet = cidr.parse().map_err(|e| err("pod CIDR", e))?;
+            let link_local: ipnet::IpNet =
+                "169.254.0.0/16".parse().map_err(|e| err("link-local", e))?;
+            lb.set_masquerade(&MasqConfig {
+                v4: true,
+                v6: false,
+                pod_cidrs: vec![pod],
+                non_masq: vec![pod, link_local],
+            })
+            .map_err(|e| err("masquerade", e))?;
+            return Ok(());
+        }
+        for (k, proto) in [L4Proto::Tcp, L4Proto::Udp].into_iter().enumerate() {
+            let mut mb = Vec::new();
+            for (j, b) in setup.backends.iter().enumerate() {
+                let id = u32::try_from(k * 1000 + j + 1).unwrap_or(u32::MAX);
+                lb.upsert_backend(
+                    BackendId(id),
+                    &BackendValue {
+                        addr: IpAddr::V4(*b.ip()),
+                        port: b.port(),
+                        proto,
+                        local: true,
+                    },
+                )
+                .map_err(|e| err("backend", e))?;
+                mb.push(MaglevBackend {
+                    key: rackd_services::maglev::hash_string(IpAddr::V4(*b.ip()), b.port(), proto),
+                    id,
+                    weight: rackd_services::maglev::DEFAULT_WEIGHT,
+                });
+            }
+            let lut = lookup_table(&maglev, &mb);
+            lb.upsert_service(
+                &Frontend {
+                    addr: IpAddr::V4(*setup.vip.ip()),
+                    port: setup.vip.port(),
+                    proto,
+                },
+                &ServiceEntry {
+                    id: u32::try_from(k + 1).unwrap_or(1),
+                    local_only: false,
+                    affinity_timeout: None,
+                    lut: &lut,
+                    source_ranges: &[],
+                },
+            )
+            .map_err(|e| err("service", e))?;
+        }
+        Ok(())
+    })??;
+    Ok(Box::new(guard))
 }

@@ -78,8 +78,18 @@ fn programming_smoke() {
             .unwrap();
         assert!(full.compute_s.is_some(), "{full:?}");
     }
-    // IPVS and rackd either ran or say why not.
-    for sys in ["ipvs", "rackd"] {
+    // rackd ran both cases (each checks what it wrote); IPVS ran or says why not.
+    for case in ["full", "one-change"] {
+        assert!(
+            r.runs
+                .iter()
+                .any(|x| x.system == "rackd" && x.case == case && x.wall_s > 0.0),
+            "rackd {case}: {:?} {:?}",
+            r.runs,
+            r.skipped
+        );
+    }
+    for sys in ["ipvs"] {
         let ran = r.runs.iter().any(|x| x.system == sys);
         let skipped = r
             .skipped
@@ -105,6 +115,7 @@ fn forwarding_smoke() {
             Mode::Ipvs,
             Mode::MasqNone,
             Mode::MasqIptables,
+            Mode::MasqRackd,
         ],
         tests: vec![Test::Connect, Test::KeepAlive, Test::Udp],
         rounds: 1,
@@ -120,10 +131,12 @@ fn forwarding_smoke() {
     let r = forward::run(&cfg, &mut |l: &str| eprintln!("{l}")).unwrap_or_else(|e| panic!("{e:?}"));
     for mode in [
         "direct",
+        "rackd",
         "iptables",
         "iptables-local",
         "masq-none",
         "masq-iptables",
+        "masq-rackd",
     ] {
         for test in ["connect", "keep-alive", "udp"] {
             let run = r
@@ -146,8 +159,9 @@ fn forwarding_smoke() {
             assert!(served >= run.load.ops, "{run:?}");
         }
     }
-    // Through kube-proxy's rules both backends are chosen (the DNAT really load-balances).
-    for mode in ["iptables", "iptables-local"] {
+    // Through kube-proxy's rules and rackd's programs both backends are chosen (the DNAT
+    // really load-balances).
+    for mode in ["iptables", "iptables-local", "rackd"] {
         let c = r
             .runs
             .iter()
@@ -155,7 +169,7 @@ fn forwarding_smoke() {
             .unwrap();
         assert!(c.servers.iter().all(|s| s.accepted > 0), "{c:?}");
     }
-    for sys in ["ipvs", "rackd"] {
+    for sys in ["ipvs"] {
         let ran = r.runs.iter().any(|x| x.mode == sys);
         let skipped = r.skipped.iter().any(|s| s.system == sys);
         assert!(ran != skipped, "{sys}");

@@ -153,6 +153,9 @@ impl ServiceLb {
             (MAP_CT, cfg.sizes.ct),
             (MAP_NAT, cfg.sizes.nat),
             (MAP_MAGLEV, cfg.sizes.lut_chunks),
+            (MAP_SERVICES, cfg.sizes.services),
+            (MAP_REVNAT, cfg.sizes.services),
+            (MAP_BACKENDS, cfg.sizes.backends),
         ];
         let mut prog = Loaded::open_sized(
             pin_root.as_ref(),

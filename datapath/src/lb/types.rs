@@ -26,6 +26,11 @@ pub struct LbSizes {
     pub nat: u32,
     /// Maglev LUT chunks of 1,024 slots: a service takes ceil(M / 1024).
     pub lut_chunks: u32,
+    /// Frontends (each frontend address also takes one marker entry) and reverse-NAT
+    /// entries (Cilium's `--bpf-lb-map-max`).
+    pub services: u32,
+    /// Backends (Cilium's `--bpf-lb-map-max`).
+    pub backends: u32,
 }
 
 impl Default for LbSizes {
@@ -34,6 +39,21 @@ impl Default for LbSizes {
             ct: 262_144,
             nat: 262_144,
             lut_chunks: 262_144,
+            services: 65_536,
+            backends: 65_536,
+        }
+    }
+}
+
+impl LbSizes {
+    /// Room for `map_max` frontends and `map_max` backends with Maglev tables of `m` slots
+    /// (the maps are not preallocated: only what is written takes memory).
+    pub fn for_map_max(map_max: u32, m: u32) -> Self {
+        LbSizes {
+            lut_chunks: map_max.saturating_mul(m.div_ceil(1024)),
+            services: map_max.saturating_mul(2),
+            backends: map_max,
+            ..LbSizes::default()
         }
     }
 }

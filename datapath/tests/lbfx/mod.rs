@@ -77,6 +77,7 @@ pub fn small() -> LbConfig {
             ct: 4096,
             nat: 4096,
             lut_chunks: 1024,
+            ..LbSizes::default()
         },
         ..LbConfig::default()
     }
