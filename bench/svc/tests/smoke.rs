@@ -89,14 +89,13 @@ fn programming_smoke() {
             r.skipped
         );
     }
-    for sys in ["ipvs"] {
-        let ran = r.runs.iter().any(|x| x.system == sys);
-        let skipped = r
-            .skipped
-            .iter()
-            .any(|s| s.system == sys && !s.reason.is_empty());
-        assert!(ran != skipped, "{sys}: ran {ran}, skipped {skipped}");
-    }
+    // IPVS ran or says why not (this kernel may lack it).
+    let ran = r.runs.iter().any(|x| x.system == "ipvs");
+    let skipped = r
+        .skipped
+        .iter()
+        .any(|s| s.system == "ipvs" && !s.reason.is_empty());
+    assert!(ran != skipped, "ipvs: ran {ran}, skipped {skipped}");
     assert_eq!(r.inputs.iptables_full_nat_rules, 100 * 35 + 5);
     let table = svc_bench::report::program_table(&r, "smoke");
     assert!(table.contains("| iptables-nft | full |"), "{table}");
@@ -169,11 +168,9 @@ fn forwarding_smoke() {
             .unwrap();
         assert!(c.servers.iter().all(|s| s.accepted > 0), "{c:?}");
     }
-    for sys in ["ipvs"] {
-        let ran = r.runs.iter().any(|x| x.mode == sys);
-        let skipped = r.skipped.iter().any(|s| s.system == sys);
-        assert!(ran != skipped, "{sys}");
-    }
+    let ran = r.runs.iter().any(|x| x.mode == "ipvs");
+    let skipped = r.skipped.iter().any(|s| s.system == "ipvs");
+    assert!(ran != skipped, "ipvs: ran {ran}, skipped {skipped}");
     let table = svc_bench::report::forward_table(&r, "smoke");
     assert!(table.contains("| iptables | connect |"), "{table}");
     assert!(our_namespaces().is_empty(), "{:?}", our_namespaces());
