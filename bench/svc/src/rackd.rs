@@ -166,9 +166,12 @@ pub fn program_full(w: &Workload, lut_size: u32, _scratch: &Path) -> Result<(Rac
         table_size,
         seed: HashSeed::default(),
     };
+    // Room for every backend plus the churn of a change (a new backend is written before the
+    // one it replaces is deleted), as an operator sizes --bpf-lb-map-max.
     let map_max = u32::try_from(w.endpoints())
         .unwrap_or(u32::MAX)
         .max(w.services.saturating_mul(2))
+        .saturating_add(1024)
         .max(65_536);
     let cfg = LbConfig {
         maglev_table_size: lut_size,
