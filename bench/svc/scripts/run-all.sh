@@ -15,9 +15,12 @@ bin=target/release/svc-bench
 # A. Programming at full size. kube-proxy's own --noflush full load does not finish at this
 # size with iptables-nft 1.8.9 (it grows faster than linearly), so the full size times the
 # fresh-namespace load without --noflush and kube-proxy's partial (--noflush) update...
-$bin program --services 27000 --backends 10 --reps 2 \
-  --iptables-case full-flush --iptables-case one-change --restore-timeout 120 \
-  --out "$res/program-27000x10-$date.json"
+for m in 16381 1021; do
+  $bin program --services 27000 --backends 10 --reps 2 \
+    --system iptables --system bpf-floor --system rackd --system ipvs \
+    --iptables-case full-flush --iptables-case one-change --restore-timeout 120 --lut-size $m \
+    --out "$res/program-27000x10-m$m-$date.json"
+done
 # ...and every case, kube-proxy's exact full load included, at sizes where it finishes.
 for n in 1000 2000; do
   $bin program --services "$n" --backends 10 --reps 3 --restore-timeout 300 \
