@@ -67,6 +67,7 @@ fn setup() -> ServiceLb {
             ct: 4096,
             nat: 4096,
             lut_chunks: 64,
+            ..LbSizes::default()
         },
         ..LbConfig::default()
     };
