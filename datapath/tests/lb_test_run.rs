@@ -603,3 +603,40 @@ fn nat_port_collision_retry_and_exhaustion() {
     );
     assert_eq!(parse(&out.packet).sport, 40000);
 }
+
+/// A closed flow's NAT port (FIN seen) goes to a new flow once the closed one has been quiet
+/// for a second, as TIME_WAIT reuse does; not before (the new flow is refused while the old
+/// one may still send its last ACKs), and a live flow's port never.
+#[test]
+fn a_closed_flows_port_is_taken_over_after_a_quiet_second() {
+    let mut fx = fixture_with(LbConfig {
+        nat_port_min: 40000,
+        nat_port_max: 40000,
+        ..small()
+    });
+    set_masq(&mut fx.lb, true);
+    let fam = v4();
+    let syn = |pod: &str| frame(ip(pod), fam.outside, &tcp(40000, 443, SYN));
+    let out = run(&fx.lb, LbHook::Egress, &syn("10.244.0.5"));
+    assert_eq!(parse(&out.packet).sport, 40000);
+    // A live flow holds the only port: a second pod is refused (counted).
+    assert_eq!(run(&fx.lb, LbHook::Egress, &syn("10.244.0.6")).verdict, SHOT);
+    // The first flow closes; right away its port is still held ...
+    let fin = frame(ip("10.244.0.5"), fam.outside, &tcp(40000, 443, FIN | ACK));
+    assert_eq!(parse(&run(&fx.lb, LbHook::Egress, &fin).packet).sport, 40000);
+    assert_eq!(run(&fx.lb, LbHook::Egress, &syn("10.244.0.6")).verdict, SHOT);
+    // ... and after a quiet second the new flow takes it over; replies reach the new pod.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = run(&fx.lb, LbHook::Egress, &syn("10.244.0.6"));
+    assert_eq!(out.verdict, OK);
+    assert_eq!(parse(&out.packet).sport, 40000);
+    let reply = frame(fam.outside, fam.node, &tcp(443, 40000, SYN | ACK));
+    assert_eq!(
+        parse(&run(&fx.lb, LbHook::Ingress, &reply).packet).dst,
+        ip("10.244.0.6")
+    );
+    assert_eq!(
+        fx.lb.counters().unwrap().drops_of(DropReason::NatExhausted),
+        2
+    );
+}
