@@ -29,5 +29,6 @@ done
 
 # B. Forwarding: every mode, 5 rounds x 5 s per test.
 $bin forward --out "$res/forward-$date.json"
+$bin forward --mode masq-none --mode masq-iptables --mode masq-rackd --out "$res/forward-masq-$date.json"
 
 $bin table "$res"/*-"$date".json
