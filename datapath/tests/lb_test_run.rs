@@ -620,11 +620,20 @@ fn a_closed_flows_port_is_taken_over_after_a_quiet_second() {
     let out = run(&fx.lb, LbHook::Egress, &syn("10.244.0.5"));
     assert_eq!(parse(&out.packet).sport, 40000);
     // A live flow holds the only port: a second pod is refused (counted).
-    assert_eq!(run(&fx.lb, LbHook::Egress, &syn("10.244.0.6")).verdict, SHOT);
+    assert_eq!(
+        run(&fx.lb, LbHook::Egress, &syn("10.244.0.6")).verdict,
+        SHOT
+    );
     // The first flow closes; right away its port is still held ...
     let fin = frame(ip("10.244.0.5"), fam.outside, &tcp(40000, 443, FIN | ACK));
-    assert_eq!(parse(&run(&fx.lb, LbHook::Egress, &fin).packet).sport, 40000);
-    assert_eq!(run(&fx.lb, LbHook::Egress, &syn("10.244.0.6")).verdict, SHOT);
+    assert_eq!(
+        parse(&run(&fx.lb, LbHook::Egress, &fin).packet).sport,
+        40000
+    );
+    assert_eq!(
+        run(&fx.lb, LbHook::Egress, &syn("10.244.0.6")).verdict,
+        SHOT
+    );
     // ... and after a quiet second the new flow takes it over; replies reach the new pod.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let out = run(&fx.lb, LbHook::Egress, &syn("10.244.0.6"));
