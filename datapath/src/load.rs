@@ -36,6 +36,9 @@ pub fn object(kind: ProgramKind) -> &'static [u8] {
     }
 }
 
+/// Attempts at loading a program the verifier was interrupted on (EAGAIN), as libbpf.
+const LOAD_ATTEMPTS: u32 = 5;
+
 /// Loads `kind`'s object with its pinned maps in `dir` (reused when present:
 /// aya does not compare their shapes, hence the versioned folders) and every
 /// program in it into the kernel (verifier).
@@ -52,15 +55,34 @@ pub(crate) fn load_sized(kind: ProgramKind, dir: &Path, sizes: &[(&str, u32)]) -
         .load(object(kind))
         .map_err(|e| Error::Load(Box::new(e)))?;
     for (name, prog) in ebpf.programs_mut() {
-        let res = match prog {
-            Program::SchedClassifier(p) => p.load(),
-            Program::Xdp(p) => p.load(),
-            // Only tc and XDP programs are built; anything else is a build mismatch.
-            _ => {
-                return Err(Error::Unexpected {
-                    kind: "program type",
-                    name: name.to_owned(),
-                });
+        // The verifier gives up with EAGAIN when a signal arrives during a long verification
+        // (the service load balancer's programs take a while); libbpf retries, so do we.
+        let mut attempts = 0;
+        let res = loop {
+            let r = match prog {
+                Program::SchedClassifier(p) => p.load(),
+                Program::Xdp(p) => p.load(),
+                // Only tc and XDP programs are built; anything else is a build mismatch.
+                _ => {
+                    return Err(Error::Unexpected {
+                        kind: "program type",
+                        name: name.to_owned(),
+                    });
+                }
+            };
+            attempts += 1;
+            match r {
+                Err(aya::programs::ProgramError::LoadError { ref io_error, .. })
+                    if io_error.raw_os_error() == Some(libc::EAGAIN)
+                        && attempts < LOAD_ATTEMPTS =>
+                {
+                    tracing::debug!(
+                        program = name,
+                        attempts,
+                        "verifier interrupted: loading again"
+                    );
+                }
+                r => break r,
             }
         };
         res.map_err(|e| Error::Program {
