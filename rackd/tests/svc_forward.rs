@@ -442,20 +442,35 @@ fn still_flowing(s: &mut TcpStream) -> bool {
 fn a_node_taken_down_leaves_the_other_nodes_connections_alone() {
     let mut lab = up("svc-down", &[]);
     let addr = SocketAddr::new(VIP_V4.into(), 80);
-    let mut streams: Vec<(TcpStream, String, SocketAddr)> =
-        (0..16).map(|_| open_stream(&lab, addr)).collect();
     let nodes: BTreeMap<String, usize> =
         lab.pods.iter().map(|p| (p.name.clone(), p.node)).collect();
     let node_of = |pod: &str| nodes[pod];
     // Entered through node1 and served on node1: the pod saw the client itself.
+    let local_to_node1 = |pod: &str, client: &SocketAddr| {
+        node_of(pod) == 0 && client.ip() == IpAddr::from(CLIENT_V4)
+    };
+    // Long transfers until at least four entered node1 for its own pods (a quarter of flows
+    // do: the ToR's hash picks the node, Maglev the pod), and at least 16 in all.
+    let mut streams: Vec<(TcpStream, String, SocketAddr)> = Vec::new();
+    while streams.len() < 64
+        && (streams.len() < 16
+            || streams
+                .iter()
+                .filter(|(_, p, c)| local_to_node1(p, c))
+                .count()
+                < 4)
+    {
+        streams.push(open_stream(&lab, addr));
+    }
     let via_node1_local: Vec<bool> = streams
         .iter()
-        .map(|(_, pod, client)| node_of(pod) == 0 && client.ip() == IpAddr::from(CLIENT_V4))
+        .map(|(_, pod, client)| local_to_node1(pod, client))
         .collect();
     let expected = via_node1_local.iter().filter(|b| **b).count();
     assert!(
         expected > 0,
-        "no stream entered through node1 to its own pods"
+        "no stream of {} entered through node1 to its own pods",
+        streams.len()
     );
     lab.kill_rackd(1);
     lab.tor_ns.link_down("eth2").unwrap();
