@@ -19,6 +19,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 #                                   clang-19 does not provide `cc`
 #   systemd                         systemd-analyze, which checks the shipped unit
 #                                   (configs/systemd/rackd.service)
+#   iptables, ipvsadm, curl         the service benchmarks' anchors (kube-proxy's rules, IPVS)
+#                                   and the lab's client fetching pods and LoadBalancer IPs
 PKGS=(gcc libc6-dev clang-19 llvm-19 libbpf-dev bpftool frr bird2 gobgpd etcd-server etcd-client
       arping ndisc6 tcpdump protobuf-compiler libprotobuf-dev iproute2 iputils-ping procps psmisc
       ca-certificates curl pkg-config systemd iptables ipvsadm)

@@ -2,6 +2,7 @@
 //! nodes, pods behind each node, a client behind the ToR (see `svccommon`).
 #![allow(clippy::unwrap_used, clippy::disallowed_types)]
 
+mod common;
 mod svccommon;
 
 use std::net::SocketAddr;

@@ -26,18 +26,6 @@ use netlab::frr::Frr;
 use netlab::{LabDir, Netns, Process, veth};
 use rackd_api::{Reply, Request};
 
-/// Copies the files of `from` into `to` (created).
-pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            continue;
-        }
-        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
-    }
-}
-
 /// One pod: its namespace, node and addresses.
 pub struct Pod {
     pub name: String,
@@ -196,7 +184,7 @@ impl SvcLab {
                 dir.path().file_name().unwrap().to_string_lossy()
             )));
             let cfg = dir.path().join(n).join("config");
-            copy_dir(
+            crate::common::copy_dir(
                 &Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/lab"),
                 &cfg,
             );
