@@ -31,18 +31,30 @@ use crate::metrics::{ControllerLabels, Metrics};
 pub struct Outcome {
     /// Run again after this long even if no input changes (a timer the controller keeps).
     pub requeue_after: Option<Duration>,
+    /// Its inputs are not complete yet (the configuration not loaded, LB-IPAM not settled):
+    /// the run applied nothing, so it does not count as synced (readiness waits for a run
+    /// that applied them).
+    pub waiting: bool,
 }
 
 impl Outcome {
     /// Nothing more to do until an input changes.
     pub const DONE: Outcome = Outcome {
         requeue_after: None,
+        waiting: false,
+    };
+
+    /// The inputs are not complete yet: nothing applied, not synced; runs again on a change.
+    pub const WAITING: Outcome = Outcome {
+        requeue_after: None,
+        waiting: true,
     };
 
     /// Run again after `d`.
     pub fn requeue(d: Duration) -> Outcome {
         Outcome {
             requeue_after: Some(d),
+            waiting: false,
         }
     }
 }
@@ -315,7 +327,7 @@ pub fn spawn<C: Controller>(
                         debug!(took_ms = took.as_millis() as u64, full, "reconciled");
                         state_tx.send_modify(|s| {
                             s.runs += 1;
-                            s.synced = true;
+                            s.synced |= !o.waiting;
                             s.last_error = None;
                             s.busy_since = None;
                             s.conditions = conditions;

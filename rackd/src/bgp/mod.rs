@@ -287,7 +287,7 @@ impl Controller for BgpController {
         // Render only on a complete view: the configuration loaded and LB-IPAM settled on
         // it, so a restart never advertises a half set of addresses.
         if !cfg.loaded || !lb.settled {
-            return Ok(Outcome::DONE);
+            return Ok(Outcome::WAITING);
         }
         let snap = &cfg.snapshot;
         let input = RenderInput {
@@ -339,6 +339,7 @@ impl Controller for BgpController {
         }
         Ok(Outcome {
             requeue_after: requeue,
+            waiting: false,
         })
     }
 

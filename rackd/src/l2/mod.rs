@@ -195,7 +195,7 @@ impl Controller for L2Controller {
     ) -> Result<Outcome, Never> {
         // LB-IPAM's addresses are what L2 announces: wait until they are known.
         if !cfg.loaded || !lb.settled {
-            return Ok(Outcome::DONE);
+            return Ok(Outcome::WAITING);
         }
         let snap = &cfg.snapshot;
         if !ctx.full && !self.relevant(snap, &lb.ips, devices) {

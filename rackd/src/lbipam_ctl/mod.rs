@@ -449,7 +449,7 @@ impl controller::Controller for LbIpamController {
         ctx: Context,
     ) -> Result<RunOutcome, LbError> {
         if !cfg.loaded {
-            return Ok(RunOutcome::DONE);
+            return Ok(RunOutcome::WAITING);
         }
         let snap = &cfg.snapshot;
         self.adapt(snap, ctx.full || self.applied.is_none());

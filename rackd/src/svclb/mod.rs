@@ -414,7 +414,7 @@ impl<M: LbMaps> Controller for ServiceLbController<M> {
         // LB-IPAM's addresses are frontends: wait until they are known, so a restart does
         // not withdraw LoadBalancer frontends for a moment.
         if !cfg.loaded || !lb.settled {
-            return Ok(Outcome::DONE);
+            return Ok(Outcome::WAITING);
         }
         self.sync_devices(devices, host)?;
         let snap = &cfg.snapshot;
