@@ -19,6 +19,7 @@
 //! assert!(next.snapshot.bgp_peer_config("generic").is_some());
 //! ```
 
+mod api;
 pub mod cilium;
 mod error;
 mod file;
@@ -29,6 +30,7 @@ mod snapshot;
 mod store;
 mod validate;
 
+pub use api::load_api_object;
 pub use error::{ConfigError, FieldError, Location, ObjectRef, Problem};
 pub use file::FileSource;
 pub use object::{Kind, Loaded, Object, ObjectKey, Origin};

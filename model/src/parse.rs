@@ -739,7 +739,7 @@ fn unknown_key(
 
 /// Namespaced kinds default to `default`; cluster-scoped kinds drop a namespace, as
 /// the API server does.
-fn normalise_namespace(o: &mut Object) {
+pub(crate) fn normalise_namespace(o: &mut Object) {
     let namespaced = o.kind().namespaced();
     let m = match o {
         Object::BgpClusterConfig(x) => &mut x.metadata,

@@ -31,10 +31,13 @@ use tracing::{error, info, warn};
 use crate::admin;
 use crate::bgp::reconcile::Reconciler;
 use crate::bgp::{BgpController, PeerMonitor};
+use crate::config::combined::Combined;
 use crate::config::dir::DirSource;
+use crate::config::{Batch, ConfigSource};
 use crate::controller::{Controllers, RunOptions};
 use crate::handler::Shared;
 use crate::host::HostFacts;
+use crate::k8s::KubeSource;
 use crate::lbipam_ctl::LbIpamController;
 use crate::metrics::Metrics;
 use crate::sdnotify::Notifier;
@@ -46,7 +49,8 @@ use crate::svclb::maps::DatapathMaps;
 #[derive(Debug, Clone)]
 pub struct Options {
     pub node_name: String,
-    pub config_dir: PathBuf,
+    /// The configuration directory; `None` with Kubernetes and no `--config-dir`.
+    pub config_dir: Option<PathBuf>,
     pub state_dir: PathBuf,
     pub admin_socket: PathBuf,
     pub metrics_addr: Option<SocketAddr>,
@@ -63,6 +67,8 @@ pub struct Options {
     pub l2: Option<crate::l2::L2Options>,
     /// The service datapath (`None`: off, as Cilium without kube-proxy replacement).
     pub services: Option<crate::options::ServiceLbOptions>,
+    /// The Kubernetes API as a source (`None`: files only).
+    pub k8s: Option<crate::k8s::K8sOptions>,
 }
 
 /// Fatal daemon errors (start-up only; at run time errors are reported and survived).
@@ -86,12 +92,40 @@ pub enum DaemonError {
     ServiceLbMaps(#[from] crate::svclb::SvcError),
     #[error("host network state (rtnetlink)")]
     Host(#[from] rackd_host::HostError),
+    #[error("Kubernetes")]
+    K8s(#[from] crate::k8s::K8sError),
     #[error("metrics endpoint {addr}")]
     Metrics {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The configuration sources in force: the directory, the API, or both.
+#[derive(Debug)]
+enum Sources {
+    Dir(DirSource),
+    Kube(KubeSource),
+    Both(Box<Combined<DirSource, KubeSource>>),
+}
+
+impl ConfigSource for Sources {
+    fn describe(&self) -> String {
+        match self {
+            Sources::Dir(s) => s.describe(),
+            Sources::Kube(s) => s.describe(),
+            Sources::Both(s) => s.describe(),
+        }
+    }
+
+    async fn next(&mut self) -> Batch {
+        match self {
+            Sources::Dir(s) => s.next().await,
+            Sources::Kube(s) => s.next().await,
+            Sources::Both(s) => s.next().await,
+        }
+    }
 }
 
 /// Marker that says a previous run may have left sessions for peers to keep (graceful
@@ -123,8 +157,28 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
     }
 
     let config_stop = CancellationToken::new();
+    let source = match (&opts.config_dir, &opts.k8s) {
+        (Some(dir), None) => Sources::Dir(DirSource::new(dir, opts.poll_interval)),
+        (dir, Some(k)) => {
+            let (client, server) = crate::k8s::client(k).await?;
+            let scope = crate::k8s::Scope {
+                node_name: opts.node_name.clone(),
+                secrets_namespace: opts.bgp_secrets_namespace.clone(),
+            };
+            let kube = KubeSource::start(client, &server, &scope);
+            match dir {
+                Some(dir) => Sources::Both(Box::new(Combined::new(
+                    DirSource::new(dir, opts.poll_interval),
+                    kube,
+                ))),
+                None => Sources::Kube(kube),
+            }
+        }
+        // Options never leave both off (the directory defaults to /etc/rackd).
+        (None, None) => Sources::Dir(DirSource::new("/etc/rackd", opts.poll_interval)),
+    };
     let (config, config_task) = crate::config::spawn(
-        DirSource::new(&opts.config_dir, opts.poll_interval),
+        source,
         CheckOptions {
             bgp_secrets_namespace: opts.bgp_secrets_namespace.clone(),
         },
@@ -229,7 +283,7 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
         }
         None => None,
     };
-    info!(node = %opts.node_name, config = %opts.config_dir.display(), "rackd running");
+    info!(node = %opts.node_name, config = %config.borrow().source, "rackd running");
 
     // A bad NOTIFY_SOCKET is the service manager's problem, not a reason not to route: say so
     // (systemd will then time the start out, naming the unit) and run.

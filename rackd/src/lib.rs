@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod duration;
 pub mod handler;
 pub mod host;
+pub mod k8s;
 pub mod l2;
 pub mod lbipam_ctl;
 pub mod metrics;

@@ -113,6 +113,17 @@ pub struct Flags {
     /// ip-masq-agent's config file (default /etc/config/ip-masq-agent), watched.
     #[arg(long, env = "RACKD_IP_MASQ_AGENT_CONFIG_PATH")]
     pub ip_masq_agent_config_path: Option<PathBuf>,
+    /// Read objects from the Kubernetes API (watches) and write status back (Cilium's flag;
+    /// rackd's default is off, for plain Linux). Implied by `--k8s-kubeconfig-path`.
+    #[arg(long, env = "RACKD_ENABLE_K8S", num_args = 0..=1, default_missing_value = "true")]
+    pub enable_k8s: Option<bool>,
+    /// kubeconfig to reach the API server (Cilium's flag); default: in-cluster (the Pod's
+    /// ServiceAccount), else `KUBECONFIG`.
+    #[arg(long, env = "RACKD_K8S_KUBECONFIG_PATH")]
+    pub k8s_kubeconfig_path: Option<PathBuf>,
+    /// API server URL, overriding the kubeconfig's (Cilium's flag).
+    #[arg(long, env = "RACKD_K8S_API_SERVER")]
+    pub k8s_api_server: Option<String>,
 }
 
 /// `--bpf-lb-algorithm`.
@@ -201,6 +212,9 @@ pub struct FileConfig {
     pub enable_ipv6_masquerade: Option<bool>,
     pub enable_ip_masq_agent: Option<bool>,
     pub ip_masq_agent_config_path: Option<PathBuf>,
+    pub enable_k8s: Option<bool>,
+    pub k8s_kubeconfig_path: Option<PathBuf>,
+    pub k8s_api_server: Option<String>,
 }
 
 /// A bad option: which one, what it held and what was expected.
@@ -300,6 +314,20 @@ pub fn resolve(
         flags.devices.clone()
     };
     let services = service_lb(&flags, &file, &devices, &pin_root)?;
+    let kubeconfig = flags
+        .k8s_kubeconfig_path
+        .clone()
+        .or_else(|| file.k8s_kubeconfig_path.clone());
+    let k8s =
+        (flags.enable_k8s.or(file.enable_k8s) == Some(true) || kubeconfig.is_some()).then(|| {
+            crate::k8s::K8sOptions {
+                kubeconfig,
+                api_server: flags
+                    .k8s_api_server
+                    .clone()
+                    .or_else(|| file.k8s_api_server.clone()),
+            }
+        });
     let metrics_addr = match flags.metrics_addr.or(file.metrics_addr).as_deref() {
         None => Some(DEFAULT_METRICS_ADDR),
         Some("off") => None,
@@ -380,10 +408,13 @@ pub fn resolve(
     };
     Ok(crate::daemon::Options {
         node_name: flags.node_name.or(file.node_name).unwrap_or_else(hostname),
-        config_dir: flags
-            .config_dir
-            .or(file.config_dir)
-            .unwrap_or_else(|| "/etc/rackd".into()),
+        // With Kubernetes the directory is read only when named (node-local files beside the
+        // API); alone it is the configuration, /etc/rackd by default.
+        config_dir: match (flags.config_dir.or(file.config_dir), &k8s) {
+            (Some(d), _) => Some(d),
+            (None, Some(_)) => None,
+            (None, None) => Some("/etc/rackd".into()),
+        },
         state_dir: flags
             .state_dir
             .or(file.state_dir)
@@ -403,6 +434,7 @@ pub fn resolve(
         fib_table: flags.fib_table.or(file.fib_table).filter(|t| *t != 0),
         l2,
         services,
+        k8s,
     })
 }
 
@@ -497,7 +529,7 @@ mod tests {
     fn defaults_without_flags_or_file() {
         let o = resolve(Flags::default(), FileConfig::default(), host).unwrap();
         assert_eq!(o.node_name, "from-hostname");
-        assert_eq!(o.config_dir, PathBuf::from("/etc/rackd"));
+        assert_eq!(o.config_dir, Some(PathBuf::from("/etc/rackd")));
         assert_eq!(o.state_dir, PathBuf::from("/var/lib/rackd"));
         assert_eq!(o.admin_socket, PathBuf::from(rackd_api::DEFAULT_SOCKET));
         assert_eq!(o.metrics_addr, Some(DEFAULT_METRICS_ADDR));
@@ -528,7 +560,7 @@ mod tests {
         assert_eq!(log_format(&Flags::default(), &f), LogFormat::Json);
         let o = resolve(flags, f, || unreachable!("the name is given")).unwrap();
         assert_eq!(o.node_name, "node8");
-        assert_eq!(o.config_dir, PathBuf::from("/srv/cfg"));
+        assert_eq!(o.config_dir, Some(PathBuf::from("/srv/cfg")));
         assert_eq!(o.metrics_addr, None);
         assert_eq!(o.fib_table, Some(150));
         let l2 = o.l2.unwrap();
@@ -752,5 +784,52 @@ mod tests {
             };
             assert!(source.to_string().contains(want), "{text:?}: {source}");
         }
+    }
+
+    #[test]
+    fn kubernetes_follows_cilium_flags_and_reads_the_directory_only_when_named() {
+        let o = resolve(Flags::default(), FileConfig::default(), host).unwrap();
+        assert!(o.k8s.is_none(), "off by default (plain Linux)");
+
+        let o = resolve(
+            Flags {
+                enable_k8s: Some(true),
+                ..Flags::default()
+            },
+            FileConfig::default(),
+            host,
+        )
+        .unwrap();
+        assert_eq!(o.k8s, Some(crate::k8s::K8sOptions::default()), "in-cluster");
+        assert_eq!(
+            o.config_dir, None,
+            "no /etc/rackd beside the API unless named"
+        );
+
+        let o = resolve(
+            Flags {
+                k8s_kubeconfig_path: Some("/etc/kubernetes/rackd.conf".into()),
+                config_dir: Some("/etc/rackd/local".into()),
+                ..Flags::default()
+            },
+            parse_file(
+                Path::new("rackd.yaml"),
+                "k8s-api-server: https://10.0.0.1:6443\n",
+            )
+            .unwrap(),
+            host,
+        )
+        .unwrap();
+        let k = o.k8s.unwrap();
+        assert_eq!(
+            k.kubeconfig.as_deref(),
+            Some(Path::new("/etc/kubernetes/rackd.conf")),
+            "a kubeconfig implies --enable-k8s"
+        );
+        assert_eq!(k.api_server.as_deref(), Some("https://10.0.0.1:6443"));
+        assert_eq!(o.config_dir, Some(PathBuf::from("/etc/rackd/local")));
+
+        let e = parse_file(Path::new("rackd.yaml"), "enable-k8s: maybe\n").unwrap_err();
+        assert!(e.to_string().contains("rackd.yaml"), "{e}");
     }
 }

@@ -11,6 +11,7 @@
 //! log line, a metric and a condition per change of state, and keeps the last good
 //! configuration meanwhile.
 
+pub mod combined;
 pub mod dir;
 
 use std::collections::BTreeSet;
