@@ -7,6 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use rackd_types::condition::reasons;
+use rackd_types::{Condition, ConditionStatus};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
@@ -260,56 +262,49 @@ fn compile_interfaces(patterns: &[String]) -> (Vec<Regex>, Option<String>) {
     (out, None)
 }
 
-/// Status of a condition, as in `metav1.Condition`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ConditionStatus {
-    /// `True`: the error is present.
-    True,
-    /// `False`: the error was present and is resolved.
-    False,
+/// Cilium's reason on a policy condition that no longer holds (flipped to `False`).
+pub const REASON_RESOLVED: &str = "resolved";
+
+impl PolicyErrors {
+    /// Each condition type with the reason it holds, if it does.
+    fn by_type(&self) -> [(&'static str, Option<&String>); 3] {
+        [
+            (COND_BAD_NODE_SELECTOR, self.bad_node_selector.as_ref()),
+            (
+                COND_BAD_SERVICE_SELECTOR,
+                self.bad_service_selector.as_ref(),
+            ),
+            (COND_BAD_INTERFACE_REGEX, self.bad_interface_regex.as_ref()),
+        ]
+    }
+
+    /// The policy's current problems as conditions (the workspace's one [`Condition`] type),
+    /// in Cilium's polarity: the type names the problem, status `True`, reason `error`.
+    pub fn conditions(&self) -> impl Iterator<Item = Condition> + '_ {
+        self.by_type()
+            .into_iter()
+            .filter_map(|(ty, why)| why.map(|m| Condition::problem(ty, reasons::ERROR, m.clone())))
+    }
 }
 
-/// One status condition of a policy (a subset of `metav1.Condition`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Condition {
-    /// Condition type, e.g. [`COND_BAD_NODE_SELECTOR`].
-    pub type_: String,
-    /// Status.
-    pub status: ConditionStatus,
-    /// Machine-readable reason (`error` while true, as in Cilium's docs).
-    pub reason: String,
-    /// Human-readable message.
-    pub message: String,
-}
-
-/// Computes a policy's new conditions from its previous ones and its current errors, as
-/// Cilium does: a condition is created only on error; on recovery an existing one is set to
-/// `False`; conditions of other types are kept untouched.
+/// Computes a policy's new `status.conditions` from its previous ones and its current errors,
+/// as Cilium does: a condition is created only on error; on recovery an existing one is set to
+/// `False` (reason [`REASON_RESOLVED`]); conditions of other types are kept untouched.
 #[must_use]
 pub fn conditions(prev: &[Condition], errors: &PolicyErrors) -> Vec<Condition> {
     let mut out: Vec<Condition> = prev.to_vec();
-    let kinds = [
-        (COND_BAD_NODE_SELECTOR, &errors.bad_node_selector),
-        (COND_BAD_SERVICE_SELECTOR, &errors.bad_service_selector),
-        (COND_BAD_INTERFACE_REGEX, &errors.bad_interface_regex),
-    ];
-    for (ty, err) in kinds {
+    for (ty, err) in errors.by_type() {
         let existing = out.iter_mut().find(|c| c.type_ == ty);
         match (err, existing) {
             (Some(msg), Some(c)) => {
                 c.status = ConditionStatus::True;
-                c.reason = "error".to_owned();
+                c.reason = reasons::ERROR.into();
                 c.message.clone_from(msg);
             }
-            (Some(msg), None) => out.push(Condition {
-                type_: ty.to_owned(),
-                status: ConditionStatus::True,
-                reason: "error".to_owned(),
-                message: msg.clone(),
-            }),
+            (Some(msg), None) => out.push(Condition::problem(ty, reasons::ERROR, msg.clone())),
             (None, Some(c)) => {
                 c.status = ConditionStatus::False;
-                c.reason = "resolved".to_owned();
+                c.reason = REASON_RESOLVED.into();
                 c.message.clear();
             }
             (None, None) => {}
@@ -503,7 +498,46 @@ mod tests {
         let c2 = conditions(&c1, &PolicyErrors::default());
         assert_eq!(c2.len(), 1);
         assert_eq!(c2[0].status, ConditionStatus::False);
+        assert_eq!(c2[0].reason, REASON_RESOLVED);
         let c3 = conditions(&c2, &errs);
         assert_eq!(c3[0].status, ConditionStatus::True);
+        assert_eq!(c3[0].message, "x");
+    }
+
+    #[test]
+    fn conditions_are_the_workspace_type() {
+        let errs = PolicyErrors {
+            bad_node_selector: Some("operator Foo".into()),
+            bad_interface_regex: Some("eth(".into()),
+            ..Default::default()
+        };
+        // The current problems, one per unusable field, as `rackd_types::Condition`s.
+        let now: Vec<rackd_types::Condition> = errs.conditions().collect();
+        assert_eq!(
+            now,
+            vec![
+                rackd_types::Condition::problem(
+                    rackd_types::condition::types::BAD_NODE_SELECTOR,
+                    "error",
+                    "operator Foo"
+                ),
+                rackd_types::Condition::problem(
+                    rackd_types::condition::types::BAD_INTERFACE_REGEX,
+                    "error",
+                    "eth("
+                ),
+            ]
+        );
+        assert_eq!(conditions(&[], &errs), now);
+        // Conditions of other types are kept untouched.
+        let other =
+            rackd_types::Condition::new("example.com/Other", ConditionStatus::True, "x", "");
+        let c = conditions(std::slice::from_ref(&other), &PolicyErrors::default());
+        assert_eq!(c, vec![other]);
+        // Serialised as Kubernetes writes `metav1.Condition`.
+        let j = serde_json::to_value(&now[0]).unwrap();
+        assert_eq!(j["type"], "io.cilium/bad-node-selector");
+        assert_eq!(j["status"], "True");
+        assert_eq!(j["reason"], "error");
     }
 }

@@ -8,8 +8,7 @@ use l2announcer::policy::{
     self, Evaluation, Iface, Labels, NodeInput, PolicyInput, SelectorSpec, ServiceInput,
 };
 use rackd_model::Snapshot;
-use rackd_model::rackd_types::condition::reasons;
-use rackd_model::rackd_types::{Condition, Kind, ObjectCondition, ObjectKey};
+use rackd_model::rackd_types::{Kind, ObjectCondition, ObjectKey};
 use rackd_model::selector::Selector as ModelSelector;
 
 use crate::lbipam_ctl::LbIps;
@@ -139,22 +138,14 @@ pub fn evaluate(snap: &Snapshot, node_name: &str, devices: &[Iface], lb_ips: &Lb
 /// these conditions is `error`).
 #[must_use]
 pub fn policy_conditions(eval: &Evaluation) -> Vec<ObjectCondition> {
-    let mut out = Vec::new();
-    for (name, e) in &eval.errors {
-        for (kind, why) in [
-            (policy::COND_BAD_NODE_SELECTOR, &e.bad_node_selector),
-            (policy::COND_BAD_SERVICE_SELECTOR, &e.bad_service_selector),
-            (policy::COND_BAD_INTERFACE_REGEX, &e.bad_interface_regex),
-        ] {
-            if let Some(why) = why {
-                out.push(ObjectCondition::new(
-                    ObjectKey::cluster(Kind::L2AnnouncementPolicy, name),
-                    Condition::problem(kind, reasons::ERROR, why.clone()),
-                ));
-            }
-        }
-    }
-    out
+    eval.errors
+        .iter()
+        .flat_map(|(name, e)| {
+            e.conditions().map(move |c| {
+                ObjectCondition::new(ObjectKey::cluster(Kind::L2AnnouncementPolicy, name), c)
+            })
+        })
+        .collect()
 }
 
 /// The set of interfaces any desired group uses (where the responder must be attached).
