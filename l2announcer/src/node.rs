@@ -382,9 +382,13 @@ where
                     }
                     Action::Gratuitous { ip, iface, count } => {
                         self.gratuitous(ip, iface.ifindex);
-                        if count > 1 {
+                        // The repeats, unless the interval is past what the clock holds.
+                        if count > 1
+                            && let Some(due) =
+                                Instant::now().checked_add(self.cfg.gratuitous_interval)
+                        {
                             self.garps.push_back(Garp {
-                                due: Instant::now() + self.cfg.gratuitous_interval,
+                                due,
                                 ip,
                                 ifindex: iface.ifindex,
                                 remaining: count - 1,
@@ -442,8 +446,10 @@ where
             if self.fsm.is_programmed(g.ip, g.ifindex) {
                 self.gratuitous(g.ip, g.ifindex);
                 g.remaining -= 1;
-                if g.remaining > 0 {
-                    g.due = now + self.cfg.gratuitous_interval;
+                if g.remaining > 0
+                    && let Some(due) = now.checked_add(self.cfg.gratuitous_interval)
+                {
+                    g.due = due;
                     self.garps.push_back(g);
                 }
             }

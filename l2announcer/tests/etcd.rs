@@ -296,6 +296,32 @@ async fn etcd_minimum_ttl_is_two_seconds_unless_election_timeout_is_lowered() {
     }
 }
 
+/// Timings are the caller's: a renew deadline too far for the clock (`Instant + Duration`
+/// would panic) means the lease is never given up for lack of renewals, and renewals go on.
+#[tokio::test]
+async fn a_renew_deadline_past_the_clock_does_not_stop_renewals() {
+    let etcd = EtcdServer::start(true).unwrap();
+    let timings = LeaseTimings {
+        renew_deadline: Duration::MAX,
+        ..LeaseTimings::FAST
+    };
+    let mut b = EtcdBackend::new(EtcdConfig::new(vec![etcd.endpoint()], "n", timings));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    b.start(tx).await.unwrap();
+    let mut renewed = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while renewed < 3 {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(BackendEvent::Renewed)) => renewed += 1,
+            Ok(Some(BackendEvent::LeaseLost)) => panic!("lease lost"),
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the backend's tasks ended"),
+            Err(_) => panic!("only {renewed} renewal(s) in 10 s"),
+        }
+    }
+    b.revoke().await.unwrap();
+}
+
 #[tokio::test]
 async fn claims_are_exclusive_and_foreign_keys_are_ignored() {
     let etcd = EtcdServer::start(false).unwrap();

@@ -468,9 +468,9 @@ async fn keepalive_loop(
             }
             continue;
         }
-        let deadline = last_ok + t.renew_deadline;
+        let deadline = renewal_deadline(last_ok, t.renew_deadline);
         tokio::select! {
-            () = sleep_until(deadline) => {
+            () = sleep_until_or_never(deadline) => {
                 warn!(node = %cfg.node, lease, "node lease not renewed within the renew deadline");
                 lose(&shared, &events, &mut live);
             }
@@ -524,6 +524,21 @@ async fn keepalive_loop(
         if events.is_closed() {
             return;
         }
+    }
+}
+
+/// When the lease counts as lost without a renewal: `last_ok + renew_deadline`, or `None`
+/// (never) when the clock cannot represent that instant. Timings are the caller's, and a
+/// deadline of centuries must not panic the task (`Instant + Duration` does on overflow).
+fn renewal_deadline(last_ok: Instant, renew_deadline: Duration) -> Option<Instant> {
+    last_ok.checked_add(renew_deadline)
+}
+
+/// Sleeps until `deadline`; never returns for `None`.
+async fn sleep_until_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -642,5 +657,24 @@ async fn watch_loop(
             }
         }
         sleep(cfg.timings.retry_period.min(Duration::from_millis(200))).await;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_past_the_clock_is_never_not_a_panic() {
+        let now = Instant::now();
+        assert_eq!(
+            renewal_deadline(now, Duration::from_secs(5)),
+            Some(now + Duration::from_secs(5))
+        );
+        // 2^63 s and more: what `Instant + Duration` panics on.
+        for huge in [Duration::from_secs(1 << 63), Duration::MAX] {
+            assert_eq!(renewal_deadline(now, huge), None, "{huge:?}");
+        }
     }
 }
