@@ -21,9 +21,11 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 #                                   (configs/systemd/rackd.service)
 #   iptables, ipvsadm, curl         the service benchmarks' anchors (kube-proxy's rules, IPVS)
 #                                   and the lab's client fetching pods and LoadBalancer IPs
+#   openssl                         the PKI of kubelab's test clusters (tests/kubelab); their
+#                                   binaries are built with Go by scripts/k8s-build.sh
 PKGS=(gcc libc6-dev clang-19 llvm-19 libbpf-dev bpftool frr bird2 gobgpd etcd-server etcd-client
       arping ndisc6 tcpdump protobuf-compiler libprotobuf-dev iproute2 iputils-ping procps psmisc
-      ca-certificates curl pkg-config systemd iptables ipvsadm)
+      ca-certificates curl pkg-config systemd iptables ipvsadm openssl)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -26,7 +26,9 @@ cargo build --workspace --bins
 # this checkout's target/), and pins under bpffs. Recorded before, compared after, so a
 # daemon or pin that was there already is not blamed on the tests.
 daemons() {
-  { for n in bgpd zebra watchfrr bird gobgpd etcd rackd rackd-lab; do pgrep -x "$n" || true; done
+  # (kube-controller: kube-controller-manager's name as the kernel keeps it, 15 characters.)
+  { for n in bgpd zebra watchfrr bird gobgpd etcd rackd rackd-lab kube-apiserver kube-controller; do
+      pgrep -x "$n" || true; done
     pgrep -f "^$PWD/target/" || true; } | sort -u
 }
 pins() { find /sys/fs/bpf -mindepth 1 2>/dev/null | sort || true; }
@@ -38,6 +40,12 @@ before_labdirs=$(labdirs)
 # Namespaces too: bootstrap.sh leaves its lab up (rlab-*), and that is not the tests' doing.
 netns() { ip netns list 2>/dev/null | awk '{print $1}' | sort || true; }
 before_netns=$(netns)
+
+echo "== Kubernetes test binaries (scripts/k8s-build.sh; cached, so only a machine's first run builds)"
+# Built here, outside any test's time: kube-apiserver, kube-controller-manager, kubectl, etcd
+# and helm from their Go modules (tests/kubelab/README.md). The tests then use this bin dir.
+RACKD_K8S_BIN_DIR=$(./scripts/k8s-build.sh | tail -n 1)
+export RACKD_K8S_BIN_DIR
 
 echo "== cargo test"
 # Tests create their own uniquely named namespaces and remove them; they run in parallel.
