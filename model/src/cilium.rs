@@ -81,6 +81,11 @@ pub struct ConditionsStatus {
     category = "cilium",
     category = "ciliumbgp",
     status = "ConditionsStatus",
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     derive = "PartialEq",
     crates(
         kube_core = "::kube_core",
@@ -210,6 +215,11 @@ impl CiliumBGPClusterConfigSpec {
     category = "cilium",
     category = "ciliumbgp",
     status = "ConditionsStatus",
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     derive = "PartialEq",
     crates(
         kube_core = "::kube_core",
@@ -415,6 +425,11 @@ pub enum Safi {
     shortname = "cbgpadvert",
     category = "cilium",
     category = "ciliumbgp",
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     derive = "PartialEq",
     crates(
         kube_core = "::kube_core",
@@ -612,6 +627,11 @@ fn parse_decimal<T: std::str::FromStr>(s: &str) -> Option<T> {
     shortname = "cbgpnodeoverride",
     category = "cilium",
     category = "ciliumbgp",
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     derive = "PartialEq",
     crates(
         kube_core = "::kube_core",
@@ -654,6 +674,168 @@ pub struct CiliumBGPNodeConfigPeerOverride {
     pub peer_interface: Option<String>,
 }
 
+// ===== CiliumBGPNodeConfig =====
+
+/// `spec` of a CiliumBGPNodeConfig: the BGP instances one node runs, rendered from the
+/// CiliumBGPClusterConfig that selects the node and the node's CiliumBGPNodeConfigOverride.
+/// Cilium's operator writes one per node, named after the node; rackd renders it the same way.
+// Not `deny_unknown_fields`: it is an output that is read back from the API server, where a
+// newer writer may have added fields.
+#[derive(CustomResource, Serialize, Deserialize, Debug, Clone, PartialEq, Default, JsonSchema)]
+#[kube(
+    group = "cilium.io",
+    version = "v2",
+    kind = "CiliumBGPNodeConfig",
+    plural = "ciliumbgpnodeconfigs",
+    shortname = "cbgpnode",
+    category = "cilium",
+    category = "ciliumbgp",
+    status = "CiliumBGPNodeConfigStatus",
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    derive = "PartialEq",
+    crates(
+        kube_core = "::kube_core",
+        k8s_openapi = "::k8s_openapi",
+        schemars = "::schemars",
+        serde = "::serde",
+        serde_json = "::serde_json"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CiliumBGPNodeConfigSpec {
+    /// 1..=16 BGP instances on this node, unique by name.
+    pub bgp_instances: Vec<CiliumBGPNodeInstance>,
+}
+
+/// One BGP instance (virtual router) on the node.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CiliumBGPNodeInstance {
+    /// The ClusterConfig's instance name.
+    pub name: String,
+    /// Local ASN (from the override, else the ClusterConfig).
+    #[serde(rename = "localASN", default, skip_serializing_if = "Option::is_none")]
+    pub local_asn: Option<i64>,
+    /// Router ID (from the override, else derived from the node's address).
+    #[serde(rename = "routerID", default, skip_serializing_if = "Option::is_none")]
+    pub router_id: Option<String>,
+    /// Listening port; unset = the instance does not listen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_port: Option<i32>,
+    /// The instance's peers, unique by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<CiliumBGPNodePeer>,
+}
+
+/// A peer of a node's BGP instance.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CiliumBGPNodePeer {
+    /// The ClusterConfig's peer name.
+    pub name: String,
+    /// IPv4 or IPv6 address, optionally with a `%zone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_address: Option<String>,
+    /// Local interface for an IPv6 link-local `peerAddress`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_interface: Option<String>,
+    /// Peer ASN; 0 = learn it from the peer's OPEN.
+    #[serde(rename = "peerASN", default, skip_serializing_if = "Option::is_none")]
+    pub peer_asn: Option<i64>,
+    /// Peer address auto-discovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_discovery: Option<BGPAutoDiscovery>,
+    /// Session source address (from the override).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_address: Option<String>,
+    /// The CiliumBGPPeerConfig this peer uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_config_ref: Option<PeerConfigReference>,
+}
+
+/// `status` of a CiliumBGPNodeConfig: what the node's speaker runs.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CiliumBGPNodeConfigStatus {
+    /// Per-instance status, unique by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bgp_instances: Vec<CiliumBGPNodeInstanceStatus>,
+    /// `cilium.io/BGPReconcileError` and friends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// `status.bgpInstances[]`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CiliumBGPNodeInstanceStatus {
+    /// Instance name.
+    pub name: String,
+    /// Local ASN in use.
+    #[serde(rename = "localASN", default, skip_serializing_if = "Option::is_none")]
+    pub local_asn: Option<i64>,
+    /// Per-peer status, unique by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<CiliumBGPNodePeerStatus>,
+}
+
+/// `status.bgpInstances[].peers[]`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CiliumBGPNodePeerStatus {
+    /// Peer name.
+    pub name: String,
+    /// Peer address.
+    pub peer_address: String,
+    /// Peer ASN.
+    #[serde(rename = "peerASN", default, skip_serializing_if = "Option::is_none")]
+    pub peer_asn: Option<i64>,
+    /// Session state in GoBGP's spelling (`established`, `active`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peering_state: Option<String>,
+    /// Negotiated timers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timers: Option<CiliumBGPTimersState>,
+    /// When the session was established, RFC 3339 in UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub established_time: Option<String>,
+    /// Routes exchanged per AFI/SAFI.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route_count: Vec<BGPFamilyRouteCount>,
+}
+
+/// Negotiated timers of a session.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CiliumBGPTimersState {
+    /// Negotiated hold time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_hold_time_seconds: Option<i32>,
+    /// Negotiated keepalive interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_keepalive_seconds: Option<i32>,
+}
+
+/// Routes received from and advertised to a peer in one address family.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BGPFamilyRouteCount {
+    /// AFI.
+    pub afi: Afi,
+    /// SAFI.
+    pub safi: Safi,
+    /// Routes received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received: Option<i32>,
+    /// Routes advertised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertised: Option<i32>,
+}
+
 // ===== CiliumLoadBalancerIPPool =====
 
 /// `spec` of a CiliumLoadBalancerIPPool.
@@ -669,6 +851,14 @@ pub struct CiliumBGPNodeConfigPeerOverride {
     shortname = "lbippools",
     category = "cilium",
     status = "ConditionsStatus",
+    printcolumn(name = "Disabled", type_ = "boolean", json_path = ".spec.disabled"),
+    printcolumn = r#"{"name": "Conflicting", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"cilium.io/PoolConflict\")].status"}"#,
+    printcolumn = r#"{"name": "IPs Available", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"cilium.io/IPsAvailable\")].message"}"#,
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     derive = "PartialEq",
     crates(
         kube_core = "::kube_core",
@@ -744,6 +934,11 @@ pub struct CiliumLoadBalancerIPPoolIPBlock {
     shortname = "l2announcement",
     category = "cilium",
     status = "ConditionsStatus",
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     derive = "PartialEq",
     crates(
         kube_core = "::kube_core",
@@ -794,6 +989,11 @@ impl CiliumL2AnnouncementPolicySpec {
     shortname = "cegp",
     category = "cilium",
     category = "ciliumpolicy",
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     derive = "PartialEq",
     crates(
         kube_core = "::kube_core",

@@ -21,6 +21,7 @@
 
 mod api;
 pub mod cilium;
+pub mod crd;
 mod error;
 mod file;
 mod object;
