@@ -42,7 +42,8 @@ BINARIES=(kube-apiserver kube-controller-manager kubectl etcd helm)
 stamp() {
   {
     go env GOVERSION GOOS GOARCH
-    sha256sum "$ROOT/scripts/k8s-build.sh"
+    # Relative paths only: the stamp must not depend on where the checkout is.
+    (cd "$ROOT" && sha256sum scripts/k8s-build.sh)
     (cd "$GO_DIR" && find . -type f \( -name go.mod -o -name go.sum -o -name '*.go' \) | LC_ALL=C sort | xargs sha256sum)
   } | sha256sum | awk '{print $1}'
 }
