@@ -22,6 +22,8 @@
 //!    whose referent vanished keeps the referent's previous version. Repeated until
 //!    stable, so the result is always self-consistent.
 
+mod index;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -37,6 +39,8 @@ use crate::cilium::{
 use crate::error::{ConfigError, ObjectRef, Problem};
 use crate::object::{Kind, Loaded, Object, ObjectKey};
 use crate::parse::ParsedSource;
+
+use self::index::Indexes;
 
 /// Settings for cross-object checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,10 +69,9 @@ impl PartialEq for Entry {
     }
 }
 
-/// `(namespace, service name)`.
-type ServiceRef = (String, String);
-
-/// All objects, keyed by kind/namespace/name, with the indexes controllers need.
+/// All objects, keyed by kind/namespace/name, with the indexes controllers need (module
+/// `index`: a Service's EndpointSlices, the Pods on a node, the EndpointSlices whose endpoints
+/// a Pod places; a Node is found by its key).
 ///
 /// Persistent maps (`imbl`): a clone is O(1) and shares everything, an update copies one path
 /// of the tree, and [`Snapshot::changes_since`] skips the subtrees two snapshots share, so
@@ -77,13 +80,12 @@ type ServiceRef = (String, String);
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     objects: imbl::OrdMap<ObjectKey, Entry>,
-    /// Service → names of the EndpointSlices labelled with it (`kubernetes.io/service-name`).
-    slices: imbl::OrdMap<ServiceRef, imbl::OrdSet<String>>,
+    index: Indexes,
 }
 
 impl PartialEq for Snapshot {
     fn eq(&self, other: &Self) -> bool {
-        // The index is derived from the objects.
+        // The indexes are derived from the objects.
         self.objects == other.objects
     }
 }
@@ -222,40 +224,26 @@ impl Snapshot {
 
     /// Inserts or replaces one object, keeping the indexes.
     pub(crate) fn insert(&mut self, key: ObjectKey, l: Arc<Loaded>) {
-        if key.kind == Kind::EndpointSlice {
-            self.unindex_slice(&key);
-            if let Some(svc) = slice_service(&l.object) {
-                self.slices
-                    .entry((key.namespace.clone().unwrap_or_default(), svc.to_owned()))
-                    .or_default()
-                    .insert(key.name.clone());
-            }
+        if let Some(old) = self.objects.get(&key) {
+            self.index.remove(&key, &old.0.object);
         }
+        self.index.add(&key, &l.object);
         self.objects.insert(key, Entry(l));
     }
 
     /// Removes one object, keeping the indexes.
     pub(crate) fn remove(&mut self, key: &ObjectKey) -> Option<Arc<Loaded>> {
-        if key.kind == Kind::EndpointSlice {
-            self.unindex_slice(key);
-        }
-        self.objects.remove(key).map(|e| e.0)
+        let old = self.objects.remove(key)?;
+        self.index.remove(key, &old.0.object);
+        Some(old.0)
     }
 
-    fn unindex_slice(&mut self, key: &ObjectKey) {
-        let Some(old) = self.objects.get(key) else {
-            return;
-        };
-        let Some(svc) = slice_service(&old.0.object) else {
-            return;
-        };
-        let sref = (key.namespace.clone().unwrap_or_default(), svc.to_owned());
-        if let Some(set) = self.slices.get_mut(&sref) {
-            set.remove(&key.name);
-            if set.is_empty() {
-                self.slices.remove(&sref);
-            }
-        }
+    /// Whether the indexes, kept up to date object by object, equal the indexes built from
+    /// scratch over the objects (for tests: `tests/store_props.rs`).
+    #[doc(hidden)]
+    pub fn indexes_match_rebuild(&self) -> bool {
+        let rebuilt = Indexes::build(self.objects.iter().map(|(k, e)| (k, &*e.0.object)));
+        rebuilt == self.index
     }
 
     /// What changed from `previous` to `self`, by key. Only the objects are
@@ -415,20 +403,57 @@ impl Snapshot {
         service: &str,
     ) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
         let names = self
+            .index
             .slices
             .get(&(namespace.to_owned(), service.to_owned()))
             .cloned()
             .unwrap_or_default();
         let ns = namespace.to_owned();
-        names.into_iter().filter_map(move |n| {
-            match self
-                .get(&ObjectKey::namespaced(Kind::EndpointSlice, ns.clone(), n))
-                .map(|l| &*l.object)
-            {
-                Some(Object::EndpointSlice(o)) => Some(o),
-                _ => None,
-            }
-        })
+        names
+            .into_iter()
+            .filter_map(move |n| self.endpoint_slice(&ns, &n))
+    }
+
+    /// The EndpointSlices with an endpoint that takes its node from Pod `namespace/pod` (its
+    /// `targetRef`, with no `nodeName` of its own), from the index: the slices whose meaning a
+    /// change of that Pod can change.
+    pub fn endpoint_slices_placed_by<'a>(
+        &'a self,
+        namespace: &str,
+        pod: &str,
+    ) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
+        let slices = self
+            .index
+            .slices_by_pod
+            .get(&(namespace.to_owned(), pod.to_owned()))
+            .cloned()
+            .unwrap_or_default();
+        slices
+            .into_iter()
+            .filter_map(move |(ns, n)| self.endpoint_slice(&ns, &n))
+    }
+
+    /// The Pods scheduled on node `node` (`spec.nodeName`), from the index.
+    pub fn pods_on_node<'a>(&'a self, node: &str) -> impl Iterator<Item = &'a Pod> + 'a {
+        let pods = self
+            .index
+            .pods_by_node
+            .get(node)
+            .cloned()
+            .unwrap_or_default();
+        pods.into_iter()
+            .filter_map(move |(ns, n)| self.pod(&ns, &n))
+    }
+
+    /// The EndpointSlice `namespace/name`.
+    pub fn endpoint_slice(&self, namespace: &str, name: &str) -> Option<&EndpointSlice> {
+        match self
+            .get(&ObjectKey::namespaced(Kind::EndpointSlice, namespace, name))
+            .map(|l| &*l.object)
+        {
+            Some(Object::EndpointSlice(o)) => Some(o),
+            _ => None,
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 //! result: the same objects (with their origins) and the same errors. The documents mix
 //! every rule of the merge: valid, changed and invalid objects, broken YAML, misspelt kinds,
 //! unnamed documents, duplicates within and across files, BGP references to PeerConfigs and
-//! Secrets that come and go, unreadable and deleted files.
+//! Secrets that come and go, unreadable and deleted files, Pods and EndpointSlices that move
+//! (so the snapshot's indexes, kept object by object, are checked against a rebuild).
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -38,7 +39,34 @@ fn doc(i: u8) -> String {
             "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s0\n  namespace: kube-system\nstringData:\n  {key}: s3cret\n"
         )
     };
-    match i % 20 {
+    let pod = |name: &str, node: Option<&str>| {
+        let spec = node
+            .map(|n| format!("spec: {{nodeName: {n}}}\n"))
+            .unwrap_or_default();
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: shop}}\n{spec}status: {{podIP: 10.244.0.9}}\n"
+        )
+    };
+    // An EndpointSlice: its Service, then one endpoint per (targetRef Pod, nodeName).
+    let slice = |name: &str, svc: &str, eps: &[(&str, Option<&str>)]| {
+        let eps: String = eps
+            .iter()
+            .map(|(pod, node)| {
+                let node = node
+                    .map(|n| format!("  nodeName: {n}\n"))
+                    .unwrap_or_default();
+                let target = match pod.split_once('/') {
+                    Some((ns, p)) => format!("{{kind: Pod, namespace: {ns}, name: {p}}}"),
+                    None => format!("{{kind: Pod, name: {pod}}}"),
+                };
+                format!("- addresses: [10.244.0.9]\n  targetRef: {target}\n{node}")
+            })
+            .collect();
+        format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}\n  namespace: shop\n  labels: {{kubernetes.io/service-name: {svc}}}\naddressType: IPv4\nendpoints:\n{eps}"
+        )
+    };
+    match i % 30 {
         0 => pool("p0", 1),
         1 => pool("p0", 2),
         2 => pool("p0", 999),
@@ -58,7 +86,19 @@ fn doc(i: u8) -> String {
         16 => secret("other"),
         17 => "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\n".into(),
         18 => "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec: {type: LoadBalancer, ports: [{port: 8080}]}\n".into(),
-        _ => "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec: {type: Nope}\n".into(),
+        19 => "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec: {type: Nope}\n".into(),
+        // Pods coming, going and moving between nodes; slices naming them (with or without a
+        // node of their own), moving between Services, one Pod named twice.
+        20 => pod("p0", Some("n1")),
+        21 => pod("p0", Some("n2")),
+        22 => pod("p0", None),
+        23 => pod("p1", Some("n1")),
+        24 => slice("s0", "web", &[("p0", None), ("p1", None)]),
+        25 => slice("s0", "web", &[("p0", Some("n1")), ("p1", None)]),
+        26 => slice("s0", "api", &[("other/p1", None), ("p0", None), ("p0", None)]),
+        27 => slice("s1", "web", &[("p0", None)]),
+        28 => slice("s1", "web", &[("p1", Some("n2"))]),
+        _ => "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s1, namespace: shop}\naddressType: IPv4\nendpoints: [{addresses: [10.244.0.9], targetRef: {kind: Pod, name: p1}}]\n".into(),
     }
 }
 
@@ -153,6 +193,9 @@ proptest! {
             let out = Snapshot::merge(&merged, &sources, &opts);
             let applied = store.apply(updates);
             prop_assert_eq!(store.snapshot(), &out.snapshot);
+            // The indexes kept object by object equal the ones built from scratch.
+            prop_assert!(store.snapshot().indexes_match_rebuild(), "store's indexes");
+            prop_assert!(out.snapshot.indexes_match_rebuild(), "merge's indexes");
             prop_assert_eq!(sorted_errors(&store.errors()), sorted_errors(&out.errors));
             let applied2 = store2.apply(updates2);
             prop_assert_eq!(store2.snapshot(), &out.snapshot, "through FileSource");

@@ -27,6 +27,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use rackd_model::k8s_openapi::api::core::v1::{Service, ServicePort};
 use rackd_model::k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
+use rackd_model::rackd_types::cilium::ENDPOINTSLICE_SERVICE_NAME_LABEL;
 use rackd_model::{Kind, ObjectKey, Snapshot, pod_node, slice_service, status_ingress_ips};
 
 use crate::table::{
@@ -451,11 +452,12 @@ fn conditions(ep: &Endpoint, snap: &Snapshot, ns: &str, node: &str) -> Candidate
 
 /// The Services whose rendering may differ between `previous` and `snap`: changed Services,
 /// the Services of changed EndpointSlices (before and after: the label can move), and for a
-/// changed Pod the Services of slices whose endpoints name it without a `nodeName` (a scan
-/// of the slices). Changes to LB-IPAM's addresses are the caller's to add.
+/// changed Pod the Services of the slices whose endpoints take their node from it (a
+/// `targetRef` without `nodeName`), found through the snapshots' Pod → slices index: a Pod
+/// change costs its own slices, not a scan of every slice. Changes to LB-IPAM's addresses are
+/// the caller's to add.
 pub fn affected_services(previous: &Snapshot, snap: &Snapshot) -> BTreeSet<ServiceName> {
     let mut out = BTreeSet::new();
-    let mut pods: BTreeSet<(String, String)> = BTreeSet::new();
     for (key, _) in snap.changes_since(previous) {
         let ns = key.namespace.clone().unwrap_or_default();
         match key.kind {
@@ -470,34 +472,30 @@ pub fn affected_services(previous: &Snapshot, snap: &Snapshot) -> BTreeSet<Servi
                 }
             }
             Kind::Pod => {
-                pods.insert((ns, key.name));
+                // Both sides: a slice that changed too is covered above either way, but the
+                // union costs two lookups and needs no argument.
+                for s in [previous, snap] {
+                    for es in s.endpoint_slices_placed_by(&ns, &key.name) {
+                        if let Some(svc) = endpoint_slice_service(es) {
+                            let sns = es.metadata.namespace.as_deref().unwrap_or("default");
+                            out.insert((sns.to_owned(), svc.to_owned()));
+                        }
+                    }
+                }
             }
             _ => {}
         }
     }
-    if !pods.is_empty() {
-        for es in snap.endpoint_slices() {
-            let ns = es.metadata.namespace.as_deref().unwrap_or("default");
-            let names_pod = es.endpoints.iter().flatten().any(|ep| {
-                ep.node_name.is_none()
-                    && ep.target_ref.as_ref().is_some_and(|r| {
-                        r.kind.as_deref() == Some("Pod")
-                            && pods.contains(&(
-                                r.namespace.clone().unwrap_or_else(|| ns.to_owned()),
-                                r.name.clone().unwrap_or_default(),
-                            ))
-                    })
-            });
-            if names_pod
-                && let Some(svc) = es.metadata.labels.as_ref().and_then(|l| {
-                    l.get(rackd_model::rackd_types::cilium::ENDPOINTSLICE_SERVICE_NAME_LABEL)
-                })
-            {
-                out.insert((ns.to_owned(), svc.clone()));
-            }
-        }
-    }
     out
+}
+
+/// The Service an EndpointSlice belongs to (label `kubernetes.io/service-name`).
+fn endpoint_slice_service(es: &EndpointSlice) -> Option<&str> {
+    es.metadata
+        .labels
+        .as_ref()?
+        .get(ENDPOINTSLICE_SERVICE_NAME_LABEL)
+        .map(String::as_str)
 }
 
 #[cfg(test)]

@@ -366,6 +366,79 @@ fn pod_gives_locality_without_node_name() {
 }
 
 #[test]
+fn a_pod_change_touches_only_the_services_it_places() {
+    // web's endpoint takes its node from Pod web-0; api's endpoint names web-0 too but has
+    // its own node; db's slice names another Pod.
+    let svc = |n: &str, ip: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {n}, namespace: shop}}\nspec:\n  externalIPs: [{ip}]\n  ports: [{{port: 80}}]\n"
+        )
+    };
+    let slice = |n: &str, svc: &str, ep: &str| {
+        format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {n}, namespace: shop, labels: {{kubernetes.io/service-name: {svc}}}}}\naddressType: IPv4\nports: [{{port: 8080}}]\nendpoints:\n- {{addresses: [10.244.1.5], {ep}}}\n"
+        )
+    };
+    let pod = |n: &str, node: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {n}, namespace: shop}}\nspec: {{nodeName: {node}}}\n"
+        )
+    };
+    let docs = |web0: &str, db0: &str| {
+        [
+            svc("web", "192.0.2.10"),
+            svc("api", "192.0.2.11"),
+            svc("db", "192.0.2.12"),
+            slice("web-1", "web", "targetRef: {kind: Pod, name: web-0}"),
+            slice(
+                "api-1",
+                "api",
+                "targetRef: {kind: Pod, name: web-0}, nodeName: n1",
+            ),
+            slice("db-1", "db", "targetRef: {kind: Pod, name: db-0}"),
+            pod("web-0", web0),
+            pod("db-0", db0),
+        ]
+        .join("---\n")
+    };
+    let s = snap(&docs("n1", "n1"));
+    let web_moved = snap(&docs("n2", "n1"));
+    assert_eq!(
+        affected_services(&s, &web_moved),
+        BTreeSet::from([name("shop", "web")])
+    );
+    let both_moved = snap(&docs("n2", "n2"));
+    assert_eq!(
+        affected_services(&s, &both_moved),
+        BTreeSet::from([name("shop", "web"), name("shop", "db")])
+    );
+    // The Pod going away and coming back: the same Services.
+    let no_pods = snap(
+        &docs("n1", "n1")
+            .split("---\n")
+            .take(6)
+            .collect::<Vec<_>>()
+            .join("---\n"),
+    );
+    assert_eq!(
+        affected_services(&s, &no_pods),
+        BTreeSet::from([name("shop", "web"), name("shop", "db")])
+    );
+    assert_eq!(
+        affected_services(&no_pods, &s),
+        BTreeSet::from([name("shop", "web"), name("shop", "db")])
+    );
+    // What the incremental path renders equals a full render.
+    let lbips = lb(&[]);
+    let mut t = render_all(&s, &lbips, "n1").table;
+    for svc in affected_services(&s, &web_moved) {
+        let (e, _) = render_service(&web_moved, &lbips, "n1", &svc);
+        t.set_service(&svc, e);
+    }
+    assert_eq!(t, render_all(&web_moved, &lbips, "n1").table);
+}
+
+#[test]
 fn conflicts_and_incremental_rendering() {
     let other = "\n---\napiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: shop}\nspec:\n  externalIPs: [192.0.2.10]\n  ports: [{name: http, port: 80}]\n";
     let s = snap(&format!("{WEB}{other}"));
