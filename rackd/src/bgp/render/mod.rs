@@ -11,6 +11,7 @@
 //! (family, advertisement, entry, resource), so a copy of the result is cheap and the
 //! reconciler sees what changed in O(changes).
 
+mod family;
 mod service;
 #[cfg(test)]
 mod tests;
@@ -21,7 +22,7 @@ use std::sync::Arc;
 
 use bgpd_wire::Family;
 use ipnet::IpNet;
-use rackd_model::cilium::{AdvertisementType, Afi, BGPAdvertisement, CiliumBGPAdvertisement};
+use rackd_model::cilium::{AdvertisementType, BGPAdvertisement, CiliumBGPAdvertisement};
 use rackd_model::k8s_openapi::api::core::v1::Node;
 use rackd_model::rackd_types::condition::{reasons, types};
 use rackd_model::rackd_types::{Condition, Kind, ObjectCondition, ObjectKey};
@@ -30,6 +31,7 @@ use rackd_model::{Snapshot, secret_value};
 
 use crate::lbipam_ctl::LbIps;
 
+pub use family::{UnsupportedFamily, family_of};
 pub use service::{ServiceAdvert, update_services};
 
 /// Host facts the renderer needs (gathered by the daemon through netlink).
@@ -255,14 +257,6 @@ pub struct RenderInput<'a> {
     /// (rackd forwards them itself, and would only reject the traffic; Cilium 1.19 does the
     /// same with kube-proxy replacement).
     pub withdraw_without_backends: bool,
-}
-
-fn family_of(afi: Afi) -> Option<Family> {
-    match afi {
-        Afi::Ipv4 => Some(Family::Ipv4Unicast),
-        Afi::Ipv6 => Some(Family::Ipv6Unicast),
-        _ => None,
-    }
 }
 
 fn in_family(ip: &IpAddr, f: Family) -> bool {
@@ -575,14 +569,19 @@ fn render_peer(
     let mut export = Exports::default();
     let mut service_adverts = Vec::new();
     for (fi, f) in families_cfg.iter().enumerate() {
-        let Some(family) = family_of(f.afi) else {
-            problems.push(problem(
-                pc_or_cc.clone(),
-                types::UNSUPPORTED,
-                reasons::INVALID,
-                format!("peer {}: family {:?} is not supported", p.name, f.afi),
-            ));
-            continue;
+        // A family the speaker does not run is left out of the session and reported on the
+        // PeerConfig; the peer runs its other families.
+        let family = match family_of(f.afi, f.safi) {
+            Ok(family) => family,
+            Err(e) => {
+                problems.push(problem(
+                    pc_or_cc.clone(),
+                    types::UNSUPPORTED,
+                    reasons::INVALID,
+                    format!("peer {}: {e}", p.name),
+                ));
+                continue;
+            }
         };
         let family_idx = u16::try_from(fi).unwrap_or(u16::MAX);
         families.push(family);

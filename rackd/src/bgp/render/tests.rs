@@ -621,3 +621,70 @@ metadata: {name: lonely, labels: {only: me}}
         d.problems
     );
 }
+
+#[test]
+fn an_unsupported_family_is_a_problem_on_the_peer_config_not_unicast() {
+    let snap = lab_snapshot(
+        r#"
+apiVersion: v1
+kind: Node
+metadata: {name: edge, labels: {role: edge}}
+---
+apiVersion: cilium.io/v2
+kind: CiliumBGPClusterConfig
+metadata: {name: edge-bgp}
+spec:
+  nodeSelector: {matchLabels: {role: edge}}
+  bgpInstances:
+  - name: edge
+    localASN: 64600
+    peers:
+    - {name: far, peerAddress: 192.0.2.9, peerASN: 64700, peerConfigRef: {name: far-peer}}
+---
+apiVersion: cilium.io/v2
+kind: CiliumBGPPeerConfig
+metadata: {name: far-peer}
+spec:
+  families:
+  - {afi: ipv4, safi: multicast, advertisements: {matchLabels: {advertise: bgp}}}
+  - {afi: ipv6, safi: unicast, advertisements: {matchLabels: {advertise: bgp}}}
+  - {afi: l2vpn, safi: evpn}
+"#,
+    );
+    let d = render(&snap, &input("edge"));
+    let far = &d.instances["edge"].peers["far"];
+    // ipv4/multicast is not run as ipv4/unicast: only the supported family is configured, and
+    // nothing is exported in IPv4.
+    assert_eq!(far.families, vec![Family::Ipv6Unicast]);
+    assert!(far.export.iter().all(|e| e.family == Family::Ipv6Unicast));
+    let key = ObjectKey::cluster(Kind::BgpPeerConfig, "far-peer");
+    let got: Vec<(&ObjectKey, &str, &str, &str)> = d
+        .problems
+        .iter()
+        .map(|p| {
+            (
+                p.object.as_ref().unwrap(),
+                p.condition.type_.as_ref(),
+                p.condition.reason.as_ref(),
+                p.condition.message.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                &key,
+                types::UNSUPPORTED,
+                reasons::INVALID,
+                "peer far: family ipv4/multicast (afi-1-safi-2) is not supported; rackd runs ipv4/unicast and ipv6/unicast",
+            ),
+            (
+                &key,
+                types::UNSUPPORTED,
+                reasons::INVALID,
+                "peer far: family l2vpn/evpn (afi-25-safi-70) is not supported; rackd runs ipv4/unicast and ipv6/unicast",
+            ),
+        ]
+    );
+}
