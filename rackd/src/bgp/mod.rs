@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rackd_model::rackd_types::condition::{reasons, types};
-use rackd_model::rackd_types::{Condition, Kind, ObjectCondition, SessionState};
+use rackd_model::rackd_types::{Condition, Kind, ObjectCondition, ObjectKey, SessionState};
 use rackd_model::{Snapshot, slice_service};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -57,6 +57,15 @@ pub struct BgpStatus {
 pub struct BgpError {
     pub count: usize,
     pub first: String,
+}
+
+/// The object a reconcile error (`cilium.io/BGPReconcileError`) is a condition of. Cilium
+/// sets it on the node's CiliumBGPNodeConfig, which is named after the node and is no object
+/// rackd reads (it renders one, `rackctl bgp node-config`); the node's Node stands for it,
+/// one to one and by the same name. Not the ClusterConfig: that is shared by every node it
+/// selects, and one node's failure to apply it is not the others'.
+pub fn reconcile_error_object(node: &str) -> ObjectKey {
+    ObjectKey::cluster(Kind::Node, node)
 }
 
 /// How long after a restart the FIB waits for every peer before it drops the routes it
@@ -235,15 +244,10 @@ impl BgpController {
             })
             .collect();
         for t in &texts {
-            conditions.push(ObjectCondition {
-                object: None,
-                source: Some(format!("CiliumBGPNodeConfig {}", self.node_name)),
-                condition: Condition::problem(
-                    types::BGP_RECONCILE_ERROR,
-                    reasons::FAILED,
-                    t.clone(),
-                ),
-            });
+            conditions.push(ObjectCondition::new(
+                reconcile_error_object(&self.node_name),
+                Condition::problem(types::BGP_RECONCILE_ERROR, reasons::FAILED, t.clone()),
+            ));
         }
         let speakers: Vec<(String, Arc<bgpd::Speaker>, u32)> = self
             .reconciler

@@ -211,3 +211,67 @@ endpoints: [{addresses: [10.1.1.5], nodeName: node1}]
     }
     let _ = (prev, lb);
 }
+
+/// A reconcile error is a condition of an object key (this node's Node, standing for its
+/// CiliumBGPNodeConfig), not of a text label, and goes when the error does.
+#[tokio::test]
+async fn reconcile_errors_are_conditions_of_the_node() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The instance's listening port is taken: the speaker cannot start.
+    let busy = std::net::TcpListener::bind("[::]:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let listen = |port: u16| {
+        format!(
+            "---\napiVersion: cilium.io/v2\nkind: CiliumBGPNodeConfigOverride\nmetadata: {{name: node1}}\nspec:\n  bgpInstances:\n  - name: rack\n    localPort: {port}\n"
+        )
+    };
+    let (_peers_tx, peers) = watch::channel(BgpPeers::from([]));
+    let (mut c, status) =
+        BgpController::new("node1", "kube-system", Reconciler::new(false), false, peers);
+    let host = Arc::new(HostInfo::default());
+    let lb = Arc::new(LbStatus {
+        ready: true,
+        settled: true,
+        ..LbStatus::default()
+    });
+    let cfg = state(&lab(&listen(port), closed));
+    let err = c
+        .reconcile(&(cfg.clone(), lb.clone(), host.clone()), ctx(true))
+        .await
+        .unwrap_err();
+    assert_eq!(err.count, 1, "{err}");
+    let conds = status.borrow().conditions.clone();
+    assert_eq!(conds.len(), 1, "{conds:?}");
+    let cond = &conds[0];
+    assert_eq!(
+        cond.object,
+        Some(rackd_model::rackd_types::ObjectKey::cluster(
+            Kind::Node,
+            "node1"
+        ))
+    );
+    assert_eq!(cond.object, Some(reconcile_error_object("node1")));
+    assert_eq!(cond.source, None);
+    assert_eq!(cond.condition.type_, types::BGP_RECONCILE_ERROR);
+    assert_eq!(cond.condition.reason, reasons::FAILED);
+    assert!(
+        cond.condition
+            .message
+            .starts_with("BGP instance rack: cannot start the speaker"),
+        "{cond}"
+    );
+    assert!(cond.is_problem());
+    // The port freed: the retry starts the speaker and the condition goes.
+    drop(busy);
+    c.reconcile(&(cfg, lb, host), ctx(false)).await.unwrap();
+    assert!(
+        status.borrow().conditions.is_empty(),
+        "{:?}",
+        status.borrow().conditions
+    );
+    c.stop_speakers().await;
+}
