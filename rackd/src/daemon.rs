@@ -38,6 +38,7 @@ use crate::controller::{Controllers, RunOptions};
 use crate::handler::Shared;
 use crate::host::HostFacts;
 use crate::k8s::KubeSource;
+use crate::k8s::lbipam::ClusterLbIpam;
 use crate::lbipam_ctl::LbIpamController;
 use crate::metrics::Metrics;
 use crate::sdnotify::Notifier;
@@ -157,15 +158,18 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
     }
 
     let config_stop = CancellationToken::new();
-    let source = match (&opts.config_dir, &opts.k8s) {
+    let kube = match &opts.k8s {
+        Some(k) => Some(crate::k8s::client(k).await?),
+        None => None,
+    };
+    let source = match (&opts.config_dir, &kube) {
         (Some(dir), None) => Sources::Dir(DirSource::new(dir, opts.poll_interval)),
-        (dir, Some(k)) => {
-            let (client, server) = crate::k8s::client(k).await?;
+        (dir, Some((client, server))) => {
             let scope = crate::k8s::Scope {
                 node_name: opts.node_name.clone(),
                 secrets_namespace: opts.bgp_secrets_namespace.clone(),
             };
-            let kube = KubeSource::start(client, &server, &scope);
+            let kube = KubeSource::start(client.clone(), server, &scope);
             match dir {
                 Some(dir) => Sources::Both(Box::new(Combined::new(
                     DirSource::new(dir, opts.poll_interval),
@@ -194,8 +198,34 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
     );
 
     // The controllers, one line each (a new one goes here).
-    let (lbipam, lb) = LbIpamController::open(&opts.state_dir, metrics.clone())?;
-    controllers.spawn(lbipam, config.clone());
+    let election_stop = CancellationToken::new();
+    let mut election_task = None;
+    let lb = match (&kube, &opts.k8s) {
+        (Some((client, _)), Some(k)) => {
+            // On Kubernetes one rackd allocates (the Lease's holder) and writes status.
+            let (lead, task) = crate::k8s::lease::spawn(
+                client.clone(),
+                crate::k8s::lease::LeaseConfig {
+                    namespace: k.namespace.clone(),
+                    name: crate::k8s::LBIPAM_LEASE.into(),
+                    identity: opts.node_name.clone(),
+                    timings: k.election,
+                },
+                election_stop.clone(),
+            );
+            election_task = Some(task);
+            let (lbipam, lb) = ClusterLbIpam::new(&opts.state_dir, metrics.clone());
+            controllers.spawn(lbipam, (config.clone(), lead.clone()));
+            let (writer, _writes) = crate::k8s::status::StatusWriter::new(client.clone());
+            controllers.spawn(writer, (config.clone(), lb.clone(), lead));
+            lb
+        }
+        _ => {
+            let (lbipam, lb) = LbIpamController::open(&opts.state_dir, metrics.clone())?;
+            controllers.spawn(lbipam, config.clone());
+            lb
+        }
+    };
 
     let (peers_tx, peers) = watch::channel(crate::bgp::BgpPeers::from([]));
     let (mut bgp_ctl, bgp) = BgpController::new(
@@ -305,6 +335,11 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
         let _ = t.await;
     }
     if let Some(t) = housekeeping {
+        let _ = t.await;
+    }
+    // The Lease is released once nothing writes as its leader any more.
+    election_stop.cancel();
+    if let Some(t) = election_task {
         let _ = t.await;
     }
     config_stop.cancel();

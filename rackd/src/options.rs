@@ -124,6 +124,19 @@ pub struct Flags {
     /// API server URL, overriding the kubeconfig's (Cilium's flag).
     #[arg(long, env = "RACKD_K8S_API_SERVER")]
     pub k8s_api_server: Option<String>,
+    /// Namespace rackd runs in and keeps its Leases in (Cilium's flag; default kube-system).
+    #[arg(long, env = "RACKD_K8S_NAMESPACE")]
+    pub k8s_namespace: Option<String>,
+    /// How long the LB-IPAM leader's Lease lasts without renewal (Go duration; Cilium
+    /// operator's flag, default 15s).
+    #[arg(long, env = "RACKD_LEADER_ELECTION_LEASE_DURATION")]
+    pub leader_election_lease_duration: Option<String>,
+    /// How long the leader keeps leading without a successful renewal (default 10s).
+    #[arg(long, env = "RACKD_LEADER_ELECTION_RENEW_DEADLINE")]
+    pub leader_election_renew_deadline: Option<String>,
+    /// Interval between election attempts and renewals (default 2s).
+    #[arg(long, env = "RACKD_LEADER_ELECTION_RETRY_PERIOD")]
+    pub leader_election_retry_period: Option<String>,
 }
 
 /// `--bpf-lb-algorithm`.
@@ -215,6 +228,10 @@ pub struct FileConfig {
     pub enable_k8s: Option<bool>,
     pub k8s_kubeconfig_path: Option<PathBuf>,
     pub k8s_api_server: Option<String>,
+    pub k8s_namespace: Option<String>,
+    pub leader_election_lease_duration: Option<String>,
+    pub leader_election_renew_deadline: Option<String>,
+    pub leader_election_retry_period: Option<String>,
 }
 
 /// A bad option: which one, what it held and what was expected.
@@ -256,6 +273,14 @@ pub enum OptionsError {
     /// `--bpf-lb-maglev-table-size` or `--bpf-lb-maglev-hash-seed` (the message names which).
     #[error(transparent)]
     Maglev(rackd_services::maglev::MaglevError),
+    #[error(
+        "leader election timings: need 0 < retry period ({retry_period:?}) < renew deadline ({renew_deadline:?}) < lease duration ({lease_duration:?})"
+    )]
+    ElectionTimings {
+        lease_duration: Duration,
+        renew_deadline: Duration,
+        retry_period: Duration,
+    },
     #[error("--l2-lease-backend etcd needs --l2-etcd-endpoints")]
     EtcdWithoutEndpoints,
     #[error(
@@ -318,16 +343,71 @@ pub fn resolve(
         .k8s_kubeconfig_path
         .clone()
         .or_else(|| file.k8s_kubeconfig_path.clone());
-    let k8s =
-        (flags.enable_k8s.or(file.enable_k8s) == Some(true) || kubeconfig.is_some()).then(|| {
-            crate::k8s::K8sOptions {
-                kubeconfig,
-                api_server: flags
-                    .k8s_api_server
+    let k8s = if flags.enable_k8s.or(file.enable_k8s) == Some(true) || kubeconfig.is_some() {
+        let d = crate::k8s::lease::ElectionTimings::default();
+        let dur = |flag: &'static str, v: Option<String>, default: Duration| match v {
+            None => Ok(default),
+            Some(value) => crate::duration::parse_go_duration(&value).map_err(|source| {
+                OptionsError::Duration {
+                    flag,
+                    value,
+                    source,
+                }
+            }),
+        };
+        let election = crate::k8s::lease::ElectionTimings {
+            lease_duration: dur(
+                "leader-election-lease-duration",
+                flags
+                    .leader_election_lease_duration
                     .clone()
-                    .or_else(|| file.k8s_api_server.clone()),
-            }
-        });
+                    .or_else(|| file.leader_election_lease_duration.clone()),
+                d.lease_duration,
+            )?,
+            renew_deadline: dur(
+                "leader-election-renew-deadline",
+                flags
+                    .leader_election_renew_deadline
+                    .clone()
+                    .or_else(|| file.leader_election_renew_deadline.clone()),
+                d.renew_deadline,
+            )?,
+            retry_period: dur(
+                "leader-election-retry-period",
+                flags
+                    .leader_election_retry_period
+                    .clone()
+                    .or_else(|| file.leader_election_retry_period.clone()),
+                d.retry_period,
+            )?,
+        };
+        // client-go's rule: the leader must give up before others may take over.
+        if election.renew_deadline >= election.lease_duration
+            || election.retry_period.is_zero()
+            || election.retry_period >= election.renew_deadline
+        {
+            return Err(OptionsError::ElectionTimings {
+                lease_duration: election.lease_duration,
+                renew_deadline: election.renew_deadline,
+                retry_period: election.retry_period,
+            });
+        }
+        Some(crate::k8s::K8sOptions {
+            kubeconfig,
+            api_server: flags
+                .k8s_api_server
+                .clone()
+                .or_else(|| file.k8s_api_server.clone()),
+            namespace: flags
+                .k8s_namespace
+                .clone()
+                .or_else(|| file.k8s_namespace.clone())
+                .unwrap_or_else(|| "kube-system".into()),
+            election,
+        })
+    } else {
+        None
+    };
     let metrics_addr = match flags.metrics_addr.or(file.metrics_addr).as_deref() {
         None => Some(DEFAULT_METRICS_ADDR),
         Some("off") => None,
@@ -828,6 +908,19 @@ mod tests {
         );
         assert_eq!(k.api_server.as_deref(), Some("https://10.0.0.1:6443"));
         assert_eq!(o.config_dir, Some(PathBuf::from("/etc/rackd/local")));
+
+        let e = resolve(
+            Flags {
+                enable_k8s: Some(true),
+                leader_election_renew_deadline: Some("20s".into()),
+                ..Flags::default()
+            },
+            FileConfig::default(),
+            host,
+        )
+        .unwrap_err();
+        assert!(matches!(e, OptionsError::ElectionTimings { .. }), "{e:?}");
+        assert!(e.to_string().contains("renew deadline (20s)"), "{e}");
 
         let e = parse_file(Path::new("rackd.yaml"), "enable-k8s: maybe\n").unwrap_err();
         assert!(e.to_string().contains("rackd.yaml"), "{e}");

@@ -9,21 +9,43 @@
 //! feed one store ([`crate::config::combined`] says which wins on a conflict).
 
 pub mod kind;
+pub mod lbipam;
+pub mod lease;
 pub mod source;
+pub mod status;
 
 use std::path::PathBuf;
 
 pub use source::{KubeSource, Scope};
 
 /// How rackd reaches the API server (Cilium's flag names).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct K8sOptions {
     /// `--k8s-kubeconfig-path`; `None`: in-cluster (the Pod's ServiceAccount), else the usual
     /// kubeconfig search (`KUBECONFIG`, `~/.kube/config`).
     pub kubeconfig: Option<PathBuf>,
     /// `--k8s-api-server`: overrides the kubeconfig's server URL.
     pub api_server: Option<String>,
+    /// `--k8s-namespace`: where rackd runs and keeps its Leases (Cilium's flag; default
+    /// `kube-system`).
+    pub namespace: String,
+    /// The LB-IPAM leader election's timings (Cilium operator's flags and defaults).
+    pub election: lease::ElectionTimings,
 }
+
+impl Default for K8sOptions {
+    fn default() -> Self {
+        Self {
+            kubeconfig: None,
+            api_server: None,
+            namespace: "kube-system".into(),
+            election: lease::ElectionTimings::default(),
+        }
+    }
+}
+
+/// The Lease that elects LB-IPAM's one allocator (and status writer).
+pub const LBIPAM_LEASE: &str = "rackd-lbipam";
 
 /// Errors reaching the API server at start.
 #[derive(Debug, thiserror::Error)]

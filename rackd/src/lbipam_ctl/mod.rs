@@ -208,6 +208,17 @@ impl LbIpamController {
         state_dir: &Path,
         metrics: Arc<Metrics>,
     ) -> Result<(Self, watch::Receiver<Arc<LbStatus>>), state::StateError> {
+        let (tx, rx) = watch::channel(Arc::new(LbStatus::default()));
+        Ok((Self::open_with(state_dir, metrics, tx)?, rx))
+    }
+
+    /// [`Self::open`], publishing through an existing channel (a controller re-created for
+    /// each leadership term keeps its readers).
+    pub fn open_with(
+        state_dir: &Path,
+        metrics: Arc<Metrics>,
+        tx: watch::Sender<Arc<LbStatus>>,
+    ) -> Result<Self, state::StateError> {
         let snapshot_path = state_dir.join("lbipam.json");
         let journal_path = state_dir.join("lbipam.journal");
         let mut startup = Vec::new();
@@ -242,27 +253,24 @@ impl LbIpamController {
             conditions: startup.clone().into(),
             ..LbStatus::default()
         };
-        let (tx, rx) = watch::channel(Arc::new(status.clone()));
-        Ok((
-            Self {
-                inc: Incremental::new(ipam, Config::default()),
-                snapshot_path,
-                journal_path,
-                journal_len: Journal::header().len() as u64,
-                snapshot_len: snap.len() as u64,
-                unsaved: Vec::new(),
-                unpublished: Default::default(),
-                pools_unpublished: true,
-                pool_problems: Vec::new(),
-                applied: None,
-                startup,
-                unsatisfied: imbl::OrdMap::new(),
-                status,
-                tx,
-                metrics,
-            },
-            rx,
-        ))
+        tx.send_replace(Arc::new(status.clone()));
+        Ok(Self {
+            inc: Incremental::new(ipam, Config::default()),
+            snapshot_path,
+            journal_path,
+            journal_len: Journal::header().len() as u64,
+            snapshot_len: snap.len() as u64,
+            unsaved: Vec::new(),
+            unpublished: Default::default(),
+            pools_unpublished: true,
+            pool_problems: Vec::new(),
+            applied: None,
+            startup,
+            unsatisfied: imbl::OrdMap::new(),
+            status,
+            tx,
+            metrics,
+        })
     }
 
     fn set_pools(&mut self, snap: &Snapshot) {

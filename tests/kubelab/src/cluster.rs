@@ -689,7 +689,11 @@ impl Cluster {
 
     fn create_if_missing(&self, args: &[&str]) -> Result<()> {
         match self.kubectl_ok(args) {
-            Err(Error::Command { stderr, .. }) if stderr.contains("AlreadyExists") => Ok(()),
+            Err(Error::Command { stderr, .. })
+                if stderr.contains("AlreadyExists") || stderr.contains("already exists") =>
+            {
+                Ok(())
+            }
             other => other.map(drop),
         }
     }
