@@ -13,4 +13,4 @@ pub mod manifests;
 pub mod schema;
 pub mod yaml;
 
-pub use manifests::{CrdFile, Error, crd_files, repo_root};
+pub use manifests::{CrdFile, Error, crd_files, find_helm, render_manifest, repo_root};

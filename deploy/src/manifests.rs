@@ -25,6 +25,14 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// `helm template` failed.
+    #[error("helm template exited with {status}: {stderr}")]
+    Helm {
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// What it printed on stderr.
+        stderr: String,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -157,4 +165,57 @@ pub fn stale_crds(root: &Path) -> Result<Vec<String>, Error> {
         }
     }
     Ok(stale)
+}
+
+/// The plain manifests rendered from the chart, relative to the repository root.
+pub const MANIFEST: &str = "deploy/manifests/rackd.yaml";
+
+/// The namespace the plain manifests install into (Cilium's agent's).
+pub const MANIFEST_NAMESPACE: &str = "kube-system";
+
+/// The header of [`MANIFEST`].
+pub const MANIFEST_HEADER: &str = "# rackd for `kubectl apply`: deploy/chart/rackd rendered with its default values for the\n# kube-system namespace by scripts/gen-deploy.sh (do not edit; change the chart, then rerun it).\n# The cilium.io CRDs are in deploy/crds/: install them first where Cilium's are absent\n# (`kubectl create -f deploy/crds/`), keep Cilium's where present.\n";
+
+/// Renders the chart under `root` with `helm template` (release `rackd`, default values,
+/// namespace [`MANIFEST_NAMESPACE`]) as committed in [`MANIFEST`].
+pub fn render_manifest(helm: &Path, root: &Path) -> Result<String, Error> {
+    let chart = root.join("deploy/chart/rackd");
+    let out = std::process::Command::new(helm)
+        .args(["template", "rackd"])
+        .arg(&chart)
+        .args(["--namespace", MANIFEST_NAMESPACE])
+        .output()
+        .map_err(|source| Error::Io {
+            path: helm.to_path_buf(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(Error::Helm {
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    Ok(format!(
+        "{MANIFEST_HEADER}{}",
+        String::from_utf8_lossy(&out.stdout)
+    ))
+}
+
+/// The `helm` to render with: `$HELM`, else `$RACKD_K8S_BIN_DIR/helm` (what
+/// scripts/k8s-build.sh builds and scripts/test.sh exports), else `helm` on `PATH`.
+pub fn find_helm() -> Option<PathBuf> {
+    if let Some(h) = std::env::var_os("HELM") {
+        return Some(PathBuf::from(h));
+    }
+    if let Some(dir) = std::env::var_os("RACKD_K8S_BIN_DIR") {
+        let h = PathBuf::from(dir).join("helm");
+        if h.is_file() {
+            return Some(h);
+        }
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("helm"))
+            .find(|h| h.is_file())
+    })
 }
