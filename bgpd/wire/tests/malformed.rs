@@ -1,5 +1,7 @@
 //! Every malformed-input class, with the NOTIFICATION (session reset) or the RFC 7606 action
-//! (treat-as-withdraw, attribute-discard) we expect.
+//! (treat-as-withdraw, attribute-discard) we expect. One file of about 900 lines on purpose:
+//! one case per error class, in the order of RFC 4271 §6 and RFC 7606, over the message
+//! builders at the top; it grows with the classes.
 
 #![allow(clippy::unwrap_used)] // Tests may unwrap.
 
