@@ -325,6 +325,20 @@ pub fn pin_root(flags: &Flags, file: &FileConfig) -> PathBuf {
         .unwrap_or_else(|| datapath::DEFAULT_PIN_ROOT.into())
 }
 
+/// A Go duration option (`flag` names it in the error), or `default` when not given.
+fn dur(flag: &'static str, v: Option<String>, default: Duration) -> Result<Duration, OptionsError> {
+    match v {
+        None => Ok(default),
+        Some(value) => {
+            crate::duration::parse_go_duration(&value).map_err(|source| OptionsError::Duration {
+                flag,
+                value,
+                source,
+            })
+        }
+    }
+}
+
 /// Merges flags over the file over the defaults; `hostname` is asked only when neither names
 /// the node.
 pub fn resolve(
@@ -345,16 +359,6 @@ pub fn resolve(
         .or_else(|| file.k8s_kubeconfig_path.clone());
     let k8s = if flags.enable_k8s.or(file.enable_k8s) == Some(true) || kubeconfig.is_some() {
         let d = crate::k8s::lease::ElectionTimings::default();
-        let dur = |flag: &'static str, v: Option<String>, default: Duration| match v {
-            None => Ok(default),
-            Some(value) => crate::duration::parse_go_duration(&value).map_err(|source| {
-                OptionsError::Duration {
-                    flag,
-                    value,
-                    source,
-                }
-            }),
-        };
         let election = crate::k8s::lease::ElectionTimings {
             lease_duration: dur(
                 "leader-election-lease-duration",
@@ -417,16 +421,6 @@ pub fn resolve(
         })?),
     };
     let l2 = if flags.enable_l2_announcements || file.enable_l2_announcements == Some(true) {
-        let dur = |flag: &'static str, v: Option<String>, default: Duration| match v {
-            None => Ok(default),
-            Some(value) => crate::duration::parse_go_duration(&value).map_err(|source| {
-                OptionsError::Duration {
-                    flag,
-                    value,
-                    source,
-                }
-            }),
-        };
         let defaults = l2announcer::LeaseTimings::default();
         let timings = l2announcer::LeaseTimings {
             lease_duration: dur(
