@@ -1,4 +1,7 @@
 //! A real control plane: etcd, kube-apiserver and optionally kube-controller-manager.
+//!
+//! Long (~860 lines): starting, stopping and restarting each component and its PKI share the
+//! process bookkeeping that makes cleanup by PID reliable; kept in one place on purpose.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
