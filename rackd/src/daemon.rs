@@ -216,7 +216,7 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
             election_task = Some(task);
             let (lbipam, lb) = ClusterLbIpam::new(&opts.state_dir, metrics.clone());
             controllers.spawn(lbipam, (config.clone(), lead.clone()));
-            let (writer, _writes) = crate::k8s::status::StatusWriter::new(client.clone());
+            let writer = crate::k8s::status::StatusWriter::new(client.clone(), metrics.clone());
             controllers.spawn(writer, (config.clone(), lb.clone(), lead));
             lb
         }

@@ -102,6 +102,10 @@ pub struct Metrics {
     pub lb_ct_entries: Gauge,
     pub lb_nat_entries: Gauge,
     pub lb_gc_deleted: Counter,
+    /// Status writes to the Kubernetes API by object kind (`service`, `pool`), and writes
+    /// refused with a conflict (`rackd_k8s_status_writes_total`, `..._conflicts_total`).
+    pub k8s_status_writes: Family<WriteKindLabels, Counter>,
+    pub k8s_status_conflicts: Counter,
 }
 
 impl Metrics {
@@ -130,6 +134,8 @@ impl Metrics {
             l2_announcements: Gauge::default(),
             l2_replies_sent: Family::default(),
             l2_datastore_writes: Family::default(),
+            k8s_status_writes: Family::default(),
+            k8s_status_conflicts: Counter::default(),
             lb_packets: Family::default(),
             lb_bytes: Family::default(),
             lb_drops: Family::default(),
@@ -177,6 +183,16 @@ impl Metrics {
             "config_source_up",
             "1 while the configuration source can be read (the last good configuration is kept while it cannot)",
             m.config_source_up.clone(),
+        );
+        r.register(
+            "k8s_status_writes",
+            "Status writes to the Kubernetes API (server-side apply), by object kind",
+            m.k8s_status_writes.clone(),
+        );
+        r.register(
+            "k8s_status_conflicts",
+            "Status writes the API server refused with a conflict (retried on the next version)",
+            m.k8s_status_conflicts.clone(),
         );
         r.register(
             "config_applies",

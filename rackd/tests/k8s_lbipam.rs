@@ -91,16 +91,23 @@ struct Rackd {
     name: String,
     child: Child,
     dir: tempfile::TempDir,
+    metrics: std::net::SocketAddr,
 }
 
 impl Rackd {
     fn start(name: &str, kubeconfig: &Path) -> Rackd {
         let dir = tempfile::tempdir().unwrap();
+        // A free port for the metrics endpoint (the steady-state check reads it).
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let log = std::fs::File::create(dir.path().join("rackd.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_rackd"))
             .args(["--node-name", name, "--k8s-kubeconfig-path"])
             .arg(kubeconfig)
-            .args(["--k8s-namespace", "kube-system", "--metrics-addr", "off"])
+            .args(["--k8s-namespace", "kube-system", "--metrics-addr"])
+            .arg(metrics.to_string())
             .arg("--state-dir")
             .arg(dir.path().join("state"))
             .arg("--admin-socket")
@@ -122,6 +129,7 @@ impl Rackd {
             name: name.into(),
             child,
             dir,
+            metrics,
         }
     }
 
@@ -164,6 +172,21 @@ impl Rackd {
                     .sum()
             })
             .unwrap_or(0)
+    }
+
+    /// `rackd_k8s_status_writes_total`, every kind, from the metrics endpoint.
+    fn status_writes(&self) -> u64 {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(self.metrics) else {
+            return 0;
+        };
+        let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        body.lines()
+            .filter(|l| l.starts_with("rackd_k8s_status_writes_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
     }
 
     fn alive(&mut self) -> bool {
@@ -312,6 +335,22 @@ fn lbipam_on_kubernetes_elects_writes_status_and_survives_failover_and_an_api_ou
         !nodes[other].log().contains("LB-IPAM: leading"),
         "{}",
         nodes[other].log()
+    );
+    assert_eq!(
+        nodes[other].status_writes(),
+        0,
+        "a follower writes no status"
+    );
+
+    // Steady state: the leader wrote (Service and pool), and writes nothing more while
+    // nothing changes.
+    let settled = nodes[leader].status_writes();
+    assert!(settled >= 2, "the leader's writes are counted: {settled}");
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        nodes[leader].status_writes(),
+        settled,
+        "no writes in steady state"
     );
 
     // The allocator killed: the other takes over within the lease time, no IP changes, and

@@ -105,17 +105,23 @@ impl Controller for ClusterLbIpam {
         if self.inner.take().is_some() {
             info!("LB-IPAM: no longer leading; addresses come from Services' status");
         }
-        let follower = LbStatus {
-            ready: true,
-            settled: true,
-            ..LbStatus::default()
-        };
+        // A follower publishes nothing of its own: the last term's services, pools and
+        // conditions all go.
         self.tx.send_if_modified(|s| {
-            let changed = !s.ready || !s.services.is_empty() || !s.ips.is_empty();
-            if changed {
-                *s = Arc::new(follower);
+            let stale = !(s.ready
+                && s.settled
+                && s.services.is_empty()
+                && s.ips.is_empty()
+                && s.pools.is_empty()
+                && s.conditions.is_empty());
+            if stale {
+                *s = Arc::new(LbStatus {
+                    ready: true,
+                    settled: true,
+                    ..LbStatus::default()
+                });
             }
-            changed
+            stale
         });
         Ok(Outcome::DONE)
     }

@@ -151,7 +151,7 @@ impl Elector {
             },
             Some(h) if since < r.lease_duration.unwrap_or(self.timings.lease_duration) => {
                 self.leadership.holder = Some(h.clone());
-                self.lose(now);
+                self.lose();
                 Step::Wait { holder: h.clone() }
             }
             _ => Step::TakeOver {
@@ -174,18 +174,18 @@ impl Elector {
     }
 
     /// Someone else wrote the Lease first (409): leadership ends now.
-    pub fn refused(&mut self, now: Instant) {
-        self.lose(now);
+    pub fn refused(&mut self) {
+        self.lose();
     }
 
     /// The write could not be made (transport): leading goes on until the renew deadline.
     pub fn failed(&mut self, now: Instant) {
         if self.leadership.valid_until.is_some_and(|t| now >= t) {
-            self.lose(now);
+            self.lose();
         }
     }
 
-    fn lose(&mut self, _now: Instant) {
+    fn lose(&mut self) {
         if self.leadership.leader {
             warn!("no longer leading (Lease lost)");
         }
@@ -310,7 +310,7 @@ async fn round(api: &Api<Lease>, cfg: &LeaseConfig, el: &mut Elector) {
     };
     match result {
         Ok(()) => el.written(now),
-        Err(kube::Error::Api(s)) if s.code == 409 => el.refused(Instant::now()),
+        Err(kube::Error::Api(s)) if s.code == 409 => el.refused(),
         Err(e) => {
             warn!(lease = %cfg.name, error = %e, "writing the leader Lease failed");
             el.failed(Instant::now());
@@ -427,7 +427,7 @@ mod tests {
 
         el.written(t0 + Duration::from_secs(20));
         assert_eq!(el.leadership().term, 2, "a new term");
-        el.refused(t0 + Duration::from_secs(21));
+        el.refused();
         assert!(!el.leadership().valid_at(t0 + Duration::from_secs(21)));
     }
 }

@@ -31,6 +31,7 @@ use super::lease::Leadership;
 use crate::config::ConfigState;
 use crate::controller::{Context, Controller, Outcome};
 use crate::lbipam_ctl::LbStatus;
+use crate::metrics::{Metrics, WriteKindLabels};
 
 /// The field manager rackd applies status as.
 pub const FIELD_MANAGER: &str = "rackd";
@@ -49,33 +50,29 @@ pub enum StatusError {
     },
 }
 
-/// Requests made, for the steady-state figure.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct WriteCounts {
-    pub services: u64,
-    pub pools: u64,
-    pub conflicts: u64,
-}
-
 /// The status writer; see the module docs.
 pub struct StatusWriter {
     client: kube::Client,
-    writes: watch::Sender<WriteCounts>,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for StatusWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StatusWriter")
-            .field("writes", &*self.writes.borrow())
-            .finish_non_exhaustive()
+        f.debug_struct("StatusWriter").finish_non_exhaustive()
     }
 }
 
 impl StatusWriter {
-    /// A writer on `client`, and the running count of its writes.
-    pub fn new(client: kube::Client) -> (Self, watch::Receiver<WriteCounts>) {
-        let (writes, rx) = watch::channel(WriteCounts::default());
-        (Self { client, writes }, rx)
+    /// A writer on `client`, counting its writes in `rackd_k8s_status_writes_total`.
+    pub fn new(client: kube::Client, metrics: Arc<Metrics>) -> Self {
+        Self { client, metrics }
+    }
+
+    fn wrote(&self, kind: &str) {
+        self.metrics
+            .k8s_status_writes
+            .get_or_create(&WriteKindLabels { kind: kind.into() })
+            .inc();
     }
 }
 
@@ -242,7 +239,6 @@ impl Controller for StatusWriter {
         let snap = &cfg.snapshot;
         let pp = PatchParams::apply(FIELD_MANAGER);
         let mut conflicts = 0u64;
-        let mut counts = *self.writes.borrow();
         for (k, outcome) in lb.services.iter() {
             let Some(svc) = service_of(snap, k) else {
                 continue;
@@ -255,7 +251,7 @@ impl Controller for StatusWriter {
                 return Ok(Outcome::DONE);
             }
             let api: Api<Service> = Api::namespaced(self.client.clone(), &k.namespace);
-            counts.services += 1;
+            self.wrote("service");
             match api.patch_status(&k.name, &pp, &Patch::Apply(&patch)).await {
                 Ok(_) => debug!(service = %k, "status written"),
                 Err(kube::Error::Api(s)) if s.code == 409 => {
@@ -264,7 +260,6 @@ impl Controller for StatusWriter {
                 }
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(source) => {
-                    self.writes.send_replace(counts);
                     return Err(StatusError::Write {
                         object: format!("Service {k}"),
                         source,
@@ -286,14 +281,13 @@ impl Controller for StatusWriter {
             if !lead.valid_at(Instant::now()) {
                 return Ok(Outcome::DONE);
             }
-            counts.pools += 1;
+            self.wrote("pool");
             match pools.patch_status(name, &pp, &Patch::Apply(&patch)).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 409 => conflicts += 1,
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(source) => {
                     warn!(pool = %name, error = %source, "pool status write failed");
-                    self.writes.send_replace(counts);
                     return Err(StatusError::Write {
                         object: format!("CiliumLoadBalancerIPPool {name}"),
                         source,
@@ -301,8 +295,7 @@ impl Controller for StatusWriter {
                 }
             }
         }
-        counts.conflicts += conflicts;
-        self.writes.send_replace(counts);
+        self.metrics.k8s_status_conflicts.inc_by(conflicts);
         Ok(if conflicts > 0 {
             Outcome::requeue(CONFLICT_RETRY)
         } else {
