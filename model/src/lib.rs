@@ -35,7 +35,7 @@ pub use api::load_api_object;
 pub use error::{ConfigError, FieldError, Location, ObjectRef, Problem};
 pub use file::FileSource;
 pub use object::{Kind, Loaded, Object, ObjectKey, Origin};
-pub use parse::{DocCache, ParsedSource, parse_documents, parse_documents_cached};
+pub use parse::{DocCache, ParsedSource, parse_documents, parse_documents_cached, yaml_kind};
 pub use rackd_types;
 pub use snapshot::{
     Change, CheckOptions, MergeOutcome, Snapshot, pod_ips, pod_node, secret_value, slice_service,

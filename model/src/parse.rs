@@ -343,7 +343,7 @@ fn parse_one(source: &str, doc: &RawDoc<'_>) -> DocResult {
                 None,
                 None,
                 Problem::NotAnObject {
-                    what: format!("a {}", value_type(other)),
+                    what: yaml_kind(other).to_owned(),
                 },
             );
         }
@@ -606,15 +606,17 @@ fn strip_location(msg: &str) -> String {
     out
 }
 
-fn value_type(v: &Value) -> &'static str {
+/// What a YAML value is, for error messages ("a list", "a string", ...): one wording for every
+/// crate that reports a value of the wrong type.
+pub fn yaml_kind(v: &Value) -> &'static str {
     match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Sequence(_) => "sequence",
-        Value::Mapping(_) => "mapping",
-        Value::Tagged(_) => "tagged value",
+        Value::Null => "nothing (null)",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
     }
 }
 

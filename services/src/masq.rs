@@ -13,6 +13,7 @@
 //! comments) gets no defaults: only the link-local ranges.
 
 use ipnet::IpNet;
+use rackd_model::yaml_kind;
 use serde_yaml_ng::Value;
 
 /// Cilium's (and ip-masq-agent's) defaults when the config is missing or empty.
@@ -113,7 +114,7 @@ impl MasqAgentConfig {
             Value::Mapping(m) => m,
             other => {
                 return Err(MasqConfigError::NotAMapping {
-                    found: kind(&other),
+                    found: yaml_kind(&other),
                 });
             }
         };
@@ -159,17 +160,6 @@ impl MasqAgentConfig {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Sequence(_) => "a list",
-        Value::Mapping(_) => "a mapping",
-        Value::Tagged(_) => "a tagged value",
-    }
-}
 
 fn boolean(key: &str, v: &Value) -> Result<bool, MasqConfigError> {
     match v {
@@ -179,7 +169,7 @@ fn boolean(key: &str, v: &Value) -> Result<bool, MasqConfigError> {
         other => Err(MasqConfigError::WrongType {
             key: key.to_owned(),
             expected: "true or false",
-            found: kind(other),
+            found: yaml_kind(other),
         }),
     }
 }
@@ -192,7 +182,7 @@ fn cidrs(key: &str, v: Value) -> Result<Vec<IpNet>, MasqConfigError> {
             return Err(MasqConfigError::WrongType {
                 key: key.to_owned(),
                 expected: "a list of CIDR strings",
-                found: kind(&other),
+                found: yaml_kind(&other),
             });
         }
     };
@@ -202,7 +192,7 @@ fn cidrs(key: &str, v: Value) -> Result<Vec<IpNet>, MasqConfigError> {
             return Err(MasqConfigError::WrongType {
                 key: format!("{key}[{index}]"),
                 expected: "a CIDR string such as \"10.0.0.0/8\"",
-                found: kind(&item),
+                found: yaml_kind(&item),
             });
         };
         match s.parse::<IpNet>() {
