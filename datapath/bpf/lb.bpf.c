@@ -289,45 +289,23 @@ static __always_inline void lb_note_inbound(const struct lb_pkt *p, const struct
 	bpf_map_update_elem(&rackd_lb_ct_v1, &rk, &cv, BPF_ANY);
 }
 
-SEC("classifier")
-int rackd_lb_in(struct __sk_buff *skb)
+/* Steps 2-4 of rackd_lb_in. */
+static __always_inline int lb_in(struct __sk_buff *skb, struct lb_pkt *p,
+				 const struct lb_config *cfg, __u64 now)
 {
-	struct lb_pkt p = {};
-	struct lb_config *cfg;
-	__u64 now;
 	int r;
 
-	r = lb_parse(skb, &p);
-	if (r == LB_P_MALFORMED)
-		lb_event(LB_EV_MALFORMED_PASS);
-	if (r != LB_P_OK)
-		return TC_ACT_UNSPEC;
-	cfg = lb_cfg();
-	if (!cfg)
-		return TC_ACT_UNSPEC;
-	now = bpf_ktime_get_ns();
-
-	if (p.icmp_err) {
-		r = lb_icmp_err_in(skb, &p, now);
-		if (r == 0) {
-			lb_event(LB_EV_ICMP_ERR);
-			return lb_forward(skb, &p);
-		}
-		if (r > 0)
-			return lb_dropped(r);
-		return TC_ACT_UNSPEC;
-	}
-	if (!p.frag && p.l4_ok && (p.sport_off || p.dport_off)) {
-		r = lb_snat_rev(skb, &p, now);
+	if (!p->frag && p->l4_ok && (p->sport_off || p->dport_off)) {
+		r = lb_snat_rev(skb, p, now);
 		if (r == 0)
-			return lb_forward(skb, &p);
+			return lb_forward(skb, p);
 		if (r > 0)
 			return lb_dropped(r);
 	}
-	r = lb_frontend(skb, &p, cfg, now);
+	r = lb_frontend(skb, p, cfg, now);
 	if (r >= 0)
 		return r;
-	lb_note_inbound(&p, cfg, now);
+	lb_note_inbound(p, cfg, now);
 	return TC_ACT_UNSPEC;
 }
 
@@ -394,8 +372,28 @@ static __always_inline int lb_masquerade(struct __sk_buff *skb, struct lb_pkt *p
 	return TC_ACT_OK;
 }
 
-SEC("classifier")
-int rackd_lb_out(struct __sk_buff *skb)
+/* Steps 1-2 of rackd_lb_out. */
+static __always_inline int lb_out(struct __sk_buff *skb, struct lb_pkt *p,
+				  const struct lb_config *cfg, __u64 now)
+{
+	int r;
+
+	if (!p->frag && p->l4_ok) {
+		r = lb_reply_out(skb, p, now);
+		if (r >= 0)
+			return r;
+	}
+	r = lb_masquerade(skb, p, cfg, now);
+	if (r >= 0)
+		return r;
+	return TC_ACT_UNSPEC;
+}
+
+/* Both programs: parse (malformed: counted, passed), config, ICMP errors
+ * about our flows (translated and counted: forwarded at ingress, handed to
+ * the stack at egress), then the direction's own steps. `ingress` is a
+ * constant, so each program keeps only its own path. */
+static __always_inline int lb_run(struct __sk_buff *skb, int ingress)
 {
 	struct lb_pkt p = {};
 	struct lb_config *cfg;
@@ -413,22 +411,26 @@ int rackd_lb_out(struct __sk_buff *skb)
 	now = bpf_ktime_get_ns();
 
 	if (p.icmp_err) {
-		r = lb_icmp_err_out(skb, &p, now);
+		r = lb_icmp_err(skb, &p, now, ingress);
 		if (r == 0) {
 			lb_event(LB_EV_ICMP_ERR);
-			return TC_ACT_OK;
+			return ingress ? lb_forward(skb, &p) : TC_ACT_OK;
 		}
 		if (r > 0)
 			return lb_dropped(r);
 		return TC_ACT_UNSPEC;
 	}
-	if (!p.frag && p.l4_ok) {
-		r = lb_reply_out(skb, &p, now);
-		if (r >= 0)
-			return r;
-	}
-	r = lb_masquerade(skb, &p, cfg, now);
-	if (r >= 0)
-		return r;
-	return TC_ACT_UNSPEC;
+	return ingress ? lb_in(skb, &p, cfg, now) : lb_out(skb, &p, cfg, now);
+}
+
+SEC("classifier")
+int rackd_lb_in(struct __sk_buff *skb)
+{
+	return lb_run(skb, 1);
+}
+
+SEC("classifier")
+int rackd_lb_out(struct __sk_buff *skb)
+{
+	return lb_run(skb, 0);
 }

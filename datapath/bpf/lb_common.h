@@ -209,6 +209,7 @@ struct lb_svc_metrics {
 	__u64 bytes;
 };
 
+/* Maps are written out in libbpf's form, not made by a macro: type, size, key, value, flags vary. */
 /* Sizes overridable at load (datapath::lb::LbSizes); these are defaults. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -35,25 +35,27 @@ static __always_inline __u8 lb_tcp_next(__u8 proto, __u8 state, __u8 flags)
 	return state;
 }
 
-/* Refreshes a CT entry for a packet of its direction. */
+/* Refreshes an entry's state, flags seen and expiry (the fields a CT and a
+ * NAT value share) for a packet of its direction. */
+static __always_inline void lb_touch(__u8 *state, __u8 *flags_seen, __u64 *expires_ns,
+				     const struct lb_pkt *p, __u64 now)
+{
+	__u8 st = lb_tcp_next(p->t.proto, *state, p->tcp_flags);
+
+	if (st != *state)
+		*state = st;
+	*flags_seen |= p->tcp_flags;
+	*expires_ns = now + lb_lifetime(p->t.proto, st);
+}
+
 static __always_inline void lb_ct_touch(struct lb_ct_val *v, const struct lb_pkt *p, __u64 now)
 {
-	__u8 st = lb_tcp_next(p->t.proto, v->state, p->tcp_flags);
-
-	if (st != v->state)
-		v->state = st;
-	v->tcp_flags_seen |= p->tcp_flags;
-	v->expires_ns = now + lb_lifetime(p->t.proto, st);
+	lb_touch(&v->state, &v->tcp_flags_seen, &v->expires_ns, p, now);
 }
 
 static __always_inline void lb_nat_touch(struct lb_nat_val *v, const struct lb_pkt *p, __u64 now)
 {
-	__u8 st = lb_tcp_next(p->t.proto, v->state, p->tcp_flags);
-
-	if (st != v->state)
-		v->state = st;
-	v->tcp_flags_seen |= p->tcp_flags;
-	v->expires_ns = now + lb_lifetime(p->t.proto, st);
+	lb_touch(&v->state, &v->tcp_flags_seen, &v->expires_ns, p, now);
 }
 
 /* Bob Jenkins' lookup3 (jhash) over the 10 words of a tuple. Every node

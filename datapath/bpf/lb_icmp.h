@@ -138,41 +138,50 @@ static __always_inline int lb_inner_set_port(struct __sk_buff *skb, const struct
 	return 0;
 }
 
-/* Ingress. -1: not about a flow of ours; 0: translated; else drop reason. */
-static __always_inline int lb_icmp_err_in(struct __sk_buff *skb, struct lb_pkt *p, __u64 now)
+/* Rewrites the outer address on side `dst` and the quoted packet's other
+ * side (the quote went the opposite way) to `to`:port, from one copy of `to`
+ * (it may be a map value). 0, or LB_DROP_REWRITE. */
+static __always_inline int lb_icmp_rewrite(struct __sk_buff *skb, struct lb_pkt *p,
+					   struct lb_inner *in, int dst, const __u8 *to, __be16 port)
 {
-	struct lb_inner in = {};
+	__u8 addr[16] __attribute__((aligned(4)));
+
+	lb_addr_copy(addr, to);
+	if (lb_set_addr(skb, p, dst, addr) || lb_inner_set_addr(skb, p, in, !dst, addr) ||
+	    lb_inner_set_port(skb, p, in, !dst, port))
+		return LB_DROP_REWRITE;
+	return 0;
+}
+
+/* Ingress, for the parsed quote `in`. */
+static __always_inline int lb_icmp_err_in(struct __sk_buff *skb, struct lb_pkt *p,
+					  struct lb_inner *in, __u64 now)
+{
 	struct lb_tuple k = {};
 	__u8 addr[16] __attribute__((aligned(4)));
 	__be16 port;
 
-	if (p->frag || lb_inner_parse(skb, p, &in))
-		return -1;
-
 	/* A packet we sent with a translated source. */
-	lb_inner_reversed(&in, &k, LB_DIR_NAT_IN);
+	lb_inner_reversed(in, &k, LB_DIR_NAT_IN);
 	struct lb_nat_val *rv = bpf_map_lookup_elem(&rackd_lb_nat_v1, &k);
 
 	if (rv && rv->expires_ns > now) {
 		__u32 svc_id = rv->svc_id;
 
-		lb_addr_copy(addr, rv->addr);
-		port = rv->port;
-		if (lb_set_addr(skb, p, 1, addr) || lb_inner_set_addr(skb, p, &in, 0, addr) ||
-		    lb_inner_set_port(skb, p, &in, 0, port))
+		if (lb_icmp_rewrite(skb, p, in, 1, rv->addr, rv->port))
 			return LB_DROP_REWRITE;
 		if (svc_id) {
 			struct lb_rev_nat *rn = bpf_map_lookup_elem(&rackd_lb_revnat_v1, &svc_id);
 
-			if (rn && (lb_inner_set_addr(skb, p, &in, 1, rn->addr) ||
-				   lb_inner_set_port(skb, p, &in, 1, rn->port)))
+			if (rn && (lb_inner_set_addr(skb, p, in, 1, rn->addr) ||
+				   lb_inner_set_port(skb, p, in, 1, rn->port)))
 				return LB_DROP_REWRITE;
 		}
 		return 0;
 	}
 
 	/* A reply from a frontend (a backend's, translated at egress). */
-	lb_inner_reversed(&in, &k, LB_DIR_SVC);
+	lb_inner_reversed(in, &k, LB_DIR_SVC);
 	struct lb_ct_val *ct = bpf_map_lookup_elem(&rackd_lb_ct_v1, &k);
 
 	if (!ct || ct->expires_ns <= now)
@@ -185,7 +194,7 @@ static __always_inline int lb_icmp_err_in(struct __sk_buff *skb, struct lb_pkt *
 		return -1;
 	lb_addr_copy(addr, be->addr);
 	port = be->port;
-	if (lb_inner_set_addr(skb, p, &in, 0, addr) || lb_inner_set_port(skb, p, &in, 0, port))
+	if (lb_inner_set_addr(skb, p, in, 0, addr) || lb_inner_set_port(skb, p, in, 0, port))
 		return LB_DROP_REWRITE;
 	if (snat) {
 		/* The backend saw the flow from the device address. */
@@ -200,29 +209,24 @@ static __always_inline int lb_icmp_err_in(struct __sk_buff *skb, struct lb_pkt *
 			return -1;
 		lb_addr_copy(addr, fv->addr);
 		port = fv->port;
-		if (lb_inner_set_addr(skb, p, &in, 1, addr) ||
-		    lb_inner_set_port(skb, p, &in, 1, port))
+		if (lb_inner_set_addr(skb, p, in, 1, addr) ||
+		    lb_inner_set_port(skb, p, in, 1, port))
 			return LB_DROP_REWRITE;
-		lb_addr_copy(addr, in.t.saddr);
+		lb_addr_copy(addr, in->t.saddr);
 	}
 	if (lb_set_addr(skb, p, 1, addr))
 		return LB_DROP_REWRITE;
 	return 0;
 }
 
-/* Egress. -1: not about a flow of ours; 0: translated; else drop reason. */
-static __always_inline int lb_icmp_err_out(struct __sk_buff *skb, struct lb_pkt *p, __u64 now)
+/* Egress, for the parsed quote `in`. */
+static __always_inline int lb_icmp_err_out(struct __sk_buff *skb, struct lb_pkt *p,
+					   struct lb_inner *in, __u64 now)
 {
-	struct lb_inner in = {};
 	struct lb_tuple k = {};
-	__u8 addr[16] __attribute__((aligned(4)));
-	__be16 port;
-
-	if (p->frag || lb_inner_parse(skb, p, &in))
-		return -1;
 
 	/* A local backend about a packet of a DNATed flow. */
-	lb_inner_reversed(&in, &k, LB_DIR_REPLY);
+	lb_inner_reversed(in, &k, LB_DIR_REPLY);
 	struct lb_ct_val *ct = bpf_map_lookup_elem(&rackd_lb_ct_v1, &k);
 
 	if (ct && ct->expires_ns > now) {
@@ -231,24 +235,26 @@ static __always_inline int lb_icmp_err_out(struct __sk_buff *skb, struct lb_pkt 
 
 		if (!rn)
 			return -1;
-		lb_addr_copy(addr, rn->addr);
-		port = rn->port;
-		if (lb_set_addr(skb, p, 0, addr) || lb_inner_set_addr(skb, p, &in, 1, addr) ||
-		    lb_inner_set_port(skb, p, &in, 1, port))
-			return LB_DROP_REWRITE;
-		return 0;
+		return lb_icmp_rewrite(skb, p, in, 0, rn->addr, rn->port);
 	}
 
 	/* A masqueraded pod about a reply it received. */
-	lb_inner_reversed(&in, &k, LB_DIR_NAT_OUT);
+	lb_inner_reversed(in, &k, LB_DIR_NAT_OUT);
 	struct lb_nat_val *fv = bpf_map_lookup_elem(&rackd_lb_nat_v1, &k);
 
 	if (!fv || fv->expires_ns <= now)
 		return -1;
-	lb_addr_copy(addr, fv->addr);
-	port = fv->port;
-	if (lb_set_addr(skb, p, 0, addr) || lb_inner_set_addr(skb, p, &in, 1, addr) ||
-	    lb_inner_set_port(skb, p, &in, 1, port))
-		return LB_DROP_REWRITE;
-	return 0;
+	return lb_icmp_rewrite(skb, p, in, 0, fv->addr, fv->port);
+}
+
+/* The ICMP error p, at ingress or egress. -1: not about a flow of ours;
+ * 0: translated; else the drop reason. */
+static __always_inline int lb_icmp_err(struct __sk_buff *skb, struct lb_pkt *p, __u64 now,
+				       int ingress)
+{
+	struct lb_inner in = {};
+
+	if (p->frag || lb_inner_parse(skb, p, &in))
+		return -1;
+	return ingress ? lb_icmp_err_in(skb, p, &in, now) : lb_icmp_err_out(skb, p, &in, now);
 }
