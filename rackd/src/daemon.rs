@@ -158,13 +158,14 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
     }
 
     let config_stop = CancellationToken::new();
+    // The API client with its options: both or neither.
     let kube = match &opts.k8s {
-        Some(k) => Some(crate::k8s::client(k).await?),
+        Some(k) => Some((crate::k8s::client(k).await?, k)),
         None => None,
     };
     let source = match (&opts.config_dir, &kube) {
         (Some(dir), None) => Sources::Dir(DirSource::new(dir, opts.poll_interval)),
-        (dir, Some((client, server))) => {
+        (dir, Some(((client, server), _))) => {
             let scope = crate::k8s::Scope {
                 node_name: opts.node_name.clone(),
                 secrets_namespace: opts.bgp_secrets_namespace.clone(),
@@ -200,8 +201,8 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
     // The controllers, one line each (a new one goes here).
     let election_stop = CancellationToken::new();
     let mut election_task = None;
-    let lb = match (&kube, &opts.k8s) {
-        (Some((client, _)), Some(k)) => {
+    let lb = match &kube {
+        Some(((client, _), k)) => {
             // On Kubernetes one rackd allocates (the Lease's holder) and writes status.
             let (lead, task) = crate::k8s::lease::spawn(
                 client.clone(),
@@ -220,7 +221,7 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
             controllers.spawn(writer, (config.clone(), lb.clone(), lead));
             lb
         }
-        _ => {
+        None => {
             let (lbipam, lb) = LbIpamController::open(&opts.state_dir, metrics.clone())?;
             controllers.spawn(lbipam, config.clone());
             lb
