@@ -95,13 +95,8 @@ struct Rackd {
 }
 
 impl Rackd {
-    fn start(name: &str, kubeconfig: &Path) -> Rackd {
+    fn start(name: &str, kubeconfig: &Path, metrics: std::net::SocketAddr) -> Rackd {
         let dir = tempfile::tempdir().unwrap();
-        // A free port for the metrics endpoint (the steady-state check reads it).
-        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
         let log = std::fs::File::create(dir.path().join("rackd.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_rackd"))
             .args(["--node-name", name, "--k8s-kubeconfig-path"])
@@ -260,7 +255,16 @@ fn lbipam_on_kubernetes_elects_writes_status_and_survives_failover_and_an_api_ou
     c.kubectl_stdin(&["apply", "-f", "-"], POOL_AND_SERVICE)
         .expect("pool and Service apply");
 
-    let mut nodes = vec![Rackd::start("node-a", &sa), Rackd::start("node-b", &sa)];
+    // Metrics ports for the steady-state check, held together so the two differ.
+    let ports: Vec<std::net::TcpListener> = (0..2)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let addrs: Vec<std::net::SocketAddr> = ports.iter().map(|l| l.local_addr().unwrap()).collect();
+    drop(ports);
+    let mut nodes = vec![
+        Rackd::start("node-a", &sa, addrs[0]),
+        Rackd::start("node-b", &sa, addrs[1]),
+    ];
 
     // EXTERNAL-IP: both families, from the pool, as kubectl shows it.
     let ips = wait_for("deathstar's EXTERNAL-IP", Duration::from_secs(60), || {
@@ -327,6 +331,9 @@ fn lbipam_on_kubernetes_elects_writes_status_and_survives_failover_and_an_api_ou
     );
 
     // One writer: the Lease names one of them, and only that one allocated.
+    for n in &mut nodes {
+        assert!(n.alive(), "{} runs:\n{}", n.name, n.log());
+    }
     let first = wait_for("a Lease holder", Duration::from_secs(30), || holder(&c));
     let (leader, other) = if first == "node-a" { (0, 1) } else { (1, 0) };
     assert_eq!(nodes[leader].name, first);

@@ -10,8 +10,11 @@
 //!   forced.
 //! - **Fenced.** Every apply carries the resourceVersion of the object the decision was made
 //!   on: a deposed leader acting on stale reads gets 409 instead of undoing its successor.
-//! - **Level-triggered.** What is written is compared with what the API holds (the watched
-//!   object): an equal status is not written again, so steady state makes no requests.
+//! - **Level-triggered, incremental.** What is written is compared with what the API holds
+//!   (the watched object): an equal status is not written again, so steady state makes no
+//!   requests. A run looks only at the Services whose LB-IPAM outcome or object changed since
+//!   the last (both inputs are persistent maps, diffed in O(changes)), plus those whose write
+//!   was refused; a full pass (periodic resync, a new term) looks at all of them.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -54,6 +57,18 @@ pub enum StatusError {
 pub struct StatusWriter {
     client: kube::Client,
     metrics: Arc<Metrics>,
+    /// What the last run looked at, to find the Services that changed since.
+    last: Option<Seen>,
+    /// Services to look at again: a write refused (conflict, transport) or not reached.
+    pending: std::collections::BTreeSet<ServiceKey>,
+}
+
+/// The inputs of a run, kept to diff the next run's against (both are persistent maps:
+/// cloned in O(1), diffed in O(changes)).
+struct Seen {
+    lb: Arc<LbStatus>,
+    snapshot: Snapshot,
+    term: u64,
 }
 
 impl std::fmt::Debug for StatusWriter {
@@ -65,7 +80,31 @@ impl std::fmt::Debug for StatusWriter {
 impl StatusWriter {
     /// A writer on `client`, counting its writes in `rackd_k8s_status_writes_total`.
     pub fn new(client: kube::Client, metrics: Arc<Metrics>) -> Self {
-        Self { client, metrics }
+        Self {
+            client,
+            metrics,
+            last: None,
+            pending: Default::default(),
+        }
+    }
+
+    /// The Services to look at this run ([`changed_services`] plus those left pending).
+    fn services_to_examine(
+        &mut self,
+        cfg: &ConfigState,
+        lb: &Arc<LbStatus>,
+        term: u64,
+        full: bool,
+    ) -> Vec<ServiceKey> {
+        let prev = if full { None } else { self.last.as_ref() };
+        let mut todo = changed_services(prev, &cfg.snapshot, lb, term);
+        todo.append(&mut self.pending);
+        self.last = Some(Seen {
+            lb: lb.clone(),
+            snapshot: cfg.snapshot.clone(),
+            term,
+        });
+        todo.into_iter().collect()
     }
 
     fn wrote(&self, kind: &str) {
@@ -74,6 +113,38 @@ impl StatusWriter {
             .get_or_create(&WriteKindLabels { kind: kind.into() })
             .inc();
     }
+}
+
+/// The Services whose status may differ from what should be written: with no previous run
+/// of the same term, every one LB-IPAM handles; otherwise those whose LB-IPAM outcome or whose
+/// Service object changed since.
+fn changed_services(
+    prev: Option<&Seen>,
+    snapshot: &Snapshot,
+    lb: &LbStatus,
+    term: u64,
+) -> std::collections::BTreeSet<ServiceKey> {
+    let Some(prev) = prev.filter(|p| p.term == term) else {
+        return lb.services.keys().cloned().collect();
+    };
+    use imbl::ordmap::DiffItem;
+    let mut out = std::collections::BTreeSet::new();
+    for d in prev.lb.services.diff(&lb.services) {
+        let k = match d {
+            DiffItem::Add(k, _) | DiffItem::Remove(k, _) => k,
+            DiffItem::Update { new: (k, _), .. } => k,
+        };
+        out.insert(k.clone());
+    }
+    for (key, _) in snapshot.changes_since(&prev.snapshot) {
+        if key.kind == Kind::Service {
+            out.insert(ServiceKey::new(
+                key.namespace.as_deref().unwrap_or("default"),
+                &key.name,
+            ));
+        }
+    }
+    out
 }
 
 /// A condition as `metav1.Condition` JSON, keeping the transition time when the status did
@@ -231,15 +302,21 @@ impl Controller for StatusWriter {
     async fn reconcile(
         &mut self,
         (cfg, lb, lead): &(Arc<ConfigState>, Arc<LbStatus>, Leadership),
-        _ctx: Context,
+        ctx: Context,
     ) -> Result<Outcome, StatusError> {
         if !cfg.loaded || !lb.ready || !lead.leader {
+            self.last = None;
+            self.pending.clear();
             return Ok(Outcome::DONE);
         }
         let snap = &cfg.snapshot;
         let pp = PatchParams::apply(FIELD_MANAGER);
         let mut conflicts = 0u64;
-        for (k, outcome) in lb.services.iter() {
+        let todo = self.services_to_examine(cfg, lb, lead.term, ctx.full);
+        for (i, k) in todo.iter().enumerate() {
+            let Some(outcome) = lb.services.get(k) else {
+                continue;
+            };
             let Some(svc) = service_of(snap, k) else {
                 continue;
             };
@@ -247,7 +324,8 @@ impl Controller for StatusWriter {
                 continue;
             };
             if !lead.valid_at(Instant::now()) {
-                // The Lease ran out while writing: stop; the next leader rewrites.
+                // The Lease ran out while writing: stop; the next term looks at everything.
+                self.pending.extend(todo[i..].iter().cloned());
                 return Ok(Outcome::DONE);
             }
             let api: Api<Service> = Api::namespaced(self.client.clone(), &k.namespace);
@@ -256,10 +334,12 @@ impl Controller for StatusWriter {
                 Ok(_) => debug!(service = %k, "status written"),
                 Err(kube::Error::Api(s)) if s.code == 409 => {
                     conflicts += 1;
+                    self.pending.insert(k.clone());
                     debug!(service = %k, message = %s.message, "status write conflict; retried on the next version");
                 }
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(source) => {
+                    self.pending.extend(todo[i..].iter().cloned());
                     return Err(StatusError::Write {
                         object: format!("Service {k}"),
                         source,
@@ -331,6 +411,61 @@ mod tests {
             "satisfied",
             String::new(),
         )
+    }
+
+    fn outcome(ip: &str) -> Arc<lbipam::ServiceOutcome> {
+        Arc::new(lbipam::ServiceOutcome {
+            assignments: vec![lbipam::Assignment {
+                ip: ip.parse().unwrap(),
+                pool: "p".into(),
+                shared_with: Vec::new(),
+            }],
+            satisfied: true,
+            reason: lbipam::Reason::Satisfied,
+            message: String::new(),
+            invalid_requested_ips: Vec::new(),
+        })
+    }
+
+    fn svcs(names: &[&str]) -> String {
+        names
+            .iter()
+            .map(|n| format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {n}, namespace: default}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"))
+            .collect::<Vec<_>>()
+            .join("---\n")
+    }
+
+    /// A run looks only at what changed since the last one: outcomes added, changed or gone,
+    /// and Service objects edited; everything on a new term.
+    #[test]
+    fn only_changed_services_are_examined() {
+        let k = |n: &str| ServiceKey::new("default", n);
+        let mut lb = LbStatus::default();
+        lb.services.insert(k("a"), outcome("10.0.0.1"));
+        lb.services.insert(k("b"), outcome("10.0.0.2"));
+        lb.services.insert(k("c"), outcome("10.0.0.3"));
+        let cfg = crate::testing::config_state(&svcs(&["a", "b", "c"]));
+        let prev = Seen {
+            lb: Arc::new(lb.clone()),
+            snapshot: cfg.snapshot.clone(),
+            term: 1,
+        };
+        assert!(changed_services(Some(&prev), &cfg.snapshot, &lb, 1).is_empty());
+
+        lb.services.insert(k("b"), outcome("10.0.0.9"));
+        lb.services.remove(&k("c"));
+        lb.services.insert(k("d"), outcome("10.0.0.4"));
+        let edited = crate::testing::config_state(&svcs(&["a", "b", "c", "e"]));
+        let got = changed_services(Some(&prev), &edited.snapshot, &lb, 1);
+        assert_eq!(got, [k("b"), k("c"), k("d"), k("e")].into_iter().collect());
+
+        let all = changed_services(Some(&prev), &cfg.snapshot, &lb, 2);
+        assert_eq!(
+            all.len(),
+            lb.services.len(),
+            "a new term looks at everything"
+        );
+        assert_eq!(changed_services(None, &cfg.snapshot, &lb, 1).len(), 3);
     }
 
     #[test]
