@@ -160,7 +160,6 @@ impl MasqAgentConfig {
     }
 }
 
-
 fn boolean(key: &str, v: &Value) -> Result<bool, MasqConfigError> {
     match v {
         Value::Bool(b) => Ok(*b),
