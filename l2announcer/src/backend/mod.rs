@@ -1,8 +1,9 @@
 //! Lease backends: node liveness (one lease per node) and atomic per-group claims.
 //!
-//! The interface is shaped so a Kubernetes backend fits later: one `coordination.k8s.io`
-//! Lease per node renewed every retry period, and one claim object per IP group naming the
-//! node whose Lease it depends on, created only if absent.
+//! Every backend keeps rackd's O(nodes) rule: one liveness lease per node renewed every retry
+//! period, and one claim per IP group naming the node whose lease it depends on, created only
+//! if absent. `etcd` ties claims to the node lease's ID; `kube` (one `coordination.k8s.io`
+//! Lease per node, one Lease per group) ties them to the node Lease's UID and epoch.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -15,8 +16,10 @@ use tokio::sync::mpsc;
 use crate::fsm::{ClaimOutcome, Owner};
 
 pub mod etcd;
+pub mod kube;
 pub mod local;
 
+pub use self::kube::{KubeBackend, KubeConfig};
 pub use etcd::{EtcdBackend, EtcdConfig};
 pub use local::LocalBackend;
 
@@ -70,6 +73,37 @@ pub enum BackendError {
         /// TTL returned.
         ttl: i64,
     },
+    /// A Kubernetes API request failed (an error status or a transport error).
+    #[error("Kubernetes API {op} failed")]
+    Kube {
+        /// Which request.
+        op: &'static str,
+        /// Cause.
+        #[source]
+        source: ::kube::Error,
+    },
+    /// A Kubernetes API request did not complete in time.
+    #[error("Kubernetes API {op} timed out after {after:?}")]
+    Timeout {
+        /// Which request.
+        op: &'static str,
+        /// The limit.
+        after: std::time::Duration,
+    },
+    /// The node name does not make a valid object name for its node Lease.
+    #[error("node name {node:?} does not make a valid Lease name ({name:?})")]
+    InvalidNodeName {
+        /// The node.
+        node: String,
+        /// The Lease name it would give.
+        name: String,
+    },
+    /// The API server answered with an object this backend cannot use.
+    #[error("unusable {what} from the API server")]
+    BadObject {
+        /// What was wrong.
+        what: &'static str,
+    },
     /// The operation needs a live node lease.
     #[error("no live node lease")]
     NoLease,
@@ -81,15 +115,16 @@ pub enum BackendError {
 /// Datastore write counters (monotonic), so benchmarks can report writes per second.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteStats {
-    /// Lease grants.
+    /// Lease grants (etcd: lease grants; Kubernetes: node Lease creates and takeovers).
     pub grants: u64,
-    /// Lease renewals (keepalive requests sent).
+    /// Lease renewals (etcd: keepalive requests; Kubernetes: node Lease updates).
     pub keepalives: u64,
-    /// Claim and release transactions (each may carry many groups).
+    /// Claim and release requests (etcd: transactions carrying up to 127 groups; Kubernetes:
+    /// one create, update or delete of one claim each, there being no batched writes).
     pub txns: u64,
     /// Plain puts (membership keys).
     pub puts: u64,
-    /// Lease revocations.
+    /// Lease revocations (Kubernetes: node Lease deletes).
     pub revokes: u64,
     /// Groups claimed successfully (keys created).
     pub keys_created: u64,
