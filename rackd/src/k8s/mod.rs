@@ -8,6 +8,9 @@
 //! The API is one more [`crate::config::ConfigSource`]; with `--config-dir` as well, both
 //! feed one store ([`crate::config::combined`] says which wins on a conflict).
 
+pub mod bgp_node_status;
+pub mod bgp_plan;
+pub mod bgp_status;
 pub mod kind;
 pub mod lbipam;
 pub mod lease;

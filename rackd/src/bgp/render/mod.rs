@@ -22,7 +22,9 @@ use std::sync::Arc;
 
 use bgpd_wire::Family;
 use ipnet::IpNet;
-use rackd_model::cilium::{AdvertisementType, BGPAdvertisement, CiliumBGPAdvertisement};
+use rackd_model::cilium::{
+    AdvertisementType, BGPAdvertisement, CiliumBGPAdvertisement, CiliumBGPClusterConfig,
+};
 use rackd_model::k8s_openapi::api::core::v1::Node;
 use rackd_model::rackd_types::condition::{reasons, types};
 use rackd_model::rackd_types::{Condition, Kind, ObjectCondition, ObjectKey};
@@ -348,6 +350,36 @@ fn attributes(adv: &BGPAdvertisement) -> (Vec<u32>, Vec<[u32; 3]>, Option<u32>) 
     (std_c, large, lp)
 }
 
+/// A ClusterConfig with its compiled `nodeSelector` (nil selects every node).
+#[derive(Debug)]
+pub struct ClusterSelector<'a> {
+    pub name: String,
+    pub config: &'a CiliumBGPClusterConfig,
+    /// The selector, or why it cannot be used.
+    pub selector: Result<Selector, rackd_model::selector::SelectorError>,
+}
+
+/// Every ClusterConfig with its node selector, by name: the one selection rule that this
+/// node's rendering and the cluster-wide NodeConfig plan ([`crate::k8s::bgp_plan`]) share.
+pub fn cluster_config_selectors(snap: &Snapshot) -> Vec<ClusterSelector<'_>> {
+    snap.bgp_cluster_configs()
+        .map(|cc| ClusterSelector {
+            name: cc.metadata.name.clone().unwrap_or_default(),
+            config: cc,
+            selector: Selector::compile_optional(
+                cc.spec.node_selector.as_ref(),
+                NilSelector::MatchesAll,
+            ),
+        })
+        .collect()
+}
+
+/// The TCP-MD5 password of auth Secret `namespace/name` (its key `password`), if both exist.
+pub fn auth_password<'a>(snap: &'a Snapshot, namespace: &str, name: &str) -> Option<&'a [u8]> {
+    snap.secret(namespace, name)
+        .and_then(|sec| secret_value(sec, rackd_model::cilium::AUTH_SECRET_PASSWORD_KEY))
+}
+
 /// Renders this node's BGP configuration.
 pub fn render(snap: &Snapshot, input: &RenderInput<'_>) -> Desired {
     let mut d = Desired::default();
@@ -356,13 +388,12 @@ pub fn render(snap: &Snapshot, input: &RenderInput<'_>) -> Desired {
 
     // First matching ClusterConfig (by name) wins, like Cilium's "first owner wins".
     let mut selected = Vec::new();
-    for cc in snap.bgp_cluster_configs() {
-        let name = cc.metadata.name.clone().unwrap_or_default();
-        match Selector::compile_optional(cc.spec.node_selector.as_ref(), NilSelector::MatchesAll) {
-            Ok(sel) if sel.matches(&labels) => selected.push((name, cc)),
+    for cs in cluster_config_selectors(snap) {
+        match cs.selector {
+            Ok(sel) if sel.matches(&labels) => selected.push((cs.name, cs.config)),
             Ok(_) => {}
             Err(e) => d.problems.push(problem(
-                ObjectKey::cluster(Kind::BgpClusterConfig, &name),
+                ObjectKey::cluster(Kind::BgpClusterConfig, &cs.name),
                 types::INVALID_CONFIGURATION,
                 reasons::INVALID,
                 format!("nodeSelector: {e}"),
@@ -543,10 +574,7 @@ fn render_peer(
     let pc_or_cc = pc_key.clone().unwrap_or_else(|| cc_key.clone());
     let password = match pc.auth_secret_ref.as_deref() {
         None => None,
-        Some(s) => match snap
-            .secret(input.secrets_namespace, s)
-            .and_then(|sec| secret_value(sec, rackd_model::cilium::AUTH_SECRET_PASSWORD_KEY))
-        {
+        Some(s) => match auth_password(snap, input.secrets_namespace, s) {
             Some(pw) => Some(pw.to_vec()),
             None => {
                 problems.push(problem(
