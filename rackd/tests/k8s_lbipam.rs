@@ -11,10 +11,13 @@
 
 #![allow(clippy::unwrap_used, clippy::disallowed_types)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+mod k8scommon;
+
+use k8scommon::{ingress, lease_holder, prepare_cluster, wait_for};
 use kubelab::{Cluster, ClusterOptions};
 
 const POOL_AND_SERVICE: &str = r#"
@@ -46,45 +49,6 @@ fn service(name: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  type: LoadBalancer\n  selector: {{app: {name}}}\n  ports:\n  - port: 80\n    protocol: TCP\n"
     )
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
-}
-
-/// The chart's RBAC (ServiceAccount, roles and bindings), applied as the cluster admin: what
-/// rackd runs with below.
-fn apply_chart_rbac(c: &Cluster) {
-    let rendered = c
-        .helm(&[
-            "template",
-            "rackd",
-            &workspace().join("deploy/chart/rackd").display().to_string(),
-            "--namespace",
-            "kube-system",
-        ])
-        .expect("helm template of the chart");
-    let rbac: Vec<&str> = rendered
-        .split("\n---")
-        .filter(|doc| {
-            doc.lines().any(|l| {
-                matches!(
-                    l.trim(),
-                    "kind: ServiceAccount"
-                        | "kind: ClusterRole"
-                        | "kind: ClusterRoleBinding"
-                        | "kind: Role"
-                        | "kind: RoleBinding"
-                )
-            })
-        })
-        .collect();
-    assert!(rbac.len() >= 3, "the chart renders its RBAC: {rendered}");
-    c.kubectl_stdin(&["apply", "-f", "-"], &rbac.join("\n---\n"))
-        .expect("chart RBAC applies");
 }
 
 struct Rackd {
@@ -195,63 +159,10 @@ impl Drop for Rackd {
     }
 }
 
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(t0.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn ingress(c: &Cluster, svc: &str) -> Vec<String> {
-    let out = c
-        .kubectl_ok(&[
-            "get",
-            "svc",
-            svc,
-            "-n",
-            "default",
-            "-o",
-            "jsonpath={.status.loadBalancer.ingress[*].ip}",
-        ])
-        .unwrap_or_default();
-    let mut v: Vec<String> = out.split_whitespace().map(str::to_owned).collect();
-    v.sort();
-    v
-}
-
-fn holder(c: &Cluster) -> Option<String> {
-    c.kubectl_ok(&[
-        "get",
-        "lease",
-        "rackd-lbipam",
-        "-n",
-        "kube-system",
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ])
-    .ok()
-    .map(|s| s.trim().to_owned())
-    .filter(|s| !s.is_empty())
-}
-
 #[test]
 fn lbipam_on_kubernetes_elects_writes_status_and_survives_failover_and_an_api_outage() {
     let mut c = Cluster::start(ClusterOptions::default()).expect("kube-apiserver starts");
-    c.kubectl_ok(&[
-        "apply",
-        "--server-side",
-        "-f",
-        &workspace().join("deploy/crds").display().to_string(),
-    ])
-    .expect("rackd's CRDs install");
-    apply_chart_rbac(&c);
-    let sa = c
-        .service_account_kubeconfig("kube-system", "rackd")
-        .expect("the chart's ServiceAccount token");
+    let sa = prepare_cluster(&c);
     c.kubectl_stdin(&["apply", "-f", "-"], POOL_AND_SERVICE)
         .expect("pool and Service apply");
 
@@ -268,7 +179,7 @@ fn lbipam_on_kubernetes_elects_writes_status_and_survives_failover_and_an_api_ou
 
     // EXTERNAL-IP: both families, from the pool, as kubectl shows it.
     let ips = wait_for("deathstar's EXTERNAL-IP", Duration::from_secs(60), || {
-        let v = ingress(&c, "deathstar");
+        let v = ingress(&c, "default", "deathstar");
         (v.len() == 2).then_some(v)
     });
     assert!(
@@ -334,7 +245,9 @@ fn lbipam_on_kubernetes_elects_writes_status_and_survives_failover_and_an_api_ou
     for n in &mut nodes {
         assert!(n.alive(), "{} runs:\n{}", n.name, n.log());
     }
-    let first = wait_for("a Lease holder", Duration::from_secs(30), || holder(&c));
+    let first = wait_for("a Lease holder", Duration::from_secs(30), || {
+        lease_holder(&c, "rackd-lbipam")
+    });
     let (leader, other) = if first == "node-a" { (0, 1) } else { (1, 0) };
     assert_eq!(nodes[leader].name, first);
     assert!(nodes[leader].log().contains("LB-IPAM: leading"));
@@ -364,7 +277,7 @@ fn lbipam_on_kubernetes_elects_writes_status_and_survives_failover_and_an_api_ou
     // allocates for a new Service.
     nodes[leader].kill();
     let second = wait_for("the Lease to move", Duration::from_secs(30), || {
-        holder(&c).filter(|h| *h != first)
+        lease_holder(&c, "rackd-lbipam").filter(|h| *h != first)
     });
     assert_eq!(second, nodes[other].name);
     c.kubectl_stdin(&["apply", "-f", "-"], &service("tie-fighter"))
@@ -372,14 +285,14 @@ fn lbipam_on_kubernetes_elects_writes_status_and_survives_failover_and_an_api_ou
     let new_ip = wait_for(
         "a new Service's address from the new leader",
         Duration::from_secs(30),
-        || ingress(&c, "tie-fighter").into_iter().next(),
+        || ingress(&c, "default", "tie-fighter").into_iter().next(),
     );
     assert!(
         !ips.contains(&new_ip),
         "{new_ip} is not one of deathstar's {ips:?}"
     );
     assert_eq!(
-        ingress(&c, "deathstar"),
+        ingress(&c, "default", "deathstar"),
         ips,
         "the failover changed no address"
     );
@@ -410,14 +323,14 @@ fn lbipam_on_kubernetes_elects_writes_status_and_survives_failover_and_an_api_ou
     });
     let name = survivor.name.clone();
     wait_for("the Lease held again", Duration::from_secs(30), || {
-        holder(&c).filter(|h| *h == name)
+        lease_holder(&c, "rackd-lbipam").filter(|h| *h == name)
     });
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
-        ingress(&c, "deathstar"),
+        ingress(&c, "default", "deathstar"),
         ips,
         "nothing reallocated after the outage"
     );
-    assert_eq!(ingress(&c, "tie-fighter"), vec![new_ip]);
+    assert_eq!(ingress(&c, "default", "tie-fighter"), vec![new_ip]);
     drop(nodes);
 }

@@ -9,17 +9,20 @@
 //! - **Starting.** The first batch is handed over when every kind has been listed once, so
 //!   the controllers never act on half a cluster.
 //! - **Errors.** A watch that fails (the API server gone, RBAC refusing) is retried with
-//!   backoff by the watcher; the source reports itself unavailable once per change of the
-//!   error set, and the last good objects stay in force: nothing is withdrawn or released
-//!   because the API server went away.
+//!   client-go's backoff (800 ms doubling to 30 s, jittered); the source reports itself
+//!   unavailable once per change of the error set, and the last good objects stay in force:
+//!   nothing is withdrawn or released because the API server went away. `410 Gone` (the
+//!   watch's resourceVersion compacted away, which is what a restarted API server answers
+//!   first) is not a failure to back off from: the server answered, so the relist starts at
+//!   once instead of after the backoff the outage built up ([`retry_delay`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::utils::Backoff;
+use kube::runtime::watcher::{self, DefaultBackoff, Event};
 use rackd_model::Kind;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -265,9 +268,15 @@ async fn watch_kind(
         if let Some(f) = &fields {
             cfg = cfg.fields(f);
         }
-        let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
+        let mut stream = watcher::watcher(api, cfg).boxed();
+        let mut backoff = DefaultBackoff::default();
         let mut not_found = false;
         while let Some(item) = stream.next().await {
+            let mut delay = None;
+            match &item {
+                Ok(_) => backoff.reset(),
+                Err(e) => delay = Some(retry_delay(e, &mut backoff)),
+            }
             let msg = match item {
                 Ok(Event::Init) => Msg::Event(WatchEvent::Init),
                 Ok(Event::InitApply(o)) => Msg::Event(WatchEvent::InitApply(to_value(&ar, o))),
@@ -283,11 +292,38 @@ async fn watch_kind(
             if tx.send((kind, msg)).await.is_err() {
                 return;
             }
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
         }
         if not_found {
             debug!(kind = %kind, version, "not served");
             vi += 1;
         }
+    }
+}
+
+/// How long to wait before the watcher's next step after `e`: nothing after `410 Gone` (the
+/// server answered; the watcher relists), else the next backoff step.
+fn retry_delay(e: &watcher::Error, backoff: &mut DefaultBackoff) -> Duration {
+    if is_gone(e) {
+        backoff.reset();
+        return Duration::ZERO;
+    }
+    backoff.next().unwrap_or(MAX_RETRY)
+}
+
+/// The watcher's own backoff never ends; this bounds it if that changes.
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// `410 Gone`: the resourceVersion the watch resumed from is compacted away.
+fn is_gone(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::WatchError(status) => status.code == 410,
+        watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status))
+        | watcher::Error::InitialListFailed(kube::Error::Api(status)) => status.code == 410,
+        _ => false,
     }
 }
 
@@ -306,6 +342,36 @@ fn error_text(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gone_relists_at_once_and_other_errors_back_off() {
+        let mut b = DefaultBackoff::default();
+        let down = || watcher::Error::NoResourceVersion;
+        let first = retry_delay(&down(), &mut b);
+        let mut last = first;
+        for _ in 0..10 {
+            last = retry_delay(&down(), &mut b);
+        }
+        assert!(first < Duration::from_secs(2), "{first:?}");
+        assert!(
+            last >= Duration::from_secs(15),
+            "the outage built a backoff: {last:?}"
+        );
+        let gone = watcher::Error::WatchError(
+            kube::core::Status::failure("too old resource version", "Expired")
+                .with_code(410)
+                .boxed(),
+        );
+        assert_eq!(retry_delay(&gone, &mut b), Duration::ZERO);
+        // The backoff starts over after the server answered.
+        assert!(retry_delay(&down(), &mut b) < Duration::from_secs(2));
+        let forbidden = watcher::Error::WatchError(
+            kube::core::Status::failure("no", "Forbidden")
+                .with_code(403)
+                .boxed(),
+        );
+        assert!(retry_delay(&forbidden, &mut b) > Duration::ZERO);
+    }
 
     #[test]
     fn resources_are_named_as_the_api_server_serves_them() {

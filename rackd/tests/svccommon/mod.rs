@@ -277,9 +277,18 @@ impl SvcLab {
         self.write_config("endpointslices.yaml", &y);
     }
 
-    /// Starts rackd on node `i` with `extra` flags.
+    /// Starts rackd on node `i` with `extra` flags, reading node `i`'s copy of the lab's
+    /// configuration directory.
     pub fn start_rackd(&mut self, i: usize, extra: &[&str]) {
         let cfg = self.cfgs[i].to_str().unwrap().to_owned();
+        let mut args = vec!["--config-dir", cfg.as_str()];
+        args.extend_from_slice(extra);
+        self.start_rackd_bare(i, &args);
+    }
+
+    /// Starts rackd on node `i` with `extra` flags and no configuration directory (the
+    /// objects come from wherever `extra` says, e.g. the API server).
+    pub fn start_rackd_bare(&mut self, i: usize, extra: &[&str]) {
         let state = self.states[i].to_str().unwrap().to_owned();
         let sock = self.socks[i].to_str().unwrap().to_owned();
         let pins = self.pin_roots[i].to_str().unwrap().to_owned();
@@ -287,8 +296,6 @@ impl SvcLab {
             env!("CARGO_BIN_EXE_rackd"),
             "--node-name",
             NODE_NAMES[i],
-            "--config-dir",
-            &cfg,
             "--state-dir",
             &state,
             "--admin-socket",
@@ -317,6 +324,14 @@ impl SvcLab {
         let s = std::os::unix::net::UnixStream::connect(&self.socks[i]).unwrap();
         rackd_api::write_message(&s, req).unwrap();
         rackd_api::read_message(BufReader::new(&s)).unwrap()
+    }
+
+    /// [`SvcLab::call`], `None` while node `i`'s admin socket does not answer (a daemon still
+    /// starting binds it only once its datapath is loaded).
+    pub fn try_call(&self, i: usize, req: &Request) -> Option<Reply> {
+        let s = std::os::unix::net::UnixStream::connect(&self.socks[i]).ok()?;
+        rackd_api::write_message(&s, req).ok()?;
+        rackd_api::read_message(BufReader::new(&s)).ok()
     }
 
     pub fn log(&self, i: usize) -> String {
@@ -389,7 +404,7 @@ impl SvcLab {
             Duration::from_secs(30),
             Duration::from_millis(100),
             || {
-                let Reply::ServiceList(v) = self.call(i, &Request::ServiceList) else {
+                let Some(Reply::ServiceList(v)) = self.try_call(i, &Request::ServiceList) else {
                     return Ok(netlab::Check::NotYet("no service list".to_owned()));
                 };
                 let got = v
