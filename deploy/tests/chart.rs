@@ -107,14 +107,21 @@ fn rbac_is_exactly_what_rackd_needs() {
     );
     want.extend(set(
         &["cilium.io"],
-        &["ciliumbgpnodeconfigs", "ciliumbgpnodeconfigs/status"],
-        &["get", "list", "watch", "create", "update", "patch"],
+        &["ciliumbgpnodeconfigs"],
+        &["get", "list", "watch", "create", "patch", "delete"],
     ));
     want.extend(set(
         &["cilium.io"],
         &[
+            "ciliumbgpnodeconfigs/status",
             "ciliumbgpclusterconfigs/status",
             "ciliumbgppeerconfigs/status",
+        ],
+        &["patch"],
+    ));
+    want.extend(set(
+        &["cilium.io"],
+        &[
             "ciliumloadbalancerippools/status",
             "ciliuml2announcementpolicies/status",
         ],

@@ -304,9 +304,12 @@ fn everything_deploy_ships_is_accepted_by_a_real_api_server() {
         ("watch", "ciliuml2announcementpolicies.cilium.io", None),
         ("watch", "ciliumegressgatewaypolicies.cilium.io", None),
         ("create", "ciliumbgpnodeconfigs.cilium.io", None),
+        ("patch", "ciliumbgpnodeconfigs.cilium.io", None),
+        ("delete", "ciliumbgpnodeconfigs.cilium.io", None),
+        ("watch", "ciliumbgpnodeconfigs.cilium.io", None),
         ("patch", "ciliumbgpnodeconfigs.cilium.io/status", None),
         ("patch", "ciliumloadbalancerippools.cilium.io/status", None),
-        ("update", "ciliumbgpclusterconfigs.cilium.io/status", None),
+        ("patch", "ciliumbgpclusterconfigs.cilium.io/status", None),
         ("patch", "ciliumbgppeerconfigs.cilium.io/status", None),
         (
             "patch",
@@ -334,6 +337,9 @@ fn everything_deploy_ships_is_accepted_by_a_real_api_server() {
         ("list", "secrets", None),
         ("create", "leases.coordination.k8s.io", Some("default")),
         ("update", "ciliumloadbalancerippools.cilium.io", None),
+        ("update", "ciliumbgpnodeconfigs.cilium.io", None),
+        ("update", "ciliumbgpnodeconfigs.cilium.io/status", None),
+        ("update", "ciliumbgpclusterconfigs.cilium.io/status", None),
         ("delete", "ciliumbgpclusterconfigs.cilium.io", None),
         (
             "patch",

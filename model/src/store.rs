@@ -212,7 +212,11 @@ impl Store {
             .filter(|k| !in_references(k.kind))
             .map(|k| (k.clone(), self.value_of(k)))
             .collect();
+        let reference_errors_before = self.reference_errors.clone();
         let reference_updates = self.resolve_references(&affected);
+        // A new object dropped for a broken reference changes no object, but its error is
+        // news all the same.
+        errors_changed |= self.reference_errors != reference_errors_before;
         let mut changes = Vec::new();
         for (k, v) in staged.into_iter().chain(reference_updates) {
             if let Some(c) = self.set(&k, v) {

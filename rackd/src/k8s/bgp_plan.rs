@@ -218,10 +218,11 @@ fn reported_missing(
         let (Some(o), Problem::Reference { target: t, .. }) = (&e.object, &e.problem) else {
             continue;
         };
-        if o.kind == from.as_str() && t.kind == target {
-            if let Some(n) = &o.name {
-                out.entry(n.clone()).or_default().insert(t.name.clone());
-            }
+        if o.kind == from.as_str()
+            && t.kind == target
+            && let Some(n) = &o.name
+        {
+            out.entry(n.clone()).or_default().insert(t.name.clone());
         }
     }
     out

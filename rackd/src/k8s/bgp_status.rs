@@ -35,7 +35,7 @@ use futures::StreamExt;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use rackd_model::{Kind, Snapshot};
+use rackd_model::{Kind, Object, Snapshot};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -191,21 +191,17 @@ impl BgpStatusWriter {
         errors: &[rackd_model::ConfigError],
     ) -> Result<Served, BgpStatusError> {
         let (ccs, pcs) = objects_in_error(errors);
+        debug!(?ccs, ?pcs, errors = errors.len(), "BGP objects in error");
         let mut served = Served::default();
         let cc_api: Api<DynamicObject> = Api::all_with(
             self.client.clone(),
             &resource("CiliumBGPClusterConfig", "ciliumbgpclusterconfigs"),
         );
         for name in ccs {
-            if let Some(v) = get_json(&cc_api, &name).await? {
-                match serde_json::from_value(v) {
-                    Ok(cc) => {
-                        served.cluster_configs.insert(name, cc);
-                    }
-                    Err(e) => {
-                        debug!(name, error = %e, "served CiliumBGPClusterConfig does not decode")
-                    }
-                }
+            if let Some(v) = get_json(&cc_api, &name).await?
+                && let Some(Object::BgpClusterConfig(cc)) = served_object(Kind::BgpClusterConfig, v)
+            {
+                served.cluster_configs.insert(name, cc);
             }
         }
         let pc_api: Api<DynamicObject> = Api::all_with(
@@ -213,15 +209,10 @@ impl BgpStatusWriter {
             &resource("CiliumBGPPeerConfig", "ciliumbgppeerconfigs"),
         );
         for name in pcs {
-            if let Some(v) = get_json(&pc_api, &name).await? {
-                match serde_json::from_value(v) {
-                    Ok(pc) => {
-                        served.peer_configs.insert(name, pc);
-                    }
-                    Err(e) => {
-                        debug!(name, error = %e, "served CiliumBGPPeerConfig does not decode")
-                    }
-                }
+            if let Some(v) = get_json(&pc_api, &name).await?
+                && let Some(Object::BgpPeerConfig(pc)) = served_object(Kind::BgpPeerConfig, v)
+            {
+                served.peer_configs.insert(name, pc);
             }
         }
         Ok(served)
@@ -407,6 +398,14 @@ impl Controller for BgpStatusWriter {
                 secrets_namespace: &self.secrets_namespace,
                 now: &now,
             });
+            debug!(
+                in_error = served.cluster_configs.len() + served.peer_configs.len(),
+                delete = p.delete.len(),
+                apply = p.apply.len(),
+                cluster_status = p.cluster_status.len(),
+                peer_status = p.peer_status.len(),
+                "BGP plan"
+            );
             let conflicts = if p.is_empty() {
                 0
             } else {
@@ -432,6 +431,18 @@ impl Controller for BgpStatusWriter {
     fn shutdown(&mut self) -> impl std::future::Future<Output = ()> + Send {
         self.watcher.abort();
         async {}
+    }
+}
+
+/// A served object decoded as the configuration source decodes it (unknown fields of a newer
+/// Cilium ignored); `None`, with the reason logged, when rackd cannot use it.
+fn served_object(kind: Kind, v: serde_json::Value) -> Option<Object> {
+    match rackd_model::load_api_object("k8s", kind, v) {
+        Ok(l) => Some((*l.object).clone()),
+        Err(e) => {
+            debug!(kind = %kind, error = %e, "served object not usable for its conditions");
+            None
+        }
     }
 }
 
