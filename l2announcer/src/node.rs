@@ -185,6 +185,8 @@ struct Task<B, A> {
     backend: B,
     announcer: A,
     garps: VecDeque<Garp>,
+    /// The backend's renewal count at the last stamp between claim chunks.
+    stamped_renewals: u64,
 }
 
 async fn run<B, A>(
@@ -236,6 +238,7 @@ where
         backend,
         announcer,
         garps: VecDeque::new(),
+        stamped_renewals: 0,
     };
     for cmd in pending {
         if t.command(Some(cmd)).await {
@@ -410,11 +413,25 @@ where
                 }
             }
             if !claims.is_empty() {
-                debug!(node = %self.cfg.node, groups = claims.len(), "claiming");
+                // Claim a chunk, then program what it won before claiming the rest (queued
+                // after the chunk's actions, so this step's order is kept).
+                let rest = claims.split_off(claims.len().min(self.backend.claim_chunk().max(1)));
+                debug!(node = %self.cfg.node, groups = claims.len(), later = rest.len(), "claiming");
                 let outcomes = self.backend.claim(&claims).await;
                 let now = Instant::now().into_std();
                 for (ip, outcome) in claims.into_iter().zip(outcomes) {
                     queue.extend(self.fsm.step(now, Input::ClaimResult { ip, outcome }));
+                }
+                queue.extend(rest.into_iter().map(Action::Claim));
+                // Renewals that succeeded during the chunk (their events wait behind this
+                // burst) stamp the datapath guard now, or a long burst would silence the
+                // datapath while the lease is fine.
+                if let Some(n) = self.backend.renewals()
+                    && n > 0
+                    && n != self.stamped_renewals
+                {
+                    self.stamped_renewals = n;
+                    self.heartbeat();
                 }
             }
             if revoke {

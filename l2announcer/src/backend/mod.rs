@@ -222,6 +222,20 @@ pub trait LeaseBackend: Send + Sync + 'static {
     /// Write counters so far.
     fn writes(&self) -> WriteStats;
 
+    /// Most groups the owning task hands to one [`LeaseBackend::claim`] call before it
+    /// programs what that call won: a backend that writes one request per group bounds it, so
+    /// the first groups of a large failover are announced before the last are claimed.
+    fn claim_chunk(&self) -> usize {
+        usize::MAX
+    }
+
+    /// How many renewals have succeeded so far under the current lease (0 while none is
+    /// live), for the owning task to stamp the datapath guard between claim chunks of a long
+    /// burst, when it cannot read events. `None`: not tracked (stamps wait for the events).
+    fn renewals(&self) -> Option<u64> {
+        None
+    }
+
     /// Whether this backend reports [`BackendEvent::Renewed`]; if not, the owning task stamps
     /// the datapath liveness guard on its own ticks.
     fn reports_renewals(&self) -> bool {

@@ -29,7 +29,7 @@ pub struct ScaleRun {
     /// Groups per node after start-up.
     pub split: BTreeMap<String, usize>,
     /// Longest gap between datapath heartbeat stamps of any node during start-up (the owning
-    /// task runs claims inline).
+    /// task runs claims inline; normally one retry period).
     pub startup_max_heartbeat_gap_s: f64,
     pub steady_window_s: f64,
     pub steady_writes: WriteStats,
@@ -102,14 +102,17 @@ fn first_announced(c: &Lab, t0: Instant, except: &str) -> BTreeMap<IpAddr, Insta
     firsts
 }
 
+/// Longest interval between consecutive heartbeat stamps of one node that overlaps
+/// [`from`, `to`] (normally the retry period: one renewal each).
 fn max_heartbeat_gap(c: &Lab, from: Instant, to: Instant) -> Duration {
-    let mut last: BTreeMap<String, Instant> = BTreeMap::new();
+    // Every node's interval starts at `from` (a node may not have renewed before it).
+    let mut last: BTreeMap<String, Instant> = c.nodes.keys().map(|n| (n.clone(), from)).collect();
     let mut gap = Duration::ZERO;
     for (t, r) in c.log.timed() {
         if let Recorded::Heartbeat { node } = r
             && t >= from
-            && t <= to
             && let Some(p) = last.insert(node, t)
+            && p <= to
         {
             gap = gap.max(t - p);
         }
@@ -139,7 +142,6 @@ pub async fn scale_run(
     if stored.len() != n as usize || held.iter().any(|(ip, h)| stored.get(ip) != Some(h)) {
         bail!("stored claims disagree with the announcements");
     }
-    let gap = max_heartbeat_gap(c, t0, settled_at);
 
     let w0 = writes(c).await;
     let ts = Instant::now();
@@ -147,6 +149,8 @@ pub async fn scale_run(
     let w1 = writes(c).await;
     let steady_window = ts.elapsed();
     let steady = delta(&w0, &w1);
+    // After the window, so the stamp that ends the start-up's longest gap is in the log.
+    let gap = max_heartbeat_gap(c, t0, settled_at);
 
     let mut split: BTreeMap<String, usize> = BTreeMap::new();
     for h in held.values() {

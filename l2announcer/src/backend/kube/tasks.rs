@@ -172,6 +172,9 @@ pub(super) async fn renew_loop(
             Ok(l) => {
                 held = Some(l);
                 last_ok = sent;
+                shared
+                    .renewals
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 let _ = events.send(BackendEvent::Renewed);
             }
             Err(e) if status(&e).is_some_and(kube::core::Status::is_conflict) => {
@@ -205,6 +208,9 @@ fn lose(
 ) {
     warn!(node = %cfg.node, "node Lease not renewed within the renew deadline: fencing");
     *held = None;
+    shared
+        .renewals
+        .store(0, std::sync::atomic::Ordering::Release);
     shared.epoch.send_replace(None);
     let _ = events.send(BackendEvent::LeaseLost);
 }
