@@ -146,7 +146,8 @@ fn main() -> anyhow::Result<()> {
         "bench": "l2announcer kube_scale",
         "date": date,
         "commit": sh("git", &["rev-parse", "HEAD"]),
-        "dirty": !sh("git", &["status", "--porcelain", "--", "l2announcer"]).is_empty(),
+        // Benches run in the package directory.
+        "dirty": !sh("git", &["status", "--porcelain", "--", "."]).is_empty(),
         "machine": sh("uname", &["-srm"]),
         "kernel": sh("uname", &["-r"]),
         "nproc": sh("nproc", &[]),
