@@ -199,6 +199,7 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
     );
 
     // The controllers, one line each (a new one goes here).
+    let (peers_tx, peers) = watch::channel(crate::bgp::BgpPeers::from([]));
     let election_stop = CancellationToken::new();
     let mut election_task = None;
     let lb = match &kube {
@@ -218,7 +219,18 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
             let (lbipam, lb) = ClusterLbIpam::new(&opts.state_dir, metrics.clone());
             controllers.spawn(lbipam, (config.clone(), lead.clone()));
             let writer = crate::k8s::status::StatusWriter::new(client.clone(), metrics.clone());
-            controllers.spawn(writer, (config.clone(), lb.clone(), lead));
+            controllers.spawn(writer, (config.clone(), lb.clone(), lead.clone()));
+            // NodeConfigs and BGP conditions (the leader), each node's own peer status.
+            let (bgp_status, node_configs) = crate::k8s::bgp_status::BgpStatusWriter::start(
+                client.clone(),
+                &opts.node_name,
+                &opts.bgp_secrets_namespace,
+                metrics.clone(),
+            );
+            controllers.spawn(
+                bgp_status,
+                (config.clone(), lead, peers.clone(), node_configs),
+            );
             lb
         }
         None => {
@@ -228,7 +240,6 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
         }
     };
 
-    let (peers_tx, peers) = watch::channel(crate::bgp::BgpPeers::from([]));
     let (mut bgp_ctl, bgp) = BgpController::new(
         &opts.node_name,
         &opts.bgp_secrets_namespace,
@@ -244,7 +255,13 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
     let mut l2 = None;
     let mut l2_metrics = None;
     if let Some(o) = &opts.l2 {
-        let (l2_ctl, query) = crate::l2::L2Controller::start(&opts.node_name, o, &facts).await?;
+        let (l2_ctl, query) = crate::l2::L2Controller::start(
+            &opts.node_name,
+            o,
+            &facts,
+            kube.as_ref().map(|((c, _), _)| c),
+        )
+        .await?;
         controllers.spawn(l2_ctl, (config.clone(), lb.clone(), facts.devices()));
         l2_metrics = Some(crate::l2::metrics_task(
             query.clone(),

@@ -66,7 +66,8 @@ pub struct Flags {
     /// Interval between renewals and claim retries (default 2s).
     #[arg(long, env = "RACKD_L2_ANNOUNCEMENTS_RETRY_PERIOD")]
     pub l2_announcements_retry_period: Option<String>,
-    /// Where L2 leases live: `local` (single node) or `etcd`.
+    /// Where L2 leases live: `local` (single node), `etcd`, or `kubernetes` (the default with
+    /// `--enable-k8s`).
     #[arg(long, env = "RACKD_L2_LEASE_BACKEND", value_enum)]
     pub l2_lease_backend: Option<BackendArg>,
     /// etcd client URLs for the `etcd` lease backend (comma-separated or repeated).
@@ -185,6 +186,8 @@ pub const DEFAULT_IP_MASQ_AGENT_CONFIG: &str = "/etc/config/ip-masq-agent";
 pub enum BackendArg {
     Local,
     Etcd,
+    /// `coordination.k8s.io` Leases in `--k8s-namespace` (the default with `--enable-k8s`).
+    Kubernetes,
 }
 
 /// `--log-format`.
@@ -290,6 +293,8 @@ pub enum OptionsError {
         "--l2-etcd-endpoints given but the lease backend is local: add --l2-lease-backend etcd"
     )]
     EndpointsWithoutEtcd,
+    #[error("--l2-lease-backend kubernetes needs the Kubernetes API: add --enable-k8s")]
+    KubernetesBackendWithoutK8s,
 }
 
 /// Parses the text of a `--config` file (`path` only names it in errors). An empty file is
@@ -467,6 +472,21 @@ pub fn resolve(
                 }
                 LeaseBackendKind::Etcd { endpoints, prefix }
             }
+            Some(BackendArg::Kubernetes) => match &k8s {
+                Some(k) if endpoints.is_empty() => LeaseBackendKind::Kubernetes {
+                    namespace: k.namespace.clone(),
+                },
+                Some(_) => return Err(OptionsError::EndpointsWithoutEtcd),
+                None => return Err(OptionsError::KubernetesBackendWithoutK8s),
+            },
+            // On Kubernetes the nodes share the API server: its Leases are the default, as
+            // Cilium's are.
+            None if k8s.is_some() && endpoints.is_empty() => LeaseBackendKind::Kubernetes {
+                namespace: k8s
+                    .as_ref()
+                    .map(|k| k.namespace.clone())
+                    .unwrap_or_default(),
+            },
             Some(BackendArg::Local) | None => {
                 if !endpoints.is_empty() {
                     return Err(OptionsError::EndpointsWithoutEtcd);
@@ -696,6 +716,54 @@ mod tests {
         let e = load_file(Path::new("/nonexistent/rackd.yaml")).unwrap_err();
         assert!(matches!(e, OptionsError::ReadFile { .. }), "{e:?}");
         assert!(e.to_string().contains("/nonexistent/rackd.yaml"), "{e}");
+    }
+
+    #[test]
+    fn l2_on_kubernetes_defaults_to_kubernetes_leases_and_needs_the_api() {
+        let l2k8s = |b: Option<BackendArg>, k8s: bool| Flags {
+            enable_l2_announcements: true,
+            l2_lease_backend: b,
+            enable_k8s: k8s.then_some(true),
+            k8s_namespace: Some("rackd".into()),
+            ..Flags::default()
+        };
+        for b in [None, Some(BackendArg::Kubernetes)] {
+            let o = resolve(l2k8s(b, true), FileConfig::default(), host).unwrap();
+            assert!(
+                matches!(
+                    o.l2.unwrap().backend,
+                    LeaseBackendKind::Kubernetes { ref namespace } if namespace == "rackd"
+                ),
+                "{b:?}"
+            );
+        }
+        // Without the API: local stays the default, and kubernetes is refused.
+        let o = resolve(l2k8s(None, false), FileConfig::default(), host).unwrap();
+        assert!(matches!(o.l2.unwrap().backend, LeaseBackendKind::Local));
+        let e = resolve(
+            l2k8s(Some(BackendArg::Kubernetes), false),
+            FileConfig::default(),
+            host,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, OptionsError::KubernetesBackendWithoutK8s),
+            "{e:?}"
+        );
+        // etcd stays available on Kubernetes when asked for.
+        let o = resolve(
+            Flags {
+                l2_etcd_endpoints: vec!["http://127.0.0.1:2379".into()],
+                ..l2k8s(Some(BackendArg::Etcd), true)
+            },
+            FileConfig::default(),
+            host,
+        )
+        .unwrap();
+        assert!(matches!(
+            o.l2.unwrap().backend,
+            LeaseBackendKind::Etcd { .. }
+        ));
     }
 
     #[test]

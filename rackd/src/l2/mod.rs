@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use l2announcer::LeaseTimings;
-use l2announcer::backend::{EtcdBackend, EtcdConfig, LocalBackend};
+use l2announcer::backend::{EtcdBackend, EtcdConfig, KubeBackend, KubeConfig, LocalBackend};
 use l2announcer::node::{NodeConfig, NodeHandle, NodeSender, ShutdownReport, spawn};
 use l2announcer::policy::DesiredGroup;
 use rackd_model::Snapshot;
@@ -48,6 +48,11 @@ pub enum LeaseBackendKind {
         /// Key prefix, ending in `/`.
         prefix: String,
     },
+    /// `coordination.k8s.io` Leases: one per node, one claim per IP group.
+    Kubernetes {
+        /// Where the Leases live (`--k8s-namespace`).
+        namespace: String,
+    },
 }
 
 /// How L2 announcements run.
@@ -71,6 +76,9 @@ pub enum L2Error {
         #[source]
         source: datapath::Error,
     },
+    /// The Kubernetes lease backend without a Kubernetes client (options prevent it).
+    #[error("the kubernetes L2 lease backend needs the Kubernetes API (--enable-k8s)")]
+    NoKubernetes,
 }
 
 /// Never: the L2 controller's runs cannot fail (the ownership task owns every I/O).
@@ -99,6 +107,7 @@ impl L2Controller {
         node_name: &str,
         opts: &L2Options,
         host: &HostFacts,
+        kube: Option<&kube::Client>,
     ) -> Result<(Self, NodeSender), L2Error> {
         let (timings, fixes) = opts.timings.sanitise();
         for f in fixes {
@@ -120,7 +129,7 @@ impl L2Controller {
         let node = match &opts.backend {
             LeaseBackendKind::Local => {
                 warn!(
-                    "L2 lease backend `local`: this node answers for every IP it is a candidate for; use etcd with more than one node"
+                    "L2 lease backend `local`: this node answers for every IP it is a candidate for; use etcd or kubernetes with more than one node"
                 );
                 spawn(cfg, LocalBackend::new(node_name), announcer)
             }
@@ -128,6 +137,11 @@ impl L2Controller {
                 let mut ecfg = EtcdConfig::new(endpoints.clone(), node_name, timings);
                 ecfg.prefix.clone_from(prefix);
                 spawn(cfg, EtcdBackend::new(ecfg), announcer)
+            }
+            LeaseBackendKind::Kubernetes { namespace } => {
+                let client = kube.ok_or(L2Error::NoKubernetes)?.clone();
+                let kcfg = KubeConfig::new(client, namespace.clone(), node_name, timings);
+                spawn(cfg, KubeBackend::new(kcfg), announcer)
             }
         };
         // Carrier changes reach the ownership task at once, not through a reconcile.

@@ -117,12 +117,19 @@ impl Lab {
 
     /// Start the rackd binary at `bin` (another build, for side-by-side benchmarks).
     pub fn start_rackd_bin(&mut self, bin: &str, extra: &[&str]) {
+        let cfg = self.cfg.to_str().unwrap().to_owned();
+        let mut args = vec!["--config-dir", cfg.as_str()];
+        args.extend_from_slice(extra);
+        self.start_rackd_bare(bin, &args);
+    }
+
+    /// Start the rackd binary at `bin` without the lab's configuration directory (the objects
+    /// come from wherever `extra` says, e.g. the API server).
+    pub fn start_rackd_bare(&mut self, bin: &str, extra: &[&str]) {
         let mut args = vec![
             bin,
             "--node-name",
             "node1",
-            "--config-dir",
-            self.cfg.to_str().unwrap(),
             "--state-dir",
             self.state.to_str().unwrap(),
             "--admin-socket",
