@@ -19,23 +19,9 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::Lab;
 use common::route_watch::RouteWatch;
 use common::shape_bench::{self, Config, RunResult, quantile};
-
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn sh(cmd: &str) -> String {
-    std::process::Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
+use common::{Lab, arg, sh};
 
 fn stats(v: &[f64]) -> serde_json::Value {
     serde_json::json!({

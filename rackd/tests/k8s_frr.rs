@@ -196,7 +196,7 @@ fn lab_yaml_through_the_api_server_reaches_the_tor_from_two_nodes() {
     }
 
     let kubeconfig = sa.to_str().unwrap().to_owned();
-    let flags = [
+    let mut flags = vec![
         "--k8s-kubeconfig-path",
         kubeconfig.as_str(),
         "--k8s-namespace",
@@ -204,13 +204,8 @@ fn lab_yaml_through_the_api_server_reaches_the_tor_from_two_nodes() {
         "--kube-proxy-replacement",
         "--devices",
         "eth0",
-        "--leader-election-lease-duration",
-        "4s",
-        "--leader-election-renew-deadline",
-        "3s",
-        "--leader-election-retry-period",
-        "1s",
     ];
+    flags.extend(k8scommon::FAST_ELECTION);
     lab.start_rackd_bare(0, &flags);
     lab.start_rackd_bare(1, &flags);
 

@@ -71,14 +71,7 @@ impl Rackd {
             .arg(dir.path().join("state"))
             .arg("--admin-socket")
             .arg(dir.path().join("rackd.sock"))
-            .args([
-                "--leader-election-lease-duration",
-                "4s",
-                "--leader-election-renew-deadline",
-                "3s",
-                "--leader-election-retry-period",
-                "1s",
-            ])
+            .args(k8scommon::FAST_ELECTION)
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -186,3 +186,19 @@ impl Lab {
         n[peer]["connectionsEstablished"].as_u64().unwrap_or(0)
     }
 }
+
+/// The value after `name` in a benchmark's command line.
+pub fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+/// A shell command's trimmed stdout ("" if it cannot run): machine facts for result files.
+pub fn sh(cmd: &str) -> String {
+    std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}

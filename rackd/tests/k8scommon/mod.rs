@@ -7,6 +7,16 @@ use std::time::{Duration, Instant};
 
 use kubelab::Cluster;
 
+/// LB-IPAM leader election fast enough for tests (lease 4 s, renew deadline 3 s, retry 1 s).
+pub const FAST_ELECTION: [&str; 6] = [
+    "--leader-election-lease-duration",
+    "4s",
+    "--leader-election-renew-deadline",
+    "3s",
+    "--leader-election-retry-period",
+    "1s",
+];
+
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
