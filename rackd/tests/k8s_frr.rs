@@ -243,6 +243,38 @@ fn lab_yaml_through_the_api_server_reaches_the_tor_from_two_nodes() {
         lab.wait_tor_route(p, 1, Duration::from_secs(30));
     }
 
+    // Each node's CiliumBGPNodeConfig, created by the leader for cilium-bgp, carries its own
+    // sessions with the real ToR as its rackd sees them.
+    for n in NODE_NAMES {
+        let states = wait_for(
+            &format!("{n}'s NodeConfig peer status"),
+            Duration::from_secs(60),
+            || {
+                let s = c
+                    .kubectl_ok(&[
+                        "get",
+                        "ciliumbgpnodeconfig",
+                        n,
+                        "-o",
+                        "jsonpath={.status.bgpInstances[0].peers[*].peeringState}",
+                    ])
+                    .ok()?;
+                (s.split_whitespace().count() == 2).then_some(s)
+            },
+        );
+        assert_eq!(states.trim(), "established established", "{n}");
+        let owner = c
+            .kubectl_ok(&[
+                "get",
+                "ciliumbgpnodeconfig",
+                n,
+                "-o",
+                "jsonpath={.metadata.ownerReferences[0].name}",
+            ])
+            .unwrap();
+        assert_eq!(owner.trim(), "cilium-bgp");
+    }
+
     // The slices kube-controller-manager wrote: four backends on both nodes, and the client
     // reaches deathstar's pods through either node.
     let managed = c
