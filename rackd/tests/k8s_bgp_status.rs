@@ -1,8 +1,8 @@
 //! The BGP status writer against a real kube-apiserver (`kubelab`), with the chart's RBAC and
 //! ServiceAccount: two rackd nodes, each its own API client, configuration source, Lease
-//! candidate and [`BgpStatusWriter`], run in-process (the writer is not wired into the
-//! daemon yet); each node's sessions are given as `rackctl bgp peers` rows, one `active`, one
-//! `idle`, as a peer that never answers shows them.
+//! candidate and [`BgpStatusWriter`], run in-process so each node's sessions can be given as
+//! `rackctl bgp peers` rows, one `active`, one `idle`, as a peer that never answers shows
+//! them (`tests/k8s_frr.rs` shows the daemon writing its real established sessions).
 //!
 //! - a ClusterConfig selecting both nodes: two NodeConfigs owned by it, each with the peer
 //!   status its own node wrote;

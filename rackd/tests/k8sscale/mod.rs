@@ -112,6 +112,13 @@ fn service(ns: &str, type_: &str, i: usize) -> Service {
             "ports": [{"port": 80, "protocol": "TCP"}],
         },
     }))
+    .map(|mut s: Service| {
+        // 27,000 would exhaust the NodePort range (2,768 ports): a bare-metal LB needs none.
+        if let Some(spec) = s.spec.as_mut().filter(|_| type_ == "LoadBalancer") {
+            spec.allocate_load_balancer_node_ports = Some(false);
+        }
+        s
+    })
     .unwrap()
 }
 
@@ -334,6 +341,8 @@ fn start_lab(prefix: &str, audit: &Path) -> K8sLab {
     let cluster = Cluster::start(ClusterOptions {
         netns: Some(api.name().to_owned()),
         bind: API_V4.parse().unwrap(),
+        // Room for 2 × 27,000 ClusterIPs without the allocator crawling a nearly full /16.
+        service_cidrs: vec!["10.96.0.0/12".into(), "fd00:10:96::/108".into()],
         extra_apiserver_args: vec![
             format!("--audit-policy-file={}", policy.display()),
             format!("--audit-log-path={}", audit.display()),

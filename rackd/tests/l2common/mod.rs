@@ -90,6 +90,9 @@ pub struct Node {
 /// segments go, and the directory goes last so nothing recreates files in it after removal.
 pub struct L2Lab {
     pub nodes: Vec<Node>,
+    /// With [`L2Lab::use_kubernetes`]: the nodes read their objects from this API server and
+    /// keep their L2 leases in it, instead of the directory and etcd.
+    pub k8s: Option<K8sPlane>,
     pub etcd: Etcd,
     pub client: Netns,
     pub client_mac: [u8; 6],
@@ -98,6 +101,14 @@ pub struct L2Lab {
     pub cfg: PathBuf,
     pub timings: Timings,
     pub dir: LabDir,
+}
+
+/// A Kubernetes control plane on the management segment: its API server, its namespace,
+/// and the kubeconfig rackd runs with.
+pub struct K8sPlane {
+    pub cluster: kubelab::Cluster,
+    pub ns: Netns,
+    pub kubeconfig: PathBuf,
 }
 
 fn parse_mac(s: &str) -> [u8; 6] {
@@ -190,6 +201,7 @@ impl L2Lab {
             dir,
             seg,
             mgmt,
+            k8s: None,
             etcd,
             client,
             client_mac,
@@ -209,16 +221,39 @@ impl L2Lab {
         lab
     }
 
+    /// Runs the nodes against `plane` from now on: objects and L2 leases from its API server.
+    pub fn use_kubernetes(&mut self, plane: K8sPlane) {
+        self.k8s = Some(plane);
+    }
+
     pub fn start(&mut self, i: usize) {
         let t = self.timings;
         let etcd = self.etcd.client_url().to_owned();
+        let cfg = self.cfg.to_str().unwrap().to_owned();
+        // Where the objects and the leases come from.
+        let source: Vec<String> = match &self.k8s {
+            Some(k) => vec![
+                "--k8s-kubeconfig-path".into(),
+                k.kubeconfig.display().to_string(),
+                "--k8s-namespace".into(),
+                "kube-system".into(),
+                "--l2-lease-backend".into(),
+                "kubernetes".into(),
+            ],
+            None => vec![
+                "--config-dir".into(),
+                cfg,
+                "--l2-lease-backend".into(),
+                "etcd".into(),
+                "--l2-etcd-endpoints".into(),
+                etcd,
+            ],
+        };
         let n = &mut self.nodes[i];
-        let args = [
+        let mut args = vec![
             env!("CARGO_BIN_EXE_rackd"),
             "--node-name",
             &n.name,
-            "--config-dir",
-            self.cfg.to_str().unwrap(),
             "--state-dir",
             n.state.to_str().unwrap(),
             "--admin-socket",
@@ -226,10 +261,6 @@ impl L2Lab {
             "--metrics-addr",
             "127.0.0.1:9963",
             "--enable-l2-announcements",
-            "--l2-lease-backend",
-            "etcd",
-            "--l2-etcd-endpoints",
-            &etcd,
             "--l2-announcements-lease-duration",
             t.lease,
             "--l2-announcements-renew-deadline",
@@ -241,6 +272,7 @@ impl L2Lab {
             "--bpf-pin-root",
             n.pin_root.to_str().unwrap(),
         ];
+        args.extend(source.iter().map(String::as_str));
         let log_name = format!(
             "rackd-{}-{}",
             n.name,
