@@ -67,7 +67,12 @@ fn l2_failover_on_kubernetes_leases_never_shows_two_macs() {
     let kubeconfig = prepare_cluster(&cluster);
     let dir = workspace().join("configs/l2lab");
     let mut yaml = String::from("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: batuu\n");
-    for f in ["lb-pool.yaml", "l2-policy.yaml", "nodes.yaml", "services.yaml"] {
+    for f in [
+        "lb-pool.yaml",
+        "l2-policy.yaml",
+        "nodes.yaml",
+        "services.yaml",
+    ] {
         yaml.push_str("\n---\n");
         yaml.push_str(&std::fs::read_to_string(dir.join(f)).unwrap());
     }
