@@ -9,13 +9,14 @@
 //! - the API requests rackd makes, per resource and verb, from the API server's audit log
 //!   (only rackd's ServiceAccount is audited): in an idle window before the Services, while
 //!   they load, and in a steady-state window after;
-//! - the harness's own ceiling: how fast it creates the same number of Services (ClusterIP,
-//!   nothing to allocate) with rackd not yet running, so the reader sees whether the API
-//!   server or rackd set the pace.
+//! - the ceiling: the API server's own create pace, every 1,000 Services, beside the
+//!   EXTERNAL-IPs the harness's watch saw in the same run, so the reader sees whether the API
+//!   server or rackd set the pace (rackd cannot allocate a Service that does not exist yet).
 #![allow(dead_code, clippy::unwrap_used, clippy::disallowed_types)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -35,9 +36,6 @@ pub struct Config {
     pub services: usize,
     /// Length of the idle and steady-state windows.
     pub window_s: u64,
-    /// Also measure the harness's create rate before rackd runs (N ClusterIP Services, which
-    /// stay: rackd then also watches them).
-    pub ceiling: bool,
 }
 
 /// Requests rackd made in one window, per `resource verb`.
@@ -61,9 +59,14 @@ pub struct ScaleResult {
     pub all_routes_bgp_s: f64,
     /// First create to every route in the ToR's kernel table.
     pub all_routes_kernel_s: f64,
-    /// The same number of creates (ClusterIP Services) before rackd runs: the harness's and
-    /// the API server's ceiling.
-    pub ceiling_create_s: Option<f64>,
+    /// The ceiling: how fast the API server accepted the creates, every 1,000 (count, seconds
+    /// since the first create). rackd cannot allocate a Service before it exists.
+    pub created: Vec<(usize, f64)>,
+    /// Services with an EXTERNAL-IP as the harness's watch saw them, every 1,000.
+    pub with_ip: Vec<(usize, f64)>,
+    /// The last EXTERNAL-IP after the last create was answered: how far rackd trails the API
+    /// server (`all_ips_s - create_s`).
+    pub ip_lag_s: f64,
     pub idle: Window,
     pub load: Window,
     pub steady: Window,
@@ -144,9 +147,13 @@ fn create_services(
     ns: &str,
     type_: &str,
     n: usize,
-) {
+) -> Vec<(usize, f64)> {
     let api: Api<Service> = Api::namespaced(client.clone(), ns);
     let (ns, type_) = (ns.to_owned(), type_.to_owned());
+    let t0 = Instant::now();
+    let done = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let d = done.clone();
     rt.block_on(rt.spawn(async move {
         let pp = PostParams::default();
         futures::stream::iter(0..n)
@@ -154,14 +161,25 @@ fn create_services(
                 let api = api.clone();
                 let pp = pp.clone();
                 let svc = service(&ns, &type_, i);
+                let (d, count) = (d.clone(), count.clone());
                 async move {
                     // The API server may shed load (429): try again.
                     for _ in 0..50 {
-                        match api.create(&pp, &svc).await {
-                            Ok(_) => return true,
-                            Err(kube::Error::Api(s)) if s.code == 409 => return true,
-                            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                        let ok = match api.create(&pp, &svc).await {
+                            Ok(_) => true,
+                            Err(kube::Error::Api(s)) => s.code == 409,
+                            Err(_) => false,
+                        };
+                        if ok {
+                            let c = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                            if c % 1000 == 0 || c == n {
+                                if let Ok(mut v) = d.lock() {
+                                    v.push((c, t0.elapsed().as_secs_f64()));
+                                }
+                            }
+                            return true;
                         }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                     false
                 }
@@ -172,6 +190,9 @@ fn create_services(
     }))
     .map(|oks| assert!(oks.iter().all(|ok| *ok), "some creates kept failing"))
     .unwrap();
+    let mut v = done.lock().map(|v| v.clone()).unwrap_or_default();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
 }
 
 /// Watches Services in `scale` until `n` have an ingress address; the instant it happened.
@@ -179,11 +200,13 @@ fn spawn_ingress_watch(
     rt: &tokio::runtime::Runtime,
     client: &kube::Client,
     n: usize,
-) -> tokio::sync::oneshot::Receiver<Instant> {
+    t0: Instant,
+) -> tokio::sync::oneshot::Receiver<(Instant, Vec<(usize, f64)>)> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let api: Api<Service> = Api::namespaced(client.clone(), "scale");
     rt.spawn(async move {
         let mut with_ip = std::collections::HashSet::new();
+        let mut timeline = Vec::new();
         let mut s = watcher::watcher(api, watcher::Config::default()).boxed();
         while let Some(ev) = s.next().await {
             let objs = match ev {
@@ -197,12 +220,15 @@ fn spawn_ingress_watch(
                     .and_then(|s| s.load_balancer.as_ref())
                     .and_then(|l| l.ingress.as_ref())
                     .is_some_and(|i| !i.is_empty());
-                if has {
-                    with_ip.insert(o.metadata.name.unwrap_or_default());
+                if has && with_ip.insert(o.metadata.name.unwrap_or_default()) {
+                    let c = with_ip.len();
+                    if c % 1000 == 0 || c == n {
+                        timeline.push((c, t0.elapsed().as_secs_f64()));
+                    }
                 }
             }
             if with_ip.len() >= n {
-                let _ = tx.send(Instant::now());
+                let _ = tx.send((Instant::now(), timeline));
                 return;
             }
         }
@@ -380,19 +406,9 @@ pub fn run(bin: &Path, cfg: &Config) -> ScaleResult {
     k.cluster
         .kubectl_ok(&["create", "namespace", "scale"])
         .unwrap();
-    k.cluster
-        .kubectl_ok(&["create", "namespace", "ceiling"])
-        .unwrap();
     let client = admin_client(&rt, &k.cluster);
-    let n = cfg.services;
 
-    // The harness's ceiling: the same creates, as ClusterIP Services (nothing for rackd to
-    // allocate), before rackd runs.
-    let ceiling_create_s = cfg.ceiling.then(|| {
-        let t = Instant::now();
-        create_services(&rt, &client, "ceiling", "ClusterIP", n);
-        t.elapsed().as_secs_f64()
-    });
+    let n = cfg.services;
 
     let kubeconfig = sa.to_str().unwrap().to_owned();
     k.lab.start_rackd_bare(
@@ -422,10 +438,10 @@ pub fn run(bin: &Path, cfg: &Config) -> ScaleResult {
     let idle = audit_window(&audit, w0, chrono_like::now());
 
     // Load.
-    let ips = spawn_ingress_watch(&rt, &client, n);
     let l0 = chrono_like::now();
     let t0 = Instant::now();
-    create_services(&rt, &client, "scale", "LoadBalancer", n);
+    let ips = spawn_ingress_watch(&rt, &client, n, t0);
+    let created = create_services(&rt, &client, "scale", "LoadBalancer", n);
     let create_s = t0.elapsed().as_secs_f64();
     let want = base + u64::try_from(n).unwrap();
     let deadline = Duration::from_secs(600 + u64::try_from(n / 20).unwrap());
@@ -441,7 +457,7 @@ pub fn run(bin: &Path, cfg: &Config) -> ScaleResult {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    let ip_at = rt
+    let (ip_at, with_ip) = rt
         .block_on(async { tokio::time::timeout(Duration::from_secs(120), ips).await })
         .ok()
         .and_then(Result::ok)
@@ -482,7 +498,9 @@ pub fn run(bin: &Path, cfg: &Config) -> ScaleResult {
         all_ips_s,
         all_routes_bgp_s,
         all_routes_kernel_s,
-        ceiling_create_s,
+        created,
+        with_ip,
+        ip_lag_s: all_ips_s - create_s,
         idle,
         load,
         steady,
