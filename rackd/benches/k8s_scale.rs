@@ -42,8 +42,8 @@ fn main() {
         eprintln!(
             "run {run}: create {:.1} s, all IPs {:.1} s (lag {:.1} s), all routes {:.1} s (kernel {:.1} s), steady {:.2} req/s",
             r.create_s,
-            r.ip_lag_s,
             r.all_ips_s,
+            r.ip_lag_s,
             r.all_routes_bgp_s,
             r.all_routes_kernel_s,
             r.steady.total_per_second

@@ -109,6 +109,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts one status write to the API server of `kind` (`rackd_k8s_status_writes_total`).
+    pub fn k8s_status_wrote(&self, kind: &str) {
+        self.k8s_status_writes
+            .get_or_create(&WriteKindLabels { kind: kind.into() })
+            .inc();
+    }
+
     /// Create and register everything.
     pub fn new() -> Arc<Self> {
         let mut r = Registry::with_prefix("rackd");

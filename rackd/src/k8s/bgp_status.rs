@@ -52,7 +52,7 @@ use super::status::FIELD_MANAGER;
 use crate::bgp::BgpPeers;
 use crate::config::ConfigState;
 use crate::controller::{Context, Controller, Outcome};
-use crate::metrics::{Metrics, WriteKindLabels};
+use crate::metrics::Metrics;
 
 /// How soon a refused (409) write is tried again.
 const CONFLICT_RETRY: Duration = Duration::from_secs(1);
@@ -147,10 +147,7 @@ impl BgpStatusWriter {
     }
 
     fn wrote(&self, kind: &str) {
-        self.metrics
-            .k8s_status_writes
-            .get_or_create(&WriteKindLabels { kind: kind.into() })
-            .inc();
+        self.metrics.k8s_status_wrote(kind);
     }
 
     /// Whether the cluster plan's inputs changed since the last run of this term.

@@ -34,7 +34,7 @@ use super::lease::Leadership;
 use crate::config::ConfigState;
 use crate::controller::{Context, Controller, Outcome};
 use crate::lbipam_ctl::LbStatus;
-use crate::metrics::{Metrics, WriteKindLabels};
+use crate::metrics::Metrics;
 
 /// The field manager rackd applies status as.
 pub const FIELD_MANAGER: &str = "rackd";
@@ -108,10 +108,7 @@ impl StatusWriter {
     }
 
     fn wrote(&self, kind: &str) {
-        self.metrics
-            .k8s_status_writes
-            .get_or_create(&WriteKindLabels { kind: kind.into() })
-            .inc();
+        self.metrics.k8s_status_wrote(kind);
     }
 }
 
