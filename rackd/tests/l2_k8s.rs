@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use k8scommon::{prepare_cluster, wait_for, workspace};
 use kubelab::{Cluster, ClusterOptions};
-use l2common::{FAST, Fault, K8sPlane, L2Lab};
+use l2common::{FAST, K8sPlane, L2Lab};
 use netlab::Netns;
 
 /// The API server's address on the management segment.
@@ -110,33 +110,7 @@ fn l2_failover_on_kubernetes_leases_never_shows_two_macs() {
     }
     assert!(lab.client_reaches());
 
-    let mut results = Vec::new();
-    for fault in Fault::ALL {
-        for run in 0..runs() {
-            let r = l2common::run_fault(&mut lab, fault, run % 2 == 1);
-            assert!(r.new.0 != r.old && r.new.1 != r.old, "{r:?}");
-            assert_eq!(
-                (r.double4, r.double6),
-                (0, 0),
-                "{} run {run}: two MACs answered in the same prober window\n{r:?}\n{}",
-                fault.name(),
-                lab.logs()
-            );
-            eprintln!(
-                "{} run {run}: {} -> {}/{}, detect {:?}/{:?}, outage {:?}/{:?}, {} probes",
-                fault.name(),
-                lab.nodes[r.old].name,
-                lab.nodes[r.new.0].name,
-                lab.nodes[r.new.1].name,
-                r.detect4,
-                r.detect6,
-                r.outage4,
-                r.outage6,
-                r.requests
-            );
-            results.push(r);
-        }
-    }
+    let results = l2common::run_all_faults(&mut lab, runs());
     eprintln!("{}", l2common::report(&results));
     if let Ok(out) = std::env::var("RACKD_L2_K8S_OUT") {
         write_results(std::path::Path::new(&out), &results);

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use aya::programs::SchedClassifier;
 use aya::programs::tc::TcAttachType;
-use l2common::{FAST, Fault, L2Lab, VIP4, VIP6};
+use l2common::{FAST, L2Lab, VIP4, VIP6};
 use rackd_api::{Reply, Request};
 
 fn runs() -> usize {
@@ -54,33 +54,7 @@ fn client_reaches_the_vips_through_one_node_and_failover_never_shows_two_macs() 
         }
     }
 
-    let mut results = Vec::new();
-    for fault in Fault::ALL {
-        for run in 0..runs() {
-            let r = l2common::run_fault(&mut lab, fault, run % 2 == 1);
-            assert!(r.new.0 != r.old && r.new.1 != r.old, "{r:?}");
-            assert_eq!(
-                (r.double4, r.double6),
-                (0, 0),
-                "{} run {run}: two MACs answered in the same prober window\n{r:?}\n{}",
-                fault.name(),
-                lab.logs()
-            );
-            eprintln!(
-                "{} run {run}: {} -> {}/{}, detect {:?}/{:?}, outage {:?}/{:?}, {} probes",
-                fault.name(),
-                lab.nodes[r.old].name,
-                lab.nodes[r.new.0].name,
-                lab.nodes[r.new.1].name,
-                r.detect4,
-                r.detect6,
-                r.outage4,
-                r.outage6,
-                r.requests
-            );
-            results.push(r);
-        }
-    }
+    let results = l2common::run_all_faults(&mut lab, runs());
     eprintln!("{}", l2common::report(&results));
 
     // rackctl's tables, from node1's admin API.

@@ -172,10 +172,10 @@ fn create_services(
                         };
                         if ok {
                             let c = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                            if c % 1000 == 0 || c == n {
-                                if let Ok(mut v) = d.lock() {
-                                    v.push((c, t0.elapsed().as_secs_f64()));
-                                }
+                            if (c % 1000 == 0 || c == n)
+                                && let Ok(mut v) = d.lock()
+                            {
+                                v.push((c, t0.elapsed().as_secs_f64()));
                             }
                             return true;
                         }
@@ -191,7 +191,7 @@ fn create_services(
     .map(|oks| assert!(oks.iter().all(|ok| *ok), "some creates kept failing"))
     .unwrap();
     let mut v = done.lock().map(|v| v.clone()).unwrap_or_default();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v.sort_by_key(|a| a.0);
     v
 }
 

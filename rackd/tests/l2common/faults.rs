@@ -235,6 +235,39 @@ pub fn run_fault(lab: &mut L2Lab, fault: Fault, target_v6: bool) -> RunResult {
 
 // ---- statistics ------------------------------------------------------------------------------
 
+/// Every fault kind `runs` times on `lab`, asserting each time that another node took over
+/// and that no prober window saw two MACs; prints each run's figures.
+pub fn run_all_faults(lab: &mut L2Lab, runs: usize) -> Vec<RunResult> {
+    let mut results = Vec::new();
+    for fault in Fault::ALL {
+        for run in 0..runs {
+            let r = run_fault(lab, fault, run % 2 == 1);
+            assert!(r.new.0 != r.old && r.new.1 != r.old, "{r:?}");
+            assert_eq!(
+                (r.double4, r.double6),
+                (0, 0),
+                "{} run {run}: two MACs answered in the same prober window\n{r:?}\n{}",
+                fault.name(),
+                lab.logs()
+            );
+            eprintln!(
+                "{} run {run}: {} -> {}/{}, detect {:?}/{:?}, outage {:?}/{:?}, {} probes",
+                fault.name(),
+                lab.nodes[r.old].name,
+                lab.nodes[r.new.0].name,
+                lab.nodes[r.new.1].name,
+                r.detect4,
+                r.detect6,
+                r.outage4,
+                r.outage6,
+                r.requests
+            );
+            results.push(r);
+        }
+    }
+    results
+}
+
 /// (median, p95, max) in milliseconds.
 pub fn stats(mut v: Vec<Duration>) -> (f64, f64, f64) {
     v.sort();
