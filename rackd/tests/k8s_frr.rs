@@ -259,7 +259,9 @@ fn lab_yaml_through_the_api_server_reaches_the_tor_from_two_nodes() {
                         "jsonpath={.status.bgpInstances[0].peers[*].peeringState}",
                     ])
                     .ok()?;
-                (s.split_whitespace().count() == 2).then_some(s)
+                // Written as the sessions come up (at most once a second per node): wait for
+                // the final state, not the first one written.
+                (s.trim() == "established established").then_some(s)
             },
         );
         assert_eq!(states.trim(), "established established", "{n}");
