@@ -254,17 +254,14 @@ fn kernel_routes(lab: &Lab) -> usize {
 
 /// The audit log's rackd requests with `requestReceivedTimestamp` in [from, to), per
 /// `resource verb`.
-fn audit_window(log: &Path, from: chrono_like::Utc, to: chrono_like::Utc) -> Window {
+fn audit_window(log: &Path, from: wall::Utc, to: wall::Utc) -> Window {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let mut requests: BTreeMap<String, u64> = BTreeMap::new();
     for line in text.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
-        let Some(ts) = v["requestReceivedTimestamp"]
-            .as_str()
-            .and_then(chrono_like::parse)
-        else {
+        let Some(ts) = v["requestReceivedTimestamp"].as_str().and_then(wall::parse) else {
             continue;
         };
         if ts < from || ts >= to {
@@ -294,36 +291,20 @@ fn audit_window(log: &Path, from: chrono_like::Utc, to: chrono_like::Utc) -> Win
 }
 
 /// Wall-clock instants as seconds since the epoch (the audit log's RFC 3339 timestamps).
-mod chrono_like {
+mod wall {
+    use k8s_openapi::jiff::Timestamp;
+
     pub type Utc = f64;
 
     pub fn now() -> Utc {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0)
+        Timestamp::now().as_duration().as_secs_f64()
     }
 
     /// `2026-12-06T22:37:12.812399Z` → seconds since the epoch.
     pub fn parse(s: &str) -> Option<Utc> {
-        let (date, time) = s.trim_end_matches('Z').split_once('T')?;
-        let mut d = date.split('-').map(|p| p.parse::<i64>());
-        let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-        let mut t = time.split(':');
-        let (hh, mm) = (
-            t.next()?.parse::<f64>().ok()?,
-            t.next()?.parse::<f64>().ok()?,
-        );
-        let ss = t.next()?.parse::<f64>().ok()?;
-        // Days from the civil date (Howard Hinnant's algorithm).
-        let y = if m <= 2 { y - 1 } else { y };
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let mp = (m + 9) % 12;
-        let doy = (153 * mp + 2) / 5 + day - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        let days = era * 146_097 + doe - 719_468;
-        Some(days as f64 * 86_400.0 + hh * 3600.0 + mm * 60.0 + ss)
+        s.parse::<Timestamp>()
+            .ok()
+            .map(|t| t.as_duration().as_secs_f64())
     }
 }
 
@@ -433,12 +414,12 @@ pub fn run(bin: &Path, cfg: &Config) -> ScaleResult {
     let base = bgp_received(&k.lab);
 
     // Idle: rackd with its configuration and no LoadBalancer Services.
-    let w0 = chrono_like::now();
+    let w0 = wall::now();
     std::thread::sleep(Duration::from_secs(cfg.window_s));
-    let idle = audit_window(&audit, w0, chrono_like::now());
+    let idle = audit_window(&audit, w0, wall::now());
 
     // Load.
-    let l0 = chrono_like::now();
+    let l0 = wall::now();
     let t0 = Instant::now();
     let ips = spawn_ingress_watch(&rt, &client, n, t0);
     let created = create_services(&rt, &client, "scale", "LoadBalancer", n);
@@ -474,13 +455,13 @@ pub fn run(bin: &Path, cfg: &Config) -> ScaleResult {
         );
         std::thread::sleep(Duration::from_millis(200));
     };
-    let load = audit_window(&audit, l0, chrono_like::now());
+    let load = audit_window(&audit, l0, wall::now());
 
     // Steady state: everything allocated, written and advertised.
     std::thread::sleep(Duration::from_secs(3));
-    let s0 = chrono_like::now();
+    let s0 = wall::now();
     std::thread::sleep(Duration::from_secs(cfg.window_s));
-    let steady = audit_window(&audit, s0, chrono_like::now());
+    let steady = audit_window(&audit, s0, wall::now());
     let writes = status_writes(&k.lab);
     let rss = k
         .lab
