@@ -135,10 +135,7 @@ impl Rackd {
         let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
         let mut body = String::new();
         let _ = s.read_to_string(&mut body);
-        body.lines()
-            .filter(|l| l.starts_with("rackd_k8s_status_writes_total{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
+        k8scommon::metric_sum(&body, "rackd_k8s_status_writes_total")
     }
 
     fn alive(&mut self) -> bool {

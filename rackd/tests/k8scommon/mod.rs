@@ -138,3 +138,12 @@ pub fn condition_status(
     }
     c.kubectl_ok(&args).unwrap_or_default().trim().to_owned()
 }
+
+/// The sum of every series of counter `name` in a Prometheus text exposition (0 if absent).
+pub fn metric_sum(text: &str, name: &str) -> u64 {
+    let prefix = format!("{name}{{");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}

@@ -322,11 +322,7 @@ fn peak_rss_mib(pid: u32) -> f64 {
 }
 
 fn status_writes(lab: &Lab) -> u64 {
-    lab.metrics()
-        .lines()
-        .filter(|l| l.starts_with("rackd_k8s_status_writes_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    crate::k8scommon::metric_sum(&lab.metrics(), "rackd_k8s_status_writes_total")
 }
 
 /// A lab: FRR ToR, node1, and the control plane in its own namespace behind the ToR.
