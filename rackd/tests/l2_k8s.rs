@@ -9,10 +9,10 @@
 //! is injected `RACKD_L2_RUNS` times (default 2): another node takes over, the client reaches
 //! the IPs through it, and no 10 ms prober window ever sees two MACs answering.
 //!
-//! Timings are printed, not asserted; with `RACKD_L2_K8S_OUT=FILE` they are also written there
-//! as JSON with date, commit and machine (the figures in rackd's README come from
-//! `RACKD_L2_RUNS=10 RACKD_L2_K8S_OUT=rackd/benches/data/l2_k8s-DATE.json cargo test -p rackd
-//! --test l2_k8s`).
+//! Timings are printed, not asserted; with `RACKD_L2_OUT=FILE` they are also written there as
+//! JSON with date, commit and machine (rackd's README: `RACKD_L2_RUNS=10
+//! RACKD_L2_OUT=rackd/benches/data/l2_k8s-DATE.json cargo test -p rackd --test l2_k8s`, and the
+//! same for `l2_lab`, the etcd backend, beside it).
 #![allow(clippy::unwrap_used, clippy::disallowed_types)]
 
 mod k8scommon;
@@ -112,8 +112,8 @@ fn l2_failover_on_kubernetes_leases_never_shows_two_macs() {
 
     let results = l2common::run_all_faults(&mut lab, runs());
     eprintln!("{}", l2common::report(&results));
-    if let Ok(out) = std::env::var("RACKD_L2_K8S_OUT") {
-        write_results(std::path::Path::new(&out), &results);
+    if let Ok(out) = std::env::var("RACKD_L2_OUT") {
+        l2common::write_results(std::path::Path::new(&out), "kubernetes", &results);
     }
     // The claims follow the holders after all those faults.
     let (h4, h6) = lab.wait_settled(Duration::from_secs(30));
@@ -125,46 +125,4 @@ fn l2_failover_on_kubernetes_leases_never_shows_two_macs() {
             "{claims:?}"
         );
     }
-}
-
-fn sh(cmd: &str) -> String {
-    std::process::Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
-
-/// The fault runs as JSON, with date, commit and machine.
-fn write_results(out: &std::path::Path, results: &[l2common::RunResult]) {
-    let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
-    let runs: Vec<serde_json::Value> = results
-        .iter()
-        .map(|r| {
-            serde_json::json!({
-                "fault": r.fault.name(),
-                "detect4_ms": ms(r.detect4),
-                "detect6_ms": ms(r.detect6),
-                "outage4_ms": ms(r.outage4),
-                "outage6_ms": ms(r.outage6),
-                "two_macs_windows": r.double4 + r.double6,
-                "probes": r.requests,
-            })
-        })
-        .collect();
-    let doc = serde_json::json!({
-        "test": "l2_k8s",
-        "timings": {"lease": FAST.lease, "renew": FAST.renew, "retry": FAST.retry},
-        "date": sh("date -u +%FT%TZ"),
-        "commit": sh("git rev-parse HEAD"),
-        "dirty": !sh("git status --porcelain -uno").is_empty(),
-        "machine": {
-            "cpus": sh("nproc"),
-            "kernel": sh("uname -r"),
-            "loadavg": sh("cat /proc/loadavg"),
-        },
-        "report": l2common::report(results),
-        "runs": runs,
-    });
-    std::fs::write(out, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
 }

@@ -5,7 +5,7 @@
 //! `RACKD_L2_RUNS` times (default 20): another node must take over, the client must reach the
 //! IPs through it, and no 10 ms prober window may ever see two MACs answering.
 //!
-//! Timings are printed, not asserted (`cargo bench -p rackd --bench l2_failover` reports them).
+//! Timings are printed, not asserted (`RACKD_L2_OUT=FILE` also writes them as JSON) (`cargo bench -p rackd --bench l2_failover` reports them).
 #![allow(clippy::disallowed_types)]
 
 mod l2common;
@@ -56,6 +56,9 @@ fn client_reaches_the_vips_through_one_node_and_failover_never_shows_two_macs() 
 
     let results = l2common::run_all_faults(&mut lab, runs());
     eprintln!("{}", l2common::report(&results));
+    if let Ok(out) = std::env::var("RACKD_L2_OUT") {
+        l2common::write_results(std::path::Path::new(&out), "etcd", &results);
+    }
 
     // rackctl's tables, from node1's admin API.
     if let Some(Reply::L2Leases(l)) = lab.call(0, &Request::L2Leases) {

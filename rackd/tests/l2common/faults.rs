@@ -313,3 +313,49 @@ pub fn report(results: &[RunResult]) -> String {
     }
     out
 }
+
+fn sh(cmd: &str) -> String {
+    std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// The fault runs as JSON at `out`, with the lease backend, the timings, date, commit and
+/// machine.
+pub fn write_results(out: &Path, backend: &str, results: &[RunResult]) {
+    let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+    let runs: Vec<serde_json::Value> = results
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "fault": r.fault.name(),
+                "detect4_ms": ms(r.detect4),
+                "detect6_ms": ms(r.detect6),
+                "outage4_ms": ms(r.outage4),
+                "outage6_ms": ms(r.outage6),
+                "two_macs_windows": r.double4 + r.double6,
+                "probes": r.requests,
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "test": "l2 fault runs",
+        "backend": backend,
+        "timings": {"lease": FAST.lease, "renew": FAST.renew, "retry": FAST.retry},
+        "date": sh("date -u +%FT%TZ"),
+        "commit": sh("git rev-parse HEAD"),
+        "dirty": !sh("git status --porcelain -uno").is_empty(),
+        "machine": {
+            "cpus": sh("nproc"),
+            "kernel": sh("uname -r"),
+            "loadavg": sh("cat /proc/loadavg"),
+        },
+        "report": report(results),
+        "runs": runs,
+    });
+    if let Err(e) = std::fs::write(out, serde_json::to_string_pretty(&doc).unwrap_or_default()) {
+        panic!("writing {}: {e}", out.display());
+    }
+}
