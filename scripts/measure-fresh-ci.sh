@@ -28,15 +28,22 @@ else
     cd "$work/clone"
     export CI=true RACKD_CACHE_DIR="$work/cache/rackd" GOCACHE="$work/cache/go-build" \
       GOMODCACHE="$work/cache/gomod"
+    # The disk the run takes (clone, target, caches), sampled every 15 s: a CI machine with
+    # less free space than the peak fails while linking tests.
+    while sleep 15; do du -sxb "$work" 2>/dev/null | cut -f1; done >"$work/disk.samples" &
+    sampler=$!
     set +e
     .ci/run 2>&1 | while IFS= read -r l; do printf '%(%s)T %s\n' -1 "$l"; done >"$log"
     echo "rc=${PIPESTATUS[0]}" >>"$log"
+    kill "$sampler"
+    echo "peak_disk_bytes=$(sort -n "$work/disk.samples" | tail -n 1)" >>"$log"
   )
 fi
 
 rc=$(sed -n 's/^rc=\([0-9]*\).*/\1/p' "$log" | tail -n 1)
+peak=$(sed -n 's/^peak_disk_bytes=\([0-9]*\).*/\1/p' "$log" | tail -n 1)
 first=$(head -n 1 "$log" | cut -d' ' -f1)
-last=$(grep -v '^rc=' "$log" | tail -n 1 | cut -d' ' -f1)
+last=$(grep -v '^rc=\|^peak_disk_bytes=' "$log" | tail -n 1 | cut -d' ' -f1)
 passed=$(grep -c 'test result: ok' "$log" || true)
 failed=$(grep -c 'test result: FAILED' "$log" || true)
 # Each stage: from its "== " line to the next one (the last to the end of the log).
@@ -60,6 +67,7 @@ cat >"$out" <<EOF
   "command": "scripts/measure-fresh-ci.sh OUT.json",
   "rc": ${rc:-null},
   "total_seconds": $((last - first)),
+  "peak_disk_bytes": ${peak:-null},
   "test_binaries_passed": $passed,
   "test_binaries_failed": $failed,
   "k8s_build": [$k8s],
