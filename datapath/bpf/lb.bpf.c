@@ -7,8 +7,9 @@
  * responder):
  *   1. parse (malformed: passed untouched and counted);
  *   2. reverse NAT: a reply to a (device address, port) of a NAT mapping
- *      (service flow to a remote backend, or masquerade) is translated back
- *      and forwarded;
+ *      (service flow to a remote backend, masquerade, egress gateway) is
+ *      translated back and forwarded (an egress-gateway reply for a remote
+ *      pod: through the tunnel to its node, lb_egw.h);
  *   3. frontend (address, port, protocol) -> source ranges -> CT (an
  *      existing flow keeps its backend; a vanished backend resets the flow)
  *      -> affinity -> Maglev LUT -> DNAT; remote backend and not
@@ -19,7 +20,10 @@
  * rackd_lb_out (tc egress):
  *   1. replies of DNATed flows to local backends: source back to the
  *      frontend;
- *   2. masquerade: source in a local pod CIDR, destination not in the
+ *   2. egress gateway (lb_egw.h): a selected pod's packet to a policy's
+ *      destination is tunnelled to the gateway node, or SNATed to the
+ *      egress address on the gateway itself;
+ *   3. masquerade: source in a local pod CIDR, destination not in the
  *      non-masquerade CIDRs -> SNAT to the device address.
  *
  * Verdicts: TC_ACT_UNSPEC (= TCX_NEXT) for untouched packets; translated
@@ -34,6 +38,7 @@
 #include "lb_nat.h"
 #include "lb_reject.h"
 #include "lb_icmp.h"
+#include "lb_egw.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -297,8 +302,10 @@ static __always_inline int lb_in(struct __sk_buff *skb, struct lb_pkt *p,
 
 	if (!p->frag && p->l4_ok && (p->sport_off || p->dport_off)) {
 		r = lb_snat_rev(skb, p, now);
-		if (r == 0)
-			return lb_forward(skb, p);
+		if (r == 0) {
+			r = egw_reply(skb, p->t.daddr, p->t.saddr);
+			return r >= 0 ? r : lb_forward(skb, p);
+		}
 		if (r > 0)
 			return lb_dropped(r);
 	}
@@ -331,7 +338,7 @@ static __always_inline int lb_reply_out(struct __sk_buff *skb, struct lb_pkt *p,
 	return TC_ACT_OK;
 }
 
-/* Step 2 of rackd_lb_out. -1 when p is not masqueraded. */
+/* Step 3 of rackd_lb_out. -1 when p is not masqueraded. */
 static __always_inline int lb_masquerade(struct __sk_buff *skb, struct lb_pkt *p,
 					 const struct lb_config *cfg, __u64 now)
 {
@@ -372,7 +379,7 @@ static __always_inline int lb_masquerade(struct __sk_buff *skb, struct lb_pkt *p
 	return TC_ACT_OK;
 }
 
-/* Steps 1-2 of rackd_lb_out. */
+/* Steps 1-3 of rackd_lb_out. */
 static __always_inline int lb_out(struct __sk_buff *skb, struct lb_pkt *p,
 				  const struct lb_config *cfg, __u64 now)
 {
@@ -383,6 +390,9 @@ static __always_inline int lb_out(struct __sk_buff *skb, struct lb_pkt *p,
 		if (r >= 0)
 			return r;
 	}
+	r = egw_out(skb, p, cfg, now);
+	if (r >= 0)
+		return r;
 	r = lb_masquerade(skb, p, cfg, now);
 	if (r >= 0)
 		return r;
@@ -411,10 +421,17 @@ static __always_inline int lb_run(struct __sk_buff *skb, int ingress)
 	now = bpf_ktime_get_ns();
 
 	if (p.icmp_err) {
-		r = lb_icmp_err(skb, &p, now, ingress);
+		struct lb_inner in = {};
+
+		r = lb_icmp_err(skb, &p, now, ingress, &in);
 		if (r == 0) {
 			lb_event(LB_EV_ICMP_ERR);
-			return ingress ? lb_forward(skb, &p) : TC_ACT_OK;
+			if (!ingress)
+				return TC_ACT_OK;
+			/* About a remote pod's egress-gateway flow: back through
+			 * the tunnel (the quote's destination is the remote end). */
+			r = egw_reply(skb, p.t.daddr, in.t.daddr);
+			return r >= 0 ? r : lb_forward(skb, &p);
 		}
 		if (r > 0)
 			return lb_dropped(r);

@@ -247,14 +247,13 @@ static __always_inline int lb_icmp_err_out(struct __sk_buff *skb, struct lb_pkt 
 	return lb_icmp_rewrite(skb, p, in, 0, fv->addr, fv->port);
 }
 
-/* The ICMP error p, at ingress or egress. -1: not about a flow of ours;
- * 0: translated; else the drop reason. */
+/* The ICMP error p, at ingress or egress, its quote parsed into `in` (zeroed
+ * by the caller). -1: not about a flow of ours; 0: translated; else the drop
+ * reason. */
 static __always_inline int lb_icmp_err(struct __sk_buff *skb, struct lb_pkt *p, __u64 now,
-				       int ingress)
+				       int ingress, struct lb_inner *in)
 {
-	struct lb_inner in = {};
-
-	if (p->frag || lb_inner_parse(skb, p, &in))
+	if (p->frag || lb_inner_parse(skb, p, in))
 		return -1;
-	return ingress ? lb_icmp_err_in(skb, p, &in, now) : lb_icmp_err_out(skb, p, &in, now);
+	return ingress ? lb_icmp_err_in(skb, p, in, now) : lb_icmp_err_out(skb, p, in, now);
 }

@@ -153,6 +153,34 @@ fn setup() -> ServiceLb {
         non_masq: vec!["10.0.0.0/24".parse().expect("net")],
     })
     .expect("masquerade");
+    // Egress-gateway entries for every role: a local pod tunnelled, a remote pod SNATed here
+    // (replies tunnelled back), a pod without gateway, an excluded CIDR.
+    let tunnel = |g: &str| EgressAction::Tunnel { gateway: ip(g) };
+    let snat = |e: &str, n: &str| EgressAction::Snat {
+        egress_ip: Some(ip(e)),
+        reply_to: Some(ip(n)),
+    };
+    let rule = |s: &str, d: &str, action| EgressRule {
+        source: ip(s),
+        destination: d.parse().expect("net"),
+        action,
+    };
+    lb.set_egress_tunnel(Some(EgressTunnel {
+        ifindex: 1,
+        vni: 2,
+        mac: [0x0a, 0xce, 0, 0, 0, 1],
+    }))
+    .expect("egress tunnel");
+    lb.sync_egress(&[
+        rule("10.244.0.5", "203.0.113.0/24", tunnel("10.0.0.3")),
+        rule("10.244.0.5", "198.51.100.0/24", EgressAction::Excluded),
+        rule("10.244.1.9", "203.0.113.0/24", snat("192.0.2.99", "10.0.0.2")),
+        rule("10.244.1.9", "198.51.100.0/24", EgressAction::NoGateway),
+        rule("fd00:244::5", "2001:db8:f::/48", tunnel("fd00::3")),
+        rule("fd00:244:1::9", "2001:db8:f::/48", snat("2001:db8::10", "fd00::2")),
+        rule("fd00:244:1::9", "2001:db8:c::/48", EgressAction::NoGateway),
+    ])
+    .expect("egress rules");
     lb
 }
 
@@ -217,7 +245,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         structured(rest)
     };
-    let before = lb.counters().expect("counters");
+    let before = (lb.counters().expect("counters"), lb.egress_counters().expect("egress"));
     let out = match lb.test_run(hook, &frame) {
         Ok(o) => o,
         Err(e) => {
@@ -239,8 +267,15 @@ fuzz_target!(|data: &[u8]| {
         Verdict::Pass => assert_eq!(out.packet, frame, "passed frames are untouched"),
         Verdict::Other(0) => assert_eq!(out.packet.len(), frame.len(), "translated in place"),
         Verdict::Other(2) => {
-            let after = lb.counters().expect("counters");
-            let sum = |c: &LbCounters| c.drops.iter().map(|d| d.1).sum::<u64>();
+            let after = (lb.counters().expect("counters"), lb.egress_counters().expect("egress"));
+            let sum = |(c, e): &(LbCounters, EgressCounters)| {
+                c.drops.iter().map(|d| d.1).sum::<u64>()
+                    + e.drop_no_gateway
+                    + e.drop_no_egress_ip
+                    + e.drop_unsupported
+                    + e.drop_nat_failed
+                    + e.drop_tunnel_failed
+            };
             assert!(sum(&after) > sum(&before), "drops are counted");
         }
         Verdict::Reply => {}

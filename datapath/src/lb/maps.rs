@@ -33,8 +33,14 @@ pub const MAP_METRICS: &str = "rackd_lb_metrics_v1";
 pub const MAP_DROPS: &str = "rackd_lb_drops_v1";
 /// Other events: PERCPU_ARRAY of `u64`, [`EVENT_SLOTS`] slots.
 pub const MAP_EVENTS: &str = "rackd_lb_events_v1";
+/// Egress-gateway policy: LPM `{prefixlen; EgwKeyData} -> EgwEntry` (`bpf/lb_egw.h`).
+pub const MAP_EGW_POLICY: &str = "rackd_egw_policy_v1";
+/// Egress-gateway settings: ARRAY of one `EgwConfig`.
+pub const MAP_EGW_CONFIG: &str = "rackd_egw_config_v1";
+/// Egress-gateway counters: PERCPU_ARRAY of `u64`, [`EGW_STAT_SLOTS`] slots.
+pub const MAP_EGW_STATS: &str = "rackd_egw_stats_v1";
 /// Every map the load balancer pins.
-pub const ALL_MAPS: [&str; 15] = [
+pub const ALL_MAPS: [&str; 18] = [
     MAP_SERVICES,
     MAP_BACKENDS,
     MAP_MAGLEV,
@@ -50,6 +56,9 @@ pub const ALL_MAPS: [&str; 15] = [
     MAP_METRICS,
     MAP_DROPS,
     MAP_EVENTS,
+    MAP_EGW_POLICY,
+    MAP_EGW_CONFIG,
+    MAP_EGW_STATS,
 ];
 /// The ingress program.
 pub const PROG_IN: &str = "rackd_lb_in";
@@ -85,6 +94,15 @@ pub const DIR_NAT_IN: u8 = 4;
 
 /// `CtVal::flags`: the flow is SNATed to a remote backend.
 pub const CT_F_SNAT: u8 = 1;
+
+/// `EgwEntry::flags`: an excluded CIDR (ordinary masquerade applies).
+pub const EGW_F_EXCLUDED: u32 = 1;
+/// `EgwEntry::flags`: no gateway node: the traffic is dropped.
+pub const EGW_F_NO_GATEWAY: u32 = 2;
+/// `EgwEntry::flags`: this node is the active gateway.
+pub const EGW_F_LOCAL: u32 = 4;
+/// Slots of [`MAP_EGW_STATS`], in `EGW_ST_*` order.
+pub const EGW_STAT_SLOTS: u32 = 8;
 
 /// Slots of [`MAP_DROPS`].
 pub const DROP_SLOTS: u32 = 10;
@@ -296,6 +314,49 @@ pub struct SvcMetrics {
     pub bytes: u64,
 }
 
+/// The data part of `struct egw_key` (aya adds the prefix length: 128 for the source, exact,
+/// plus the destination's bits).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EgwKeyData {
+    /// Source pod address (IPv4-mapped for IPv4).
+    pub saddr: [u8; 16],
+    /// Destination prefix (IPv4-mapped for IPv4).
+    pub daddr: [u8; 16],
+}
+
+/// `struct egw_entry`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EgwEntry {
+    /// Address to SNAT to at the gateway; zero = unknown (dropped there).
+    pub egress_ip: [u8; 16],
+    /// The gateway node's tunnel endpoint.
+    pub gateway: [u8; 16],
+    /// The pod's node (replies are tunnelled back to it); zero when it is this node.
+    pub src_node: [u8; 16],
+    /// `EGW_F_*`.
+    pub flags: u32,
+    /// Zero.
+    pub pad: u32,
+}
+
+/// `struct egw_config`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EgwConfig {
+    /// Non-zero: the programs consult the policy map.
+    pub enabled: u32,
+    /// The collect-metadata VXLAN device.
+    pub tunnel_ifindex: u32,
+    /// VXLAN network identifier.
+    pub vni: u32,
+    /// The MAC every node gives its tunnel device.
+    pub tunnel_mac: [u8; 6],
+    /// Zero.
+    pub pad: [u8; 2],
+}
+
 macro_rules! pod {
     ($($t:ty = $n:expr),* $(,)?) => {$(
         // SAFETY: plain-old-data `#[repr(C)]` struct without implicit
@@ -321,4 +382,7 @@ pod!(
     Config = 16,
     Device = 32,
     SvcMetrics = 16,
+    EgwKeyData = 32,
+    EgwEntry = 56,
+    EgwConfig = 20,
 );

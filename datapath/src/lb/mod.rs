@@ -8,7 +8,9 @@
 //! Write order (readers never see a dangling reference): backends, then a
 //! service's LUT, then its frontend; deletes in reverse.
 
+mod egress;
 mod flows;
+use egress::EgressMaps;
 use flows::FlowMaps;
 mod maps;
 mod types;
@@ -22,6 +24,7 @@ use aya::maps::lpm_trie::{Key as LpmKey, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use ipnet::IpNet;
 
+pub use egress::{EgressAction, EgressCounters, EgressRule, EgressSync, EgressTunnel};
 pub use flows::LbReader;
 pub use maps::*;
 pub use types::*;
@@ -112,6 +115,7 @@ pub struct ServiceLb {
     masq_src: LpmTrie<MapData, [u8; 16], u8>,
     no_masq: LpmTrie<MapData, [u8; 16], u8>,
     flows: FlowMaps,
+    egress: EgressMaps,
 }
 
 impl std::fmt::Debug for ServiceLb {
@@ -179,6 +183,11 @@ impl ServiceLb {
         let metrics = take!(e, PerCpuHashMap, MAP_METRICS);
         let drops = take!(e, PerCpuArray, MAP_DROPS);
         let events = take!(e, PerCpuArray, MAP_EVENTS);
+        let egress = EgressMaps {
+            policy: take!(e, LpmTrie, MAP_EGW_POLICY),
+            config: take!(e, Array, MAP_EGW_CONFIG),
+            stats: take!(e, PerCpuArray, MAP_EGW_STATS),
+        };
         let mut me = ServiceLb {
             prog,
             cfg: *cfg,
@@ -199,6 +208,7 @@ impl ServiceLb {
                 drops,
                 events,
             },
+            egress,
         };
         let mut c = me.read_config()?;
         c.maglev_m = cfg.maglev_table_size;

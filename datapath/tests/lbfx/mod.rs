@@ -195,3 +195,29 @@ pub fn with_dport(l4: &L4, p: u16) -> L4 {
     }
     l
 }
+
+/// The quoted packet of an ICMP error frame, parsed (offsets in the whole frame).
+pub fn icmp_quote_of(out: &[u8]) -> Parsed {
+    let outer = parse(out);
+    let mut inner = out[..14].to_vec();
+    inner.extend_from_slice(&out[outer.l4_off + 8..]);
+    let mut p = parse(&inner);
+    p.l4_off += outer.l4_off + 8 - 14;
+    p
+}
+
+/// An ICMP(v6) error of `fam`'s family: "too big" (fragmentation needed) or unreachable.
+pub fn icmp_error(fam: &Fam, too_big: bool, quote: Vec<u8>) -> L4 {
+    let (ty, code) = match (fam.vip.is_ipv4(), too_big) {
+        (true, true) => (3, 4),
+        (true, false) => (3, 3),
+        (false, true) => (2, 0),
+        (false, false) => (1, 4),
+    };
+    L4::Error {
+        ty,
+        code,
+        mtu: 1400,
+        quote,
+    }
+}
