@@ -40,3 +40,13 @@ pub const ELECTION_NOT_A_CANDIDATE: &str = "rackd.io/EgressElectionNotACandidate
 /// traffic has no egress address of its family to be SNATed to (Cilium's gateway drops such
 /// traffic, `DROP_NO_EGRESS_IP`). Reason `Invalid`.
 pub const EGRESS_IP_FAMILY_MISMATCH: &str = "rackd.io/EgressIPFamilyMismatch";
+
+/// This node is a gateway of the policy, but its egress address cannot be found here: the
+/// `egressIP` is on none of its interfaces, or the `interface` (or the default route's) has no
+/// address of the family. Cilium's gateway drops such traffic ("No Egress IP configured"),
+/// and so does rackd's, counted. Reason `NotFound`.
+pub const EGRESS_IP_NOT_ON_GATEWAY: &str = "rackd.io/EgressIPNotOnGateway";
+
+/// A policy exists but `--enable-egress-gateway` is off: nothing is enforced and the pods
+/// leave with their node's address. Reason `Invalid`.
+pub const GATEWAY_DISABLED: &str = "rackd.io/EgressGatewayDisabled";

@@ -22,6 +22,11 @@ pub enum Operation {
     NeighbourDel,
     /// Opening and subscribing the monitor's socket.
     Subscribe,
+    LinkAdd,
+    LinkSet,
+    LinkDel,
+    /// Writing a `/proc/sys` setting.
+    Sysctl,
 }
 
 impl fmt::Display for Operation {
@@ -40,6 +45,10 @@ impl fmt::Display for Operation {
             Self::NeighbourReplace => "replace neighbour",
             Self::NeighbourDel => "delete neighbour",
             Self::Subscribe => "subscribe to rtnetlink notifications",
+            Self::LinkAdd => "add link",
+            Self::LinkSet => "set link",
+            Self::LinkDel => "delete link",
+            Self::Sysctl => "write sysctl",
         })
     }
 }

@@ -19,6 +19,7 @@ pub mod fake;
 pub mod monitor;
 mod netlink;
 mod state;
+pub mod tunnel;
 mod types;
 
 use std::future::Future;
@@ -28,6 +29,7 @@ pub use error::{HostError, Operation};
 pub use fake::{FakeHost, FakeWrite};
 pub use monitor::{HostWatch, MonitorConfig};
 pub use netlink::NetlinkHost;
+pub use tunnel::VxlanSpec;
 pub use types::{
     Address, DefaultGateways, HostState, Link, LinkCallback, LinkChange, LinkKind, MacAddr,
     Neighbour, NeighbourState, NextHop, ParseMacError, RT_TABLE_LOCAL, RT_TABLE_MAIN, Route,

@@ -93,6 +93,12 @@ pub enum DaemonError {
     ServiceLbMaps(#[from] crate::svclb::SvcError),
     #[error("host network state (rtnetlink)")]
     Host(#[from] rackd_host::HostError),
+    #[error("cannot set up the egress gateway's tunnel device {device}")]
+    EgressTunnel {
+        device: &'static str,
+        #[source]
+        source: rackd_host::HostError,
+    },
     #[error("Kubernetes")]
     K8s(#[from] crate::k8s::K8sError),
     #[error("metrics endpoint {addr}")]
@@ -275,7 +281,8 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
     let mut masq_task = None;
     let mut housekeeping = None;
     if let Some(o) = &opts.services {
-        let (ctl, status, task) = start_service_lb(&opts.node_name, o, monitor_stop.clone())?;
+        let (ctl, status, task) =
+            start_service_lb(&opts.node_name, o, monitor_stop.clone()).await?;
         let reader =
             datapath::lb::LbReader::open(&o.pin_root).map_err(|source| DaemonError::ServiceLb {
                 pin_root: o.pin_root.clone(),
@@ -380,7 +387,7 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
 /// The service datapath's controller over the loaded (or adopted) programs, its status
 /// channel, and the ip-masq-agent follower (its channel and task).
 #[allow(clippy::type_complexity)]
-fn start_service_lb(
+async fn start_service_lb(
     node: &str,
     o: &crate::options::ServiceLbOptions,
     stop: CancellationToken,
@@ -414,8 +421,19 @@ fn start_service_lb(
         ipv4: m.ipv4,
         ipv6: m.ipv6,
     });
-    let (ctl, status) =
-        ServiceLbController::new(node, &o.devices, DatapathMaps { lb }, o.maglev, switches)?;
+    let egress = if o.egress_gateway {
+        Some(egress_tunnel().await?)
+    } else {
+        None
+    };
+    let (ctl, status) = ServiceLbController::new(
+        node,
+        &o.devices,
+        DatapathMaps { lb },
+        o.maglev,
+        switches,
+        egress,
+    )?;
     info!(
         pin_root = %o.pin_root.display(),
         devices = ?o.devices,
@@ -424,6 +442,38 @@ fn start_service_lb(
         "service datapath on"
     );
     Ok((ctl, status, masq))
+}
+
+/// The egress gateway's tunnel device: its name, the UDP port (Cilium's VXLAN port), the VNI
+/// rackd's programs stamp and the MAC every node gives the device (locally administered).
+pub const EGRESS_TUNNEL_DEVICE: &str = "rackd_vxlan";
+const EGRESS_TUNNEL_PORT: u16 = 8472;
+const EGRESS_TUNNEL_VNI: u32 = 2;
+const EGRESS_TUNNEL_MAC: [u8; 6] = [0x0a, 0xce, 0x00, 0x00, 0x00, 0x01];
+
+/// Creates (or adopts) the tunnel device, with loose rp_filter on it.
+async fn egress_tunnel() -> Result<datapath::lb::EgressTunnel, DaemonError> {
+    let err = |source| DaemonError::EgressTunnel {
+        device: EGRESS_TUNNEL_DEVICE,
+        source,
+    };
+    let spec = rackd_host::VxlanSpec {
+        name: EGRESS_TUNNEL_DEVICE.into(),
+        port: EGRESS_TUNNEL_PORT,
+        mac: rackd_host::MacAddr(EGRESS_TUNNEL_MAC),
+        mtu: None,
+    };
+    let ifindex = rackd_host::tunnel::ensure_vxlan(&spec).await.map_err(err)?;
+    rackd_host::tunnel::loose_rp_filter(EGRESS_TUNNEL_DEVICE).map_err(err)?;
+    info!(
+        device = EGRESS_TUNNEL_DEVICE,
+        ifindex, "egress gateway tunnel up"
+    );
+    Ok(datapath::lb::EgressTunnel {
+        ifindex,
+        vni: EGRESS_TUNNEL_VNI,
+        mac: EGRESS_TUNNEL_MAC,
+    })
 }
 
 /// How often readiness, status and the watchdog are looked at (the watchdog itself pings at

@@ -44,10 +44,22 @@ impl std::fmt::Debug for HostFacts {
 
 /// The renderer's host facts from the host state.
 pub fn host_info(s: &HostState) -> HostInfo {
+    // The interface with an on-link subnet holding the gateway (a gateway's route is via that
+    // interface); a link-local IPv6 gateway matches the fe80::/64 of any link, so the first.
+    let via = |gw: Option<IpAddr>| {
+        let gw = gw?;
+        s.addresses
+            .iter()
+            .find(|a| a.addr.contains(&gw))
+            .and_then(|a| s.links.get(&a.ifindex))
+            .map(|l| l.name.clone())
+    };
     HostInfo {
         interfaces: s.interfaces(),
         default_gateway_v4: s.default_gateways.v4,
         default_gateway_v6: s.default_gateways.v6,
+        default_interface_v4: via(s.default_gateways.v4),
+        default_interface_v6: via(s.default_gateways.v6),
     }
 }
 

@@ -70,7 +70,16 @@ fn main() -> anyhow::Result<()> {
         let pin_root = options::pin_root(&cli.flags, &file);
         datapath::uninstall(&pin_root)
             .with_context(|| format!("uninstalling the datapath under {}", pin_root.display()))?;
-        info!(pin_root = %pin_root.display(), "datapath uninstalled");
+        // The egress gateway's tunnel device goes too (absent is fine).
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the tokio runtime")?;
+        let device = rackd::daemon::EGRESS_TUNNEL_DEVICE;
+        let removed = rt
+            .block_on(rackd_host::tunnel::delete_link(device))
+            .with_context(|| format!("removing the tunnel device {device}"))?;
+        info!(pin_root = %pin_root.display(), tunnel_removed = removed, "datapath uninstalled");
         return Ok(());
     }
     let opts = options::resolve(cli.flags, file, hostname)?;

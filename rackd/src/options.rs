@@ -117,6 +117,11 @@ pub struct Flags {
     /// ip-masq-agent's config file (default /etc/config/ip-masq-agent), watched.
     #[arg(long, env = "RACKD_IP_MASQ_AGENT_CONFIG_PATH")]
     pub ip_masq_agent_config_path: Option<PathBuf>,
+    /// Enforce CiliumEgressGatewayPolicy on the service datapath: selected pods leave through
+    /// the gateway node's egress address (Cilium's flag; needs --kube-proxy-replacement and
+    /// --enable-bpf-masquerade, as in Cilium).
+    #[arg(long, env = "RACKD_ENABLE_EGRESS_GATEWAY", num_args = 0..=1, default_missing_value = "true")]
+    pub enable_egress_gateway: Option<bool>,
     /// Read objects from the Kubernetes API (watches) and write status back (Cilium's flag;
     /// rackd's default is off, for plain Linux). Implied by `--k8s-kubeconfig-path`.
     #[arg(long, env = "RACKD_ENABLE_K8S", num_args = 0..=1, default_missing_value = "true")]
@@ -163,6 +168,8 @@ pub struct ServiceLbOptions {
     pub map_max: u32,
     /// BPF masquerade; `None` when off.
     pub masquerade: Option<MasqueradeOptions>,
+    /// `--enable-egress-gateway`.
+    pub egress_gateway: bool,
 }
 
 /// `--enable-bpf-masquerade` and its companions.
@@ -231,6 +238,7 @@ pub struct FileConfig {
     pub enable_ipv6_masquerade: Option<bool>,
     pub enable_ip_masq_agent: Option<bool>,
     pub ip_masq_agent_config_path: Option<PathBuf>,
+    pub enable_egress_gateway: Option<bool>,
     pub enable_k8s: Option<bool>,
     pub k8s_kubeconfig_path: Option<PathBuf>,
     pub k8s_api_server: Option<String>,
@@ -274,6 +282,10 @@ pub enum OptionsError {
         "--enable-bpf-masquerade needs --kube-proxy-replacement (BPF masquerade runs on the service datapath's programs, as in Cilium)"
     )]
     MasqueradeWithoutDatapath,
+    #[error(
+        "--enable-egress-gateway needs --kube-proxy-replacement and --enable-bpf-masquerade (the gateway SNATs with BPF masquerade's NAT engine, as in Cilium)"
+    )]
+    EgressGatewayWithoutMasquerade,
     #[error("--bpf-lb-map-max 0: the service maps need room for at least one entry")]
     LbMapMax,
     /// `--bpf-lb-maglev-table-size` or `--bpf-lb-maglev-hash-seed` (the message names which).
@@ -553,6 +565,14 @@ fn service_lb(
         file.enable_bpf_masquerade,
         false,
     );
+    let egress_gateway = on(
+        flags.enable_egress_gateway,
+        file.enable_egress_gateway,
+        false,
+    );
+    if egress_gateway && !(kpr && masq) {
+        return Err(OptionsError::EgressGatewayWithoutMasquerade);
+    }
     if !kpr {
         return if masq {
             Err(OptionsError::MasqueradeWithoutDatapath)
@@ -607,6 +627,7 @@ fn service_lb(
             Some(n) => n,
         },
         masquerade,
+        egress_gateway,
     }))
 }
 

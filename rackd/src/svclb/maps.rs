@@ -40,6 +40,16 @@ pub trait LbMaps: Send + 'static {
     fn detach(&mut self, ifindex: u32) -> Result<(), MapsError>;
     /// Masquerade switches and CIDR sets.
     fn set_masquerade(&mut self, m: &datapath::lb::MasqConfig) -> Result<(), MapsError>;
+    /// Turns the egress gateway on through the tunnel device, or off.
+    fn set_egress_tunnel(
+        &mut self,
+        tunnel: Option<datapath::lb::EgressTunnel>,
+    ) -> Result<(), MapsError>;
+    /// Makes the egress policy map hold exactly `rules`.
+    fn sync_egress(
+        &mut self,
+        rules: &[datapath::lb::EgressRule],
+    ) -> Result<datapath::lb::EgressSync, MapsError>;
 }
 
 /// `Some(empty)` source ranges deny everyone: the datapath has no "deny all" entry, so the
@@ -168,6 +178,24 @@ impl LbMaps for DatapathMaps {
         self.lb
             .set_masquerade(m)
             .map_err(Self::err("setting masquerade"))
+    }
+
+    fn set_egress_tunnel(
+        &mut self,
+        tunnel: Option<datapath::lb::EgressTunnel>,
+    ) -> Result<(), MapsError> {
+        self.lb
+            .set_egress_tunnel(tunnel)
+            .map_err(Self::err("setting the egress gateway's tunnel"))
+    }
+
+    fn sync_egress(
+        &mut self,
+        rules: &[datapath::lb::EgressRule],
+    ) -> Result<datapath::lb::EgressSync, MapsError> {
+        self.lb
+            .sync_egress(rules)
+            .map_err(Self::err("writing the egress gateway policy map"))
     }
 }
 

@@ -7,6 +7,7 @@
 //!                              ─▶ ServiceTable ─▶ Planner (ids, Maglev) ─▶ ordered ops ─▶ LbMaps
 //!  devices + HostInfo ────────▶ attach / detach, SNAT addresses per device ──────────────▶ LbMaps
 //!  ip-masq-agent file (masq.rs) + Node podCIDRs ─▶ masquerade sets ─────────────────────▶ LbMaps
+//!  CiliumEgressGatewayPolicy + Pods + Nodes (egress.rs) ─▶ egressgw ─▶ this node's rules ─▶ LbMaps
 //! ```
 //!
 //! One owning task (the controller runner) holds the maps. A restart adopts the pinned maps:
@@ -14,6 +15,7 @@
 //! (their CT entries name backend ids), the first plan rewrites what changed and the
 //! frontends and backends nothing claims any more are removed after it.
 
+pub mod egress;
 pub mod housekeeping;
 pub mod maps;
 pub mod masq;
@@ -54,6 +56,8 @@ pub struct SvcStatus {
     pub backend_ids: OrdMap<Backend, (BackendId, bool)>,
     /// Interfaces the programs are attached to.
     pub devices: Arc<[String]>,
+    /// The egress gateway, when on.
+    pub egress: Option<Arc<egress::EgressStatus>>,
 }
 
 /// Masquerade as configured (`--enable-bpf-masquerade`).
@@ -84,6 +88,8 @@ pub struct ServiceLbController<M: LbMaps> {
     attached: BTreeMap<u32, (String, Option<Ipv4Addr>, Option<Ipv6Addr>)>,
     masq: Option<MasqSwitches>,
     masq_written: Option<datapath::lb::MasqConfig>,
+    /// The egress gateway (`--enable-egress-gateway`).
+    egress: Option<egress::EgressState>,
     status: SvcStatus,
     /// Reverse of `status.backend_ids`.
     backend_by_id: BTreeMap<BackendId, Backend>,
@@ -107,6 +113,7 @@ impl<M: LbMaps> ServiceLbController<M> {
         mut maps: M,
         maglev: MaglevConfig,
         masq: Option<MasqSwitches>,
+        egress: Option<datapath::lb::EgressTunnel>,
     ) -> Result<(Self, watch::Receiver<Arc<SvcStatus>>), SvcError> {
         let (planner, restored) = restore_planner(&mut maps, maglev)?;
         let (tx, rx) = watch::channel(Arc::new(SvcStatus::default()));
@@ -130,6 +137,7 @@ impl<M: LbMaps> ServiceLbController<M> {
                 attached,
                 masq,
                 masq_written: None,
+                egress: egress.map(egress::EgressState::new),
                 status: SvcStatus::default(),
                 backend_by_id: BTreeMap::new(),
                 conditions: Arc::from([]),
@@ -312,7 +320,7 @@ impl<M: LbMaps> ServiceLbController<M> {
         Ok(())
     }
 
-    fn publish(&mut self, masq: &MasqState) {
+    fn publish(&mut self, masq: &MasqState, snap: &Snapshot) {
         let mut conds: Vec<ObjectCondition> = self
             .problems
             .values()
@@ -321,6 +329,10 @@ impl<M: LbMaps> ServiceLbController<M> {
             .map(Problem::to_condition)
             .collect();
         conds.extend(masq.condition.iter().cloned());
+        match &self.egress {
+            Some(e) => conds.extend(e.conditions().iter().cloned()),
+            None => conds.extend(egress::disabled_conditions(snap)),
+        }
         conds.sort_by(|a, b| a.object.cmp(&b.object));
         if *self.conditions != *conds {
             for c in &conds {
@@ -330,6 +342,7 @@ impl<M: LbMaps> ServiceLbController<M> {
         }
         self.status.table = self.table.clone();
         self.status.devices = self.attached.values().map(|v| v.0.clone()).collect();
+        self.status.egress = self.egress.as_ref().map(egress::EgressState::status);
         self.tx.send_replace(Arc::new(self.status.clone()));
     }
 }
@@ -449,7 +462,10 @@ impl<M: LbMaps> Controller for ServiceLbController<M> {
             self.prune_pending = false;
         }
         self.sync_masquerade(snap, masq)?;
-        self.publish(masq);
+        if let Some(e) = &mut self.egress {
+            e.sync(&mut self.maps, &self.node, snap, host, ctx.full)?;
+        }
+        self.publish(masq, snap);
         Ok(Outcome::DONE)
     }
 

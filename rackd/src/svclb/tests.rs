@@ -13,6 +13,9 @@ struct FakeMaps {
     backends: BTreeMap<u32, (Backend, bool)>,
     attached: BTreeMap<u32, (Option<Ipv4Addr>, Option<Ipv6Addr>)>,
     masq: Option<datapath::lb::MasqConfig>,
+    egress_tunnel: Option<datapath::lb::EgressTunnel>,
+    egress: Vec<datapath::lb::EgressRule>,
+    egress_syncs: usize,
     ops: Vec<Op>,
     /// Fail the n-th apply from now.
     fail_at: Option<usize>,
@@ -93,6 +96,23 @@ impl LbMaps for FakeMaps {
     fn set_masquerade(&mut self, m: &datapath::lb::MasqConfig) -> Result<(), MapsError> {
         self.masq = Some(m.clone());
         Ok(())
+    }
+
+    fn set_egress_tunnel(
+        &mut self,
+        tunnel: Option<datapath::lb::EgressTunnel>,
+    ) -> Result<(), MapsError> {
+        self.egress_tunnel = tunnel;
+        Ok(())
+    }
+
+    fn sync_egress(
+        &mut self,
+        rules: &[datapath::lb::EgressRule],
+    ) -> Result<datapath::lb::EgressSync, MapsError> {
+        self.egress_syncs += 1;
+        self.egress = rules.to_vec();
+        Ok(datapath::lb::EgressSync::default())
     }
 }
 
@@ -194,7 +214,7 @@ fn inputs(text: &str) -> Inputs {
 }
 
 fn controller(maps: FakeMaps) -> ServiceLbController<FakeMaps> {
-    ServiceLbController::new("node1", &["eth0".into()], maps, maglev(), None)
+    ServiceLbController::new("node1", &["eth0".into()], maps, maglev(), None, None)
         .unwrap()
         .0
 }
@@ -300,6 +320,7 @@ async fn masquerade_takes_the_node_pod_cidrs_and_the_agent_list() {
             ipv4: true,
             ipv6: false,
         }),
+        None,
     )
     .unwrap();
     let mut i = inputs(BASE);
@@ -347,4 +368,102 @@ fn device_selection_follows_patterns_or_global_addresses() {
     assert_eq!(names(&["lxc+", "eth0"]), ["eth0", "lxc1"]);
     // No pattern: Ethernet devices with a global address (lo never).
     assert_eq!(names(&[]), ["eth0", "lxc1"]);
+}
+
+/// node1 (BASE) with a pod selected by the seeds' policy, and node2 the gateway.
+const EGRESS: &str = "\
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node2, labels: {egress-gw: 'true'}}
+spec: {podCIDRs: [10.1.2.0/24]}
+status: {addresses: [{type: InternalIP, address: 192.168.0.2}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: tiefighter, namespace: default, uid: u1, labels: {org: empire}}
+spec: {nodeName: node1}
+status: {phase: Running, podIP: 10.1.1.5, podIPs: [{ip: 10.1.1.5}]}
+---
+";
+
+const TUNNEL: datapath::lb::EgressTunnel = datapath::lb::EgressTunnel {
+    ifindex: 9,
+    vni: 2,
+    mac: [0x0a, 0xce, 0, 0, 0, 1],
+};
+
+/// With the gateway on: the tunnel is set once, node1's pod is tunnelled to node2, an
+/// unchanged input does not rewrite the map, a Service change does not re-resolve, a Pod
+/// change does.
+#[tokio::test]
+async fn egress_gateway_rules_follow_pods_and_policies() {
+    let seed = include_str!("../../../configs/seeds/seed-000-egress-gateway.yaml");
+    let text = format!("{BASE}{EGRESS}{seed}").replace(
+        "spec: {podCIDRs: [10.1.1.0/24]}",
+        "spec: {podCIDRs: [10.1.1.0/24]}\nstatus: {addresses: [{type: InternalIP, address: 192.168.0.1}]}",
+    );
+    let mut c = ServiceLbController::new(
+        "node1",
+        &["eth0".into()],
+        FakeMaps::default(),
+        maglev(),
+        None,
+        Some(TUNNEL),
+    )
+    .unwrap()
+    .0;
+    c.reconcile(&inputs(&text), ctx(true)).await.unwrap();
+    let m = c.maps();
+    assert_eq!(m.egress_tunnel, Some(TUNNEL));
+    assert_eq!(
+        m.egress,
+        [datapath::lb::EgressRule {
+            source: "10.1.1.5".parse().unwrap(),
+            destination: "10.0.4.0/24".parse().unwrap(),
+            action: datapath::lb::EgressAction::Tunnel {
+                gateway: "192.168.0.2".parse().unwrap()
+            },
+        }]
+    );
+    assert_eq!(m.egress_syncs, 1);
+    assert!(c.conditions().is_empty(), "{:?}", c.conditions());
+    // Unchanged, and then an unrelated change: no new sync.
+    c.reconcile(&inputs(&text), ctx(false)).await.unwrap();
+    let other = text.replace("port: 80", "port: 81");
+    assert_ne!(other, text);
+    c.reconcile(&inputs(&other), ctx(false)).await.unwrap();
+    assert_eq!(c.maps().egress_syncs, 1);
+    // The pod moves away from the policy: its entry goes.
+    let gone = other.replace(
+        "uid: u1, labels: {org: empire}",
+        "uid: u1, labels: {org: rebel}",
+    );
+    assert_ne!(gone, other);
+    c.reconcile(&inputs(&gone), ctx(false)).await.unwrap();
+    assert_eq!(c.maps().egress_syncs, 2);
+    assert!(c.maps().egress.is_empty());
+}
+
+/// With the gateway off, a policy is reported as not enforced (never silently ignored); the
+/// positive control is the test above, where the same policy has no condition.
+#[tokio::test]
+async fn a_policy_without_the_gateway_on_is_reported() {
+    let seed = include_str!("../../../configs/seeds/seed-000-egress-gateway.yaml");
+    let mut c = controller(FakeMaps::default());
+    c.reconcile(&inputs(&format!("{BASE}{EGRESS}{seed}")), ctx(true))
+        .await
+        .unwrap();
+    let conds = c.conditions();
+    assert_eq!(conds.len(), 1, "{conds:?}");
+    assert_eq!(
+        conds[0].condition.type_,
+        egressgw::conditions::GATEWAY_DISABLED
+    );
+    assert_eq!(
+        conds[0].object.as_ref().map(|o| o.name.as_str()),
+        Some("remote-outpost")
+    );
+    assert!(c.maps().egress.is_empty());
+    assert_eq!(c.maps().egress_tunnel, None);
 }

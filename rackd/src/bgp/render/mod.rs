@@ -44,6 +44,10 @@ pub struct HostInfo {
     /// Default gateway per family (for `autoDiscovery: DefaultGateway`).
     pub default_gateway_v4: Option<IpAddr>,
     pub default_gateway_v6: Option<IpAddr>,
+    /// The interface each default gateway is reached through (the one holding an address of
+    /// its subnet), for an egress gateway without `egressIP` or `interface`.
+    pub default_interface_v4: Option<String>,
+    pub default_interface_v6: Option<String>,
 }
 
 /// Everything this node should run.

@@ -1,0 +1,327 @@
+//! The egress gateway on the service datapath (`--enable-egress-gateway`): the cluster's
+//! `CiliumEgressGatewayPolicy` objects, resolved by [`egressgw`] (selected pods, gateway
+//! nodes, Cilium's precedence), become this node's part of the policy map:
+//!
+//! - pods on this node whose gateway is another node: tunnelled to it;
+//! - pods anywhere whose active gateway is this node: SNATed to the egress address, found on
+//!   this node's interfaces (replies tunnelled back to remote pods' nodes);
+//! - in-cluster destinations (every node's pod CIDRs and addresses) excluded, as Cilium never
+//!   SNATs in-cluster traffic; excluded CIDRs and missing gateways as the policy says.
+//!
+//! Entries for pods that are neither here nor using this node as gateway are left out: the
+//! programs would never meet their packets.
+//!
+//! The service controller, which owns the maps, calls [`EgressState::sync`] on every run; the
+//! policies are resolved again only when Pods, Nodes, policies or the host's addresses changed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use datapath::lb::{EgressAction, EgressRule, EgressTunnel};
+use egressgw::{Action, EgressAddress, Input, Resolution, conditions};
+use ipnet::IpNet;
+use rackd_model::Snapshot;
+use rackd_model::k8s_openapi::api::core::v1::Node;
+use rackd_model::rackd_types::condition::reasons;
+use rackd_model::rackd_types::{Condition, ConditionStatus, Kind, ObjectCondition, ObjectKey};
+use tracing::info;
+
+use super::maps::{LbMaps, MapsError};
+use crate::bgp::render::HostInfo;
+
+/// What the admin API shows of the egress gateway.
+#[derive(Debug, Clone, Default)]
+pub struct EgressStatus {
+    /// The cluster-wide resolution (policies, groups, entries).
+    pub resolution: Resolution,
+    /// This node's policy map as written.
+    pub rules: Vec<EgressRule>,
+}
+
+/// The egress gateway's part of the service controller.
+#[derive(Debug)]
+pub struct EgressState {
+    tunnel: EgressTunnel,
+    tunnel_written: bool,
+    /// The snapshot and host facts last resolved.
+    seen: Option<(Snapshot, Arc<HostInfo>)>,
+    written: Option<Vec<EgressRule>>,
+    conditions: Vec<ObjectCondition>,
+    status: Arc<EgressStatus>,
+}
+
+impl EgressState {
+    /// The egress gateway over `tunnel` (rackd's VXLAN device, made before the controller
+    /// starts).
+    pub fn new(tunnel: EgressTunnel) -> Self {
+        Self {
+            tunnel,
+            tunnel_written: false,
+            seen: None,
+            written: None,
+            conditions: Vec::new(),
+            status: Arc::default(),
+        }
+    }
+
+    /// The policies' problems.
+    pub fn conditions(&self) -> &[ObjectCondition] {
+        &self.conditions
+    }
+
+    /// The admin API's view.
+    pub fn status(&self) -> Arc<EgressStatus> {
+        self.status.clone()
+    }
+
+    /// Resolves the policies again if their inputs changed (or `full`), and writes what
+    /// differs to the maps.
+    pub fn sync<M: LbMaps>(
+        &mut self,
+        maps: &mut M,
+        node: &str,
+        snap: &Snapshot,
+        host: &Arc<HostInfo>,
+        full: bool,
+    ) -> Result<(), MapsError> {
+        if !self.tunnel_written {
+            maps.set_egress_tunnel(Some(self.tunnel))?;
+            self.tunnel_written = true;
+        }
+        let unchanged = self.seen.as_ref().is_some_and(|(s, h)| {
+            **h == **host
+                && snap.changes_since(s).iter().all(|(k, _)| {
+                    !matches!(k.kind, Kind::Pod | Kind::Node | Kind::EgressGatewayPolicy)
+                })
+        });
+        if unchanged && !full && self.written.is_some() {
+            return Ok(());
+        }
+        let policies: Vec<_> = snap.egress_gateway_policies().collect();
+        let pods: Vec<_> = snap.pods().collect();
+        let nodes: Vec<_> = snap.nodes().collect();
+        let resolution = egressgw::resolve(&Input {
+            policies: &policies,
+            pods: &pods,
+            nodes: &nodes,
+            namespaces: &BTreeMap::new(),
+            elections: &BTreeMap::new(),
+        });
+        let cluster = cluster_prefixes(&nodes);
+        let (rules, problems) = render(&resolution, node, host, &cluster);
+        let mut conds = policy_conditions(&resolution);
+        conds.extend(problems);
+        if self.written.as_ref() != Some(&rules) {
+            let st = maps.sync_egress(&rules)?;
+            info!(
+                rules = rules.len(),
+                written = st.written,
+                removed = st.removed,
+                "egress gateway policy map synced"
+            );
+            self.written = Some(rules.clone());
+        }
+        self.conditions = conds;
+        self.status = Arc::new(EgressStatus { resolution, rules });
+        self.seen = Some((snap.clone(), host.clone()));
+        Ok(())
+    }
+}
+
+/// Every node's pod CIDRs and InternalIPs: destinations in here are in-cluster.
+pub fn cluster_prefixes(nodes: &[&Node]) -> Vec<IpNet> {
+    let mut out = BTreeSet::new();
+    for n in nodes {
+        if let Some(spec) = &n.spec {
+            for c in spec.pod_cidrs.iter().flatten().chain(spec.pod_cidr.iter()) {
+                if let Ok(net) = c.parse::<IpNet>() {
+                    out.insert(net.trunc());
+                }
+            }
+        }
+        let addrs = n.status.iter().flat_map(|s| s.addresses.iter().flatten());
+        for a in addrs.filter(|a| a.type_ == "InternalIP") {
+            if let Ok(ip) = a.address.parse::<IpAddr>() {
+                out.insert(IpNet::from(ip));
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn policy_key(name: &str) -> ObjectKey {
+    ObjectKey {
+        kind: Kind::EgressGatewayPolicy,
+        namespace: None,
+        name: name.to_owned(),
+    }
+}
+
+/// The resolver's per-policy problems, as conditions of their policies.
+pub fn policy_conditions(res: &Resolution) -> Vec<ObjectCondition> {
+    res.policies
+        .iter()
+        .flat_map(|(name, st)| {
+            st.conditions
+                .iter()
+                .map(|c| ObjectCondition::new(policy_key(name), c.clone()))
+        })
+        .collect()
+}
+
+/// The egress address of `egress` on this node for a source of `family`'s family: Cilium's
+/// rules (`interface`: its first address; `egressIP`: only if an interface holds it; neither:
+/// the default route's interface's first address).
+pub fn egress_address(egress: &EgressAddress, family: IpAddr, host: &HostInfo) -> Option<IpAddr> {
+    let first = |iface: &str| {
+        host.interfaces.get(iface)?.iter().copied().find(|a| {
+            a.is_ipv4() == family.is_ipv4()
+                && !a.is_loopback()
+                && match a {
+                    IpAddr::V4(v) => !v.is_link_local(),
+                    IpAddr::V6(v) => !v.is_unicast_link_local(),
+                }
+        })
+    };
+    match egress {
+        EgressAddress::Ip(ip) => (ip.is_ipv4() == family.is_ipv4()
+            && host.interfaces.values().flatten().any(|a| a == ip))
+        .then_some(*ip),
+        EgressAddress::Interface(i) => first(i),
+        EgressAddress::DefaultRoute => {
+            let iface = if family.is_ipv4() {
+                &host.default_interface_v4
+            } else {
+                &host.default_interface_v6
+            };
+            first(iface.as_deref()?)
+        }
+    }
+}
+
+/// This node's policy map from the cluster-wide resolution, sorted by key, and the problems
+/// only this node can see (an egress address it cannot find).
+pub fn render(
+    res: &Resolution,
+    node: &str,
+    host: &HostInfo,
+    cluster: &[IpNet],
+) -> (Vec<EgressRule>, Vec<ObjectCondition>) {
+    let mut rules: BTreeMap<(IpAddr, IpNet), EgressAction> = BTreeMap::new();
+    let mut missing: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    // Sources this node is the gateway for: their excluded CIDRs matter here too.
+    let via_here: BTreeSet<IpAddr> = res
+        .entries_via_gateway(node)
+        .map(|(k, _)| k.source)
+        .collect();
+    for (key, e) in &res.entries {
+        let action = match &e.action {
+            Action::Excluded => EgressAction::Excluded,
+            Action::NoGateway { .. } if e.source_node == node => EgressAction::NoGateway,
+            Action::NoGateway { .. } => continue,
+            Action::Gateway {
+                node: gw,
+                node_ip,
+                egress,
+                ..
+            } => {
+                if gw == node {
+                    let egress_ip = egress_address(egress, key.source, host);
+                    if egress_ip.is_none() {
+                        missing
+                            .entry(e.policy.clone())
+                            .or_default()
+                            .insert(egress.to_string());
+                    }
+                    EgressAction::Snat {
+                        egress_ip,
+                        reply_to: if e.source_node == node {
+                            None
+                        } else {
+                            e.source_node_ip
+                        },
+                    }
+                } else if e.source_node == node {
+                    EgressAction::Tunnel { gateway: *node_ip }
+                } else {
+                    continue;
+                }
+            }
+        };
+        // An excluded CIDR only matters where the destination entry is programmed.
+        let src_here = e.source_node == node;
+        if action == EgressAction::Excluded && !src_here && !via_here.contains(&key.source) {
+            continue;
+        }
+        let in_cluster = cluster.iter().any(|c| c.contains(&key.destination));
+        rules.insert(
+            (key.source, key.destination),
+            if in_cluster {
+                EgressAction::Excluded
+            } else {
+                action
+            },
+        );
+        // In-cluster prefixes inside the destination: excluded, longest prefix wins.
+        if action != EgressAction::Excluded && !in_cluster {
+            for c in cluster {
+                if key.destination.contains(c) && key.destination != *c {
+                    rules
+                        .entry((key.source, *c))
+                        .or_insert(EgressAction::Excluded);
+                }
+            }
+        }
+    }
+    let problems = missing
+        .into_iter()
+        .map(|(policy, what)| {
+            ObjectCondition::new(
+                policy_key(&policy),
+                Condition::new(
+                    conditions::EGRESS_IP_NOT_ON_GATEWAY,
+                    ConditionStatus::True,
+                    reasons::NOT_FOUND,
+                    format!(
+                        "node {node} is the gateway but has no address for {}: its traffic \
+                         is dropped",
+                        what.into_iter().collect::<Vec<_>>().join(", ")
+                    ),
+                ),
+            )
+        })
+        .collect();
+    let rules = rules
+        .into_iter()
+        .map(|((source, destination), action)| EgressRule {
+            source,
+            destination,
+            action,
+        })
+        .collect();
+    (rules, problems)
+}
+
+/// The condition for policies present while the egress gateway is off.
+pub fn disabled_conditions(snap: &Snapshot) -> Vec<ObjectCondition> {
+    snap.egress_gateway_policies()
+        .filter_map(|p| p.metadata.name.as_deref())
+        .map(|name| {
+            ObjectCondition::new(
+                policy_key(name),
+                Condition::new(
+                    conditions::GATEWAY_DISABLED,
+                    ConditionStatus::True,
+                    reasons::INVALID,
+                    "rackd runs without --enable-egress-gateway: the policy is not enforced \
+                     and its pods leave with their node's address",
+                ),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "egress_tests.rs"]
+mod tests;

@@ -1,0 +1,220 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::testing::config_state;
+
+const SEED: &str = include_str!("../../../configs/seeds/seed-000-egress-gateway.yaml");
+
+/// Three nodes (node2 the only `egress-gw: 'true'`), their pod CIDRs, and empire pods on
+/// node1 and node3 plus an alliance pod on node1.
+const CLUSTER: &str = "\
+apiVersion: v1
+kind: Node
+metadata: {name: node1}
+spec: {podCIDR: 10.0.1.0/24}
+status: {addresses: [{type: InternalIP, address: 172.18.0.11}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node2, labels: {egress-gw: 'true'}}
+spec: {podCIDR: 10.0.2.0/24}
+status: {addresses: [{type: InternalIP, address: 172.18.0.12}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node3}
+spec: {podCIDR: 10.0.3.0/24}
+status: {addresses: [{type: InternalIP, address: 172.18.0.13}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: tiefighter, namespace: default, uid: u1, labels: {org: empire}}
+spec: {nodeName: node1}
+status: {phase: Running, podIP: 10.0.1.5, podIPs: [{ip: 10.0.1.5}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: xwing, namespace: default, uid: u2, labels: {org: alliance}}
+spec: {nodeName: node1}
+status: {phase: Running, podIP: 10.0.1.6, podIPs: [{ip: 10.0.1.6}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: mediabot, namespace: default, uid: u3, labels: {org: empire}}
+spec: {nodeName: node3}
+status: {phase: Running, podIP: 10.0.3.7, podIPs: [{ip: 10.0.3.7}]}
+";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+fn host(ifaces: &[(&str, &[&str])]) -> HostInfo {
+    let mut h = HostInfo::default();
+    for (name, addrs) in ifaces {
+        h.interfaces
+            .insert((*name).into(), addrs.iter().map(|a| ip(a)).collect());
+    }
+    h
+}
+
+fn resolved(text: &str) -> (Resolution, Vec<IpNet>) {
+    let cfg = config_state(text);
+    let snap = &cfg.snapshot;
+    let policies: Vec<_> = snap.egress_gateway_policies().collect();
+    let pods: Vec<_> = snap.pods().collect();
+    let nodes: Vec<_> = snap.nodes().collect();
+    let res = egressgw::resolve(&Input {
+        policies: &policies,
+        pods: &pods,
+        nodes: &nodes,
+        namespaces: &BTreeMap::new(),
+        elections: &BTreeMap::new(),
+    });
+    (res, cluster_prefixes(&nodes))
+}
+
+fn rule(source: &str, destination: &str, action: EgressAction) -> EgressRule {
+    EgressRule {
+        source: ip(source),
+        destination: net(destination),
+        action,
+    }
+}
+
+/// The seeds' policy: node1 tunnels its empire pod to node2; node3 its own; node2 SNATs both
+/// to net1's address and sends replies back to each pod's node; the alliance pod has no entry
+/// anywhere.
+#[test]
+fn remote_outpost_per_node() {
+    let (res, cluster) = resolved(&format!("{SEED}\n---\n{CLUSTER}"));
+    let gw = Action::Gateway {
+        group: egressgw::GroupId::new("remote-outpost", egressgw::GatewaySlot::Single),
+        node: "node2".into(),
+        node_ip: ip("172.18.0.12"),
+        egress: EgressAddress::Interface("net1".into()),
+    };
+    assert_eq!(res.entries.values().next().unwrap().action, gw);
+    let tunnel = EgressAction::Tunnel {
+        gateway: ip("172.18.0.12"),
+    };
+    let none = host(&[]);
+    assert_eq!(
+        render(&res, "node1", &none, &cluster),
+        (vec![rule("10.0.1.5", "10.0.4.0/24", tunnel)], vec![])
+    );
+    assert_eq!(
+        render(&res, "node3", &none, &cluster).0,
+        vec![rule("10.0.3.7", "10.0.4.0/24", tunnel)]
+    );
+    let node2 = host(&[
+        ("eth1", &["172.18.0.12"]),
+        ("net1", &["fe80::1", "192.168.4.2"]),
+    ]);
+    let snat = |reply: &str| EgressAction::Snat {
+        egress_ip: Some(ip("192.168.4.2")),
+        reply_to: Some(ip(reply)),
+    };
+    assert_eq!(
+        render(&res, "node2", &node2, &cluster),
+        (
+            vec![
+                rule("10.0.1.5", "10.0.4.0/24", snat("172.18.0.11")),
+                rule("10.0.3.7", "10.0.4.0/24", snat("172.18.0.13")),
+            ],
+            vec![]
+        )
+    );
+    // Without net1 the gateway cannot SNAT: entries dropped there, and said why.
+    let (rules, problems) = render(
+        &res,
+        "node2",
+        &host(&[("eth1", &["172.18.0.12"])]),
+        &cluster,
+    );
+    assert!(rules.iter().all(|r| matches!(
+        r.action,
+        EgressAction::Snat {
+            egress_ip: None,
+            ..
+        }
+    )));
+    assert_eq!(problems.len(), 1);
+    assert_eq!(
+        problems[0].condition.type_,
+        conditions::EGRESS_IP_NOT_ON_GATEWAY
+    );
+    assert!(problems[0].condition.message.contains("interface net1"));
+}
+
+/// In-cluster destinations are never sent to the gateway: pod CIDRs and node addresses inside
+/// a destination are excluded (longest prefix), a destination inside the cluster is excluded
+/// whole; excluded CIDRs stay.
+#[test]
+fn in_cluster_destinations_are_excluded() {
+    let policy = "\
+apiVersion: cilium.io/v2
+kind: CiliumEgressGatewayPolicy
+metadata: {name: all-out}
+spec:
+  destinationCIDRs: [0.0.0.0/0, 10.0.2.0/25]
+  excludedCIDRs: [192.168.0.0/16]
+  selectors: [{podSelector: {matchLabels: {org: alliance}}}]
+  egressGateway: {nodeSelector: {matchLabels: {egress-gw: 'true'}}, interface: net1}
+";
+    let (res, cluster) = resolved(&format!("{policy}---\n{CLUSTER}"));
+    let (rules, _) = render(&res, "node1", &host(&[]), &cluster);
+    let tunnel = EgressAction::Tunnel {
+        gateway: ip("172.18.0.12"),
+    };
+    let mut want = vec![rule("10.0.1.6", "0.0.0.0/0", tunnel)];
+    for c in [
+        "10.0.1.0/24",
+        "10.0.2.0/25",
+        "10.0.2.0/24",
+        "10.0.3.0/24",
+        "172.18.0.11/32",
+        "172.18.0.12/32",
+        "172.18.0.13/32",
+        "192.168.0.0/16",
+    ] {
+        want.push(rule("10.0.1.6", c, EgressAction::Excluded));
+    }
+    want.sort_by_key(|r| (r.source, r.destination));
+    assert_eq!(rules, want);
+}
+
+#[test]
+fn egress_address_follows_cilium() {
+    let mut h = host(&[
+        ("eth0", &["172.18.0.12", "fc00::12"]),
+        ("net1", &["169.254.0.9", "192.168.4.2"]),
+    ]);
+    h.default_interface_v4 = Some("eth0".into());
+    let v4 = ip("10.0.0.1");
+    let v6 = ip("fd00::1");
+    let a = |e: EgressAddress, f| egress_address(&e, f, &h);
+    assert_eq!(
+        a(EgressAddress::Interface("net1".into()), v4),
+        Some(ip("192.168.4.2")),
+        "link-local skipped"
+    );
+    assert_eq!(a(EgressAddress::Interface("net1".into()), v6), None);
+    assert_eq!(a(EgressAddress::Interface("net9".into()), v4), None);
+    assert_eq!(
+        a(EgressAddress::Ip(ip("192.168.4.2")), v4),
+        Some(ip("192.168.4.2"))
+    );
+    assert_eq!(
+        a(EgressAddress::Ip(ip("192.168.4.3")), v4),
+        None,
+        "not here"
+    );
+    assert_eq!(a(EgressAddress::Ip(ip("192.168.4.2")), v6), None, "family");
+    assert_eq!(a(EgressAddress::DefaultRoute, v4), Some(ip("172.18.0.12")));
+    assert_eq!(a(EgressAddress::DefaultRoute, v6), None, "no v6 default");
+}
