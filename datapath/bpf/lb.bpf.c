@@ -451,3 +451,38 @@ int rackd_lb_out(struct __sk_buff *skb)
 {
 	return lb_run(skb, 0);
 }
+
+/* tc ingress of rackd's tunnel device (lb_egw.h): decapsulated egress-gateway
+ * traffic, forwarded here rather than by the kernel's input path, which would
+ * drop it (the device has no address, so any rp_filter refuses it). */
+SEC("classifier")
+int rackd_egw_tunnel(struct __sk_buff *skb)
+{
+	struct lb_pkt p = {};
+	struct lb_config *cfg;
+	__u64 now;
+	int r;
+
+	r = lb_parse(skb, &p);
+	if (r == LB_P_MALFORMED)
+		lb_event(LB_EV_MALFORMED_PASS);
+	if (r != LB_P_OK)
+		return TC_ACT_UNSPEC;
+	cfg = lb_cfg();
+	if (!cfg)
+		return TC_ACT_UNSPEC;
+	now = bpf_ktime_get_ns();
+	if (p.icmp_err) {
+		struct lb_inner in = {};
+
+		/* A remote pod's error about a reply it got: from the egress
+		 * address, as a packet of its flow leaving here would be. */
+		r = lb_icmp_err(skb, &p, now, 0, &in);
+		if (r > 0)
+			return lb_dropped(r);
+		if (r == 0)
+			lb_event(LB_EV_ICMP_ERR);
+		return lb_forward(skb, &p);
+	}
+	return egw_tunnel_in(skb, &p, cfg, now);
+}

@@ -10,15 +10,17 @@
  * the gateway node through rackd's collect-metadata VXLAN device
  * (bpf_skb_set_tunnel_key + bpf_redirect), as Cilium always encapsulates
  * egress-gateway traffic, even in native routing.
- * Gateway node: the decapsulated packet is routed by the kernel towards its
- * destination and meets rackd_lb_out on the way out, where the entry says
- * "this node is the gateway" (EGW_F_LOCAL): the NAT engine (lb_snat)
- * translates its source to the egress address. Pods on the gateway itself
- * take the same path without the tunnel.
+ * Gateway node: rackd_egw_tunnel, at the tunnel device's ingress, finds the
+ * entry saying "this node is the gateway" (EGW_F_LOCAL): the NAT engine
+ * (lb_snat) translates the source to the egress address and the FIB
+ * forwards it (the kernel's input path would refuse it: the tunnel device
+ * has no address, so any rp_filter drops it). Pods on the gateway itself
+ * meet the same entry in rackd_lb_out, without the tunnel.
  * Replies at the gateway: rackd_lb_in's reverse NAT restores the pod's
  * address, then the entry found with the reversed tuple sends the packet
- * back through the tunnel to the pod's node (src_node); ICMP errors about
- * the flow likewise, found by their quote.
+ * back through the tunnel to the pod's node (src_node), where
+ * rackd_egw_tunnel forwards it to the pod; ICMP errors about the flow
+ * likewise, found by their quote.
  *
  * Entries carry flags rather than Cilium's sentinel addresses (0.0.0.0 =
  * no gateway, 0.0.0.1 = excluded), since IPv6 and IPv4 share one map here.
@@ -215,4 +217,34 @@ static __always_inline int egw_reply(struct __sk_buff *skb, const __u8 *pod, con
 		return -1;
 	egw_count(EGW_ST_REPLY_TUNNEL);
 	return egw_encap(skb, c, ep->src_node);
+}
+
+/* rackd_egw_tunnel: a decapsulated packet. The gateway translates a remote
+ * pod's packet to the egress address; either way the packet is forwarded by
+ * the FIB (a reply at the pod's node goes to the pod's veth). */
+static __always_inline int egw_tunnel_in(struct __sk_buff *skb, struct lb_pkt *p,
+					 const struct lb_config *cfg, __u64 now)
+{
+	const struct egw_config *c = egw_cfg();
+	const struct egw_entry *ep;
+	struct egw_entry e;
+	int err;
+
+	if (!c)
+		return TC_ACT_UNSPEC;
+	ep = egw_lookup(p->t.saddr, p->t.daddr);
+	if (ep && (ep->flags & EGW_F_LOCAL) && !(ep->flags & EGW_F_EXCLUDED)) {
+		e = *ep;
+		if (lb_addr_is_zero(e.egress_ip))
+			return egw_drop(EGW_ST_NO_EGRESS_IP);
+		if (p->frag || !p->l4_ok || !p->sport_off)
+			return egw_drop(EGW_ST_UNSUPPORTED);
+		err = lb_snat(skb, p, e.egress_ip, 0, cfg, now);
+		if (err) {
+			lb_drop(err);
+			return egw_drop(EGW_ST_NAT_FAILED);
+		}
+		egw_count(EGW_ST_SNAT);
+	}
+	return lb_forward(skb, p);
 }

@@ -228,7 +228,7 @@ impl Loaded {
     }
 
     fn link_path(&self, spec: &ProgramSpec, ifindex: u32) -> PathBuf {
-        self.dir.join(spec.attach.link_name(ifindex))
+        self.dir.join(spec.link_name(ifindex))
     }
 
     /// Points the pinned TCX link at our program (bpf_link_update: atomic, it

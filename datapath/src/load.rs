@@ -32,7 +32,7 @@ pub fn object(kind: ProgramKind) -> &'static [u8] {
     match kind {
         ProgramKind::L2Responder => L2_RESPONDER,
         ProgramKind::Probe => PROBE,
-        ProgramKind::ServiceLb | ProgramKind::ServiceLbEgress => LB,
+        ProgramKind::ServiceLb | ProgramKind::ServiceLbEgress | ProgramKind::ServiceLbTunnel => LB,
     }
 }
 

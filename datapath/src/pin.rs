@@ -75,7 +75,7 @@ pub(crate) fn version_dirs(pin_root: &Path, kind: ProgramKind) -> Result<Vec<(u3
 pub(crate) fn links_in(dir: &Path, spec: &ProgramSpec) -> Result<Vec<(u32, PathBuf)>> {
     Ok(entries(dir)?
         .into_iter()
-        .filter_map(|(name, path)| Some((spec.attach.parse_link_name(&name)?, path)))
+        .filter_map(|(name, path)| Some((spec.parse_link_name(&name)?, path)))
         .collect())
 }
 
@@ -103,7 +103,7 @@ pub(crate) fn link_candidates(
     let spec = kind.spec();
     let mut out: Vec<PathBuf> = version_dirs(pin_root, kind)?
         .into_iter()
-        .map(|(_, dir)| dir.join(spec.attach.link_name(ifindex)))
+        .map(|(_, dir)| dir.join(spec.link_name(ifindex)))
         .collect();
     if let Some(legacy) = spec.legacy {
         out.push(pin_root.join(format!("{}{ifindex}", legacy.link_prefix)));
@@ -212,7 +212,7 @@ pub(crate) fn migrate_legacy(pin_root: &Path, spec: &ProgramSpec) -> Result<()> 
         }
     }
     for (ifindex, from) in links {
-        let to = dir.join(spec.attach.link_name(ifindex));
+        let to = dir.join(spec.link_name(ifindex));
         if to.exists() {
             tracing::warn!(pin = %from.display(), "duplicate legacy link; detached");
             unpin_link(&from)?;

@@ -67,6 +67,10 @@ pub enum ProgramKind {
     /// backends, masquerade. A second entry point of [`ProgramKind::ServiceLb`]'s
     /// object (see [`ProgramSpec::owner`]).
     ServiceLbEgress,
+    /// The egress gateway's program on rackd's tunnel device (tc ingress):
+    /// decapsulated traffic SNATed and forwarded. A second entry point of
+    /// [`ProgramKind::ServiceLb`]'s object.
+    ServiceLbTunnel,
 }
 
 /// The pin names of a program's layout from before per-program folders:
@@ -110,6 +114,39 @@ pub struct ProgramSpec {
     /// and `version` of the owner apply to folders). Its own `name` only
     /// names it in logs.
     pub owner: Option<ProgramKind>,
+}
+
+impl ProgramSpec {
+    /// Whether its link pins need their own name: a second entry point attaching where its
+    /// owner does shares the owner's folder, and `tc_ingress_<ifindex>` would be the owner's
+    /// link (adoption would switch the owner's link to this program).
+    fn own_link_names(&self) -> bool {
+        matches!(self.owner, Some(o) if o.spec().attach == self.attach)
+    }
+
+    /// Pin name of its link on `ifindex`: `<point prefix><ifindex>`, or
+    /// `<point prefix><name>_<ifindex>` for a second entry point at its owner's point.
+    pub fn link_name(&self, ifindex: u32) -> String {
+        if self.own_link_names() {
+            format!("{}{}_{ifindex}", self.attach.link_prefix(), self.name)
+        } else {
+            self.attach.link_name(ifindex)
+        }
+    }
+
+    /// The ifindex of one of its link pins, `None` for any other name (the owner's links
+    /// included).
+    pub fn parse_link_name(&self, name: &str) -> Option<u32> {
+        let rest = name.strip_prefix(self.attach.link_prefix())?;
+        if self.own_link_names() {
+            rest.strip_prefix(self.name)?
+                .strip_prefix('_')?
+                .parse()
+                .ok()
+        } else {
+            rest.parse().ok()
+        }
+    }
 }
 
 /// The ARP/NDP responder's entry.
@@ -183,8 +220,28 @@ pub const SERVICE_LB_EGRESS: ProgramSpec = ProgramSpec {
     owner: Some(ProgramKind::ServiceLb),
 };
 
+/// The egress gateway on rackd's tunnel device, tc ingress. Lives in
+/// [`SERVICE_LB`]'s object and folder.
+pub const SERVICE_LB_TUNNEL: ProgramSpec = ProgramSpec {
+    kind: ProgramKind::ServiceLbTunnel,
+    name: "lb_tunnel",
+    version: SERVICE_LB.version,
+    entry: "rackd_egw_tunnel",
+    attach: AttachPoint::TcIngress,
+    band: Band::BeforeForeign,
+    rank: 20,
+    legacy: None,
+    owner: Some(ProgramKind::ServiceLb),
+};
+
 /// Every program rackd has.
-pub const REGISTRY: [ProgramSpec; 4] = [L2_RESPONDER, PROBE, SERVICE_LB, SERVICE_LB_EGRESS];
+pub const REGISTRY: [ProgramSpec; 5] = [
+    L2_RESPONDER,
+    PROBE,
+    SERVICE_LB,
+    SERVICE_LB_EGRESS,
+    SERVICE_LB_TUNNEL,
+];
 
 impl ProgramKind {
     /// Every program, in registry order.
@@ -199,6 +256,7 @@ impl ProgramKind {
             ProgramKind::Probe => &PROBE,
             ProgramKind::ServiceLb => &SERVICE_LB,
             ProgramKind::ServiceLbEgress => &SERVICE_LB_EGRESS,
+            ProgramKind::ServiceLbTunnel => &SERVICE_LB_TUNNEL,
         }
     }
 
@@ -248,10 +306,31 @@ mod tests {
             ProgramKind::Probe,
             ProgramKind::ServiceLb,
             ProgramKind::ServiceLbEgress,
+            ProgramKind::ServiceLbTunnel,
         ] {
             assert_eq!(REGISTRY.iter().filter(|s| s.kind == kind).count(), 1);
             assert_eq!(kind.spec().kind, kind);
         }
+    }
+
+    #[test]
+    fn link_pins_of_two_programs_at_one_point_never_collide() {
+        for a in &REGISTRY {
+            for b in REGISTRY
+                .iter()
+                .filter(|b| b.kind != a.kind && b.attach == a.attach)
+            {
+                if a.kind.object_owner() != b.kind.object_owner() {
+                    continue; // different folders
+                }
+                assert_ne!(a.link_name(7), b.link_name(7), "{:?} {:?}", a.kind, b.kind);
+                assert_eq!(b.parse_link_name(&a.link_name(7)), None);
+            }
+            assert_eq!(a.parse_link_name(&a.link_name(7)), Some(7));
+        }
+        assert_eq!(SERVICE_LB.link_name(3), "tc_ingress_3");
+        assert_eq!(SERVICE_LB_EGRESS.link_name(3), "tc_egress_3");
+        assert_eq!(SERVICE_LB_TUNNEL.link_name(3), "tc_ingress_lb_tunnel_3");
     }
 
     #[test]
@@ -262,8 +341,9 @@ mod tests {
             assert_eq!(owner.spec().owner, None, "owners are not nested");
             assert_eq!(spec.version, owner.spec().version);
             assert_eq!(spec.kind.folder(1), owner.folder(1));
-            // Both pin links in one folder: their points must differ.
-            assert_ne!(spec.attach, owner.spec().attach);
+            // Both pin links in one folder: their names must differ (a second entry point
+            // at its owner's point names its own, see ProgramSpec::link_name).
+            assert_ne!(spec.link_name(1), owner.spec().link_name(1));
         }
         assert_eq!(ProgramKind::ServiceLbEgress.folder(1), "lb_v1");
         assert_eq!(ProgramKind::ServiceLbEgress.parse_folder("lb_v1"), Some(1));

@@ -300,6 +300,53 @@ fn icmp_errors_about_egress_flows_both_ways() {
     }
 }
 
+/// The tunnel device's program (gateway and pod's node): a decapsulated remote pod's packet
+/// is translated to the egress address and forwarded; a decapsulated reply to a pod, and a
+/// packet no entry names, are forwarded untouched. Switching the gateway off detaches it.
+#[test]
+fn tunnel_program_snats_at_the_gateway_and_forwards_replies() {
+    let mut fx = fixture();
+    set_masq(&mut fx.lb, true);
+    fx.lb.set_egress_tunnel(Some(TUNNEL)).unwrap();
+    assert_eq!(fx.lb.tunnel_attached().unwrap(), [LO]);
+    let mut rules = Vec::new();
+    for fam in FAMS.map(|f| f()) {
+        rules.push(rule(
+            fam.remote,
+            egw(&fam).dst,
+            EgressAction::Snat {
+                egress_ip: Some(egw(&fam).egress_ip),
+                reply_to: Some(egw(&fam).gateway),
+            },
+        ));
+    }
+    fx.lb.sync_egress(&rules).unwrap();
+    for fam in FAMS.map(|f| f()) {
+        let g = egw(&fam);
+        // In the test namespace the FIB has no route: the translated packet goes to the stack.
+        let out = run(
+            &fx.lb,
+            LbHook::Tunnel,
+            &frame(fam.remote, fam.outside, &tcp(46000, 443, SYN)),
+        );
+        assert_eq!(out.verdict, OK, "{fam:?}");
+        let p = parse(&out.packet);
+        assert_eq!(p.src, g.egress_ip, "{fam:?}");
+        assert!(p.csum_ok);
+        for f in [
+            frame(fam.outside, fam.remote, &tcp(443, 46000, SYN | ACK)),
+            frame(fam.local, fam.outside, &tcp(46001, 443, SYN)),
+        ] {
+            let out = run(&fx.lb, LbHook::Tunnel, &f);
+            assert_eq!(out.verdict, OK);
+            assert_eq!(out.packet, f, "untouched");
+        }
+    }
+    assert_eq!(fx.lb.egress_counters().unwrap().snat, 2);
+    fx.lb.set_egress_tunnel(None).unwrap();
+    assert!(fx.lb.tunnel_attached().unwrap().is_empty());
+}
+
 /// No gateway: dropped, counted. Gateway here without an egress address: dropped, counted.
 /// Fragments at the gateway: dropped, counted (the NAT needs ports). The drops are errors
 /// the operator sees, never a leak of the node's address.
@@ -421,7 +468,7 @@ fn truncated_policy_frames() {
             if len <= 14 || (f[12] == 0x08 && len < 34) || (f[12] == 0x86 && len < 54) {
                 continue;
             }
-            for hook in [LbHook::Egress, LbHook::Ingress] {
+            for hook in [LbHook::Egress, LbHook::Ingress, LbHook::Tunnel] {
                 let out = run(&fx.lb, hook, cut);
                 runs += 1;
                 assert!(
@@ -439,7 +486,7 @@ fn truncated_policy_frames() {
         .map(|(f, _)| f.len() - if f[12] == 0x08 { 34 } else { 54 })
         .sum();
     assert!(expected > 50);
-    assert_eq!(runs, 2 * expected);
+    assert_eq!(runs, 3 * expected);
 }
 
 /// An IPv4 frame turned into a first fragment (MF set), header checksum fixed.

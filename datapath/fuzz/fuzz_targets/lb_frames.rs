@@ -235,10 +235,10 @@ fuzz_target!(|data: &[u8]| {
     let cell = LB.get_or_init(|| std::sync::Mutex::new(Held(setup())));
     let held = cell.lock().expect("one fuzz thread");
     let lb = &held.0;
-    let hook = if sel & 1 == 0 {
-        LbHook::Ingress
-    } else {
-        LbHook::Egress
+    let hook = match sel & 1 | (sel >> 1) & 2 {
+        0 | 2 => LbHook::Ingress,
+        1 => LbHook::Egress,
+        _ => LbHook::Tunnel,
     };
     let frame = if sel & 2 == 0 {
         rest.to_vec()

@@ -13,6 +13,7 @@ use super::maps::*;
 use super::types::{addr16, ip_of, prefix16};
 use super::{ServiceLb, not_found, sum};
 use crate::error::{Error, Result};
+use crate::registry::SERVICE_LB_TUNNEL;
 
 /// What this node does with a selected pod's packets to one destination CIDR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,9 +166,26 @@ fn rule_of(plen: u32, k: &EgwKeyData, e: &EgwEntry) -> Option<EgressRule> {
 }
 
 impl ServiceLb {
-    /// Turns the egress gateway on through `tunnel`, or off (`None`: the programs ignore the
-    /// policy map; its entries stay until the next sync).
+    /// Turns the egress gateway on through `tunnel`, attaching `rackd_egw_tunnel` to the
+    /// tunnel device's ingress (a pinned link, adopted like the others), or off (`None`: the
+    /// programs ignore the policy map; its entries stay until the next sync). A tunnel device
+    /// replaced by another loses its link.
     pub fn set_egress_tunnel(&mut self, tunnel: Option<EgressTunnel>) -> Result<()> {
+        let old = self
+            .egress
+            .config
+            .get(&0, 0)
+            .map_err(|e| Error::map(MAP_EGW_CONFIG, "read", e))?;
+        if old.enabled != 0
+            && old.tunnel_ifindex != 0
+            && tunnel.is_none_or(|t| t.ifindex != old.tunnel_ifindex)
+        {
+            self.prog
+                .detach_spec(&SERVICE_LB_TUNNEL, old.tunnel_ifindex)?;
+        }
+        if let Some(t) = tunnel {
+            self.prog.attach_spec(&SERVICE_LB_TUNNEL, t.ifindex)?;
+        }
         let c = match tunnel {
             Some(t) => EgwConfig {
                 enabled: 1,
@@ -182,6 +200,11 @@ impl ServiceLb {
             .config
             .set(0, c, 0)
             .map_err(|e| Error::map(MAP_EGW_CONFIG, "write", e))
+    }
+
+    /// Interfaces with a pinned link of the tunnel program.
+    pub fn tunnel_attached(&self) -> Result<Vec<u32>> {
+        self.prog.linked_spec(&SERVICE_LB_TUNNEL)
     }
 
     /// Makes the policy map hold exactly `rules` (later duplicates of a key are ignored:

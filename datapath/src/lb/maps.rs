@@ -64,6 +64,8 @@ pub const ALL_MAPS: [&str; 18] = [
 pub const PROG_IN: &str = "rackd_lb_in";
 /// The egress program.
 pub const PROG_OUT: &str = "rackd_lb_out";
+/// The egress gateway's tunnel-device program.
+pub const PROG_TUNNEL: &str = "rackd_egw_tunnel";
 
 /// Backend ids per LUT chunk (`LB_LUT_CHUNK`).
 pub const LUT_CHUNK: usize = 1024;

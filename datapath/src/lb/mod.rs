@@ -44,6 +44,8 @@ pub enum LbHook {
     Ingress,
     /// `rackd_lb_out`, tc egress.
     Egress,
+    /// `rackd_egw_tunnel`, tc ingress of the egress gateway's tunnel device.
+    Tunnel,
 }
 
 fn not_found(e: &MapError) -> bool {
@@ -646,6 +648,7 @@ impl ServiceLb {
         let name = match hook {
             LbHook::Ingress => PROG_IN,
             LbHook::Egress => PROG_OUT,
+            LbHook::Tunnel => PROG_TUNNEL,
         };
         load::test_run(&self.prog.ebpf, Hook::Tc, name, packet, 1)
     }
