@@ -3,6 +3,7 @@
 //! scripts carry over.
 
 pub mod print;
+pub mod print_egress;
 pub mod print_lb;
 pub mod routes_args;
 pub mod tabwriter;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use rackctl::{print, print_lb, routes_args};
+use rackctl::{print, print_egress, print_lb, routes_args};
 
 /// Write to stdout; a closed pipe (`rackctl ... | head`) ends the program quietly instead of
 /// panicking like `print!` does.
@@ -76,6 +76,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ServiceCmd,
     },
+    /// The egress gateway's policies, their gateways and this node's part.
+    Egress {
+        #[command(subcommand)]
+        cmd: EgressCmd,
+    },
     /// The datapath's maps (like `cilium-dbg bpf ...`).
     Bpf {
         #[command(subcommand)]
@@ -142,6 +147,13 @@ enum ServiceCmd {
 }
 
 #[derive(Subcommand, Debug)]
+enum EgressCmd {
+    /// Each CiliumEgressGatewayPolicy: selected pods, gateway groups (candidates, active
+    /// node, egress address), entries and conditions.
+    Policies,
+}
+
+#[derive(Subcommand, Debug)]
 enum BpfCmd {
     /// Service map entries (`cilium-dbg bpf lb list`).
     Lb {
@@ -158,11 +170,17 @@ enum BpfCmd {
         #[command(subcommand)]
         cmd: ListCmd,
     },
+    /// Egress gateway policy entries (`cilium-dbg bpf egress list`).
+    Egress {
+        #[command(subcommand)]
+        cmd: ListCmd,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 enum ListCmd {
     /// List the entries.
+    #[command(alias = "ls")]
     List,
 }
 
@@ -325,6 +343,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 BpfCmd::Lb { .. } => Request::BpfLbList,
                 BpfCmd::Ct { .. } => Request::BpfCtList,
                 BpfCmd::Nat { .. } => Request::BpfNatList,
+                BpfCmd::Egress { .. } => Request::BpfEgressList,
             };
             match call(sock, &req)? {
                 Reply::BpfLbList(e) if is_json => outln!("{}", json(&e)?),
@@ -333,9 +352,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Reply::BpfCtList(e) => out!("{}", print_lb::ct_list(&e)),
                 Reply::BpfNatList(e) if is_json => outln!("{}", json(&e)?),
                 Reply::BpfNatList(e) => out!("{}", print_lb::nat_list(&e)),
+                Reply::BpfEgressList(e) if is_json => outln!("{}", json(&e)?),
+                // cilium-dbg's words, on stderr, when the map is empty.
+                Reply::BpfEgressList(e) if e.is_empty() => eprintln!("No entries found."),
+                Reply::BpfEgressList(e) => out!("{}", print_egress::egress_list(&e)),
                 other => bail!("unexpected reply {other:?}"),
             }
         }
+        Cmd::Egress {
+            cmd: EgressCmd::Policies,
+        } => match call(sock, &Request::EgressPolicies)? {
+            Reply::EgressPolicies(p) if is_json => outln!("{}", json(&p)?),
+            Reply::EgressPolicies(p) => out!("{}", print_egress::egress_policies(&p)),
+            other => bail!("unexpected reply {other:?}"),
+        },
         Cmd::L2 { cmd } => {
             let req = match cmd {
                 L2Cmd::Leases => Request::L2Leases,

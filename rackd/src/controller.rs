@@ -157,6 +157,7 @@ tuple_inputs!(A 0, B 1);
 tuple_inputs!(A 0, B 1, C 2);
 tuple_inputs!(A 0, B 1, C 2, D 3);
 tuple_inputs!(A 0, B 1, C 2, D 3, E 4);
+tuple_inputs!(A 0, B 1, C 2, D 3, E 4, F 5);
 
 /// Exponential backoff after failed reconciles: 100 ms doubling to 30 s, reset by a success.
 #[derive(Debug, Clone)]

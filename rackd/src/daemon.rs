@@ -258,6 +258,7 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
     let monitor_stop = CancellationToken::new();
     let monitor = PeerMonitor::start(bgp.clone(), peers_tx, metrics.clone(), monitor_stop.clone());
 
+    let egress_on = opts.services.as_ref().is_some_and(|o| o.egress_gateway);
     let mut l2 = None;
     let mut l2_metrics = None;
     if let Some(o) = &opts.l2 {
@@ -268,6 +269,7 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
             kube.as_ref().map(|((c, _), _)| c),
         )
         .await?;
+        let l2_ctl = l2_ctl.with_egress_gateway(egress_on);
         controllers.spawn(l2_ctl, (config.clone(), lb.clone(), facts.devices()));
         l2_metrics = Some(crate::l2::metrics_task(
             query.clone(),
@@ -277,6 +279,18 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
         l2 = Some(query);
     }
 
+    // Egress gateways elected under L2 leases: who holds each egress IP (an empty map, never
+    // updated, without L2: Cilium's first-by-name rule then).
+    let (holders_tx, holders) =
+        watch::channel(Arc::new(crate::svclb::egress::EgressHolders::new()));
+    let holders_task = match (&l2, egress_on) {
+        (Some(q), true) => Some(egress_holders_task(
+            q.clone(),
+            holders_tx,
+            monitor_stop.clone(),
+        )),
+        _ => None,
+    };
     let mut svc_status = None;
     let mut masq_task = None;
     let mut housekeeping = None;
@@ -304,6 +318,7 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
                 facts.devices(),
                 facts.info(),
                 task.0,
+                holders.clone(),
             ),
         );
         masq_task = Some(task.1);
@@ -357,6 +372,9 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
         let _ = t.await;
     }
     if let Some(t) = masq_task {
+        let _ = t.await;
+    }
+    if let Some(t) = holders_task {
         let _ = t.await;
     }
     if let Some(t) = housekeeping {
@@ -442,6 +460,44 @@ async fn start_service_lb(
         "service datapath on"
     );
     Ok((ctl, status, masq))
+}
+
+/// How often the egress gateway asks L2's ownership task who holds each egress IP: the
+/// delay this adds to a failover, on top of the lease's own.
+const EGRESS_HOLDERS_POLL: Duration = Duration::from_millis(100);
+
+/// Publishes the holder of every L2 group (egress IPs among them) whenever it changes, until
+/// `stop`.
+fn egress_holders_task(
+    l2: l2announcer::node::NodeSender,
+    tx: watch::Sender<Arc<crate::svclb::egress::EgressHolders>>,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(EGRESS_HOLDERS_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let Some(s) = l2.snapshot().await else {
+                return;
+            };
+            let now: crate::svclb::egress::EgressHolders = s
+                .leases
+                .into_iter()
+                .filter_map(|l| Some((l.ip, l.holder?)))
+                .collect();
+            tx.send_if_modified(|cur| {
+                let changed = **cur != now;
+                if changed {
+                    *cur = Arc::new(now);
+                }
+                changed
+            });
+        }
+    })
 }
 
 /// The egress gateway's tunnel device: its name, the UDP port (Cilium's VXLAN port), the VNI

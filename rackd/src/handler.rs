@@ -257,6 +257,34 @@ impl admin::Handler for Shared {
                     Reply::L2Announcements(crate::l2::announcement_views(&snap))
                 }
             }
+            Request::EgressPolicies => {
+                let egress = self
+                    .services
+                    .as_ref()
+                    .and_then(|(rx, _)| rx.borrow().egress.clone());
+                let snap = self.config.borrow().snapshot.clone();
+                Reply::EgressPolicies(views::egress::egress_policies(
+                    &self.node,
+                    egress.as_deref(),
+                    &snap,
+                    &self.conditions(),
+                ))
+            }
+            Request::BpfEgressList => {
+                match self
+                    .services
+                    .as_ref()
+                    .map(|(rx, _)| rx.borrow().egress.clone())
+                {
+                    Some(Some(st)) => {
+                        Reply::BpfEgressList(views::egress::egress_map(&self.node, &st))
+                    }
+                    _ => Reply::Error(
+                        "the egress gateway is not enabled on this node (--enable-egress-gateway)"
+                            .into(),
+                    ),
+                }
+            }
             Request::ServiceList
             | Request::BpfLbList
             | Request::BpfCtList

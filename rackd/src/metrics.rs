@@ -69,6 +69,12 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// Labels of what the egress gateway did with a packet it handled.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
 /// All of rackd's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -102,6 +108,11 @@ pub struct Metrics {
     pub lb_ct_entries: Gauge,
     pub lb_nat_entries: Gauge,
     pub lb_gc_deleted: Counter,
+    /// Egress gateway packets by result: `tunnelled` to the gateway, translated (`snat`)
+    /// here, replies tunnelled back (`reply_tunnelled`).
+    pub egress_packets: Family<ResultLabels, Gauge>,
+    /// Egress gateway drops by reason.
+    pub egress_drops: Family<ReasonLabels, Gauge>,
     /// Status writes to the Kubernetes API by object kind (`service`, `pool`), and writes
     /// refused with a conflict (`rackd_k8s_status_writes_total`, `..._conflicts_total`).
     pub k8s_status_writes: Family<WriteKindLabels, Counter>,
@@ -150,6 +161,8 @@ impl Metrics {
             lb_ct_entries: Gauge::default(),
             lb_nat_entries: Gauge::default(),
             lb_gc_deleted: Counter::default(),
+            egress_packets: Family::default(),
+            egress_drops: Family::default(),
         };
         r.register(
             "bgp_session_established",
@@ -286,6 +299,16 @@ impl Metrics {
             "Expired CT and NAT entries removed by garbage collection",
             m.lb_gc_deleted.clone(),
         );
+        r.register(
+            "egress_packets",
+            "Packets the egress gateway handled, by result: tunnelled to the gateway node, translated to the egress address here, replies tunnelled back to the pod's node (monotonic)",
+            m.egress_packets.clone(),
+        );
+        r.register(
+            "egress_drops",
+            "Packets the egress gateway dropped, by reason: no_gateway, no_egress_ip, unsupported (fragment or protocol), nat_failed, tunnel_failed (monotonic)",
+            m.egress_drops.clone(),
+        );
         *m.registry.lock().unwrap_or_else(|e| e.into_inner()) = r;
         Arc::new(m)
     }
@@ -359,6 +382,35 @@ impl Metrics {
         }
         self.lb_ct_entries.set(g(c.ct_entries));
         self.lb_nat_entries.set(g(c.nat_entries));
+    }
+
+    /// Sets the egress gateway's series from its counters.
+    pub fn set_egress(&self, c: &datapath::lb::EgressCounters) {
+        let g = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for (result, n) in [
+            ("tunnelled", c.tunnelled),
+            ("snat", c.snat),
+            ("reply_tunnelled", c.reply_tunnelled),
+        ] {
+            self.egress_packets
+                .get_or_create(&ResultLabels {
+                    result: result.into(),
+                })
+                .set(g(n));
+        }
+        for (reason, n) in [
+            ("no_gateway", c.drop_no_gateway),
+            ("no_egress_ip", c.drop_no_egress_ip),
+            ("unsupported", c.drop_unsupported),
+            ("nat_failed", c.drop_nat_failed),
+            ("tunnel_failed", c.drop_tunnel_failed),
+        ] {
+            self.egress_drops
+                .get_or_create(&ReasonLabels {
+                    reason: reason.into(),
+                })
+                .set(g(n));
+        }
     }
 
     /// The text exposition format.
@@ -441,5 +493,28 @@ mod tests {
         );
         stop.cancel();
         srv.await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn egress_series() {
+        let m = Metrics::new();
+        // Nothing before the first set: a node without the egress gateway has no series.
+        assert!(!m.render().contains("rackd_egress_"));
+        m.set_egress(&datapath::lb::EgressCounters {
+            tunnelled: 7,
+            reply_tunnelled: 2,
+            drop_no_gateway: 1,
+            ..Default::default()
+        });
+        let t = m.render();
+        for line in [
+            "rackd_egress_packets{result=\"tunnelled\"} 7",
+            "rackd_egress_packets{result=\"snat\"} 0",
+            "rackd_egress_packets{result=\"reply_tunnelled\"} 2",
+            "rackd_egress_drops{reason=\"no_gateway\"} 1",
+            "rackd_egress_drops{reason=\"tunnel_failed\"} 0",
+        ] {
+            assert!(t.lines().any(|l| l == line), "{line} in\n{t}");
+        }
     }
 }

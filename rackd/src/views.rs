@@ -1,5 +1,7 @@
 //! Conversions from the speaker's and renderer's state to the admin API's Cilium shapes.
 
+pub mod egress;
+
 use std::net::IpAddr;
 
 use base64::Engine as _;

@@ -5,6 +5,7 @@
 mod egresscommon;
 
 use std::net::IpAddr;
+use std::time::Instant;
 
 use egresscommon::{Lab, SEED, V6_POLICY};
 
@@ -49,4 +50,59 @@ fn remote_outpost_leaves_through_the_gateway() {
     // The policy removed: back to the node's address.
     lab.write_config("egress.yaml", "");
     lab.wait_seen(0, "10.0.4.2", "10.0.1.2");
+}
+
+/// The seeds' policy with a floating `egressIP` instead of `interface: net1`: whichever
+/// gateway holds it answers ARP for it on the `net1` segment.
+const FLOATING: &str = "\
+apiVersion: cilium.io/v2
+kind: CiliumEgressGatewayPolicy
+metadata: {name: remote-outpost}
+spec:
+  destinationCIDRs: [10.0.4.0/24]
+  selectors: [{podSelector: {matchLabels: {org: empire}}}]
+  egressGateway:
+    nodeSelector: {matchLabels: {egress-gw: 'true'}}
+    egressIP: 10.0.6.100
+";
+
+/// ★ Failover, which Cilium OSS lacks (cilium#18230): node2 and node3 both match the gateway
+/// selector; one holds the egress IP under an L2 lease (etcd). The holder is powered off (its
+/// rackd killed, its links cut): the other takes the lease, answers ARP for the egress IP and
+/// SNATs, the source nodes re-point their tunnels, and new connections leave from the same
+/// egress IP again.
+#[test]
+fn a_dead_gateway_is_replaced_and_the_egress_ip_moves() {
+    let mut lab = Lab::with(&[1, 2], true);
+    for i in 0..3 {
+        lab.start_rackd(i);
+    }
+    lab.write_config("egress.yaml", FLOATING);
+    lab.wait_seen(0, "10.0.4.2", "10.0.6.100");
+    lab.wait_seen(3, "10.0.4.2", "10.0.6.100");
+    let holder = lab
+        .arp_holder("10.0.6.100")
+        .expect("the router resolved the egress IP");
+    let other = if holder == 1 { 2 } else { 1 };
+
+    let t0 = Instant::now();
+    lab.kill_rackd(holder);
+    for dev in ["eth0", "net1"] {
+        lab.nodes[holder].ip(&["link", "set", dev, "down"]).unwrap();
+    }
+    // tiefighter (node1) and probe (node3, or node2 when node3 died... the source on the
+    // survivor) reach the server from the egress IP again, through the survivor.
+    lab.wait_seen(0, "10.0.4.2", "10.0.6.100");
+    let outage = t0.elapsed();
+    assert_eq!(
+        lab.arp_holder("10.0.6.100"),
+        Some(other),
+        "the survivor answers ARP"
+    );
+    let survivor_pod = if other == 2 { 3 } else { 2 };
+    lab.wait_seen(survivor_pod, "10.0.4.2", "10.0.6.100");
+    eprintln!(
+        "egress failover: new connections through node{} after {outage:?}",
+        other + 1
+    );
 }

@@ -11,7 +11,7 @@ use ipnet::IpNet;
 
 use super::maps::*;
 use super::types::{addr16, ip_of, prefix16};
-use super::{ServiceLb, not_found, sum};
+use super::{ServiceLb, not_found};
 use crate::error::{Error, Result};
 use crate::registry::SERVICE_LB_TUNNEL;
 
@@ -255,17 +255,7 @@ impl ServiceLb {
 
     /// The egress gateway's counters.
     pub fn egress_counters(&self) -> Result<EgressCounters> {
-        let s = |slot| sum(&self.egress.stats, MAP_EGW_STATS, slot);
-        Ok(EgressCounters {
-            tunnelled: s(0)?,
-            snat: s(1)?,
-            reply_tunnelled: s(2)?,
-            drop_no_gateway: s(3)?,
-            drop_no_egress_ip: s(4)?,
-            drop_unsupported: s(5)?,
-            drop_nat_failed: s(6)?,
-            drop_tunnel_failed: s(7)?,
-        })
+        super::flows::egress_counters(&self.egress.stats)
     }
 }
 

@@ -9,7 +9,7 @@ use aya::maps::{HashMap, Map, MapData, PerCpuArray, PerCpuHashMap};
 
 use super::maps::*;
 use super::types::*;
-use super::{remove, sum};
+use super::{EgressCounters, remove, sum};
 use crate::error::{Error, Result};
 use crate::registry::ProgramKind;
 
@@ -133,10 +133,28 @@ impl FlowMaps {
     }
 }
 
+/// The egress gateway's counters from its stats map (`EGW_ST_*` slots of `bpf/lb_egw.h`),
+/// summed over CPUs.
+pub(crate) fn egress_counters(stats: &PerCpuArray<MapData, u64>) -> Result<EgressCounters> {
+    let s = |slot| sum(stats, MAP_EGW_STATS, slot);
+    Ok(EgressCounters {
+        tunnelled: s(0)?,
+        snat: s(1)?,
+        reply_tunnelled: s(2)?,
+        drop_no_gateway: s(3)?,
+        drop_no_egress_ip: s(4)?,
+        drop_unsupported: s(5)?,
+        drop_nat_failed: s(6)?,
+        drop_tunnel_failed: s(7)?,
+    })
+}
+
 /// The flow and counter maps of a running load balancer, opened from its pins (no program is
 /// loaded or touched): for listings, counters and garbage collection beside the controller.
 pub struct LbReader {
     flows: FlowMaps,
+    /// The egress gateway's counters (pinned whether or not the gateway is on).
+    egress_stats: PerCpuArray<MapData, u64>,
 }
 
 impl std::fmt::Debug for LbReader {
@@ -164,6 +182,7 @@ impl LbReader {
                 drops: open(&dir, MAP_DROPS)?,
                 events: open(&dir, MAP_EVENTS)?,
             },
+            egress_stats: open(&dir, MAP_EGW_STATS)?,
         })
     }
 
@@ -186,5 +205,10 @@ impl LbReader {
     /// Per service packets/bytes, drops by reason, events, CT and NAT occupancy.
     pub fn counters(&self) -> Result<LbCounters> {
         self.flows.counters()
+    }
+
+    /// The egress gateway's counters (all zero while it is off).
+    pub fn egress_counters(&self) -> Result<EgressCounters> {
+        egress_counters(&self.egress_stats)
     }
 }

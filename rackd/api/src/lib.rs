@@ -7,6 +7,7 @@
 //! keep working on `rackctl ... -o json`.
 
 pub mod configdir;
+pub mod egress;
 pub mod lb;
 
 use std::io::{BufRead, Write};
@@ -64,6 +65,11 @@ pub enum Request {
     BpfCtList,
     /// NAT entries (`cilium-dbg bpf nat list`).
     BpfNatList,
+    /// The egress gateway policies, their gateways and this node's part
+    /// (`rackctl egress policies`).
+    EgressPolicies,
+    /// This node's egress gateway policy map (`cilium-dbg bpf egress list`).
+    BpfEgressList,
 }
 
 /// What the daemon answers.
@@ -83,6 +89,8 @@ pub enum Reply {
     BpfLbList(Vec<lb::LbMapEntry>),
     BpfCtList(Vec<lb::CtEntry>),
     BpfNatList(Vec<lb::NatEntry>),
+    EgressPolicies(Vec<egress::EgressPolicyView>),
+    BpfEgressList(Vec<egress::EgressMapEntry>),
     /// The request could not be answered.
     Error(String),
 }

@@ -98,6 +98,9 @@ pub struct L2Controller {
     conditions: Arc<[ObjectCondition]>,
     /// Policy evaluations so far (a run with nothing relevant changed evaluates nothing).
     evaluations: u64,
+    /// Egress gateway failover: egress IPs this node is a gateway candidate for join the
+    /// groups (svclb::egress::l2_groups).
+    egress: bool,
 }
 
 impl L2Controller {
@@ -163,7 +166,16 @@ impl L2Controller {
             seen: None,
             conditions: Arc::from([]),
             evaluations: 0,
+            egress: false,
         }
+    }
+
+    /// Also elects egress gateways (`--enable-egress-gateway`): see
+    /// [`crate::svclb::egress`].
+    #[must_use]
+    pub fn with_egress_gateway(mut self, on: bool) -> Self {
+        self.egress = on;
+        self
     }
 
     /// Whether anything the policies read changed since the last evaluation.
@@ -179,7 +191,9 @@ impl L2Controller {
         }
         snap.changes_since(s).iter().any(|(k, _)| match k.kind {
             Kind::L2AnnouncementPolicy | Kind::Service => true,
-            Kind::Node => k.name == self.node_name,
+            // Any node's labels can make it a gateway candidate.
+            Kind::Node => k.name == self.node_name || self.egress,
+            Kind::EgressGatewayPolicy => self.egress,
             _ => false,
         })
     }
@@ -218,7 +232,19 @@ impl Controller for L2Controller {
         self.seen = Some((snap.clone(), lb.ips.clone(), devices.clone()));
         self.evaluations += 1;
         let ifaces = desired::select_devices(devices, &self.patterns);
-        let eval = desired::evaluate(snap, &self.node_name, &ifaces, &lb.ips);
+        let mut eval = desired::evaluate(snap, &self.node_name, &ifaces, &lb.ips);
+        if self.egress {
+            for (ip, g) in crate::svclb::egress::l2_groups(snap, &self.node_name, &ifaces) {
+                match eval.groups.entry(ip) {
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        v.insert(g);
+                    }
+                    std::collections::btree_map::Entry::Occupied(_) => {
+                        warn!(%ip, "an egress IP is also a Service's address: announced as the Service's");
+                    }
+                }
+            }
+        }
         let conditions = desired::policy_conditions(&eval);
         if *self.conditions != *conditions {
             for c in &conditions {

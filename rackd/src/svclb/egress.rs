@@ -12,15 +12,26 @@
 //! programs would never meet their packets.
 //!
 //! The service controller, which owns the maps, calls [`EgressState::sync`] on every run; the
-//! policies are resolved again only when Pods, Nodes, policies or the host's addresses changed.
+//! policies are resolved again only when Pods, Nodes, policies, the host's addresses or the
+//! gateways' holders changed.
+//!
+//! Failover (★, what Cilium OSS lacks, cilium#18230): a gateway with an `egressIP` and more
+//! than one matching node is elected with L2 announcements' leases (`--enable-l2-announcements`,
+//! etcd or Kubernetes): every candidate node asks L2 for the egress IP as one more group
+//! ([`l2_groups`]), the holder answers ARP/NDP for it and SNATs to it, and every node points
+//! its pods' tunnels at the holder ([`EgressHolders`]). Without L2, Cilium's rule applies: the
+//! first matching node by name, and the `egressIP` must be on one of its interfaces.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use datapath::lb::{EgressAction, EgressRule, EgressTunnel};
-use egressgw::{Action, EgressAddress, Input, Resolution, conditions};
+use egressgw::{
+    Action, EgressAddress, Elections, GatewaySlot, GroupId, Input, Resolution, conditions,
+};
 use ipnet::IpNet;
+use l2announcer::policy::{DesiredGroup, Iface, ServiceRef};
 use rackd_model::Snapshot;
 use rackd_model::k8s_openapi::api::core::v1::Node;
 use rackd_model::rackd_types::condition::reasons;
@@ -29,6 +40,10 @@ use tracing::info;
 
 use super::maps::{LbMaps, MapsError};
 use crate::bgp::render::HostInfo;
+
+/// The holder of each egress IP under an L2 lease (from L2's ownership task): who is the
+/// active gateway of a group with that `egressIP`.
+pub type EgressHolders = BTreeMap<IpAddr, String>;
 
 /// What the admin API shows of the egress gateway.
 #[derive(Debug, Clone, Default)]
@@ -44,8 +59,8 @@ pub struct EgressStatus {
 pub struct EgressState {
     tunnel: EgressTunnel,
     tunnel_written: bool,
-    /// The snapshot and host facts last resolved.
-    seen: Option<(Snapshot, Arc<HostInfo>)>,
+    /// The snapshot, host facts and holders last resolved.
+    seen: Option<(Snapshot, Arc<HostInfo>, Arc<EgressHolders>)>,
     written: Option<Vec<EgressRule>>,
     conditions: Vec<ObjectCondition>,
     status: Arc<EgressStatus>,
@@ -83,14 +98,16 @@ impl EgressState {
         node: &str,
         snap: &Snapshot,
         host: &Arc<HostInfo>,
+        holders: &Arc<EgressHolders>,
         full: bool,
     ) -> Result<(), MapsError> {
         if !self.tunnel_written {
             maps.set_egress_tunnel(Some(self.tunnel))?;
             self.tunnel_written = true;
         }
-        let unchanged = self.seen.as_ref().is_some_and(|(s, h)| {
+        let unchanged = self.seen.as_ref().is_some_and(|(s, h, o)| {
             **h == **host
+                && **o == **holders
                 && snap.changes_since(s).iter().all(|(k, _)| {
                     !matches!(k.kind, Kind::Pod | Kind::Node | Kind::EgressGatewayPolicy)
                 })
@@ -106,10 +123,15 @@ impl EgressState {
             pods: &pods,
             nodes: &nodes,
             namespaces: &BTreeMap::new(),
-            elections: &BTreeMap::new(),
+            elections: &elections(snap, holders),
         });
         let cluster = cluster_prefixes(&nodes);
-        let (rules, problems) = render(&resolution, node, host, &cluster);
+        let held: BTreeSet<IpAddr> = holders
+            .iter()
+            .filter(|(_, h)| *h == node)
+            .map(|(ip, _)| *ip)
+            .collect();
+        let (rules, problems) = render(&resolution, node, host, &held, &cluster);
         let mut conds = policy_conditions(&resolution);
         conds.extend(problems);
         if self.written.as_ref() != Some(&rules) {
@@ -124,7 +146,7 @@ impl EgressState {
         }
         self.conditions = conds;
         self.status = Arc::new(EgressStatus { resolution, rules });
-        self.seen = Some((snap.clone(), host.clone()));
+        self.seen = Some((snap.clone(), host.clone(), holders.clone()));
         Ok(())
     }
 }
@@ -170,10 +192,75 @@ pub fn policy_conditions(res: &Resolution) -> Vec<ObjectCondition> {
         .collect()
 }
 
+/// Every gateway group with an `egressIP`, by policy and slot, as `egressgw` names them.
+fn ip_groups(snap: &Snapshot) -> impl Iterator<Item = (GroupId, IpAddr)> + '_ {
+    snap.egress_gateway_policies().flat_map(|p| {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let gws: Vec<(GatewaySlot, &rackd_model::cilium::EgressGateway)> =
+            if p.spec.egress_gateways.is_empty() {
+                vec![(GatewaySlot::Single, &p.spec.egress_gateway)]
+            } else {
+                p.spec
+                    .egress_gateways
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| (GatewaySlot::Index(i), g))
+                    .collect()
+            };
+        gws.into_iter().filter_map(move |(slot, g)| {
+            let ip = g.egress_ip.as_deref()?.parse::<IpAddr>().ok()?;
+            Some((GroupId::new(name.clone(), slot), ip))
+        })
+    })
+}
+
+/// The elected gateway of each group whose `egressIP` has a holder.
+pub fn elections(snap: &Snapshot, holders: &EgressHolders) -> Elections {
+    ip_groups(snap)
+        .filter_map(|(g, ip)| Some((g, holders.get(&ip)?.clone())))
+        .collect()
+}
+
+/// The L2 groups this node is a candidate for: the `egressIP` of every gateway group whose
+/// `nodeSelector` matches this node, answered on `ifaces` by whoever holds the lease. The
+/// "service" of such a group is `egress/<policy>` (what `rackctl l2 leases` shows).
+pub fn l2_groups(snap: &Snapshot, node: &str, ifaces: &[Iface]) -> BTreeMap<IpAddr, DesiredGroup> {
+    let policies: Vec<_> = snap.egress_gateway_policies().collect();
+    let nodes: Vec<_> = snap.nodes().collect();
+    let res = egressgw::resolve(&Input {
+        policies: &policies,
+        pods: &[],
+        nodes: &nodes,
+        namespaces: &BTreeMap::new(),
+        elections: &BTreeMap::new(),
+    });
+    let mut out: BTreeMap<IpAddr, DesiredGroup> = BTreeMap::new();
+    for (id, ip) in ip_groups(snap) {
+        let Some(g) = res.groups.get(&id) else {
+            continue;
+        };
+        if !g.candidates.iter().any(|c| c.node == node) {
+            continue;
+        }
+        let d = out.entry(ip).or_default();
+        d.services.insert(ServiceRef {
+            namespace: "egress".into(),
+            name: id.policy.clone(),
+        });
+        d.interfaces.extend(ifaces.iter().cloned());
+    }
+    out
+}
+
 /// The egress address of `egress` on this node for a source of `family`'s family: Cilium's
-/// rules (`interface`: its first address; `egressIP`: only if an interface holds it; neither:
-/// the default route's interface's first address).
-pub fn egress_address(egress: &EgressAddress, family: IpAddr, host: &HostInfo) -> Option<IpAddr> {
+/// rules (`interface`: its first address; `egressIP`: only if an interface holds it, or this
+/// node holds its L2 lease; neither: the default route's interface's first address).
+pub fn egress_address(
+    egress: &EgressAddress,
+    family: IpAddr,
+    host: &HostInfo,
+    held: &BTreeSet<IpAddr>,
+) -> Option<IpAddr> {
     let first = |iface: &str| {
         host.interfaces.get(iface)?.iter().copied().find(|a| {
             a.is_ipv4() == family.is_ipv4()
@@ -186,7 +273,7 @@ pub fn egress_address(egress: &EgressAddress, family: IpAddr, host: &HostInfo) -
     };
     match egress {
         EgressAddress::Ip(ip) => (ip.is_ipv4() == family.is_ipv4()
-            && host.interfaces.values().flatten().any(|a| a == ip))
+            && (held.contains(ip) || host.interfaces.values().flatten().any(|a| a == ip)))
         .then_some(*ip),
         EgressAddress::Interface(i) => first(i),
         EgressAddress::DefaultRoute => {
@@ -206,6 +293,7 @@ pub fn render(
     res: &Resolution,
     node: &str,
     host: &HostInfo,
+    held: &BTreeSet<IpAddr>,
     cluster: &[IpNet],
 ) -> (Vec<EgressRule>, Vec<ObjectCondition>) {
     let mut rules: BTreeMap<(IpAddr, IpNet), EgressAction> = BTreeMap::new();
@@ -227,7 +315,7 @@ pub fn render(
                 ..
             } => {
                 if gw == node {
-                    let egress_ip = egress_address(egress, key.source, host);
+                    let egress_ip = egress_address(egress, key.source, host, held);
                     if egress_ip.is_none() {
                         missing
                             .entry(e.policy.clone())

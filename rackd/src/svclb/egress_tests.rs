@@ -104,11 +104,11 @@ fn remote_outpost_per_node() {
     };
     let none = host(&[]);
     assert_eq!(
-        render(&res, "node1", &none, &cluster),
+        render(&res, "node1", &none, &BTreeSet::new(), &cluster),
         (vec![rule("10.0.1.5", "10.0.4.0/24", tunnel)], vec![])
     );
     assert_eq!(
-        render(&res, "node3", &none, &cluster).0,
+        render(&res, "node3", &none, &BTreeSet::new(), &cluster).0,
         vec![rule("10.0.3.7", "10.0.4.0/24", tunnel)]
     );
     let node2 = host(&[
@@ -120,7 +120,7 @@ fn remote_outpost_per_node() {
         reply_to: Some(ip(reply)),
     };
     assert_eq!(
-        render(&res, "node2", &node2, &cluster),
+        render(&res, "node2", &node2, &BTreeSet::new(), &cluster),
         (
             vec![
                 rule("10.0.1.5", "10.0.4.0/24", snat("172.18.0.11")),
@@ -134,6 +134,7 @@ fn remote_outpost_per_node() {
         &res,
         "node2",
         &host(&[("eth1", &["172.18.0.12"])]),
+        &BTreeSet::new(),
         &cluster,
     );
     assert!(rules.iter().all(|r| matches!(
@@ -167,7 +168,7 @@ spec:
   egressGateway: {nodeSelector: {matchLabels: {egress-gw: 'true'}}, interface: net1}
 ";
     let (res, cluster) = resolved(&format!("{policy}---\n{CLUSTER}"));
-    let (rules, _) = render(&res, "node1", &host(&[]), &cluster);
+    let (rules, _) = render(&res, "node1", &host(&[]), &BTreeSet::new(), &cluster);
     let tunnel = EgressAction::Tunnel {
         gateway: ip("172.18.0.12"),
     };
@@ -197,7 +198,8 @@ fn egress_address_follows_cilium() {
     h.default_interface_v4 = Some("eth0".into());
     let v4 = ip("10.0.0.1");
     let v6 = ip("fd00::1");
-    let a = |e: EgressAddress, f| egress_address(&e, f, &h);
+    let held = BTreeSet::from([ip("192.168.9.9")]);
+    let a = |e: EgressAddress, f| egress_address(&e, f, &h, &held);
     assert_eq!(
         a(EgressAddress::Interface("net1".into()), v4),
         Some(ip("192.168.4.2")),

@@ -1,7 +1,8 @@
 //! Beside the controller: garbage collection of expired flows and the datapath's counters
-//! into metrics, every few seconds, through an [`LbReader`] opened from the pins (the
-//! controller's maps and programs are not touched, so neither waits for the other), and the
-//! CT/NAT listings of the admin API through the same reader.
+//! (the egress gateway's too, when it is on) into metrics, every few seconds, through an
+//! [`LbReader`] opened from the pins (the controller's maps and programs are not touched, so
+//! neither waits for the other), and the CT/NAT listings of the admin API through the same
+//! reader.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,16 +50,22 @@ pub fn spawn(
                 () = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let r = with_reader(&reader, |r| {
+            // The egress series exist only where the egress gateway runs, as Cilium's.
+            let egress_on = status.borrow().egress.is_some();
+            let r = with_reader(&reader, move |r| {
                 let gc = r.gc(datapath::sys::monotonic_ns())?;
-                Ok((gc, r.counters()?))
+                let egress = egress_on.then(|| r.egress_counters()).transpose()?;
+                Ok((gc, r.counters()?, egress))
             })
             .await;
             match r {
-                Ok((gc, counters)) => {
+                Ok((gc, counters, egress)) => {
                     metrics.lb_gc_deleted.inc_by(gc.ct_deleted + gc.nat_deleted);
                     let labels = super::views::frontend_labels(&status.borrow().clone());
                     metrics.set_lb(&counters, &labels);
+                    if let Some(e) = &egress {
+                        metrics.set_egress(e);
+                    }
                 }
                 Err(e) => warn!(error = %e, "service datapath housekeeping failed"),
             }

@@ -410,17 +410,19 @@ impl<M: LbMaps> Controller for ServiceLbController<M> {
         watch::Receiver<Arc<[Device]>>,
         watch::Receiver<Arc<HostInfo>>,
         watch::Receiver<Arc<MasqState>>,
+        watch::Receiver<Arc<egress::EgressHolders>>,
     );
     type Error = SvcError;
 
     async fn reconcile(
         &mut self,
-        (cfg, lb, devices, host, masq): &(
+        (cfg, lb, devices, host, masq, holders): &(
             Arc<ConfigState>,
             Arc<LbStatus>,
             Arc<[Device]>,
             Arc<HostInfo>,
             Arc<MasqState>,
+            Arc<egress::EgressHolders>,
         ),
         ctx: Context,
     ) -> Result<Outcome, SvcError> {
@@ -463,7 +465,7 @@ impl<M: LbMaps> Controller for ServiceLbController<M> {
         }
         self.sync_masquerade(snap, masq)?;
         if let Some(e) = &mut self.egress {
-            e.sync(&mut self.maps, &self.node, snap, host, ctx.full)?;
+            e.sync(&mut self.maps, &self.node, snap, host, holders, ctx.full)?;
         }
         self.publish(masq, snap);
         Ok(Outcome::DONE)

@@ -196,6 +196,7 @@ type Inputs = (
     Arc<[Device]>,
     Arc<HostInfo>,
     Arc<MasqState>,
+    Arc<egress::EgressHolders>,
 );
 
 fn inputs(text: &str) -> Inputs {
@@ -210,6 +211,7 @@ fn inputs(text: &str) -> Inputs {
         devices(),
         host(),
         Arc::new(MasqState::default()),
+        Arc::default(),
     )
 }
 

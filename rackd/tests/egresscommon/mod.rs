@@ -18,6 +18,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use netlab::echo::{EchoServer, http_get, parse};
+use netlab::etcd::Etcd;
+use netlab::segment::Segment;
 use netlab::{Check, LabDir, Netns, Process, veth, wait_for};
 
 pub const SEED: &str = include_str!("../../../configs/seeds/seed-000-egress-gateway.yaml");
@@ -81,11 +83,17 @@ pub fn pod_v6(p: &PodSpec) -> Ipv6Addr {
 /// Drop order: daemons, server, namespaces, then the directory.
 pub struct Lab {
     pub rackd: Vec<Option<Process>>,
+    /// The L2 leases' datastore, when the gateways are elected.
+    pub etcd: Option<Etcd>,
     pub server: EchoServer,
     pub pods: Vec<Netns>,
     pub nodes: Vec<Netns>,
     pub server_ns: Netns,
     pub tor: Netns,
+    /// The egress interfaces' segment (`net1` of every gateway node).
+    pub net1: Segment,
+    /// Nodes labelled `egress-gw: 'true'` (indexes).
+    pub gateways: Vec<usize>,
     pub cfgs: Vec<PathBuf>,
     pub pin_roots: Vec<PathBuf>,
     pub dir: LabDir,
@@ -96,6 +104,7 @@ impl Drop for Lab {
         for r in &mut self.rackd {
             drop(r.take());
         }
+        drop(self.etcd.take());
         for p in &self.pin_roots {
             if let Err(e) = datapath::uninstall(p) {
                 eprintln!("uninstalling {}: {e}", p.display());
@@ -105,11 +114,15 @@ impl Drop for Lab {
     }
 }
 
-pub fn cluster_yaml() -> String {
+/// Where the lab's etcd listens (on the router's loopback) when the gateways are elected.
+pub const ETCD_IP: &str = "10.99.0.100";
+
+/// The lab's Nodes (`gateways` labelled `egress-gw: 'true'`) and Pods.
+pub fn cluster_yaml(gateways: &[usize]) -> String {
     let mut y = String::new();
     for i in 0..3 {
         let x = i + 1;
-        let label = if i == 1 {
+        let label = if gateways.contains(&i) {
             ", labels: {egress-gw: 'true'}"
         } else {
             ""
@@ -137,7 +150,14 @@ pub fn cluster_yaml() -> String {
 }
 
 impl Lab {
+    /// node2 the only gateway, no leases (Cilium's rule).
     pub fn new() -> Lab {
+        Lab::with(&[1], false)
+    }
+
+    /// `gateways` labelled and on the `net1` segment; with `elect`, etcd runs on the router
+    /// and every rackd elects gateways under L2 leases (1 s / 500 ms / 200 ms).
+    pub fn with(gateways: &[usize], elect: bool) -> Lab {
         let dir = LabDir::new("egw").unwrap();
         let tor = Netns::new("eg-tor").unwrap();
         let server_ns = Netns::new("eg-srv").unwrap();
@@ -160,12 +180,24 @@ impl Lab {
             n.enable_forwarding().unwrap();
             nodes.push(n);
         }
-        // The gateway's egress interface.
-        veth(&tor, "eth6", &nodes[1], "net1").unwrap();
+        // The gateways' egress interfaces, on one segment with the router.
+        let net1 = Segment::new("eg-net1").unwrap();
+        net1.attach(&tor, "eth6").unwrap();
         tor.addr_add("eth6", "10.0.6.1/24").unwrap();
         tor.addr_add("eth6", "fd00:10:0:6::1/64").unwrap();
-        nodes[1].addr_add("net1", "10.0.6.2/24").unwrap();
-        nodes[1].addr_add("net1", "fd00:10:0:6::2/64").unwrap();
+        for &g in gateways {
+            net1.attach(&nodes[g], "net1").unwrap();
+            nodes[g]
+                .addr_add("net1", &format!("10.0.6.{}/24", g + 1))
+                .unwrap();
+            nodes[g]
+                .addr_add("net1", &format!("fd00:10:0:6::{}/64", g + 1))
+                .unwrap();
+        }
+        let etcd = elect.then(|| {
+            tor.addr_add("lo", &format!("{ETCD_IP}/32")).unwrap();
+            Etcd::start_fast(&tor, dir.path(), "etcd", ETCD_IP.parse().unwrap()).unwrap()
+        });
         // The server: inside the policy's 10.0.4.0/24 and outside it (10.0.5.2), IPv6 the
         // same (::200 is excluded).
         veth(&tor, "eth4", &server_ns, "eth0").unwrap();
@@ -216,7 +248,7 @@ impl Lab {
         for i in 0..3 {
             let cfg = dir.path().join(format!("node{}", i + 1)).join("config");
             std::fs::create_dir_all(&cfg).unwrap();
-            std::fs::write(cfg.join("cluster.yaml"), cluster_yaml()).unwrap();
+            std::fs::write(cfg.join("cluster.yaml"), cluster_yaml(gateways)).unwrap();
             cfgs.push(cfg);
             pin_roots.push(PathBuf::from(format!(
                 "/sys/fs/bpf/{}-node{}",
@@ -226,11 +258,14 @@ impl Lab {
         }
         Lab {
             rackd: vec![None, None, None],
+            etcd,
             server,
             pods,
             nodes,
             server_ns,
             tor,
+            net1,
+            gateways: gateways.to_vec(),
             cfgs,
             pin_roots,
             dir,
@@ -241,8 +276,13 @@ impl Lab {
         let node = format!("node{}", i + 1);
         let d = self.dir.path().join(&node);
         let (state, sock) = (d.join("state"), d.join("admin.sock"));
-        let devices = if i == 1 { "eth0,net1" } else { "eth0" };
-        let args = [
+        let devices = if self.gateways.contains(&i) {
+            "eth0,net1"
+        } else {
+            "eth0"
+        };
+        let etcd = format!("http://{ETCD_IP}:2379");
+        let mut args = vec![
             env!("CARGO_BIN_EXE_rackd"),
             "--node-name",
             &node,
@@ -260,10 +300,42 @@ impl Lab {
             "--enable-bpf-masquerade",
             "--enable-egress-gateway",
         ];
+        if self.etcd.is_some() {
+            args.extend_from_slice(&[
+                "--enable-l2-announcements",
+                "--l2-announcements-lease-duration",
+                "1s",
+                "--l2-announcements-renew-deadline",
+                "500ms",
+                "--l2-announcements-retry-period",
+                "200ms",
+                "--l2-lease-backend",
+                "etcd",
+                "--l2-etcd-endpoints",
+                &etcd,
+            ]);
+        }
         let p = self.nodes[i]
             .spawn_host_mounts(self.dir.path(), &format!("rackd-{node}"), &args)
             .unwrap();
         self.rackd[i] = Some(p);
+    }
+
+    /// SIGKILL rackd on node `i` (its pinned programs and maps stay).
+    pub fn kill_rackd(&mut self, i: usize) {
+        if let Some(mut p) = self.rackd[i].take() {
+            p.kill9().unwrap();
+        }
+    }
+
+    /// The node whose `net1` MAC the router has for `ip` (who answers ARP for it), if any.
+    pub fn arp_holder(&self, ip: &str) -> Option<usize> {
+        let n = self.tor.ip(&["neigh", "show", ip, "dev", "eth6"]).ok()?;
+        let mac = n.split_whitespace().skip_while(|w| *w != "lladdr").nth(1)?;
+        self.gateways
+            .iter()
+            .copied()
+            .find(|&g| self.nodes[g].mac("net1").is_ok_and(|m| m == mac))
     }
 
     /// Writes `name` into every node's configuration directory.
