@@ -238,6 +238,14 @@ impl Fsm {
             .is_some_and(|g| g.programmed.iter().any(|i| i.ifindex == ifindex))
     }
 
+    /// The owner of group `ip` as this node knows it (`Free` when unknown).
+    #[must_use]
+    pub fn owner(&self, ip: IpAddr) -> Owner {
+        self.groups
+            .get(&ip)
+            .map_or(Owner::Free, |g| g.owner.clone())
+    }
+
     /// All known groups (desired here or observed in the datastore).
     pub fn groups(&self) -> impl Iterator<Item = GroupView<'_>> {
         self.groups.iter().map(|(ip, g)| GroupView {

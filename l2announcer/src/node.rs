@@ -65,6 +65,7 @@ enum Command {
     Desired(BTreeMap<IpAddr, DesiredGroup>),
     Link { ifindex: u32, up: bool },
     Query(oneshot::Sender<Snapshot>),
+    Holders(Vec<IpAddr>, oneshot::Sender<BTreeMap<IpAddr, String>>),
     Shutdown(oneshot::Sender<ShutdownReport>),
 }
 
@@ -81,6 +82,7 @@ impl std::fmt::Debug for Command {
             Self::Desired(d) => write!(f, "Desired({} groups)", d.len()),
             Self::Link { ifindex, up } => write!(f, "Link({ifindex}, {up})"),
             Self::Query(_) => f.write_str("Query"),
+            Self::Holders(ips, _) => write!(f, "Holders({})", ips.len()),
             Self::Shutdown(_) => f.write_str("Shutdown"),
         }
     }
@@ -108,6 +110,15 @@ impl NodeSender {
     pub async fn snapshot(&self) -> Option<Snapshot> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Command::Query(tx)).ok()?;
+        rx.await.ok()
+    }
+
+    /// The holders of `ips` (those with one), in O(ips · log groups): cheap enough to poll
+    /// often, unlike [`NodeSender::snapshot`], which lists every group. `None` if the task has
+    /// ended.
+    pub async fn holders(&self, ips: Vec<IpAddr>) -> Option<BTreeMap<IpAddr, String>> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Holders(ips, tx)).ok()?;
         rx.await.ok()
     }
 }
@@ -304,6 +315,18 @@ where
             }
             Some(Command::Query(reply)) => {
                 let _ = reply.send(self.snapshot());
+                false
+            }
+            Some(Command::Holders(ips, reply)) => {
+                let out = ips
+                    .into_iter()
+                    .filter_map(|ip| match self.fsm.owner(ip) {
+                        Owner::Free => None,
+                        Owner::Me => Some((ip, self.cfg.node.clone())),
+                        Owner::Other(n) => Some((ip, n)),
+                    })
+                    .collect();
+                let _ = reply.send(out);
                 false
             }
             // Every handle is gone: behave as a planned shutdown.

@@ -286,6 +286,7 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
     let holders_task = match (&l2, egress_on) {
         (Some(q), true) => Some(egress_holders_task(
             q.clone(),
+            config.clone(),
             holders_tx,
             monitor_stop.clone(),
         )),
@@ -463,13 +464,13 @@ async fn start_service_lb(
 }
 
 /// How often the egress gateway asks L2's ownership task who holds each egress IP: the
-/// delay this adds to a failover, on top of the lease's own.
-const EGRESS_HOLDERS_POLL: Duration = Duration::from_millis(100);
+/// delay this adds to a failover, on top of the lease's own. The query costs O(egress IPs).
+const EGRESS_HOLDERS_POLL: Duration = Duration::from_millis(20);
 
-/// Publishes the holder of every L2 group (egress IPs among them) whenever it changes, until
-/// `stop`.
+/// Publishes the holder of every policy's egress IP whenever it changes, until `stop`.
 fn egress_holders_task(
     l2: l2announcer::node::NodeSender,
+    config: watch::Receiver<Arc<crate::config::ConfigState>>,
     tx: watch::Sender<Arc<crate::svclb::egress::EgressHolders>>,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
@@ -481,14 +482,10 @@ fn egress_holders_task(
                 () = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let Some(s) = l2.snapshot().await else {
+            let ips = crate::svclb::egress::egress_ips(&config.borrow().snapshot);
+            let Some(now) = l2.holders(ips).await else {
                 return;
             };
-            let now: crate::svclb::egress::EgressHolders = s
-                .leases
-                .into_iter()
-                .filter_map(|l| Some((l.ip, l.holder?)))
-                .collect();
             tx.send_if_modified(|cur| {
                 let changed = **cur != now;
                 if changed {

@@ -5,7 +5,7 @@
 //! SIGTERM, the planned handover) is injected `RACKD_EGW_RUNS` times (default 1, the smoke
 //! size CI runs; 20 for the figures) while:
 //!
-//! - a pod on node1 opens a new connection to the server every 20 ms (200 ms connect
+//! - a pod on node1 opens a new connection to the server every 10 ms (50 ms connect
 //!   timeout) and records the source address the server saw: T_outage is the longest gap
 //!   between two successful new connections across the fault;
 //! - the router sends an ARP request for the egress IP every 10 ms on the gateways' segment
@@ -70,7 +70,8 @@ fn runs() -> usize {
         .unwrap_or(1)
 }
 
-/// New connections from tiefighter (node1) to the server, one every 20 ms, until stopped:
+/// New connections from tiefighter (node1) to the server, one every 10 ms (a lost SYN costs
+/// the 50 ms connect timeout: the figures' resolution), until stopped:
 /// (start, end, source the server saw) of each that succeeded.
 struct Prober {
     stop: Arc<AtomicBool>,
@@ -92,7 +93,7 @@ impl Prober {
                 if let Some(src) = one(to) {
                     out.push((t0, Instant::now(), src));
                 }
-                std::thread::sleep(Duration::from_millis(20).saturating_sub(t0.elapsed()));
+                std::thread::sleep(Duration::from_millis(10).saturating_sub(t0.elapsed()));
             }
             out
         });
@@ -107,8 +108,8 @@ impl Prober {
 
 /// One new connection and `GET /`: the source the server reports.
 fn one(to: SocketAddr) -> Option<IpAddr> {
-    let mut s = TcpStream::connect_timeout(&to, Duration::from_millis(200)).ok()?;
-    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    let mut s = TcpStream::connect_timeout(&to, Duration::from_millis(50)).ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(200))).ok()?;
     s.write_all(b"GET / HTTP/1.1\r\nHost: s\r\n\r\n").ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
@@ -137,7 +138,9 @@ impl ArpWatch {
                 &[
                     "sh",
                     "-c",
-                    &format!("exec tcpdump -l -n -e -tt -i br0 'arp and arp[6:2] = 2' > {f} 2>/dev/null"),
+                    &format!(
+                        "exec tcpdump -l -n -e -tt -i br0 'arp and arp[6:2] = 2' > {f} 2>/dev/null"
+                    ),
                 ],
             )
             .unwrap();
@@ -177,7 +180,9 @@ impl ArpWatch {
 }
 
 fn wall(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+    t.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
 
 #[derive(Debug)]
@@ -218,7 +223,9 @@ fn settled(lab: &Lab) -> usize {
         Duration::from_secs(30),
         Duration::from_millis(100),
         || {
-            let _ = lab.tor.output(&["arping", "-c", "1", "-w", "1", "-i", "eth6", EGRESS_IP]);
+            let _ = lab
+                .tor
+                .output(&["arping", "-c", "1", "-w", "1", "-i", "eth6", EGRESS_IP]);
             Ok(match lab.arp_holder(EGRESS_IP) {
                 Some(h) => Check::Ready(h),
                 None => Check::NotYet(lab.logs()),
@@ -375,7 +382,10 @@ fn egress_gateway_fails_over_under_every_fault_and_never_answers_twice() {
                 r.after,
                 r.double
             );
-            assert_eq!(r.double, 0, "two gateways answered for the egress IP: {r:?}");
+            assert_eq!(
+                r.double, 0,
+                "two gateways answered for the egress IP: {r:?}"
+            );
             assert!(
                 r.before > 0 && r.after > 0,
                 "the ARP watch saw no answer from the holder before or the survivor after: {r:?}"
@@ -411,7 +421,7 @@ fn egress_gateway_fails_over_under_every_fault_and_never_answers_twice() {
             "command": "RACKD_EGW_RUNS=20 RACKD_EGW_OUT=FILE cargo test -p rackd --test egress_failover -- --nocapture",
             "lease_timings": {"duration": "1s", "renew_deadline": "500ms", "retry_period": "200ms"},
             "backend": "etcd",
-            "probe": "new TCP connection + GET from a pod on a third node every 20 ms, 200 ms connect timeout",
+            "probe": "new TCP connection + GET from a pod on a third node every 10 ms, 50 ms connect timeout",
             "date": sh("date -u +%FT%TZ"),
             "commit": sh("git rev-parse HEAD"),
             "dirty": !sh("git status --porcelain -uno").is_empty(),

@@ -214,6 +214,12 @@ fn ip_groups(snap: &Snapshot) -> impl Iterator<Item = (GroupId, IpAddr)> + '_ {
     })
 }
 
+/// Every policy's `egressIP`s (the L2 groups the daemon asks the holders of).
+pub fn egress_ips(snap: &Snapshot) -> Vec<IpAddr> {
+    let set: BTreeSet<IpAddr> = ip_groups(snap).map(|(_, ip)| ip).collect();
+    set.into_iter().collect()
+}
+
 /// The elected gateway of each group whose `egressIP` has a holder.
 pub fn elections(snap: &Snapshot, holders: &EgressHolders) -> Elections {
     ip_groups(snap)
