@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates every results file the README's figures come from, with the commands they were
-# produced by, then prints the tables. Root; ~20 minutes on a 2-vCPU VM. Not part of CI (CI
+# produced by, then prints the tables. Root; ~30 minutes on a 2-vCPU VM. Not part of CI (CI
 # runs the smoke sizes: `cargo test -p svc-bench`).
 #
 #   bench/svc/scripts/run-all.sh [DATE]     # DATE names the files (default: today, UTC)
@@ -30,5 +30,9 @@ done
 # B. Forwarding: every mode, 5 rounds x 5 s per test.
 $bin forward --out "$res/forward-$date.json"
 $bin forward --mode masq-none --mode masq-iptables --mode masq-rackd --out "$res/forward-masq-$date.json"
+# The egress gateway (issue 17: SNAT throughput at the gateway) on two nodes, with one node's
+# masquerade beside it in the same run so the tunnel's cost shows.
+$bin forward --mode egress-none --mode egress-rackd --mode masq-none --mode masq-rackd \
+  --mode masq-iptables --out "$res/forward-egress-$date.json"
 
 $bin table "$res"/*-"$date".json

@@ -8,9 +8,13 @@
 //! MASQUERADE exactly as kube-proxy does it), `iptables-local` (2b: the same with
 //! `externalTrafficPolicy: Local`, DNAT + conntrack without SNAT, rackd's case for local
 //! backends), `ipvs` (3). Masquerade: `masq-none` (ceiling: routed, no NAT), `masq-iptables`
-//! (ip-masq-agent's rules), `masq-rackd`.
+//! (ip-masq-agent's rules), `masq-rackd`. Egress gateway (issue 17, two nodes): `egress-none`
+//! (ceiling: routed over both nodes, no NAT, no tunnel), `egress-rackd` (the pod's traffic
+//! tunnelled to the gateway node, SNATed there to its external address, replies tunnelled
+//! back).
 
-use std::net::{SocketAddr, SocketAddrV4};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -26,7 +30,11 @@ use crate::program::{Skipped, save};
 use crate::rackd;
 use crate::server::{self, Server, ServerStats};
 use crate::stats::Spread;
-use crate::topo::{CLUSTER_IP, Kind, Lab, POD_CIDR, VIP, VIP_PORT};
+use crate::topo::{
+    CLUSTER_IP, EGRESS_EXTERNAL_DEV, EGRESS_GATEWAY_NODE, EGRESS_IP, EGRESS_POD,
+    EGRESS_SERVER_CIDR, EGRESS_SOURCE_NODE, EGRESS_UNDERLAY_DEV, Kind, Lab, POD_CIDR, VIP,
+    VIP_PORT,
+};
 
 /// A forwarding mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -48,6 +56,10 @@ pub enum Mode {
     MasqIptables,
     /// rackd's BPF masquerade.
     MasqRackd,
+    /// Egress gateway ceiling: source node and gateway node routing, no NAT, no tunnel.
+    EgressNone,
+    /// rackd's egress gateway: VXLAN to the gateway node, SNAT to its egress address there.
+    EgressRackd,
 }
 
 impl Mode {
@@ -62,11 +74,14 @@ impl Mode {
             Mode::MasqNone => "masq-none",
             Mode::MasqIptables => "masq-iptables",
             Mode::MasqRackd => "masq-rackd",
+            Mode::EgressNone => "egress-none",
+            Mode::EgressRackd => "egress-rackd",
         }
     }
     fn kind(self) -> Kind {
         match self {
             Mode::MasqNone | Mode::MasqIptables | Mode::MasqRackd => Kind::Masquerade,
+            Mode::EgressNone | Mode::EgressRackd => Kind::Egress,
             _ => Kind::Service,
         }
     }
@@ -75,6 +90,16 @@ impl Mode {
         match self.kind() {
             Kind::Service => Mode::Direct,
             Kind::Masquerade => Mode::MasqNone,
+            Kind::Egress => Mode::EgressNone,
+        }
+    }
+    /// The iptables mode ratios are also taken against (none for the egress gateway: no
+    /// iptables equivalent is measured).
+    pub fn iptables(self) -> Option<Mode> {
+        match self.kind() {
+            Kind::Service => Some(Mode::Iptables),
+            Kind::Masquerade => Some(Mode::MasqIptables),
+            Kind::Egress => None,
         }
     }
 }
@@ -128,6 +153,113 @@ pub struct ForwardRun {
     pub servers: Vec<ServerStats>,
     /// 1-minute load average at the start of the test.
     pub load1: f64,
+    /// `egress-rackd` only: the datapath's counters over the test on both nodes (the proof
+    /// that the traffic took the egress path, and its drops).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<EgressRunCounters>,
+}
+
+/// The egress gateway's counters of one node over one test (`datapath::lb::EgressCounters`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EgressCount {
+    /// Packets encapsulated to the gateway node.
+    pub tunnelled: u64,
+    /// Packets SNATed to the egress address.
+    pub snat: u64,
+    /// Replies sent back through the tunnel.
+    pub reply_tunnelled: u64,
+    /// Drops: no gateway.
+    pub drop_no_gateway: u64,
+    /// Drops: egress address unknown.
+    pub drop_no_egress_ip: u64,
+    /// Drops: fragments, protocols without ports.
+    pub drop_unsupported: u64,
+    /// Drops: NAT failed (port exhaustion, rewrite).
+    pub drop_nat_failed: u64,
+    /// Drops: tunnel helpers failed.
+    pub drop_tunnel_failed: u64,
+}
+
+impl EgressCount {
+    fn of(c: &datapath::lb::EgressCounters) -> Self {
+        Self {
+            tunnelled: c.tunnelled,
+            snat: c.snat,
+            reply_tunnelled: c.reply_tunnelled,
+            drop_no_gateway: c.drop_no_gateway,
+            drop_no_egress_ip: c.drop_no_egress_ip,
+            drop_unsupported: c.drop_unsupported,
+            drop_nat_failed: c.drop_nat_failed,
+            drop_tunnel_failed: c.drop_tunnel_failed,
+        }
+    }
+    fn minus(&self, b: &Self) -> Self {
+        Self {
+            tunnelled: self.tunnelled.saturating_sub(b.tunnelled),
+            snat: self.snat.saturating_sub(b.snat),
+            reply_tunnelled: self.reply_tunnelled.saturating_sub(b.reply_tunnelled),
+            drop_no_gateway: self.drop_no_gateway.saturating_sub(b.drop_no_gateway),
+            drop_no_egress_ip: self.drop_no_egress_ip.saturating_sub(b.drop_no_egress_ip),
+            drop_unsupported: self.drop_unsupported.saturating_sub(b.drop_unsupported),
+            drop_nat_failed: self.drop_nat_failed.saturating_sub(b.drop_nat_failed),
+            drop_tunnel_failed: self.drop_tunnel_failed.saturating_sub(b.drop_tunnel_failed),
+        }
+    }
+}
+
+/// Both nodes' egress counters and load balancer drops over one test.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EgressRunCounters {
+    /// The source node.
+    pub source: EgressCount,
+    /// The gateway node.
+    pub gateway: EgressCount,
+    /// The load balancer's drops by reason on the source node (non-zero only).
+    pub source_drops: BTreeMap<String, u64>,
+    /// The same on the gateway node.
+    pub gateway_drops: BTreeMap<String, u64>,
+}
+
+/// A reading of the counters, to subtract.
+struct EgressReading {
+    counts: Vec<EgressCount>,
+    drops: Vec<BTreeMap<String, u64>>,
+}
+
+fn egress_reading(g: &rackd::EgressGuard) -> Result<EgressReading> {
+    Ok(EgressReading {
+        counts: g.counters()?.iter().map(EgressCount::of).collect(),
+        drops: g
+            .drops()?
+            .into_iter()
+            .map(|v| v.into_iter().collect())
+            .collect(),
+    })
+}
+
+fn egress_delta(after: &EgressReading, before: &EgressReading) -> EgressRunCounters {
+    let count = |i: usize| {
+        let b = before.counts.get(i).copied().unwrap_or_default();
+        after.counts.get(i).map(|a| a.minus(&b)).unwrap_or_default()
+    };
+    let drops = |i: usize| -> BTreeMap<String, u64> {
+        let empty = BTreeMap::new();
+        let b = before.drops.get(i).unwrap_or(&empty);
+        after
+            .drops
+            .get(i)
+            .unwrap_or(&empty)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.saturating_sub(b.get(k).copied().unwrap_or(0))))
+            .filter(|(_, v)| *v > 0)
+            .collect()
+    };
+    EgressRunCounters {
+        source: count(0),
+        gateway: count(1),
+        source_drops: drops(0),
+        gateway_drops: drops(1),
+    }
 }
 
 /// Medians per mode and test.
@@ -233,7 +365,15 @@ subject to MASQUERADE\" -j RETURN\n\
 /// Programs `mode` into the lab's node; the returned guard (rackd) must live for the test.
 fn setup(mode: Mode, lab: &Lab, cfg: &ForwardConfig) -> Result<Option<rackd::Guard>> {
     match mode {
-        Mode::Direct | Mode::MasqNone => Ok(None),
+        Mode::Direct | Mode::MasqNone | Mode::EgressNone => Ok(None),
+        Mode::EgressRackd => {
+            let gw = lab
+                .gateway
+                .as_ref()
+                .ok_or_else(|| Error::Config("egress run without a gateway node".into()))?;
+            let g = rackd::attach_egress(&egress_nodes(lab, gw)?, POD_CIDR)?;
+            Ok(Some(Box::new(g)))
+        }
         Mode::Iptables | Mode::IptablesLocal => {
             let policy = if mode == Mode::Iptables {
                 Policy::Cluster
@@ -288,9 +428,46 @@ fn setup(mode: Mode, lab: &Lab, cfg: &ForwardConfig) -> Result<Option<rackd::Gua
     }
 }
 
+/// What rackd/src/svclb/egress.rs' render writes on each node for a pod on the source node
+/// whose policy's active gateway is the other node (destination: the server's subnet): the
+/// source node tunnels to the gateway node, which SNATs to its external address and sends
+/// replies back to the source node.
+pub fn egress_nodes<'a>(lab: &'a Lab, gw: &'a netlab::Netns) -> Result<[rackd::EgressNode<'a>; 2]> {
+    let dst: ipnet::IpNet = EGRESS_SERVER_CIDR
+        .parse()
+        .map_err(|e| Error::Config(format!("{EGRESS_SERVER_CIDR}: {e}")))?;
+    let rule = |action| datapath::lb::EgressRule {
+        source: IpAddr::V4(EGRESS_POD),
+        destination: dst,
+        action,
+    };
+    Ok([
+        rackd::EgressNode {
+            ns: &lab.node,
+            devices: &[EGRESS_UNDERLAY_DEV],
+            rules: vec![rule(datapath::lb::EgressAction::Tunnel {
+                gateway: IpAddr::V4(EGRESS_GATEWAY_NODE),
+            })],
+        },
+        rackd::EgressNode {
+            ns: gw,
+            devices: &[EGRESS_UNDERLAY_DEV, EGRESS_EXTERNAL_DEV],
+            rules: vec![rule(datapath::lb::EgressAction::Snat {
+                egress_ip: Some(IpAddr::V4(EGRESS_IP)),
+                reply_to: Some(IpAddr::V4(EGRESS_SOURCE_NODE)),
+            })],
+        },
+    ])
+}
+
 fn targets(mode: Mode, lab: &Lab) -> Vec<SocketAddr> {
     match mode {
-        Mode::Direct | Mode::MasqNone | Mode::MasqIptables | Mode::MasqRackd => lab
+        Mode::Direct
+        | Mode::MasqNone
+        | Mode::MasqIptables
+        | Mode::MasqRackd
+        | Mode::EgressNone
+        | Mode::EgressRackd => lab
             .backend_addrs
             .iter()
             .map(|a| SocketAddr::V4(SocketAddrV4::new(*a, server::PORT)))
@@ -326,8 +503,12 @@ fn one_mode(
     let lab = match mode.kind() {
         Kind::Service => Lab::service(2)?,
         Kind::Masquerade => Lab::masquerade(mode == Mode::MasqNone)?,
+        Kind::Egress => Lab::egress(mode == Mode::EgressNone)?,
     };
-    let _guard = setup(mode, &lab, cfg)?;
+    let guard = setup(mode, &lab, cfg)?;
+    let egress_guard = guard
+        .as_ref()
+        .and_then(|g| g.downcast_ref::<rackd::EgressGuard>());
     let tg = targets(mode, &lab);
     let tcp_threads = cfg.server_threads.max(cfg.workers + 2);
     let mut out = Vec::new();
@@ -349,9 +530,14 @@ fn one_mode(
         }
         let before: Vec<ServerStats> = servers.iter().map(Server::snapshot).collect();
         let load1 = loadavg()[0];
+        let e0 = egress_guard.map(egress_reading).transpose()?;
         let s0 = Snapshot::now();
         let r = load(&lab, cfg, test, &tg, cfg.duration_s)?;
         let c = s0.delta(&Snapshot::now());
+        let egress = match (egress_guard, e0) {
+            (Some(g), Some(b)) => Some(egress_delta(&egress_reading(g)?, &b)),
+            _ => None,
+        };
         let stats: Vec<ServerStats> = servers
             .into_iter()
             .zip(before)
@@ -392,6 +578,7 @@ fn one_mode(
             load: r,
             servers: stats,
             load1,
+            egress,
         });
     }
     Ok(out)
@@ -467,15 +654,11 @@ fn summarise(cfg: &ForwardConfig, runs: &[ForwardRun]) -> Vec<ForwardSummary> {
                 (!c.is_empty())
                     .then(|| med(&c.iter().map(|r| r.busy_us_per_op).collect::<Vec<_>>()))
             };
-            let ipt = match mode.kind() {
-                Kind::Service => Mode::Iptables,
-                Kind::Masquerade => Mode::MasqIptables,
-            };
             out.push(ForwardSummary {
                 mode: mode.name().into(),
                 test: test.name().into(),
                 ratio_to_ceiling: median_of(mode.ceiling()).map(|c| ops.median / c),
-                ratio_to_iptables: median_of(ipt).map(|c| ops.median / c),
+                ratio_to_iptables: mode.iptables().and_then(median_of).map(|c| ops.median / c),
                 busy_us_per_op: busy,
                 lb_us_per_op: ceiling_busy.map(|c| busy - c),
                 p50_us: med(&rs.iter().map(|r| r.load.latency.p50_us).collect::<Vec<_>>()),

@@ -56,9 +56,10 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Benchmark B: forwarding through one node.
+    /// Benchmark B: forwarding through one node (two for the egress gateway).
     Forward {
-        /// Modes (repeatable; default: the service modes, then the masquerade ones).
+        /// Modes (repeatable; default: the service modes, then the masquerade ones; the egress
+        /// gateway's, egress-none and egress-rackd, only when asked for).
         #[arg(long = "mode", value_enum)]
         modes: Vec<Mode>,
         /// Tests (repeatable; default: connect, keep-alive, udp).

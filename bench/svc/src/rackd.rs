@@ -103,6 +103,7 @@ type Inputs = (
     Arc<[rackd::l2::desired::Device]>,
     Arc<rackd::bgp::render::HostInfo>,
     Arc<rackd::svclb::masq::MasqState>,
+    Arc<rackd::svclb::egress::EgressHolders>,
 );
 
 impl Programmed {
@@ -138,6 +139,7 @@ impl Programmed {
             Arc::from(Vec::new()),
             Arc::new(rackd::bgp::render::HostInfo::default()),
             Arc::new(rackd::svclb::masq::MasqState::default()),
+            Arc::new(rackd::svclb::egress::EgressHolders::default()),
         );
         let ctx = Context {
             full: false,
@@ -181,8 +183,9 @@ pub fn program_full(w: &Workload, lut_size: u32, _scratch: &Path) -> Result<(Rac
     };
     let root = pin_root();
     let lb = ServiceLb::open_or_create(&root, &cfg).map_err(|e| err("opening the datapath", e))?;
-    let (ctl, _status) = ServiceLbController::new(NODE, &[], DatapathMaps { lb }, maglev, None)
-        .map_err(|e| err("controller", e))?;
+    let (ctl, _status) =
+        ServiceLbController::new(NODE, &[], DatapathMaps { lb }, maglev, None, None)
+            .map_err(|e| err("controller", e))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -375,4 +378,166 @@ pub fn attach_forwarding(setup: &ForwardingSetup<'_>) -> Result<Guard> {
         Ok(())
     })??;
     Ok(Box::new(guard))
+}
+
+/// The daemon's tunnel device (`rackd::daemon::EGRESS_TUNNEL_DEVICE`) and the settings it
+/// gives it (`rackd/src/daemon.rs`: Cilium's VXLAN port, VNI 2, one locally administered MAC
+/// on every node; private there, mirrored here).
+pub const EGRESS_TUNNEL_DEVICE: &str = rackd::daemon::EGRESS_TUNNEL_DEVICE;
+/// UDP port of the tunnel device.
+pub const EGRESS_TUNNEL_PORT: u16 = 8472;
+/// VNI rackd's programs stamp.
+pub const EGRESS_TUNNEL_VNI: u32 = 2;
+/// The MAC every node gives the tunnel device.
+pub const EGRESS_TUNNEL_MAC: [u8; 6] = [0x0a, 0xce, 0x00, 0x00, 0x00, 0x01];
+
+/// One node of the egress gateway runs: its namespace, the devices rackd's programs go on
+/// (`--devices`) with their addresses, and its policy map.
+#[derive(Debug, Clone)]
+pub struct EgressNode<'a> {
+    /// The node's namespace.
+    pub ns: &'a netlab::Netns,
+    /// `--devices`: `rackd_lb_in`/`rackd_lb_out` on each.
+    pub devices: &'a [&'a str],
+    /// The node's policy map, as `rackd/src/svclb/egress.rs`' render writes it.
+    pub rules: Vec<datapath::lb::EgressRule>,
+}
+
+/// The egress programs of both nodes (source, gateway), kept open to read the counters;
+/// dropping it detaches the programs and removes the pins (the tunnel devices go with the
+/// namespaces).
+pub struct EgressGuard {
+    lbs: Vec<ServiceLb>,
+    roots: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for EgressGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EgressGuard")
+            .field("pin_roots", &self.roots)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for EgressGuard {
+    fn drop(&mut self) {
+        self.lbs.clear();
+        for r in &self.roots {
+            let _ = datapath::uninstall(r);
+            let _ = std::fs::remove_dir(r);
+        }
+    }
+}
+
+impl EgressGuard {
+    /// The egress counters of each node, in the order given to [`attach_egress`].
+    pub fn counters(&self) -> Result<Vec<datapath::lb::EgressCounters>> {
+        self.lbs
+            .iter()
+            .map(|lb| lb.egress_counters().map_err(|e| err("egress counters", e)))
+            .collect()
+    }
+
+    /// The load balancer's drops (reason name, count) of each node, non-zero only.
+    pub fn drops(&self) -> Result<Vec<Vec<(String, u64)>>> {
+        self.lbs
+            .iter()
+            .map(|lb| {
+                let c = lb.counters().map_err(|e| err("counters", e))?;
+                Ok(c.drops
+                    .iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(r, n)| (format!("{r:?}"), *n))
+                    .collect())
+            })
+            .collect()
+    }
+}
+
+/// Programs each node as the daemon does with `--kube-proxy-replacement
+/// --enable-bpf-masquerade --enable-egress-gateway`: its own collect-metadata VXLAN device made
+/// inside its namespace with `rackd_host::tunnel::ensure_vxlan` (loose rp_filter on it, as
+/// `rackd/src/daemon.rs` does), rackd's programs in their own pin root on `devices` (each
+/// device's address for SNAT), BPF masquerade of `pod_cidr` (the daemon's default
+/// non-masquerade list: the pod CIDR and link-local), the tunnel handed to the programs
+/// (`set_egress_tunnel`, which attaches `rackd_egw_tunnel` at the device's ingress) and the
+/// node's policy map (`sync_egress`).
+pub fn attach_egress(nodes: &[EgressNode<'_>], pod_cidr: &str) -> Result<EgressGuard> {
+    let mut guard = EgressGuard {
+        lbs: Vec::new(),
+        roots: Vec::new(),
+    };
+    let maglev = MaglevConfig::default();
+    let cfg = LbConfig {
+        maglev_table_size: maglev.table_size.get(),
+        hash_seed: maglev.seed.jhash0,
+        ..LbConfig::default()
+    };
+    let pod: ipnet::IpNet = pod_cidr.parse().map_err(|e| err("pod CIDR", e))?;
+    let link_local: ipnet::IpNet = "169.254.0.0/16".parse().map_err(|e| err("link-local", e))?;
+    for n in nodes {
+        let root = pin_root();
+        guard.roots.push(root.clone());
+        let mut devs = Vec::new();
+        for d in n.devices {
+            let v4 =
+                n.ns.addrs(d)?
+                    .iter()
+                    .filter_map(|a| a.split('/').next()?.parse::<Ipv4Addr>().ok())
+                    .next();
+            devs.push((n.ns.ifindex(d)?, v4));
+        }
+        let lb = n.ns.enter(|| -> Result<ServiceLb> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| err("runtime", e))?;
+            let spec = rackd_host::VxlanSpec {
+                name: EGRESS_TUNNEL_DEVICE.into(),
+                port: EGRESS_TUNNEL_PORT,
+                mac: rackd_host::MacAddr(EGRESS_TUNNEL_MAC),
+                mtu: None,
+            };
+            let tunnel = rt
+                .block_on(rackd_host::tunnel::ensure_vxlan(&spec))
+                .map_err(|e| err("tunnel device", e))?;
+            rackd_host::tunnel::loose_rp_filter(EGRESS_TUNNEL_DEVICE)
+                .map_err(|e| err("rp_filter", e))?;
+            let mut lb = ServiceLb::open_or_create(&root, &cfg)
+                .map_err(|e| err("opening the datapath", e))?;
+            for (ifindex, v4) in &devs {
+                lb.attach(*ifindex).map_err(|e| err("attach", e))?;
+                lb.set_device(*ifindex, DeviceAddrs { v4: *v4, v6: None })
+                    .map_err(|e| err("device", e))?;
+            }
+            lb.set_masquerade(&MasqConfig {
+                v4: true,
+                v6: false,
+                pod_cidrs: vec![pod],
+                non_masq: vec![pod, link_local],
+            })
+            .map_err(|e| err("masquerade", e))?;
+            lb.set_egress_tunnel(Some(datapath::lb::EgressTunnel {
+                ifindex: tunnel,
+                vni: EGRESS_TUNNEL_VNI,
+                mac: EGRESS_TUNNEL_MAC,
+            }))
+            .map_err(|e| err("egress tunnel", e))?;
+            lb.sync_egress(&n.rules)
+                .map_err(|e| err("egress policy", e))?;
+            // The positive control: the map holds exactly the rules.
+            let back = lb.egress_rules().map_err(|e| err("reading back", e))?;
+            let mut want = n.rules.clone();
+            want.sort_by_key(|r| (r.source, r.destination));
+            if back != want {
+                return Err(err(
+                    "reading back",
+                    format!("policy map {back:?}, {want:?} expected"),
+                ));
+            }
+            Ok(lb)
+        })??;
+        guard.lbs.push(lb);
+    }
+    Ok(guard)
 }

@@ -147,7 +147,96 @@ pub fn forward_table(r: &ForwardReport, file: &str) -> String {
             one_line(&k.reason)
         );
     }
+    egress_tables(&mut s, r);
     s
+}
+
+/// With the egress gateway's modes beside the one-node masquerade: what the second node and
+/// the tunnel cost (medians of the same run), and the datapath's counters proving the path.
+fn egress_tables(s: &mut String, r: &ForwardReport) {
+    let get = |mode: &str, test: &str| r.summary.iter().find(|x| x.mode == mode && x.test == test);
+    let tests: Vec<&str> = r
+        .summary
+        .iter()
+        .filter(|x| x.mode == "egress-rackd")
+        .map(|x| x.test.as_str())
+        .collect();
+    if tests.is_empty() {
+        return;
+    }
+    s.push_str(
+        "\nThe egress gateway against one node's masquerade (medians of this run; busy CPU \
+         µs/op differences):\n\n| test | egress-rackd / masq-rackd | egress-rackd / \
+         masq-iptables | egress-none / masq-none | egress-rackd − masq-rackd µs/op | \
+         egress-none − masq-none µs/op |\n|---|---|---|---|---|---|\n",
+    );
+    for t in &tests {
+        let ratio = |a: &str, b: &str| match (get(a, t), get(b, t)) {
+            (Some(x), Some(y)) if y.ops_per_s.median > 0.0 => {
+                format!("{:.2}", x.ops_per_s.median / y.ops_per_s.median)
+            }
+            _ => "-".into(),
+        };
+        let diff = |a: &str, b: &str| match (get(a, t), get(b, t)) {
+            (Some(x), Some(y)) => format!("{:.1}", x.busy_us_per_op - y.busy_us_per_op),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            s,
+            "| {t} | {} | {} | {} | {} | {} |",
+            ratio("egress-rackd", "masq-rackd"),
+            ratio("egress-rackd", "masq-iptables"),
+            ratio("egress-none", "masq-none"),
+            diff("egress-rackd", "masq-rackd"),
+            diff("egress-none", "masq-none"),
+        );
+    }
+    s.push_str(
+        "\negress-rackd's datapath counters, summed over the rounds (source node: tunnelled; \
+         gateway: SNATed, replies tunnelled back; drops on both):\n\n| test | operations | \
+         tunnelled | SNATed | replies tunnelled | egress drops | load balancer drops |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for t in &tests {
+        let runs: Vec<_> = r
+            .runs
+            .iter()
+            .filter(|x| x.mode == "egress-rackd" && x.test == *t)
+            .collect();
+        let mut drops = std::collections::BTreeMap::<String, u64>::new();
+        let (mut ops, mut tun, mut snat, mut back, mut edrops) = (0u64, 0u64, 0u64, 0u64, 0u64);
+        for x in &runs {
+            ops += x.load.ops;
+            if let Some(e) = &x.egress {
+                tun += e.source.tunnelled;
+                snat += e.gateway.snat;
+                back += e.gateway.reply_tunnelled;
+                for c in [&e.source, &e.gateway] {
+                    edrops += c.drop_no_gateway
+                        + c.drop_no_egress_ip
+                        + c.drop_unsupported
+                        + c.drop_nat_failed
+                        + c.drop_tunnel_failed;
+                }
+                for (k, v) in e.source_drops.iter().chain(&e.gateway_drops) {
+                    *drops.entry(k.clone()).or_default() += v;
+                }
+            }
+        }
+        let lb = if drops.is_empty() {
+            "0".to_owned()
+        } else {
+            drops
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            s,
+            "| {t} | {ops} | {tun} | {snat} | {back} | {edrops} | {lb} |"
+        );
+    }
 }
 
 /// Reads a results file and renders its table.

@@ -17,6 +17,18 @@
 //! ```
 //! The external server has no route to the pod CIDR: replies only come back if the node
 //! masquerades (mode masq-none adds that route instead: the ceiling without NAT).
+//!
+//! Egress gateway (modes egress-none, egress-rackd; issue 17's "SNAT throughput at the
+//! gateway"):
+//! ```text
+//! [pod] c0 10.244.1.2 --- n0 10.244.1.1 [source node] nu0 192.168.60.1
+//!   --- nu0 192.168.60.2 [gateway node] nx0 192.168.50.1 --- b0 192.168.50.2 [external]
+//! ```
+//! The source node routes the server's subnet via the gateway node. The external server has
+//! no route to the pod CIDR, and the gateway none either: replies only come back through the
+//! egress gateway (SNAT to 192.168.50.1 at the gateway, the tunnel back to the source node).
+//! Mode egress-none adds the routes back instead (server and gateway to the pod CIDR): the
+//! ceiling of this topology, plain routing over two nodes without NAT or tunnel.
 
 use std::net::Ipv4Addr;
 
@@ -40,6 +52,8 @@ pub enum Kind {
     Service,
     /// Pod, node, one external server.
     Masquerade,
+    /// Pod, source node, gateway node, one external server.
+    Egress,
 }
 
 /// A built topology.
@@ -47,8 +61,10 @@ pub enum Kind {
 pub struct Lab {
     /// The load generator's namespace (the "pod" in masquerade runs).
     pub client: Netns,
-    /// The node under test.
+    /// The node under test (the source node in egress runs).
     pub node: Netns,
+    /// The gateway node (egress runs only).
+    pub gateway: Option<Netns>,
     /// The backends (or the external server).
     pub backends: Vec<Netns>,
     /// Their addresses.
@@ -57,7 +73,7 @@ pub struct Lab {
     pub node_client_dev: &'static str,
     /// The node's address on it.
     pub node_client_addr: Ipv4Addr,
-    /// The node's devices towards the backends.
+    /// The node's devices towards the backends (in egress runs: towards the gateway node).
     pub node_backend_devs: Vec<&'static str>,
     /// Which topology this is.
     pub kind: Kind,
@@ -107,6 +123,7 @@ impl Lab {
             node,
             backends: bes,
             backend_addrs: addrs,
+            gateway: None,
             node_client_dev: "n0",
             node_client_addr: Ipv4Addr::new(10, 10, 1, 1),
             node_backend_devs: devs,
@@ -138,10 +155,66 @@ impl Lab {
             node,
             backends: vec![ext],
             backend_addrs: vec![Ipv4Addr::new(192, 168, 50, 2)],
+            gateway: None,
             node_client_dev: "n0",
             node_client_addr: Ipv4Addr::new(10, 244, 1, 1),
             node_backend_devs: vec!["nx0"],
             kind: Kind::Masquerade,
         })
     }
+
+    /// Builds the egress gateway topology; `route_back` gives the external server and the
+    /// gateway node routes to the pod CIDR (the no-NAT, no-tunnel ceiling).
+    pub fn egress(route_back: bool) -> Result<Self> {
+        let client = Netns::new("sb-pod")?;
+        let node = Netns::new("sb-src")?;
+        let gw = Netns::new("sb-gw")?;
+        let ext = Netns::new("sb-ext")?;
+        veth(&client, "c0", &node, "n0")?;
+        client.addr_add("c0", "10.244.1.2/24")?;
+        client.route_add(&["default", "via", "10.244.1.1"])?;
+        node.addr_add("n0", "10.244.1.1/24")?;
+        veth(&node, EGRESS_UNDERLAY_DEV, &gw, EGRESS_UNDERLAY_DEV)?;
+        node.addr_add(EGRESS_UNDERLAY_DEV, &format!("{EGRESS_SOURCE_NODE}/24"))?;
+        gw.addr_add(EGRESS_UNDERLAY_DEV, &format!("{EGRESS_GATEWAY_NODE}/24"))?;
+        node.route_add(&[EGRESS_SERVER_CIDR, "via", &EGRESS_GATEWAY_NODE.to_string()])?;
+        veth(&gw, EGRESS_EXTERNAL_DEV, &ext, "b0")?;
+        gw.addr_add(EGRESS_EXTERNAL_DEV, &format!("{EGRESS_IP}/24"))?;
+        ext.addr_add("b0", "192.168.50.2/24")?;
+        if route_back {
+            gw.route_add(&[POD_CIDR, "via", &EGRESS_SOURCE_NODE.to_string()])?;
+            ext.route_add(&[POD_CIDR, "via", &EGRESS_IP.to_string()])?;
+        }
+        for n in [&node, &gw] {
+            n.write_sysctls(&[("net.ipv4.ip_forward", "1")])?;
+        }
+        quiet(&client)?;
+        quiet(&ext)?;
+        Ok(Self {
+            client,
+            node,
+            gateway: Some(gw),
+            backends: vec![ext],
+            backend_addrs: vec![Ipv4Addr::new(192, 168, 50, 2)],
+            node_client_dev: "n0",
+            node_client_addr: Ipv4Addr::new(10, 244, 1, 1),
+            node_backend_devs: vec![EGRESS_UNDERLAY_DEV],
+            kind: Kind::Egress,
+        })
+    }
 }
+
+/// The egress topology's node-to-node device (on both nodes).
+pub const EGRESS_UNDERLAY_DEV: &str = "nu0";
+/// The gateway node's device towards the external server.
+pub const EGRESS_EXTERNAL_DEV: &str = "nx0";
+/// The source node's address (the tunnel's far end for replies).
+pub const EGRESS_SOURCE_NODE: Ipv4Addr = Ipv4Addr::new(192, 168, 60, 1);
+/// The gateway node's address (the tunnel's far end for the pod's traffic).
+pub const EGRESS_GATEWAY_NODE: Ipv4Addr = Ipv4Addr::new(192, 168, 60, 2);
+/// The gateway's external address: the egress IP the pod's traffic is SNATed to.
+pub const EGRESS_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 1);
+/// The policy's destination CIDR (the external server's subnet).
+pub const EGRESS_SERVER_CIDR: &str = "192.168.50.0/24";
+/// The pod the policy selects.
+pub const EGRESS_POD: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 2);
