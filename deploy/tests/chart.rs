@@ -127,7 +127,11 @@ fn rbac_is_exactly_what_rackd_needs() {
         ],
         &["update", "patch"],
     ));
-    want.extend(set(&[""], &["services", "nodes", "pods"], READ));
+    want.extend(set(
+        &[""],
+        &["services", "nodes", "pods", "namespaces"],
+        READ,
+    ));
     want.extend(set(&[""], &["services/status"], &["update", "patch"]));
     want.extend(set(&["discovery.k8s.io"], &["endpointslices"], READ));
     want.extend(set(

@@ -321,6 +321,7 @@ fn everything_deploy_ships_is_accepted_by_a_real_api_server() {
         ("watch", "endpointslices.discovery.k8s.io", Some("default")),
         ("watch", "nodes", None),
         ("watch", "pods", Some("default")),
+        ("watch", "namespaces", None),
         ("get", "secrets", Some("kube-system")),
         ("create", "leases.coordination.k8s.io", Some("kube-system")),
         ("delete", "leases.coordination.k8s.io", Some("kube-system")),

@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
 
@@ -104,6 +104,7 @@ pub fn load_api_object(
         Kind::EndpointSlice => decode::<EndpointSlice>(value).map(Object::EndpointSlice),
         Kind::Secret => decode::<Secret>(value).map(Object::Secret),
         Kind::Pod => decode::<Pod>(value).map(Object::Pod),
+        Kind::Namespace => decode::<Namespace>(value).map(Object::Namespace),
     };
     let mut object = decoded.map_err(|(path, message)| fail(Problem::Decode { path, message }))?;
     if object.metadata().name.as_deref().is_none_or(str::is_empty) {
@@ -191,6 +192,33 @@ mod tests {
         let no_name = json!({"apiVersion": "v1", "kind": "Node", "metadata": {}});
         let e = load_api_object("k8s:Node", Kind::Node, no_name).unwrap_err();
         assert!(matches!(e.problem, Problem::NotAnObject { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_namespace_as_served_is_cluster_scoped_and_keeps_its_labels() {
+        let v = json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "hoth", "resourceVersion": "7",
+                         "labels": {"kubernetes.io/metadata.name": "hoth", "tier": "outpost"},
+                         "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active", "someFutureField": 1}
+        });
+        let l = load_api_object("k8s:Namespace", Kind::Namespace, v).unwrap();
+        assert_eq!(l.object.key().to_string(), "Namespace hoth");
+        let Object::Namespace(ns) = &*l.object else {
+            panic!("not a namespace")
+        };
+        assert!(ns.metadata.managed_fields.is_none());
+        assert_eq!(
+            ns.metadata.labels.as_ref().and_then(|m| m.get("tier")),
+            Some(&"outpost".to_owned())
+        );
+        let dotted = json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "out.post"}});
+        let e = load_api_object("k8s:Namespace", Kind::Namespace, dotted).unwrap_err();
+        assert!(matches!(e.problem, Problem::Invalid(_)), "{e}");
+        assert_eq!(e.object.as_ref().and_then(|o| o.namespace.as_deref()), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -32,6 +32,7 @@ pub enum Object {
     EndpointSlice(EndpointSlice),
     Secret(Secret),
     Pod(Pod),
+    Namespace(Namespace),
 }
 
 impl Object {
@@ -50,6 +51,7 @@ impl Object {
             Object::EndpointSlice(_) => Kind::EndpointSlice,
             Object::Secret(_) => Kind::Secret,
             Object::Pod(_) => Kind::Pod,
+            Object::Namespace(_) => Kind::Namespace,
         }
     }
 
@@ -68,6 +70,7 @@ impl Object {
             Object::EndpointSlice(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
             Object::Pod(o) => &o.metadata,
+            Object::Namespace(o) => &o.metadata,
         }
     }
 
@@ -86,6 +89,7 @@ impl Object {
             Object::EndpointSlice(o) => serde_json::to_value(o),
             Object::Secret(o) => serde_json::to_value(o),
             Object::Pod(o) => serde_json::to_value(o),
+            Object::Namespace(o) => serde_json::to_value(o),
         };
         // These types only contain maps with string keys, so encoding cannot fail.
         r.unwrap_or(serde_json::Value::Null)

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
 
-use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::cilium::{
@@ -422,6 +422,7 @@ fn parse_one(source: &str, doc: &RawDoc<'_>) -> DocResult {
         Kind::EndpointSlice => decode::<EndpointSlice>(text, v).map(Object::EndpointSlice),
         Kind::Secret => decode::<Secret>(text, v).map(Object::Secret),
         Kind::Pod => decode::<Pod>(text, v).map(Object::Pod),
+        Kind::Namespace => decode::<Namespace>(text, v).map(Object::Namespace),
     };
     let mut object = match decoded {
         Ok(o) => o,
@@ -756,6 +757,7 @@ pub(crate) fn normalise_namespace(o: &mut Object) {
         Object::EndpointSlice(x) => &mut x.metadata,
         Object::Secret(x) => &mut x.metadata,
         Object::Pod(x) => &mut x.metadata,
+        Object::Namespace(x) => &mut x.metadata,
     };
     if namespaced {
         if m.namespace.as_deref().is_none_or(str::is_empty) {

@@ -27,7 +27,7 @@ mod index;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use rackd_types::cilium::ENDPOINTSLICE_SERVICE_NAME_LABEL;
 
@@ -354,6 +354,9 @@ impl Snapshot {
         secrets, Secret, Secret);
     typed_iter!(/// Pods by namespace/name.
         pods, Pod, Pod);
+    typed_iter!(/// Namespaces by name (only their labels are read: the egress gateway's
+        /// `namespaceSelector`).
+        namespaces, Namespace, Namespace);
 
     typed_get!(/// The PeerConfig called `name`.
         bgp_peer_config, BgpPeerConfig, CiliumBGPPeerConfig);

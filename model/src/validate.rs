@@ -61,6 +61,8 @@ fn validate_into(obj: &Object, e: &mut Errs) {
         Object::EndpointSlice(o) => endpoint_slice(o, e),
         Object::Secret(_) => {}
         Object::Pod(o) => pod(o, e),
+        // Only its name and labels are read (checked with the metadata above).
+        Object::Namespace(_) => {}
     }
 }
 
@@ -320,6 +322,16 @@ fn metadata(m: &ObjectMeta, kind: Kind, e: &mut Errs) {
                     "metadata.name",
                     format!("{n:?} is not a valid Service name"),
                     "an RFC 1035 label: up to 63 lower-case alphanumerics or '-', starting with a letter, ending alphanumeric",
+                );
+            }
+        }
+        // apimachinery's ValidateNamespaceName: a DNS-1123 label (no dots, unlike other names).
+        Some(n) if kind == Kind::Namespace => {
+            if !is_dns_label(n) {
+                e.push(
+                    "metadata.name",
+                    format!("{n:?} is not a valid Namespace name"),
+                    "an RFC 1123 label: up to 63 lower-case alphanumerics or '-', starting and ending alphanumeric",
                 );
             }
         }

@@ -1100,3 +1100,81 @@ fn pods() {
         vec!["10.0.0.9".parse::<std::net::IpAddr>().unwrap()]
     );
 }
+
+// ===== Namespaces =====
+
+const NS: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: hoth\n";
+
+/// A Namespace is read for its labels only (the egress gateway's `namespaceSelector`): its
+/// name is a DNS-1123 label, its labels are label maps, unknown fields and wrong types are
+/// errors like any core object's.
+#[test]
+fn namespaces() {
+    // A Namespace name is a label: no dots (most objects' names are DNS subdomains), no
+    // upper case, at most 63 characters.
+    for bad in ["out.post", "Hoth", "-hoth", &"n".repeat(64)] {
+        let e = invalid_at(
+            &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: '{bad}'\n"),
+            "metadata.name",
+        );
+        assert!(e.contains("not a valid Namespace name"), "{e}");
+    }
+    let e = one_error("apiVersion: v1\nkind: Namespace\nmetadata:\n  labels: {a: b}\n");
+    assert!(
+        e.to_string().contains("metadata.name (line 4): missing"),
+        "{e}"
+    );
+    invalid_at(
+        &format!("{NS}  labels:\n    'bad key': v\n"),
+        "metadata.labels.bad key",
+    );
+    let e = one_error(&format!("{NS}  labels: [tier]\n"));
+    assert!(
+        matches!(&e.problem, Problem::Decode { path, .. } if path == "metadata.labels"),
+        "{e}"
+    );
+    let e = one_error(&format!("{NS}spec:\n  finalizers: kubernetes\n"));
+    assert!(
+        matches!(&e.problem, Problem::Decode { path, .. } if path == "spec.finalizers"),
+        "{e}"
+    );
+    let e = one_error(&format!("{NS}spec:\n  finaliser: [kubernetes]\n"));
+    assert!(
+        e.to_string().contains("spec.finaliser: unknown field"),
+        "{e}"
+    );
+    let e = one_error(&format!("{NS}extra: 1\n"));
+    assert!(e.to_string().contains("extra"), "{e}");
+    let e = one_error("apiVersion: v2\nkind: Namespace\nmetadata:\n  name: hoth\n");
+    assert!(
+        matches!(e.problem, Problem::UnknownApiVersion { .. }),
+        "{e}"
+    );
+
+    // Positive control, as `kubectl get ns -o yaml` shows one: cluster-scoped (a namespace
+    // given in its metadata is dropped, as the API server does), labels kept.
+    let yaml = format!(
+        "{NS}  namespace: default\n  labels:\n    kubernetes.io/metadata.name: hoth\n    tier: outpost\nspec:\n  finalizers: [kubernetes]\nstatus:\n  phase: Active\n"
+    );
+    ok(&yaml);
+    let snap = rackd_model::Snapshot::build(
+        &[parse_documents("ns.yaml", &yaml)],
+        &rackd_model::CheckOptions::default(),
+    )
+    .snapshot;
+    let all: Vec<_> = snap.namespaces().collect();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].metadata.namespace, None);
+    assert_eq!(
+        all[0]
+            .metadata
+            .labels
+            .as_ref()
+            .unwrap()
+            .get("tier")
+            .map(String::as_str),
+        Some("outpost")
+    );
+    let key = rackd_model::ObjectKey::cluster(rackd_model::Kind::Namespace, "hoth");
+    assert!(snap.get(&key).is_some(), "keyed without a namespace");
+}

@@ -174,6 +174,7 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
         (dir, Some(((client, server), _))) => {
             let scope = crate::k8s::Scope {
                 node_name: opts.node_name.clone(),
+                all_pods: opts.services.as_ref().is_some_and(|o| o.egress_gateway),
                 secrets_namespace: opts.bgp_secrets_namespace.clone(),
             };
             let kube = KubeSource::start(client.clone(), server, &scope);
@@ -295,6 +296,13 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
     let mut svc_status = None;
     let mut masq_task = None;
     let mut housekeeping = None;
+    if opts.services.is_none() {
+        // Egress policies are still read: report them as not enforced.
+        controllers.spawn(
+            crate::svclb::egress::UnenforcedReporter::default(),
+            config.clone(),
+        );
+    }
     if let Some(o) = &opts.services {
         let (ctl, status, task) =
             start_service_lb(&opts.node_name, o, monitor_stop.clone()).await?;

@@ -97,6 +97,7 @@ impl Node {
         let metrics = Metrics::new();
         let stop = CancellationToken::new();
         let scope = rackd::k8s::Scope {
+            all_pods: false,
             node_name: name.into(),
             secrets_namespace: "kube-system".into(),
         };

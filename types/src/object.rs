@@ -31,11 +31,14 @@ pub enum Kind {
     Secret,
     /// core/v1 `Pod` (what the service datapath needs: node, addresses, labels)
     Pod,
+    /// core/v1 `Namespace` (cluster-scoped; its labels, for the egress gateway's
+    /// `namespaceSelector`)
+    Namespace,
 }
 
 impl Kind {
     /// All kinds, in a stable order.
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::BgpClusterConfig,
         Kind::BgpPeerConfig,
         Kind::BgpAdvertisement,
@@ -48,6 +51,7 @@ impl Kind {
         Kind::EndpointSlice,
         Kind::Secret,
         Kind::Pod,
+        Kind::Namespace,
     ];
 
     /// The `kind` string.
@@ -65,6 +69,7 @@ impl Kind {
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Secret => "Secret",
             Kind::Pod => "Pod",
+            Kind::Namespace => "Namespace",
         }
     }
 
@@ -84,7 +89,7 @@ impl Kind {
             // Cilium v1.20 serves the L2 policy only as v2alpha1.
             Kind::L2AnnouncementPolicy => &["cilium.io/v2alpha1"],
             Kind::EgressGatewayPolicy => &["cilium.io/v2"],
-            Kind::Service | Kind::Node | Kind::Secret | Kind::Pod => &["v1"],
+            Kind::Service | Kind::Node | Kind::Secret | Kind::Pod | Kind::Namespace => &["v1"],
             Kind::EndpointSlice => &["discovery.k8s.io/v1"],
         }
     }
@@ -174,6 +179,11 @@ mod tests {
         assert!(serde_json::from_str::<Kind>("\"Deployment\"").is_err());
         assert!(serde_json::from_str::<Kind>("\"pod\"").is_err());
         assert!(Kind::Pod.namespaced());
+        assert!(
+            !Kind::Namespace.namespaced(),
+            "a Namespace is cluster-scoped"
+        );
+        assert_eq!(Kind::parse("Namespace"), Some(Kind::Namespace));
         let key = ObjectKey::namespaced(Kind::Service, "ns", "web");
         let j = serde_json::to_value(&key).unwrap();
         assert_eq!(

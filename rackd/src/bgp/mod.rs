@@ -191,8 +191,12 @@ impl BgpController {
                         }
                     }
                 }
-                // L2 and egress objects and Pods do not shape BGP; the rest is the frame.
-                Kind::L2AnnouncementPolicy | Kind::EgressGatewayPolicy | Kind::Pod => {}
+                // L2 and egress objects, Pods and Namespaces do not shape BGP; the rest is
+                // the frame.
+                Kind::L2AnnouncementPolicy
+                | Kind::EgressGatewayPolicy
+                | Kind::Pod
+                | Kind::Namespace => {}
                 _ => return None,
             }
         }

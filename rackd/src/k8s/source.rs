@@ -5,7 +5,8 @@
 //!   stored version (`v2`), falling back to the next version rackd reads (`v2alpha1`) when
 //!   the API server does not serve it; a kind whose CRD is not installed at all counts as
 //!   listed and empty, and is looked for again every [`NOT_SERVED_RETRY`]. Secrets only in
-//!   the BGP secrets namespace; Pods only on this node (what the service datapath needs).
+//!   the BGP secrets namespace; Pods only on this node (what the service datapath needs);
+//!   Namespaces cluster-wide (their labels, for the egress gateway's `namespaceSelector`).
 //! - **Starting.** The first batch is handed over when every kind has been listed once, so
 //!   the controllers never act on half a cluster.
 //! - **Errors.** A watch that fails (the API server gone, RBAC refusing) is retried with
@@ -62,6 +63,7 @@ pub fn api_resource(kind: Kind, api_version: &str) -> ApiResource {
         Kind::EndpointSlice => "endpointslices",
         Kind::Secret => "secrets",
         Kind::Pod => "pods",
+        Kind::Namespace => "namespaces",
     };
     ApiResource {
         group: group.to_owned(),
@@ -75,8 +77,12 @@ pub fn api_resource(kind: Kind, api_version: &str) -> ApiResource {
 /// Where the source looks.
 #[derive(Debug, Clone)]
 pub struct Scope {
-    /// This node (Pods are watched on it only).
+    /// This node (Pods are watched on it only, unless `all_pods`).
     pub node_name: String,
+    /// Watch every Pod of the cluster: the egress gateway programs the pods of every node
+    /// that use this node as their gateway (Cilium's agents watch every CiliumEndpoint when
+    /// the egress gateway is on, for the same reason).
+    pub all_pods: bool,
     /// Namespace of the BGP auth Secrets (the only Secrets read).
     pub secrets_namespace: String,
 }
@@ -108,7 +114,9 @@ impl KubeSource {
             );
             let (namespace, fields) = match kind {
                 Kind::Secret => (Some(scope.secrets_namespace.clone()), None),
-                Kind::Pod => (None, Some(format!("spec.nodeName={}", scope.node_name))),
+                Kind::Pod if !scope.all_pods => {
+                    (None, Some(format!("spec.nodeName={}", scope.node_name)))
+                }
                 _ => (None, None),
             };
             tasks.spawn(watch_kind(
@@ -384,6 +392,11 @@ mod tests {
         assert_eq!((ar.group.as_str(), ar.version.as_str()), ("", "v1"));
         let ar = api_resource(Kind::EndpointSlice, "discovery.k8s.io/v1");
         assert_eq!(ar.group, "discovery.k8s.io");
+        let ar = api_resource(Kind::Namespace, "v1");
+        assert_eq!(
+            (ar.group.as_str(), ar.version.as_str(), ar.plural.as_str()),
+            ("", "v1", "namespaces")
+        );
         for k in Kind::ALL {
             for v in k.api_versions() {
                 let ar = api_resource(k, v);

@@ -12,8 +12,8 @@
 //! programs would never meet their packets.
 //!
 //! The service controller, which owns the maps, calls [`EgressState::sync`] on every run; the
-//! policies are resolved again only when Pods, Nodes, policies, the host's addresses or the
-//! gateways' holders changed.
+//! policies are resolved again only when Pods, Namespaces, Nodes, policies, the host's
+//! addresses or the gateways' holders changed.
 //!
 //! Failover (★, what Cilium OSS lacks, cilium#18230): a gateway with an `egressIP` and more
 //! than one matching node is elected with L2 announcements' leases (`--enable-l2-announcements`,
@@ -28,7 +28,8 @@ use std::sync::Arc;
 
 use datapath::lb::{EgressAction, EgressRule, EgressTunnel};
 use egressgw::{
-    Action, EgressAddress, Elections, GatewaySlot, GroupId, Input, Resolution, conditions,
+    Action, EgressAddress, Elections, GatewaySlot, GroupId, Input, NamespaceLabels, Resolution,
+    conditions,
 };
 use ipnet::IpNet;
 use l2announcer::policy::{DesiredGroup, Iface, ServiceRef};
@@ -109,7 +110,10 @@ impl EgressState {
             **h == **host
                 && **o == **holders
                 && snap.changes_since(s).iter().all(|(k, _)| {
-                    !matches!(k.kind, Kind::Pod | Kind::Node | Kind::EgressGatewayPolicy)
+                    !matches!(
+                        k.kind,
+                        Kind::Pod | Kind::Namespace | Kind::Node | Kind::EgressGatewayPolicy
+                    )
                 })
         });
         if unchanged && !full && self.written.is_some() {
@@ -118,11 +122,20 @@ impl EgressState {
         let policies: Vec<_> = snap.egress_gateway_policies().collect();
         let pods: Vec<_> = snap.pods().collect();
         let nodes: Vec<_> = snap.nodes().collect();
+        // `namespaceSelector` matches the Namespace objects' labels; a namespace without one
+        // keeps only `kubernetes.io/metadata.name` (egressgw's rule).
+        let namespaces: NamespaceLabels = snap
+            .namespaces()
+            .filter_map(|ns| {
+                let name = ns.metadata.name.clone()?;
+                Some((name, ns.metadata.labels.clone().unwrap_or_default()))
+            })
+            .collect();
         let resolution = egressgw::resolve(&Input {
             policies: &policies,
             pods: &pods,
             nodes: &nodes,
-            namespaces: &BTreeMap::new(),
+            namespaces: &namespaces,
             elections: &elections(snap, holders),
         });
         let cluster = cluster_prefixes(&nodes);
@@ -408,12 +421,44 @@ pub fn disabled_conditions(snap: &Snapshot) -> Vec<ObjectCondition> {
                     conditions::GATEWAY_DISABLED,
                     ConditionStatus::True,
                     reasons::INVALID,
-                    "rackd runs without --enable-egress-gateway: the policy is not enforced \
-                     and its pods leave with their node's address",
+                    "rackd runs without --enable-egress-gateway (which needs \
+                     --kube-proxy-replacement and --enable-bpf-masquerade): the policy is not \
+                     enforced and its pods leave with their node's address",
                 ),
             )
         })
         .collect()
+}
+
+/// Without the service datapath (`--kube-proxy-replacement` off) nothing can enforce an egress
+/// policy: this controller only reports every policy as not enforced, so a user moving from
+/// Cilium sees it in `rackctl status` instead of believing their pods leave through the
+/// gateway.
+#[derive(Debug, Default)]
+pub struct UnenforcedReporter {
+    conditions: Arc<[ObjectCondition]>,
+}
+
+impl crate::controller::Controller for UnenforcedReporter {
+    const NAME: &'static str = "egress-gateway";
+    type Inputs = tokio::sync::watch::Receiver<Arc<crate::config::ConfigState>>;
+    type Error = std::convert::Infallible;
+
+    async fn reconcile(
+        &mut self,
+        cfg: &Arc<crate::config::ConfigState>,
+        _ctx: crate::controller::Context,
+    ) -> Result<crate::controller::Outcome, Self::Error> {
+        if !cfg.loaded {
+            return Ok(crate::controller::Outcome::WAITING);
+        }
+        self.conditions = disabled_conditions(&cfg.snapshot).into();
+        Ok(crate::controller::Outcome::DONE)
+    }
+
+    fn conditions(&self) -> Arc<[ObjectCondition]> {
+        self.conditions.clone()
+    }
 }
 
 #[cfg(test)]

@@ -220,3 +220,169 @@ fn egress_address_follows_cilium() {
     assert_eq!(a(EgressAddress::DefaultRoute, v4), Some(ip("172.18.0.12")));
     assert_eq!(a(EgressAddress::DefaultRoute, v6), None, "no v6 default");
 }
+
+/// `namespaceSelector` matches the labels of the source pod's Namespace object, as Cilium
+/// does: `EgressState::sync` hands the snapshot's Namespaces to the resolver. A pod in hoth
+/// (labelled `tier: outpost`) is selected, one in endor (a Namespace without that label) is
+/// not; batuu has no Namespace object, so only `kubernetes.io/metadata.name` selects its pod;
+/// and a change to a Namespace alone is enough to resolve again.
+#[test]
+fn namespace_selector_reads_namespace_labels() {
+    /// Keeps the egress rules last written; the rest of the datapath is not used here.
+    #[derive(Debug, Default)]
+    struct Rules {
+        rules: Vec<EgressRule>,
+        syncs: usize,
+    }
+    impl LbMaps for Rules {
+        fn apply(&mut self, _: &rackd_services::plan::Op) -> Result<(), MapsError> {
+            Ok(())
+        }
+        fn restore(&mut self) -> Result<crate::svclb::maps::Restored, MapsError> {
+            Ok((Vec::new(), Vec::new()))
+        }
+        fn attached(&self) -> Result<Vec<u32>, MapsError> {
+            Ok(Vec::new())
+        }
+        fn attach(
+            &mut self,
+            _: u32,
+            _: Option<std::net::Ipv4Addr>,
+            _: Option<std::net::Ipv6Addr>,
+        ) -> Result<(), MapsError> {
+            Ok(())
+        }
+        fn detach(&mut self, _: u32) -> Result<(), MapsError> {
+            Ok(())
+        }
+        fn set_masquerade(&mut self, _: &datapath::lb::MasqConfig) -> Result<(), MapsError> {
+            Ok(())
+        }
+        fn set_egress_tunnel(&mut self, _: Option<EgressTunnel>) -> Result<(), MapsError> {
+            Ok(())
+        }
+        fn sync_egress(
+            &mut self,
+            rules: &[EgressRule],
+        ) -> Result<datapath::lb::EgressSync, MapsError> {
+            self.rules = rules.to_vec();
+            self.syncs += 1;
+            Ok(datapath::lb::EgressSync::default())
+        }
+    }
+
+    let policies = "\
+apiVersion: cilium.io/v2
+kind: CiliumEgressGatewayPolicy
+metadata: {name: outposts}
+spec:
+  destinationCIDRs: [10.0.4.0/24]
+  selectors: [{namespaceSelector: {matchLabels: {tier: outpost}}}]
+  egressGateway: {nodeSelector: {matchLabels: {egress-gw: 'true'}}, interface: net1}
+---
+apiVersion: cilium.io/v2
+kind: CiliumEgressGatewayPolicy
+metadata: {name: traders}
+spec:
+  destinationCIDRs: [10.0.5.0/24]
+  selectors: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: batuu}}}]
+  egressGateway: {nodeSelector: {matchLabels: {egress-gw: 'true'}}, interface: net1}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: hoth, labels: {tier: outpost}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: endor, labels: {tier: moon}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: probe, namespace: hoth, uid: u4}
+spec: {nodeName: node1}
+status: {phase: Running, podIP: 10.0.1.21}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: ewok, namespace: endor, uid: u5}
+spec: {nodeName: node1}
+status: {phase: Running, podIP: 10.0.1.22}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: trader, namespace: batuu, uid: u6}
+spec: {nodeName: node1}
+status: {phase: Running, podIP: 10.0.1.23}
+---
+";
+    let text = format!("{policies}{CLUSTER}");
+    let tunnel = EgressAction::Tunnel {
+        gateway: ip("172.18.0.12"),
+    };
+    let mut maps = Rules::default();
+    let mut st = EgressState::new(EgressTunnel {
+        ifindex: 9,
+        vni: 2,
+        mac: [0x0a, 0xce, 0, 0, 0, 1],
+    });
+    let h = Arc::new(host(&[]));
+    let holders = Arc::new(EgressHolders::new());
+    let cfg = config_state(&text);
+    st.sync(&mut maps, "node1", &cfg.snapshot, &h, &holders, true)
+        .unwrap();
+    // The pods of the default namespace (no Namespace object, not batuu) are not selected.
+    assert_eq!(
+        maps.rules,
+        vec![
+            rule("10.0.1.21", "10.0.4.0/24", tunnel),
+            rule("10.0.1.23", "10.0.5.0/24", tunnel),
+        ]
+    );
+    assert!(st.conditions().is_empty(), "{:?}", st.conditions());
+
+    // endor gets the label: only its Namespace changed, and its pod is selected now.
+    let relabelled = text.replace("labels: {tier: moon}", "labels: {tier: outpost}");
+    assert_ne!(relabelled, text);
+    let next = config_state(&relabelled);
+    assert_eq!(
+        next.snapshot
+            .changes_since(&cfg.snapshot)
+            .iter()
+            .map(|(k, _)| k.to_string())
+            .collect::<Vec<_>>(),
+        ["Namespace endor"]
+    );
+    st.sync(&mut maps, "node1", &next.snapshot, &h, &holders, false)
+        .unwrap();
+    assert_eq!(maps.syncs, 2);
+    assert_eq!(
+        maps.rules,
+        vec![
+            rule("10.0.1.21", "10.0.4.0/24", tunnel),
+            rule("10.0.1.22", "10.0.4.0/24", tunnel),
+            rule("10.0.1.23", "10.0.5.0/24", tunnel),
+        ]
+    );
+}
+
+/// Without the service datapath, the reporter lists every policy as not enforced; without a
+/// policy it lists nothing (the control).
+#[tokio::test]
+async fn without_the_datapath_every_policy_is_reported_not_enforced() {
+    use crate::controller::Controller;
+    let mut r = UnenforcedReporter::default();
+    r.reconcile(&config_state(CLUSTER), crate::testing::ctx(true))
+        .await
+        .unwrap();
+    assert!(r.conditions().is_empty());
+    r.reconcile(
+        &config_state(&format!("{SEED}\n---\n{CLUSTER}")),
+        crate::testing::ctx(false),
+    )
+    .await
+    .unwrap();
+    let c = r.conditions();
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(c[0].condition.type_, conditions::GATEWAY_DISABLED);
+    assert!(c[0].condition.message.contains("--kube-proxy-replacement"));
+}
