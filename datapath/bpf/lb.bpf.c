@@ -399,11 +399,15 @@ static __always_inline int lb_out(struct __sk_buff *skb, struct lb_pkt *p,
 	return TC_ACT_UNSPEC;
 }
 
-/* Both programs: parse (malformed: counted, passed), config, ICMP errors
+/* Which program lb_run serves (a constant in each, so each keeps its path). */
+#define LB_HOOK_OUT 0
+#define LB_HOOK_IN 1
+#define LB_HOOK_TUNNEL 2 /* the egress gateway's tunnel device, ingress (lb_egw.h) */
+
+/* Every program: parse (malformed: counted, passed), config, ICMP errors
  * about our flows (translated and counted: forwarded at ingress, handed to
- * the stack at egress), then the direction's own steps. `ingress` is a
- * constant, so each program keeps only its own path. */
-static __always_inline int lb_run(struct __sk_buff *skb, int ingress)
+ * the stack at egress), then the hook's own steps. */
+static __always_inline int lb_run(struct __sk_buff *skb, int hook)
 {
 	struct lb_pkt p = {};
 	struct lb_config *cfg;
@@ -423,33 +427,41 @@ static __always_inline int lb_run(struct __sk_buff *skb, int ingress)
 	if (p.icmp_err) {
 		struct lb_inner in = {};
 
-		r = lb_icmp_err(skb, &p, now, ingress, &in);
-		if (r == 0) {
-			lb_event(LB_EV_ICMP_ERR);
-			if (!ingress)
-				return TC_ACT_OK;
-			/* About a remote pod's egress-gateway flow: back through
-			 * the tunnel (the quote's destination is the remote end). */
-			r = egw_reply(skb, p.t.daddr, in.t.daddr);
-			return r >= 0 ? r : lb_forward(skb, &p);
-		}
+		/* At the tunnel device: a remote pod's error about a reply it
+		 * got, translated as a packet leaving would be. */
+		r = lb_icmp_err(skb, &p, now, hook == LB_HOOK_IN, &in);
 		if (r > 0)
 			return lb_dropped(r);
-		return TC_ACT_UNSPEC;
+		if (r == 0)
+			lb_event(LB_EV_ICMP_ERR);
+		if (hook == LB_HOOK_TUNNEL)
+			return lb_forward(skb, &p);
+		if (r < 0)
+			return TC_ACT_UNSPEC;
+		if (hook == LB_HOOK_OUT)
+			return TC_ACT_OK;
+		/* About a remote pod's egress-gateway flow: back through the
+		 * tunnel (the quote's destination is the remote end). */
+		r = egw_reply(skb, p.t.daddr, in.t.daddr);
+		return r >= 0 ? r : lb_forward(skb, &p);
 	}
-	return ingress ? lb_in(skb, &p, cfg, now) : lb_out(skb, &p, cfg, now);
+	if (hook == LB_HOOK_IN)
+		return lb_in(skb, &p, cfg, now);
+	if (hook == LB_HOOK_OUT)
+		return lb_out(skb, &p, cfg, now);
+	return egw_tunnel_in(skb, &p, cfg, now);
 }
 
 SEC("classifier")
 int rackd_lb_in(struct __sk_buff *skb)
 {
-	return lb_run(skb, 1);
+	return lb_run(skb, LB_HOOK_IN);
 }
 
 SEC("classifier")
 int rackd_lb_out(struct __sk_buff *skb)
 {
-	return lb_run(skb, 0);
+	return lb_run(skb, LB_HOOK_OUT);
 }
 
 /* tc ingress of rackd's tunnel device (lb_egw.h): decapsulated egress-gateway
@@ -458,31 +470,5 @@ int rackd_lb_out(struct __sk_buff *skb)
 SEC("classifier")
 int rackd_egw_tunnel(struct __sk_buff *skb)
 {
-	struct lb_pkt p = {};
-	struct lb_config *cfg;
-	__u64 now;
-	int r;
-
-	r = lb_parse(skb, &p);
-	if (r == LB_P_MALFORMED)
-		lb_event(LB_EV_MALFORMED_PASS);
-	if (r != LB_P_OK)
-		return TC_ACT_UNSPEC;
-	cfg = lb_cfg();
-	if (!cfg)
-		return TC_ACT_UNSPEC;
-	now = bpf_ktime_get_ns();
-	if (p.icmp_err) {
-		struct lb_inner in = {};
-
-		/* A remote pod's error about a reply it got: from the egress
-		 * address, as a packet of its flow leaving here would be. */
-		r = lb_icmp_err(skb, &p, now, 0, &in);
-		if (r > 0)
-			return lb_dropped(r);
-		if (r == 0)
-			lb_event(LB_EV_ICMP_ERR);
-		return lb_forward(skb, &p);
-	}
-	return egw_tunnel_in(skb, &p, cfg, now);
+	return lb_run(skb, LB_HOOK_TUNNEL);
 }
