@@ -149,6 +149,29 @@ static __always_inline int egw_encap(struct __sk_buff *skb, const struct egw_con
 	return bpf_redirect(c->tunnel_ifindex, 0);
 }
 
+/* The gateway's translation of a pod's packet to e's egress address: 0, or
+ * the verdict of a counted drop (TC_ACT_SHOT). */
+static __always_inline int egw_snat(struct __sk_buff *skb, struct lb_pkt *p,
+				    const struct egw_entry *e, const struct lb_config *cfg, __u64 now)
+{
+	int err;
+
+	if (lb_addr_is_zero(e->egress_ip))
+		return egw_drop(EGW_ST_NO_EGRESS_IP);
+	/* The NAT engine needs ports (or an echo identifier); fragments carry
+	 * none after the first, and the gateway must not leak the pod's
+	 * address, so both are dropped, counted (Cilium drops them too). */
+	if (p->frag || !p->l4_ok || !p->sport_off)
+		return egw_drop(EGW_ST_UNSUPPORTED);
+	err = lb_snat(skb, p, e->egress_ip, 0, cfg, now);
+	if (err) {
+		lb_drop(err);
+		return egw_drop(EGW_ST_NAT_FAILED);
+	}
+	egw_count(EGW_ST_SNAT);
+	return 0;
+}
+
 /* rackd_lb_out: a pod's packet under a policy. -1 when no policy applies
  * (the caller goes on to masquerade). */
 static __always_inline int egw_out(struct __sk_buff *skb, struct lb_pkt *p,
@@ -184,20 +207,8 @@ static __always_inline int egw_out(struct __sk_buff *skb, struct lb_pkt *p,
 		egw_count(EGW_ST_TUNNELLED);
 		return egw_encap(skb, c, e.gateway);
 	}
-	if (lb_addr_is_zero(e.egress_ip))
-		return egw_drop(EGW_ST_NO_EGRESS_IP);
-	/* The NAT engine needs ports (or an echo identifier); fragments carry
-	 * none after the first, and the gateway must not leak the pod's
-	 * address, so both are dropped, counted (Cilium drops them too). */
-	if (p->frag || !p->l4_ok || !p->sport_off)
-		return egw_drop(EGW_ST_UNSUPPORTED);
-	err = lb_snat(skb, p, e.egress_ip, 0, cfg, now);
-	if (err) {
-		lb_drop(err);
-		return egw_drop(EGW_ST_NAT_FAILED);
-	}
-	egw_count(EGW_ST_SNAT);
-	return TC_ACT_OK;
+	err = egw_snat(skb, p, &e, cfg, now);
+	return err ? err : TC_ACT_OK;
 }
 
 /* rackd_lb_in, after reverse NAT restored a pod's address: a reply (or an
@@ -235,16 +246,9 @@ static __always_inline int egw_tunnel_in(struct __sk_buff *skb, struct lb_pkt *p
 	ep = egw_lookup(p->t.saddr, p->t.daddr);
 	if (ep && (ep->flags & EGW_F_LOCAL) && !(ep->flags & EGW_F_EXCLUDED)) {
 		e = *ep;
-		if (lb_addr_is_zero(e.egress_ip))
-			return egw_drop(EGW_ST_NO_EGRESS_IP);
-		if (p->frag || !p->l4_ok || !p->sport_off)
-			return egw_drop(EGW_ST_UNSUPPORTED);
-		err = lb_snat(skb, p, e.egress_ip, 0, cfg, now);
-		if (err) {
-			lb_drop(err);
-			return egw_drop(EGW_ST_NAT_FAILED);
-		}
-		egw_count(EGW_ST_SNAT);
+		err = egw_snat(skb, p, &e, cfg, now);
+		if (err)
+			return err;
 	}
 	return lb_forward(skb, p);
 }
