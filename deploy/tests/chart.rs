@@ -300,6 +300,7 @@ fn every_value_reaches_the_manifests() {
         "--leader-election-retry-period=4s",
         "--kube-proxy-replacement=true",
         "--enable-bpf-masquerade=true",
+        "--enable-egress-gateway=true",
         "--bpf-lb-map-max=131072",
         "--bpf-lb-maglev-table-size=65521",
         "--bpf-lb-maglev-hash-seed=JLfvgnHc2kaSUFaI",
