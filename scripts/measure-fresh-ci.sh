@@ -30,12 +30,15 @@ else
       GOMODCACHE="$work/cache/gomod"
     # The disk the run takes (clone, target, caches), sampled every 15 s: a CI machine with
     # less free space than the peak fails while linking tests.
-    while sleep 15; do du -sxb "$work" 2>/dev/null | cut -f1; done >"$work/disk.samples" &
+    # (`|| true`: du fails when files vanish under it, and this script's `set -e` would end
+    # the sampler early.) A last sample after the run: the target only grows.
+    while sleep 15; do du -sxb "$work" 2>/dev/null | cut -f1 || true; done >"$work/disk.samples" &
     sampler=$!
     set +e
     .ci/run 2>&1 | while IFS= read -r l; do printf '%(%s)T %s\n' -1 "$l"; done >"$log"
     echo "rc=${PIPESTATUS[0]}" >>"$log"
-    kill "$sampler"
+    kill "$sampler" 2>/dev/null
+    du -sxb "$work" 2>/dev/null | cut -f1 >>"$work/disk.samples" || true
     echo "peak_disk_bytes=$(sort -n "$work/disk.samples" | tail -n 1)" >>"$log"
   )
 fi
