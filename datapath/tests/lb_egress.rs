@@ -64,6 +64,31 @@ fn rule(source: IpAddr, destination: IpNet, action: EgressAction) -> EgressRule 
     }
 }
 
+/// A gateway node (masquerade and the tunnel on) whose map SNATs each family's remote pod to
+/// the egress address, replies back to `gateway` (standing in for the pod's node).
+fn gateway_for_remote_pods() -> Fx {
+    let mut fx = fixture();
+    set_masq(&mut fx.lb, true);
+    fx.lb.set_egress_tunnel(Some(TUNNEL)).unwrap();
+    let rules: Vec<EgressRule> = FAMS
+        .map(|f| f())
+        .iter()
+        .map(|fam| {
+            let g = egw(fam);
+            rule(
+                fam.remote,
+                g.dst,
+                EgressAction::Snat {
+                    egress_ip: Some(g.egress_ip),
+                    reply_to: Some(g.gateway),
+                },
+            )
+        })
+        .collect();
+    fx.lb.sync_egress(&rules).unwrap();
+    fx
+}
+
 /// The frame with its destination MAC replaced by the tunnel device's.
 fn to_tunnel(f: &[u8]) -> Vec<u8> {
     let mut v = f.to_vec();
@@ -196,28 +221,11 @@ fn gateway_snats_to_the_egress_address_and_tunnels_replies_back() {
                 );
                 assert!(p.csum_ok, "{l4:?}");
                 n += 1;
-                let port = if matches!(l4, L4::Echo { .. }) {
-                    p.icmp.2
-                } else {
-                    p.sport
-                };
-                let reply_l4 = match &l4 {
-                    L4::Tcp { dport, .. } => tcp(*dport, port, SYN | ACK),
-                    L4::Udp { dport, .. } => udp(*dport, port),
-                    L4::Echo { seq, .. } => L4::Echo {
-                        id: port,
-                        seq: *seq,
-                        reply: true,
-                    },
-                    L4::Error { .. } => unreachable!(),
-                };
+                let port = sent_port(&l4, &p);
+                let reply_l4 = answer_to(&l4, port);
                 let reply = frame(fam.outside, g.egress_ip, &reply_l4);
                 let out = run(&fx.lb, LbHook::Ingress, &reply);
-                let orig = match &l4 {
-                    L4::Tcp { sport, .. } | L4::Udp { sport, .. } => *sport,
-                    L4::Echo { id, .. } => *id,
-                    L4::Error { .. } => unreachable!(),
-                };
+                let orig = source_port(&l4);
                 let back = frame(fam.outside, pod, &with_dport(&reply_l4, orig));
                 if remote {
                     assert_eq!(out.verdict, Verdict::Reply, "{l4:?}: tunnelled back");
@@ -244,21 +252,7 @@ fn gateway_snats_to_the_egress_address_and_tunnels_replies_back() {
 /// error about a reply leaves from the egress address.
 #[test]
 fn icmp_errors_about_egress_flows_both_ways() {
-    let mut fx = fixture();
-    set_masq(&mut fx.lb, true);
-    fx.lb.set_egress_tunnel(Some(TUNNEL)).unwrap();
-    let mut rules = Vec::new();
-    for fam in FAMS.map(|f| f()) {
-        rules.push(rule(
-            fam.remote,
-            egw(&fam).dst,
-            EgressAction::Snat {
-                egress_ip: Some(egw(&fam).egress_ip),
-                reply_to: Some(egw(&fam).gateway),
-            },
-        ));
-    }
-    fx.lb.sync_egress(&rules).unwrap();
+    let fx = gateway_for_remote_pods();
     for fam in FAMS.map(|f| f()) {
         let g = egw(&fam);
         let router = if fam.node.is_ipv4() {
@@ -305,22 +299,8 @@ fn icmp_errors_about_egress_flows_both_ways() {
 /// packet no entry names, are forwarded untouched. Switching the gateway off detaches it.
 #[test]
 fn tunnel_program_snats_at_the_gateway_and_forwards_replies() {
-    let mut fx = fixture();
-    set_masq(&mut fx.lb, true);
-    fx.lb.set_egress_tunnel(Some(TUNNEL)).unwrap();
+    let mut fx = gateway_for_remote_pods();
     assert_eq!(fx.lb.tunnel_attached().unwrap(), [LO]);
-    let mut rules = Vec::new();
-    for fam in FAMS.map(|f| f()) {
-        rules.push(rule(
-            fam.remote,
-            egw(&fam).dst,
-            EgressAction::Snat {
-                egress_ip: Some(egw(&fam).egress_ip),
-                reply_to: Some(egw(&fam).gateway),
-            },
-        ));
-    }
-    fx.lb.sync_egress(&rules).unwrap();
     for fam in FAMS.map(|f| f()) {
         let g = egw(&fam);
         // In the test namespace the FIB has no route: the translated packet goes to the stack.

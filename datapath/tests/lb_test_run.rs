@@ -445,11 +445,7 @@ fn masquerade_and_reverse() {
             let p = parse(&out.packet);
             assert_eq!(p.src, fam.node);
             assert!(p.csum_ok, "{fam:?} {l4:?}");
-            let port = if matches!(l4, L4::Echo { .. }) {
-                p.icmp.2
-            } else {
-                p.sport
-            };
+            let port = sent_port(&l4, &p);
             assert!(port >= 32768, "{l4:?}: {port}");
             if matches!(l4, L4::Udp { .. }) {
                 assert_eq!(port, 40000, "a free port of the range is kept");
@@ -459,27 +455,14 @@ fn masquerade_and_reverse() {
                 frame(fam.node, fam.outside, &with_sport(&l4, port)),
                 "{fam:?} {l4:?}"
             );
-            let reply_l4 = match &l4 {
-                L4::Tcp { dport, .. } => tcp(*dport, port, SYN | ACK),
-                L4::Udp { dport, .. } => udp(*dport, port),
-                L4::Echo { seq, .. } => L4::Echo {
-                    id: port,
-                    seq: *seq,
-                    reply: true,
-                },
-                L4::Error { .. } => unreachable!(),
-            };
+            let reply_l4 = answer_to(&l4, port);
             let out = run(
                 &fx.lb,
                 LbHook::Ingress,
                 &frame(fam.outside, fam.node, &reply_l4),
             );
             assert_eq!(out.verdict, OK);
-            let orig = match &l4 {
-                L4::Tcp { sport, .. } | L4::Udp { sport, .. } => *sport,
-                L4::Echo { id, .. } => *id,
-                L4::Error { .. } => unreachable!(),
-            };
+            let orig = source_port(&l4);
             assert_eq!(
                 out.packet,
                 frame(fam.outside, fam.pod, &with_dport(&reply_l4, orig)),

@@ -491,8 +491,14 @@ fn egress_holders_task(
                 _ = tick.tick() => {}
             }
             let ips = crate::svclb::egress::egress_ips(&config.borrow().snapshot);
-            let Some(now) = l2.holders(ips).await else {
-                return;
+            // No policy with an egressIP: nothing to ask L2's ownership task.
+            let now = if ips.is_empty() {
+                crate::svclb::egress::EgressHolders::new()
+            } else {
+                let Some(h) = l2.holders(ips).await else {
+                    return;
+                };
+                h
             };
             tx.send_if_modified(|cur| {
                 let changed = **cur != now;

@@ -221,3 +221,35 @@ pub fn icmp_error(fam: &Fam, too_big: bool, quote: Vec<u8>) -> L4 {
         quote,
     }
 }
+
+/// The source port a translated `l4` packet `p` left with (ICMP echo: the identifier).
+pub fn sent_port(l4: &L4, p: &Parsed) -> u16 {
+    if matches!(l4, L4::Echo { .. }) {
+        p.icmp.2
+    } else {
+        p.sport
+    }
+}
+
+/// The source port (ICMP echo: the identifier) of `l4`.
+pub fn source_port(l4: &L4) -> u16 {
+    match l4 {
+        L4::Tcp { sport, .. } | L4::Udp { sport, .. } => *sport,
+        L4::Echo { id, .. } => *id,
+        L4::Error { .. } => unreachable!(),
+    }
+}
+
+/// The remote end's answer to `l4` sent from `port` (TCP: SYN-ACK; ICMP: the echo reply).
+pub fn answer_to(l4: &L4, port: u16) -> L4 {
+    match l4 {
+        L4::Tcp { dport, .. } => tcp(*dport, port, SYN | ACK),
+        L4::Udp { dport, .. } => udp(*dport, port),
+        L4::Echo { seq, .. } => L4::Echo {
+            id: port,
+            seq: *seq,
+            reply: true,
+        },
+        L4::Error { .. } => unreachable!(),
+    }
+}
