@@ -567,7 +567,9 @@ fn bgp_advertisement() {
     kw(
         &s,
         &format!("{a}.advertisementType"),
-        json!({"enum": ["PodCIDR", "CiliumPodIPPool", "Service", "Interface"]}),
+        // Cilium's four values, then rackd's one extension (egress addresses announced by
+        // BGP, cilium#41916); v2 only, as below.
+        json!({"enum": ["PodCIDR", "CiliumPodIPPool", "Service", "Interface", "EgressGateway"]}),
     );
     required(&s, &format!("{a}.service"), &["addresses"]);
     kw(

@@ -4,8 +4,8 @@
 //! 2. every manifest the chart renders, with its default values and with
 //!    `tests/values/all.yaml`, passes `kubectl apply --server-side --dry-run=server`;
 //!    a deliberately broken one is refused (negative control);
-//! 3. every cilium.io document of configs/seeds, configs/lab and configs/l2lab passes the
-//!    same dry-run against the installed CRDs, and broken variants (a pattern, a CEL rule, an
+//! 3. every cilium.io document of configs/seeds, configs/lab, configs/l2lab and
+//!    configs/examples passes the same dry-run against the installed CRDs, and broken variants (a pattern, a CEL rule, an
 //!    enum, a v2-only field under v2alpha1) are refused by the server;
 //! 4. the chart applied for real, the ServiceAccount's permissions as the authorizer sees them
 //!    (`kubectl auth can-i --as`): what rackd needs, and not Secrets outside the BGP secrets
@@ -67,7 +67,12 @@ fn render(cluster: &Cluster, namespace: &str, values: Option<&Path>) -> Vec<Valu
 fn cilium_seed_docs() -> Vec<(String, Value)> {
     let root = rackd_deploy::repo_root();
     let mut out = Vec::new();
-    for dir in ["configs/seeds", "configs/lab", "configs/l2lab"] {
+    for dir in [
+        "configs/seeds",
+        "configs/lab",
+        "configs/l2lab",
+        "configs/examples",
+    ] {
         let mut files: Vec<_> = std::fs::read_dir(root.join(dir))
             .unwrap()
             .map(|e| e.unwrap().path())

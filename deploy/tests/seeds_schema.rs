@@ -1,5 +1,5 @@
-//! Every `cilium.io` document of the seeds and labs (configs/seeds, configs/lab,
-//! configs/l2lab) validates against the generated CRD schema of its apiVersion, with
+//! Every `cilium.io` document of the seeds, labs and examples (configs/seeds, configs/lab,
+//! configs/l2lab, configs/examples) validates against the generated CRD schema of its apiVersion, with
 //! [`rackd_deploy::schema::Checker`]; and broken variants of them are refused, so the
 //! check is not vacuous. CEL rules are counted, not evaluated: the dry-run test applies
 //! the same files to a real API server.
@@ -13,7 +13,12 @@ use serde_json::{Value, json};
 fn cilium_documents() -> Vec<(String, String, String, Value)> {
     let root = rackd_deploy::repo_root();
     let mut out = Vec::new();
-    for dir in ["configs/seeds", "configs/lab", "configs/l2lab"] {
+    for dir in [
+        "configs/seeds",
+        "configs/lab",
+        "configs/l2lab",
+        "configs/examples",
+    ] {
         let mut files: Vec<_> = std::fs::read_dir(root.join(dir))
             .unwrap()
             .map(|e| e.unwrap().path())

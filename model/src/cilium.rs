@@ -459,7 +459,8 @@ pub struct BGPAdvertisement {
     /// Required iff the type is `Interface`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<BGPInterfaceOptions>,
-    /// Forbidden for `PodCIDR`; for other types unset selects nothing.
+    /// Forbidden for `PodCIDR`; for other types unset selects nothing. For `EgressGateway`
+    /// it selects `CiliumEgressGatewayPolicy` objects by their labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<LabelSelector>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -474,7 +475,7 @@ impl BGPAdvertisement {
     }
 }
 
-/// `advertisementType`.
+/// `advertisementType`: Cilium's four values and one of rackd's.
 #[derive(
     Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
 )]
@@ -483,6 +484,13 @@ pub enum AdvertisementType {
     CiliumPodIPPool,
     Service,
     Interface,
+    /// rackd's extension (cilium#41916, which Cilium has no answer to): the egress addresses
+    /// of the `CiliumEgressGatewayPolicy` objects whose labels `selector` matches, advertised
+    /// as /32 or /128 by the node that is their active gateway, with this entry's
+    /// `attributes`. A new value rather than an annotation because what it needs (which
+    /// peers, which attributes, which policies) is exactly an advertisement entry's; only
+    /// rackd's CRD (`v2`) accepts it.
+    EgressGateway,
 }
 
 /// `service` options.

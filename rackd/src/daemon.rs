@@ -255,11 +255,22 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
         peers.clone(),
     );
     bgp_ctl.set_withdraw_without_backends(opts.services.is_some());
-    controllers.spawn(bgp_ctl, (config.clone(), lb.clone(), facts.info()));
+    let egress_on = opts.services.as_ref().is_some_and(|o| o.egress_gateway);
+    if egress_on {
+        bgp_ctl.set_egress_gateway(opts.l2.is_some());
+    }
+    // Egress gateways elected under L2 leases: who holds each egress IP (an empty map, never
+    // updated, without L2: Cilium's first-by-name rule then). Read by the service datapath
+    // (whose tunnels point at the holder) and BGP (the holder announces the egress IP).
+    let (holders_tx, holders) =
+        watch::channel(Arc::new(crate::svclb::egress::EgressHolders::new()));
+    controllers.spawn(
+        bgp_ctl,
+        (config.clone(), lb.clone(), facts.info(), holders.clone()),
+    );
     let monitor_stop = CancellationToken::new();
     let monitor = PeerMonitor::start(bgp.clone(), peers_tx, metrics.clone(), monitor_stop.clone());
 
-    let egress_on = opts.services.as_ref().is_some_and(|o| o.egress_gateway);
     let mut l2 = None;
     let mut l2_metrics = None;
     if let Some(o) = &opts.l2 {
@@ -280,10 +291,6 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
         l2 = Some(query);
     }
 
-    // Egress gateways elected under L2 leases: who holds each egress IP (an empty map, never
-    // updated, without L2: Cilium's first-by-name rule then).
-    let (holders_tx, holders) =
-        watch::channel(Arc::new(crate::svclb::egress::EgressHolders::new()));
     let holders_task = match (&l2, egress_on) {
         (Some(q), true) => Some(egress_holders_task(
             q.clone(),

@@ -3,9 +3,10 @@
 //! ([`reconcile`]); the speakers' peers followed for the admin API and metrics ([`status`]).
 //!
 //! ```text
-//!  ConfigState ─┐                            changed objects only:
-//!  LbStatus ────┼─▶ BgpController ── render::update_services (a Service, its slices or IPs)
-//!  HostInfo ────┘        │        └─ render::render          (anything else: the frame)
+//!  ConfigState ───┐                            changed objects only:
+//!  LbStatus ──────┼─▶ BgpController ── render::update_services (a Service, its slices or IPs)
+//!  HostInfo ──────┤        │        └─ render::render          (anything else: the frame)
+//!  EgressHolders ─┘        │           (egress addresses announced: `EgressGateway` entries)
 //!                        ▼
 //!                  Reconciler ── route batches, export patches ──▶ bgpd speakers
 //!                        │                                            │ events
@@ -34,6 +35,7 @@ use self::render::{Desired, HostInfo, RenderInput};
 use crate::config::ConfigState;
 use crate::controller::{Context, Controller, Outcome};
 use crate::lbipam_ctl::{LbIps, LbStatus, ServiceName};
+use crate::svclb::egress::{EgressAnnounced, EgressHolders};
 
 pub use self::status::{BgpPeers, PeerMonitor};
 
@@ -93,6 +95,11 @@ pub struct BgpController {
     tx: watch::Sender<BgpStatus>,
     /// See [`RenderInput::withdraw_without_backends`].
     withdraw_without_backends: bool,
+    /// `Some(elect)` with the egress gateway on: `EgressGateway` advertisements announce the
+    /// egress addresses this node is the active gateway of (`elect`: under L2 leases).
+    egress: Option<bool>,
+    /// What the current `desired` announces of them.
+    egress_announced: EgressAnnounced,
 }
 
 impl BgpController {
@@ -121,6 +128,8 @@ impl BgpController {
                 peers,
                 tx,
                 withdraw_without_backends: false,
+                egress: None,
+                egress_announced: EgressAnnounced::new(),
             },
             rx,
         )
@@ -130,6 +139,12 @@ impl BgpController {
     /// on when rackd's service datapath forwards them.
     pub fn set_withdraw_without_backends(&mut self, on: bool) {
         self.withdraw_without_backends = on;
+    }
+
+    /// Announce egress addresses (`advertisementType: EgressGateway`): on with the egress
+    /// gateway; `elect` when its gateways are elected under L2 leases.
+    pub fn set_egress_gateway(&mut self, elect: bool) {
+        self.egress = Some(elect);
     }
 
     /// The node's addresses for next hops and session sources: its Node's InternalIPs (as
@@ -191,12 +206,11 @@ impl BgpController {
                         }
                     }
                 }
-                // L2 and egress objects, Pods and Namespaces do not shape BGP; the rest is
-                // the frame.
-                Kind::L2AnnouncementPolicy
-                | Kind::EgressGatewayPolicy
-                | Kind::Pod
-                | Kind::Namespace => {}
+                // L2 objects, Pods and Namespaces do not shape BGP; egress policies do
+                // only with the egress gateway on (their labels select them, their gateways
+                // decide what is announced); the rest is the frame.
+                Kind::L2AnnouncementPolicy | Kind::Pod | Kind::Namespace => {}
+                Kind::EgressGatewayPolicy if self.egress.is_none() => {}
                 _ => return None,
             }
         }
@@ -284,12 +298,18 @@ impl Controller for BgpController {
         watch::Receiver<Arc<ConfigState>>,
         watch::Receiver<Arc<LbStatus>>,
         watch::Receiver<Arc<HostInfo>>,
+        watch::Receiver<Arc<EgressHolders>>,
     );
     type Error = BgpError;
 
     async fn reconcile(
         &mut self,
-        (cfg, lb, host): &(Arc<ConfigState>, Arc<LbStatus>, Arc<HostInfo>),
+        (cfg, lb, host, holders): &(
+            Arc<ConfigState>,
+            Arc<LbStatus>,
+            Arc<HostInfo>,
+            Arc<EgressHolders>,
+        ),
         ctx: Context,
     ) -> Result<Outcome, BgpError> {
         // Render only on a complete view: the configuration loaded and LB-IPAM settled on
@@ -298,14 +318,24 @@ impl Controller for BgpController {
             return Ok(Outcome::WAITING);
         }
         let snap = &cfg.snapshot;
+        let egress = match self.egress {
+            Some(elect) => {
+                crate::svclb::egress::announced(snap, &self.node_name, host, holders, elect)
+            }
+            None => EgressAnnounced::new(),
+        };
+        // A change of what is announced (a failover) re-renders the frame: egress policies
+        // are few, and the export policies of every peer may carry them.
+        let egress_changed = egress != self.egress_announced;
         let input = RenderInput {
             node_name: &self.node_name,
             host: (**host).clone(),
             lb_ips: lb.ips.clone(),
             secrets_namespace: &self.secrets_namespace,
             withdraw_without_backends: self.withdraw_without_backends,
+            egress: egress.clone(),
         };
-        let affected = if ctx.full {
+        let affected = if ctx.full || egress_changed {
             None
         } else {
             self.affected(snap, &lb.ips, host)
@@ -326,6 +356,7 @@ impl Controller for BgpController {
             }
         }
         self.seen = Some((snap.clone(), lb.ips.clone(), host.clone()));
+        self.egress_announced = egress;
         let mut errors = Vec::new();
         if changed || self.retry || !self.ready_sent || ctx.full {
             let addrs = self.node_addrs(snap, host);

@@ -28,6 +28,10 @@ fn lab(extra: &str, closed: u16) -> String {
     format!("{text}{extra}")
 }
 
+fn no_holders() -> Arc<EgressHolders> {
+    Arc::new(EgressHolders::new())
+}
+
 fn svc(i: usize) -> String {
     format!(
         "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: scale, labels: {{org: empire}}}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
@@ -71,9 +75,12 @@ async fn one_service_edit_is_one_route_and_one_patch_per_peer() {
     let host = Arc::new(HostInfo::default());
     let cfg = state(&lab(&many, closed));
     let lb = lb_for(&cfg, 0);
-    c.reconcile(&(cfg.clone(), lb.clone(), host.clone()), ctx(true))
-        .await
-        .unwrap();
+    c.reconcile(
+        &(cfg.clone(), lb.clone(), host.clone(), no_holders()),
+        ctx(true),
+    )
+    .await
+    .unwrap();
     let first = c.applied();
     assert_eq!(first.speakers_started, 1);
     assert_eq!(first.peers_added, 2);
@@ -85,17 +92,23 @@ async fn one_service_edit_is_one_route_and_one_patch_per_peer() {
     );
 
     // The same inputs again: nothing.
-    c.reconcile(&(cfg.clone(), lb.clone(), host.clone()), ctx(false))
-        .await
-        .unwrap();
+    c.reconcile(
+        &(cfg.clone(), lb.clone(), host.clone(), no_holders()),
+        ctx(false),
+    )
+    .await
+    .unwrap();
     assert_eq!(c.applied(), first);
 
     // One more Service with its address.
     let cfg2 = state(&lab(&format!("{many}{}", svc(200)), closed));
     let lb2 = lb_for(&cfg2, 0);
-    c.reconcile(&(cfg2.clone(), lb2.clone(), host.clone()), ctx(false))
-        .await
-        .unwrap();
+    c.reconcile(
+        &(cfg2.clone(), lb2.clone(), host.clone(), no_holders()),
+        ctx(false),
+    )
+    .await
+    .unwrap();
     let second = c.applied();
     assert_eq!(
         second,
@@ -113,15 +126,19 @@ async fn one_service_edit_is_one_route_and_one_patch_per_peer() {
             lb_ips: lb2.ips.clone(),
             secrets_namespace: "kube-system",
             withdraw_without_backends: false,
+            egress: Default::default(),
         },
     );
     assert_eq!(*status.borrow().desired, full, "incremental == full render");
 
     // Its address moves: one route out, one in; the Service goes: one route out.
     let lb3 = lb_for(&cfg2, 1);
-    c.reconcile(&(cfg2.clone(), lb3.clone(), host.clone()), ctx(false))
-        .await
-        .unwrap();
+    c.reconcile(
+        &(cfg2.clone(), lb3.clone(), host.clone(), no_holders()),
+        ctx(false),
+    )
+    .await
+    .unwrap();
     let third = c.applied();
     assert_eq!(third.routes_added - second.routes_added, 201);
     assert_eq!(third.routes_removed - second.routes_removed, 201);
@@ -182,6 +199,7 @@ endpoints: [{addresses: [10.1.1.5], nodeName: node1}]
         lb_ips: lb.ips.clone(),
         secrets_namespace: "kube-system",
         withdraw_without_backends: false,
+        egress: Default::default(),
     };
     let mut prev = state(&text);
     let mut lb = Arc::new(LbStatus::default());
@@ -240,7 +258,10 @@ async fn reconcile_errors_are_conditions_of_the_node() {
     });
     let cfg = state(&lab(&listen(port), closed));
     let err = c
-        .reconcile(&(cfg.clone(), lb.clone(), host.clone()), ctx(true))
+        .reconcile(
+            &(cfg.clone(), lb.clone(), host.clone(), no_holders()),
+            ctx(true),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.count, 1, "{err}");
@@ -267,7 +288,9 @@ async fn reconcile_errors_are_conditions_of_the_node() {
     assert!(cond.is_problem());
     // The port freed: the retry starts the speaker and the condition goes.
     drop(busy);
-    c.reconcile(&(cfg, lb, host), ctx(false)).await.unwrap();
+    c.reconcile(&(cfg, lb, host, no_holders()), ctx(false))
+        .await
+        .unwrap();
     assert!(
         status.borrow().conditions.is_empty(),
         "{:?}",

@@ -46,6 +46,10 @@ use crate::bgp::render::HostInfo;
 /// active gateway of a group with that `egressIP`.
 pub type EgressHolders = BTreeMap<IpAddr, String>;
 
+/// The egress addresses this node SNATs to as the active gateway, per policy name: what an
+/// `EgressGateway` BGP advertisement announces from this node.
+pub type EgressAnnounced = BTreeMap<String, BTreeSet<IpAddr>>;
+
 /// What the admin API shows of the egress gateway.
 #[derive(Debug, Clone, Default)]
 pub struct EgressStatus {
@@ -139,11 +143,7 @@ impl EgressState {
             elections: &elections(snap, holders),
         });
         let cluster = cluster_prefixes(&nodes);
-        let held: BTreeSet<IpAddr> = holders
-            .iter()
-            .filter(|(_, h)| *h == node)
-            .map(|(ip, _)| *ip)
-            .collect();
+        let held = usable_ips(snap, node, holders);
         let (rules, problems) = render(&resolution, node, host, &held, &cluster);
         let mut conds = policy_conditions(&resolution);
         conds.extend(problems);
@@ -225,6 +225,72 @@ fn ip_groups(snap: &Snapshot) -> impl Iterator<Item = (GroupId, IpAddr)> + '_ {
             Some((GroupId::new(name.clone(), slot), ip))
         })
     })
+}
+
+/// The `egressIP`s this node may SNAT to without finding them on an interface: those it holds
+/// the L2 lease of, and those an `EgressGateway` BGP advertisement routes (cilium#41916).
+fn usable_ips(snap: &Snapshot, node: &str, holders: &EgressHolders) -> BTreeSet<IpAddr> {
+    let routed = crate::bgp::render::advertised_policies(snap);
+    holders
+        .iter()
+        .filter(|(_, h)| *h == node)
+        .map(|(ip, _)| *ip)
+        .chain(
+            ip_groups(snap)
+                .filter(|(g, _)| routed.contains(&g.policy))
+                .map(|(_, ip)| ip),
+        )
+        .collect()
+}
+
+/// The egress addresses this node announces by BGP, per policy: those of every gateway group
+/// whose active gateway it is. With `elect` (gateways elected under L2 leases) a group with an
+/// `egressIP` is announced only by the lease holder, so that a node that merely believes
+/// itself first by name while nobody holds the lease never advertises beside the holder; the
+/// other groups (`interface`, default route, or no election) follow the resolver's choice,
+/// which every node makes alike.
+pub fn announced(
+    snap: &Snapshot,
+    node: &str,
+    host: &HostInfo,
+    holders: &EgressHolders,
+    elect: bool,
+) -> EgressAnnounced {
+    let policies: Vec<_> = snap.egress_gateway_policies().collect();
+    if policies.is_empty() {
+        return EgressAnnounced::new();
+    }
+    let nodes: Vec<_> = snap.nodes().collect();
+    let res = egressgw::resolve(&Input {
+        policies: &policies,
+        pods: &[],
+        nodes: &nodes,
+        namespaces: &BTreeMap::new(),
+        elections: &elections(snap, holders),
+    });
+    let held = usable_ips(snap, node, holders);
+    let probes = [
+        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    ];
+    let mut out = EgressAnnounced::new();
+    for g in res.groups.values() {
+        let here = match (&g.egress, elect) {
+            (EgressAddress::Ip(ip), true) => holders.get(ip).is_some_and(|h| h == node),
+            _ => g.active.as_ref().is_some_and(|c| c.node == node),
+        };
+        if !here {
+            continue;
+        }
+        let ips: BTreeSet<IpAddr> = probes
+            .iter()
+            .filter_map(|f| egress_address(&g.egress, *f, host, &held))
+            .collect();
+        if !ips.is_empty() {
+            out.entry(g.id.policy.clone()).or_default().extend(ips);
+        }
+    }
+    out
 }
 
 /// Every policy's `egressIP`s (the L2 groups the daemon asks the holders of).

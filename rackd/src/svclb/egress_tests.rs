@@ -386,3 +386,158 @@ async fn without_the_datapath_every_policy_is_reported_not_enforced() {
     assert_eq!(c[0].condition.type_, conditions::GATEWAY_DISABLED);
     assert!(c[0].condition.message.contains("--kube-proxy-replacement"));
 }
+
+/// node2 and node3 both match the gateway's nodeSelector; the policy's egressIP is on no
+/// interface and an `EgressGateway` advertisement selects it.
+const BGP_POLICY: &str = "\
+apiVersion: cilium.io/v2
+kind: CiliumBGPAdvertisement
+metadata: {name: egress-ips, labels: {advertise: bgp}}
+spec:
+  advertisements:
+  - advertisementType: EgressGateway
+    selector: {matchLabels: {egress-bgp: 'true'}}
+---
+apiVersion: cilium.io/v2
+kind: CiliumEgressGatewayPolicy
+metadata: {name: outpost-bgp, labels: {egress-bgp: 'true'}}
+spec:
+  selectors: [{podSelector: {matchLabels: {org: empire}}}]
+  destinationCIDRs: [10.0.4.0/24]
+  egressGateway: {nodeSelector: {matchLabels: {bgp-gw: 'true'}}, egressIP: 192.0.2.77}
+---
+apiVersion: cilium.io/v2
+kind: CiliumEgressGatewayPolicy
+metadata: {name: outpost-net1}
+spec:
+  selectors: [{podSelector: {matchLabels: {org: empire}}}]
+  destinationCIDRs: [10.0.5.0/24]
+  egressGateway: {nodeSelector: {matchLabels: {egress-gw: 'true'}}, interface: net1}
+";
+
+fn bgp_cluster() -> String {
+    let cluster = CLUSTER
+        .replace(
+            "metadata: {name: node2, labels: {egress-gw: 'true'}}",
+            "metadata: {name: node2, labels: {egress-gw: 'true', bgp-gw: 'true'}}",
+        )
+        .replace(
+            "metadata: {name: node3}",
+            "metadata: {name: node3, labels: {bgp-gw: 'true'}}",
+        );
+    format!("{BGP_POLICY}\n---\n{cluster}")
+}
+
+fn announced_ips(a: &EgressAnnounced, policy: &str) -> Vec<IpAddr> {
+    a.get(policy)
+        .map(|s| s.iter().copied().collect())
+        .unwrap_or_default()
+}
+
+/// Without election, Cilium's rule: the first matching node by name (node2) announces the
+/// BGP-routed egressIP (on none of its interfaces) and the net1 policy's address; node1 and
+/// node3 announce nothing.
+#[test]
+fn announced_without_election_is_the_first_node_by_name() {
+    let cfg = config_state(&bgp_cluster());
+    let snap = &cfg.snapshot;
+    let none = EgressHolders::new();
+    let h2 = host(&[
+        ("eth0", &["172.18.0.12"]),
+        ("net1", &["10.0.6.2", "fd00:6::2"]),
+    ]);
+    let a = announced(snap, "node2", &h2, &none, false);
+    assert_eq!(announced_ips(&a, "outpost-bgp"), vec![ip("192.0.2.77")]);
+    assert_eq!(
+        announced_ips(&a, "outpost-net1"),
+        vec![ip("10.0.6.2"), ip("fd00:6::2")]
+    );
+    for n in ["node1", "node3"] {
+        let h = host(&[("eth0", &["172.18.0.13"])]);
+        assert!(announced(snap, n, &h, &none, false).is_empty(), "{n}");
+    }
+}
+
+/// Under L2 leases the egressIP is announced by its holder only: nobody while nobody holds
+/// it (although node2 is first by name), node3 when it does; the interface policy is not
+/// elected and stays with node2.
+#[test]
+fn announced_under_election_follows_the_lease() {
+    let cfg = config_state(&bgp_cluster());
+    let snap = &cfg.snapshot;
+    let h = host(&[("eth0", &["172.18.0.12"]), ("net1", &["10.0.6.2"])]);
+    let none = EgressHolders::new();
+    let a = announced(snap, "node2", &h, &none, true);
+    assert!(announced_ips(&a, "outpost-bgp").is_empty(), "{a:?}");
+    assert_eq!(announced_ips(&a, "outpost-net1"), vec![ip("10.0.6.2")]);
+    let held = EgressHolders::from([(ip("192.0.2.77"), "node3".to_owned())]);
+    assert!(announced_ips(&announced(snap, "node2", &h, &held, true), "outpost-bgp").is_empty());
+    let a3 = announced(snap, "node3", &h, &held, true);
+    assert_eq!(announced_ips(&a3, "outpost-bgp"), vec![ip("192.0.2.77")]);
+    // The control: node2 is first by name, and would announce it without election.
+    assert_eq!(
+        announced_ips(&announced(snap, "node2", &h, &none, false), "outpost-bgp"),
+        vec![ip("192.0.2.77")]
+    );
+}
+
+/// A BGP-routed egressIP is SNATed to by its gateway although no interface holds it; the same
+/// policy without the advertisement is reported as Cilium reports it (the control).
+#[test]
+fn a_bgp_routed_egress_ip_needs_no_interface() {
+    let h = host(&[("eth0", &["172.18.0.12"])]);
+    let none = EgressHolders::new();
+    let snat = |text: &str| {
+        let cfg = config_state(text);
+        let snap = &cfg.snapshot;
+        let (res, cluster) = resolved(text);
+        let held = usable_ips(snap, "node2", &none);
+        render(&res, "node2", &h, &held, &cluster)
+    };
+    let (rules, problems) = snat(&bgp_cluster());
+    let to_bgp: Vec<_> = rules
+        .iter()
+        .filter(|r| r.destination == net("10.0.4.0/24"))
+        .map(|r| r.action)
+        .collect();
+    assert!(!to_bgp.is_empty());
+    assert!(
+        to_bgp.iter().all(|a| matches!(
+            a,
+            EgressAction::Snat { egress_ip: Some(e), .. } if *e == ip("192.0.2.77")
+        )),
+        "{to_bgp:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.object.as_ref().is_none_or(|o| o.name != "outpost-bgp")),
+        "{problems:?}"
+    );
+    // The control: the advertisement no longer selects the policy.
+    let without = bgp_cluster().replace(
+        "metadata: {name: outpost-bgp, labels: {egress-bgp: 'true'}}",
+        "metadata: {name: outpost-bgp}",
+    );
+    assert_ne!(without, bgp_cluster());
+    let (rules, problems) = snat(&without);
+    assert!(
+        rules
+            .iter()
+            .filter(|r| r.destination == net("10.0.4.0/24"))
+            .all(|r| matches!(
+                r.action,
+                EgressAction::Snat {
+                    egress_ip: None,
+                    ..
+                }
+            ))
+    );
+    assert!(
+        problems.iter().any(
+            |p| p.object.as_ref().is_some_and(|o| o.name == "outpost-bgp")
+                && p.condition.type_ == conditions::EGRESS_IP_NOT_ON_GATEWAY
+        ),
+        "{problems:?}"
+    );
+}

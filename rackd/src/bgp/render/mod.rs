@@ -11,6 +11,7 @@
 //! (family, advertisement, entry, resource), so a copy of the result is cheap and the
 //! reconciler sees what changed in O(changes).
 
+mod egress;
 mod family;
 mod service;
 #[cfg(test)]
@@ -33,6 +34,7 @@ use rackd_model::{Snapshot, secret_value};
 
 use crate::lbipam_ctl::LbIps;
 
+pub use egress::advertised_policies;
 pub use family::{UnsupportedFamily, family_of};
 pub use service::{ServiceAdvert, update_services};
 
@@ -130,6 +132,8 @@ pub enum Resource {
     },
     /// One interface's addresses.
     Interface(String),
+    /// One egress gateway policy's egress addresses (`EgressGateway`, rackd's extension).
+    EgressPolicy(String),
 }
 
 /// Where an export policy sits in its peer's ordered list: Cilium's order (the peer's
@@ -263,6 +267,9 @@ pub struct RenderInput<'a> {
     /// (rackd forwards them itself, and would only reject the traffic; Cilium 1.19 does the
     /// same with kube-proxy replacement).
     pub withdraw_without_backends: bool,
+    /// The egress addresses this node announces as the active gateway, per policy (empty
+    /// without `--enable-egress-gateway`).
+    pub egress: crate::svclb::egress::EgressAnnounced,
 }
 
 fn in_family(ip: &IpAddr, f: Family) -> bool {
@@ -724,6 +731,25 @@ fn render_peer(
                                 policy(format!("{base}-{ifname}"), prefixes),
                                 routes,
                             );
+                        }
+                    }
+                    AdvertisementType::EgressGateway => {
+                        match egress::entry_routes(snap, adv, family, &input.egress) {
+                            Ok(per_policy) => {
+                                for (policy_name, prefixes) in per_policy {
+                                    export.insert(
+                                        key(Resource::EgressPolicy(policy_name.clone())),
+                                        policy(format!("{base}-{policy_name}"), prefixes),
+                                        routes,
+                                    );
+                                }
+                            }
+                            Err(e) => problems.push(problem(
+                                ObjectKey::cluster(Kind::BgpAdvertisement, &adv_name),
+                                types::INVALID_CONFIGURATION,
+                                reasons::INVALID,
+                                format!("egress gateway policy selector: {e}"),
+                            )),
                         }
                     }
                     AdvertisementType::CiliumPodIPPool => {

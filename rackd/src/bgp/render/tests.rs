@@ -281,6 +281,76 @@ spec:
     assert!(export(&d, "tor-v4", "tor-v4-ipv4-Interface-rk0").is_none());
 }
 
+/// `EgressGateway` (rackd's extension): each selected policy's announced egress addresses as
+/// host routes of their family, with the entry's attributes, in a policy named after it; a
+/// policy the selector does not match, or with nothing announced here, exports nothing.
+#[test]
+fn egress_gateway_advertisement_announces_the_active_gateways_addresses() {
+    let snap = lab_snapshot(
+        r#"
+apiVersion: cilium.io/v2
+kind: CiliumBGPAdvertisement
+metadata: {name: egress-ips, labels: {advertise: bgp}}
+spec:
+  advertisements:
+  - advertisementType: EgressGateway
+    selector: {matchLabels: {egress-bgp: 'true'}}
+    attributes:
+      communities: {standard: ["65000:300"], large: ["65000:0:300"]}
+      localPreference: 200
+---
+apiVersion: cilium.io/v2
+kind: CiliumEgressGatewayPolicy
+metadata: {name: outpost-bgp, labels: {egress-bgp: 'true'}}
+spec:
+  selectors: [{podSelector: {}}]
+  destinationCIDRs: [0.0.0.0/0, '::/0']
+  egressGateway: {nodeSelector: {matchLabels: {rackd.io/bgp: enabled}}, egressIP: 192.0.2.77}
+---
+apiVersion: cilium.io/v2
+kind: CiliumEgressGatewayPolicy
+metadata: {name: unselected}
+spec:
+  selectors: [{podSelector: {}}]
+  destinationCIDRs: [198.51.100.0/24]
+  egressGateway: {nodeSelector: {matchLabels: {rackd.io/bgp: enabled}}, egressIP: 192.0.2.78}
+"#,
+    );
+    // Nothing announced here: no export, no problem.
+    let d = render(&snap, &input("node1"));
+    assert!(d.problems.is_empty(), "{:?}", d.problems);
+    assert!(
+        d.instances["rack"].peers["tor-v4"]
+            .export
+            .iter()
+            .all(|e| !e.name.contains("EgressGateway"))
+    );
+    let mut inp = input("node1");
+    inp.egress.insert(
+        "outpost-bgp".into(),
+        ["192.0.2.77", "2001:db8::77"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect(),
+    );
+    inp.egress.insert(
+        "unselected".into(),
+        std::iter::once("192.0.2.78".parse().unwrap()).collect(),
+    );
+    let d = render(&snap, &inp);
+    assert!(d.problems.is_empty(), "{:?}", d.problems);
+    let v4 = export(&d, "tor-v4", "tor-v4-ipv4-EgressGateway-outpost-bgp").unwrap();
+    assert_eq!(v4.prefixes, nets(&["192.0.2.77/32"]));
+    assert_eq!(v4.communities, vec![(65000 << 16) | 300]);
+    assert_eq!(v4.large_communities, vec![[65000, 0, 300]]);
+    assert_eq!(v4.local_pref, Some(200));
+    let v6 = export(&d, "tor-v4", "tor-v4-ipv6-EgressGateway-outpost-bgp").unwrap();
+    assert_eq!(v6.prefixes, nets(&["2001:db8::77/128"]));
+    let routes = &d.instances["rack"].routes;
+    assert!(routes.contains_key(&"192.0.2.77/32".parse::<IpNet>().unwrap()));
+    assert!(!routes.contains_key(&"192.0.2.78/32".parse::<IpNet>().unwrap()));
+}
+
 #[test]
 fn cluster_ips_aggregate_unless_the_internal_policy_is_local() {
     let snap = lab_snapshot(
