@@ -83,6 +83,9 @@ pub fn pod_v6(p: &PodSpec) -> Ipv6Addr {
 /// Drop order: daemons, server, namespaces, then the directory.
 pub struct Lab {
     pub rackd: Vec<Option<Process>>,
+    /// The API server (and its etcd) when the nodes run on Kubernetes: objects and L2 leases
+    /// from it, with the kubeconfig rackd uses ([`Lab::use_kubernetes`]).
+    pub k8s: Option<(kubelab::Cluster, PathBuf)>,
     /// The L2 leases' datastore, when the gateways are elected.
     pub etcd: Option<Etcd>,
     pub server: EchoServer,
@@ -258,6 +261,7 @@ impl Lab {
         }
         Lab {
             rackd: vec![None, None, None],
+            k8s: None,
             etcd,
             server,
             pods,
@@ -282,12 +286,19 @@ impl Lab {
             "eth0"
         };
         let etcd = format!("http://{ETCD_IP}:2379");
-        let mut args = vec![
-            env!("CARGO_BIN_EXE_rackd"),
-            "--node-name",
-            &node,
-            "--config-dir",
-            self.cfgs[i].to_str().unwrap(),
+        // Where the objects come from: the node's directory, or the API server.
+        let source = match &self.k8s {
+            Some((_, kubeconfig)) => vec![
+                "--k8s-kubeconfig-path",
+                kubeconfig.to_str().unwrap(),
+                "--k8s-namespace",
+                "kube-system",
+            ],
+            None => vec!["--config-dir", self.cfgs[i].to_str().unwrap()],
+        };
+        let mut args = vec![env!("CARGO_BIN_EXE_rackd"), "--node-name", &node];
+        args.extend(source);
+        args.extend([
             "--state-dir",
             state.to_str().unwrap(),
             "--admin-socket",
@@ -299,8 +310,8 @@ impl Lab {
             devices,
             "--enable-bpf-masquerade",
             "--enable-egress-gateway",
-        ];
-        if self.etcd.is_some() {
+        ]);
+        if self.etcd.is_some() || self.k8s.is_some() {
             args.extend_from_slice(&[
                 "--enable-l2-announcements",
                 "--l2-announcements-lease-duration",
@@ -309,16 +320,28 @@ impl Lab {
                 "500ms",
                 "--l2-announcements-retry-period",
                 "200ms",
-                "--l2-lease-backend",
-                "etcd",
-                "--l2-etcd-endpoints",
-                &etcd,
             ]);
+            if self.k8s.is_some() {
+                args.extend_from_slice(&["--l2-lease-backend", "kubernetes"]);
+            } else {
+                args.extend_from_slice(&[
+                    "--l2-lease-backend",
+                    "etcd",
+                    "--l2-etcd-endpoints",
+                    &etcd,
+                ]);
+            }
         }
         let p = self.nodes[i]
             .spawn_host_mounts(self.dir.path(), &format!("rackd-{node}"), &args)
             .unwrap();
         self.rackd[i] = Some(p);
+    }
+
+    /// Runs the nodes on `cluster` from now on (objects and L2 leases from its API server, as
+    /// `kubeconfig`'s ServiceAccount): gateways elected under Kubernetes Leases.
+    pub fn use_kubernetes(&mut self, cluster: kubelab::Cluster, kubeconfig: PathBuf) {
+        self.k8s = Some((cluster, kubeconfig));
     }
 
     /// SIGKILL rackd on node `i` (its pinned programs and maps stay).
