@@ -115,6 +115,14 @@ pub struct PeerConfig {
     /// speaker's. Per peer, so changing one peer's time resets that session only.
     #[serde(default)]
     pub restart_time: Option<u16>,
+    /// RFC 4271 §6.3 first-AS check on an external peer: an UPDATE whose AS_PATH does not
+    /// start with the peer's AS (an empty one included) is treated as a withdraw (RFC 7606
+    /// §7.2), the session stays up. On by default, as FRR's `enforce-first-as`. Turn it off
+    /// for a route server, which does not prepend its AS (RFC 7947 §2.2.2.1). Ignored for
+    /// internal peers. Changing it resets the session, so routes the check refused are
+    /// received again.
+    #[serde(default = "default_true")]
+    pub enforce_first_as: bool,
     /// Next hop to advertise for IPv4 routes when it cannot be derived from the session.
     #[serde(default)]
     pub next_hop_v4: Option<Ipv4Addr>,
@@ -161,6 +169,7 @@ impl PeerConfig {
             export: Policy::accept_all(),
             graceful_restart: true,
             restart_time: None,
+            enforce_first_as: true,
             next_hop_v4: None,
             next_hop_v6: None,
         }
@@ -274,6 +283,13 @@ mod tests {
             serde_json::from_str(r#"{"address":"10.0.0.1","peer_as":65000}"#).unwrap();
         assert_eq!(p, PeerConfig::new("10.0.0.1".parse().unwrap(), 65000));
         p.validate().unwrap();
+        // The first-AS check is on unless switched off (a route server's peer).
+        assert!(p.enforce_first_as);
+        let rs: PeerConfig = serde_json::from_str(
+            r#"{"address":"10.0.0.1","peer_as":65000,"enforce_first_as":false}"#,
+        )
+        .unwrap();
+        assert!(!rs.enforce_first_as);
         let p: PeerConfig = serde_json::from_str(
             r#"{"address":"fd00::1","peer_as":0,"families":["ipv6/unicast"],"ttl":3}"#,
         )

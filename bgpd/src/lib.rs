@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod fib;
+pub mod first_as;
 pub mod fsm;
 mod instance;
 pub mod policy;

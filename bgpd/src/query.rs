@@ -38,6 +38,10 @@ pub struct PeerStatus {
     pub remote_capabilities: Vec<Capability>,
     /// The peer is restarting and its routes are kept as stale (RFC 4724 helper).
     pub stale_routes: usize,
+    /// UPDATEs of the current session whose routes were withdrawn instead of installed:
+    /// RFC 7606 attribute errors and malformed AS_PATHs from external peers (the RFC 4271
+    /// §6.3 first-AS check, RFC 5065 §5). 0 without a session.
+    pub treat_as_withdraw: u64,
     pub last_error: Option<String>,
 }
 

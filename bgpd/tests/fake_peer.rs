@@ -230,6 +230,144 @@ async fn routes_in_treat_as_withdraw_and_end_of_rib_and_reconnect() {
     }
 }
 
+/// An announcement of `prefix` from the scripted peer with this AS_PATH.
+fn announce(segments: Vec<AsSegment>, prefix: &str) -> Message {
+    Message::Update(Update {
+        attributes: Some(Arc::new(PathAttributes {
+            as_path: AsPath { segments },
+            next_hop: Some("127.0.0.1".parse().unwrap()),
+            ..Default::default()
+        })),
+        nlri: vec![prefix.parse().unwrap()],
+        ..Default::default()
+    })
+}
+
+/// Polls until the Loc-RIB holds exactly `want` and the peer's treat-as-withdraw counter is
+/// `taw` (the counter shows the UPDATEs were read, so an absent route was refused, not late).
+async fn wait_rib(s: &Speaker, want: &[&str], taw: u64) {
+    let q = RouteQuery {
+        family: Family::Ipv4Unicast,
+        rib: RibKind::LocRib,
+    };
+    let mut n = 0;
+    loop {
+        let got: Vec<String> = s
+            .routes(q)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.prefix.to_string())
+            .collect();
+        let st = s.peers().await.unwrap().remove(0);
+        if got == want && st.treat_as_withdraw == taw {
+            assert_eq!(st.state, State::Established, "the session stays up");
+            return;
+        }
+        settle().await;
+        n += 1;
+        assert!(n < 2000, "routes {got:?}, want {want:?}; {st:?}");
+    }
+}
+
+/// RFC 4271 §6.3 first-AS check, on by default for an external peer, as treat-as-withdraw
+/// (RFC 7606 §7.2): the session stays up and the counter tells why the routes are missing.
+/// Switched off (the peer is a route server, RFC 7947 §2.2.2.1) the same paths are accepted.
+#[tokio::test(start_paused = true)]
+async fn first_as_check_withdraws_and_can_be_switched_off() {
+    use AsSegment::{ConfedSequence, Sequence, Set};
+    let (s, l) = setup(65002, 0).await;
+    let mut f = accept(&l).await;
+    establish(&mut f, 65002, 0).await;
+    assert_eq!(
+        next(&mut f).await,
+        Message::Update(Update::end_of_rib_marker(Family::Ipv4Unicast))
+    );
+    // Positive control: the peer's AS leftmost.
+    f.send(announce(vec![Sequence(vec![65002, 65010])], "192.0.2.0/24"))
+        .await
+        .unwrap();
+    wait_rib(&s, &["192.0.2.0/24"], 0).await;
+    let refused = [
+        // A foreign first AS.
+        (vec![Sequence(vec![65099, 65010])], "198.51.100.0/24"),
+        // The peer's AS, but not leftmost.
+        (vec![Sequence(vec![65010, 65002])], "198.51.100.0/25"),
+        // An empty path: the peer did not prepend at all (RFC 4271 §5.1.2).
+        (vec![], "198.51.100.128/25"),
+        // A leading AS_SET, even one that holds the peer's AS.
+        (vec![Set(vec![65002, 65010])], "203.0.113.0/24"),
+        // A confederation segment from outside our (absent) confederation (RFC 5065 §5).
+        (
+            vec![ConfedSequence(vec![64512]), Sequence(vec![65002])],
+            "203.0.113.0/25",
+        ),
+    ];
+    for (path, prefix) in refused.clone() {
+        f.send(announce(path, prefix)).await.unwrap();
+    }
+    wait_rib(&s, &["192.0.2.0/24"], 5).await;
+    // Treat-as-withdraw, not "ignore": a route already held is withdrawn.
+    f.send(announce(vec![Sequence(vec![65099])], "192.0.2.0/24"))
+        .await
+        .unwrap();
+    wait_rib(&s, &[], 6).await;
+
+    // Switched off: the session is reset and the same paths are now accepted, except the
+    // confederation one, which does not depend on the switch.
+    let mut p = PeerConfig::new("127.0.0.1".parse().unwrap(), 65002);
+    p.port = l.local_addr().unwrap().port();
+    p.hold_time = 0;
+    p.connect_retry = 5;
+    p.families = vec![Family::Ipv4Unicast];
+    p.enforce_first_as = false;
+    s.update_peer(p).await.unwrap();
+    drop(f);
+    let mut f = accept(&l).await;
+    establish(&mut f, 65002, 0).await;
+    assert_eq!(
+        next(&mut f).await,
+        Message::Update(Update::end_of_rib_marker(Family::Ipv4Unicast))
+    );
+    for (path, prefix) in refused {
+        f.send(announce(path, prefix)).await.unwrap();
+    }
+    wait_rib(
+        &s,
+        &[
+            "198.51.100.0/24",
+            "198.51.100.0/25",
+            "198.51.100.128/25",
+            "203.0.113.0/24",
+        ],
+        1,
+    )
+    .await;
+    s.shutdown().await.unwrap();
+}
+
+/// The check is for external peers only: an internal peer's locally originated route has an
+/// empty AS_PATH (RFC 4271 §5.1.2).
+#[tokio::test(start_paused = true)]
+async fn first_as_check_skips_internal_peers() {
+    let (s, l) = setup(65001, 0).await;
+    let mut f = accept(&l).await;
+    establish(&mut f, 65001, 0).await;
+    assert_eq!(
+        next(&mut f).await,
+        Message::Update(Update::end_of_rib_marker(Family::Ipv4Unicast))
+    );
+    f.send(announce(vec![], "192.0.2.0/24")).await.unwrap();
+    f.send(announce(
+        vec![AsSegment::Sequence(vec![65099])],
+        "198.51.100.0/24",
+    ))
+    .await
+    .unwrap();
+    wait_rib(&s, &["192.0.2.0/24", "198.51.100.0/24"], 0).await;
+    s.shutdown().await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn route_ages_grow_and_restart_only_on_changed_attributes() {
     // Hold time 0: no keepalive or hold timer, so the clock can jump freely.

@@ -1,7 +1,8 @@
 //! Interop with FRR 8.4 in network namespaces (needs root): IPv4 and IPv6 sessions with a
 //! 4-octet-AS peer, routes both ways for both families, IPv4 NLRI over the IPv6 session
 //! (RFC 8950), communities / large communities on the peer, withdraw, route refresh both ways,
-//! TCP-MD5 right and wrong, hold-timer expiry, a fixed TCP source port across resets (with
+//! TCP-MD5 right and wrong (and then right on the same family), the first-AS check against
+//! FRR as a route server, hold-timer expiry, a fixed TCP source port across resets (with
 //! and without TCP timestamps).
 
 #![allow(clippy::unwrap_used)]
@@ -29,8 +30,13 @@ struct Lab {
 }
 
 fn lab(name: &str, frr_cfg: BgpConfig) -> Lab {
+    lab_text(name, &netlab::frr::render("frr", &frr_cfg))
+}
+
+/// A lab whose FRR runs the configuration text `bgpd_conf` as it is.
+fn lab_text(name: &str, bgpd_conf: &str) -> Lab {
     let (dir, us_ns, frr_ns) = common::pair(name);
-    let frr = Frr::start_with(&frr_ns, dir.path(), "frr", &frr_cfg).unwrap();
+    let frr = Frr::start(&frr_ns, dir.path(), "frr", bgpd_conf).unwrap();
     let mut cfg = SpeakerConfig::new(65001, "10.0.0.1".parse().unwrap());
     cfg.listen = vec!["[::]:179".parse().unwrap()];
     let us = NsSpeaker::start(&us_ns, cfg);
@@ -238,7 +244,8 @@ fn frr_md5_right_and_wrong_password() {
                 .password("s3cret")
                 .hold_time(9),
         )
-        .route(Route::new("198.51.100.0/24").unwrap());
+        .route(Route::new("198.51.100.0/24").unwrap())
+        .route(Route::new("2001:db8:100::/48").unwrap());
     let l = lab("bgpd-md5", frr_cfg);
     let says = frr_says(&l.frr);
     let mut good = PeerConfig::new(ip("10.0.0.2"), 65000);
@@ -265,6 +272,151 @@ fn frr_md5_right_and_wrong_password() {
     assert_ne!(st.state, bgpd::fsm::State::Established, "{st:?}");
     let frr_state = l.frr.neighbor_state(ip("fd00::1")).unwrap();
     assert_ne!(frr_state.as_deref(), Some("Established"), "{}", says());
+    // Positive control on the same family, peer and FRR neighbour: with the right key the
+    // IPv6 session does come up and carries FRR's IPv6 route, so what kept it down above
+    // was the key and nothing else about that session.
+    let mut fixed = PeerConfig::new(ip("fd00::2"), 65000);
+    fixed.families = vec![Family::Ipv6Unicast];
+    fixed.md5_password = Some("s3cret".into());
+    l.us.block(l.us.speaker.update_peer(fixed)).unwrap();
+    l.us.wait_established(ip("fd00::2"), &says);
+    l.frr.wait_established(ip("fd00::1"), T).unwrap();
+    l.us.wait(
+        "IPv6 route over the MD5 session",
+        || {
+            l.us.route(Family::Ipv6Unicast, "2001:db8:100::/48")
+                .ok_or_else(String::new)
+        },
+        &says,
+    );
+}
+
+/// FRR as a route server towards us (`route-server-client`: it does not prepend its AS,
+/// RFC 7947 §2.2.2.1), its outbound route-map shaping each path:
+/// 192.0.2.0/24 gets FRR's own AS prepended by the route-map (a correct eBGP path),
+/// 198.51.100.0/24 a foreign AS, 203.0.113.0/24 nothing (an empty AS_PATH).
+const FRR_ROUTE_SERVER: &str = "\
+frr defaults traditional
+hostname frr
+!
+ip prefix-list OWN seq 5 permit 192.0.2.0/24
+ip prefix-list FOREIGN seq 5 permit 198.51.100.0/24
+!
+route-map TO-US permit 10
+ match ip address prefix-list OWN
+ set as-path prepend 65000
+exit
+route-map TO-US permit 20
+ match ip address prefix-list FOREIGN
+ set as-path prepend 65099
+exit
+route-map TO-US permit 30
+exit
+!
+router bgp 65000
+ bgp router-id 10.0.0.2
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor 10.0.0.1 remote-as 65001
+ neighbor 10.0.0.1 timers 3 9
+ address-family ipv4 unicast
+  network 192.0.2.0/24
+  network 198.51.100.0/24
+  network 203.0.113.0/24
+  neighbor 10.0.0.1 route-server-client
+  neighbor 10.0.0.1 route-map TO-US out
+ exit-address-family
+exit
+";
+
+/// RFC 4271 §6.3 first-AS check against a real peer that violates it: with the check on (the
+/// default) the foreign-first-AS and empty paths are treated as withdraws (RFC 7606 §7.2) and
+/// the session stays up, while the correctly prepended route from the same peer is
+/// accepted; with the check switched off for that peer, all three are accepted.
+#[test]
+fn frr_route_server_paths_and_the_first_as_check() {
+    let l = lab_text("bgpd-firstas", FRR_ROUTE_SERVER);
+    let says = frr_says(&l.frr);
+    let mut p = PeerConfig::new(ip("10.0.0.2"), 65000);
+    p.families = vec![Family::Ipv4Unicast];
+    p.hold_time = 9;
+    l.us.add_peer(p.clone());
+    l.us.wait_established(ip("10.0.0.2"), &says);
+    // FRR did send the two bad paths (its Adj-RIB-Out says so) ...
+    l.us.wait(
+        "FRR advertising the three routes with their paths",
+        || {
+            let v = l
+                .frr
+                .json("show bgp ipv4 unicast neighbors 10.0.0.1 advertised-routes json")
+                .map_err(|e| e.to_string())?;
+            let paths: Vec<(String, String)> =
+                ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"]
+                    .iter()
+                    .filter_map(|pfx| {
+                        let path = v["advertisedRoutes"][*pfx]["path"].as_str()?;
+                        Some(((*pfx).to_owned(), path.to_owned()))
+                    })
+                    .collect();
+            (paths.len() == 3)
+                .then_some(paths.clone())
+                .ok_or(format!("{v}"))
+        },
+        &says,
+    );
+    // ... and we read them: one UPDATE each, the two bad ones counted as treat-as-withdraw.
+    let good = l.us.wait(
+        "the correctly prepended route, and two treat-as-withdraws",
+        || {
+            let st = l.us.peer(ip("10.0.0.2"));
+            let r = l.us.route(Family::Ipv4Unicast, "192.0.2.0/24");
+            match r {
+                Some(r) if st.treat_as_withdraw == 2 => Ok(r),
+                _ => Err(format!("{st:?}")),
+            }
+        },
+        &says,
+    );
+    assert_eq!(good.as_path, "65000");
+    assert!(l.us.route(Family::Ipv4Unicast, "198.51.100.0/24").is_none());
+    assert!(l.us.route(Family::Ipv4Unicast, "203.0.113.0/24").is_none());
+    let rib_in =
+        l.us.routes(Family::Ipv4Unicast, RibKind::AdjRibIn(ip("10.0.0.2")));
+    assert_eq!(rib_in.len(), 1, "{rib_in:?}");
+    let st = l.us.peer(ip("10.0.0.2"));
+    assert_eq!(st.state, bgpd::fsm::State::Established, "{st:?}");
+    assert_eq!(
+        l.frr.neighbor_state(ip("10.0.0.1")).unwrap().as_deref(),
+        Some("Established"),
+        "no NOTIFICATION: the session stayed up\n{}",
+        says()
+    );
+
+    // Switched off for this peer (it is a route server): the session is reset and all three
+    // are accepted, with the paths FRR sent.
+    p.enforce_first_as = false;
+    l.us.block(l.us.speaker.update_peer(p)).unwrap();
+    let foreign = l.us.wait(
+        "the foreign-first-AS route once the check is off",
+        || {
+            l.us.route(Family::Ipv4Unicast, "198.51.100.0/24")
+                .ok_or_else(|| format!("{:?}", l.us.peer(ip("10.0.0.2"))))
+        },
+        &says,
+    );
+    assert_eq!(foreign.as_path, "65099");
+    let empty = l.us.wait(
+        "the empty-path route once the check is off",
+        || {
+            l.us.route(Family::Ipv4Unicast, "203.0.113.0/24")
+                .ok_or_else(String::new)
+        },
+        &says,
+    );
+    assert_eq!(empty.as_path, "");
+    assert!(l.us.route(Family::Ipv4Unicast, "192.0.2.0/24").is_some());
+    assert_eq!(l.us.peer(ip("10.0.0.2")).treat_as_withdraw, 0);
+    let _ = (&l.frr_ns, &l.us_ns);
 }
 
 #[test]

@@ -1,33 +1,48 @@
-//! The harness end to end in smoke mode (10,000 prefixes) against BIRD only: proves the lab,
-//! the peers and the report work. Needs root and `bird` (Debian package `bird2`). No timing is
-//! asserted; the figures come from `cargo run --release -p bgpd-bench`.
+//! The harness end to end in smoke mode (10,000 prefixes) against both DUTs, BIRD and our
+//! speaker (the `bgpd-dut` binary Cargo builds for this test): proves the lab, the peers and
+//! the report work, and that the bgpd side still converges, so CI notices when it breaks.
+//! Needs root and `bird` (Debian package `bird2`). No timing is asserted; the figures come
+//! from `cargo run --release -p bgpd-bench`.
 
 #![allow(clippy::unwrap_used)]
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bgpd_bench::{BenchConfig, DutKind, Workload};
 
 #[test]
-fn smoke_against_bird() {
+fn smoke_against_bird_and_bgpd() {
     let cfg = BenchConfig {
         workload: Workload::new(10_000, 1),
         runs: 1,
-        duts: vec![DutKind::Bird],
+        duts: vec![
+            DutKind::Bird,
+            // The debug build Cargo made for this test: the smoke run checks that our side
+            // works, not how fast it is.
+            DutKind::Bgpd {
+                binary: PathBuf::from(env!("CARGO_BIN_EXE_bgpd-dut")),
+                wrapper: Vec::new(),
+            },
+        ],
         timeout: Duration::from_secs(60),
     };
     let report = bgpd_bench::run(&cfg, |_| {}).unwrap_or_else(|e| panic!("{e}\n{e:?}"));
-    let bird = report.summary("bird").expect("a BIRD run");
     let ceiling = report.summary("sender-ceiling").expect("a ceiling run");
-    assert!(bird.convergence_s > 0.0 && ceiling.convergence_s > 0.0);
-    assert!(bird.dut_peak_rss_kib.is_some_and(|k| k > 0));
-    // Measured, not left out: BIRD did work, and the run's CPU readings agreed (or it would
-    // have failed with a CpuAccounting error).
-    assert!(bird.dut_cpu_s.is_some_and(|c| c > 0.0), "{bird:?}");
-    assert!(bird.foreign_cpu_s.is_some(), "{bird:?}");
+    assert!(ceiling.convergence_s > 0.0);
+    for dut in ["bird", "bgpd"] {
+        let s = report.summary(dut).unwrap_or_else(|| panic!("a {dut} run"));
+        assert!(s.convergence_s > 0.0, "{s:?}");
+        assert!(s.dut_peak_rss_kib.is_some_and(|k| k > 0), "{s:?}");
+        // Measured, not left out: the DUT did work, and the run's CPU readings agreed (or it
+        // would have failed with a CpuAccounting error).
+        assert!(s.dut_cpu_s.is_some_and(|c| c > 0.0), "{s:?}");
+        assert!(s.foreign_cpu_s.is_some(), "{s:?}");
+    }
     for r in &report.runs {
         match r.dut {
-            "bird" => assert_eq!(r.received, 10_000, "{r:?}"),
+            // Every table prefix reached the receiver through the DUT.
+            "bird" | "bgpd" => assert_eq!(r.received, 10_000, "{r:?}"),
             // The sink counts the handshake too.
             "sender-ceiling" => assert!(r.received as usize > report.table_bytes, "{r:?}"),
             other => panic!("unexpected run {other}"),

@@ -9,6 +9,7 @@ use hashbrown::HashMap;
 use ipnet::IpNet;
 
 use super::{Instance, table_index};
+use crate::first_as;
 use crate::policy::Verdict;
 use crate::rib::{self, Attrs, LOCAL, PeerId, flags};
 
@@ -63,9 +64,27 @@ impl Instance {
         let id = p.id;
         let ebgp = s.ebgp;
         let families = s.neg.families.clone();
-        let withdraw_all = u.treat_as_withdraw.is_some();
+        let mut withdraw_all = u.treat_as_withdraw.is_some();
         if let Some(e) = &u.treat_as_withdraw {
             tracing::info!(peer = %addr, attr = e.type_code, reason = ?e.reason, "treat-as-withdraw (RFC 7606)");
+        }
+        // RFC 4271 §6.3 first AS and RFC 5065 §5 confederation segments, external peers
+        // only: a Malformed AS_PATH, which RFC 7606 §7.2 makes treat-as-withdraw. Only an
+        // UPDATE that announces something carries a path worth checking (RFC 7606 §5.2: the
+        // attributes of one without NLRI are ignored).
+        let announces = !u.nlri.is_empty() || u.mp_reach.is_some();
+        if ebgp
+            && announces
+            && !withdraw_all
+            && let Some(a) = &u.attributes
+            && let Err(e) =
+                first_as::check_external(&a.as_path, s.neg.peer_as, p.cfg.enforce_first_as)
+        {
+            tracing::info!(peer = %addr, error = %e, "treat-as-withdraw: malformed AS_PATH (RFC 4271 §6.3, RFC 7606 §7.2)");
+            withdraw_all = true;
+        }
+        if withdraw_all {
+            s.treat_as_withdraw += 1;
         }
         let mut withdrawn: Vec<IpNet> = u.withdrawn;
         if let Some(mu) = u.mp_unreach

@@ -76,6 +76,7 @@ impl Instance {
             nh_v6,
             synced: false,
             eor_received: Vec::new(),
+            treat_as_withdraw: 0,
         });
         p.last_error = None;
         let id = p.id;

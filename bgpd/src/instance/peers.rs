@@ -56,6 +56,9 @@ pub(super) struct Session {
     /// Initial advertisement (and End-of-RIB) sent.
     pub(super) synced: bool,
     pub(super) eor_received: Vec<Family>,
+    /// UPDATEs whose routes were withdrawn instead of installed (RFC 7606 errors, the
+    /// RFC 4271 §6.3 first-AS check) on this session.
+    pub(super) treat_as_withdraw: u64,
 }
 
 #[derive(Debug)]

@@ -65,6 +65,7 @@ impl Instance {
                         .map(|s| s.neg.peer_capabilities.clone())
                         .unwrap_or_default(),
                     stale_routes: stale,
+                    treat_as_withdraw: s.map_or(0, |s| s.treat_as_withdraw),
                     last_error: p.last_error.clone(),
                 }
             })
