@@ -24,9 +24,10 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 #   openssl                         the PKI of kubelab's test clusters (tests/kubelab); their
 #                                   binaries are built with Go by scripts/k8s-build.sh
 #   unzip                           unpacks the Go toolchain below when the machine has none
+#   pmacct                          pmbmpd, the BMP collector the bmp crate's tests report to
 PKGS=(gcc libc6-dev clang-19 llvm-19 libbpf-dev bpftool frr bird2 gobgpd etcd-server etcd-client
       arping ndisc6 tcpdump protobuf-compiler libprotobuf-dev iproute2 iputils-ping procps psmisc
-      ca-certificates curl pkg-config systemd iptables ipvsadm openssl unzip)
+      ca-certificates curl pkg-config systemd iptables ipvsadm openssl unzip pmacct)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -30,7 +30,7 @@ cargo build --workspace --bins
 # daemon or pin that was there already is not blamed on the tests.
 daemons() {
   # (kube-controller: kube-controller-manager's name as the kernel keeps it, 15 characters.)
-  { for n in bgpd zebra watchfrr bird gobgpd etcd rackd rackd-lab kube-apiserver kube-controller; do
+  { for n in bgpd zebra watchfrr bfdd bird gobgpd etcd pmbmpd rackd rackd-lab kube-apiserver kube-controller; do
       pgrep -x "$n" || true; done
     pgrep -f "^$PWD/target/" || true; } | sort -u
 }

@@ -123,12 +123,51 @@ pub struct PeerConfig {
     /// received again.
     #[serde(default = "default_true")]
     pub enforce_first_as: bool,
+    /// BFD for this peer (RFC 5880, single hop per RFC 5881; RFC 5882 §4.3 for BGP): the
+    /// session is not brought up while BFD is not Up (strict mode), and BFD going down resets
+    /// it at once with Cease "BFD Down" (RFC 9384) and withdraws its routes, graceful restart
+    /// or not. `None` = no BFD. Changing it re-registers the BFD session without resetting an
+    /// established BGP session.
+    #[serde(default)]
+    pub bfd: Option<BfdConfig>,
     /// Next hop to advertise for IPv4 routes when it cannot be derived from the session.
     #[serde(default)]
     pub next_hop_v4: Option<Ipv4Addr>,
     /// Next hop to advertise for IPv6 routes when it cannot be derived from the session.
     #[serde(default)]
     pub next_hop_v6: Option<Ipv6Addr>,
+}
+
+/// A peer's BFD timers (RFC 5880 §6.8.1), in microseconds as on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BfdConfig {
+    /// bfd.DesiredMinTxInterval.
+    #[serde(default = "default_bfd_interval")]
+    pub desired_min_tx_us: u32,
+    /// bfd.RequiredMinRxInterval.
+    #[serde(default = "default_bfd_interval")]
+    pub required_min_rx_us: u32,
+    /// bfd.DetectMult (1..=255).
+    #[serde(default = "default_bfd_mult")]
+    pub detect_mult: u8,
+}
+
+impl Default for BfdConfig {
+    fn default() -> Self {
+        Self {
+            desired_min_tx_us: default_bfd_interval(),
+            required_min_rx_us: default_bfd_interval(),
+            detect_mult: default_bfd_mult(),
+        }
+    }
+}
+
+/// 300 ms: FRR's and BIRD's default, and what the issue's detection figure uses.
+fn default_bfd_interval() -> u32 {
+    300_000
+}
+fn default_bfd_mult() -> u8 {
+    3
 }
 
 fn default_port() -> u16 {
@@ -170,6 +209,7 @@ impl PeerConfig {
             graceful_restart: true,
             restart_time: None,
             enforce_first_as: true,
+            bfd: None,
             next_hop_v4: None,
             next_hop_v6: None,
         }
@@ -217,6 +257,17 @@ impl PeerConfig {
         if self.address.is_unspecified() || self.address.is_multicast() {
             return Err(ConfigError::PeerAddress { peer: self.address });
         }
+        if let Some(b) = &self.bfd {
+            // RFC 5880 §6.8.1: DesiredMinTxInterval MUST NOT be 0, and a RequiredMinRxInterval
+            // of 0 would ask the peer to send nothing; §4.1: Detect Mult is never 0.
+            if b.desired_min_tx_us == 0 || b.required_min_rx_us == 0 || b.detect_mult == 0 {
+                return Err(ConfigError::BfdTimers { peer: self.address });
+            }
+            // Single hop only (RFC 5881), as Cilium's pull request (cilium#48251) validates.
+            if self.ttl.is_some_and(|t| t > 1) {
+                return Err(ConfigError::BfdMultihop { peer: self.address });
+            }
+        }
         Ok(())
     }
 
@@ -250,6 +301,10 @@ pub enum ConfigError {
     LocalAs,
     #[error("graceful restart time {restart_time} s not in 1..=4095 (RFC 4724 §3)")]
     RestartTime { restart_time: u16 },
+    #[error("peer {peer}: BFD intervals and detect multiplier must be non-zero (RFC 5880 §6.8.1)")]
+    BfdTimers { peer: IpAddr },
+    #[error("peer {peer}: BFD runs on single-hop peers only (RFC 5881), not with a multihop TTL")]
+    BfdMultihop { peer: IpAddr },
 }
 
 impl SpeakerConfig {
@@ -304,6 +359,44 @@ mod tests {
             serde_json::from_str(r#"{"address":"10.0.0.1","peer_as":1,"local_port":4179}"#)
                 .unwrap();
         assert_eq!(p.local_port, Some(4179));
+    }
+
+    #[test]
+    fn bfd_config_defaults_and_rejects_what_rfc_5880_forbids() {
+        let p: PeerConfig =
+            serde_json::from_str(r#"{"address":"10.0.0.1","peer_as":65000,"bfd":{}}"#).unwrap();
+        assert_eq!(p.bfd, Some(BfdConfig::default()));
+        assert_eq!(
+            p.bfd
+                .as_ref()
+                .map(|b| (b.desired_min_tx_us, b.required_min_rx_us, b.detect_mult)),
+            Some((300_000, 300_000, 3))
+        );
+        p.validate().unwrap();
+        for (field, value) in [
+            ("desired_min_tx_us", "0"),
+            ("required_min_rx_us", "0"),
+            ("detect_mult", "0"),
+        ] {
+            let j = format!(r#"{{"address":"10.0.0.1","peer_as":1,"bfd":{{"{field}":{value}}}}}"#);
+            let p: PeerConfig = serde_json::from_str(&j).unwrap();
+            assert!(
+                matches!(p.validate(), Err(ConfigError::BfdTimers { .. })),
+                "{j}"
+            );
+        }
+        assert!(
+            serde_json::from_str::<PeerConfig>(
+                r#"{"address":"10.0.0.1","peer_as":1,"bfd":{"detect_mult":256}}"#
+            )
+            .is_err()
+        );
+        let mut p = PeerConfig::new("10.0.0.1".parse().unwrap(), 1);
+        p.bfd = Some(BfdConfig::default());
+        p.ttl = Some(2);
+        assert!(matches!(p.validate(), Err(ConfigError::BfdMultihop { .. })));
+        p.ttl = Some(1);
+        p.validate().unwrap();
     }
 
     #[test]

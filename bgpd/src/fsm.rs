@@ -39,6 +39,8 @@ pub mod notif {
     pub const PEER_DECONFIGURED: u8 = 3;
     pub const ADMIN_RESET: u8 = 4;
     pub const COLLISION: u8 = 7;
+    /// Cease subcode "BFD Down" (RFC 9384 §3).
+    pub const BFD_DOWN: u8 = 10;
 }
 
 /// RFC 4271 §8.2.2 session states: the workspace's one definition, spelt as Cilium spells

@@ -17,8 +17,8 @@ mod speaker;
 pub mod transport;
 
 pub use bgpd_wire::Family;
-pub use config::{GracefulRestartConfig, PeerConfig, SpeakerConfig};
+pub use config::{BfdConfig, GracefulRestartConfig, PeerConfig, SpeakerConfig};
 pub use error::Error;
 pub use events::{BestPathChange, Event, PeerStateChange, RouteSource};
-pub use query::{FamilyStatus, PeerStatus, RibKind, RouteEntry, RouteQuery};
+pub use query::{BfdStatus, FamilyStatus, PeerStatus, RibKind, RouteEntry, RouteQuery};
 pub use speaker::Speaker;

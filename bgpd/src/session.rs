@@ -49,6 +49,12 @@ pub(crate) enum ConnEvent {
         stream: TcpStream,
         remote: SocketAddr,
     },
+    /// The BFD session of a peer changed state (from its watcher of `generation`).
+    Bfd {
+        peer: IpAddr,
+        generation: u64,
+        status: crate::query::BfdStatus,
+    },
 }
 
 /// Work for a writer task.

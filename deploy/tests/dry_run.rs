@@ -226,7 +226,7 @@ fn everything_deploy_ships_is_accepted_by_a_real_api_server() {
             .clone()
     };
     type Break = fn(&mut Value);
-    let broken: [(&str, Break, &str); 6] = [
+    let broken: [(&str, Break, &str); 7] = [
         (
             "CiliumBGPClusterConfig",
             |d| d["spec"]["bgpInstances"][0]["peers"][0]["peerAddress"] = json!("tor"),
@@ -237,6 +237,15 @@ fn everything_deploy_ships_is_accepted_by_a_real_api_server() {
             "CiliumBGPPeerConfig",
             |d| d["spec"]["timers"] = json!({"holdTimeSeconds": 20}),
             "keepAliveTimeSeconds can not be larger than holdTimeSeconds",
+        ),
+        (
+            // cilium#48251's rule, ours as CEL: BFD on single-hop peers only.
+            "CiliumBGPPeerConfig",
+            |d| {
+                d["spec"]["bfd"] = json!({"enabled": true});
+                d["spec"]["ebgpMultihop"] = json!(2);
+            },
+            "BFD is supported only for single-hop peers",
         ),
         (
             "CiliumBGPAdvertisement",

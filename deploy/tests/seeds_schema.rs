@@ -221,5 +221,5 @@ fn defaults_are_applied_like_the_api_server() {
                "gracefulRestart": {"enabled": true, "restartTimeSeconds": 120},
                "transport": {"peerPort": 179}, "ebgpMultihop": 1})
     );
-    assert_eq!(r.cel_rules, 1, "the timers rule");
+    assert_eq!(r.cel_rules, 2, "the timers rule and BFD's single-hop rule");
 }

@@ -541,6 +541,29 @@ fn peer_config(s: &CiliumBGPPeerConfigSpec, e: &mut Errs) {
         );
     }
     e.range("spec.ebgpMultihop", s.ebgp_multihop.into(), 1, 255);
+    if let Some(b) = &s.bfd {
+        for (field, v) in [
+            (
+                "desiredMinTxIntervalMicroseconds",
+                b.desired_min_tx_interval_microseconds,
+            ),
+            (
+                "requiredMinRxIntervalMicroseconds",
+                b.required_min_rx_interval_microseconds,
+            ),
+        ] {
+            e.range(&format!("spec.bfd.{field}"), v, 1, i64::from(u32::MAX));
+        }
+        e.range("spec.bfd.detectMultiplier", b.detect_multiplier.into(), 1, 255);
+        // cilium#48251: BFD for single-hop peers only (RFC 5881).
+        if b.enabled && s.ebgp_multihop > 1 {
+            e.push(
+                "spec.bfd.enabled",
+                format!("BFD with ebgpMultihop {}", s.ebgp_multihop),
+                "BFD only for single-hop peers (ebgpMultihop 1)",
+            );
+        }
+    }
     if let Some(fams) = &s.families {
         let mut seen = HashSet::new();
         for (i, f) in fams.iter().enumerate() {

@@ -432,6 +432,49 @@ fn cluster_config_version_specific_fields() {
 
 // ===== PeerConfig =====
 
+/// `spec.bfd` (cilium#48251): ranges, the required `enabled`, unknown fields, and BFD on
+/// single-hop peers only; the defaults and a full block are accepted.
+#[test]
+fn peer_config_bfd() {
+    ok(&format!("{PC}  bfd:\n    enabled: true\n"));
+    ok(&format!(
+        "{PC}  bfd:\n    enabled: true\n    desiredMinTxIntervalMicroseconds: 300000\n    \
+         requiredMinRxIntervalMicroseconds: 300000\n    detectMultiplier: 3\n"
+    ));
+    invalid_at(
+        &format!("{PC}  bfd:\n    enabled: true\n    desiredMinTxIntervalMicroseconds: 0\n"),
+        "spec.bfd.desiredMinTxIntervalMicroseconds",
+    );
+    invalid_at(
+        &format!(
+            "{PC}  bfd:\n    enabled: true\n    requiredMinRxIntervalMicroseconds: 4294967296\n"
+        ),
+        "spec.bfd.requiredMinRxIntervalMicroseconds",
+    );
+    invalid_at(
+        &format!("{PC}  bfd:\n    enabled: true\n    detectMultiplier: 256\n"),
+        "spec.bfd.detectMultiplier",
+    );
+    let s = invalid_at(
+        &format!("{PC}  ebgpMultihop: 2\n  bfd:\n    enabled: true\n"),
+        "spec.bfd.enabled",
+    );
+    assert!(s.contains("single-hop"), "{s}");
+    // Disabled BFD on a multihop peer is no error (the control of the rule above).
+    ok(&format!(
+        "{PC}  ebgpMultihop: 2\n  bfd:\n    enabled: false\n"
+    ));
+    // Malformed: `enabled` missing, an unknown field, a string interval.
+    for bad in [
+        "  bfd:\n    detectMultiplier: 3\n",
+        "  bfd:\n    enabled: true\n    minTx: 3\n",
+        "  bfd:\n    enabled: true\n    detectMultiplier: three\n",
+    ] {
+        let p = parse_documents("bad.yaml", &format!("{PC}{bad}"));
+        assert_eq!(p.errors.len(), 1, "{bad}");
+    }
+}
+
 #[test]
 fn peer_config_timers() {
     invalid_at(

@@ -25,7 +25,13 @@ pub fn go_duration(nanos: u64) -> String {
 /// `cilium bgp peers`: one row per family, node name on the node's first row only.
 pub fn peers_table(nodes: &[(String, Vec<BgpPeer>)]) -> String {
     let mut tw = TabWriter::cilium();
-    tw.line("Node\tLocal AS\tPeer AS\tPeer Address\tSession State\tUptime\tFamily\tReceived\tAdvertised");
+    // A BFD column only when some peer runs BFD, so the table stays Cilium's otherwise.
+    let bfd = nodes.iter().flat_map(|(_, p)| p).any(|p| p.bfd.is_some());
+    if bfd {
+        tw.line("Node\tLocal AS\tPeer AS\tPeer Address\tSession State\tBFD\tUptime\tFamily\tReceived\tAdvertised");
+    } else {
+        tw.line("Node\tLocal AS\tPeer AS\tPeer Address\tSession State\tUptime\tFamily\tReceived\tAdvertised");
+    }
     let mut sorted: Vec<_> = nodes.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     for (node, peers) in sorted {
@@ -36,13 +42,14 @@ pub fn peers_table(nodes: &[(String, Vec<BgpPeer>)]) -> String {
             }
             let _ = write!(
                 line,
-                "\t{}\t{}\t{}\t{}\t{}\t",
-                p.local_asn,
-                p.peer_asn,
-                p.peer_address,
-                p.session_state,
-                go_duration(p.uptime_nanoseconds)
+                "\t{}\t{}\t{}\t{}\t",
+                p.local_asn, p.peer_asn, p.peer_address, p.session_state
             );
+            if bfd {
+                let s = p.bfd.as_ref().map_or("-", |b| b.state.as_str());
+                let _ = write!(line, "{s}\t");
+            }
+            let _ = write!(line, "{}\t", go_duration(p.uptime_nanoseconds));
             if p.families.is_empty() {
                 tw.line(&line);
                 continue;
@@ -50,6 +57,8 @@ pub fn peers_table(nodes: &[(String, Vec<BgpPeer>)]) -> String {
             for (k, f) in p.families.iter().enumerate() {
                 let mut l = if k == 0 {
                     line.clone()
+                } else if bfd {
+                    "\t\t\t\t\t\t\t".to_owned()
                 } else {
                     "\t\t\t\t\t\t".to_owned()
                 };
@@ -445,6 +454,42 @@ mod tests {
                 "                                                                                                      ipv6/unicast   2          2",
             ]
         );
+    }
+
+    /// With BFD on a peer, a BFD column after the session state (`-` for peers without).
+    #[test]
+    fn peers_table_shows_bfd_only_when_some_peer_runs_it() {
+        let with = BgpPeer {
+            local_asn: 65001,
+            peer_asn: 65000,
+            peer_address: "10.0.0.1".into(),
+            session_state: rackd_api::SessionState::Established,
+            uptime_nanoseconds: 61_000_000_000,
+            families: vec![fam("ipv4", 1, 2)],
+            bfd: Some(rackd_api::BfdPeerState {
+                state: "up".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let without = BgpPeer {
+            peer_address: "10.0.0.9".into(),
+            bfd: None,
+            ..with.clone()
+        };
+        let out = peers_table(&[("node1".into(), vec![with, without.clone()])]);
+        let trimmed: Vec<&str> = out.lines().map(str::trim_end).collect();
+        assert_eq!(
+            trimmed,
+            vec![
+                "Node    Local AS   Peer AS   Peer Address   Session State   BFD   Uptime   Family         Received   Advertised",
+                "node1   65001      65000     10.0.0.1       established     up    1m1s     ipv4/unicast   1          2",
+                "        65001      65000     10.0.0.9       established     -     1m1s     ipv4/unicast   1          2",
+            ]
+        );
+        // The control: no peer with BFD, no column.
+        let out = peers_table(&[("node1".into(), vec![without])]);
+        assert!(!out.contains("BFD"), "{out}");
     }
 
     /// The docs' `cilium bgp routes available|advertised ipv4 unicast` (cilium-compat.md §7.3),

@@ -81,6 +81,11 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     /// 1 when the session is established (`rackd_bgp_session_established`).
     pub session_established: Family<PeerLabels, Gauge>,
+    /// 1 when the peer's BFD session is up, 0 when it is not; absent without BFD
+    /// (`rackd_bgp_bfd_up`).
+    pub bfd_up: Family<PeerLabels, Gauge>,
+    /// State changes of the peer's BFD session (`rackd_bgp_bfd_transitions`).
+    pub bfd_transitions: Family<PeerLabels, Gauge>,
     pub prefixes_received: Family<PeerFamilyLabels, Gauge>,
     pub prefixes_advertised: Family<PeerFamilyLabels, Gauge>,
     pub reconcile_runs: Family<ControllerLabels, Counter>,
@@ -163,11 +168,23 @@ impl Metrics {
             lb_gc_deleted: Counter::default(),
             egress_packets: Family::default(),
             egress_drops: Family::default(),
+            bfd_up: Family::default(),
+            bfd_transitions: Family::default(),
         };
         r.register(
             "bgp_session_established",
             "1 when the BGP session is established",
             m.session_established.clone(),
+        );
+        r.register(
+            "bgp_bfd_up",
+            "1 when the peer's BFD session is up (peers with BFD only)",
+            m.bfd_up.clone(),
+        );
+        r.register(
+            "bgp_bfd_transitions",
+            "State changes of the peer's BFD session since it was created",
+            m.bfd_transitions.clone(),
         );
         r.register(
             "bgp_prefixes_received",

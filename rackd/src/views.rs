@@ -55,6 +55,15 @@ pub fn bgp_peer(local_asn: u32, p: &PeerStatus, cfg: Option<&render::Peer>) -> B
             .collect(),
         local_capabilities: capabilities_base64(&p.local_capabilities),
         remote_capabilities: capabilities_base64(&p.remote_capabilities),
+        bfd: p.bfd.as_ref().map(|b| rackd_api::BfdPeerState {
+            state: b.state.clone(),
+            local_diagnostic: b.local_diag.clone(),
+            remote_state: b.remote_state.clone(),
+            remote_diagnostic: b.remote_diag.clone(),
+            transmit_interval_milliseconds: b.tx_interval_ms,
+            detection_time_milliseconds: b.detection_time_ms,
+            transitions: b.transitions,
+        }),
     }
 }
 

@@ -54,6 +54,11 @@ impl Instance {
                 result,
             } => self.on_connected(peer, attempt, result),
             ConnEvent::Accepted { stream, remote } => self.on_accepted(stream, remote),
+            ConnEvent::Bfd {
+                peer,
+                generation,
+                status,
+            } => self.on_bfd(peer, generation, status),
         }
     }
 
@@ -159,6 +164,10 @@ impl Instance {
 
     pub(super) fn on_accepted(&mut self, stream: TcpStream, remote: SocketAddr) {
         let addr = transport::canonical(remote.ip());
+        if !self.bfd_allows(addr) {
+            tracing::info!(%remote, "connection refused: the peer's BFD session is not up");
+            return;
+        }
         let Some(p) = self.peers.get_mut(&addr) else {
             tracing::info!(%remote, "connection from unknown peer refused");
             return;

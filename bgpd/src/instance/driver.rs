@@ -26,6 +26,11 @@ impl Instance {
     }
 
     pub(super) fn drive(&mut self, addr: IpAddr, w: Which, input: Input) {
+        // Strict BFD: a peer with BFD starts only while its BFD session is Up (`bfd_link`).
+        if input == Input::Start && !self.bfd_allows(addr) {
+            tracing::debug!(peer = %addr, "start deferred until BFD is up");
+            return;
+        }
         let Some(slot) = self.slot_mut(addr, w) else {
             return;
         };

@@ -22,8 +22,10 @@
 //! - `export`: Loc-RIB changes out to subscribers and peers (Adj-RIB-Out, route refresh);
 //! - `export_rules`: the export rules without I/O (RFC 4271 §5.1, §9.2, RFC 1997, policy),
 //!   unit-tested in `export_rules/tests/`;
-//! - `query`: peer status and RIB listings for the API.
+//! - `query`: peer status and RIB listings for the API;
+//! - `bfd_link`: BFD sessions of the peers that have one, and what their state does to BGP.
 
+mod bfd_link;
 mod connections;
 mod driver;
 mod export;
@@ -103,6 +105,8 @@ struct Instance {
     writers: tokio_util::task::TaskTracker,
     /// The zero of the paths' [`rib::Stamp`]s (tokio's clock, so paused-clock tests see ages).
     epoch: Instant,
+    /// The BFD task, started with the first peer that has BFD.
+    bfd: Option<bfd::BfdHandle>,
 }
 
 /// Bind the listeners and spawn the speaker task.
@@ -178,6 +182,7 @@ pub(crate) fn spawn(
         deferral_deadline,
         writers: tokio_util::task::TaskTracker::new(),
         epoch: Instant::now(),
+        bfd: None,
     };
     Ok(tokio::spawn(inst.run(cmd_rx, ev_rx)))
 }

@@ -81,6 +81,8 @@ pub(super) struct Peer {
     pub(super) stale_families: Vec<Family>,
     pub(super) stale_deadline: Option<Instant>,
     pub(super) last_error: Option<String>,
+    /// Its BFD session, when configured (`bfd_link`).
+    pub(super) bfd: Option<super::bfd_link::PeerBfd>,
 }
 
 impl Instance {
@@ -156,9 +158,12 @@ impl Instance {
             stale_families: Vec::new(),
             stale_deadline: None,
             last_error: None,
+            bfd: None,
         };
         self.peers.insert(addr, peer);
         tracing::info!(peer = %addr, "peer added");
+        // With BFD, the session starts when BFD comes Up (the start below is deferred).
+        self.start_bfd(addr);
         self.drive(addr, Which::Main, Input::Start);
         Ok(())
     }
@@ -170,8 +175,10 @@ impl Instance {
         };
         let old = p.cfg.clone();
         // What needs no new session: policies (RFC 4271 §9.1), the next hops we advertise
-        // (a re-export), and the keepalive and connect-retry times, local matters (§10).
-        // Everything else is in the OPEN or the TCP connection, so it takes a reset.
+        // (a re-export), the keepalive and connect-retry times, local matters (§10), and BFD
+        // (its session is registered again; an established BGP session stays while the new
+        // one comes up). Everything else is in the OPEN or the TCP connection, so it takes a
+        // reset.
         let in_place = PeerConfig {
             import: old.import.clone(),
             export: old.export.clone(),
@@ -179,8 +186,11 @@ impl Instance {
             connect_retry: old.connect_retry,
             next_hop_v4: old.next_hop_v4,
             next_hop_v6: old.next_hop_v6,
+            bfd: old.bfd.clone(),
             ..cfg.clone()
         } == old;
+        let bfd_changed =
+            super::bfd_link::bfd_identity(&old) != super::bfd_link::bfd_identity(&cfg);
         if old.md5_password != cfg.md5_password {
             self.set_listener_keys(addr, cfg.md5_password.as_deref().map(str::as_bytes))?;
         }
@@ -223,6 +233,17 @@ impl Instance {
             .map(|s| s.neg.families.clone())
             .unwrap_or_default();
         let rr = p.session.as_ref().is_some_and(|s| s.neg.route_refresh);
+        if bfd_changed {
+            self.start_bfd(addr);
+            // BFD removed from a peer that was waiting for it: start it now.
+            if self
+                .peers
+                .get(&addr)
+                .is_some_and(|p| p.bfd.is_none() && p.main.fsm.state() == crate::fsm::State::Idle)
+            {
+                self.drive(addr, Which::Main, Input::Start);
+            }
+        }
         if in_place {
             if let Some(previous) = previous {
                 self.resync(addr, Some(&previous));

@@ -67,6 +67,7 @@ impl Instance {
                     stale_routes: stale,
                     treat_as_withdraw: s.map_or(0, |s| s.treat_as_withdraw),
                     last_error: p.last_error.clone(),
+                    bfd: p.bfd.as_ref().and_then(|b| b.status.clone()),
                 }
             })
             .collect();

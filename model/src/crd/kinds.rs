@@ -136,7 +136,32 @@ pub(super) fn peer_config_v2(p: &mut Patcher<'_>) -> Result<(), CrdError> {
         "spec.gracefulRestart.restartTimeSeconds",
         json!({"minimum": 1, "maximum": 4095}),
     )?;
-    p.set("spec.ebgpMultihop", json!({"minimum": 1, "maximum": 255}))
+    p.set("spec.ebgpMultihop", json!({"minimum": 1, "maximum": 255}))?;
+    bfd(p)
+}
+
+/// `spec.bfd` (cilium#48251): ranges, and BFD only for single-hop peers.
+fn bfd(p: &mut Patcher<'_>) -> Result<(), CrdError> {
+    for f in [
+        "desiredMinTxIntervalMicroseconds",
+        "requiredMinRxIntervalMicroseconds",
+    ] {
+        p.set(
+            &format!("spec.bfd.{f}"),
+            json!({"minimum": 1, "maximum": 4_294_967_295_u64}),
+        )?;
+    }
+    p.set(
+        "spec.bfd.detectMultiplier",
+        json!({"minimum": 1, "maximum": 255}),
+    )?;
+    p.cel(
+        "spec",
+        &[(
+            "!has(self.bfd) || !self.bfd.enabled || self.ebgpMultihop <= 1",
+            "BFD is supported only for single-hop peers (ebgpMultihop 1)",
+        )],
+    )
 }
 
 pub(super) fn peer_config_v2alpha1(p: &mut Patcher<'_>) -> Result<(), CrdError> {

@@ -187,6 +187,34 @@ pub struct BgpPeer {
     pub local_capabilities: Vec<Capabilities>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remote_capabilities: Vec<Capabilities>,
+    /// The peer's BFD session, when its PeerConfig enables BFD (cilium#48251 shows the BFD
+    /// state in the peer output; absent otherwise, so Cilium's shape is unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<BfdPeerState>,
+}
+
+/// A BGP peer's BFD session (RFC 5880 §6.8.1 variables).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BfdPeerState {
+    /// `admin_down`, `down`, `init` or `up`.
+    pub state: String,
+    /// Why the session last went down on our side (RFC 5880 §4.1 diagnostic).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub local_diagnostic: String,
+    /// The remote's state and diagnostic as it last sent them.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub remote_state: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub remote_diagnostic: String,
+    /// Negotiated transmit interval and detection time.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub transmit_interval_milliseconds: u64,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub detection_time_milliseconds: u64,
+    /// State changes since the session was created.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub transitions: u64,
 }
 
 /// Cilium `BgpGracefulRestart`.

@@ -187,6 +187,7 @@ pub fn session_config(peer: &Peer, node: &NodeAddrs, fib: bool) -> PeerConfig {
     c.export = Policy::reject_all();
     c.graceful_restart = peer.graceful_restart.is_some();
     c.restart_time = peer.graceful_restart;
+    c.bfd = peer.bfd.clone();
     c.next_hop_v4 = node.v4;
     c.next_hop_v6 = node.v6;
     c

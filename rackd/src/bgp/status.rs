@@ -136,6 +136,16 @@ fn set_metrics(m: &Metrics, peers: &[rackd_api::BgpPeer]) {
                 peer: p.peer_address.clone(),
             })
             .set(i64::from(p.session_state == SessionState::Established));
+        if let Some(b) = &p.bfd {
+            let l = PeerLabels {
+                vrouter: vrouter.clone(),
+                peer: p.peer_address.clone(),
+            };
+            m.bfd_up.get_or_create(&l).set(i64::from(b.state == "up"));
+            m.bfd_transitions
+                .get_or_create(&l)
+                .set(i64::try_from(b.transitions).unwrap_or(i64::MAX));
+        }
         for f in &p.families {
             let l = PeerFamilyLabels {
                 vrouter: vrouter.clone(),

@@ -69,7 +69,8 @@ pub fn daemon_argv(daemon: &str, pathspace: &str, conf: &FsPath, dir: &FsPath) -
 pub struct Frr {
     dir: PathBuf,
     pathspace: String,
-    // Field order matters: bgpd is dropped (stopped) before zebra.
+    // Field order matters: bfdd and bgpd are dropped (stopped) before zebra.
+    bfdd: Option<Process>,
     bgpd: Process,
     zebra: Process,
     bgpd_argv: Vec<String>,
@@ -124,6 +125,7 @@ impl Frr {
         let mut frr = Self {
             dir: idir,
             pathspace,
+            bfdd: None,
             bgpd,
             zebra,
             bgpd_argv: bargs,
@@ -146,6 +148,42 @@ impl Frr {
                 })
             },
         )
+    }
+
+    /// Starts bfdd beside zebra and bgpd (same pathspace, so `neighbor X bfd` in bgpd reaches
+    /// it through zebra), with `bfdd_conf` (FRR's `bfd` block, may be empty). Returns once
+    /// vtysh answers `show bfd peers`.
+    pub fn start_bfdd(&mut self, ns: &Netns, bfdd_conf: &str) -> Result<()> {
+        let conf = self.dir.join("bfdd.conf");
+        fs::write(&conf, bfdd_conf).map_err(|source| Error::Io {
+            path: conf.clone(),
+            source,
+        })?;
+        let mut args = daemon_argv("bfdd", &self.pathspace, &conf, &self.dir);
+        // The control socket would default to /var/run/frr/<pathspace>/bfdd.sock.
+        args.push("--bfdctl".into());
+        args.push(self.dir.join("bfdd.sock").to_string_lossy().into_owned());
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.bfdd = Some(ns.spawn(&self.dir, "bfdd", &argv)?);
+        wait_for(
+            "bfdd to answer vtysh",
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || {
+                if let Some(b) = self.bfdd.as_mut() {
+                    b.check_running()?;
+                }
+                Ok(match self.vtysh(&["show bfd peers json"]) {
+                    Ok(_) => Check::Ready(()),
+                    Err(e) => Check::NotYet(e.to_string()),
+                })
+            },
+        )
+    }
+
+    /// The bfdd process, once [`Frr::start_bfdd`] ran.
+    pub fn bfdd(&mut self) -> Option<&mut Process> {
+        self.bfdd.as_mut()
     }
 
     /// Starts bgpd again with the same configuration (after [`Process::kill9`] or

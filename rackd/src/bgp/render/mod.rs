@@ -101,6 +101,8 @@ pub struct Peer {
     pub password: Option<Vec<u8>>,
     /// Restart time when graceful restart is enabled.
     pub graceful_restart: Option<u16>,
+    /// BFD timers when the PeerConfig enables BFD (cilium#48251's `spec.bfd`).
+    pub bfd: Option<bgpd::BfdConfig>,
     pub families: Vec<Family>,
     pub export: Exports,
     /// The Service advertisements this peer's families select, kept so that
@@ -789,6 +791,19 @@ fn render_peer(
         graceful_restart: gr
             .enabled
             .then(|| u16::try_from(gr.restart_time_seconds).unwrap_or(120)),
+        bfd: pc
+            .bfd
+            .as_ref()
+            .filter(|b| b.enabled)
+            .map(|b| bgpd::BfdConfig {
+                desired_min_tx_us: u32::try_from(b.desired_min_tx_interval_microseconds)
+                    .unwrap_or(u32::MAX)
+                    .max(1),
+                required_min_rx_us: u32::try_from(b.required_min_rx_interval_microseconds)
+                    .unwrap_or(u32::MAX)
+                    .max(1),
+                detect_mult: u8::try_from(b.detect_multiplier).unwrap_or(u8::MAX).max(1),
+            }),
         families,
         export,
         service_adverts: service_adverts.into(),
