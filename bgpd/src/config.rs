@@ -138,6 +138,27 @@ pub struct PeerConfig {
     pub next_hop_v6: Option<Ipv6Addr>,
 }
 
+/// A BMP collector this speaker reports to (RFC 7854; `bmpServers` of Cilium's BGP
+/// instances). Set with [`crate::Speaker::set_bmp`], apart from the speaker's configuration, so
+/// adding a collector never restarts a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BmpServerConfig {
+    /// Unique among the speaker's collectors.
+    pub name: String,
+    /// The collector (the router connects to it, RFC 7854 §3.2).
+    pub address: SocketAddr,
+    /// sysName of the Initiation message (the node name).
+    pub sys_name: String,
+    /// Report every peer's pre-policy Adj-RIB-In (what the node receives).
+    pub adj_rib_in_pre: bool,
+    /// Report the Loc-RIB (RFC 9069: what the node selected, its own routes included, so what
+    /// it advertises).
+    pub loc_rib: bool,
+    /// Send a Statistics Report this often (RFC 7854 §4.8; Cilium's `statisticsTimeout`).
+    #[serde(default)]
+    pub statistics_interval: Option<std::time::Duration>,
+}
+
 /// A peer's BFD timers (RFC 5880 §6.8.1), in microseconds as on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BfdConfig {

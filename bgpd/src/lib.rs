@@ -17,7 +17,7 @@ mod speaker;
 pub mod transport;
 
 pub use bgpd_wire::Family;
-pub use config::{BfdConfig, GracefulRestartConfig, PeerConfig, SpeakerConfig};
+pub use config::{BfdConfig, BmpServerConfig, GracefulRestartConfig, PeerConfig, SpeakerConfig};
 pub use error::Error;
 pub use events::{BestPathChange, Event, PeerStateChange, RouteSource};
 pub use query::{BfdStatus, FamilyStatus, PeerStatus, RibKind, RouteEntry, RouteQuery};

@@ -100,6 +100,8 @@ pub(crate) struct Conn {
     pub id: u64,
     pub tx: mpsc::UnboundedSender<WriterCmd>,
     pub local: SocketAddr,
+    /// The peer's end (BMP's Peer Up reports its port).
+    pub remote: SocketAddr,
     /// We initiated it (RFC 4271 §6.8 collision resolution needs to know).
     pub outgoing: bool,
     /// Cancelled once the socket is closed (after the writer's linger).
@@ -131,6 +133,7 @@ pub(crate) fn spawn(
     writers: &tokio_util::task::TaskTracker,
 ) -> std::io::Result<Conn> {
     let local = stream.local_addr()?;
+    let remote = stream.peer_addr()?;
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -142,6 +145,7 @@ pub(crate) fn spawn(
         id,
         tx,
         local,
+        remote,
         outgoing,
         closed,
         _reader: AbortOnDrop(reader),

@@ -152,6 +152,14 @@ impl Speaker {
         self.call(Command::Subscribe).await
     }
 
+    /// Report to these BMP collectors from now on (RFC 7854; RFC 9069 Loc-RIB): collectors
+    /// whose configuration is unchanged keep their session, the others are told goodbye
+    /// (Termination) or connected. An empty list stops BMP.
+    pub async fn set_bmp(&self, servers: Vec<crate::config::BmpServerConfig>) -> Result<(), Error> {
+        let weak = self.cmd.downgrade();
+        self.call(|tx| Command::SetBmp(servers, weak, tx)).await
+    }
+
     /// Stop every session with Cease / administrative shutdown and end the task.
     pub async fn shutdown(&self) -> Result<(), Error> {
         let r = self.call(Command::Shutdown).await;

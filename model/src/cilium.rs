@@ -120,6 +120,51 @@ pub struct CiliumBGPInstance {
     pub local_port: Option<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<CiliumBGPPeer>,
+    /// BMP collectors (RFC 7854) every node of this instance reports to, in the shape of
+    /// Cilium's BMP work (cilium#46630 and its docs, `bgp-control-plane-bmp.rst`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bmp_servers: Vec<CiliumBGPBMPServer>,
+}
+
+/// One BMP collector (a "monitoring station", RFC 7854 §3.2): the node connects to it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CiliumBGPBMPServer {
+    /// Unique within the instance.
+    pub name: String,
+    /// The collector's IPv4 or IPv6 address.
+    pub peer_address: String,
+    /// The collector's TCP port (default 11019, the IANA BMP port Cilium's docs name).
+    #[serde(default = "default_bmp_port")]
+    pub peer_port: i32,
+    /// What is reported: `pre` (default), `post`, `both`, `local` (RFC 9069 Loc-RIB) or
+    /// `all`.
+    #[serde(default)]
+    pub monitoring_policy: BmpMonitoringPolicy,
+    /// Seconds between Statistics Reports (15..=65535); unset = none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statistics_timeout: Option<i32>,
+}
+
+fn default_bmp_port() -> i32 {
+    11019
+}
+
+/// `monitoringPolicy`.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BmpMonitoringPolicy {
+    /// Pre-policy Adj-RIB-In.
+    #[default]
+    Pre,
+    /// Post-policy Adj-RIB-In.
+    Post,
+    /// Both Adj-RIB-In views.
+    Both,
+    /// The Loc-RIB (RFC 9069).
+    Local,
+    /// Every view.
+    All,
 }
 
 /// A peer of a BGP instance.

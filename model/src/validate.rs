@@ -401,6 +401,19 @@ fn cluster_config(s: &CiliumBGPClusterConfigSpec, e: &mut Errs) {
             &format!("{b}.peers"),
             inst.peers.iter().map(|p| p.name.as_str()),
         );
+        e.unique(
+            &format!("{b}.bmpServers"),
+            inst.bmp_servers.iter().map(|m| m.name.as_str()),
+        );
+        for (j, m) in inst.bmp_servers.iter().enumerate() {
+            let mb = format!("{b}.bmpServers[{j}]");
+            e.len(&format!("{mb}.name"), &m.name, 1, 255);
+            e.ip(&format!("{mb}.peerAddress"), &m.peer_address, false);
+            e.range(&format!("{mb}.peerPort"), m.peer_port.into(), 1, 65535);
+            if let Some(t) = m.statistics_timeout {
+                e.range(&format!("{mb}.statisticsTimeout"), t.into(), 15, 65535);
+            }
+        }
         for (j, p) in inst.peers.iter().enumerate() {
             let pb = format!("{b}.peers[{j}]");
             e.len(&format!("{pb}.name"), &p.name, 1, 255);
@@ -554,7 +567,12 @@ fn peer_config(s: &CiliumBGPPeerConfigSpec, e: &mut Errs) {
         ] {
             e.range(&format!("spec.bfd.{field}"), v, 1, i64::from(u32::MAX));
         }
-        e.range("spec.bfd.detectMultiplier", b.detect_multiplier.into(), 1, 255);
+        e.range(
+            "spec.bfd.detectMultiplier",
+            b.detect_multiplier.into(),
+            1,
+            255,
+        );
         // cilium#48251: BFD for single-hop peers only (RFC 5881).
         if b.enabled && s.ebgp_multihop > 1 {
             e.push(

@@ -330,6 +330,43 @@ fn cluster_config_asn_and_port_ranges() {
     ok(&cc_peer("      peerAddress: 10.0.0.1\n      peerASN: 0\n"));
 }
 
+/// `bmpServers` (Cilium's BMP shape): address, port and statistics ranges, unique names, the
+/// policy enum, required fields; a full entry and the defaults are accepted.
+#[test]
+fn cluster_config_bmp_servers() {
+    let bmp = |entry: &str| {
+        format!("{CC}  bgpInstances:\n  - name: i\n    localASN: 65001\n    bmpServers:\n{entry}")
+    };
+    ok(&bmp("    - {name: c, peerAddress: 10.0.0.9}\n"));
+    ok(&bmp(
+        "    - {name: c, peerAddress: 'fd00::9', peerPort: 1790, monitoringPolicy: all, statisticsTimeout: 15}\n",
+    ));
+    invalid_at(
+        &bmp("    - {name: c, peerAddress: collector}\n"),
+        "spec.bgpInstances[0].bmpServers[0].peerAddress",
+    );
+    invalid_at(
+        &bmp("    - {name: c, peerAddress: 10.0.0.9, peerPort: 0}\n"),
+        "spec.bgpInstances[0].bmpServers[0].peerPort",
+    );
+    invalid_at(
+        &bmp("    - {name: c, peerAddress: 10.0.0.9, statisticsTimeout: 14}\n"),
+        "spec.bgpInstances[0].bmpServers[0].statisticsTimeout",
+    );
+    invalid_at(
+        &bmp("    - {name: c, peerAddress: 10.0.0.9}\n    - {name: c, peerAddress: 10.0.0.10}\n"),
+        "spec.bgpInstances[0].bmpServers[1].name",
+    );
+    for bad in [
+        "    - {name: c, peerAddress: 10.0.0.9, monitoringPolicy: everything}\n",
+        "    - {peerAddress: 10.0.0.9}\n",
+        "    - {name: c, peerAddress: 10.0.0.9, station: x}\n",
+    ] {
+        let p = parse_documents("bad.yaml", &bmp(bad));
+        assert_eq!(p.errors.len(), 1, "{bad}");
+    }
+}
+
 #[test]
 fn cluster_config_peer_address() {
     for bad in [

@@ -108,7 +108,13 @@ fn bfd_guards_rackds_sessions_with_frr() {
     assert!(table.lines().next().unwrap().contains("BFD"), "{table}");
     for p in &ps {
         let b = p.bfd.as_ref().unwrap();
-        assert_eq!((b.transmit_interval_milliseconds, b.detection_time_milliseconds), (300, 900));
+        assert_eq!(
+            (
+                b.transmit_interval_milliseconds,
+                b.detection_time_milliseconds
+            ),
+            (300, 900)
+        );
     }
     let m = lab.metrics();
     assert!(

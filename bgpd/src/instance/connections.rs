@@ -22,6 +22,9 @@ impl Instance {
         match ev {
             ConnEvent::Rx { peer, conn, msg } => {
                 if let Some(w) = self.slot_of(peer, conn) {
+                    if let Message::Update(u) = &msg {
+                        self.bmp_update(peer, u);
+                    }
                     let is_open = matches!(msg, Message::Open(_));
                     self.drive(peer, w, Input::Message(msg));
                     if is_open {

@@ -120,7 +120,8 @@ impl Instance {
             return;
         }
         let dirty: Vec<IpNet> = self.dirty.drain().collect();
-        if !self.subscribers.is_empty() {
+        let loc_rib = self.bmp_wants_loc_rib();
+        if !self.subscribers.is_empty() || loc_rib {
             for prefix in &dirty {
                 let t = &self.tables[table_index(prefix)];
                 let ev = best_event(t, prefix, &self.sources).unwrap_or_else(|| BestPathChange {
@@ -131,6 +132,9 @@ impl Instance {
                     source: None,
                     stale: false,
                 });
+                if loc_rib {
+                    self.bmp_loc_rib(&ev);
+                }
                 self.publish(Event::BestPath(ev));
             }
         }

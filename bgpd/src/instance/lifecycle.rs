@@ -91,6 +91,7 @@ impl Instance {
         for f in drop_now {
             self.drop_paths(id, Some(f), true);
         }
+        self.bmp_peer_up(addr);
         if self.advertising {
             self.initial_sync(addr);
         }
@@ -102,6 +103,10 @@ impl Instance {
         };
         tracing::info!(peer = %addr, ?reason, "session down");
         record_error(p, &reason);
+        self.bmp_peer_down(addr, &reason);
+        let Some(p) = self.peers.get_mut(&addr) else {
+            return;
+        };
         let session = p.session.take();
         p.adj_out = [PrefixMap::new(), PrefixMap::new()];
         let id = p.id;

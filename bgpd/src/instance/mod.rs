@@ -23,9 +23,11 @@
 //! - `export_rules`: the export rules without I/O (RFC 4271 §5.1, §9.2, RFC 1997, policy),
 //!   unit-tested in `export_rules/tests/`;
 //! - `query`: peer status and RIB listings for the API;
-//! - `bfd_link`: BFD sessions of the peers that have one, and what their state does to BGP.
+//! - `bfd_link`: BFD sessions of the peers that have one, and what their state does to BGP;
+//! - `bmp_link`: what BMP collectors are told (RFC 7854, RFC 9069 Loc-RIB).
 
 mod bfd_link;
+mod bmp_link;
 mod connections;
 mod driver;
 mod export;
@@ -78,6 +80,16 @@ pub(crate) enum Command {
     Peers(oneshot::Sender<Vec<PeerStatus>>),
     Routes(RouteQuery, oneshot::Sender<Result<Vec<RouteEntry>, Error>>),
     Subscribe(oneshot::Sender<mpsc::UnboundedReceiver<Event>>),
+    /// Replace the BMP collectors; the weak sender is how their clients ask for snapshots.
+    SetBmp(
+        Vec<crate::config::BmpServerConfig>,
+        mpsc::WeakUnboundedSender<Command>,
+        oneshot::Sender<()>,
+    ),
+    /// A BMP client (by collector name) starts a session and needs the current state.
+    BmpSnapshot(String, oneshot::Sender<bmp::Snapshot>),
+    /// Time for collector `name`'s Statistics Report.
+    BmpStatistics(String),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -107,6 +119,8 @@ struct Instance {
     epoch: Instant,
     /// The BFD task, started with the first peer that has BFD.
     bfd: Option<bfd::BfdHandle>,
+    /// BMP collectors' clients.
+    bmp: Vec<bmp_link::BmpClient>,
 }
 
 /// Bind the listeners and spawn the speaker task.
@@ -183,6 +197,7 @@ pub(crate) fn spawn(
         writers: tokio_util::task::TaskTracker::new(),
         epoch: Instant::now(),
         bfd: None,
+        bmp: Vec::new(),
     };
     Ok(tokio::spawn(inst.run(cmd_rx, ev_rx)))
 }
@@ -327,6 +342,14 @@ impl Instance {
                 self.subscribers.push(etx);
                 let _ = tx.send(erx);
             }
+            Command::SetBmp(servers, cmd, tx) => {
+                self.set_bmp(servers, cmd);
+                let _ = tx.send(());
+            }
+            Command::BmpSnapshot(name, tx) => {
+                let _ = tx.send(self.bmp_snapshot(&name));
+            }
+            Command::BmpStatistics(name) => self.bmp_statistics(&name),
             Command::Shutdown(_) => {}
         }
     }

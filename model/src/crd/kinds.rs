@@ -71,6 +71,19 @@ pub(super) fn cluster_config_v2(p: &mut Patcher<'_>) -> Result<(), CrdError> {
     p.cel(
         &format!("{peers}[]"),
         &[CEL_PEER_LINK_LOCAL, CEL_PEER_ADDRESS_OR_DISCOVERY],
+    )?;
+    // BMP collectors (Cilium's BMP docs): a list keyed by name.
+    let bmp = format!("{i}[].bmpServers");
+    p.list_map(&bmp, "name")?;
+    p.set(&format!("{bmp}[].name"), name_len())?;
+    p.set(
+        &format!("{bmp}[].peerAddress"),
+        json!({"pattern": ip_address_pattern()}),
+    )?;
+    p.set(&format!("{bmp}[].peerPort"), port())?;
+    p.set(
+        &format!("{bmp}[].statisticsTimeout"),
+        json!({"minimum": 15, "maximum": 65535}),
     )
 }
 
@@ -107,6 +120,7 @@ fn alpha_peers(p: &mut Patcher<'_>, peers: &str) -> Result<(), CrdError> {
 }
 
 pub(super) fn cluster_config_v2alpha1(p: &mut Patcher<'_>) -> Result<(), CrdError> {
+    p.drop_property("spec.bgpInstances[]", "bmpServers")?;
     alpha_peers(p, "spec.bgpInstances[].peers")
 }
 

@@ -47,6 +47,12 @@ pub enum ReconcileError {
         #[source]
         source: bgpd::Error,
     },
+    #[error("BGP instance {instance}: BMP collectors")]
+    Bmp {
+        instance: String,
+        #[source]
+        source: bgpd::Error,
+    },
 }
 
 impl ReconcileError {
@@ -55,7 +61,8 @@ impl ReconcileError {
         match self {
             ReconcileError::Start { instance, .. }
             | ReconcileError::Peer { instance, .. }
-            | ReconcileError::Routes { instance, .. } => instance,
+            | ReconcileError::Routes { instance, .. }
+            | ReconcileError::Bmp { instance, .. } => instance,
         }
     }
 }
@@ -89,6 +96,8 @@ struct Running {
     /// Peer name → what was applied.
     peers: BTreeMap<String, AppliedPeer>,
     routes: Routes,
+    /// BMP collectors as last given to the speaker.
+    bmp: Vec<bgpd::BmpServerConfig>,
 }
 
 /// What the reconciles so far have changed, by kind. A reconcile of unchanged input changes
@@ -312,6 +321,15 @@ impl Reconciler {
                 continue;
             };
             reconcile_instance(name, inst, run, node, fib, &mut errors, &mut self.applied).await;
+            if run.bmp != inst.bmp {
+                match run.speaker.set_bmp(inst.bmp.clone()).await {
+                    Ok(()) => run.bmp = inst.bmp.clone(),
+                    Err(source) => errors.push(ReconcileError::Bmp {
+                        instance: name.clone(),
+                        source,
+                    }),
+                }
+            }
         }
         errors
     }
@@ -339,6 +357,7 @@ impl Reconciler {
             config,
             peers: BTreeMap::new(),
             routes: Routes::new(),
+            bmp: Vec::new(),
         })
     }
 

@@ -351,6 +351,53 @@ spec:
     assert!(!routes.contains_key(&"192.0.2.78/32".parse::<IpNet>().unwrap()));
 }
 
+/// `bmpServers` (Cilium's shape): each collector becomes a bgpd BMP server of the instance,
+/// reporting as this node; `local` is the Loc-RIB only, `pre` the Adj-RIB-In, and `post`
+/// (which rackd does not report) is said on the ClusterConfig.
+#[test]
+fn bmp_servers_reach_the_instance() {
+    let text = crate::testing::lab_files()
+        .iter()
+        .find(|(n, _)| n.ends_with("bgp.yaml"))
+        .map(|(_, t)| t.clone())
+        .unwrap()
+        .replacen(
+            "    peers:\n",
+            "    bmpServers:\n    - {name: c1, peerAddress: 10.0.0.9, monitoringPolicy: local, statisticsTimeout: 30}\n    - {name: c2, peerAddress: 'fd00::9', peerPort: 1790}\n    - {name: c3, peerAddress: 10.0.0.10, monitoringPolicy: post}\n    peers:\n",
+            1,
+        );
+    assert!(text.contains("bmpServers"));
+    let mut parsed: Vec<_> = crate::testing::lab_files()
+        .iter()
+        .filter(|(n, _)| !n.ends_with("bgp.yaml"))
+        .map(|(name, text)| parse_documents(name, text))
+        .collect();
+    parsed.push(parse_documents("bgp.yaml", &text));
+    let out = Snapshot::build(&parsed, &CheckOptions::default());
+    assert!(out.errors.is_empty(), "{:#?}", out.errors);
+    let d = render(&out.snapshot, &input("node1"));
+    let bmp = &d.instances["rack"].bmp;
+    assert_eq!(bmp.len(), 3);
+    assert_eq!(bmp[0].address, "10.0.0.9:11019".parse().unwrap());
+    assert_eq!((bmp[0].adj_rib_in_pre, bmp[0].loc_rib), (false, true));
+    assert_eq!(
+        bmp[0].statistics_interval,
+        Some(std::time::Duration::from_secs(30))
+    );
+    assert_eq!(bmp[0].sys_name, "node1");
+    assert_eq!(bmp[1].address, "[fd00::9]:1790".parse().unwrap());
+    assert_eq!((bmp[1].adj_rib_in_pre, bmp[1].loc_rib), (true, false));
+    assert_eq!(bmp[1].statistics_interval, None);
+    assert!(bmp[2].adj_rib_in_pre);
+    let p: Vec<_> = d
+        .problems
+        .iter()
+        .filter(|p| p.condition.reason == "BMPPostPolicy")
+        .collect();
+    assert_eq!(p.len(), 1, "{:?}", d.problems);
+    assert!(p[0].condition.message.contains("c3"));
+}
+
 #[test]
 fn cluster_ips_aggregate_unless_the_internal_policy_is_local() {
     let snap = lab_snapshot(
