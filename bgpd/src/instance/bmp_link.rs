@@ -226,12 +226,13 @@ impl Instance {
         let r = match reason {
             DownReason::NotificationSent { code, subcode } => notification(*code, *subcode).map_or(
                 bmp::PeerDownReason::LocalNoNotification { fsm_event: 0 },
-                |n| bmp::PeerDownReason::LocalNotification(n),
+                bmp::PeerDownReason::LocalNotification,
             ),
             DownReason::NotificationReceived { code, subcode } => notification(*code, *subcode)
-                .map_or(bmp::PeerDownReason::RemoteNoData, |n| {
-                    bmp::PeerDownReason::RemoteNotification(n)
-                }),
+                .map_or(
+                    bmp::PeerDownReason::RemoteNoData,
+                    bmp::PeerDownReason::RemoteNotification,
+                ),
             DownReason::ConnectionClosed => bmp::PeerDownReason::RemoteNoData,
             // RFC 4271 §8.1.2 Event 2, ManualStop.
             DownReason::Stopped => bmp::PeerDownReason::LocalNoNotification { fsm_event: 2 },
