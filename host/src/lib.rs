@@ -9,6 +9,8 @@
 //!   [`LinkCallback`] at once; [`Host::watch`] starts it (the fake drives the same
 //!   [`HostWatch`]).
 //! - [`convert`]: the pure conversions between netlink messages and this crate's values.
+//! - [`nd`]: the router at the other end of a link, by its IPv6 link-local address (BGP
+//!   unnumbered peering).
 //!
 //! This crate knows nothing of rackd or bgpd; see README.md for the design.
 
@@ -17,6 +19,7 @@ pub mod convert;
 mod error;
 pub mod fake;
 pub mod monitor;
+pub mod nd;
 mod netlink;
 mod state;
 pub mod tunnel;

@@ -264,9 +264,13 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
     // (whose tunnels point at the holder) and BGP (the holder announces the egress IP).
     let (holders_tx, holders) =
         watch::channel(Arc::new(crate::svclb::egress::EgressHolders::new()));
+    // The host facts with the routers heard on unnumbered links (autoDiscovery Unnumbered).
+    let unnumbered_stop = CancellationToken::new();
+    let (bgp_host, unnumbered_task) =
+        crate::bgp::unnumbered::spawn(config.clone(), facts.info(), unnumbered_stop.clone());
     controllers.spawn(
         bgp_ctl,
-        (config.clone(), lb.clone(), facts.info(), holders.clone()),
+        (config.clone(), lb.clone(), bgp_host, holders.clone()),
     );
     let monitor_stop = CancellationToken::new();
     let monitor = PeerMonitor::start(bgp.clone(), peers_tx, metrics.clone(), monitor_stop.clone());
@@ -382,6 +386,8 @@ pub async fn run(opts: Options, stop: CancellationToken) -> Result<(), DaemonErr
 
     // L2 hands its addresses over first, then BGP sends Cease, then LB-IPAM.
     controllers.stop().await;
+    unnumbered_stop.cancel();
+    let _ = unnumbered_task.await;
     monitor_stop.cancel();
     drop(monitor);
     if let Some(t) = l2_metrics {

@@ -60,6 +60,8 @@ pub fn host_info(s: &HostState) -> HostInfo {
         default_gateway_v6: s.default_gateways.v6,
         default_interface_v4: via(s.default_gateways.v4),
         default_interface_v6: via(s.default_gateways.v6),
+        // Filled in by the unnumbered discovery (`bgp::unnumbered`), which merges it.
+        link_neighbours: Default::default(),
     }
 }
 

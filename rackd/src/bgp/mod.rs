@@ -17,6 +17,7 @@
 pub mod reconcile;
 pub mod render;
 pub mod status;
+pub mod unnumbered;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

@@ -162,6 +162,7 @@ fn actions(p: &ExportPolicy) -> Actions {
 /// What bgpd should be told about `peer`'s session, export aside (an empty export policy).
 pub fn session_config(peer: &Peer, node: &NodeAddrs, fib: bool) -> PeerConfig {
     let mut c = PeerConfig::new(peer.address, peer.peer_asn);
+    let link_local = matches!(peer.address, IpAddr::V6(a) if a.is_unicast_link_local());
     c.port = peer.peer_port;
     c.hold_time = peer.hold_secs;
     c.keepalive = Some(peer.keepalive_secs);
@@ -197,8 +198,16 @@ pub fn session_config(peer: &Peer, node: &NodeAddrs, fib: bool) -> PeerConfig {
     c.graceful_restart = peer.graceful_restart.is_some();
     c.restart_time = peer.graceful_restart;
     c.bfd = peer.bfd.clone();
-    c.next_hop_v4 = node.v4;
-    c.next_hop_v6 = node.v6;
+    if link_local {
+        // Unnumbered (RFC 8950 over a link-local session): the node's addresses are not on
+        // the link, so every route goes out with our link-local address on it as next hop,
+        // which bgpd takes from the session.
+        c.next_hop_v4 = None;
+        c.next_hop_v6 = None;
+    } else {
+        c.next_hop_v4 = node.v4;
+        c.next_hop_v6 = node.v6;
+    }
     c
 }
 

@@ -50,6 +50,9 @@ pub struct HostInfo {
     /// its subnet), for an egress gateway without `egressIP` or `interface`.
     pub default_interface_v4: Option<String>,
     pub default_interface_v6: Option<String>,
+    /// The router heard on each interface peered over unnumbered (its IPv6 link-local
+    /// address; [`super::unnumbered`]).
+    pub link_neighbours: BTreeMap<String, std::net::Ipv6Addr>,
 }
 
 /// Everything this node should run.
@@ -572,6 +575,36 @@ fn render_peer(
                         "peer {}: peerAddress {a:?} is not an IP address",
                         p.name
                     )));
+                    return None;
+                }
+            }
+        }
+        (None, Some(ad)) if ad.mode == rackd_model::cilium::AutoDiscoveryMode::Unnumbered => {
+            let Some(ifname) = ad
+                .unnumbered
+                .as_ref()
+                .map(|u| u.interface.clone())
+                .or_else(|| p.peer_interface.clone())
+            else {
+                problems.push(invalid(format!(
+                    "peer {}: autoDiscovery Unnumbered without an interface",
+                    p.name
+                )));
+                return None;
+            };
+            match input.host.link_neighbours.get(&ifname) {
+                Some(ll) => (IpAddr::V6(*ll), Some(ifname)),
+                None => {
+                    problems.push(problem(
+                        cc_key.clone(),
+                        types::INVALID_CONFIGURATION,
+                        reasons::NOT_FOUND,
+                        format!(
+                            "peer {}: no router heard on {ifname} yet (unnumbered peering \
+                             needs the router to answer Router Solicitations or echo requests)",
+                            p.name
+                        ),
+                    ));
                     return None;
                 }
             }

@@ -398,6 +398,63 @@ fn bmp_servers_reach_the_instance() {
     assert!(p[0].condition.message.contains("c3"));
 }
 
+/// `autoDiscovery.mode: Unnumbered`: the peer is the router heard on the interface, at its
+/// link-local address through that interface; before it is heard, a NotFound problem and no
+/// peer. `unnumbered::interfaces` lists the interface to probe.
+#[test]
+fn unnumbered_peers_follow_the_router_heard_on_the_link() {
+    let text = crate::testing::lab_files()
+        .iter()
+        .find(|(n, _)| n.ends_with("bgp.yaml"))
+        .map(|(_, t)| t.clone())
+        .unwrap()
+        .replacen(
+            "      peerAddress: 10.0.0.1\n",
+            "      autoDiscovery: {mode: Unnumbered, unnumbered: {interface: eth9}}\n",
+            1,
+        );
+    let mut parsed: Vec<_> = crate::testing::lab_files()
+        .iter()
+        .filter(|(n, _)| !n.ends_with("bgp.yaml"))
+        .map(|(name, text)| parse_documents(name, text))
+        .collect();
+    parsed.push(parse_documents("bgp.yaml", &text));
+    let out = Snapshot::build(&parsed, &CheckOptions::default());
+    assert!(out.errors.is_empty(), "{:#?}", out.errors);
+    assert_eq!(
+        crate::bgp::unnumbered::interfaces(&out.snapshot),
+        ["eth9".to_owned()].into_iter().collect()
+    );
+    let d = render(&out.snapshot, &input("node1"));
+    assert!(!d.instances["rack"].peers.contains_key("tor-v4"));
+    assert!(
+        d.problems
+            .iter()
+            .any(|p| p.condition.message.contains("no router heard on eth9")),
+        "{:?}",
+        d.problems
+    );
+    let mut inp = input("node1");
+    inp.host
+        .link_neighbours
+        .insert("eth9".into(), "fe80::1".parse().unwrap());
+    let d = render(&out.snapshot, &inp);
+    let p = &d.instances["rack"].peers["tor-v4"];
+    assert_eq!(p.address, "fe80::1".parse::<IpAddr>().unwrap());
+    assert_eq!(p.interface.as_deref(), Some("eth9"));
+    // bgpd's session: IPv4 over it with RFC 8950, next hops from the session itself.
+    let pc = crate::bgp::reconcile::peer_config(
+        p,
+        &crate::bgp::reconcile::NodeAddrs {
+            v4: Some("10.0.1.2".parse().unwrap()),
+            ..Default::default()
+        },
+    );
+    assert!(pc.extended_next_hop);
+    assert_eq!((pc.next_hop_v4, pc.next_hop_v6), (None, None));
+    assert_eq!(pc.interface.as_deref(), Some("eth9"));
+}
+
 #[test]
 fn cluster_ips_aggregate_unless_the_internal_policy_is_local() {
     let snap = lab_snapshot(
