@@ -180,37 +180,67 @@ fn the_active_gateway_announces_the_egress_ip_and_the_route_follows_a_failover()
         "10.0.1.2".parse::<IpAddr>().unwrap()
     );
 
-    // The holder dies (kill -9): the survivor takes the lease and announces; FRR has one path
-    // again, from the survivor, and new connections leave from the same egress IP. Then the
-    // dead node's rackd comes back and the next cycle kills the new holder:
-    // `RACKD_EGW_BGP_RUNS` cycles (default 1), `RACKD_EGW_BGP_OUT=FILE` writes the figures.
+    // The holder goes (kill -9, then SIGTERM, the planned handover, alternately): the survivor
+    // takes the lease and announces; FRR has one path again, from the survivor, and new
+    // connections leave from the same egress IP. Then the old holder's rackd comes back and
+    // the next cycle stops the new holder: `RACKD_EGW_BGP_RUNS` cycles of each fault (default
+    // 1), `RACKD_EGW_BGP_OUT=FILE` writes the figures.
     let mut holder = holder;
     let mut samples = Vec::new();
-    for run in 0..runs() {
+    for run in 0..2 * runs() {
+        let planned = run % 2 == 1;
         let survivor = if holder == 1 { 2 } else { 1 };
         let survivor_ip: IpAddr = format!("10.0.{}.2", survivor + 1).parse().unwrap();
         let t0 = Instant::now();
-        lab.kill_rackd(holder);
+        if planned {
+            let p = lab.rackd[holder].as_mut().unwrap();
+            p.sigterm().unwrap();
+        } else {
+            lab.kill_rackd(holder);
+        }
         wait_single_path(&frr, &format!("{EGRESS_V4}/32"), survivor_ip);
         let routed = t0.elapsed();
         let outage = first_success(&lab, t0);
         eprintln!(
-            "run {run}: node{} -> node{}: route moved after {routed:?}, a new connection \
+            "run {run} ({}): node{} -> node{}: route moved after {routed:?}, a new connection \
              succeeded after {outage:?}",
+            if planned { "SIGTERM" } else { "kill -9" },
             holder + 1,
             survivor + 1
         );
-        samples.push((routed, outage));
+        samples.push((planned, routed, outage));
+        if std::env::var_os("RACKD_EGW_BGP_DEBUG").is_some() && outage > Duration::from_secs(3) {
+            eprintln!("slow failover; logs:\n{}", lab.logs());
+        }
         let survivor_pod = if survivor == 2 { 3 } else { 2 };
         lab.wait_seen(survivor_pod, "10.0.4.2", EGRESS_V4);
+        if let Some(p) = lab.rackd[holder].as_mut() {
+            // A stopping rackd finishes its shutdown before its successor starts.
+            wait_for(
+                "the stopped rackd to exit",
+                Duration::from_secs(15),
+                Duration::from_millis(50),
+                || {
+                    Ok(match p.try_wait()? {
+                        Some(_) => Check::Ready(()),
+                        None => Check::NotYet(p.log_tail()),
+                    })
+                },
+            )
+            .unwrap();
+        }
         lab.start_rackd(holder);
         frr.wait_established(
             format!("10.0.{}.2", holder + 1).parse().unwrap(),
             Duration::from_secs(60),
         )
         .unwrap();
-        // The restarted node does not take the lease back: one path, from the survivor.
+        // The restarted node does not take the lease back: one path, from the survivor. And
+        // the next fault waits until it is whole again (its datapath loads in seconds): its
+        // own pod leaves through the survivor.
         wait_single_path(&frr, &format!("{EGRESS_V4}/32"), survivor_ip);
+        let restarted_pod = if holder == 2 { 3 } else { 2 };
+        lab.wait_seen(restarted_pod, "10.0.4.2", EGRESS_V4);
         holder = survivor;
     }
     report(&samples);
@@ -267,20 +297,33 @@ fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
     (at(0.5), at(0.95), at(1.0))
 }
 
-fn report(samples: &[(Duration, Duration)]) {
+/// Per fault: the route moved and new connections, median/p95/max and samples, as JSON.
+fn fault_report(samples: &[(bool, Duration, Duration)], planned: bool) -> serde_json::Value {
     let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
-    let routed: Vec<f64> = samples.iter().map(|(r, _)| ms(r)).collect();
-    let outage: Vec<f64> = samples.iter().map(|(_, o)| ms(o)).collect();
+    let mine: Vec<_> = samples.iter().filter(|(p, _, _)| *p == planned).collect();
+    let routed: Vec<f64> = mine.iter().map(|(_, r, _)| ms(r)).collect();
+    let outage: Vec<f64> = mine.iter().map(|(_, _, o)| ms(o)).collect();
     let (rm, rp, rx) = stats(routed.clone());
     let (om, op, ox) = stats(outage.clone());
     eprintln!(
-        "{} runs: route moved median/p95/max {rm:.0}/{rp:.0}/{rx:.0} ms, new connections \
+        "{}: {} runs: route moved median/p95/max {rm:.0}/{rp:.0}/{rx:.0} ms, new connections \
          {om:.0}/{op:.0}/{ox:.0} ms",
-        samples.len()
+        if planned { "SIGTERM" } else { "kill -9" },
+        mine.len()
     );
+    serde_json::json!({
+        "runs": mine.len(),
+        "route_moved_ms": {"median": rm, "p95": rp, "max": rx, "samples": routed},
+        "new_connections_ms": {"median": om, "p95": op, "max": ox, "samples": outage},
+    })
+}
+
+fn report(samples: &[(bool, Duration, Duration)]) {
+    let kill9 = fault_report(samples, false);
+    let sigterm = fault_report(samples, true);
     if let Ok(out) = std::env::var("RACKD_EGW_BGP_OUT") {
         let doc = serde_json::json!({
-            "test": "egress IP announced by BGP, failover on kill -9 (rackd/tests/egress_bgp.rs)",
+            "test": "egress IP announced by BGP, failover on kill -9 and SIGTERM of the holder's rackd, alternately (rackd/tests/egress_bgp.rs)",
             "command": "RACKD_EGW_BGP_RUNS=20 RACKD_EGW_BGP_OUT=FILE cargo test -p rackd --test egress_bgp -- --nocapture",
             "lease_timings": {"duration": "1s", "renew_deadline": "500ms", "retry_period": "200ms"},
             "backend": "etcd",
@@ -290,8 +333,8 @@ fn report(samples: &[(Duration, Duration)]) {
             "commit": sh("git rev-parse HEAD"),
             "dirty": !sh("git status --porcelain -uno").is_empty(),
             "machine": {"cpus": sh("nproc"), "kernel": sh("uname -r"), "loadavg": sh("cat /proc/loadavg")},
-            "route_moved_ms": {"median": rm, "p95": rp, "max": rx, "samples": routed},
-            "new_connections_ms": {"median": om, "p95": op, "max": ox, "samples": outage},
+            "kill9": kill9,
+            "sigterm": sigterm,
         });
         std::fs::write(&out, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
     }
