@@ -86,8 +86,8 @@ pub struct BenchConfig {
     pub timeout: Duration,
 }
 
-/// Builds the lab, measures the sender ceiling and every DUT `runs` times (interleaved:
-/// ceiling, DUT A, DUT B, ceiling, ...), and returns every run.
+/// Builds the lab, measures the sender ceiling, the floor and every DUT `runs` times
+/// (interleaved: ceiling, floor, DUT A, DUT B, ceiling, ...), and returns every run.
 pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&RunResult)) -> Result<Report, BenchError> {
     let lab = Lab::new()?;
     let t = lab.topo;
@@ -98,17 +98,86 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&RunResult)) -> Result<Re
         table.updates,
         table.used_sets,
     );
+    report.machine = report::Machine::detect();
     for run in 0..cfg.runs {
-        let r = ceiling(&lab, &table.bytes, run, cfg)?;
+        let start = report::RunStart::now();
+        let mut r = ceiling(&lab, &table.bytes, run, cfg)?;
+        r.start = start;
+        progress(&r);
+        report.runs.push(r);
+        let start = report::RunStart::now();
+        let mut r = floor(&lab, &table.bytes, run, cfg)?;
+        r.start = start;
         progress(&r);
         report.runs.push(r);
         for kind in &cfg.duts {
-            let r = one_run(&lab, kind, &table.bytes, run, cfg)?;
+            let start = report::RunStart::now();
+            let mut r = one_run(&lab, kind, &table.bytes, run, cfg)?;
+            r.start = start;
             progress(&r);
             report.runs.push(r);
         }
     }
     Ok(report)
+}
+
+/// The floor: the sender straight into the receiver's counting code, placed where the DUT
+/// listens (one TCP hop, no speaker). A DUT's convergence cannot be below it.
+fn floor(lab: &Lab, table: &[u8], run: usize, cfg: &BenchConfig) -> Result<RunResult, BenchError> {
+    let t = lab.topo;
+    let listener = lab
+        .dut
+        .enter(|| TcpListener::bind(t.dut_for_sender()))?
+        .map_err(|source| BenchError::Peer {
+            role: "floor",
+            what: "listen",
+            source,
+        })?;
+    let stop = AtomicBool::new(false);
+    let deadline = Instant::now() + cfg.timeout;
+    let spec = PeerSpec {
+        dut: t.dut_for_sender(),
+        my_as: t.sender_as,
+        router_id: t.sender,
+    };
+    let (tx, _rx) = mpsc::channel();
+    let (full_tx, _full_rx) = mpsc::channel();
+    let expected = cfg.workload.prefixes;
+    let (sent, counted) = std::thread::scope(|s| {
+        let counter = s.spawn(|| peers::floor_receiver(listener, t.dut_as, expected, full_tx));
+        let sender = s.spawn(|| {
+            let _in = lab.sender.enter_guard()?;
+            peers::sender(spec, table, true, &stop, deadline, tx)
+        });
+        (sender.join(), counter.join())
+    });
+    let panicked = || BenchError::Panicked { dut: "floor", run };
+    let sent = sent.map_err(|_| panicked())??;
+    let counted = counted.map_err(|_| panicked())??;
+    let Some(full) = counted.full else {
+        return Err(BenchError::Timeout {
+            dut: "floor",
+            run,
+            what: "full table at the floor's receiver",
+            timeout: cfg.timeout,
+            seen: format!("{counted:?}"),
+            log: String::new(),
+        });
+    };
+    Ok(RunResult {
+        dut: "floor",
+        run,
+        convergence_s: full.duration_since(sent.t0).as_secs_f64(),
+        sender_s: sent.written.duration_since(sent.t0).as_secs_f64(),
+        first_s: counted
+            .first
+            .map(|f| f.saturating_duration_since(sent.t0).as_secs_f64()),
+        dut_cpu_s: None,
+        foreign_cpu_s: None,
+        dut_peak_rss_kib: None,
+        received: u64::from(counted.distinct),
+        start: report::RunStart::default(),
+    })
 }
 
 /// The sender alone into a sink in the DUT's place: how fast can the table be offered at all.
@@ -151,10 +220,12 @@ fn ceiling(
         run,
         convergence_s: end.duration_since(sent.t0).as_secs_f64(),
         sender_s: sent.written.duration_since(sent.t0).as_secs_f64(),
+        first_s: None,
         dut_cpu_s: None,
         foreign_cpu_s: None,
         dut_peak_rss_kib: None,
         received: bytes,
+        start: report::RunStart::default(),
     })
 }
 
@@ -236,10 +307,14 @@ fn one_run(
                 run,
                 convergence_s: full.duration_since(sent.t0).as_secs_f64(),
                 sender_s: sent.written.duration_since(sent.t0).as_secs_f64(),
+                first_s: rec
+                    .first
+                    .map(|f| f.saturating_duration_since(sent.t0).as_secs_f64()),
                 dut_cpu_s: cpu.map(|c| c.dut.as_secs_f64()),
                 foreign_cpu_s: cpu.map(|c| c.foreign.as_secs_f64()),
                 dut_peak_rss_kib: rss,
                 received: u64::from(rec.distinct),
+                start: report::RunStart::default(),
             })
         }
         Err((what, rec)) => {

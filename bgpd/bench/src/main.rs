@@ -43,6 +43,10 @@ struct Args {
     /// Per-run limit in seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    /// Free text written into every CSV row's `note` column (e.g. which build `--bgpd-dut`
+    /// is, when it is not the checked-out tree's).
+    #[arg(long, default_value = "")]
+    note: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -100,19 +104,21 @@ fn main() -> anyhow::Result<()> {
         duts,
         timeout: Duration::from_secs(args.timeout),
     };
-    let report = bgpd_bench::run(&cfg, |r| {
+    let mut report = bgpd_bench::run(&cfg, |r| {
         eprintln!(
-            "{:<15} run {}: {:.3} s (sender {:.3} s), cpu {}, peak RSS {}, foreign cpu {}",
+            "{:<15} run {}: {:.3} s (sender {:.3} s, first prefix {}), cpu {}, peak RSS {}, foreign cpu {}",
             r.dut,
             r.run,
             r.convergence_s,
             r.sender_s,
+            r.first_s.map_or("-".into(), |f| format!("{f:.3} s")),
             r.dut_cpu_s.map_or("-".into(), |c| format!("{c:.2} s")),
             r.dut_peak_rss_kib
                 .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
             r.foreign_cpu_s.map_or("-".into(), |c| format!("{c:.2} s")),
         );
     })?;
+    report.note = args.note.clone();
     print!("{}", report.table());
     std::fs::write(&args.csv, report.csv())
         .with_context(|| format!("writing {}", args.csv.display()))?;

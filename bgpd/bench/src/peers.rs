@@ -1,4 +1,5 @@
-//! The two measuring peers (sender and receiver) and the sink used for the sender's ceiling.
+//! The two measuring peers (sender and receiver), the sink used for the sender's ceiling and
+//! the receiver in the DUT's place used for the floor.
 //! Each runs on its own thread, switched into its namespace with `Netns::enter_guard`.
 
 use std::io::{self, Write};
@@ -216,6 +217,9 @@ pub fn sender(
 /// What the receiver saw.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReceiverReport {
+    /// When the first table prefix arrived (a DUT that advertises while it still receives
+    /// shows it long before `full`).
+    pub first: Option<Instant>,
     /// When the last missing prefix arrived.
     pub full: Option<Instant>,
     pub distinct: u32,
@@ -236,9 +240,48 @@ pub fn receiver(
     full: mpsc::Sender<Instant>,
 ) -> Result<ReceiverReport, BenchError> {
     const ROLE: &str = "receiver";
-    let (mut stream, mut reader) = establish(ROLE, &spec, deadline)?;
+    let (stream, reader) = establish(ROLE, &spec, deadline)?;
     let _ = established.send(());
+    count(ROLE, stream, reader, expected, stop, full)
+}
 
+/// The harness's floor: the receiver itself in the DUT's place, so the sender's table goes
+/// straight into the code that counts it (one TCP hop, no speaker in between). Answers OPEN
+/// and KEEPALIVE at once like [`sink`], then counts as [`receiver`] does until the sender
+/// closes.
+pub fn floor_receiver(
+    listener: TcpListener,
+    my_as: u32,
+    expected: u32,
+    full: mpsc::Sender<Instant>,
+) -> Result<ReceiverReport, BenchError> {
+    const ROLE: &str = "floor";
+    let (mut stream, _) = listener.accept().map_err(io_err(ROLE, "accept"))?;
+    stream
+        .set_read_timeout(Some(TICK))
+        .map_err(io_err(ROLE, "set read timeout"))?;
+    let mut hello = bgp::open(my_as, HOLD_TIME, Ipv4Addr::new(10, 255, 255, 1));
+    hello.extend_from_slice(&bgp::keepalive());
+    stream
+        .write_all(&hello)
+        .map_err(io_err(ROLE, "send OPEN"))?;
+    let reader = MsgReader::new(stream.try_clone().map_err(io_err(ROLE, "clone socket"))?);
+    // The sender's OPEN and KEEPALIVE are skipped by the counting loop; it ends at the
+    // sender's close.
+    let never = AtomicBool::new(false);
+    count(ROLE, stream, reader, expected, &never, full)
+}
+
+/// Counts distinct table prefixes in the UPDATEs read from `reader` until `stop` or the
+/// peer's close; tells `full` when all `expected` are there.
+fn count(
+    role: &'static str,
+    mut stream: TcpStream,
+    mut reader: MsgReader<TcpStream>,
+    expected: u32,
+    stop: &AtomicBool,
+    full: mpsc::Sender<Instant>,
+) -> Result<ReceiverReport, BenchError> {
     let mut have = vec![0u64; (expected as usize).div_ceil(64)];
     let mut r = ReceiverReport::default();
     let mut last_ka = Instant::now();
@@ -256,6 +299,9 @@ pub fn receiver(
                     };
                     let (w, bit) = (i as usize / 64, 1u64 << (i % 64));
                     if announce {
+                        if r.first.is_none() {
+                            r.first = Some(Instant::now());
+                        }
                         r.announcements += 1;
                         if have[w] & bit == 0 {
                             have[w] |= bit;
@@ -270,7 +316,7 @@ pub fn receiver(
                     }
                 })
                 .map_err(|e| BenchError::Handshake {
-                    role: ROLE,
+                    role,
                     detail: e.to_string(),
                 })?;
                 if r.full.is_none() && r.distinct == expected {
@@ -281,7 +327,7 @@ pub fn receiver(
             }
             Ok(Some((bgp::NOTIFICATION, body))) => {
                 return Err(BenchError::Handshake {
-                    role: ROLE,
+                    role,
                     detail: format!(
                         "DUT sent NOTIFICATION {}/{} after {} prefixes",
                         body.first().copied().unwrap_or(0),
@@ -293,12 +339,12 @@ pub fn receiver(
             Ok(Some(_)) => {}
             Ok(None) => break,
             Err(e) if is_timeout(&e) => {}
-            Err(e) => return Err(io_err(ROLE, "read from the DUT")(e)),
+            Err(e) => return Err(io_err(role, "read from the DUT")(e)),
         }
         if last_ka.elapsed() >= KEEPALIVE_EVERY {
             stream
                 .write_all(&bgp::keepalive())
-                .map_err(io_err(ROLE, "send KEEPALIVE"))?;
+                .map_err(io_err(role, "send KEEPALIVE"))?;
             last_ka = Instant::now();
         }
     }

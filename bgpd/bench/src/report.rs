@@ -7,13 +7,15 @@ use crate::workload::Workload;
 /// One measured run.
 #[derive(Debug, Clone)]
 pub struct RunResult {
-    /// `bird`, `bgpd` or `sender-ceiling`.
+    /// `bird`, `bgpd`, `sender-ceiling` or `floor`.
     pub dut: &'static str,
     pub run: usize,
     /// First UPDATE byte sent -> last prefix at the receiver (ceiling: last byte at the sink).
     pub convergence_s: f64,
     /// First -> last byte accepted by the sender's socket (bgperf's "testers (s)").
     pub sender_s: f64,
+    /// First UPDATE byte sent -> first table prefix at the receiver (not for the ceiling).
+    pub first_s: Option<f64>,
     /// DUT utime+stime over the same interval.
     pub dut_cpu_s: Option<f64>,
     /// CPU time used meanwhile by neither the DUT nor our peers (other work on the host,
@@ -23,6 +25,114 @@ pub struct RunResult {
     pub dut_peak_rss_kib: Option<u64>,
     /// Distinct prefixes at the receiver (ceiling: bytes at the sink).
     pub received: u64,
+    /// When the run started and the host's load then.
+    pub start: RunStart,
+}
+
+/// When a run started (UTC) and the 1-minute load average at that moment: the CSV carries
+/// them per row, so each figure can be judged by how busy the shared host was.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunStart {
+    /// Seconds since the Unix epoch.
+    pub unix_s: u64,
+    /// First field of `/proc/loadavg`, when readable.
+    pub load1: Option<f64>,
+}
+
+impl RunStart {
+    pub fn now() -> Self {
+        let unix_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let load1 = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next()?.parse().ok());
+        Self { unix_s, load1 }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the Unix epoch (proleptic Gregorian calendar;
+/// Howard Hinnant's days-to-civil algorithm, to avoid a date crate for one column).
+pub fn utc(unix_s: u64) -> String {
+    let days = i64::try_from(unix_s / 86_400).unwrap_or(0);
+    let secs = unix_s % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// The machine and source tree a report was taken on, written into every CSV row.
+#[derive(Debug, Clone, Default)]
+pub struct Machine {
+    /// `git rev-parse HEAD` of the source tree, with `-dirty` when `git status --porcelain`
+    /// lists anything; `unknown` outside a checkout.
+    pub commit: String,
+    pub nproc: usize,
+    /// `uname -r`.
+    pub kernel: String,
+    /// `model name` of the first CPU in `/proc/cpuinfo`.
+    pub cpu: String,
+}
+
+impl Machine {
+    /// Read-only look-ups: the repository is the one this crate was built from.
+    pub fn detect() -> Self {
+        let repo = env!("CARGO_MANIFEST_DIR");
+        let git = |args: &[&str]| {
+            std::process::Command::new("git")
+                .arg("-C")
+                .arg(repo)
+                .args(args)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        };
+        let commit = match (git(&["rev-parse", "HEAD"]), git(&["status", "--porcelain"])) {
+            (Some(h), Some(st)) if !st.is_empty() => format!("{h}-dirty"),
+            (Some(h), _) => h,
+            (None, _) => "unknown".into(),
+        };
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|k| k.trim().to_string())
+            .unwrap_or_default();
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| {
+                c.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_default();
+        Self {
+            commit,
+            nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            kernel,
+            cpu,
+        }
+    }
+}
+
+/// A CSV field: quoted when it holds a comma or a quote.
+fn field(s: &str) -> String {
+    if s.contains([',', '"']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 /// Every run of one invocation.
@@ -33,6 +143,9 @@ pub struct Report {
     pub updates: usize,
     pub used_sets: usize,
     pub runs: Vec<RunResult>,
+    pub machine: Machine,
+    /// Free text for the CSV's `note` column.
+    pub note: String,
 }
 
 /// Median of one DUT's runs.
@@ -41,6 +154,7 @@ pub struct Summary {
     pub runs: usize,
     pub convergence_s: f64,
     pub sender_s: f64,
+    pub first_s: Option<f64>,
     pub dut_cpu_s: Option<f64>,
     pub foreign_cpu_s: Option<f64>,
     pub dut_peak_rss_kib: Option<u64>,
@@ -67,6 +181,8 @@ impl Report {
             updates,
             used_sets,
             runs: Vec::new(),
+            machine: Machine::default(),
+            note: String::new(),
         }
     }
 
@@ -80,6 +196,7 @@ impl Report {
             runs: runs.len(),
             convergence_s: median(runs.iter().map(|r| r.convergence_s).collect())?,
             sender_s: median(runs.iter().map(|r| r.sender_s).collect())?,
+            first_s: median(runs.iter().filter_map(|r| r.first_s).collect()),
             dut_cpu_s: median(runs.iter().filter_map(|r| r.dut_cpu_s).collect()),
             foreign_cpu_s: median(runs.iter().filter_map(|r| r.foreign_cpu_s).collect()),
             dut_peak_rss_kib: median(
@@ -107,26 +224,28 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "{:<15} {:>4} {:>14} {:>10} {:>11} {:>13} {:>10} {:>14}",
+            "{:<15} {:>4} {:>14} {:>10} {:>9} {:>11} {:>13} {:>10} {:>14}",
             "dut",
             "runs",
             "convergence s",
             "sender s",
+            "first s",
             "DUT cpu s",
             "DUT peak MiB",
             "B/route",
             "foreign cpu s"
         );
-        for dut in ["sender-ceiling", "bird", "bgpd"] {
+        for dut in ["sender-ceiling", "floor", "bird", "bgpd"] {
             let Some(m) = self.summary(dut) else { continue };
             let opt = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |v| format!("{v:.p$}"));
             let _ = writeln!(
                 s,
-                "{:<15} {:>4} {:>14.3} {:>10.3} {:>11} {:>13} {:>10} {:>14}",
+                "{:<15} {:>4} {:>14.3} {:>10.3} {:>9} {:>11} {:>13} {:>10} {:>14}",
                 dut,
                 m.runs,
                 m.convergence_s,
                 m.sender_s,
+                opt(m.first_s, 3),
                 opt(m.dut_cpu_s, 3),
                 opt(m.dut_peak_rss_kib.map(|k| k as f64 / 1024.0), 1),
                 opt(
@@ -137,14 +256,15 @@ impl Report {
                 opt(m.foreign_cpu_s, 2),
             );
         }
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+            _ => "-".into(),
+        };
         if let (Some(b), Some(o)) = (self.summary("bird"), self.summary("bgpd")) {
-            let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-                (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
-                _ => "-".into(),
-            };
+            // Issue 18's targets: at least 1.3x faster than BIRD, less CPU, RSS <= 1.2x.
             let _ = writeln!(
                 s,
-                "ratio bgpd/bird: convergence {}, cpu {}, peak RSS {} (target: < 1, -, <= 1.5)",
+                "ratio bgpd/bird: convergence {}, cpu {}, peak RSS {} (targets: <= 0.77, < 1, <= 1.2)",
                 ratio(Some(o.convergence_s), Some(b.convergence_s)),
                 ratio(o.dut_cpu_s, b.dut_cpu_s),
                 ratio(
@@ -152,6 +272,22 @@ impl Report {
                     b.dut_peak_rss_kib.map(|k| k as f64)
                 ),
             );
+        }
+        if let Some(f) = self.summary("floor") {
+            for dut in ["bird", "bgpd"] {
+                if let Some(d) = self.summary(dut) {
+                    let _ = writeln!(
+                        s,
+                        "ratio {dut}/floor: convergence {}{}",
+                        ratio(Some(d.convergence_s), Some(f.convergence_s)),
+                        if dut == "bgpd" {
+                            " (target: <= 1.25)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
         }
         if let (Some(c), Some(b)) = (self.summary("sender-ceiling"), self.summary("bird")) {
             let _ = writeln!(
@@ -168,16 +304,18 @@ impl Report {
         s
     }
 
-    /// One CSV row per run.
+    /// One CSV row per run, each with its start time, the load average then, and the
+    /// commit and machine (issue 18: figures carry their provenance).
     pub fn csv(&self) -> String {
         let w = &self.workload;
+        let m = &self.machine;
         let mut s = String::from(
-            "dut,run,prefixes,attr_sets,seed,convergence_s,sender_s,dut_cpu_s,foreign_cpu_s,dut_peak_rss_kib,received\n",
+            "dut,run,prefixes,attr_sets,seed,convergence_s,sender_s,first_prefix_s,dut_cpu_s,foreign_cpu_s,dut_peak_rss_kib,received,started_utc,load1,commit,nproc,kernel,cpu,note\n",
         );
         for r in &self.runs {
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{:.6},{:.6},{},{},{},{}",
+                "{},{},{},{},{},{:.6},{:.6},{},{},{},{},{},{},{},{},{},{},{},{}",
                 r.dut,
                 r.run,
                 w.prefixes,
@@ -185,10 +323,18 @@ impl Report {
                 w.seed,
                 r.convergence_s,
                 r.sender_s,
+                r.first_s.map_or(String::new(), |v| format!("{v:.6}")),
                 r.dut_cpu_s.map_or(String::new(), |v| format!("{v:.3}")),
                 r.foreign_cpu_s.map_or(String::new(), |v| format!("{v:.3}")),
                 r.dut_peak_rss_kib.map_or(String::new(), |v| v.to_string()),
-                r.received
+                r.received,
+                utc(r.start.unix_s),
+                r.start.load1.map_or(String::new(), |l| format!("{l:.2}")),
+                field(&m.commit),
+                m.nproc,
+                field(&m.kernel),
+                field(&m.cpu),
+                field(&self.note),
             );
         }
         s
@@ -205,5 +351,18 @@ mod tests {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(vec![]), None);
+    }
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_796_618_096), "2026-12-07T04:34:56Z");
+    }
+
+    #[test]
+    fn csv_fields_quoted() {
+        assert_eq!(field("AMD EPYC 7B13"), "AMD EPYC 7B13");
+        assert_eq!(field("a,b\"c"), "\"a,b\"\"c\"");
     }
 }

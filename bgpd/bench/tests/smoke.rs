@@ -43,12 +43,25 @@ fn smoke_against_bird_and_bgpd() {
         match r.dut {
             // Every table prefix reached the receiver through the DUT.
             "bird" | "bgpd" => assert_eq!(r.received, 10_000, "{r:?}"),
+            // The floor's receiver counted the whole table straight from the sender.
+            "floor" => assert_eq!(r.received, 10_000, "{r:?}"),
             // The sink counts the handshake too.
             "sender-ceiling" => assert!(r.received as usize > report.table_bytes, "{r:?}"),
             other => panic!("unexpected run {other}"),
         }
     }
+    assert!(report.summary("floor").is_some(), "a floor run");
     let csv = report.csv();
     assert_eq!(csv.lines().count(), 1 + report.runs.len(), "{csv}");
+    // Every row carries its provenance: start time, commit and machine (issue 18).
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    for col in ["started_utc", "load1", "commit", "nproc", "kernel"] {
+        assert!(header.contains(&col), "{csv}");
+    }
+    assert!(
+        !report.machine.commit.is_empty() && report.machine.nproc > 0,
+        "{:?}",
+        report.machine
+    );
     println!("{}", report.table());
 }

@@ -25,7 +25,9 @@ use super::peers::Session;
 use crate::policy::{
     Actions, NO_ADVERTISE, NO_EXPORT, NO_EXPORT_SUBCONFED, Policy, PolicyIndex, Verdict,
 };
-use crate::rib::{Attrs, DEFAULT_LOCAL_PREF, LOCAL, Path, PeerId, PrefixMap, SourceInfo, Sources};
+use crate::rib::{
+    Attrs, DEFAULT_LOCAL_PREF, LOCAL, Path, PeerId, PrefixMap, Slot, SourceInfo, Sources,
+};
 
 #[cfg(test)]
 mod tests;
@@ -254,17 +256,24 @@ pub(super) fn update_out(
             None => OutChange::Unchanged,
         };
     };
-    let old = out.get(&prefix);
-    let same_entry = old.is_some_and(|o| o.same(&e));
-    let same_wire = match previous {
-        None => same_entry,
-        Some(prev) => old
-            .and_then(|o| prev.sent(&prefix, o))
-            .is_some_and(|was| *was.path == *attrs.path && was.next_hop == attrs.next_hop),
+    // One hash lookup: a new prefix is inserted at once (nothing was sent for it, so it is
+    // announced whatever `previous` says); a present one is compared, then replaced.
+    let same_wire = match out.get_or_insert(prefix, e) {
+        Slot::Inserted | Slot::Full => false,
+        Slot::Present(old, e) => {
+            let same_entry = old.same(&e);
+            let same_wire = match previous {
+                None => same_entry,
+                Some(prev) => prev
+                    .sent(&prefix, old)
+                    .is_some_and(|was| *was.path == *attrs.path && was.next_hop == attrs.next_hop),
+            };
+            if !same_entry {
+                *old = e;
+            }
+            same_wire
+        }
     };
-    if !same_entry {
-        out.insert(prefix, e);
-    }
     if same_wire {
         OutChange::Unchanged
     } else {
@@ -333,7 +342,9 @@ impl<'a> Exporter<'a> {
             target,
             policy,
             index,
-            memo: HashMap::new(),
+            // Sized for a flush batch (up to 256 UPDATEs' sets): grown from empty, the memo
+            // was rehashed several times per batch.
+            memo: HashMap::with_capacity(256),
         }
     }
 

@@ -5,13 +5,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use bgpd_wire::{AsSegment, Family, NextHop, PathAttributes, Update};
-use hashbrown::HashMap;
 use ipnet::IpNet;
+use smallvec::SmallVec;
 
 use super::{Instance, table_index};
 use crate::first_as;
 use crate::policy::Verdict;
 use crate::rib::{self, Attrs, LOCAL, PeerId, flags};
+
+/// An UPDATE's interned attribute set and flags per (import verdict, next hop).
+type Memo = ((Verdict, NextHop), (Arc<Attrs>, u8));
 
 impl Instance {
     pub(super) fn add_local(&mut self, prefix: IpNet, attrs: PathAttributes) {
@@ -63,7 +66,8 @@ impl Instance {
         }
         let id = p.id;
         let ebgp = s.ebgp;
-        let families = s.neg.families.clone();
+        // Copied inline (no allocation per UPDATE): the session is borrowed mutably below.
+        let families: SmallVec<[Family; 4]> = s.neg.families.iter().copied().collect();
         let mut withdraw_all = u.treat_as_withdraw.is_some();
         if let Some(e) = &u.treat_as_withdraw {
             tracing::info!(peer = %addr, attr = e.type_code, reason = ?e.reason, "treat-as-withdraw (RFC 7606)");
@@ -92,7 +96,7 @@ impl Instance {
         {
             withdrawn.extend(mu.withdrawn);
         }
-        let mut reach: Vec<(Vec<IpNet>, NextHop)> = Vec::new();
+        let mut reach: SmallVec<[(Vec<IpNet>, NextHop); 2]> = SmallVec::new();
         if !u.nlri.is_empty() {
             match u.attributes.as_ref().and_then(|a| a.next_hop) {
                 Some(nh) if families.contains(&Family::Ipv4Unicast) => {
@@ -135,30 +139,46 @@ impl Instance {
         let policy = &p.cfg.import;
         let idx = &p.import_idx;
         let now = rib::stamp(self.epoch.elapsed());
-        let mut memo: HashMap<(Verdict, NextHop), (Arc<Attrs>, u8)> = HashMap::new();
+        // The interned set per (verdict, next hop): an UPDATE almost always has one, so a
+        // short linear list (no allocation) instead of a map allocated per UPDATE. It keeps
+        // at most MEMO_MAX: past that (an exact-prefix import table giving each prefix a
+        // statement of its own) entries rarely repeat, a map would miss as well, and the
+        // interner returns the same set anyway.
+        const MEMO_MAX: usize = 8;
+        let mut memo: SmallVec<[Memo; 2]> = SmallVec::new();
         for (nlri, nh) in reach {
             for prefix in nlri {
                 let v = idx.evaluate(policy, &prefix);
-                let entry = memo.entry((v, nh)).or_insert_with(|| {
-                    let (pa, fl) = match (v, policy.actions(v)) {
-                        (Verdict::Reject, _) => (base.clone(), flags::REJECTED),
-                        (_, Some(act)) => {
-                            let mut pa = (*base).clone();
-                            if let Some(lp) = act.local_pref {
-                                pa.local_pref = Some(lp);
+                let entry = match memo.iter().find(|(k, _)| *k == (v, nh)) {
+                    Some((_, e)) => e.clone(),
+                    None => {
+                        let e = match (v, policy.actions(v)) {
+                            (Verdict::Reject, _) => (
+                                self.interner.attrs_of_interned(base.clone(), nh),
+                                flags::REJECTED,
+                            ),
+                            (_, Some(act)) => {
+                                let mut pa = (*base).clone();
+                                if let Some(lp) = act.local_pref {
+                                    pa.local_pref = Some(lp);
+                                }
+                                if let Some(m) = act.med {
+                                    pa.med = Some(m);
+                                }
+                                act.add_communities_to(&mut pa);
+                                (self.interner.attrs(Arc::new(pa), nh), 0)
                             }
-                            if let Some(m) = act.med {
-                                pa.med = Some(m);
-                            }
-                            act.add_communities_to(&mut pa);
-                            (Arc::new(pa), 0)
+                            // `base` is interned above: not looked up a second time.
+                            (_, None) => (self.interner.attrs_of_interned(base.clone(), nh), 0),
+                        };
+                        if memo.len() < MEMO_MAX {
+                            memo.push(((v, nh), e.clone()));
                         }
-                        (_, None) => (base.clone(), 0),
-                    };
-                    (self.interner.attrs(pa, nh), fl)
-                });
+                        e
+                    }
+                };
                 let t = &mut self.tables[table_index(&prefix)];
-                if t.set(prefix, id, Some(entry.clone()), now, &self.sources) {
+                if t.set(prefix, id, Some(entry), now, &self.sources) {
                     self.dirty.insert(prefix);
                 }
             }

@@ -344,3 +344,70 @@ fn stamp_and_flags_share_a_word() {
     );
     assert_eq!(age(9, Duration::from_secs(3)), Duration::ZERO);
 }
+
+#[test]
+fn new_prefix_fast_path_reports_changes_like_the_decision() {
+    let mut f = Fx::new();
+    let nh = NextHop::V4(Ipv4Addr::new(10, 0, 0, 1));
+    let a = f
+        .interner
+        .attrs(Arc::new(pa(&[100], None, None, Origin::Igp)), nh);
+    // A new prefix whose only path the import policy rejected: no Loc-RIB change, no best.
+    let x = p("192.0.2.0/24");
+    assert!(
+        !f.table
+            .set(x, 1, Some((a.clone(), flags::REJECTED)), 0, &f.sources)
+    );
+    assert!(f.table.best(&x).is_none());
+    assert_eq!(f.table.get(&x).map(|ps| ps.len()), Some(1));
+    // Accepted on re-announcement: now it is the best.
+    assert!(f.table.set(x, 1, Some((a.clone(), 0)), 0, &f.sources));
+    assert_eq!(f.best_peer("192.0.2.0/24"), Some(1));
+    // A new accepted prefix is a change at once; the second path goes through the decision.
+    assert!(f.set(
+        1,
+        "198.51.100.0/24",
+        Some(pa(&[100], None, None, Origin::Igp))
+    ));
+    // Peer 2's longer path loses (§9.1.2.2 a): not a change.
+    assert!(!f.set(
+        2,
+        "198.51.100.0/24",
+        Some(pa(&[200, 300], None, None, Origin::Igp))
+    ));
+    assert_eq!(f.best_peer("198.51.100.0/24"), Some(1));
+    assert_eq!(
+        f.table.get(&p("198.51.100.0/24")).map(|ps| ps.len()),
+        Some(2)
+    );
+    // Withdrawing down to one path and to none.
+    assert!(!f.set(2, "198.51.100.0/24", None));
+    assert!(f.set(1, "198.51.100.0/24", None));
+    assert!(f.table.get(&p("198.51.100.0/24")).is_none());
+}
+
+#[test]
+fn attrs_of_an_interned_path_are_the_interned_attrs() {
+    let mut i = Interner::default();
+    let nh = NextHop::V4(Ipv4Addr::new(192, 0, 2, 1));
+    let path = i.path(Arc::new(pa(&[1, 2], None, None, Origin::Igp)));
+    let a = i.attrs_of_interned(path.clone(), nh);
+    let b = i.attrs(Arc::new(pa(&[1, 2], None, None, Origin::Igp)), nh);
+    assert!(Arc::ptr_eq(&a, &b));
+    assert!(Arc::ptr_eq(&a.path, &path));
+    assert_eq!(i.len(), 1);
+}
+
+#[test]
+fn paths_grow_from_one_to_many_in_order() {
+    let nh = NextHop::V4(Ipv4Addr::new(192, 0, 2, 1));
+    let a = Interner::default().attrs(Arc::new(PathAttributes::default()), nh);
+    let mut ps = Paths::default();
+    for peer in 1..=3 {
+        ps.push(Path::new(peer, 0, a.clone(), 0));
+    }
+    assert_eq!(ps.iter().map(|p| p.peer).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(ps.remove(1).map(|p| p.peer), Some(2));
+    assert_eq!(ps.remove(0).map(|p| p.peer), Some(1));
+    assert!(matches!(ps, Paths::One(ref p) if p.peer == 3));
+}
