@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use bgpd::fsm::State;
 use bgpd::{BfdConfig, Family, PeerConfig, SpeakerConfig};
 use common::{NsSpeaker, ip};
+use netlab::figures::{Summary, provenance};
 use netlab::frr::Frr;
 use netlab::{BgpConfig, LabDir, Neighbor, Netns, Route};
 
@@ -211,50 +212,35 @@ fn bfd_gates_the_session_and_its_loss_resets_bgp() {
     report(&detect, &withdrawn);
 }
 
-fn sh(cmd: &str) -> String {
-    std::process::Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
-
-/// Median, p95 and max in ms (nearest rank).
-fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let at = |q: f64| {
-        let rank = (q * n as f64).ceil() as usize;
-        v[rank.clamp(1, n) - 1]
-    };
-    (at(0.5), at(0.95), at(1.0))
-}
-
 fn report(detect: &[Duration], withdrawn: &[Duration]) {
     let ms = |v: &[Duration]| -> Vec<f64> { v.iter().map(|d| d.as_secs_f64() * 1e3).collect() };
     let (d, w) = (ms(detect), ms(withdrawn));
-    let (dm, dp, dx) = stats(d.clone());
-    let (wm, wp, wx) = stats(w.clone());
+    let (ds, ws) = (Summary::of(&d), Summary::of(&w));
     eprintln!(
-        "{} runs: BGP reset median/p95/max {dm:.0}/{dp:.0}/{dx:.0} ms, route withdrawn \
-         {wm:.0}/{wp:.0}/{wx:.0} ms (BFD 300 ms x 3, hold time 90 s)",
-        d.len()
+        "{} runs: BGP reset median/p95/max {:.0}/{:.0}/{:.0} ms, route withdrawn \
+         {:.0}/{:.0}/{:.0} ms (BFD 300 ms x 3, hold time 90 s)",
+        d.len(),
+        ds.median,
+        ds.p95,
+        ds.max,
+        ws.median,
+        ws.p95,
+        ws.max
     );
     if let Ok(out) = std::env::var("RACKD_BFD_OUT") {
-        let doc = serde_json::json!({
+        let mut doc = serde_json::json!({
             "test": "BFD down resets BGP (bgpd/tests/bfd_frr.rs)",
             "command": "RACKD_BFD_RUNS=20 RACKD_BFD_OUT=FILE cargo test -p bgpd --test bfd_frr -- --nocapture",
             "peer": "FRR 8.4 bgpd + bfdd, neighbor bfd (300 ms / 300 ms / 3); our BfdConfig default (300 ms / 300 ms / 3); BGP hold time 90 s",
             "fault": "iptables DROP on INPUT and OUTPUT in FRR's namespace (links up)",
             "load": "one thread spinning on the other core during each cut",
             "probe": "our peer status polled every 5 ms from the cut",
-            "date": sh("date -u +%FT%TZ"),
-            "commit": sh("git rev-parse HEAD"),
-            "dirty": !sh("git status --porcelain -uno").is_empty(),
-            "machine": {"cpus": sh("nproc"), "kernel": sh("uname -r"), "loadavg": sh("cat /proc/loadavg")},
-            "bgp_reset_ms": {"median": dm, "p95": dp, "max": dx, "samples": d},
-            "route_withdrawn_ms": {"median": wm, "p95": wp, "max": wx, "samples": w},
+            "bgp_reset_ms": ds.json(&d),
+            "route_withdrawn_ms": ws.json(&w),
         });
+        if let (Some(o), serde_json::Value::Object(p)) = (doc.as_object_mut(), provenance()) {
+            o.extend(p);
+        }
         std::fs::write(&out, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
     }
 }

@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use bgpd::policy::Policy;
@@ -18,52 +18,13 @@ use bgpd::{BmpServerConfig, Family, PeerConfig, SpeakerConfig};
 use bgpd_wire::{AsPath, Origin, PathAttributes};
 use common::{NsSpeaker, ip};
 use netlab::frr::Frr;
-use netlab::{BgpConfig, Check, LabDir, Neighbor, Netns, Process, Route, wait_for};
+use netlab::pmbmpd::{Pmbmpd, records};
+use netlab::{BgpConfig, Check, Neighbor, Route, wait_for};
 use serde_json::Value;
 
 const PORT: u16 = 1790;
 const FRR_PREFIX: &str = "198.51.100.0/24";
 const OUR_PREFIX: &str = "203.0.113.0/24";
-
-fn start_pmbmpd(ns: &Netns, dir: &LabDir, tag: &str) -> (Process, PathBuf) {
-    let log = dir.path().join(format!("{tag}.json"));
-    let conf = dir
-        .write(
-            &format!("{tag}.conf"),
-            &format!(
-                "daemonize: false\nbmp_daemon_ip: 127.0.0.1\nbmp_daemon_port: {PORT}\n\
-                 bmp_daemon_msglog_file: {}\nbmp_daemon_msglog_output: json\n",
-                log.display()
-            ),
-        )
-        .unwrap();
-    let p = ns
-        .spawn(dir.path(), tag, &["pmbmpd", "-f", conf.to_str().unwrap()])
-        .unwrap();
-    wait_for(
-        "pmbmpd to listen",
-        Duration::from_secs(10),
-        Duration::from_millis(50),
-        || {
-            let out = ns.output(&["ss", "-Hltn", &format!("sport = :{PORT}")])?;
-            Ok(if out.trim().is_empty() {
-                Check::NotYet(out)
-            } else {
-                Check::Ready(())
-            })
-        },
-    )
-    .unwrap();
-    (p, log)
-}
-
-fn records(log: &Path) -> Vec<Value> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
 
 fn wait_log(log: &Path, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     wait_for(
@@ -96,10 +57,7 @@ fn route(v: &Value, prefix: &str, loc: bool, withdraw: bool) -> bool {
 #[test]
 fn the_collector_sees_what_the_node_receives_and_advertises() {
     assert!(
-        std::process::Command::new("pmbmpd")
-            .arg("-V")
-            .output()
-            .is_ok(),
+        netlab::pmbmpd::available(),
         "pmbmpd not installed: scripts/setup.sh installs pmacct"
     );
     let (dir, us_ns, frr_ns) = common::pair("bgpbmp");
@@ -107,7 +65,8 @@ fn the_collector_sees_what_the_node_receives_and_advertises() {
         .neighbor(Neighbor::new(ip("10.0.0.1"), 65001).hold_time(9))
         .route(Route::new(FRR_PREFIX).unwrap());
     let frr = Frr::start_with(&frr_ns, dir.path(), "frr", &frr_cfg).unwrap();
-    let (collector, log) = start_pmbmpd(&us_ns, &dir, "pmbmpd");
+    let collector = Pmbmpd::start(&us_ns, &dir, "pmbmpd", "127.0.0.1", PORT).unwrap();
+    let log = collector.log.clone();
     let mut sc = SpeakerConfig::new(65001, "10.0.0.1".parse().unwrap());
     sc.listen = vec!["[::]:179".parse().unwrap()];
     let us = NsSpeaker::start(&us_ns, sc);
@@ -183,7 +142,8 @@ fn the_collector_sees_what_the_node_receives_and_advertises() {
     .unwrap();
     drop(collector);
     std::thread::sleep(Duration::from_millis(200));
-    let (_collector2, log2) = start_pmbmpd(&us_ns, &dir, "pmbmpd2");
+    let collector2 = Pmbmpd::start(&us_ns, &dir, "pmbmpd2", "127.0.0.1", PORT).unwrap();
+    let log2 = collector2.log.clone();
     wait_log(&log2, "the snapshot after a reconnect", |r| {
         has(r, |v| {
             v["bmp_msg_type"] == "peer_up" && v["peer_ip"] == "10.0.0.2"

@@ -8,7 +8,7 @@
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -17,62 +17,12 @@ use bmp::{
     Snapshot, SnapshotSource,
 };
 use common::{ip, open, updates, withdrawals};
-use netlab::{Check, LabDir, Netns, Process, wait_for};
+use netlab::pmbmpd::{Pmbmpd, available as pmbmpd_available, records};
+use netlab::{LabDir, Netns};
 use serde_json::Value;
 
 const PORT: u16 = 1790;
 
-fn pmbmpd_available() -> bool {
-    std::process::Command::new("pmbmpd")
-        .arg("-V")
-        .output()
-        .is_ok()
-}
-
-fn start_pmbmpd(ns: &Netns, dir: &LabDir, tag: &str) -> (Process, PathBuf) {
-    let log = dir.path().join(format!("{tag}.json"));
-    let conf = dir
-        .write(
-            &format!("{tag}.conf"),
-            &format!(
-                "daemonize: false\n\
-                 bmp_daemon_ip: 127.0.0.1\n\
-                 bmp_daemon_port: {PORT}\n\
-                 bmp_daemon_msglog_file: {}\n\
-                 bmp_daemon_msglog_output: json\n",
-                log.display()
-            ),
-        )
-        .unwrap();
-    let p = ns
-        .spawn(dir.path(), tag, &["pmbmpd", "-f", conf.to_str().unwrap()])
-        .unwrap();
-    wait_for(
-        "pmbmpd to listen",
-        Duration::from_secs(10),
-        Duration::from_millis(50),
-        || {
-            let out = ns.output(&["ss", "-Hltn", &format!("sport = :{PORT}")])?;
-            Ok(if out.trim().is_empty() {
-                Check::NotYet(out)
-            } else {
-                Check::Ready(())
-            })
-        },
-    )
-    .unwrap();
-    (p, log)
-}
-
-fn records(log: &Path) -> Vec<Value> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-/// Polls the collector's log (from async code) until `pred` holds for its records.
 async fn wait_log(log: &Path, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     for _ in 0..200 {
         let r = records(log);
@@ -192,7 +142,8 @@ fn pmbmpd_decodes_live_events() {
     );
     let dir = LabDir::new("bmp").unwrap();
     let ns = Netns::new("bmp").unwrap();
-    let (mut collector, log) = start_pmbmpd(&ns, &dir, "pmbmpd");
+    let mut collector = Pmbmpd::start(&ns, &dir, "pmbmpd", "127.0.0.1", PORT).unwrap();
+    let log = collector.log.clone();
     let source = Shared::default();
     ns.enter(|| {
         runtime().block_on(async {
@@ -303,7 +254,7 @@ fn pmbmpd_decodes_live_events() {
         })
     })
     .unwrap();
-    collector.check_running().unwrap();
+    collector.process.check_running().unwrap();
 }
 
 /// The collector restarts: the client reconnects and replays Initiation and the state.
@@ -316,7 +267,8 @@ fn reconnects_and_resyncs_after_collector_restart() {
     );
     let dir = LabDir::new("bmp").unwrap();
     let ns = Netns::new("bmp").unwrap();
-    let (mut first, log1) = start_pmbmpd(&ns, &dir, "pmbmpd-1");
+    let mut first = Pmbmpd::start(&ns, &dir, "pmbmpd-1", "127.0.0.1", PORT).unwrap();
+    let log1 = first.log.clone();
     let source = Shared::default();
     *source.0.lock().unwrap() = Snapshot {
         peers: vec![PeerState {
@@ -348,7 +300,7 @@ fn reconnects_and_resyncs_after_collector_restart() {
     .unwrap();
 
     // Collector goes away (SIGTERM, then SIGKILL if needed); a fresh one comes up.
-    first.stop().unwrap();
+    first.process.stop().unwrap();
     ns.enter(|| {
         rt.block_on(async {
             wait_state(&h, |s| !matches!(s, ConnState::Established { .. })).await;
@@ -370,7 +322,8 @@ fn reconnects_and_resyncs_after_collector_restart() {
             "2001:db8::2".parse().unwrap(),
             &["10.20.0.0/16"],
         ));
-    let (_second, log2) = start_pmbmpd(&ns, &dir, "pmbmpd-2");
+    let second = Pmbmpd::start(&ns, &dir, "pmbmpd-2", "127.0.0.1", PORT).unwrap();
+    let log2 = second.log.clone();
     ns.enter(|| {
         rt.block_on(async {
             wait_state(&h, |s| *s == ConnState::Established { session: 2 }).await;

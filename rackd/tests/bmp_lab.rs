@@ -12,16 +12,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::Lab;
+use netlab::pmbmpd::{Pmbmpd, records};
 use netlab::{Check, wait_for};
 use serde_json::Value;
-
-fn records(log: &Path) -> Vec<Value> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
 
 fn wait_log(lab: &Lab, log: &Path, what: &str, pred: impl Fn(&[Value]) -> bool) {
     wait_for(
@@ -54,33 +47,13 @@ fn loc_rib_route(v: &Value, prefix: &str, withdraw: bool) -> bool {
 #[test]
 fn a_collector_on_the_tor_sees_what_rackd_advertises() {
     assert!(
-        std::process::Command::new("pmbmpd")
-            .arg("-V")
-            .output()
-            .is_ok(),
+        netlab::pmbmpd::available(),
         "pmbmpd not installed: scripts/setup.sh installs pmacct"
     );
     let mut lab = Lab::prepare("rk-bmp");
     // The collector on the ToR's loopback.
-    let log = lab.dir.path().join("pmbmpd.json");
-    let conf = lab.dir.path().join("pmbmpd.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "daemonize: false\nbmp_daemon_ip: 10.0.0.1\nbmp_daemon_port: 1790\n\
-             bmp_daemon_msglog_file: {}\nbmp_daemon_msglog_output: json\n",
-            log.display()
-        ),
-    )
-    .unwrap();
-    let _collector = lab
-        .tor_ns
-        .spawn(
-            lab.dir.path(),
-            "pmbmpd",
-            &["pmbmpd", "-f", conf.to_str().unwrap()],
-        )
-        .unwrap();
+    let collector = Pmbmpd::start(&lab.tor_ns, &lab.dir, "pmbmpd", "10.0.0.1", 1790).unwrap();
+    let log = collector.log.clone();
     let bgp = lab.cfg.join("bgp.yaml");
     let text = std::fs::read_to_string(&bgp).unwrap();
     let anchor = "  - name: \"rack\"\n    localASN: 65001\n";

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use egresscommon::Lab;
 use netlab::bgp::{BgpConfig, Neighbor};
+use netlab::figures::{Summary, provenance};
 use netlab::frr::Frr;
 use netlab::{Check, wait_for};
 
@@ -279,42 +280,29 @@ fn first_success(lab: &Lab, t0: Instant) -> Duration {
     }
 }
 
-fn sh(cmd: &str) -> String {
-    std::process::Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
-
-/// Median, p95 and max in ms (nearest rank).
-fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        let i = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
-        v[i]
-    };
-    (at(0.5), at(0.95), at(1.0))
-}
-
 /// Per fault: the route moved and new connections, median/p95/max and samples, as JSON.
 fn fault_report(samples: &[(bool, Duration, Duration)], planned: bool) -> serde_json::Value {
     let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
     let mine: Vec<_> = samples.iter().filter(|(p, _, _)| *p == planned).collect();
     let routed: Vec<f64> = mine.iter().map(|(_, r, _)| ms(r)).collect();
     let outage: Vec<f64> = mine.iter().map(|(_, _, o)| ms(o)).collect();
-    let (rm, rp, rx) = stats(routed.clone());
-    let (om, op, ox) = stats(outage.clone());
+    let (r, o) = (Summary::of(&routed), Summary::of(&outage));
     eprintln!(
-        "{}: {} runs: route moved median/p95/max {rm:.0}/{rp:.0}/{rx:.0} ms, new connections \
-         {om:.0}/{op:.0}/{ox:.0} ms",
+        "{}: {} runs: route moved median/p95/max {:.0}/{:.0}/{:.0} ms, new connections \
+         {:.0}/{:.0}/{:.0} ms",
         if planned { "SIGTERM" } else { "kill -9" },
-        mine.len()
+        mine.len(),
+        r.median,
+        r.p95,
+        r.max,
+        o.median,
+        o.p95,
+        o.max
     );
     serde_json::json!({
         "runs": mine.len(),
-        "route_moved_ms": {"median": rm, "p95": rp, "max": rx, "samples": routed},
-        "new_connections_ms": {"median": om, "p95": op, "max": ox, "samples": outage},
+        "route_moved_ms": r.json(&routed),
+        "new_connections_ms": o.json(&outage),
     })
 }
 
@@ -322,20 +310,19 @@ fn report(samples: &[(bool, Duration, Duration)]) {
     let kill9 = fault_report(samples, false);
     let sigterm = fault_report(samples, true);
     if let Ok(out) = std::env::var("RACKD_EGW_BGP_OUT") {
-        let doc = serde_json::json!({
+        let mut doc = serde_json::json!({
             "test": "egress IP announced by BGP, failover on kill -9 and SIGTERM of the holder's rackd, alternately (rackd/tests/egress_bgp.rs)",
             "command": "RACKD_EGW_BGP_RUNS=20 RACKD_EGW_BGP_OUT=FILE cargo test -p rackd --test egress_bgp -- --nocapture",
             "lease_timings": {"duration": "1s", "renew_deadline": "500ms", "retry_period": "200ms"},
             "backend": "etcd",
             "peer": "FRR (iBGP, hold 3 s, no graceful restart)",
-            "probe": "after the kill: FRR's table polled every 100 ms (one path, from the survivor); a new TCP connection + GET from a pod on node1 every 20 ms, 300 ms each",
-            "date": sh("date -u +%FT%TZ"),
-            "commit": sh("git rev-parse HEAD"),
-            "dirty": !sh("git status --porcelain -uno").is_empty(),
-            "machine": {"cpus": sh("nproc"), "kernel": sh("uname -r"), "loadavg": sh("cat /proc/loadavg")},
+            "probe": "after the fault: FRR's table polled every 100 ms (one path, from the survivor); a new TCP connection + GET from a pod on node1 every 20 ms, 300 ms each",
             "kill9": kill9,
             "sigterm": sigterm,
         });
+        if let (Some(o), serde_json::Value::Object(p)) = (doc.as_object_mut(), provenance()) {
+            o.extend(p);
+        }
         std::fs::write(&out, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
     }
 }

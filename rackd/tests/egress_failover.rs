@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use egresscommon::Lab;
+use netlab::figures::{Summary, sh};
 use netlab::{Check, wait_for};
 
 const EGRESS_IP: &str = "10.0.6.100";
@@ -341,24 +342,9 @@ fn run_fault(lab: &mut Lab, fault: Fault, tag: &str) -> RunResult {
 }
 
 /// (median, p95, max) in ms.
-fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let median = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    let p95 = v[((n as f64 * 0.95).ceil() as usize).clamp(1, n) - 1];
-    (median, p95, v[n - 1])
-}
-
-fn sh(cmd: &str) -> String {
-    std::process::Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
+fn stats(v: Vec<f64>) -> (f64, f64, f64) {
+    let s = Summary::of(&v);
+    (s.median, s.p95, s.max)
 }
 
 #[test]

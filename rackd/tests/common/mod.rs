@@ -195,10 +195,5 @@ pub fn arg(args: &[String], name: &str) -> Option<String> {
 }
 
 /// A shell command's trimmed stdout ("" if it cannot run): machine facts for result files.
-pub fn sh(cmd: &str) -> String {
-    std::process::Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
+#[allow(unused_imports)] // this module is compiled into test binaries that do not all use it
+pub use netlab::figures::sh;

@@ -3,6 +3,7 @@
 //! of figures per fault kind.
 
 use super::*;
+use netlab::figures::sh;
 
 /// A fault injected into the holder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,17 +270,10 @@ pub fn run_all_faults(lab: &mut L2Lab, runs: usize) -> Vec<RunResult> {
 }
 
 /// (median, p95, max) in milliseconds.
-pub fn stats(mut v: Vec<Duration>) -> (f64, f64, f64) {
-    v.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let n = v.len();
-    let median = if n % 2 == 1 {
-        ms(v[n / 2])
-    } else {
-        (ms(v[n / 2 - 1]) + ms(v[n / 2])) / 2.0
-    };
-    let p95 = ms(v[((n as f64 * 0.95).ceil() as usize).clamp(1, n) - 1]);
-    (median, p95, ms(v[n - 1]))
+pub fn stats(v: Vec<Duration>) -> (f64, f64, f64) {
+    let ms: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    let s = netlab::figures::Summary::of(&ms);
+    (s.median, s.p95, s.max)
 }
 
 /// A table of figures per fault kind.
@@ -312,14 +306,6 @@ pub fn report(results: &[RunResult]) -> String {
         ));
     }
     out
-}
-
-fn sh(cmd: &str) -> String {
-    std::process::Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
 }
 
 /// The fault runs as JSON at `out`, with the lease backend, the timings, date, commit and
