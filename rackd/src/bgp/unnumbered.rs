@@ -28,7 +28,8 @@ use crate::config::ConfigState;
 const SEARCHING: Duration = Duration::from_secs(1);
 const KEEPALIVE: Duration = Duration::from_secs(10);
 
-/// The interfaces some ClusterConfig peer (or NodeConfigOverride peer) is unnumbered over.
+/// The interfaces some ClusterConfig peer is unnumbered over (`autoDiscovery.unnumbered`, or
+/// the peer's `peerInterface`).
 pub fn interfaces(snap: &Snapshot) -> BTreeSet<String> {
     snap.bgp_cluster_configs()
         .flat_map(|cc| cc.spec.bgp_instances.iter())
