@@ -446,9 +446,11 @@ fn masquerade_and_reverse() {
             assert_eq!(p.src, fam.node);
             assert!(p.csum_ok, "{fam:?} {l4:?}");
             let port = sent_port(&l4, &p);
-            assert!(port >= 32768, "{l4:?}: {port}");
-            if matches!(l4, L4::Udp { .. }) {
-                assert_eq!(port, 40000, "a free port of the range is kept");
+            match l4 {
+                L4::Udp { .. } => assert_eq!(port, 40000, "a free port of the range is kept"),
+                L4::Tcp { .. } => assert_eq!(port, 5555, "a free port outside it too"),
+                // A privileged one (here an echo identifier) goes into the range.
+                _ => assert!(port >= 32768, "{l4:?}: {port}"),
             }
             assert_eq!(
                 out.packet,
@@ -585,6 +587,66 @@ fn nat_port_collision_retry_and_exhaustion() {
         &frame(ip("10.244.0.7"), fam.outside, &tcp(40000, 443, SYN)),
     );
     assert_eq!(parse(&out.packet).sport, 40000);
+}
+
+/// A flow keeps its own source port when it is free, outside the NAT range too (what keeps a
+/// server's TIME_WAIT of the previous connection on that port one of the same flow's, whose
+/// sequence numbers and timestamps the new SYN follows): moved into the range only when the
+/// port is taken, or privileged. A reused tuple keeps its mapping, and replies reach each pod.
+#[test]
+fn a_free_source_port_is_kept_outside_the_range() {
+    let mut fx = fixture_with(LbConfig {
+        nat_port_min: 40000,
+        nat_port_max: 40001,
+        ..small()
+    });
+    set_masq(&mut fx.lb, true);
+    let fam = v4();
+    let out_port = |pod: &str, sport: u16, flags: u8| {
+        let out = run(
+            &fx.lb,
+            LbHook::Egress,
+            &frame(ip(pod), fam.outside, &tcp(sport, 443, flags)),
+        );
+        assert_eq!(out.verdict, OK, "{pod}:{sport}");
+        let p = parse(&out.packet);
+        assert_eq!(p.src, fam.node);
+        assert!(p.csum_ok);
+        p.sport
+    };
+    // Kept, below and above the range.
+    assert_eq!(out_port("10.244.0.5", 5555, SYN), 5555);
+    assert_eq!(out_port("10.244.0.5", 50000, SYN), 50000);
+    let before = fx.lb.counters().unwrap().events.nat_retries;
+    // Another pod with the same port to the same destination: moved into the range.
+    let moved = out_port("10.244.0.6", 5555, SYN);
+    assert!((40000..=40001).contains(&moved), "{moved}");
+    assert!(fx.lb.counters().unwrap().events.nat_retries > before);
+    // A privileged source port goes into the range (the other port of it).
+    let privileged = out_port("10.244.0.7", 80, SYN);
+    assert!((40000..=40001).contains(&privileged), "{privileged}");
+    assert_ne!(privileged, moved);
+    // The flows keep their mappings.
+    assert_eq!(out_port("10.244.0.5", 5555, ACK), 5555);
+    assert_eq!(out_port("10.244.0.6", 5555, ACK), moved);
+    // Replies go back to their own pod and port.
+    for (nport, pod, port) in [
+        (5555, "10.244.0.5", 5555),
+        (50000, "10.244.0.5", 50000),
+        (moved, "10.244.0.6", 5555),
+        (privileged, "10.244.0.7", 80),
+    ] {
+        let reply = frame(fam.outside, fam.node, &tcp(443, nport, SYN | ACK));
+        let out = run(&fx.lb, LbHook::Ingress, &reply);
+        assert_eq!(out.verdict, OK);
+        let p = parse(&out.packet);
+        assert_eq!((p.dst, p.dport), (ip(pod), port), "reply to {nport}");
+        assert!(p.csum_ok);
+    }
+    assert_eq!(
+        fx.lb.counters().unwrap().drops_of(DropReason::NatExhausted),
+        0
+    );
 }
 
 /// A closed flow's NAT port (FIN seen) goes to a new flow once the closed one has been quiet
