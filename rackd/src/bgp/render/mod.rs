@@ -11,11 +11,15 @@
 //! (family, advertisement, entry, resource), so a copy of the result is cheap and the
 //! reconciler sees what changed in O(changes).
 
+mod bmp;
 mod egress;
+mod exports;
 mod family;
 mod service;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_beyond;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -35,6 +39,7 @@ use rackd_model::{Snapshot, secret_value};
 use crate::lbipam_ctl::LbIps;
 
 pub use egress::advertised_policies;
+pub use exports::{ExportKey, ExportPolicy, Exports, Resource};
 pub use family::{UnsupportedFamily, family_of};
 pub use service::{ServiceAdvert, update_services};
 
@@ -115,152 +120,6 @@ pub struct Peer {
     pub service_adverts: Arc<[ServiceAdvert]>,
 }
 
-/// One rendered export policy: Cilium names them `<peer>-<afi>-<Type>[-<resource>]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExportPolicy {
-    pub name: String,
-    pub family: Family,
-    pub prefixes: Vec<IpNet>,
-    pub communities: Vec<u32>,
-    pub large_communities: Vec<[u32; 3]>,
-    pub local_pref: Option<u32>,
-}
-
-/// What an export policy is about, within its advertisement entry.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Resource {
-    /// The node's pod CIDRs.
-    PodCidr,
-    /// One address kind (its position in the entry's `addresses`) of one Service.
-    Service {
-        namespace: String,
-        name: String,
-        address: u8,
-    },
-    /// One interface's addresses.
-    Interface(String),
-    /// One egress gateway policy's egress addresses (`EgressGateway`, rackd's extension).
-    EgressPolicy(String),
-}
-
-/// Where an export policy sits in its peer's ordered list: Cilium's order (the peer's
-/// families as configured, advertisements by name, entries as written, then resources).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ExportKey {
-    pub family: u16,
-    pub advertisement: String,
-    pub entry: u16,
-    pub resource: Resource,
-}
-
-/// A peer's export policies, in order, with an index from each prefix to the policies that
-/// carry it (the first one decides the prefix's attributes, as in a first-match policy).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Exports {
-    policies: imbl::OrdMap<ExportKey, Arc<ExportPolicy>>,
-    by_prefix: imbl::OrdMap<IpNet, imbl::OrdSet<ExportKey>>,
-}
-
-impl Exports {
-    /// The policies in order.
-    pub fn iter(&self) -> impl Iterator<Item = &ExportPolicy> + '_ {
-        self.policies.values().map(|p| &**p)
-    }
-
-    /// The policies with their keys, in order.
-    pub fn entries(&self) -> impl Iterator<Item = (&ExportKey, &Arc<ExportPolicy>)> + '_ {
-        self.policies.iter()
-    }
-
-    /// Number of policies.
-    pub fn len(&self) -> usize {
-        self.policies.len()
-    }
-
-    /// True when nothing is exported.
-    pub fn is_empty(&self) -> bool {
-        self.policies.is_empty()
-    }
-
-    /// The policy that decides `prefix`'s attributes (the first carrying it).
-    pub fn first_for(&self, prefix: &IpNet) -> Option<&ExportPolicy> {
-        let key = self.by_prefix.get(prefix)?.get_min()?;
-        self.policies.get(key).map(|p| &**p)
-    }
-
-    /// Every exported prefix.
-    pub fn prefixes(&self) -> impl Iterator<Item = &IpNet> + '_ {
-        self.by_prefix.keys()
-    }
-
-    /// Whether `self` and `other` are the same map (a copy never modified since): O(1).
-    pub fn ptr_eq(&self, other: &Exports) -> bool {
-        self.policies.ptr_eq(&other.policies)
-    }
-
-    /// The keys whose policy differs between `old` and `self`, and the prefixes those
-    /// policies carry(carried): what the reconciler must re-export.
-    pub fn changed_prefixes(&self, old: &Exports) -> Vec<IpNet> {
-        use imbl::ordmap::DiffItem;
-        let mut out = Vec::new();
-        for d in old.policies.diff(&self.policies) {
-            match d {
-                DiffItem::Add(_, p) | DiffItem::Remove(_, p) => out.extend(p.prefixes.iter()),
-                DiffItem::Update {
-                    old: (_, o),
-                    new: (_, n),
-                } => {
-                    out.extend(o.prefixes.iter());
-                    out.extend(n.prefixes.iter());
-                }
-            }
-        }
-        out.sort();
-        out.dedup();
-        out
-    }
-
-    /// Adds a policy (replacing one with the same key); counts its prefixes into `routes`.
-    fn insert(&mut self, key: ExportKey, p: ExportPolicy, routes: &mut Routes) {
-        self.remove(&key, routes);
-        for pfx in &p.prefixes {
-            self.by_prefix.entry(*pfx).or_default().insert(key.clone());
-            *routes.entry(*pfx).or_insert(0) += 1;
-        }
-        self.policies.insert(key, Arc::new(p));
-    }
-
-    /// Removes a policy; counts its prefixes out of `routes`.
-    fn remove(&mut self, key: &ExportKey, routes: &mut Routes) -> bool {
-        let Some(old) = self.policies.remove(key) else {
-            return false;
-        };
-        for pfx in &old.prefixes {
-            if let Some(set) = self.by_prefix.get_mut(pfx) {
-                set.remove(key);
-                if set.is_empty() {
-                    self.by_prefix.remove(pfx);
-                }
-            }
-            if let Some(n) = routes.get_mut(pfx) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    routes.remove(pfx);
-                }
-            }
-        }
-        true
-    }
-
-    /// The keys in `[from, to]`.
-    fn keys_in(&self, from: &ExportKey, to: &ExportKey) -> Vec<ExportKey> {
-        self.policies
-            .range(from.clone()..=to.clone())
-            .map(|(k, _)| k.clone())
-            .collect()
-    }
-}
-
 /// Inputs besides the snapshot.
 #[derive(Debug, Clone, Default)]
 pub struct RenderInput<'a> {
@@ -336,56 +195,6 @@ fn default_router_id(node: Option<&Node>, host: &HostInfo, node_name: &str) -> I
         h = h.wrapping_mul(0x0100_0193);
     }
     Ipv4Addr::from(h.max(1))
-}
-
-/// The instance's BMP collectors for bgpd. rackd reports the pre-policy Adj-RIB-In and the
-/// Loc-RIB; a policy asking for the post-policy Adj-RIB-In gets the pre-policy one, which is
-/// said on the ClusterConfig (with Cilium's reject-all import, post-policy is empty anyway).
-fn bmp_servers(
-    cc_key: &ObjectKey,
-    inst: &rackd_model::cilium::CiliumBGPInstance,
-    node_name: &str,
-    problems: &mut Vec<ObjectCondition>,
-) -> Vec<bgpd::BmpServerConfig> {
-    use rackd_model::cilium::BmpMonitoringPolicy as P;
-    let mut out = Vec::new();
-    for m in &inst.bmp_servers {
-        let Ok(ip) = m.peer_address.trim().parse::<IpAddr>() else {
-            continue;
-        };
-        let Ok(port) = u16::try_from(m.peer_port) else {
-            continue;
-        };
-        let (pre, loc) = match m.monitoring_policy {
-            P::Pre | P::Post | P::Both => (true, false),
-            P::Local => (false, true),
-            P::All => (true, true),
-        };
-        if matches!(m.monitoring_policy, P::Post | P::Both | P::All) {
-            problems.push(problem(
-                cc_key.clone(),
-                types::UNSUPPORTED,
-                "BMPPostPolicy",
-                format!(
-                    "instance {} BMP server {}: the post-policy Adj-RIB-In is not reported; \
-                     the pre-policy one is",
-                    inst.name, m.name
-                ),
-            ));
-        }
-        out.push(bgpd::BmpServerConfig {
-            name: m.name.clone(),
-            address: std::net::SocketAddr::new(ip, port),
-            sys_name: node_name.to_owned(),
-            adj_rib_in_pre: pre,
-            loc_rib: loc,
-            statistics_interval: m
-                .statistics_timeout
-                .and_then(|t| u64::try_from(t).ok())
-                .map(std::time::Duration::from_secs),
-        });
-    }
-    out
 }
 
 /// An advertisement's path attributes: standard (incl. well-known) and large communities,
@@ -520,7 +329,7 @@ pub fn render(snap: &Snapshot, input: &RenderInput<'_>) -> Desired {
             listen_port,
             peers: BTreeMap::new(),
             routes: Routes::new(),
-            bmp: bmp_servers(&cc_key, inst, input.node_name, &mut d.problems),
+            bmp: bmp::servers(&cc_key, inst, input.node_name, &mut d.problems),
         };
         for p in &inst.peers {
             let povr = iovr.and_then(|o| o.peers.iter().find(|x| x.name == p.name));
