@@ -24,24 +24,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use egresscommon::Lab;
+use egresscommon::{FLOATING, Lab};
 use netlab::figures::{Summary, sh};
 use netlab::{Check, wait_for};
 
 const EGRESS_IP: &str = "10.0.6.100";
 const SERVER: &str = "10.0.4.2:80";
-
-const FLOATING: &str = "\
-apiVersion: cilium.io/v2
-kind: CiliumEgressGatewayPolicy
-metadata: {name: remote-outpost}
-spec:
-  destinationCIDRs: [10.0.4.0/24]
-  selectors: [{podSelector: {matchLabels: {org: empire}}}]
-  egressGateway:
-    nodeSelector: {matchLabels: {egress-gw: 'true'}}
-    egressIP: 10.0.6.100
-";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {

@@ -7,7 +7,7 @@ mod egresscommon;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use egresscommon::{Lab, SEED, V6_POLICY};
+use egresscommon::{FLOATING, Lab, SEED, V6_POLICY};
 
 #[test]
 fn remote_outpost_leaves_through_the_gateway() {
@@ -51,20 +51,6 @@ fn remote_outpost_leaves_through_the_gateway() {
     lab.write_config("egress.yaml", "");
     lab.wait_seen(0, "10.0.4.2", "10.0.1.2");
 }
-
-/// The seeds' policy with a floating `egressIP` instead of `interface: net1`: whichever
-/// gateway holds it answers ARP for it on the `net1` segment.
-const FLOATING: &str = "\
-apiVersion: cilium.io/v2
-kind: CiliumEgressGatewayPolicy
-metadata: {name: remote-outpost}
-spec:
-  destinationCIDRs: [10.0.4.0/24]
-  selectors: [{podSelector: {matchLabels: {org: empire}}}]
-  egressGateway:
-    nodeSelector: {matchLabels: {egress-gw: 'true'}}
-    egressIP: 10.0.6.100
-";
 
 /// ★ Failover, which Cilium OSS lacks (cilium#18230): node2 and node3 both match the gateway
 /// selector; one holds the egress IP under an L2 lease (etcd). The holder is powered off (its

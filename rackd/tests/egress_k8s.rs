@@ -12,7 +12,7 @@ mod k8scommon;
 
 use std::time::{Duration, Instant};
 
-use egresscommon::{Lab, PODS, cluster_yaml, pod_v4, pod_v6};
+use egresscommon::{FLOATING, Lab, PODS, cluster_yaml, pod_v4, pod_v6};
 use k8scommon::{lease_holder, prepare_cluster, wait_for};
 use kubelab::{Cluster, ClusterOptions};
 
@@ -21,18 +21,6 @@ const API: &str = "10.99.0.50";
 const EGRESS_IP: &str = "10.0.6.100";
 /// The claim Lease of the egress IP (`l2announcer`'s naming: the address's dots as dashes).
 const CLAIM: &str = "rackd-l2-10-0-6-100";
-
-const FLOATING: &str = "\
-apiVersion: cilium.io/v2
-kind: CiliumEgressGatewayPolicy
-metadata: {name: remote-outpost}
-spec:
-  destinationCIDRs: [10.0.4.0/24]
-  selectors: [{podSelector: {matchLabels: {org: empire}}}]
-  egressGateway:
-    nodeSelector: {matchLabels: {egress-gw: 'true'}}
-    egressIP: 10.0.6.100
-";
 
 /// Applies the lab's Nodes and Pods as a kubelet would leave them: objects with kubectl, then
 /// their statuses (the API server drops status on create).

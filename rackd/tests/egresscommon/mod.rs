@@ -36,6 +36,20 @@ spec:
   egressGateway: {nodeSelector: {matchLabels: {egress-gw: 'true'}}, interface: net1}
 ";
 
+/// The seeds' policy with a floating `egressIP` instead of `interface: net1`: whichever
+/// gateway holds it answers ARP for it on the `net1` segment.
+pub const FLOATING: &str = "\
+apiVersion: cilium.io/v2
+kind: CiliumEgressGatewayPolicy
+metadata: {name: remote-outpost}
+spec:
+  destinationCIDRs: [10.0.4.0/24]
+  selectors: [{podSelector: {matchLabels: {org: empire}}}]
+  egressGateway:
+    nodeSelector: {matchLabels: {egress-gw: 'true'}}
+    egressIP: 10.0.6.100
+";
+
 pub struct PodSpec {
     pub name: &'static str,
     pub node: usize,

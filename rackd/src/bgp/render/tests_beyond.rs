@@ -9,6 +9,26 @@ use rackd_model::{CheckOptions, Snapshot, parse_documents};
 use super::tests::{export, input, lab_snapshot, nets};
 use super::*;
 
+/// The lab's snapshot with `from` replaced by `to` (once) in its bgp.yaml; no config errors.
+fn lab_with_bgp_edit(from: &str, to: &str) -> rackd_model::MergeOutcome {
+    let text = crate::testing::lab_files()
+        .iter()
+        .find(|(n, _)| n.ends_with("bgp.yaml"))
+        .map(|(_, t)| t.clone())
+        .unwrap();
+    assert!(text.contains(from), "{from:?} not in the lab's bgp.yaml");
+    let text = text.replacen(from, to, 1);
+    let mut parsed: Vec<_> = crate::testing::lab_files()
+        .iter()
+        .filter(|(n, _)| !n.ends_with("bgp.yaml"))
+        .map(|(name, text)| parse_documents(name, text))
+        .collect();
+    parsed.push(parse_documents("bgp.yaml", &text));
+    let out = Snapshot::build(&parsed, &CheckOptions::default());
+    assert!(out.errors.is_empty(), "{:#?}", out.errors);
+    out
+}
+
 /// `EgressGateway` (rackd's extension): each selected policy's announced egress addresses as
 /// host routes of their family, with the entry's attributes, in a policy named after it; a
 /// policy the selector does not match, or with nothing announced here, exports nothing.
@@ -84,25 +104,10 @@ spec:
 /// (which rackd does not report) is said on the ClusterConfig.
 #[test]
 fn bmp_servers_reach_the_instance() {
-    let text = crate::testing::lab_files()
-        .iter()
-        .find(|(n, _)| n.ends_with("bgp.yaml"))
-        .map(|(_, t)| t.clone())
-        .unwrap()
-        .replacen(
-            "    peers:\n",
-            "    bmpServers:\n    - {name: c1, peerAddress: 10.0.0.9, monitoringPolicy: local, statisticsTimeout: 30}\n    - {name: c2, peerAddress: 'fd00::9', peerPort: 1790}\n    - {name: c3, peerAddress: 10.0.0.10, monitoringPolicy: post}\n    peers:\n",
-            1,
-        );
-    assert!(text.contains("bmpServers"));
-    let mut parsed: Vec<_> = crate::testing::lab_files()
-        .iter()
-        .filter(|(n, _)| !n.ends_with("bgp.yaml"))
-        .map(|(name, text)| parse_documents(name, text))
-        .collect();
-    parsed.push(parse_documents("bgp.yaml", &text));
-    let out = Snapshot::build(&parsed, &CheckOptions::default());
-    assert!(out.errors.is_empty(), "{:#?}", out.errors);
+    let out = lab_with_bgp_edit(
+        "    peers:\n",
+        "    bmpServers:\n    - {name: c1, peerAddress: 10.0.0.9, monitoringPolicy: local, statisticsTimeout: 30}\n    - {name: c2, peerAddress: 'fd00::9', peerPort: 1790}\n    - {name: c3, peerAddress: 10.0.0.10, monitoringPolicy: post}\n    peers:\n",
+    );
     let d = render(&out.snapshot, &input("node1"));
     let bmp = &d.instances["rack"].bmp;
     assert_eq!(bmp.len(), 3);
@@ -131,24 +136,10 @@ fn bmp_servers_reach_the_instance() {
 /// peer. `unnumbered::interfaces` lists the interface to probe.
 #[test]
 fn unnumbered_peers_follow_the_router_heard_on_the_link() {
-    let text = crate::testing::lab_files()
-        .iter()
-        .find(|(n, _)| n.ends_with("bgp.yaml"))
-        .map(|(_, t)| t.clone())
-        .unwrap()
-        .replacen(
-            "      peerAddress: 10.0.0.1\n",
-            "      autoDiscovery: {mode: Unnumbered, unnumbered: {interface: eth9}}\n",
-            1,
-        );
-    let mut parsed: Vec<_> = crate::testing::lab_files()
-        .iter()
-        .filter(|(n, _)| !n.ends_with("bgp.yaml"))
-        .map(|(name, text)| parse_documents(name, text))
-        .collect();
-    parsed.push(parse_documents("bgp.yaml", &text));
-    let out = Snapshot::build(&parsed, &CheckOptions::default());
-    assert!(out.errors.is_empty(), "{:#?}", out.errors);
+    let out = lab_with_bgp_edit(
+        "      peerAddress: 10.0.0.1\n",
+        "      autoDiscovery: {mode: Unnumbered, unnumbered: {interface: eth9}}\n",
+    );
     assert_eq!(
         crate::bgp::unnumbered::interfaces(&out.snapshot),
         ["eth9".to_owned()].into_iter().collect()
