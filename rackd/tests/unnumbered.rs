@@ -8,8 +8,10 @@
 
 use std::time::Duration;
 
-use netlab::frr::Frr;
-use netlab::{Check, LabDir, Netns, Process, veth, wait_for};
+mod common;
+
+use common::Lab;
+use netlab::{Check, wait_for};
 
 const TOR_CONF: &str = "\
 frr defaults datacenter
@@ -65,55 +67,13 @@ spec:
   - advertisementType: PodCIDR
 ";
 
-/// Field order is drop order: daemons before their namespaces, the directory last.
-struct Lab {
-    rackd: Option<Process>,
-    tor: Frr,
-    node: Netns,
-    tor_ns: Netns,
-    dir: LabDir,
-}
-
 #[test]
 fn rackd_peers_unnumbered_with_frr() {
-    let dir = LabDir::new("rk-unnum").unwrap();
-    let tor_ns = Netns::new("un-tor").unwrap();
-    let node = Netns::new("un-node").unwrap();
-    veth(&tor_ns, "eth1", &node, "eth0").unwrap();
-    // No address on the link but the kernel's link-local ones; the node's IPv4 lives on its
-    // loopback.
-    node.addr_add("lo", "10.0.1.2/32").unwrap();
-    tor_ns.enable_forwarding().unwrap();
-    node.enable_forwarding().unwrap();
-    let tor = Frr::start(&tor_ns, dir.path(), "tor", TOR_CONF).unwrap();
-    let cfg = dir.path().join("config");
-    std::fs::create_dir_all(&cfg).unwrap();
-    std::fs::write(cfg.join("lab.yaml"), CONFIG).unwrap();
-    let (state, sock) = (dir.path().join("state"), dir.path().join("admin.sock"));
-    let rackd = node
-        .spawn(
-            dir.path(),
-            "rackd",
-            &[
-                env!("CARGO_BIN_EXE_rackd"),
-                "--node-name",
-                "node1",
-                "--config-dir",
-                cfg.to_str().unwrap(),
-                "--state-dir",
-                state.to_str().unwrap(),
-                "--admin-socket",
-                sock.to_str().unwrap(),
-            ],
-        )
-        .unwrap();
-    let lab = Lab {
-        rackd: Some(rackd),
-        tor,
-        node,
-        tor_ns,
-        dir,
-    };
+    let mut lab = Lab::prepare_unnumbered("rk-unnum", TOR_CONF);
+    // The node's IPv4 lives on its loopback: nothing but link-local addresses on the link.
+    lab.node.addr_add("lo", "10.0.1.2/32").unwrap();
+    std::fs::write(lab.cfg.join("lab.yaml"), CONFIG).unwrap();
+    lab.start_rackd();
     let logs = || {
         format!(
             "FRR:\n{}\n{}\nrackd:\n{}",
@@ -121,7 +81,7 @@ fn rackd_peers_unnumbered_with_frr() {
                 .vtysh(&["show bgp summary", "show bgp neighbors eth1"])
                 .unwrap_or_default(),
             lab.tor.logs(),
-            lab.rackd.as_ref().map(|p| p.log_tail()).unwrap_or_default()
+            lab.rackd_log()
         )
     };
     // FRR's interface peer comes up: it learnt our link-local address and we found its.
@@ -167,5 +127,4 @@ fn rackd_peers_unnumbered_with_frr() {
         },
     )
     .unwrap();
-    let _ = (&lab.node, &lab.dir);
 }

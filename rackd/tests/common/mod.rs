@@ -99,6 +99,31 @@ impl Lab {
         }
     }
 
+    /// The ToR and the node joined by a link with nothing but the kernel's IPv6 link-local
+    /// addresses (BGP unnumbered), forwarding on both, FRR running `tor_conf`, and an empty
+    /// configuration directory; rackd not started yet.
+    pub fn prepare_unnumbered(prefix: &str, tor_conf: &str) -> Lab {
+        let dir = LabDir::new(prefix).unwrap();
+        let tor_ns = Netns::new("un-tor").unwrap();
+        let node = Netns::new("un-node").unwrap();
+        veth(&tor_ns, "eth1", &node, "eth0").unwrap();
+        tor_ns.enable_forwarding().unwrap();
+        node.enable_forwarding().unwrap();
+        let tor = Frr::start(&tor_ns, dir.path(), "tor", tor_conf).unwrap();
+        let cfg = dir.path().join("config");
+        std::fs::create_dir_all(&cfg).unwrap();
+        Lab {
+            sock: dir.path().join("admin.sock"),
+            state: dir.path().join("state"),
+            cfg,
+            tor,
+            node,
+            tor_ns,
+            rackd: None,
+            dir,
+        }
+    }
+
     /// [`Lab::prepare`] and start rackd.
     pub fn up(prefix: &str) -> Lab {
         let mut lab = Lab::prepare(prefix);
