@@ -18,9 +18,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
-use bgpd_wire::{
-    Family, Message, NextHop, Notification, Open, PathAttributes, SessionContext, Update,
-};
+use bgpd_wire::{Family, Message, NextHop, Notification, Open, PathAttributes, SessionContext};
 use bytes::Bytes;
 use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
@@ -242,8 +240,9 @@ impl Instance {
         }
     }
 
-    /// An UPDATE from peer `addr`, before import policy (pre-policy Adj-RIB-In).
-    pub(super) fn bmp_update(&self, addr: IpAddr, u: &Update) {
+    /// An UPDATE (`msg`) from peer `addr`, before import policy (pre-policy Adj-RIB-In):
+    /// encoded from the message as received, not from a copy.
+    pub(super) fn bmp_update(&self, addr: IpAddr, msg: &Message) {
         if !self.bmp.iter().any(|c| c.cfg.adj_rib_in_pre) {
             return;
         }
@@ -251,7 +250,7 @@ impl Instance {
         if !established {
             return;
         }
-        let Some(bytes) = encode(&Message::Update(u.clone())) else {
+        let Some(bytes) = encode(msg) else {
             return;
         };
         for c in self.bmp.iter().filter(|c| c.cfg.adj_rib_in_pre) {

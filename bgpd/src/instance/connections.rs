@@ -22,8 +22,8 @@ impl Instance {
         match ev {
             ConnEvent::Rx { peer, conn, msg } => {
                 if let Some(w) = self.slot_of(peer, conn) {
-                    if let Message::Update(u) = &msg {
-                        self.bmp_update(peer, u);
+                    if matches!(msg, Message::Update(_)) {
+                        self.bmp_update(peer, &msg);
                     }
                     let is_open = matches!(msg, Message::Open(_));
                     self.drive(peer, w, Input::Message(msg));
