@@ -126,6 +126,36 @@ impl Diag {
     }
 }
 
+impl std::fmt::Display for State {
+    /// Lower case, as FRR prints it: `admin_down`, `down`, `init`, `up`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            State::AdminDown => "admin_down",
+            State::Down => "down",
+            State::Init => "init",
+            State::Up => "up",
+        })
+    }
+}
+
+impl std::fmt::Display for Diag {
+    /// As RFC 5880 §4.1 names the diagnostics.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Diag::None => f.write_str("none"),
+            Diag::ControlDetectionTimeExpired => f.write_str("control detection time expired"),
+            Diag::EchoFunctionFailed => f.write_str("echo function failed"),
+            Diag::NeighborSignaledDown => f.write_str("neighbor signaled session down"),
+            Diag::ForwardingPlaneReset => f.write_str("forwarding plane reset"),
+            Diag::PathDown => f.write_str("path down"),
+            Diag::ConcatenatedPathDown => f.write_str("concatenated path down"),
+            Diag::AdminDown => f.write_str("administratively down"),
+            Diag::ReverseConcatenatedPathDown => f.write_str("reverse concatenated path down"),
+            Diag::Reserved(v) => write!(f, "reserved ({v})"),
+        }
+    }
+}
+
 /// A BFD Control packet without authentication section. Intervals are in microseconds, as
 /// on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

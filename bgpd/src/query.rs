@@ -47,16 +47,21 @@ pub struct PeerStatus {
     pub bfd: Option<BfdStatus>,
 }
 
-/// A BFD session as the query API and the daemon show it.
+/// A BFD session as the query API and the daemon show it (the protocol's own types; names in
+/// JSON, as FRR prints them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BfdStatus {
-    /// bfd.SessionState, lower case as FRR prints it (`admin_down`, `down`, `init`, `up`).
-    pub state: String,
-    /// bfd.LocalDiag, as RFC 5880 §4.1 names it.
-    pub local_diag: String,
+    /// bfd.SessionState.
+    #[serde(serialize_with = "display")]
+    pub state: bfd::State,
+    /// bfd.LocalDiag: why our side last went down.
+    #[serde(serialize_with = "display")]
+    pub local_diag: bfd::Diag,
     /// The remote's state and diag as it last sent them.
-    pub remote_state: String,
-    pub remote_diag: String,
+    #[serde(serialize_with = "display")]
+    pub remote_state: bfd::State,
+    #[serde(serialize_with = "display")]
+    pub remote_diag: bfd::Diag,
     /// Negotiated transmit interval and detection time, in milliseconds.
     pub tx_interval_ms: u64,
     pub detection_time_ms: u64,
@@ -64,37 +69,17 @@ pub struct BfdStatus {
     pub transitions: u64,
 }
 
-fn bfd_state_name(s: bfd::State) -> &'static str {
-    match s {
-        bfd::State::AdminDown => "admin_down",
-        bfd::State::Down => "down",
-        bfd::State::Init => "init",
-        bfd::State::Up => "up",
-    }
-}
-
-fn bfd_diag_name(d: bfd::Diag) -> String {
-    match d {
-        bfd::Diag::None => "none".into(),
-        bfd::Diag::ControlDetectionTimeExpired => "control detection time expired".into(),
-        bfd::Diag::EchoFunctionFailed => "echo function failed".into(),
-        bfd::Diag::NeighborSignaledDown => "neighbor signaled session down".into(),
-        bfd::Diag::ForwardingPlaneReset => "forwarding plane reset".into(),
-        bfd::Diag::PathDown => "path down".into(),
-        bfd::Diag::ConcatenatedPathDown => "concatenated path down".into(),
-        bfd::Diag::AdminDown => "administratively down".into(),
-        bfd::Diag::ReverseConcatenatedPathDown => "reverse concatenated path down".into(),
-        bfd::Diag::Reserved(v) => format!("reserved ({v})"),
-    }
+fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
 }
 
 impl From<&bfd::PeerState> for BfdStatus {
     fn from(s: &bfd::PeerState) -> Self {
         Self {
-            state: bfd_state_name(s.state).into(),
-            local_diag: bfd_diag_name(s.local_diag),
-            remote_state: bfd_state_name(s.remote_state).into(),
-            remote_diag: bfd_diag_name(s.remote_diag),
+            state: s.state,
+            local_diag: s.local_diag,
+            remote_state: s.remote_state,
+            remote_diag: s.remote_diag,
             tx_interval_ms: u64::try_from(s.tx_interval.as_millis()).unwrap_or(u64::MAX),
             detection_time_ms: u64::try_from(s.detection_time.as_millis()).unwrap_or(u64::MAX),
             transitions: s.transitions,

@@ -145,7 +145,7 @@ fn bfd_gates_the_session_and_its_loss_resets_bgp() {
     }
     let p = l.us.peer(peer_ip());
     let b = p.bfd.clone().expect("our peer reports its BFD session");
-    assert_ne!(b.state, "up", "{b:?}");
+    assert_ne!(b.state, bfd::State::Up, "{b:?}");
     assert_eq!(p.state, State::Idle, "{p:?}");
 
     // bfdd starts: BFD comes Up, then BGP, and FRR's route arrives.
@@ -153,7 +153,7 @@ fn bfd_gates_the_session_and_its_loss_resets_bgp() {
     l.us.wait_established(peer_ip(), frr_says(&l.frr));
     let p = l.us.peer(peer_ip());
     let b = p.bfd.clone().unwrap();
-    assert_eq!(b.state, "up", "{b:?}");
+    assert_eq!(b.state, bfd::State::Up, "{b:?}");
     assert_eq!((b.tx_interval_ms, b.detection_time_ms), (300, 900), "{b:?}");
     l.us.wait(
         "FRR's route",

@@ -36,12 +36,19 @@ const RETRY: Duration = Duration::from_secs(1);
 pub(super) struct PeerBfd {
     /// Which watcher the events come from (a reconfiguration starts a new one).
     generation: u64,
-    /// The BFD session is Up: the BGP session may run.
-    pub(super) up: bool,
-    /// The last state seen, for the query API.
+    /// The last state seen (none yet: not Up); the BGP session may run while it is Up.
     pub(super) status: Option<BfdStatus>,
     /// Ends the watcher, which then removes the BFD session (AdminDown to the peer).
     stop: CancellationToken,
+}
+
+impl PeerBfd {
+    /// The BFD session is Up.
+    fn up(&self) -> bool {
+        self.status
+            .as_ref()
+            .is_some_and(|s| s.state == bfd::State::Up)
+    }
 }
 
 impl Drop for PeerBfd {
@@ -103,7 +110,6 @@ impl Instance {
         if let Some(p) = self.peers.get_mut(&addr) {
             p.bfd = Some(PeerBfd {
                 generation,
-                up: false,
                 status: None,
                 stop,
             });
@@ -116,7 +122,7 @@ impl Instance {
         self.peers
             .get(&addr)
             .and_then(|p| p.bfd.as_ref())
-            .is_none_or(|b| b.up)
+            .is_none_or(PeerBfd::up)
     }
 
     /// A state change of peer `addr`'s BFD session (from watcher `generation`).
@@ -129,9 +135,8 @@ impl Instance {
         else {
             return;
         };
-        let was_up = b.up;
-        let up = status.state == "up";
-        b.up = up;
+        let was_up = b.up();
+        let up = status.state == bfd::State::Up;
         b.status = Some(status.clone());
         match (was_up, up) {
             (false, true) => {
