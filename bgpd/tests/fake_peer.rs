@@ -696,3 +696,79 @@ async fn peer_resolving_a_collision_first_still_reports_established() {
     }
     s.shutdown().await.unwrap();
 }
+
+/// RFC 4271 §6.8, the other ending: our second connection is still waiting for the peer's OPEN
+/// when the first reaches Established, and the peer then drops the second (its own session is
+/// up too). That close is no error of the session, which stays up with no error reported; the
+/// session's own close afterwards is one (the positive control).
+#[tokio::test]
+async fn second_connection_closed_beside_the_session_is_not_its_error() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = SpeakerConfig::new(65001, "1.1.1.1".parse().unwrap());
+    c.listen = vec![format!("127.0.0.1:{port}").parse().unwrap()];
+    let s = Speaker::start(c).await.unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut p = PeerConfig::new("127.0.0.1".parse().unwrap(), 65002);
+    p.port = l.local_addr().unwrap().port();
+    p.hold_time = 30;
+    p.connect_retry = 30;
+    p.families = vec![Family::Ipv4Unicast];
+    s.add_peer(p).await.unwrap();
+
+    // Our outgoing connection up to OpenConfirm.
+    let mut main = accept(&l).await;
+    drop(l);
+    let Message::Open(ours) = next(&mut main).await else {
+        panic!("expected OPEN")
+    };
+    let theirs = peer_open(65002, 30);
+    main.codec_mut()
+        .set_context(SessionContext::negotiate(&theirs, &ours));
+    main.send(Message::Open(theirs)).await.unwrap();
+    assert_eq!(next(&mut main).await, Message::Keepalive);
+    // The peer's own connection arrives: our second slot sends its OPEN and waits for one.
+    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut alt = Framed::new(stream, BgpCodec::default());
+    assert!(matches!(next(&mut alt).await, Message::Open(_)));
+    // The first connection completes ...
+    main.send(Message::Keepalive).await.unwrap();
+    let mut up = None;
+    for _ in 0..100 {
+        let st = s.peers().await.unwrap().remove(0);
+        if st.state == State::Established {
+            up = Some(st);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let up = up.expect("the session came up");
+    assert_eq!(up.last_error, None);
+    // ... and the peer drops the second one without a word.
+    drop(alt);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let st = s.peers().await.unwrap().remove(0);
+    assert_eq!(st.state, State::Established);
+    assert_eq!(st.last_error, None, "a healthy session reported an error");
+
+    // Positive control: the session's own connection closing is reported.
+    drop(main);
+    let mut err = None;
+    for _ in 0..100 {
+        let st = s.peers().await.unwrap().remove(0);
+        if st.last_error.is_some() {
+            err = st.last_error;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(err.as_deref(), Some("ConnectionClosed"));
+    s.shutdown().await.unwrap();
+}

@@ -153,6 +153,13 @@ impl Instance {
             Action::SessionDown(reason) => self.on_session_down(addr, reason),
             Action::Failed(reason) => {
                 if let Some(p) = self.peers.get_mut(&addr) {
+                    // A second connection failing beside an Established session (the peer
+                    // closing its side of a collision, §6.8) says nothing about the session
+                    // the operator sees: its error would be reported on a healthy peer.
+                    if w == Which::Alt && p.main.fsm.state() == crate::fsm::State::Established {
+                        tracing::debug!(peer = %addr, ?reason, "second connection closed beside the session");
+                        return;
+                    }
                     tracing::info!(peer = %addr, ?reason, "session attempt failed");
                     record_error(p, &reason);
                 }
