@@ -42,8 +42,11 @@ use crate::topo::{
 pub enum Mode {
     /// (0) No load balancer: the ceiling.
     Direct,
-    /// (1) rackd's programs.
+    /// (1) rackd's programs, both backends local (DNAT, no SNAT).
     Rackd,
+    /// (1b) rackd's programs, both backends remote (externalTrafficPolicy Cluster: DNAT and
+    /// SNAT to the node's address): the same translation kube-proxy's rules do in `iptables`.
+    RackdSnat,
     /// (2) kube-proxy's iptables rules, externalTrafficPolicy Cluster.
     Iptables,
     /// (2b) kube-proxy's iptables rules, externalTrafficPolicy Local.
@@ -68,6 +71,7 @@ impl Mode {
         match self {
             Mode::Direct => "direct",
             Mode::Rackd => "rackd",
+            Mode::RackdSnat => "rackd-snat",
             Mode::Iptables => "iptables",
             Mode::IptablesLocal => "iptables-local",
             Mode::Ipvs => "ipvs",
@@ -400,7 +404,7 @@ fn setup(mode: Mode, lab: &Lab, cfg: &ForwardConfig) -> Result<Option<rackd::Gua
             run_in_netns(&lab.node.path(), &["ipvsadm", "-R"], &f, &scratch)?;
             Ok(None)
         }
-        Mode::Rackd | Mode::MasqRackd => {
+        Mode::Rackd | Mode::RackdSnat | Mode::MasqRackd => {
             let pins = Scratch::new()?;
             let backends: Vec<SocketAddrV4> = lab
                 .backend_addrs
@@ -420,6 +424,7 @@ fn setup(mode: Mode, lab: &Lab, cfg: &ForwardConfig) -> Result<Option<rackd::Gua
                 backend_devices: &lab.node_backend_devs,
                 vip: SocketAddrV4::new(VIP, VIP_PORT),
                 backends: &backends,
+                remote_backends: mode == Mode::RackdSnat,
                 masquerade_pod_cidr: masq.then_some(POD_CIDR),
                 pin_root: pins.path(),
             })?;
@@ -548,6 +553,8 @@ fn one_mode(
                     requests: a.requests - b.requests,
                     datagrams: a.datagrams - b.datagrams,
                     cpu_s: a.cpu_s,
+                    last_tcp_peer: a.last_tcp_peer,
+                    last_udp_peer: a.last_udp_peer,
                 }
             })
             .collect();

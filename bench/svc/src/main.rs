@@ -233,6 +233,7 @@ fn run(cli: Cli) -> svc_bench::Result<()> {
                 vec![
                     Mode::Direct,
                     Mode::Rackd,
+                    Mode::RackdSnat,
                     Mode::Iptables,
                     Mode::IptablesLocal,
                     Mode::Ipvs,

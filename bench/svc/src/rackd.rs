@@ -270,8 +270,13 @@ pub struct ForwardingSetup<'a> {
     pub backend_devices: &'a [&'a str],
     /// The frontend (VIP:port, TCP and UDP).
     pub vip: SocketAddrV4,
-    /// The backends (local to the node: `local: true`, no SNAT).
+    /// The backends.
     pub backends: &'a [SocketAddrV4],
+    /// Program the backends as remote ones (`local: false`, externalTrafficPolicy Cluster):
+    /// DNAT plus SNAT to the node's address, as rackd treats a backend on another node and
+    /// kube-proxy every backend of an external client's flow. The programs then also go on
+    /// `backend_devices` (`--devices`), where the translated replies come back in.
+    pub remote_backends: bool,
     /// For masquerade runs: the pod CIDR whose traffic leaving `device` is SNATed.
     pub masquerade_pod_cidr: Option<&'a str>,
     /// Pin root for this run (unique, removed by the caller).
@@ -279,9 +284,10 @@ pub struct ForwardingSetup<'a> {
 }
 
 /// Attaches rackd's programs to `setup.device` in the node's namespace and programs one
-/// Service (TCP and UDP frontends on the VIP, Maglev over the backends, all local: DNAT
-/// without SNAT, as for pods behind the node) or, for masquerade runs, BPF masquerade of the
-/// pod CIDR to the device's address. The guard's drop detaches and unpins everything.
+/// Service (TCP and UDP frontends on the VIP, Maglev over the backends: local ones DNAT
+/// without SNAT, as for pods behind the node; remote ones DNAT and SNAT, with the programs on
+/// the backend devices too) or, for masquerade runs, BPF masquerade of the pod CIDR to the
+/// device's address. The guard's drop detaches and unpins everything.
 pub fn attach_forwarding(setup: &ForwardingSetup<'_>) -> Result<Guard> {
     struct Attached {
         pin_root: PathBuf,
@@ -306,6 +312,19 @@ pub fn attach_forwarding(setup: &ForwardingSetup<'_>) -> Result<Guard> {
         .filter_map(|a| a.split('/').next()?.parse::<Ipv4Addr>().ok())
         .next()
         .unwrap_or(setup.device_addr);
+    // The backend devices with their addresses (only used with remote backends).
+    let mut backend_devs = Vec::new();
+    if setup.remote_backends {
+        for dev in setup.backend_devices {
+            let addr = setup
+                .node
+                .addrs(dev)?
+                .iter()
+                .find_map(|a| a.split('/').next()?.parse::<Ipv4Addr>().ok())
+                .ok_or_else(|| err("backend device", format!("{dev} has no IPv4 address")))?;
+            backend_devs.push((setup.node.ifindex(dev)?, addr));
+        }
+    }
     let maglev = MaglevConfig::default();
     let m = maglev.table_size.get();
     let cfg = LbConfig {
@@ -325,6 +344,19 @@ pub fn attach_forwarding(setup: &ForwardingSetup<'_>) -> Result<Guard> {
             },
         )
         .map_err(|e| err("device", e))?;
+        if setup.remote_backends {
+            for (dev, addr) in &backend_devs {
+                lb.attach(*dev).map_err(|e| err("attach", e))?;
+                lb.set_device(
+                    *dev,
+                    DeviceAddrs {
+                        v4: Some(*addr),
+                        v6: None,
+                    },
+                )
+                .map_err(|e| err("device", e))?;
+            }
+        }
         if let Some(cidr) = setup.masquerade_pod_cidr {
             let pod: ipnet::IpNet = cidr.parse().map_err(|e| err("pod CIDR", e))?;
             let link_local: ipnet::IpNet =
@@ -348,7 +380,7 @@ pub fn attach_forwarding(setup: &ForwardingSetup<'_>) -> Result<Guard> {
                         addr: IpAddr::V4(*b.ip()),
                         port: b.port(),
                         proto,
-                        local: true,
+                        local: !setup.remote_backends,
                     },
                 )
                 .map_err(|e| err("backend", e))?;

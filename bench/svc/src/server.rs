@@ -11,7 +11,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -36,6 +36,13 @@ pub struct ServerStats {
     pub datagrams: u64,
     /// CPU seconds of the server's threads.
     pub cpu_s: f64,
+    /// The source address of the last TCP connection accepted (IPv4): whom the backend
+    /// believes it talks to, i.e. whether the node translated the client's address.
+    #[serde(default)]
+    pub last_tcp_peer: Option<Ipv4Addr>,
+    /// The source address of the last UDP datagram echoed.
+    #[serde(default)]
+    pub last_udp_peer: Option<Ipv4Addr>,
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +51,20 @@ struct Counters {
     requests: AtomicU64,
     datagrams: AtomicU64,
     cpu_ns: AtomicU64,
+    /// `u32::from(Ipv4Addr)`, 0 for none (one relaxed store per operation in every mode).
+    tcp_peer: AtomicU32,
+    udp_peer: AtomicU32,
+}
+
+fn peer_v4(a: SocketAddr) -> u32 {
+    match a {
+        SocketAddr::V4(a) => u32::from(*a.ip()),
+        SocketAddr::V6(_) => 0,
+    }
+}
+
+fn stored(v: u32) -> Option<Ipv4Addr> {
+    (v != 0).then(|| Ipv4Addr::from(v))
 }
 
 /// A running server; [`Server::stop`] (or drop) stops and joins its threads.
@@ -122,6 +143,8 @@ impl Server {
             requests: c.requests.load(Ordering::Relaxed),
             datagrams: c.datagrams.load(Ordering::Relaxed),
             cpu_s: c.cpu_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            last_tcp_peer: stored(c.tcp_peer.load(Ordering::Relaxed)),
+            last_udp_peer: stored(c.udp_peer.load(Ordering::Relaxed)),
         }
     }
 
@@ -153,8 +176,9 @@ impl Drop for Server {
 fn tcp_loop(l: &TcpListener, stop: &AtomicBool, c: &Counters) {
     while !stop.load(Ordering::Relaxed) {
         match l.accept() {
-            Ok((s, _)) => {
+            Ok((s, from)) => {
                 c.accepted.fetch_add(1, Ordering::Relaxed);
+                c.tcp_peer.store(peer_v4(from), Ordering::Relaxed);
                 serve(s, stop, c);
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -217,6 +241,7 @@ fn udp_loop(u: &UdpSocket, stop: &AtomicBool, c: &Counters) {
                     && u.send_to(d, from).is_ok()
                 {
                     c.datagrams.fetch_add(1, Ordering::Relaxed);
+                    c.udp_peer.store(peer_v4(from), Ordering::Relaxed);
                 }
             }
             Err(_) => continue,

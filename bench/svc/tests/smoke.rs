@@ -109,6 +109,7 @@ fn forwarding_smoke() {
         modes: vec![
             Mode::Direct,
             Mode::Rackd,
+            Mode::RackdSnat,
             Mode::Iptables,
             Mode::IptablesLocal,
             Mode::Ipvs,
@@ -131,6 +132,7 @@ fn forwarding_smoke() {
     for mode in [
         "direct",
         "rackd",
+        "rackd-snat",
         "iptables",
         "iptables-local",
         "masq-none",
@@ -160,13 +162,49 @@ fn forwarding_smoke() {
     }
     // Through kube-proxy's rules and rackd's programs both backends are chosen (the DNAT
     // really load-balances).
-    for mode in ["iptables", "iptables-local", "rackd"] {
+    for mode in ["iptables", "iptables-local", "rackd", "rackd-snat"] {
         let c = r
             .runs
             .iter()
             .find(|x| x.mode == mode && x.test == "connect")
             .unwrap();
         assert!(c.servers.iter().all(|s| s.accepted > 0), "{c:?}");
+    }
+    // Whom the backends saw: the client itself through rackd's local DNAT and kube-proxy's
+    // eTP Local rules; the node's address on the backend's link (10.10.<n>.1) through rackd's
+    // SNAT for remote backends and kube-proxy's MASQUERADE, over TCP and UDP.
+    let client: std::net::Ipv4Addr = "10.10.1.2".parse().unwrap();
+    for (mode, translated) in [
+        ("rackd", false),
+        ("iptables-local", false),
+        ("rackd-snat", true),
+        ("iptables", true),
+    ] {
+        for test in ["connect", "udp"] {
+            let run = r
+                .runs
+                .iter()
+                .find(|x| x.mode == mode && x.test == test)
+                .unwrap();
+            for s in &run.servers {
+                let peer = if test == "udp" {
+                    s.last_udp_peer
+                } else {
+                    s.last_tcp_peer
+                };
+                let peer = peer.unwrap_or_else(|| panic!("{mode}/{test}: no peer seen {s:?}"));
+                if translated {
+                    assert_ne!(peer, client, "{mode}/{test}: not translated");
+                    assert_eq!(
+                        peer.octets()[3],
+                        1,
+                        "{mode}/{test}: {peer} is not the node's"
+                    );
+                } else {
+                    assert_eq!(peer, client, "{mode}/{test}");
+                }
+            }
+        }
     }
     let ran = r.runs.iter().any(|x| x.mode == "ipvs");
     let skipped = r.skipped.iter().any(|s| s.system == "ipvs");
