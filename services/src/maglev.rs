@@ -291,8 +291,16 @@ pub fn lookup_table(cfg: &MaglevConfig, backends: &[MaglevBackend]) -> Vec<u32> 
     const FREE: u32 = u32::MAX;
     let mut entry = vec![FREE; mu];
     let n_backends = bs.len();
+    // `c + skip` with both below M is below 2M: one conditional subtraction instead of a
+    // 64-bit division per probe (the division was most of the table's cost).
+    let step = |c: u32, skip: u32| -> u32 {
+        let next = c + skip; // < 2M ≤ 262142: no overflow
+        if next >= m { next - m } else { next }
+    };
+    let mut turn = 0usize; // n % N, kept incrementally
     for n in 0..u64::from(m) {
-        let mut i = (n % l) as usize; // < N
+        let mut i = turn;
+        turn = if turn + 1 == n_backends { 0 } else { turn + 1 };
         if weighted {
             // Some backend always qualifies (the sum of the conditions contradicts otherwise),
             // so this terminates within N steps; the bound only guards the loop.
@@ -309,10 +317,10 @@ pub fn lookup_table(cfg: &MaglevConfig, backends: &[MaglevBackend]) -> Vec<u32> 
         let skip = skips[i];
         let mut c = pos[i];
         while entry[c as usize] != FREE {
-            c = ((u64::from(c) + u64::from(skip)) % u64::from(m)) as u32;
+            c = step(c, skip);
         }
         entry[c as usize] = bs[i].id;
-        pos[i] = ((u64::from(c) + u64::from(skip)) % u64::from(m)) as u32;
+        pos[i] = step(c, skip);
     }
     entry
 }

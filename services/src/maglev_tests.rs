@@ -312,3 +312,76 @@ fn weights_as_cilium() {
         lookup_table(&cfg(1021), &ones)
     );
 }
+
+/// The Maglev paper's Pseudocode 1 written plainly (a modulo per probe, the turn as `n % N`),
+/// with Cilium's weighted turns: the table `lookup_table` builds with its faster arithmetic
+/// must be the same, slot for slot, or nodes running different rackd versions would pick
+/// different backends for one flow.
+fn reference_table(cfg: &MaglevConfig, backends: &[MaglevBackend]) -> Vec<u32> {
+    let mut bs: Vec<&MaglevBackend> = backends.iter().collect();
+    bs.sort_by(|a, b| a.key.cmp(&b.key));
+    bs.dedup_by(|a, b| a.key == b.key);
+    if bs.is_empty() {
+        return Vec::new();
+    }
+    let m = u64::from(cfg.table_size.get());
+    let l = bs.len() as u64;
+    let perm: Vec<(u64, u64)> = bs
+        .iter()
+        .map(|b| {
+            let (o, s) = offset_and_skip(&b.key, cfg.table_size, cfg.seed.murmur);
+            (u64::from(o), u64::from(s))
+        })
+        .collect();
+    let mut next = vec![0u64; bs.len()];
+    let sum: u64 = bs.iter().map(|b| u64::from(b.weight)).sum();
+    let weighted = sum / l > 1;
+    let mut counter: Vec<u64> = bs.iter().map(|b| u64::from(b.weight) / l).collect();
+    let mut entry = vec![None; m as usize];
+    for n in 0..m {
+        let mut i = (n % l) as usize;
+        if weighted {
+            while (n + 1) * u64::from(bs[i].weight) < counter[i] {
+                i = (i + 1) % bs.len();
+            }
+            counter[i] += sum;
+        }
+        let (o, s) = perm[i];
+        let mut c = (o + next[i] * s) % m;
+        while entry[c as usize].is_some() {
+            next[i] += 1;
+            c = (o + next[i] * s) % m;
+        }
+        entry[c as usize] = Some(bs[i].id);
+        next[i] += 1;
+    }
+    entry.into_iter().map(|e| e.unwrap()).collect()
+}
+
+#[test]
+fn same_table_as_the_papers_pseudocode() {
+    for m in [251u32, 1021, 16381] {
+        for n in [1u32, 2, 3, 10, 100, 250] {
+            let bs = backends(n);
+            assert_eq!(
+                lookup_table(&cfg(m), &bs),
+                reference_table(&cfg(m), &bs),
+                "M = {m}, {n} backends"
+            );
+            // Weighted: every third backend heavier, one at weight 1.
+            let w: Vec<_> = bs
+                .iter()
+                .enumerate()
+                .map(|(k, b)| MaglevBackend {
+                    weight: if k % 3 == 0 { 300 } else if k == 1 { 1 } else { 100 },
+                    ..b.clone()
+                })
+                .collect();
+            assert_eq!(
+                lookup_table(&cfg(m), &w),
+                reference_table(&cfg(m), &w),
+                "M = {m}, {n} weighted backends"
+            );
+        }
+    }
+}
