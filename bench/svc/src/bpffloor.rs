@@ -190,24 +190,33 @@ pub fn maglev(backends: &[String], m: u32) -> Vec<u32> {
         return Vec::new();
     }
     let m64 = u64::from(m);
-    let perm: Vec<(u64, u64)> = backends
+    // (current slot, skip) of each backend's walk; `slot + skip` (both below m) is below 2m,
+    // so one conditional subtraction replaces the modulo (as rackd's own table does: a floor
+    // that paid a division per probe would not be the least an implementation pays).
+    let mut perm: Vec<(u32, u32)> = backends
         .iter()
-        .map(|b| (h(0, b) % m64, h(1, b) % (m64 - 1) + 1))
+        .map(|b| {
+            let off = u32::try_from(h(0, b) % m64).unwrap_or(0);
+            let skip = u32::try_from(h(1, b) % (m64 - 1) + 1).unwrap_or(1);
+            (off, skip)
+        })
         .collect();
-    let mut next = vec![0u64; n];
+    let step = |c: u32, skip: u32| {
+        let x = c + skip;
+        if x >= m { x - m } else { x }
+    };
     let mut lut = vec![u32::MAX; m as usize];
     let mut filled = 0u32;
     'outer: loop {
-        for (i, ((offset, skip), nx)) in perm.iter().zip(next.iter_mut()).enumerate() {
-            let mut c = (offset + *nx * skip) % m64;
+        for (i, (pos, skip)) in perm.iter_mut().enumerate() {
+            let mut c = *pos;
             while lut.get(c as usize).is_some_and(|&x| x != u32::MAX) {
-                *nx += 1;
-                c = (offset + *nx * skip) % m64;
+                c = step(c, *skip);
             }
             if let Some(slot) = lut.get_mut(c as usize) {
                 *slot = u32::try_from(i).unwrap_or(u32::MAX);
             }
-            *nx += 1;
+            *pos = step(c, *skip);
             filled += 1;
             if filled == m {
                 break 'outer;
