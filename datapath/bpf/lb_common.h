@@ -8,8 +8,9 @@
  * IPv6 address (::ffff:a.b.c.d), so one set of maps and one CT/NAT logic
  * serve both families. Ports are in network byte order.
  *
- * Any layout change bumps the `_v1` suffix of every map name and the
- * registry's version (see README.md, "Pin folders and versions").
+ * Any layout change bumps the `_v<N>` suffix of every map name and the
+ * registry's version (see README.md, "Pin folders and versions"); maps
+ * whose layout did not change are carried over from the older folder.
  */
 #pragma once
 
@@ -61,15 +62,18 @@
 #define LB_LIFE_OTHER (60 * LB_NS)
 
 /* Maglev LUT: a service's table of M backend ids is stored in chunks of
- * LB_LUT_CHUNK ids, key {svc_id, chunk}; slot s lives in chunk s / 1024 at
- * s % 1024. One chunk holds a table of M <= 1021; M = 16381 takes 16. */
-#define LB_LUT_CHUNK 1024
+ * LB_LUT_CHUNK ids, key {svc_id, chunk}; slot s lives in chunk s / 1000 at
+ * s % 1000. 1000, not 1024: the kernel allocates a hash element (header,
+ * key, value) from power-of-two caches, and a 4096-byte value made every
+ * chunk an 8 KiB allocation; 4000 bytes fit in 4 KiB. M = 16381 takes 17
+ * chunks (68 KiB), M = 1021 two. */
+#define LB_LUT_CHUNK 1000
 #define LB_MAGLEV_MAX 131071
 
 /* NAT port allocation: Cilium's bounded retries. */
 #define LB_NAT_RETRIES 32
 
-/* Slots of rackd_lb_drops_v1 (reasons a packet was dropped or rejected). */
+/* Slots of rackd_lb_drops_v2 (reasons a packet was dropped or rejected). */
 #define LB_DROP_MALFORMED 0    /* addressed to a frontend, unusable headers */
 #define LB_DROP_FRAG 1         /* fragment of a frontend flow or of masquerade */
 #define LB_DROP_SRC_RANGE 2    /* client outside loadBalancerSourceRanges */
@@ -82,7 +86,7 @@
 #define LB_DROP_FAMILY 9       /* backend of the other address family */
 #define LB_DROP_SLOTS 10
 
-/* Slots of rackd_lb_events_v1 (non-drop counters). */
+/* Slots of rackd_lb_events_v2 (non-drop counters). */
 #define LB_EV_NAT_RETRIES 0  /* collisions retried by the port allocator */
 #define LB_EV_RST_SENT 1     /* TCP resets sent */
 #define LB_EV_ICMP_SENT 2    /* ICMP(v6) unreachables sent */
@@ -92,7 +96,7 @@
 #define LB_EV_ICMP_ERR 6     /* ICMP errors translated */
 #define LB_EV_SLOTS 8
 
-/* rackd_lb_services_v1 key. A key with port 0 and proto 0 is the
+/* rackd_lb_services_v2 key. A key with port 0 and proto 0 is the
  * address marker: some frontend uses this address (fragments to it are
  * dropped); userspace keeps it while any frontend has the address. */
 struct lb_svc_key {
@@ -149,7 +153,7 @@ struct lb_affinity_val {
 	__u64 last_used_ns;
 };
 
-/* Key of rackd_lb_ct_v1 and rackd_lb_nat_v1. */
+/* Key of rackd_lb_ct_v2 and rackd_lb_nat_v2. */
 struct lb_tuple {
 	LB_ADDR(saddr);
 	LB_ADDR(daddr);
@@ -218,7 +222,7 @@ struct {
 	__type(value, struct lb_svc);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_services_v1 SEC(".maps");
+} rackd_lb_services_v2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -227,7 +231,7 @@ struct {
 	__type(value, struct lb_backend);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_backends_v1 SEC(".maps");
+} rackd_lb_backends_v2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -236,7 +240,7 @@ struct {
 	__type(value, struct lb_lut_chunk);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_maglev_v1 SEC(".maps");
+} rackd_lb_maglev_v2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -245,7 +249,7 @@ struct {
 	__type(value, struct lb_rev_nat);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_revnat_v1 SEC(".maps");
+} rackd_lb_revnat_v2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -254,7 +258,7 @@ struct {
 	__type(value, __u8);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_srcrange_v1 SEC(".maps");
+} rackd_lb_srcrange_v2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -262,7 +266,7 @@ struct {
 	__type(key, struct lb_affinity_key);
 	__type(value, struct lb_affinity_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_affinity_v1 SEC(".maps");
+} rackd_lb_affinity_v2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -270,7 +274,7 @@ struct {
 	__type(key, struct lb_tuple);
 	__type(value, struct lb_ct_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_ct_v1 SEC(".maps");
+} rackd_lb_ct_v2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -278,7 +282,7 @@ struct {
 	__type(key, struct lb_tuple);
 	__type(value, struct lb_nat_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_nat_v1 SEC(".maps");
+} rackd_lb_nat_v2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -286,7 +290,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct lb_config);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_config_v1 SEC(".maps");
+} rackd_lb_config_v2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -294,7 +298,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct lb_device);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_devices_v1 SEC(".maps");
+} rackd_lb_devices_v2 SEC(".maps");
 
 /* Sources to masquerade (local pod CIDRs). */
 struct {
@@ -304,7 +308,7 @@ struct {
 	__type(value, __u8);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_masqsrc_v1 SEC(".maps");
+} rackd_lb_masqsrc_v2 SEC(".maps");
 
 /* Destinations never masqueraded (ip-masq-agent's nonMasqueradeCIDRs). */
 struct {
@@ -314,7 +318,7 @@ struct {
 	__type(value, __u8);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_nomasq_v1 SEC(".maps");
+} rackd_lb_nomasq_v2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -322,7 +326,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct lb_svc_metrics);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_metrics_v1 SEC(".maps");
+} rackd_lb_metrics_v2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -330,7 +334,7 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_drops_v1 SEC(".maps");
+} rackd_lb_drops_v2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -338,7 +342,7 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_events_v1 SEC(".maps");
+} rackd_lb_events_v2 SEC(".maps");
 
 /* Scratch space for building replies (too big for the 512-byte stack). */
 #define LB_SCRATCH 320
@@ -360,14 +364,14 @@ static __always_inline void lb_count(void *map, __u32 slot)
 		*c += 1;
 }
 
-#define lb_drop(reason) lb_count(&rackd_lb_drops_v1, (reason))
-#define lb_event(ev) lb_count(&rackd_lb_events_v1, (ev))
+#define lb_drop(reason) lb_count(&rackd_lb_drops_v2, (reason))
+#define lb_event(ev) lb_count(&rackd_lb_events_v2, (ev))
 
 static __always_inline struct lb_config *lb_cfg(void)
 {
 	__u32 zero = 0;
 
-	return bpf_map_lookup_elem(&rackd_lb_config_v1, &zero);
+	return bpf_map_lookup_elem(&rackd_lb_config_v2, &zero);
 }
 
 static __always_inline int lb_addr_is_zero(const __u8 *a)

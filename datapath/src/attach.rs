@@ -177,6 +177,7 @@ impl Loaded {
             path: dir.clone(),
             source,
         })?;
+        pin::carry_maps(pin_root, spec, &dir)?;
         let ebpf = load::load_sized(kind, &dir, sizes)?;
         let mut me = Loaded {
             spec,
@@ -210,7 +211,7 @@ impl Loaded {
                     })?;
                 }
             }
-            // Its maps have a layout this code does not read.
+            // Its maps left have a layout this code does not read (the carried ones moved).
             tracing::info!(program = %kind, version, "removing an older layout's maps");
             pin::remove_folder(&old)?;
         }

@@ -120,6 +120,37 @@ fn rename(from: &Path, to: &Path) -> Result<()> {
     })
 }
 
+/// Moves the maps of older layout folders whose layout `spec` still has
+/// ([`crate::registry::CarriedMap`]) into `dir` under today's names, before the
+/// program opens its maps by name there: it then reuses them, contents and
+/// all, and the old program keeps using the same maps until its links are
+/// switched. A name already in `dir` wins (it is today's map); folders of a
+/// newer layout are never carried from (their shapes are unknown here).
+pub(crate) fn carry_maps(pin_root: &Path, spec: &ProgramSpec, dir: &Path) -> Result<()> {
+    if spec.carried_maps.is_empty() {
+        return Ok(());
+    }
+    for (version, old) in version_dirs(pin_root, spec.kind)? {
+        if version >= spec.version {
+            continue;
+        }
+        for m in spec.carried_maps.iter().filter(|m| m.since <= version) {
+            let from = old.join(m.name(version));
+            let to = dir.join(m.name(spec.version));
+            if from.exists() && !to.exists() {
+                tracing::info!(
+                    program = %spec.kind,
+                    from = %from.display(),
+                    to = %to.display(),
+                    "carrying a map over to the new layout"
+                );
+                rename(&from, &to)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Removes a pin; one already gone is fine.
 pub(crate) fn remove_pin(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {

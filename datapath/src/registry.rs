@@ -86,6 +86,23 @@ pub struct LegacyLayout {
     pub link_prefix: &'static str,
 }
 
+/// A map of a program whose layout has not changed since `since`: pinned as
+/// `<base>_v<N>` in folder `<name>_v<N>` for every version N from `since` on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CarriedMap {
+    /// The map's name without its `_v<N>` suffix.
+    pub base: &'static str,
+    /// The first version with today's layout.
+    pub since: u32,
+}
+
+impl CarriedMap {
+    /// Its pin name in the folder of `version`.
+    pub fn name(&self, version: u32) -> String {
+        format!("{}_v{version}", self.base)
+    }
+}
+
 /// Everything the crate needs to know about one program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProgramSpec {
@@ -109,6 +126,10 @@ pub struct ProgramSpec {
     pub rank: u16,
     /// Pins of an older, flat layout to adopt, if any.
     pub legacy: Option<LegacyLayout>,
+    /// Maps whose layout survived version bumps: an older folder's pin of one of these is
+    /// moved into the new folder under the new name instead of being removed, so its
+    /// contents (flows, NAT mappings) outlive the upgrade. The rest start empty.
+    pub carried_maps: &'static [CarriedMap],
     /// Set for a second entry point of another program's object: loaded with
     /// that program, its links pinned in that program's folder (so `name`
     /// and `version` of the owner apply to folders). Its own `name` only
@@ -172,6 +193,7 @@ pub const L2_RESPONDER: ProgramSpec = ProgramSpec {
         ],
         link_prefix: "rackd_l2_tc_v1_",
     }),
+    carried_maps: &[],
     owner: None,
 };
 
@@ -186,6 +208,7 @@ pub const PROBE: ProgramSpec = ProgramSpec {
     band: Band::BeforeForeign,
     rank: 100,
     legacy: None,
+    carried_maps: &[],
     owner: None,
 };
 
@@ -194,7 +217,9 @@ pub const PROBE: ProgramSpec = ProgramSpec {
 pub const SERVICE_LB: ProgramSpec = ProgramSpec {
     kind: ProgramKind::ServiceLb,
     name: "lb",
-    version: 1,
+    // 2: Maglev chunks of 1,000 ids (were 1,024: a 4,096-byte value took an 8 KiB kernel
+    // allocation). Every other map kept its layout and is carried over from version 1.
+    version: 2,
     entry: "rackd_lb_in",
     attach: AttachPoint::TcIngress,
     // Before foreign programs so that a CNI's or kube-proxy's handling never
@@ -203,7 +228,35 @@ pub const SERVICE_LB: ProgramSpec = ProgramSpec {
     band: Band::BeforeForeign,
     rank: 10,
     legacy: None,
+    carried_maps: &LB_CARRIED,
     owner: None,
+};
+
+/// Every load-balancer map but the Maglev table (whose chunks changed in version 2) has
+/// kept its version 1 layout.
+const LB_CARRIED: [CarriedMap; 17] = {
+    const fn v1(base: &'static str) -> CarriedMap {
+        CarriedMap { base, since: 1 }
+    }
+    [
+        v1("rackd_lb_services"),
+        v1("rackd_lb_backends"),
+        v1("rackd_lb_revnat"),
+        v1("rackd_lb_srcrange"),
+        v1("rackd_lb_affinity"),
+        v1("rackd_lb_ct"),
+        v1("rackd_lb_nat"),
+        v1("rackd_lb_config"),
+        v1("rackd_lb_devices"),
+        v1("rackd_lb_masqsrc"),
+        v1("rackd_lb_nomasq"),
+        v1("rackd_lb_metrics"),
+        v1("rackd_lb_drops"),
+        v1("rackd_lb_events"),
+        v1("rackd_egw_policy"),
+        v1("rackd_egw_config"),
+        v1("rackd_egw_stats"),
+    ]
 };
 
 /// The service load balancer, egress: local backends' replies back to the
@@ -217,6 +270,7 @@ pub const SERVICE_LB_EGRESS: ProgramSpec = ProgramSpec {
     band: Band::BeforeForeign,
     rank: 10,
     legacy: None,
+    carried_maps: &[],
     owner: Some(ProgramKind::ServiceLb),
 };
 
@@ -231,6 +285,7 @@ pub const SERVICE_LB_TUNNEL: ProgramSpec = ProgramSpec {
     band: Band::BeforeForeign,
     rank: 20,
     legacy: None,
+    carried_maps: &[],
     owner: Some(ProgramKind::ServiceLb),
 };
 
@@ -345,9 +400,28 @@ mod tests {
             // at its owner's point names its own, see ProgramSpec::link_name).
             assert_ne!(spec.link_name(1), owner.spec().link_name(1));
         }
-        assert_eq!(ProgramKind::ServiceLbEgress.folder(1), "lb_v1");
-        assert_eq!(ProgramKind::ServiceLbEgress.parse_folder("lb_v1"), Some(1));
+        assert_eq!(ProgramKind::ServiceLbEgress.folder(2), "lb_v2");
+        assert_eq!(ProgramKind::ServiceLbEgress.parse_folder("lb_v2"), Some(2));
         assert_eq!(ProgramKind::ServiceLb.parse_folder("lb_egress_v1"), None);
+    }
+
+    #[test]
+    fn the_load_balancer_carries_every_map_but_its_maglev_table() {
+        let spec = ProgramKind::ServiceLb.spec();
+        let names: Vec<String> = spec
+            .carried_maps
+            .iter()
+            .map(|c| c.name(spec.version))
+            .collect();
+        for n in &names {
+            assert!(crate::lb::ALL_MAPS.contains(&n.as_str()), "{n}");
+        }
+        assert!(!names.iter().any(|n| n == crate::lb::MAP_MAGLEV));
+        assert_eq!(names.len() + 1, crate::lb::ALL_MAPS.len());
+        assert!(spec.carried_maps.iter().all(|c| c.since <= spec.version));
+        for s in REGISTRY.iter().filter(|s| s.kind != ProgramKind::ServiceLb) {
+            assert!(s.carried_maps.is_empty(), "{}", s.name);
+        }
     }
 
     #[test]

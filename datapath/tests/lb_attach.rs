@@ -310,3 +310,128 @@ fn remote_backend_snat_and_masquerade_for_real() {
     datapath::uninstall(&root).unwrap();
     drop(_in);
 }
+
+/// A layout version bump of the load balancer (version 2 changed the Maglev chunks): the
+/// older folder's links are adopted, and every map whose layout did not change is carried
+/// over with its contents, so an established connection goes on through the new program
+/// before the control plane has written anything. The Maglev table starts empty (its old
+/// layout is unreadable): a new connection is a counted LUT miss until the table is written
+/// again (the positive control that the connection above lived on its carried flow entry),
+/// then new connections pass.
+#[test]
+fn a_layout_upgrade_carries_flows_and_services_and_starts_maglev_afresh() {
+    use std::io::Write;
+    let lab = lab();
+    let root = lab.dir.path().to_path_buf();
+    let _in = lab.node.enter_guard().unwrap();
+    let va = datapath::sys::if_index("va").unwrap();
+    let mut lb = ServiceLb::open_or_create(&root, &cfg()).unwrap();
+    lb.attach(va).unwrap();
+    program(&mut lb);
+
+    // An echo server: every connection gets back what it sends, until it closes.
+    let l = lab
+        .backend
+        .enter(|| TcpListener::bind("0.0.0.0:8080").unwrap())
+        .unwrap();
+    let server = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        for _ in 0..2 {
+            let (mut s, _) = l.accept().unwrap();
+            conns.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => s.write_all(&buf[..n]).unwrap(),
+                    }
+                }
+            }));
+        }
+        for c in conns {
+            c.join().unwrap();
+        }
+    });
+    let v4: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let echo = |s: &mut TcpStream, what: &[u8]| {
+        s.write_all(what).unwrap();
+        let mut got = vec![0u8; what.len()];
+        s.read_exact(&mut got)
+            .unwrap_or_else(|e| panic!("no echo of {:?}: {e}", String::from_utf8_lossy(what)));
+        assert_eq!(got, what);
+    };
+    let mut conn = lab
+        .client
+        .enter(|| TcpStream::connect_timeout(&v4, Duration::from_secs(5)).unwrap())
+        .unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    echo(&mut conn, b"before");
+    let flows = lb.ct_entries().unwrap().len();
+    assert!(flows >= 2, "the connection's flow and reply entries");
+    let dir = lb.pin_dir().to_path_buf();
+    drop(lb);
+
+    // What version 1 left: the same maps under their version 1 names in `lb_v1/`.
+    let old = root.join("lb_v1");
+    std::fs::rename(&dir, &old).unwrap();
+    for e in std::fs::read_dir(&old).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        if let Some(base) = name.strip_suffix("_v2") {
+            std::fs::rename(old.join(&name), old.join(format!("{base}_v1"))).unwrap();
+        }
+    }
+
+    let mut lb = ServiceLb::open_or_create(&root, &cfg()).unwrap();
+    let mut folders: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    folders.sort();
+    assert_eq!(folders, ["lb_v2"], "the old folder is gone");
+    assert_eq!(lb.attached().unwrap(), [va], "the old link was adopted");
+    assert_eq!(lb.ct_entries().unwrap().len(), flows, "flows carried over");
+    let services = lb.services().unwrap();
+    assert_eq!(services.len(), 2, "frontends carried over: {services:?}");
+    assert!(
+        services.iter().all(|s| s.backends.is_empty()),
+        "the Maglev table starts empty: {services:?}"
+    );
+    // The established connection goes on through the new program.
+    echo(&mut conn, b"after the upgrade");
+    // A new connection has no table to pick a backend from: counted, refused.
+    let miss = |lb: &ServiceLb| {
+        lb.counters()
+            .unwrap()
+            .drops
+            .iter()
+            .find(|(r, _)| *r == DropReason::LutMiss)
+            .map(|(_, n)| *n)
+            .unwrap()
+    };
+    let misses = miss(&lb);
+    let refused = lab
+        .client
+        .enter(|| TcpStream::connect_timeout(&v4, Duration::from_millis(300)).is_err())
+        .unwrap();
+    assert!(refused, "a new connection passed without a Maglev table");
+    assert!(miss(&lb) > misses, "the miss was counted");
+    // The control plane writes the table again: new connections pass.
+    program(&mut lb);
+    let mut second = lab
+        .client
+        .enter(|| TcpStream::connect_timeout(&v4, Duration::from_secs(5)).unwrap())
+        .unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    echo(&mut second, b"new");
+    echo(&mut conn, b"still");
+    drop((conn, second));
+    server.join().unwrap();
+
+    drop(lb);
+    datapath::uninstall(&root).unwrap();
+    assert!(!root.exists());
+    drop(_in);
+    drop(lab.node);
+}

@@ -115,6 +115,71 @@ fn backend_of(out: &[u8], by_addr: &BTreeMap<IpAddr, u32>) -> u32 {
     by_addr[&parse(out).dst]
 }
 
+/// A table of several chunks (M = 4093: chunks of 1,000 slots, the last one of 93): each
+/// chunk names its own backend, and new flows reach every one of them in proportion to its
+/// slots. A wrong chunk number or offset in the program (e.g. 1,024-slot arithmetic) would
+/// starve the last chunk or skew the shares.
+#[test]
+fn every_chunk_of_a_large_table_is_read() {
+    const BIG: u32 = 4093;
+    let mut cfg = small();
+    cfg.maglev_table_size = BIG;
+    let mut fx = fixture_with(cfg);
+    let fam = v4();
+    let mut by_addr = BTreeMap::new();
+    let chunks = BIG.div_ceil(LUT_CHUNK as u32);
+    assert_eq!(chunks, 5);
+    for id in 1..=chunks {
+        let a = IpAddr::V4(Ipv4Addr::new(10, 244, 1, u8::try_from(id).unwrap()));
+        backend(&mut fx.lb, id, a, 8080, L4Proto::Tcp, true);
+        by_addr.insert(a, id);
+    }
+    let table: Vec<u32> = (0..BIG).map(|slot| slot / LUT_CHUNK as u32 + 1).collect();
+    let f = fe(fam.vip, 80, L4Proto::Tcp);
+    fx.lb
+        .upsert_service(
+            &f,
+            &ServiceEntry {
+                id: 9,
+                local_only: false,
+                affinity_timeout: None,
+                lut: &table,
+                source_ranges: &[],
+            },
+        )
+        .unwrap();
+    let flows = 2000u32;
+    let mut hits = BTreeMap::<u32, u32>::new();
+    for i in 0..flows {
+        let sport = 20000 + u16::try_from(i).unwrap();
+        let out = run(
+            &fx.lb,
+            LbHook::Ingress,
+            &frame(fam.client, fam.vip, &tcp(sport, 80, SYN)),
+        );
+        assert_eq!(out.verdict, OK);
+        *hits.entry(backend_of(&out.packet, &by_addr)).or_default() += 1;
+    }
+    // Expected shares: 1000/4093 of the flows for chunks 1-4 (about 489 of 2,000), 93/4093
+    // for the last (about 45); the bounds are over 4 standard deviations wide.
+    for id in 1..=4 {
+        let n = hits.get(&id).copied().unwrap_or(0);
+        assert!(
+            (400..=580).contains(&n),
+            "chunk {id}: {n} of {flows}: {hits:?}"
+        );
+    }
+    let last = hits.get(&5).copied().unwrap_or(0);
+    assert!((18..=75).contains(&last), "last chunk: {last}: {hits:?}");
+    let c = fx.lb.counters().unwrap();
+    assert!(
+        c.drops
+            .iter()
+            .all(|(r, n)| *r != DropReason::LutMiss || *n == 0),
+        "{c:?}"
+    );
+}
+
 /// An existing flow keeps its backend when the table changes; new flows
 /// follow the new table. Maglev slots spread flows over every backend, the
 /// same way for two independent instances with the same seed (two nodes).

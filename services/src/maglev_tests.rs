@@ -373,7 +373,13 @@ fn same_table_as_the_papers_pseudocode() {
                 .iter()
                 .enumerate()
                 .map(|(k, b)| MaglevBackend {
-                    weight: if k % 3 == 0 { 300 } else if k == 1 { 1 } else { 100 },
+                    weight: if k % 3 == 0 {
+                        300
+                    } else if k == 1 {
+                        1
+                    } else {
+                        100
+                    },
                     ..b.clone()
                 })
                 .collect();

@@ -1,6 +1,6 @@
 //! The BPF floor: the same Services written into BPF hash maps shaped like the brief's
 //! `rackd_lb_*_v1` maps as branch i15-dp lays them out (16-byte addresses, no preallocation, a
-//! Maglev LUT of M backend ids per Service in chunks of 1024), with raw `bpf(2)` calls and no
+//! Maglev LUT of M backend ids per Service in chunks of 1000), with raw `bpf(2)` calls and no
 //! program attached.
 //!
 //! This is not rackd. It is what any BPF implementation of the brief's design must pay at
@@ -26,9 +26,9 @@ const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_TYPE_HASH: u32 = 1;
 /// Allocate elements on update, as every `rackd_lb_*_v1` hash map does.
 const BPF_F_NO_PREALLOC: u32 = 1;
-/// Slots per LUT chunk (`LB_LUT_CHUNK` in i15-dp's lb_common.h): the LUT map's key is
-/// (service id, chunk), its value 1024 backend ids.
-pub const LUT_CHUNK: usize = 1024;
+/// Slots per LUT chunk (`LB_LUT_CHUNK` in datapath/bpf/lb_common.h): the LUT map's key is
+/// (service id, chunk), its value 1000 backend ids.
+pub const LUT_CHUNK: usize = datapath::lb::LUT_CHUNK;
 /// Entries per `BPF_MAP_UPDATE_BATCH` call (bounds our buffers for the 64 KiB LUT values).
 const BATCH: usize = 1024;
 
@@ -75,14 +75,14 @@ fn bpf(
 
 /// A BPF hash map we created.
 #[derive(Debug)]
-struct Map {
+pub(crate) struct Map {
     fd: OwnedFd,
     key_size: usize,
     value_size: usize,
 }
 
 impl Map {
-    fn hash(key_size: usize, value_size: usize, max_entries: u32) -> Result<Self> {
+    pub(crate) fn hash(key_size: usize, value_size: usize, max_entries: u32) -> Result<Self> {
         let mut a = Attr::new();
         let ks = u32::try_from(key_size).map_err(|_| Error::Config("key size".into()))?;
         let vs = u32::try_from(value_size).map_err(|_| Error::Config("value size".into()))?;
@@ -104,7 +104,7 @@ impl Map {
         u32::try_from(self.fd.as_raw_fd()).unwrap_or(u32::MAX)
     }
 
-    fn update(&self, key: &[u8], value: &[u8]) -> Result<()> {
+    pub(crate) fn update(&self, key: &[u8], value: &[u8]) -> Result<()> {
         if key.len() != self.key_size || value.len() != self.value_size {
             return Err(Error::Config("key/value size mismatch".into()));
         }
@@ -237,7 +237,7 @@ pub struct Floor {
 
 impl Floor {
     /// Creates empty maps sized for `w` with LUTs of `lut_size` slots, laid out as i15-dp's
-    /// `rackd_lb_*_v1` maps (hash maps without preallocation; the LUT in chunks of 1024).
+    /// `rackd_lb_*_v2` maps (hash maps without preallocation; the LUT in chunks of 1000).
     pub fn create(w: &Workload, lut_size: u32) -> Result<Self> {
         let be_max = u32::try_from(w.endpoints() + 16)
             .map_err(|_| Error::Config("too many endpoints".into()))?;

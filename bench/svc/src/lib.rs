@@ -8,6 +8,7 @@
 //! - [`forward`]: benchmark B, connections/s, requests/s, UDP packets/s and masquerade through
 //!   one node namespace, with [`loadgen`] and [`server`] (ours, no external tools), in the
 //!   [`topo`] namespaces; mode 0 (no load balancer) is the harness's ceiling.
+//! - [`chunks`]: benchmark D, the kernel's cost of one Maglev chunk by its value size.
 //! - [`rackd`]: mode 1, the hook for rackd's `datapath::lb` (returns "unavailable" until the
 //!   datapath is merged).
 //!
@@ -15,6 +16,7 @@
 //! figures.
 
 pub mod bpffloor;
+pub mod chunks;
 pub mod cleanup;
 pub mod cpu;
 pub mod error;

@@ -56,6 +56,19 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Benchmark D: the kernel's cost of one Maglev chunk, 4,096-byte values against
+    /// 4,000-byte ones (the datapath's layout versions 1 and 2).
+    ChunkSizes {
+        /// Updates per map.
+        #[arg(long, default_value_t = 200_000)]
+        entries: u32,
+        /// Repetitions (each fills one map of each size).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Results file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Benchmark B: forwarding through one node (two for the egress gateway).
     Forward {
         /// Modes (repeatable; default: the service modes, then the masquerade ones; the egress
@@ -268,6 +281,17 @@ fn run(cli: Cli) -> svc_bench::Result<()> {
                 out.unwrap_or_else(|| PathBuf::from(format!("svc-bench-forward-{}.json", date())));
             forward::save_report(&r, &out)?;
             println!("{}", report::forward_table(&r, &out.display().to_string()));
+            Ok(())
+        }
+        Cmd::ChunkSizes { entries, reps, out } => {
+            let r = svc_bench::chunks::run(entries, reps, &mut |l: &str| log(l))?;
+            let out = out
+                .unwrap_or_else(|| PathBuf::from(format!("svc-bench-chunk-sizes-{}.json", date())));
+            program::save(&r, &out)?;
+            println!(
+                "{}",
+                svc_bench::chunks::table(&r, &out.display().to_string())
+            );
             Ok(())
         }
         Cmd::Table { files } => {

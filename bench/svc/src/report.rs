@@ -263,6 +263,10 @@ pub fn table(path: &Path) -> Result<String> {
             &serde_json::from_value(v).map_err(json)?,
             &file,
         )),
+        Some("chunk-sizes") => Ok(crate::chunks::table(
+            &serde_json::from_value(v).map_err(json)?,
+            &file,
+        )),
         other => Err(Error::Config(format!(
             "unknown bench {other:?} in {}",
             path.display()

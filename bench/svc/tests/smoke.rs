@@ -382,3 +382,18 @@ fn egress_path_is_needed_without_route_back() {
     assert!(our_namespaces().is_empty(), "{:?}", our_namespaces());
     assert!(our_pins().is_empty(), "{:?}", our_pins());
 }
+
+/// Benchmark D at smoke size: both sizes filled in every repetition, the table renders.
+#[test]
+fn chunk_sizes_smoke() {
+    let r = svc_bench::chunks::run(2_000, 1, &mut |l: &str| eprintln!("{l}")).unwrap();
+    assert_eq!(r.runs.len(), 2);
+    for (run, size) in r.runs.iter().zip(svc_bench::chunks::SIZES) {
+        assert_eq!(run.value_bytes, size);
+        assert_eq!(run.entries, 2_000);
+        assert!(run.seconds > 0.0);
+    }
+    let t = svc_bench::chunks::table(&r, "smoke");
+    assert!(t.contains("| 4096 | 2000 |"), "{t}");
+    assert!(t.contains("| 4000 | 2000 |"), "{t}");
+}

@@ -4,41 +4,41 @@
 
 /// Frontends: HASH `SvcKey -> SvcVal` (plus one address marker per frontend
 /// address: port 0, proto 0).
-pub const MAP_SERVICES: &str = "rackd_lb_services_v1";
+pub const MAP_SERVICES: &str = "rackd_lb_services_v2";
 /// Backends: HASH `u32 backend id -> BackendVal`.
-pub const MAP_BACKENDS: &str = "rackd_lb_backends_v1";
+pub const MAP_BACKENDS: &str = "rackd_lb_backends_v2";
 /// Maglev tables: HASH `LutKey -> LutChunk`.
-pub const MAP_MAGLEV: &str = "rackd_lb_maglev_v1";
+pub const MAP_MAGLEV: &str = "rackd_lb_maglev_v2";
 /// Frontend of each service id: HASH `u32 -> RevNat`.
-pub const MAP_REVNAT: &str = "rackd_lb_revnat_v1";
+pub const MAP_REVNAT: &str = "rackd_lb_revnat_v2";
 /// loadBalancerSourceRanges: LPM `{prefixlen; SrcRangeData} -> u8`.
-pub const MAP_SRCRANGE: &str = "rackd_lb_srcrange_v1";
+pub const MAP_SRCRANGE: &str = "rackd_lb_srcrange_v2";
 /// ClientIP affinity: LRU `AffinityKey -> AffinityVal`.
-pub const MAP_AFFINITY: &str = "rackd_lb_affinity_v1";
+pub const MAP_AFFINITY: &str = "rackd_lb_affinity_v2";
 /// Connection tracking: LRU `Tuple -> CtVal`.
-pub const MAP_CT: &str = "rackd_lb_ct_v1";
+pub const MAP_CT: &str = "rackd_lb_ct_v2";
 /// NAT mappings: LRU `Tuple -> NatVal`.
-pub const MAP_NAT: &str = "rackd_lb_nat_v1";
+pub const MAP_NAT: &str = "rackd_lb_nat_v2";
 /// Runtime configuration: ARRAY of one `Config`.
-pub const MAP_CONFIG: &str = "rackd_lb_config_v1";
+pub const MAP_CONFIG: &str = "rackd_lb_config_v2";
 /// SNAT address per device: HASH `u32 ifindex -> Device`.
-pub const MAP_DEVICES: &str = "rackd_lb_devices_v1";
+pub const MAP_DEVICES: &str = "rackd_lb_devices_v2";
 /// Masquerade sources (local pod CIDRs): LPM `{prefixlen; [u8; 16]} -> u8`.
-pub const MAP_MASQ_SRC: &str = "rackd_lb_masqsrc_v1";
+pub const MAP_MASQ_SRC: &str = "rackd_lb_masqsrc_v2";
 /// Destinations never masqueraded: LPM `{prefixlen; [u8; 16]} -> u8`.
-pub const MAP_NO_MASQ: &str = "rackd_lb_nomasq_v1";
+pub const MAP_NO_MASQ: &str = "rackd_lb_nomasq_v2";
 /// Per service id packets and bytes: PERCPU_HASH `u32 -> SvcMetrics`.
-pub const MAP_METRICS: &str = "rackd_lb_metrics_v1";
+pub const MAP_METRICS: &str = "rackd_lb_metrics_v2";
 /// Drops by reason: PERCPU_ARRAY of `u64`, [`DROP_SLOTS`] slots.
-pub const MAP_DROPS: &str = "rackd_lb_drops_v1";
+pub const MAP_DROPS: &str = "rackd_lb_drops_v2";
 /// Other events: PERCPU_ARRAY of `u64`, [`EVENT_SLOTS`] slots.
-pub const MAP_EVENTS: &str = "rackd_lb_events_v1";
+pub const MAP_EVENTS: &str = "rackd_lb_events_v2";
 /// Egress-gateway policy: LPM `{prefixlen; EgwKeyData} -> EgwEntry` (`bpf/lb_egw.h`).
-pub const MAP_EGW_POLICY: &str = "rackd_egw_policy_v1";
+pub const MAP_EGW_POLICY: &str = "rackd_egw_policy_v2";
 /// Egress-gateway settings: ARRAY of one `EgwConfig`.
-pub const MAP_EGW_CONFIG: &str = "rackd_egw_config_v1";
+pub const MAP_EGW_CONFIG: &str = "rackd_egw_config_v2";
 /// Egress-gateway counters: PERCPU_ARRAY of `u64`, [`EGW_STAT_SLOTS`] slots.
-pub const MAP_EGW_STATS: &str = "rackd_egw_stats_v1";
+pub const MAP_EGW_STATS: &str = "rackd_egw_stats_v2";
 /// Every map the load balancer pins.
 pub const ALL_MAPS: [&str; 18] = [
     MAP_SERVICES,
@@ -67,8 +67,9 @@ pub const PROG_OUT: &str = "rackd_lb_out";
 /// The egress gateway's tunnel-device program.
 pub const PROG_TUNNEL: &str = "rackd_egw_tunnel";
 
-/// Backend ids per LUT chunk (`LB_LUT_CHUNK`).
-pub const LUT_CHUNK: usize = 1024;
+/// Backend ids per LUT chunk (`LB_LUT_CHUNK`): 4,000 bytes, so that a chunk's hash element
+/// (header, key, value) fits the kernel's 4 KiB allocation size; 1,024 ids took 8 KiB each.
+pub const LUT_CHUNK: usize = 1000;
 /// Largest Maglev table the program accepts (`LB_MAGLEV_MAX`).
 pub const MAGLEV_MAX: u32 = 131_071;
 /// NAT port allocation attempts (`LB_NAT_RETRIES`).
@@ -373,7 +374,7 @@ pod!(
     SvcVal = 16,
     BackendVal = 20,
     LutKey = 8,
-    LutChunk = 4096,
+    LutChunk = 4000,
     RevNat = 20,
     SrcRangeData = 20,
     AffinityKey = 20,

@@ -1,7 +1,7 @@
 //! The service load balancer and masquerade ([`ServiceLb`]): the handle on
 //! `bpf/lb.bpf.c`'s two programs (`rackd_lb_in` at tc ingress,
 //! `rackd_lb_out` at tc egress of the node's network-facing devices) and
-//! their maps, pinned in the `lb_v1` folder and adopted across restarts like
+//! their maps, pinned in the `lb_v2` folder and adopted across restarts like
 //! the responder's. See README.md ("The service load balancer") for the
 //! packet paths and the map layouts.
 //!
@@ -137,7 +137,7 @@ macro_rules! take {
 
 impl ServiceLb {
     /// Loads both programs under `pin_root` (mounting bpffs if needed),
-    /// reopening the maps pinned in `lb_v1/` (flows, NAT mappings and
+    /// reopening the maps pinned in `lb_v2/` (flows, NAT mappings and
     /// services survive a restart) or creating them with `cfg.sizes`,
     /// adopts every pinned link (ingress and egress) by switching it to the
     /// new programs, and writes the configuration (Maglev M, seed, NAT
@@ -243,7 +243,7 @@ impl ServiceLb {
         &self.prog.root
     }
 
-    /// The load balancer's folder under the pin root (`lb_v1`).
+    /// The load balancer's folder under the pin root (`lb_v2`).
     pub fn pin_dir(&self) -> &Path {
         &self.prog.dir
     }

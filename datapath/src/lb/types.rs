@@ -24,7 +24,8 @@ pub struct LbSizes {
     pub ct: u32,
     /// NAT entries (LRU), two per translated flow.
     pub nat: u32,
-    /// Maglev LUT chunks of 1,024 slots: a service takes ceil(M / 1024).
+    /// Maglev LUT chunks of [`super::maps::LUT_CHUNK`] slots: a service takes
+    /// ceil(M / 1000).
     pub lut_chunks: u32,
     /// Frontends (each frontend address also takes one marker entry) and reverse-NAT
     /// entries (Cilium's `--bpf-lb-map-max`).
@@ -50,7 +51,7 @@ impl LbSizes {
     /// (the maps are not preallocated: only what is written takes memory).
     pub fn for_map_max(map_max: u32, m: u32) -> Self {
         LbSizes {
-            lut_chunks: map_max.saturating_mul(m.div_ceil(1024)),
+            lut_chunks: map_max.saturating_mul(m.div_ceil(super::maps::LUT_CHUNK as u32)),
             services: map_max.saturating_mul(2),
             backends: map_max,
             ..LbSizes::default()
