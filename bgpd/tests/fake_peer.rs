@@ -606,12 +606,9 @@ async fn export_patch_during_restart_deferral_advertises_nothing_early() {
     nothing_until_ready_then(&s, &mut f, kept).await;
 }
 
-/// RFC 4271 §6.8 seen from the other side: the peer closes our outgoing connection itself
-/// (it resolved the collision first), and its incoming connection, our second slot, goes on to
-/// Established. That connection becomes the peer's session, and its Established is reported
-/// like any other (a lost event here once left subscribers thinking the session was down).
-#[tokio::test]
-async fn peer_resolving_a_collision_first_still_reports_established() {
+/// A speaker listening on a free loopback port (for the peer's own connection to us), and
+/// that port.
+async fn listening_speaker() -> (Speaker, u16) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -623,7 +620,16 @@ async fn peer_resolving_a_collision_first_still_reports_established() {
         .port();
     let mut c = SpeakerConfig::new(65001, "1.1.1.1".parse().unwrap());
     c.listen = vec![format!("127.0.0.1:{port}").parse().unwrap()];
-    let s = Speaker::start(c).await.unwrap();
+    (Speaker::start(c).await.unwrap(), port)
+}
+
+/// RFC 4271 §6.8 seen from the other side: the peer closes our outgoing connection itself
+/// (it resolved the collision first), and its incoming connection, our second slot, goes on to
+/// Established. That connection becomes the peer's session, and its Established is reported
+/// like any other (a lost event here once left subscribers thinking the session was down).
+#[tokio::test]
+async fn peer_resolving_a_collision_first_still_reports_established() {
+    let (s, port) = listening_speaker().await;
     let mut events = s.subscribe().await.unwrap();
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut p = PeerConfig::new("127.0.0.1".parse().unwrap(), 65002);
@@ -703,18 +709,7 @@ async fn peer_resolving_a_collision_first_still_reports_established() {
 /// session's own close afterwards is one (the positive control).
 #[tokio::test]
 async fn second_connection_closed_beside_the_session_is_not_its_error() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut c = SpeakerConfig::new(65001, "1.1.1.1".parse().unwrap());
-    c.listen = vec![format!("127.0.0.1:{port}").parse().unwrap()];
-    let s = Speaker::start(c).await.unwrap();
+    let (s, port) = listening_speaker().await;
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut p = PeerConfig::new("127.0.0.1".parse().unwrap(), 65002);
     p.port = l.local_addr().unwrap().port();

@@ -100,19 +100,9 @@ pub fn run(entries: u32, reps: usize, log: &mut dyn FnMut(&str)) -> Result<Chunk
 /// The table of a report: per value size, µs per update and slab per entry (median, min-max),
 /// and the ratios of 4,096 to 4,000.
 pub fn table(r: &ChunkReport, file: &str) -> String {
-    let m = &r.meta;
-    let mut out = format!(
-        "`{file}`: {} UTC, commit `{}`{}, {} ({} CPUs), kernel {}; load average {:.2} at start, {:.2} at end. Command: `{}`\n\n\
-         | value bytes | updates | µs per update, median | min | max | slab bytes per entry, median | min | max | n |\n|---|---|---|---|---|---|---|---|---|\n",
-        m.date,
-        m.commit.get(..12).unwrap_or(&m.commit),
-        if m.dirty { " (dirty)" } else { "" },
-        m.cpu_model,
-        m.cpus,
-        m.kernel,
-        m.loadavg_start[0],
-        m.loadavg_end[0],
-        m.command
+    let mut out = crate::report::header(&r.meta, file);
+    out.push_str(
+        "| value bytes | updates | µs per update, median | min | max | slab bytes per entry, median | min | max | n |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut medians = Vec::new();
     for size in SIZES {

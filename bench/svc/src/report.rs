@@ -9,7 +9,8 @@ use crate::forward::ForwardReport;
 use crate::machine::Meta;
 use crate::program::ProgramReport;
 
-fn header(m: &Meta, file: &str) -> String {
+/// The provenance line every table starts with.
+pub(crate) fn header(m: &Meta, file: &str) -> String {
     format!(
         "`{file}`: {} UTC, commit `{}`{}, {} ({} CPUs, {} MiB), kernel {}, {}; load average \
          {:.2} at start, {:.2} at end. Command: `{}`\n\n",
