@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates every results file the README's figures come from, with the commands they were
-# produced by, then prints the tables. Root; ~30 minutes on a 2-vCPU VM. Not part of CI (CI
+# produced by, then prints the tables. Root; ~60 minutes on a 2-vCPU VM. Not part of CI (CI
 # runs the smoke sizes: `cargo test -p svc-bench`).
 #
 #   bench/svc/scripts/run-all.sh [DATE]     # DATE names the files (default: today, UTC)
@@ -18,7 +18,7 @@ bin=target/release/svc-bench
 for m in 16381 1021; do
   $bin program --services 27000 --backends 10 --reps 2 \
     --system iptables --system bpf-floor --system rackd --system ipvs \
-    --iptables-case full-flush --iptables-case one-change --restore-timeout 120 --lut-size $m \
+    --iptables-case full-flush --iptables-case one-change --restore-timeout 150 --lut-size $m \
     --out "$res/program-27000x10-m$m-$date.json"
 done
 # ...and every case, kube-proxy's exact full load included, at sizes where it finishes.
@@ -26,6 +26,9 @@ for n in 1000 2000; do
   $bin program --services "$n" --backends 10 --reps 3 --restore-timeout 300 \
     --out "$res/program-${n}x10-$date.json"
 done
+
+# D. One Maglev chunk's kernel cost by value size (the datapath's layout versions 1 and 2).
+$bin chunk-sizes --entries 200000 --reps 5 --out "$res/chunk-sizes-$date.json"
 
 # B. Forwarding: every mode, 5 rounds x 5 s per test.
 $bin forward --out "$res/forward-$date.json"
