@@ -623,14 +623,11 @@ async fn listening_speaker() -> (Speaker, u16) {
     (Speaker::start(c).await.unwrap(), port)
 }
 
-/// RFC 4271 §6.8 seen from the other side: the peer closes our outgoing connection itself
-/// (it resolved the collision first), and its incoming connection, our second slot, goes on to
-/// Established. That connection becomes the peer's session, and its Established is reported
-/// like any other (a lost event here once left subscribers thinking the session was down).
-#[tokio::test]
-async fn peer_resolving_a_collision_first_still_reports_established() {
+/// A listening speaker with one active peer (AS 65002, hold 30 s, connect retry 30 s) whose
+/// address is ours too: the returned listener takes our outgoing connection, and the port is
+/// where the peer's own connection to us goes.
+async fn collision_lab() -> (Speaker, u16, TcpListener) {
     let (s, port) = listening_speaker().await;
-    let mut events = s.subscribe().await.unwrap();
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut p = PeerConfig::new("127.0.0.1".parse().unwrap(), 65002);
     p.port = l.local_addr().unwrap().port();
@@ -638,6 +635,17 @@ async fn peer_resolving_a_collision_first_still_reports_established() {
     p.connect_retry = 30;
     p.families = vec![Family::Ipv4Unicast];
     s.add_peer(p).await.unwrap();
+    (s, port, l)
+}
+
+/// RFC 4271 §6.8 seen from the other side: the peer closes our outgoing connection itself
+/// (it resolved the collision first), and its incoming connection, our second slot, goes on to
+/// Established. That connection becomes the peer's session, and its Established is reported
+/// like any other (a lost event here once left subscribers thinking the session was down).
+#[tokio::test]
+async fn peer_resolving_a_collision_first_still_reports_established() {
+    let (s, port, l) = collision_lab().await;
+    let mut events = s.subscribe().await.unwrap();
 
     // Our outgoing connection: OpenSent.
     let mut main = accept(&l).await;
@@ -709,14 +717,7 @@ async fn peer_resolving_a_collision_first_still_reports_established() {
 /// session's own close afterwards is one (the positive control).
 #[tokio::test]
 async fn second_connection_closed_beside_the_session_is_not_its_error() {
-    let (s, port) = listening_speaker().await;
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut p = PeerConfig::new("127.0.0.1".parse().unwrap(), 65002);
-    p.port = l.local_addr().unwrap().port();
-    p.hold_time = 30;
-    p.connect_retry = 30;
-    p.families = vec![Family::Ipv4Unicast];
-    s.add_peer(p).await.unwrap();
+    let (s, port, l) = collision_lab().await;
 
     // Our outgoing connection up to OpenConfirm.
     let mut main = accept(&l).await;
