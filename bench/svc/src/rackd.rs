@@ -283,6 +283,14 @@ pub struct ForwardingSetup<'a> {
     pub pin_root: &'a Path,
 }
 
+/// The first IPv4 address of `dev` in `node`, if it has one.
+fn first_v4(node: &netlab::Netns, dev: &str) -> Result<Option<Ipv4Addr>> {
+    Ok(node
+        .addrs(dev)?
+        .iter()
+        .find_map(|a| a.split('/').next()?.parse::<Ipv4Addr>().ok()))
+}
+
 /// Attaches rackd's programs to `setup.device` in the node's namespace and programs one
 /// Service (TCP and UDP frontends on the VIP, Maglev over the backends: local ones DNAT
 /// without SNAT, as for pods behind the node; remote ones DNAT and SNAT, with the programs on
@@ -305,22 +313,12 @@ pub fn attach_forwarding(setup: &ForwardingSetup<'_>) -> Result<Guard> {
     let ifindex = setup.node.ifindex(setup.device)?;
     // The device's own IPv4 address: the SNAT source (the external server's only way back
     // in masquerade runs).
-    let dev_addr = setup
-        .node
-        .addrs(setup.device)?
-        .iter()
-        .filter_map(|a| a.split('/').next()?.parse::<Ipv4Addr>().ok())
-        .next()
-        .unwrap_or(setup.device_addr);
+    let dev_addr = first_v4(setup.node, setup.device)?.unwrap_or(setup.device_addr);
     // The backend devices with their addresses (only used with remote backends).
     let mut backend_devs = Vec::new();
     if setup.remote_backends {
         for dev in setup.backend_devices {
-            let addr = setup
-                .node
-                .addrs(dev)?
-                .iter()
-                .find_map(|a| a.split('/').next()?.parse::<Ipv4Addr>().ok())
+            let addr = first_v4(setup.node, dev)?
                 .ok_or_else(|| err("backend device", format!("{dev} has no IPv4 address")))?;
             backend_devs.push((setup.node.ifindex(dev)?, addr));
         }
