@@ -51,7 +51,7 @@ static __always_inline int lb_dropped(__u32 reason)
 static __always_inline const __u8 *lb_dev_addr(struct __sk_buff *skb, const struct lb_pkt *p)
 {
 	__u32 ifindex = skb->ifindex;
-	struct lb_device *d = bpf_map_lookup_elem(&rackd_lb_devices_v2, &ifindex);
+	struct lb_device *d = bpf_map_lookup_elem(&rackd_lb_devices_v3, &ifindex);
 	const __u8 *a;
 
 	if (!d)
@@ -68,38 +68,62 @@ static __always_inline __u32 lb_select(const struct lb_pkt *p, const struct lb_s
 	struct lb_affinity_key ak = {};
 	struct lb_lut_key lk = {};
 	struct lb_lut_chunk *chunk;
-	__u32 id = 0, slot, m = cfg->maglev_m;
+	__u32 id = 0, slot, off, pos, m = cfg->maglev_m, n = svc->backend_count;
+	__u32 gen = svc->flags & LB_SVC_LUT_ALT ? LB_LUT_ALT : 0;
 
 	if (svc->flags & LB_SVC_AFFINITY) {
 		struct lb_affinity_val *av;
 
 		ak.svc_id = svc->svc_id;
 		lb_addr_copy(ak.client, p->t.saddr);
-		av = bpf_map_lookup_elem(&rackd_lb_affinity_v2, &ak);
+		av = bpf_map_lookup_elem(&rackd_lb_affinity_v3, &ak);
 		if (av && now - av->last_used_ns <= (__u64)svc->affinity_timeout_s * LB_NS &&
-		    bpf_map_lookup_elem(&rackd_lb_backends_v2, &av->backend_id))
+		    bpf_map_lookup_elem(&rackd_lb_backends_v3, &av->backend_id))
 			return av->backend_id;
 	}
-	if (!m || m > LB_MAGLEV_MAX)
+	if (!m || m > LB_MAGLEV_MAX || !n || n > LB_LUT_MAX_BACKENDS)
 		return 0;
 	slot = lb_hash(&p->t, cfg->seed) % m;
 	lk.svc_id = svc->svc_id;
-	lk.chunk = slot / LB_LUT_CHUNK;
-	chunk = bpf_map_lookup_elem(&rackd_lb_maglev_v2, &lk);
+	/* The slot's position: after the N ids, one or two bytes per slot.
+	 * off < 4 * 65535 + 2 * 131071: no overflow. */
+	off = n * 4 + (n > LB_LUT_NARROW_MAX ? slot * 2 : slot);
+	lk.chunk = (off / LB_LUT_BYTES) | gen;
+	chunk = bpf_map_lookup_elem(&rackd_lb_maglev_v3, &lk);
 	if (!chunk)
 		return 0;
-	slot -= lk.chunk * LB_LUT_CHUNK;
-	/* Always true; spelled out for the verifier (the chunk is not a power
-	 * of two, so no mask bounds the index). */
-	if (slot >= LB_LUT_CHUNK)
+	off %= LB_LUT_BYTES;
+	LB_OPAQUE(off);
+	if (n > LB_LUT_NARROW_MAX) {
+		/* Even (4N + 2s, and LB_LUT_BYTES is even): never across chunks. */
+		if (off > LB_LUT_BYTES - 2)
+			return 0;
+		pos = *(const __u16 *)&chunk->bytes[off];
+	} else {
+		if (off >= LB_LUT_BYTES)
+			return 0;
+		pos = chunk->bytes[off];
+	}
+	/* A table names only its own positions; checked, not trusted. */
+	if (pos >= n)
 		return 0;
-	id = chunk->ids[slot];
+	off = pos * 4;
+	lk.chunk = (off / LB_LUT_BYTES) | gen;
+	chunk = bpf_map_lookup_elem(&rackd_lb_maglev_v3, &lk);
+	if (!chunk)
+		return 0;
+	off %= LB_LUT_BYTES;
+	LB_OPAQUE(off);
+	/* A multiple of 4, as LB_LUT_BYTES is: never across chunks. */
+	if (off > LB_LUT_BYTES - 4)
+		return 0;
+	id = *(const __u32 *)&chunk->bytes[off];
 	return id;
 }
 
 static __always_inline void lb_count_svc(struct __sk_buff *skb, __u32 svc_id)
 {
-	struct lb_svc_metrics *m = bpf_map_lookup_elem(&rackd_lb_metrics_v2, &svc_id);
+	struct lb_svc_metrics *m = bpf_map_lookup_elem(&rackd_lb_metrics_v3, &svc_id);
 
 	if (m) {
 		m->packets += 1;
@@ -128,7 +152,7 @@ static __always_inline void lb_keep_reply(const struct lb_pkt *p, const struct l
 	struct lb_ct_val *rv, nv = {};
 
 	lb_reply_key(&rk, p, be);
-	rv = bpf_map_lookup_elem(&rackd_lb_ct_v2, &rk);
+	rv = bpf_map_lookup_elem(&rackd_lb_ct_v3, &rk);
 	if (rv) {
 		/* A closing flow ages out together, not at the longest. */
 		if (rv->expires_ns < ct->expires_ns || ct->state == LB_CT_CLOSING)
@@ -139,7 +163,7 @@ static __always_inline void lb_keep_reply(const struct lb_pkt *p, const struct l
 	nv.svc_id = ct->svc_id;
 	nv.state = ct->state;
 	nv.expires_ns = ct->expires_ns;
-	bpf_map_update_elem(&rackd_lb_ct_v2, &rk, &nv, BPF_NOEXIST);
+	bpf_map_update_elem(&rackd_lb_ct_v3, &rk, &nv, BPF_NOEXIST);
 }
 
 /* Step 3 of rackd_lb_in. -1: not a frontend; else the verdict. */
@@ -157,7 +181,7 @@ static __always_inline int lb_frontend(struct __sk_buff *skb, struct lb_pkt *p,
 	lb_addr_copy(sk.addr, p->t.daddr);
 	if (p->frag) {
 		/* The address marker: some frontend lives here. */
-		if (bpf_map_lookup_elem(&rackd_lb_services_v2, &sk))
+		if (bpf_map_lookup_elem(&rackd_lb_services_v3, &sk))
 			return lb_dropped(LB_DROP_FRAG);
 		return -1;
 	}
@@ -166,13 +190,13 @@ static __always_inline int lb_frontend(struct __sk_buff *skb, struct lb_pkt *p,
 	if (!p->l4_ok) {
 		/* Truncated: no port to look up. A frontend address gets a
 		 * counted drop, anything else is left to the stack. */
-		if (bpf_map_lookup_elem(&rackd_lb_services_v2, &sk))
+		if (bpf_map_lookup_elem(&rackd_lb_services_v3, &sk))
 			return lb_dropped(LB_DROP_MALFORMED);
 		return -1;
 	}
 	sk.port = p->t.dport;
 	sk.proto = p->t.proto;
-	svcp = bpf_map_lookup_elem(&rackd_lb_services_v2, &sk);
+	svcp = bpf_map_lookup_elem(&rackd_lb_services_v3, &sk);
 	if (!svcp)
 		return -1;
 	svc = *svcp;
@@ -182,19 +206,19 @@ static __always_inline int lb_frontend(struct __sk_buff *skb, struct lb_pkt *p,
 		struct lb_src_range_key rk = {.prefixlen = 32 + 128, .svc_id = svc.svc_id};
 
 		lb_addr_copy(rk.addr, p->t.saddr);
-		if (!bpf_map_lookup_elem(&rackd_lb_srcrange_v2, &rk))
+		if (!bpf_map_lookup_elem(&rackd_lb_srcrange_v3, &rk))
 			return lb_dropped(LB_DROP_SRC_RANGE);
 	}
 
 	ck = p->t;
 	ck.dir = LB_DIR_SVC;
-	ct = bpf_map_lookup_elem(&rackd_lb_ct_v2, &ck);
+	ct = bpf_map_lookup_elem(&rackd_lb_ct_v3, &ck);
 	if (ct && ct->expires_ns > now && ct->svc_id == svc.svc_id) {
 		backend_id = ct->backend_id;
-		bep = bpf_map_lookup_elem(&rackd_lb_backends_v2, &backend_id);
+		bep = bpf_map_lookup_elem(&rackd_lb_backends_v3, &backend_id);
 		if (!bep) {
 			/* Its backend was removed: reset this flow only. */
-			bpf_map_delete_elem(&rackd_lb_ct_v2, &ck);
+			bpf_map_delete_elem(&rackd_lb_ct_v3, &ck);
 			lb_drop(LB_DROP_BACKEND_GONE);
 			return lb_reject(skb, p);
 		}
@@ -210,7 +234,7 @@ static __always_inline int lb_frontend(struct __sk_buff *skb, struct lb_pkt *p,
 		backend_id = lb_select(p, &svc, cfg, now);
 		if (!backend_id)
 			return lb_dropped(LB_DROP_LUT_MISS);
-		bep = bpf_map_lookup_elem(&rackd_lb_backends_v2, &backend_id);
+		bep = bpf_map_lookup_elem(&rackd_lb_backends_v3, &backend_id);
 		if (!bep) {
 			lb_drop(LB_DROP_NO_BACKEND);
 			return lb_reject(skb, p);
@@ -226,7 +250,7 @@ static __always_inline int lb_frontend(struct __sk_buff *skb, struct lb_pkt *p,
 		if (!(be.flags & LB_BACKEND_LOCAL) && !(svc.flags & LB_SVC_LOCAL_ONLY))
 			cv.flags = LB_CT_F_SNAT;
 		lb_ct_touch(&cv, p, now);
-		bpf_map_update_elem(&rackd_lb_ct_v2, &ck, &cv, BPF_ANY);
+		bpf_map_update_elem(&rackd_lb_ct_v3, &ck, &cv, BPF_ANY);
 		if (!(cv.flags & LB_CT_F_SNAT)) {
 			/* The reply (backend -> client) is translated at egress. */
 			struct lb_tuple rk = {};
@@ -235,21 +259,21 @@ static __always_inline int lb_frontend(struct __sk_buff *skb, struct lb_pkt *p,
 			cv.flags = 0;
 			cv.state = LB_CT_SYN;
 			cv.tcp_flags_seen = 0;
-			bpf_map_update_elem(&rackd_lb_ct_v2, &rk, &cv, BPF_ANY);
+			bpf_map_update_elem(&rackd_lb_ct_v3, &rk, &cv, BPF_ANY);
 		}
 		if (svc.flags & LB_SVC_AFFINITY) {
 			struct lb_affinity_key ak = {.svc_id = svc.svc_id};
 			struct lb_affinity_val av = {.backend_id = backend_id, .last_used_ns = now};
 
 			lb_addr_copy(ak.client, p->t.saddr);
-			bpf_map_update_elem(&rackd_lb_affinity_v2, &ak, &av, BPF_ANY);
+			bpf_map_update_elem(&rackd_lb_affinity_v3, &ak, &av, BPF_ANY);
 		}
 	} else if (svc.flags & LB_SVC_AFFINITY) {
 		struct lb_affinity_key ak = {.svc_id = svc.svc_id};
 		struct lb_affinity_val *av;
 
 		lb_addr_copy(ak.client, p->t.saddr);
-		av = bpf_map_lookup_elem(&rackd_lb_affinity_v2, &ak);
+		av = bpf_map_lookup_elem(&rackd_lb_affinity_v3, &ak);
 		if (av && av->backend_id == backend_id)
 			av->last_used_ns = now;
 	}
@@ -281,7 +305,7 @@ static __always_inline void lb_note_inbound(const struct lb_pkt *p, const struct
 	    (p->t.proto != LB_IPPROTO_TCP && p->t.proto != LB_IPPROTO_UDP))
 		return;
 	lb_addr_copy(mk.addr, p->t.daddr);
-	if (!bpf_map_lookup_elem(&rackd_lb_masqsrc_v2, &mk))
+	if (!bpf_map_lookup_elem(&rackd_lb_masqsrc_v3, &mk))
 		return;
 	lb_addr_copy(rk.saddr, p->t.daddr);
 	lb_addr_copy(rk.daddr, p->t.saddr);
@@ -289,14 +313,14 @@ static __always_inline void lb_note_inbound(const struct lb_pkt *p, const struct
 	rk.dport = p->t.sport;
 	rk.proto = p->t.proto;
 	rk.dir = LB_DIR_INBOUND;
-	struct lb_ct_val *old = bpf_map_lookup_elem(&rackd_lb_ct_v2, &rk);
+	struct lb_ct_val *old = bpf_map_lookup_elem(&rackd_lb_ct_v3, &rk);
 
 	if (old) {
 		lb_ct_touch(old, p, now);
 		return;
 	}
 	lb_ct_touch(&cv, p, now);
-	bpf_map_update_elem(&rackd_lb_ct_v2, &rk, &cv, BPF_ANY);
+	bpf_map_update_elem(&rackd_lb_ct_v3, &rk, &cv, BPF_ANY);
 }
 
 /* Steps 2-4 of rackd_lb_in. */
@@ -330,12 +354,12 @@ static __always_inline int lb_reply_out(struct __sk_buff *skb, struct lb_pkt *p,
 	__u32 svc_id;
 
 	rk.dir = LB_DIR_REPLY;
-	ct = bpf_map_lookup_elem(&rackd_lb_ct_v2, &rk);
+	ct = bpf_map_lookup_elem(&rackd_lb_ct_v3, &rk);
 	if (!ct || ct->expires_ns <= now)
 		return -1;
 	lb_ct_touch(ct, p, now);
 	svc_id = ct->svc_id;
-	rn = bpf_map_lookup_elem(&rackd_lb_revnat_v2, &svc_id);
+	rn = bpf_map_lookup_elem(&rackd_lb_revnat_v3, &svc_id);
 	if (!rn)
 		return -1;
 	if (lb_set_addr(skb, p, 0, rn->addr) || lb_set_port(skb, p, 0, rn->port))
@@ -355,16 +379,16 @@ static __always_inline int lb_masquerade(struct __sk_buff *skb, struct lb_pkt *p
 	if (!(p->v6 ? cfg->masq_v6 : cfg->masq_v4))
 		return -1;
 	lb_addr_copy(mk.addr, p->t.saddr);
-	if (!bpf_map_lookup_elem(&rackd_lb_masqsrc_v2, &mk))
+	if (!bpf_map_lookup_elem(&rackd_lb_masqsrc_v3, &mk))
 		return -1;
 	lb_addr_copy(mk.addr, p->t.daddr);
-	if (bpf_map_lookup_elem(&rackd_lb_nomasq_v2, &mk))
+	if (bpf_map_lookup_elem(&rackd_lb_nomasq_v3, &mk))
 		return -1;
 	/* A reply of a connection that came in from outside keeps its
 	 * source (the client talks to the pod address). */
 	ik = p->t;
 	ik.dir = LB_DIR_INBOUND;
-	struct lb_ct_val *in = bpf_map_lookup_elem(&rackd_lb_ct_v2, &ik);
+	struct lb_ct_val *in = bpf_map_lookup_elem(&rackd_lb_ct_v3, &ik);
 
 	if (in && in->expires_ns > now) {
 		lb_ct_touch(in, p, now);

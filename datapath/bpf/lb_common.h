@@ -33,6 +33,7 @@
 #define LB_SVC_LOCAL_ONLY 1 /* externalTrafficPolicy: Local */
 #define LB_SVC_AFFINITY 2   /* sessionAffinity: ClientIP */
 #define LB_SVC_SRC_RANGES 4 /* loadBalancerSourceRanges set */
+#define LB_SVC_LUT_ALT 8    /* the table is in the LB_LUT_ALT chunks */
 
 /* struct lb_backend.flags */
 #define LB_BACKEND_LOCAL 1 /* on this node: no SNAT needed */
@@ -61,19 +62,36 @@
 #define LB_LIFE_TCP_CLOSE (10 * LB_NS)
 #define LB_LIFE_OTHER (60 * LB_NS)
 
-/* Maglev LUT: a service's table of M backend ids is stored in chunks of
- * LB_LUT_CHUNK ids, key {svc_id, chunk}; slot s lives in chunk s / 1000 at
- * s % 1000. 1000, not 1024: the kernel allocates a hash element (header,
- * key, value) from power-of-two caches, and a 4096-byte value made every
- * chunk an 8 KiB allocation; 4000 bytes fit in 4 KiB. M = 16381 takes 17
- * chunks (68 KiB), M = 1021 two. */
-#define LB_LUT_CHUNK 1000
+/* Maglev LUT (layout version 3): a service's table is a byte stream,
+ * its backend ids once (__u32 ids[N], N = the service's backend_count) then
+ * per slot the position of its backend among them (__u8 below 256
+ * backends, __u16 from 256 on), native byte order, cut into chunks of
+ * LB_LUT_BYTES under key {svc_id, chunk}. Cilium stores M ids of four
+ * bytes; positions make M = 16381 take 5 chunks instead of 17 for any
+ * Service of fewer than 256 backends. 4000, not 4096: the kernel allocates
+ * a hash element (header, key, value) from power-of-two caches, and 4000
+ * bytes fit in 4 KiB.
+ *
+ * Two generations: a service whose flags have LB_SVC_LUT_ALT reads the
+ * chunks whose index has LB_LUT_ALT set. Userspace writes a new table
+ * under the generation not in use, then flips the flag with the service
+ * entry (one map update), then deletes the old generation: a packet sees
+ * either table whole, never a mix. */
+#define LB_LUT_BYTES 4000
+
+/* Hides a value's range from the compiler, so a bounds check it could
+ * prove redundant (x % LB_LUT_BYTES < LB_LUT_BYTES) stays for the verifier,
+ * which cannot. */
+#define LB_OPAQUE(x) asm volatile("" : "+r"(x))
+#define LB_LUT_NARROW_MAX 255
+#define LB_LUT_MAX_BACKENDS 65535
+#define LB_LUT_ALT 0x80000000u
 #define LB_MAGLEV_MAX 131071
 
 /* NAT port allocation: Cilium's bounded retries. */
 #define LB_NAT_RETRIES 32
 
-/* Slots of rackd_lb_drops_v2 (reasons a packet was dropped or rejected). */
+/* Slots of rackd_lb_drops_v3 (reasons a packet was dropped or rejected). */
 #define LB_DROP_MALFORMED 0    /* addressed to a frontend, unusable headers */
 #define LB_DROP_FRAG 1         /* fragment of a frontend flow or of masquerade */
 #define LB_DROP_SRC_RANGE 2    /* client outside loadBalancerSourceRanges */
@@ -86,7 +104,7 @@
 #define LB_DROP_FAMILY 9       /* backend of the other address family */
 #define LB_DROP_SLOTS 10
 
-/* Slots of rackd_lb_events_v2 (non-drop counters). */
+/* Slots of rackd_lb_events_v3 (non-drop counters). */
 #define LB_EV_NAT_RETRIES 0  /* collisions retried by the port allocator */
 #define LB_EV_RST_SENT 1     /* TCP resets sent */
 #define LB_EV_ICMP_SENT 2    /* ICMP(v6) unreachables sent */
@@ -96,7 +114,7 @@
 #define LB_EV_ICMP_ERR 6     /* ICMP errors translated */
 #define LB_EV_SLOTS 8
 
-/* rackd_lb_services_v2 key. A key with port 0 and proto 0 is the
+/* rackd_lb_services_v3 key. A key with port 0 and proto 0 is the
  * address marker: some frontend uses this address (fragments to it are
  * dropped); userspace keeps it while any frontend has the address. */
 struct lb_svc_key {
@@ -126,7 +144,7 @@ struct lb_lut_key {
 };
 
 struct lb_lut_chunk {
-	__u32 ids[LB_LUT_CHUNK];
+	__u8 bytes[LB_LUT_BYTES];
 };
 
 struct lb_rev_nat {
@@ -153,7 +171,7 @@ struct lb_affinity_val {
 	__u64 last_used_ns;
 };
 
-/* Key of rackd_lb_ct_v2 and rackd_lb_nat_v2. */
+/* Key of rackd_lb_ct_v3 and rackd_lb_nat_v3. */
 struct lb_tuple {
 	LB_ADDR(saddr);
 	LB_ADDR(daddr);
@@ -222,7 +240,7 @@ struct {
 	__type(value, struct lb_svc);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_services_v2 SEC(".maps");
+} rackd_lb_services_v3 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -231,7 +249,7 @@ struct {
 	__type(value, struct lb_backend);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_backends_v2 SEC(".maps");
+} rackd_lb_backends_v3 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -240,7 +258,7 @@ struct {
 	__type(value, struct lb_lut_chunk);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_maglev_v2 SEC(".maps");
+} rackd_lb_maglev_v3 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -249,7 +267,7 @@ struct {
 	__type(value, struct lb_rev_nat);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_revnat_v2 SEC(".maps");
+} rackd_lb_revnat_v3 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -258,7 +276,7 @@ struct {
 	__type(value, __u8);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_srcrange_v2 SEC(".maps");
+} rackd_lb_srcrange_v3 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -266,7 +284,7 @@ struct {
 	__type(key, struct lb_affinity_key);
 	__type(value, struct lb_affinity_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_affinity_v2 SEC(".maps");
+} rackd_lb_affinity_v3 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -274,7 +292,7 @@ struct {
 	__type(key, struct lb_tuple);
 	__type(value, struct lb_ct_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_ct_v2 SEC(".maps");
+} rackd_lb_ct_v3 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -282,7 +300,7 @@ struct {
 	__type(key, struct lb_tuple);
 	__type(value, struct lb_nat_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_nat_v2 SEC(".maps");
+} rackd_lb_nat_v3 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -290,7 +308,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct lb_config);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_config_v2 SEC(".maps");
+} rackd_lb_config_v3 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -298,7 +316,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct lb_device);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_devices_v2 SEC(".maps");
+} rackd_lb_devices_v3 SEC(".maps");
 
 /* Sources to masquerade (local pod CIDRs). */
 struct {
@@ -308,7 +326,7 @@ struct {
 	__type(value, __u8);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_masqsrc_v2 SEC(".maps");
+} rackd_lb_masqsrc_v3 SEC(".maps");
 
 /* Destinations never masqueraded (ip-masq-agent's nonMasqueradeCIDRs). */
 struct {
@@ -318,7 +336,7 @@ struct {
 	__type(value, __u8);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_nomasq_v2 SEC(".maps");
+} rackd_lb_nomasq_v3 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -326,7 +344,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct lb_svc_metrics);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_metrics_v2 SEC(".maps");
+} rackd_lb_metrics_v3 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -334,7 +352,7 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_drops_v2 SEC(".maps");
+} rackd_lb_drops_v3 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -342,7 +360,7 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_lb_events_v2 SEC(".maps");
+} rackd_lb_events_v3 SEC(".maps");
 
 /* Scratch space for building replies (too big for the 512-byte stack). */
 #define LB_SCRATCH 320
@@ -364,14 +382,14 @@ static __always_inline void lb_count(void *map, __u32 slot)
 		*c += 1;
 }
 
-#define lb_drop(reason) lb_count(&rackd_lb_drops_v2, (reason))
-#define lb_event(ev) lb_count(&rackd_lb_events_v2, (ev))
+#define lb_drop(reason) lb_count(&rackd_lb_drops_v3, (reason))
+#define lb_event(ev) lb_count(&rackd_lb_events_v3, (ev))
 
 static __always_inline struct lb_config *lb_cfg(void)
 {
 	__u32 zero = 0;
 
-	return bpf_map_lookup_elem(&rackd_lb_config_v2, &zero);
+	return bpf_map_lookup_elem(&rackd_lb_config_v3, &zero);
 }
 
 static __always_inline int lb_addr_is_zero(const __u8 *a)

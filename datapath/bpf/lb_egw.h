@@ -34,7 +34,7 @@
 #define EGW_F_NO_GATEWAY 2 /* no gateway node selected: drop (Cilium's DROP_NO_EGRESS_GATEWAY) */
 #define EGW_F_LOCAL 4      /* this node is the policy's active gateway */
 
-/* rackd_egw_stats_v2 slots */
+/* rackd_egw_stats_v3 slots */
 #define EGW_ST_TUNNELLED 0   /* sent to the gateway node */
 #define EGW_ST_SNAT 1        /* translated to the egress address here */
 #define EGW_ST_REPLY_TUNNEL 2 /* a reply sent back to the pod's node */
@@ -74,7 +74,7 @@ struct {
 	__type(value, struct egw_entry);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_egw_policy_v2 SEC(".maps");
+} rackd_egw_policy_v3 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -82,7 +82,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct egw_config);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_egw_config_v2 SEC(".maps");
+} rackd_egw_config_v3 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -90,14 +90,14 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rackd_egw_stats_v2 SEC(".maps");
+} rackd_egw_stats_v3 SEC(".maps");
 
-#define egw_count(slot) lb_count(&rackd_egw_stats_v2, (slot))
+#define egw_count(slot) lb_count(&rackd_egw_stats_v3, (slot))
 
 static __always_inline const struct egw_config *egw_cfg(void)
 {
 	__u32 zero = 0;
-	const struct egw_config *c = bpf_map_lookup_elem(&rackd_egw_config_v2, &zero);
+	const struct egw_config *c = bpf_map_lookup_elem(&rackd_egw_config_v3, &zero);
 
 	return c && c->enabled ? c : NULL;
 }
@@ -109,7 +109,7 @@ static __always_inline const struct egw_entry *egw_lookup(const __u8 *src, const
 
 	lb_addr_copy(k.saddr, src);
 	lb_addr_copy(k.daddr, dst);
-	return bpf_map_lookup_elem(&rackd_egw_policy_v2, &k);
+	return bpf_map_lookup_elem(&rackd_egw_policy_v3, &k);
 }
 
 static __always_inline int egw_drop(__u32 slot)
@@ -196,7 +196,7 @@ static __always_inline int egw_out(struct __sk_buff *skb, struct lb_pkt *p,
 	if (!p->frag && p->l4_ok) {
 		ik = p->t;
 		ik.dir = LB_DIR_INBOUND;
-		struct lb_ct_val *in = bpf_map_lookup_elem(&rackd_lb_ct_v2, &ik);
+		struct lb_ct_val *in = bpf_map_lookup_elem(&rackd_lb_ct_v3, &ik);
 
 		if (in && in->expires_ns > now)
 			return -1;

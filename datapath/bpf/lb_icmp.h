@@ -163,7 +163,7 @@ static __always_inline int lb_icmp_err_in(struct __sk_buff *skb, struct lb_pkt *
 
 	/* A packet we sent with a translated source. */
 	lb_inner_reversed(in, &k, LB_DIR_NAT_IN);
-	struct lb_nat_val *rv = bpf_map_lookup_elem(&rackd_lb_nat_v2, &k);
+	struct lb_nat_val *rv = bpf_map_lookup_elem(&rackd_lb_nat_v3, &k);
 
 	if (rv && rv->expires_ns > now) {
 		__u32 svc_id = rv->svc_id;
@@ -171,7 +171,7 @@ static __always_inline int lb_icmp_err_in(struct __sk_buff *skb, struct lb_pkt *
 		if (lb_icmp_rewrite(skb, p, in, 1, rv->addr, rv->port))
 			return LB_DROP_REWRITE;
 		if (svc_id) {
-			struct lb_rev_nat *rn = bpf_map_lookup_elem(&rackd_lb_revnat_v2, &svc_id);
+			struct lb_rev_nat *rn = bpf_map_lookup_elem(&rackd_lb_revnat_v3, &svc_id);
 
 			if (rn && (lb_inner_set_addr(skb, p, in, 1, rn->addr) ||
 				   lb_inner_set_port(skb, p, in, 1, rn->port)))
@@ -182,13 +182,13 @@ static __always_inline int lb_icmp_err_in(struct __sk_buff *skb, struct lb_pkt *
 
 	/* A reply from a frontend (a backend's, translated at egress). */
 	lb_inner_reversed(in, &k, LB_DIR_SVC);
-	struct lb_ct_val *ct = bpf_map_lookup_elem(&rackd_lb_ct_v2, &k);
+	struct lb_ct_val *ct = bpf_map_lookup_elem(&rackd_lb_ct_v3, &k);
 
 	if (!ct || ct->expires_ns <= now)
 		return -1;
 	__u32 backend_id = ct->backend_id;
 	__u8 snat = ct->flags & LB_CT_F_SNAT;
-	struct lb_backend *be = bpf_map_lookup_elem(&rackd_lb_backends_v2, &backend_id);
+	struct lb_backend *be = bpf_map_lookup_elem(&rackd_lb_backends_v3, &backend_id);
 
 	if (!be)
 		return -1;
@@ -204,7 +204,7 @@ static __always_inline int lb_icmp_err_in(struct __sk_buff *skb, struct lb_pkt *
 		lb_addr_copy(fk.daddr, addr);
 		fk.dport = port;
 		fk.dir = LB_DIR_NAT_OUT;
-		fv = bpf_map_lookup_elem(&rackd_lb_nat_v2, &fk);
+		fv = bpf_map_lookup_elem(&rackd_lb_nat_v3, &fk);
 		if (!fv)
 			return -1;
 		lb_addr_copy(addr, fv->addr);
@@ -227,11 +227,11 @@ static __always_inline int lb_icmp_err_out(struct __sk_buff *skb, struct lb_pkt 
 
 	/* A local backend about a packet of a DNATed flow. */
 	lb_inner_reversed(in, &k, LB_DIR_REPLY);
-	struct lb_ct_val *ct = bpf_map_lookup_elem(&rackd_lb_ct_v2, &k);
+	struct lb_ct_val *ct = bpf_map_lookup_elem(&rackd_lb_ct_v3, &k);
 
 	if (ct && ct->expires_ns > now) {
 		__u32 svc_id = ct->svc_id;
-		struct lb_rev_nat *rn = bpf_map_lookup_elem(&rackd_lb_revnat_v2, &svc_id);
+		struct lb_rev_nat *rn = bpf_map_lookup_elem(&rackd_lb_revnat_v3, &svc_id);
 
 		if (!rn)
 			return -1;
@@ -240,7 +240,7 @@ static __always_inline int lb_icmp_err_out(struct __sk_buff *skb, struct lb_pkt 
 
 	/* A masqueraded pod about a reply it received. */
 	lb_inner_reversed(in, &k, LB_DIR_NAT_OUT);
-	struct lb_nat_val *fv = bpf_map_lookup_elem(&rackd_lb_nat_v2, &k);
+	struct lb_nat_val *fv = bpf_map_lookup_elem(&rackd_lb_nat_v3, &k);
 
 	if (!fv || fv->expires_ns <= now)
 		return -1;

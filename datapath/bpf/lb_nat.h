@@ -4,7 +4,7 @@
  * masquerade share it; the egress gateway will call lb_snat with its own
  * source address.
  *
- * Two entries per flow in rackd_lb_nat_v2, as Cilium does: the reverse one
+ * Two entries per flow in rackd_lb_nat_v3, as Cilium does: the reverse one
  * (reply tuple, LB_DIR_NAT_IN -> original source) inserted first with
  * BPF_NOEXIST, which is what reserves the port atomically across CPUs, then
  * the forward one (LB_DIR_NAT_OUT -> translated source); a failed forward
@@ -70,7 +70,7 @@ static __always_inline int lb_nat_keep_rev(const struct lb_pkt *p, const struct 
 	rk.dport = fv->port;
 	rk.proto = p->t.proto;
 	rk.dir = LB_DIR_NAT_IN;
-	rv = bpf_map_lookup_elem(&rackd_lb_nat_v2, &rk);
+	rv = bpf_map_lookup_elem(&rackd_lb_nat_v3, &rk);
 	if (rv) {
 		if (!lb_addr_eq(rv->addr, p->t.saddr) || rv->port != p->t.sport)
 			return -1;
@@ -87,7 +87,7 @@ static __always_inline int lb_nat_keep_rev(const struct lb_pkt *p, const struct 
 	nv.svc_id = fv->svc_id;
 	nv.state = fv->state;
 	nv.expires_ns = exp;
-	return bpf_map_update_elem(&rackd_lb_nat_v2, &rk, &nv, BPF_NOEXIST) ? -1 : 0;
+	return bpf_map_update_elem(&rackd_lb_nat_v3, &rk, &nv, BPF_NOEXIST) ? -1 : 0;
 }
 
 /* Translates p's source to `to` and a port of the range (ICMP echo: the
@@ -105,7 +105,7 @@ static __always_inline int lb_snat(struct __sk_buff *skb, struct lb_pkt *p, cons
 
 	lb_addr_copy(to_addr, to);
 	fk.dir = LB_DIR_NAT_OUT;
-	fv = bpf_map_lookup_elem(&rackd_lb_nat_v2, &fk);
+	fv = bpf_map_lookup_elem(&rackd_lb_nat_v3, &fk);
 	if (fv && lb_addr_eq(fv->addr, to_addr) && fv->expires_ns > now &&
 	    lb_nat_keep_rev(p, fv, now) == 0) {
 		lb_nat_touch(fv, p, now);
@@ -135,16 +135,16 @@ static __always_inline int lb_snat(struct __sk_buff *skb, struct lb_pkt *p, cons
 			port = min + bpf_get_prandom_u32() % range;
 		for (i = 0; i < LB_NAT_RETRIES; i++) {
 			rk.dport = bpf_htons(port);
-			if (!bpf_map_update_elem(&rackd_lb_nat_v2, &rk, &rv, BPF_NOEXIST)) {
+			if (!bpf_map_update_elem(&rackd_lb_nat_v3, &rk, &rv, BPF_NOEXIST)) {
 				ok = 1;
 				break;
 			}
 			/* The slot may be held by an expired flow, or by a closed one gone
 			 * quiet: take it over. */
-			struct lb_nat_val *old = bpf_map_lookup_elem(&rackd_lb_nat_v2, &rk);
+			struct lb_nat_val *old = bpf_map_lookup_elem(&rackd_lb_nat_v3, &rk);
 
 			if (old && lb_nat_reusable(old, now) &&
-			    !bpf_map_update_elem(&rackd_lb_nat_v2, &rk, &rv, BPF_EXIST)) {
+			    !bpf_map_update_elem(&rackd_lb_nat_v3, &rk, &rv, BPF_EXIST)) {
 				ok = 1;
 				break;
 			}
@@ -161,8 +161,8 @@ static __always_inline int lb_snat(struct __sk_buff *skb, struct lb_pkt *p, cons
 		nv.port = nport;
 		nv.svc_id = svc_id;
 		lb_nat_touch(&nv, p, now);
-		if (bpf_map_update_elem(&rackd_lb_nat_v2, &fk, &nv, BPF_ANY)) {
-			bpf_map_delete_elem(&rackd_lb_nat_v2, &rk);
+		if (bpf_map_update_elem(&rackd_lb_nat_v3, &fk, &nv, BPF_ANY)) {
+			bpf_map_delete_elem(&rackd_lb_nat_v3, &rk);
 			return LB_DROP_REWRITE;
 		}
 	}
@@ -184,7 +184,7 @@ static __always_inline int lb_snat_rev(struct __sk_buff *skb, struct lb_pkt *p, 
 	__u32 svc_id;
 
 	rk.dir = LB_DIR_NAT_IN;
-	rv = bpf_map_lookup_elem(&rackd_lb_nat_v2, &rk);
+	rv = bpf_map_lookup_elem(&rackd_lb_nat_v3, &rk);
 	if (!rv || rv->expires_ns <= now)
 		return -1;
 	lb_nat_touch(rv, p, now);
@@ -202,12 +202,12 @@ static __always_inline int lb_snat_rev(struct __sk_buff *skb, struct lb_pkt *p, 
 		fk.dport = p->t.sport;
 		fk.proto = p->t.proto;
 		fk.dir = LB_DIR_NAT_OUT;
-		fv = bpf_map_lookup_elem(&rackd_lb_nat_v2, &fk);
+		fv = bpf_map_lookup_elem(&rackd_lb_nat_v3, &fk);
 		if (fv && (fv->expires_ns < rv->expires_ns || rv->state == LB_CT_CLOSING))
 			fv->expires_ns = rv->expires_ns;
 	}
 	if (svc_id) {
-		struct lb_rev_nat *rn = bpf_map_lookup_elem(&rackd_lb_revnat_v2, &svc_id);
+		struct lb_rev_nat *rn = bpf_map_lookup_elem(&rackd_lb_revnat_v3, &svc_id);
 
 		if (rn && (lb_set_addr(skb, p, 0, rn->addr) || lb_set_port(skb, p, 0, rn->port)))
 			return LB_DROP_REWRITE;

@@ -218,8 +218,10 @@ pub const SERVICE_LB: ProgramSpec = ProgramSpec {
     kind: ProgramKind::ServiceLb,
     name: "lb",
     // 2: Maglev chunks of 1,000 ids (were 1,024: a 4,096-byte value took an 8 KiB kernel
-    // allocation). Every other map kept its layout and is carried over from version 1.
-    version: 2,
+    // allocation). 3: the Maglev table as backend ids plus a one- or two-byte position per
+    // slot, in two generations (flag LB_SVC_LUT_ALT). Every other map kept its layout and is
+    // carried over from version 1.
+    version: 3,
     entry: "rackd_lb_in",
     attach: AttachPoint::TcIngress,
     // Before foreign programs so that a CNI's or kube-proxy's handling never
@@ -232,8 +234,11 @@ pub const SERVICE_LB: ProgramSpec = ProgramSpec {
     owner: None,
 };
 
-/// Every load-balancer map but the Maglev table (whose chunks changed in version 2) has
-/// kept its version 1 layout.
+/// Every load-balancer map but the Maglev table (whose chunks changed in versions 2 and 3)
+/// has kept its version 1 layout. The services map's values gained a flag in version 3
+/// (`LB_SVC_LUT_ALT`) that version 1 and 2 entries do not have: they name generation 0,
+/// which the new Maglev map does not hold until the controller writes it, as for any table
+/// of the older layouts.
 const LB_CARRIED: [CarriedMap; 17] = {
     const fn v1(base: &'static str) -> CarriedMap {
         CarriedMap { base, since: 1 }
@@ -400,8 +405,8 @@ mod tests {
             // at its owner's point names its own, see ProgramSpec::link_name).
             assert_ne!(spec.link_name(1), owner.spec().link_name(1));
         }
-        assert_eq!(ProgramKind::ServiceLbEgress.folder(2), "lb_v2");
-        assert_eq!(ProgramKind::ServiceLbEgress.parse_folder("lb_v2"), Some(2));
+        assert_eq!(ProgramKind::ServiceLbEgress.folder(3), "lb_v3");
+        assert_eq!(ProgramKind::ServiceLbEgress.parse_folder("lb_v3"), Some(3));
         assert_eq!(ProgramKind::ServiceLb.parse_folder("lb_egress_v1"), None);
     }
 

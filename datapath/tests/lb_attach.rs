@@ -109,7 +109,7 @@ fn program(lb: &mut ServiceLb) {
     }
     let m = lb.config().maglev_table_size as usize;
     for (id, vip) in [(1u32, VIP4), (2, VIP6)] {
-        let lut = vec![id; m];
+        let lut = rackd_types::maglev::MaglevTable::from_slot_ids(&vec![id; m]).unwrap();
         lb.upsert_service(
             &Frontend {
                 addr: vip.parse().unwrap(),
@@ -376,7 +376,7 @@ fn a_layout_upgrade_carries_flows_and_services_and_starts_maglev_afresh() {
     std::fs::rename(&dir, &old).unwrap();
     for e in std::fs::read_dir(&old).unwrap() {
         let name = e.unwrap().file_name().into_string().unwrap();
-        if let Some(base) = name.strip_suffix("_v2") {
+        if let Some(base) = name.strip_suffix("_v3") {
             std::fs::rename(old.join(&name), old.join(format!("{base}_v1"))).unwrap();
         }
     }
@@ -387,7 +387,7 @@ fn a_layout_upgrade_carries_flows_and_services_and_starts_maglev_afresh() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     folders.sort();
-    assert_eq!(folders, ["lb_v2"], "the old folder is gone");
+    assert_eq!(folders, ["lb_v3"], "the old folder is gone");
     assert_eq!(lb.attached().unwrap(), [va], "the old link was adopted");
     assert_eq!(lb.ct_entries().unwrap().len(), flows, "flows carried over");
     let services = lb.services().unwrap();

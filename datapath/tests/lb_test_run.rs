@@ -20,6 +20,7 @@ use datapath::lb::*;
 use ipnet::IpNet;
 use lbfx::*;
 use lbpkt::*;
+use rackd_types::maglev::Slots;
 
 /// DNAT to a local backend, both families and protocols: the exact frame a
 /// fresh builder makes for the translated tuple (so every checksum is
@@ -115,26 +116,21 @@ fn backend_of(out: &[u8], by_addr: &BTreeMap<IpAddr, u32>) -> u32 {
     by_addr[&parse(out).dst]
 }
 
-/// A table of several chunks (M = 4093: chunks of 1,000 slots, the last one of 93): each
-/// chunk names its own backend, and new flows reach every one of them in proportion to its
-/// slots. A wrong chunk number or offset in the program (e.g. 1,024-slot arithmetic) would
-/// starve the last chunk or skew the shares.
-#[test]
-fn every_chunk_of_a_large_table_is_read() {
+/// Runs 2,000 new flows into `table` (M = 4093) over backends `1..=backends` and checks
+/// that each backend gets its share of the slots, within 4 standard deviations, and that no
+/// lookup missed.
+fn flows_follow_the_slots(table: &MaglevTable, backends: u32) {
     const BIG: u32 = 4093;
     let mut cfg = small();
     cfg.maglev_table_size = BIG;
     let mut fx = fixture_with(cfg);
     let fam = v4();
     let mut by_addr = BTreeMap::new();
-    let chunks = BIG.div_ceil(LUT_CHUNK as u32);
-    assert_eq!(chunks, 5);
-    for id in 1..=chunks {
+    for id in 1..=backends {
         let a = IpAddr::V4(Ipv4Addr::new(10, 244, 1, u8::try_from(id).unwrap()));
         backend(&mut fx.lb, id, a, 8080, L4Proto::Tcp, true);
         by_addr.insert(a, id);
     }
-    let table: Vec<u32> = (0..BIG).map(|slot| slot / LUT_CHUNK as u32 + 1).collect();
     let f = fe(fam.vip, 80, L4Proto::Tcp);
     fx.lb
         .upsert_service(
@@ -143,7 +139,7 @@ fn every_chunk_of_a_large_table_is_read() {
                 id: 9,
                 local_only: false,
                 affinity_timeout: None,
-                lut: &table,
+                lut: table,
                 source_ranges: &[],
             },
         )
@@ -160,17 +156,20 @@ fn every_chunk_of_a_large_table_is_read() {
         assert_eq!(out.verdict, OK);
         *hits.entry(backend_of(&out.packet, &by_addr)).or_default() += 1;
     }
-    // Expected shares: 1000/4093 of the flows for chunks 1-4 (about 489 of 2,000), 93/4093
-    // for the last (about 45); the bounds are over 4 standard deviations wide.
-    for id in 1..=4 {
-        let n = hits.get(&id).copied().unwrap_or(0);
+    let mut slots = BTreeMap::<u32, u32>::new();
+    for id in table.slot_ids() {
+        *slots.entry(id).or_default() += 1;
+    }
+    for id in 1..=backends {
+        let p = f64::from(slots.get(&id).copied().unwrap_or(0)) / f64::from(BIG);
+        let want = p * f64::from(flows);
+        let sd = (want * (1.0 - p)).sqrt();
+        let got = f64::from(hits.get(&id).copied().unwrap_or(0));
         assert!(
-            (400..=580).contains(&n),
-            "chunk {id}: {n} of {flows}: {hits:?}"
+            (got - want).abs() <= 4.0 * sd + 3.0,
+            "backend {id}: {got} flows, {want:.0} expected: {hits:?}"
         );
     }
-    let last = hits.get(&5).copied().unwrap_or(0);
-    assert!((18..=75).contains(&last), "last chunk: {last}: {hits:?}");
     let c = fx.lb.counters().unwrap();
     assert!(
         c.drops
@@ -178,6 +177,129 @@ fn every_chunk_of_a_large_table_is_read() {
             .all(|(r, n)| *r != DropReason::LutMiss || *n == 0),
         "{c:?}"
     );
+}
+
+/// Chunk of the byte at `offset` of an encoded table.
+fn chunk_at(offset: usize) -> usize {
+    offset / LUT_BYTES
+}
+
+/// A one-byte table of two chunks (M = 4093, 5 backends: 20 bytes of ids, then slots): the
+/// slots of each chunk name their own backends, so a wrong chunk number or offset in the
+/// program (e.g. positions read as four-byte ids, or the id list not skipped) starves some
+/// backends or skews the shares.
+#[test]
+fn every_chunk_of_a_one_byte_table_is_read() {
+    let n = 5usize;
+    let positions: Vec<u8> = (0..4093usize)
+        .map(|s| {
+            let k = chunk_at(4 * n + s);
+            u8::try_from(2 * k + s % 2).unwrap()
+        })
+        .collect();
+    let table = MaglevTable::new((1..=5).collect(), Slots::Narrow(positions.into())).unwrap();
+    assert_eq!(table.width(), 1);
+    assert_eq!(lut_chunks(n, 4093), 2);
+    flows_follow_the_slots(&table, 5);
+}
+
+/// A two-byte table of four chunks (M = 4093, 1,100 positions: 4,400 bytes of ids spanning
+/// chunks 0 and 1, then two bytes per slot in chunks 1 to 3): each backend stands for one
+/// (chunk of the slot, chunk of the id) pair.
+#[test]
+fn every_chunk_of_a_two_byte_table_is_read() {
+    let n = 1100usize;
+    // Positions 0, 1, 2 (ids in chunk 0) name backends 1-3, positions 1001-1003 (ids in
+    // chunk 1) backends 4-6; the other positions backend 7, which no slot names.
+    let ids: Vec<u32> = (0..n)
+        .map(|p| match p {
+            0..=2 => u32::try_from(p).unwrap() + 1,
+            1001..=1003 => u32::try_from(p).unwrap() - 997,
+            _ => 7,
+        })
+        .collect();
+    let positions: Vec<u16> = (0..4093usize)
+        .map(|s| {
+            let k = u16::try_from(chunk_at(4 * n + 2 * s)).unwrap(); // 1..=3
+            if s % 2 == 0 { k - 1 } else { 1000 + k }
+        })
+        .collect();
+    let table = MaglevTable::new(ids, Slots::Wide(positions.into())).unwrap();
+    assert_eq!(table.width(), 2);
+    assert_eq!(lut_chunks(n, 4093), 4);
+    flows_follow_the_slots(&table, 7);
+}
+
+/// A new table is written under the other generation and switched to in one update: chunks
+/// being written are not read before the switch, and the old generation is deleted after.
+#[test]
+fn a_table_being_written_is_not_read_until_the_switch() {
+    let mut fx = fixture();
+    let fam = v4();
+    let (a, b) = (
+        IpAddr::V4(Ipv4Addr::new(10, 244, 1, 1)),
+        IpAddr::V4(Ipv4Addr::new(10, 244, 1, 2)),
+    );
+    backend(&mut fx.lb, 1, a, 8080, L4Proto::Tcp, true);
+    backend(&mut fx.lb, 2, b, 8080, L4Proto::Tcp, true);
+    let f = fe(fam.vip, 80, L4Proto::Tcp);
+    service(&mut fx.lb, f, 9, &[1]);
+    let dst = |fx: &Fx, sport: u16| {
+        let out = run(
+            &fx.lb,
+            LbHook::Ingress,
+            &frame(fam.client, fam.vip, &tcp(sport, 80, SYN)),
+        );
+        assert_eq!(out.verdict, OK);
+        parse(&out.packet).dst
+    };
+    let mut maglev: aya::maps::HashMap<_, LutKey, LutChunk> =
+        aya::maps::HashMap::try_from(aya::maps::Map::HashMap(
+            aya::maps::MapData::from_pin(fx.lb.pin_dir().join(MAP_MAGLEV)).unwrap(),
+        ))
+        .unwrap();
+    let keys = |m: &aya::maps::HashMap<_, LutKey, LutChunk>| {
+        let mut k: Vec<(u32, u32)> = m
+            .keys()
+            .map(|k| k.unwrap())
+            .map(|k| (k.svc_id, k.chunk))
+            .collect();
+        k.sort_unstable();
+        k
+    };
+    assert_eq!(keys(&maglev), [(9, 0)], "generation 0, one chunk");
+    // Half a table of backend 2 under the other generation, as a writer would leave it.
+    let mut bytes = Vec::new();
+    lut(&[2]).encode_into(&mut bytes);
+    let mut v = LutChunk {
+        bytes: [0; LUT_BYTES],
+    };
+    v.bytes[..bytes.len().min(LUT_BYTES)].copy_from_slice(&bytes[..bytes.len().min(LUT_BYTES)]);
+    maglev
+        .insert(
+            LutKey {
+                svc_id: 9,
+                chunk: LUT_ALT,
+            },
+            v,
+            0,
+        )
+        .unwrap();
+    for sport in 30000..30050 {
+        assert_eq!(dst(&fx, sport), a, "the table in use is whole");
+    }
+    // The switch: new flows follow the new table, the old generation is gone.
+    service(&mut fx.lb, f, 9, &[2]);
+    for sport in 31000..31050 {
+        assert_eq!(dst(&fx, sport), b, "the new table");
+    }
+    assert_eq!(keys(&maglev), [(9, LUT_ALT)]);
+    // And back to generation 0.
+    service(&mut fx.lb, f, 9, &[1]);
+    assert_eq!(dst(&fx, 32000), a);
+    assert_eq!(keys(&maglev), [(9, 0)]);
+    let s = fx.lb.services().unwrap();
+    assert_eq!(s[0].backends, [(BackendId(1), M)]);
 }
 
 /// An existing flow keeps its backend when the table changes; new flows

@@ -141,7 +141,7 @@ fn every_pinned_map_carries_its_program_version() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     top.sort();
-    assert_eq!(top, ["l2_responder_v1", "lb_v2", "probe_v1"]);
+    assert_eq!(top, ["l2_responder_v1", "lb_v3", "probe_v1"]);
     lb.uninstall().unwrap();
     r.uninstall().unwrap();
     assert!(dir.path().exists(), "the probe's folder keeps the root");

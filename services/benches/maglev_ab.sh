@@ -1,25 +1,24 @@
 #!/usr/bin/env bash
-# A/B of one Maglev table (M = 16381, 10 and 100 backends) between services/src/maglev.rs as of
-# commit OLD and the working tree's, with the Criterion bench `maglev`; writes OUT (JSON: both
-# medians with their confidence intervals, date, commit, machine). The working tree's file is
-# restored afterwards, also on failure.
+# A/B of one Maglev table (M = 16381, 10 and 100 backends) between the Criterion bench `maglev`
+# of commit OLD (built in a temporary worktree, so its whole crate is OLD's: the table's type
+# may differ) and the working tree's; writes OUT (JSON: both medians with their confidence
+# intervals, date, commit, machine). The worktree is removed afterwards, also on failure.
 #
 #   services/benches/maglev_ab.sh OLD OUT
-#   e.g. services/benches/maglev_ab.sh 8dd1a5b~1 services/benches/data/maglev-table-2026-12-07.json
+#   e.g. services/benches/maglev_ab.sh 43d761c services/benches/data/maglev-table-2026-12-07b.json
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 old=$1 out=$2
-f=services/src/maglev.rs
-keep=$(mktemp)
-cp "$f" "$keep"
-trap 'cp "$keep" "$f"; rm -f "$keep"' EXIT
+root=$(pwd)
+wt=$(mktemp -d)
+rmdir "$wt"
+git worktree add -q --detach "$wt" "$old"
+trap 'git worktree remove --force "$wt"' EXIT
 bench() {
-  cargo bench -q -p rackd-services --bench maglev -- --warm-up-time 2 --measurement-time 8 \
-    --save-baseline "$1" >/dev/null 2>&1
+  CARGO_TARGET_DIR="$root/target" cargo bench -q -p rackd-services --bench maglev -- \
+    --warm-up-time 2 --measurement-time 8 --save-baseline "$1" >/dev/null 2>&1
 }
-git show "$old:$f" >"$f"
-bench ab-old
-cp "$keep" "$f"
+(cd "$wt" && bench ab-old)
 bench ab-new
 python3 - "$old" "$out" <<'PY'
 import json, subprocess, sys, platform, datetime, os

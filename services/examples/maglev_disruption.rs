@@ -53,12 +53,15 @@ fn main() {
             seed: HashSeed::default(),
         };
         let bs = backends(n);
-        let before = lookup_table(&cfg, &bs);
+        let table = |bs: &[MaglevBackend]| -> Vec<u32> {
+            lookup_table(&cfg, bs).unwrap().slot_ids().collect()
+        };
+        let before = table(&bs);
         let mut others_moved = Vec::new();
         for r in 0..n.min(20) {
             let removed = bs[r as usize].id;
             let rest: Vec<_> = bs.iter().filter(|b| b.id != removed).cloned().collect();
-            let after = lookup_table(&cfg, &rest);
+            let after = table(&rest);
             let others = before
                 .iter()
                 .zip(&after)

@@ -22,6 +22,11 @@ fn backends(n: u32) -> Vec<MaglevBackend> {
         .collect()
 }
 
+/// The table in Cilium's form (a backend id per slot), which these tests compare.
+fn lookup_table(cfg: &MaglevConfig, bs: &[MaglevBackend]) -> Vec<u32> {
+    super::lookup_table(cfg, bs).unwrap().slot_ids().collect()
+}
+
 fn cfg(m: u32) -> MaglevConfig {
     MaglevConfig {
         table_size: TableSize::new(m.into()).unwrap(),
@@ -361,7 +366,8 @@ fn reference_table(cfg: &MaglevConfig, backends: &[MaglevBackend]) -> Vec<u32> {
 #[test]
 fn same_table_as_the_papers_pseudocode() {
     for m in [251u32, 1021, 16381] {
-        for n in [1u32, 2, 3, 10, 100, 250] {
+        // 255 and 256: the last count of one-byte positions and the first of two.
+        for n in [1u32, 2, 3, 10, 100, 250, 255, 256, 300] {
             let bs = backends(n);
             assert_eq!(
                 lookup_table(&cfg(m), &bs),
@@ -390,4 +396,35 @@ fn same_table_as_the_papers_pseudocode() {
             );
         }
     }
+}
+
+#[test]
+fn positions_follow_the_sorted_keys_in_one_or_two_bytes() {
+    for (n, width) in [(10u32, 1usize), (255, 1), (256, 2), (400, 2)] {
+        let mut bs = backends(n);
+        bs.reverse();
+        let t = super::lookup_table(&cfg(16381), &bs).unwrap();
+        assert_eq!((t.len(), t.width()), (16381, width), "{n} backends");
+        let mut sorted = bs.clone();
+        sorted.sort_by(|a, b| a.key.cmp(&b.key));
+        let ids: Vec<u32> = sorted.iter().map(|b| b.id).collect();
+        assert_eq!(t.ids(), &ids[..], "{n} backends");
+        // Every backend has a slot, as ⌊M/N⌋ ≥ 1 promises.
+        assert!(t.slots_per_backend().iter().all(|(_, c)| *c > 0));
+    }
+}
+
+#[test]
+fn more_backends_than_positions_is_an_error() {
+    let bs: Vec<MaglevBackend> = (0..=rackd_types::maglev::MAX_BACKENDS as u32)
+        .map(|i| MaglevBackend {
+            key: format!("[{i}]"),
+            id: i + 1,
+            weight: DEFAULT_WEIGHT,
+        })
+        .collect();
+    assert_eq!(
+        super::lookup_table(&cfg(131071), &bs),
+        Err(TableError::TooManyBackends { count: 65536 })
+    );
 }

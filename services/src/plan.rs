@@ -17,6 +17,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::ids::{BackendId, IdAllocator, IdError, ServiceId};
+use rackd_types::maglev::{MAX_BACKENDS, MaglevTable};
+
 use crate::maglev::{DEFAULT_WEIGHT, MaglevBackend, MaglevConfig, lookup_table};
 use crate::table::{Backend, Frontend, ServiceEntry, ServiceTable};
 
@@ -35,8 +37,8 @@ pub struct ServiceValue {
     pub source_ranges: Option<Vec<IpNet>>,
     /// Number of distinct backends.
     pub backend_count: u32,
-    /// Maglev table: `M` backend ids, empty when there is no backend.
-    pub lut: Arc<[u32]>,
+    /// Maglev table, empty when there is no backend.
+    pub lut: Arc<MaglevTable>,
 }
 
 /// One map operation.
@@ -70,15 +72,29 @@ pub enum Op {
     },
 }
 
+/// Why a frontend could not be programmed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// Out of service or backend ids.
+    #[error(transparent)]
+    Ids(#[from] IdError),
+    /// More backends than a Maglev table can hold.
+    #[error("{count} backends, a Maglev table holds at most {MAX_BACKENDS}")]
+    TooManyBackends {
+        /// How many the frontend has.
+        count: usize,
+    },
+}
+
 /// A frontend that could not be programmed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("frontend {frontend} not programmed: {error}")]
 pub struct PlanFailure {
     /// Which.
     pub frontend: Frontend,
-    /// Why (out of ids); retried by the next plan.
+    /// Why; retried by the next plan.
     #[source]
-    pub error: IdError,
+    pub error: PlanError,
 }
 
 /// The operations, in order, and what could not be done.
@@ -178,12 +194,22 @@ impl Planner {
             let id = match self.ids.acquire_service(&f) {
                 Ok(id) => id,
                 Err(error) => {
-                    plan.failures.push(PlanFailure { frontend: f, error });
+                    plan.failures.push(PlanFailure {
+                        frontend: f,
+                        error: error.into(),
+                    });
                     self.retry.insert(f);
                     continue;
                 }
             };
-            let lut_in = match self.acquire_backends(new) {
+            let lut_in = if new.backends.len() > MAX_BACKENDS {
+                Err(PlanError::TooManyBackends {
+                    count: new.backends.len(),
+                })
+            } else {
+                self.acquire_backends(new).map_err(PlanError::from)
+            };
+            let lut_in = match lut_in {
                 Ok(l) => l,
                 Err(error) => {
                     if !had_id {
@@ -209,7 +235,7 @@ impl Planner {
                     affinity_timeout: new.affinity_timeout,
                     source_ranges: new.source_ranges.clone(),
                     backend_count: u32::try_from(lut_in.len()).unwrap_or(u32::MAX),
-                    lut: Arc::from([]),
+                    lut: Arc::new(MaglevTable::empty()),
                 },
             });
             lut_inputs.push(lut_in);
@@ -312,25 +338,18 @@ const PARALLEL_TABLES: usize = 64;
 
 /// The Maglev tables of `inputs`, in order: on every available core when there are many (a
 /// full programming of 27,000 Services at M = 16381 is seconds of CPU on one core).
-fn lookup_tables(cfg: &MaglevConfig, inputs: &[Vec<MaglevBackend>]) -> Vec<Arc<[u32]>> {
+fn lookup_tables(cfg: &MaglevConfig, inputs: &[Vec<MaglevBackend>]) -> Vec<Arc<MaglevTable>> {
+    // The plan refused frontends with more backends than a table holds, the only error.
+    let table = |b: &Vec<MaglevBackend>| Arc::new(lookup_table(cfg, b).unwrap_or_default());
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     if threads < 2 || inputs.len() < PARALLEL_TABLES {
-        return inputs
-            .iter()
-            .map(|b| Arc::from(lookup_table(cfg, b)))
-            .collect();
+        return inputs.iter().map(table).collect();
     }
     let chunk = inputs.len().div_ceil(threads);
     std::thread::scope(|s| {
         let handles: Vec<_> = inputs
             .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|b| Arc::from(lookup_table(cfg, b)))
-                        .collect::<Vec<Arc<[u32]>>>()
-                })
-            })
+            .map(|part| s.spawn(move || part.iter().map(table).collect::<Vec<Arc<MaglevTable>>>()))
             .collect();
         handles
             .into_iter()

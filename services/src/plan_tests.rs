@@ -40,7 +40,7 @@ impl Maps {
                 }
             }
             for (f, v) in &self.services {
-                for id in v.lut.iter() {
+                for id in v.lut.ids() {
                     assert!(
                         self.backends.contains_key(&BackendId(*id)),
                         "{f}: slot names missing {id}"
@@ -79,7 +79,7 @@ fn expected(desired: &ServiceTable, ids: &IdAllocator) -> Maps {
                 affinity_timeout: e.affinity_timeout,
                 source_ranges: e.source_ranges.clone(),
                 backend_count: lut_in.len() as u32,
-                lut: lookup_table(&cfg(), &lut_in).into(),
+                lut: Arc::new(lookup_table(&cfg(), &lut_in).unwrap()),
             },
         );
         for r in &e.backends {
@@ -272,7 +272,7 @@ fn restart_keeps_ids_and_prunes_the_rest() {
             affinity_timeout: None,
             source_ranges: None,
             backend_count: 0,
-            lut: Arc::from(Vec::new()),
+            lut: Arc::new(MaglevTable::empty()),
         },
     );
     maps.backends.insert(
@@ -311,4 +311,64 @@ fn restart_keeps_ids_and_prunes_the_rest() {
     }
     maps.apply(&p2.prune_restored().ops);
     assert_eq!(maps, expected(&desired, p2.ids()));
+}
+
+/// A frontend with more backends than a Maglev table holds is refused with a typed failure
+/// (and retried), takes no ids, and leaves the other frontends programmed.
+#[test]
+fn more_backends_than_a_table_holds_is_a_failure() {
+    let svc: ServiceName = ("ns".into(), "huge".into());
+    let backends: Vec<BackendRef> = (0..=rackd_types::maglev::MAX_BACKENDS as u32)
+        .map(|i| BackendRef {
+            backend: Backend {
+                addr: Ipv4Addr::from(0x0a00_0000 + i).into(),
+                port: 8080,
+                proto: L4Proto::Tcp,
+            },
+            local: false,
+        })
+        .collect();
+    let entry = |backends: Vec<BackendRef>| ServiceEntry {
+        service: svc.clone(),
+        backends,
+        local_only: false,
+        affinity_timeout: None,
+        source_ranges: None,
+    };
+    let mut t = ServiceTable::default();
+    t.set_service(
+        &svc,
+        vec![
+            (fe(1, 80), entry(backends)),
+            (
+                fe(2, 80),
+                entry(vec![BackendRef {
+                    backend: be(1),
+                    local: false,
+                }]),
+            ),
+        ],
+    );
+    let mut p = Planner::new(cfg(), IdAllocator::new());
+    let plan = p.plan(&t);
+    assert_eq!(
+        plan.failures,
+        [PlanFailure {
+            frontend: fe(1, 80),
+            error: PlanError::TooManyBackends { count: 65536 },
+        }]
+    );
+    assert!(p.ids().service(&fe(1, 80)).is_none(), "no id kept");
+    // The positive control: the other frontend is programmed.
+    assert!(
+        plan.ops
+            .iter()
+            .any(|op| matches!(op, Op::UpsertService { frontend, .. } if *frontend == fe(2, 80)))
+    );
+    assert!(
+        !plan
+            .ops
+            .iter()
+            .any(|op| matches!(op, Op::UpsertService { frontend, .. } if *frontend == fe(1, 80)))
+    );
 }

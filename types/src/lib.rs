@@ -10,6 +10,7 @@
 //! - [`SessionState`]: the RFC 4271 §8.2.2 BGP session states, with Cilium's names.
 //! - [`cilium`]: Cilium's LoadBalancer classes, annotations and labels.
 //! - [`service`]: the service datapath's frontend, backend and protocol.
+//! - [`maglev`]: a Maglev lookup table in the compact form the datapath stores.
 //! - [`reader::Reader`]: the bounds-checked cursor every decoder reads untrusted bytes with.
 //!
 //! No I/O, no dependencies beyond `serde`.
@@ -17,6 +18,7 @@
 pub mod cilium;
 pub mod condition;
 mod family;
+pub mod maglev;
 mod object;
 pub mod reader;
 pub mod service;

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Prints the non-zero slots of rackd_lb_drops_v2 and rackd_lb_events_v2 (summed over CPUs) of the
+# Prints the non-zero slots of rackd_lb_drops_v3 and rackd_lb_events_v3 (summed over CPUs) of the
 # newest svc-bench pin root, i.e. of a running `svc-bench forward --mode masq-rackd` (root).
 # Slots: datapath/bpf/lb_common.h (LB_DROP_*, LB_EV_*: 0 = NAT port-allocation retries).
-d=$(ls -dt /sys/fs/bpf/svc-bench-rackd-*/lb_v2 2>/dev/null | head -1)
-for n in rackd_lb_drops_v2 rackd_lb_events_v2; do
+d=$(ls -dt /sys/fs/bpf/svc-bench-rackd-*/lb_v3 2>/dev/null | head -1)
+for n in rackd_lb_drops_v3 rackd_lb_events_v3; do
   bpftool -j map dump pinned $d/$n | python3 -c "
 import json,sys
 for e in json.load(sys.stdin):

@@ -1,7 +1,7 @@
-//! The BPF floor: the same Services written into BPF hash maps shaped like the brief's
-//! `rackd_lb_*_v1` maps as branch i15-dp lays them out (16-byte addresses, no preallocation, a
-//! Maglev LUT of M backend ids per Service in chunks of 1000), with raw `bpf(2)` calls and no
-//! program attached.
+//! The BPF floor: the same Services written into BPF hash maps shaped like rackd's
+//! `rackd_lb_*_v3` maps (16-byte addresses, no preallocation, a Maglev LUT per Service of its
+//! backend ids then a one-byte position per slot, two bytes from 256 backends, in chunks of
+//! 4,000 bytes), with raw `bpf(2)` calls and no program attached.
 //!
 //! This is not rackd. It is what any BPF implementation of the brief's design must pay at
 //! least (the kernel's map updates, plus computing the Maglev tables), measured in the same run
@@ -26,9 +26,9 @@ const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_TYPE_HASH: u32 = 1;
 /// Allocate elements on update, as every `rackd_lb_*_v1` hash map does.
 const BPF_F_NO_PREALLOC: u32 = 1;
-/// Slots per LUT chunk (`LB_LUT_CHUNK` in datapath/bpf/lb_common.h): the LUT map's key is
-/// (service id, chunk), its value 1000 backend ids.
-pub const LUT_CHUNK: usize = datapath::lb::LUT_CHUNK;
+/// Bytes per LUT chunk (`LB_LUT_BYTES` in datapath/bpf/lb_common.h): the LUT map's key is
+/// (service id, chunk), its value 4,000 bytes of the encoded table.
+pub const LUT_BYTES: usize = datapath::lb::LUT_BYTES;
 /// Entries per `BPF_MAP_UPDATE_BATCH` call (bounds our buffers for the 64 KiB LUT values).
 const BATCH: usize = 1024;
 
@@ -183,8 +183,8 @@ fn h(seed: u64, name: &str) -> u64 {
 }
 
 /// Maglev population (Eisenbud et al., NSDI 2016, pseudo-code 1): `m` slots (a prime) filled
-/// with indexes into `backends`.
-pub fn maglev(backends: &[String], m: u32) -> Vec<u32> {
+/// with indexes into `backends` (fewer than 65,535).
+pub fn maglev(backends: &[String], m: u32) -> Vec<u16> {
     let n = backends.len();
     if n == 0 || m < 2 {
         return Vec::new();
@@ -205,16 +205,16 @@ pub fn maglev(backends: &[String], m: u32) -> Vec<u32> {
         let x = c + skip;
         if x >= m { x - m } else { x }
     };
-    let mut lut = vec![u32::MAX; m as usize];
+    let mut lut = vec![u16::MAX; m as usize];
     let mut filled = 0u32;
     'outer: loop {
         for (i, (pos, skip)) in perm.iter_mut().enumerate() {
             let mut c = *pos;
-            while lut.get(c as usize).is_some_and(|&x| x != u32::MAX) {
+            while lut.get(c as usize).is_some_and(|&x| x != u16::MAX) {
                 c = step(c, *skip);
             }
             if let Some(slot) = lut.get_mut(c as usize) {
-                *slot = u32::try_from(i).unwrap_or(u32::MAX);
+                *slot = u16::try_from(i).unwrap_or(u16::MAX);
             }
             *pos = step(c, *skip);
             filled += 1;
@@ -236,8 +236,8 @@ pub struct Floor {
 }
 
 impl Floor {
-    /// Creates empty maps sized for `w` with LUTs of `lut_size` slots, laid out as i15-dp's
-    /// `rackd_lb_*_v2` maps (hash maps without preallocation; the LUT in chunks of 1000).
+    /// Creates empty maps sized for `w` with LUTs of `lut_size` slots, laid out as rackd's
+    /// `rackd_lb_*_v3` maps (hash maps without preallocation; the LUT in 4,000-byte chunks).
     pub fn create(w: &Workload, lut_size: u32) -> Result<Self> {
         let be_max = u32::try_from(w.endpoints() + 16)
             .map_err(|_| Error::Config("too many endpoints".into()))?;
@@ -246,8 +246,9 @@ impl Floor {
             backends: Map::hash(4, 20, be_max)?,
             luts: Map::hash(
                 8,
-                LUT_CHUNK * 4,
-                w.services.saturating_mul(chunks(lut_size)),
+                LUT_BYTES,
+                w.services
+                    .saturating_mul(datapath::lb::lut_chunks(w.backends as usize, lut_size)),
             )?,
             lut_size,
         })
@@ -256,12 +257,26 @@ impl Floor {
     fn table(&self, w: &Workload, id: u32, s: &ServiceSpec) -> Vec<u8> {
         let names: Vec<String> = s.endpoints.iter().map(|e| e.to_string()).collect();
         let base = id.saturating_mul(w.backends);
-        let mut bytes = Vec::with_capacity(self.lut_size as usize * 4);
-        for idx in maglev(&names, self.lut_size) {
-            bytes.extend_from_slice(&base.saturating_add(idx).to_ne_bytes());
+        let n = names.len();
+        let chunks = datapath::lb::lut_chunks(n, self.lut_size) as usize;
+        let mut bytes = Vec::with_capacity(chunks * LUT_BYTES);
+        for j in (0u32..).take(n) {
+            bytes.extend_from_slice(&base.saturating_add(j).to_ne_bytes());
         }
-        // The last chunk is padded with zeros (never read: slots stop at M).
-        bytes.resize(chunks(self.lut_size) as usize * LUT_CHUNK * 4, 0);
+        let positions = maglev(&names, self.lut_size);
+        if n <= rackd_types::maglev::NARROW_MAX {
+            bytes.extend(
+                positions
+                    .iter()
+                    .map(|p| u8::try_from(*p).unwrap_or(u8::MAX)),
+            );
+        } else {
+            for p in positions {
+                bytes.extend_from_slice(&p.to_ne_bytes());
+            }
+        }
+        // The last chunk is padded with zeros (never read: the table ends before).
+        bytes.resize(chunks * LUT_BYTES, 0);
         bytes
     }
 
@@ -308,7 +323,7 @@ impl Floor {
                 .update(&bid.to_ne_bytes(), &backend_value(ep))?;
             entries += 1;
         }
-        for (ids, chunk) in lut.chunks(LUT_CHUNK * 4).zip(0u32..) {
+        for (ids, chunk) in lut.chunks(LUT_BYTES).zip(0u32..) {
             self.luts.update(&lut_key(id, chunk), ids)?;
             entries += 1;
         }
@@ -335,11 +350,6 @@ impl Floor {
             entries,
         })
     }
-}
-
-/// LUT chunks per Service for table size `m`.
-fn chunks(m: u32) -> u32 {
-    m.div_ceil(LUT_CHUNK as u32)
 }
 
 fn lut_key(id: u32, chunk: u32) -> [u8; 8] {
@@ -379,7 +389,7 @@ fn write_batched(
                 bv.extend_from_slice(&backend_value(ep));
             }
             if let Some(t) = tables.get(id as usize) {
-                for (ids, chunk) in t.chunks(LUT_CHUNK * 4).zip(0u32..) {
+                for (ids, chunk) in t.chunks(LUT_BYTES).zip(0u32..) {
                     lk.extend_from_slice(&lut_key(id, chunk));
                     lv.extend_from_slice(ids);
                 }

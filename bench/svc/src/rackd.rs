@@ -388,7 +388,7 @@ pub fn attach_forwarding(setup: &ForwardingSetup<'_>) -> Result<Guard> {
                     weight: rackd_services::maglev::DEFAULT_WEIGHT,
                 });
             }
-            let lut = lookup_table(&maglev, &mb);
+            let lut = lookup_table(&maglev, &mb).map_err(|e| err("Maglev table", e))?;
             lb.upsert_service(
                 &Frontend {
                     addr: IpAddr::V4(*setup.vip.ip()),

@@ -100,7 +100,7 @@ fn setup() -> ServiceLb {
                     },
                 )
                 .expect("backend");
-                let lut = vec![id; 251];
+                let lut = rackd_types::maglev::MaglevTable::from_slot_ids(&[id; 251]).expect("table");
                 let range: ipnet::IpNet = if fam == 0 {
                     "198.51.100.0/24"
                 } else {
@@ -137,7 +137,7 @@ fn setup() -> ServiceLb {
                 id: 100 + fam,
                 local_only: false,
                 affinity_timeout: None,
-                lut: &[],
+                lut: &rackd_types::maglev::MaglevTable::empty(),
                 source_ranges: &[],
             },
         )

@@ -1,6 +1,6 @@
 //! The egress gateway's half of the load balancer's maps (`bpf/lb_egw.h`): the policy
 //! map, rendered per node by the controller into [`EgressRule`]s, the tunnel settings and
-//! the counters. Pinned beside the load balancer's maps in `lb_v2/` and adopted with them.
+//! the counters. Pinned beside the load balancer's maps in `lb_v3/` and adopted with them.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

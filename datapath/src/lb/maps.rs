@@ -4,41 +4,41 @@
 
 /// Frontends: HASH `SvcKey -> SvcVal` (plus one address marker per frontend
 /// address: port 0, proto 0).
-pub const MAP_SERVICES: &str = "rackd_lb_services_v2";
+pub const MAP_SERVICES: &str = "rackd_lb_services_v3";
 /// Backends: HASH `u32 backend id -> BackendVal`.
-pub const MAP_BACKENDS: &str = "rackd_lb_backends_v2";
+pub const MAP_BACKENDS: &str = "rackd_lb_backends_v3";
 /// Maglev tables: HASH `LutKey -> LutChunk`.
-pub const MAP_MAGLEV: &str = "rackd_lb_maglev_v2";
+pub const MAP_MAGLEV: &str = "rackd_lb_maglev_v3";
 /// Frontend of each service id: HASH `u32 -> RevNat`.
-pub const MAP_REVNAT: &str = "rackd_lb_revnat_v2";
+pub const MAP_REVNAT: &str = "rackd_lb_revnat_v3";
 /// loadBalancerSourceRanges: LPM `{prefixlen; SrcRangeData} -> u8`.
-pub const MAP_SRCRANGE: &str = "rackd_lb_srcrange_v2";
+pub const MAP_SRCRANGE: &str = "rackd_lb_srcrange_v3";
 /// ClientIP affinity: LRU `AffinityKey -> AffinityVal`.
-pub const MAP_AFFINITY: &str = "rackd_lb_affinity_v2";
+pub const MAP_AFFINITY: &str = "rackd_lb_affinity_v3";
 /// Connection tracking: LRU `Tuple -> CtVal`.
-pub const MAP_CT: &str = "rackd_lb_ct_v2";
+pub const MAP_CT: &str = "rackd_lb_ct_v3";
 /// NAT mappings: LRU `Tuple -> NatVal`.
-pub const MAP_NAT: &str = "rackd_lb_nat_v2";
+pub const MAP_NAT: &str = "rackd_lb_nat_v3";
 /// Runtime configuration: ARRAY of one `Config`.
-pub const MAP_CONFIG: &str = "rackd_lb_config_v2";
+pub const MAP_CONFIG: &str = "rackd_lb_config_v3";
 /// SNAT address per device: HASH `u32 ifindex -> Device`.
-pub const MAP_DEVICES: &str = "rackd_lb_devices_v2";
+pub const MAP_DEVICES: &str = "rackd_lb_devices_v3";
 /// Masquerade sources (local pod CIDRs): LPM `{prefixlen; [u8; 16]} -> u8`.
-pub const MAP_MASQ_SRC: &str = "rackd_lb_masqsrc_v2";
+pub const MAP_MASQ_SRC: &str = "rackd_lb_masqsrc_v3";
 /// Destinations never masqueraded: LPM `{prefixlen; [u8; 16]} -> u8`.
-pub const MAP_NO_MASQ: &str = "rackd_lb_nomasq_v2";
+pub const MAP_NO_MASQ: &str = "rackd_lb_nomasq_v3";
 /// Per service id packets and bytes: PERCPU_HASH `u32 -> SvcMetrics`.
-pub const MAP_METRICS: &str = "rackd_lb_metrics_v2";
+pub const MAP_METRICS: &str = "rackd_lb_metrics_v3";
 /// Drops by reason: PERCPU_ARRAY of `u64`, [`DROP_SLOTS`] slots.
-pub const MAP_DROPS: &str = "rackd_lb_drops_v2";
+pub const MAP_DROPS: &str = "rackd_lb_drops_v3";
 /// Other events: PERCPU_ARRAY of `u64`, [`EVENT_SLOTS`] slots.
-pub const MAP_EVENTS: &str = "rackd_lb_events_v2";
+pub const MAP_EVENTS: &str = "rackd_lb_events_v3";
 /// Egress-gateway policy: LPM `{prefixlen; EgwKeyData} -> EgwEntry` (`bpf/lb_egw.h`).
-pub const MAP_EGW_POLICY: &str = "rackd_egw_policy_v2";
+pub const MAP_EGW_POLICY: &str = "rackd_egw_policy_v3";
 /// Egress-gateway settings: ARRAY of one `EgwConfig`.
-pub const MAP_EGW_CONFIG: &str = "rackd_egw_config_v2";
+pub const MAP_EGW_CONFIG: &str = "rackd_egw_config_v3";
 /// Egress-gateway counters: PERCPU_ARRAY of `u64`, [`EGW_STAT_SLOTS`] slots.
-pub const MAP_EGW_STATS: &str = "rackd_egw_stats_v2";
+pub const MAP_EGW_STATS: &str = "rackd_egw_stats_v3";
 /// Every map the load balancer pins.
 pub const ALL_MAPS: [&str; 18] = [
     MAP_SERVICES,
@@ -67,9 +67,11 @@ pub const PROG_OUT: &str = "rackd_lb_out";
 /// The egress gateway's tunnel-device program.
 pub const PROG_TUNNEL: &str = "rackd_egw_tunnel";
 
-/// Backend ids per LUT chunk (`LB_LUT_CHUNK`): 4,000 bytes, so that a chunk's hash element
-/// (header, key, value) fits the kernel's 4 KiB allocation size; 1,024 ids took 8 KiB each.
-pub const LUT_CHUNK: usize = 1000;
+/// Bytes per LUT chunk (`LB_LUT_BYTES`): 4,000, so that a chunk's hash element (header, key,
+/// value) fits the kernel's 4 KiB allocation size; 4,096 took 8 KiB each.
+pub const LUT_BYTES: usize = 4000;
+/// `LutKey::chunk` bit of the second generation of a table (`LB_LUT_ALT`).
+pub const LUT_ALT: u32 = 0x8000_0000;
 /// Largest Maglev table the program accepts (`LB_MAGLEV_MAX`).
 pub const MAGLEV_MAX: u32 = 131_071;
 /// NAT port allocation attempts (`LB_NAT_RETRIES`).
@@ -81,6 +83,8 @@ pub const SVC_LOCAL_ONLY: u32 = 1;
 pub const SVC_AFFINITY: u32 = 2;
 /// `SvcVal::flags`: loadBalancerSourceRanges present.
 pub const SVC_SRC_RANGES: u32 = 4;
+/// `SvcVal::flags`: the Maglev table is the generation in the [`LUT_ALT`] chunks.
+pub const SVC_LUT_ALT: u32 = 8;
 /// `BackendVal::flags`: the backend is on this node.
 pub const BACKEND_LOCAL: u8 = 1;
 
@@ -160,7 +164,8 @@ pub struct BackendVal {
 pub struct LutKey {
     /// Service id.
     pub svc_id: u32,
-    /// Chunk index (slot / [`LUT_CHUNK`]).
+    /// Chunk index (byte offset in the encoded table / [`LUT_BYTES`]), with [`LUT_ALT`] for
+    /// the second generation.
     pub chunk: u32,
 }
 
@@ -168,8 +173,9 @@ pub struct LutKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LutChunk {
-    /// Backend ids of slots `chunk * LUT_CHUNK ..`.
-    pub ids: [u32; LUT_CHUNK],
+    /// Bytes `chunk * LUT_BYTES ..` of the encoded table
+    /// ([`rackd_types::maglev::MaglevTable::encode_into`]).
+    pub bytes: [u8; LUT_BYTES],
 }
 
 /// `struct lb_rev_nat`.

@@ -1,7 +1,7 @@
 //! The service load balancer and masquerade ([`ServiceLb`]): the handle on
 //! `bpf/lb.bpf.c`'s two programs (`rackd_lb_in` at tc ingress,
 //! `rackd_lb_out` at tc egress of the node's network-facing devices) and
-//! their maps, pinned in the `lb_v2` folder and adopted across restarts like
+//! their maps, pinned in the `lb_v3` folder and adopted across restarts like
 //! the responder's. See README.md ("The service load balancer") for the
 //! packet paths and the map layouts.
 //!
@@ -15,7 +15,7 @@ use flows::FlowMaps;
 mod maps;
 mod types;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -23,6 +23,7 @@ use std::time::Duration;
 use aya::maps::lpm_trie::{Key as LpmKey, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use ipnet::IpNet;
+use rackd_types::maglev::MaglevTable;
 
 pub use egress::{EgressAction, EgressCounters, EgressRule, EgressSync, EgressTunnel};
 pub use flows::LbReader;
@@ -97,8 +98,10 @@ fn marker_key(addr: [u8; 16]) -> SvcKey {
     }
 }
 
-fn chunks_of(m: u32) -> u32 {
-    m.div_ceil(LUT_CHUNK as u32)
+/// Chunks of a Maglev table of `backends` backends and `m` slots.
+pub fn lut_chunks(backends: usize, m: u32) -> u32 {
+    let bytes = 4 * backends + rackd_types::maglev::slot_width(backends) * m as usize;
+    u32::try_from(bytes.div_ceil(LUT_BYTES)).unwrap_or(u32::MAX)
 }
 
 /// Handle on the service load balancer (see the module docs). All calls
@@ -137,7 +140,7 @@ macro_rules! take {
 
 impl ServiceLb {
     /// Loads both programs under `pin_root` (mounting bpffs if needed),
-    /// reopening the maps pinned in `lb_v2/` (flows, NAT mappings and
+    /// reopening the maps pinned in `lb_v3/` (flows, NAT mappings and
     /// services survive a restart) or creating them with `cfg.sizes`,
     /// adopts every pinned link (ingress and egress) by switching it to the
     /// new programs, and writes the configuration (Maglev M, seed, NAT
@@ -243,7 +246,7 @@ impl ServiceLb {
         &self.prog.root
     }
 
-    /// The load balancer's folder under the pin root (`lb_v2`).
+    /// The load balancer's folder under the pin root (`lb_v3`).
     pub fn pin_dir(&self) -> &Path {
         &self.prog.dir
     }
@@ -311,11 +314,17 @@ impl ServiceLb {
     }
 
     /// Writes a frontend and what it does: reverse NAT entry, source ranges,
-    /// LUT chunks, counters, the address marker, then the frontend entry
+    /// Maglev table, counters, the address marker, then the frontend entry
     /// itself (so the program never sees it half-written). `entry.lut` has
-    /// exactly M backend ids (every one written by `upsert_backend`, of the
-    /// frontend's family), or none. Replaces a previous entry of the
+    /// exactly M slots naming backends written by `upsert_backend`, of the
+    /// frontend's family, or none. Replaces a previous entry of the
     /// frontend, including one with another id.
+    ///
+    /// The table is written under the generation the frontend does not use,
+    /// and the frontend entry switches to it in one update: a new flow picks
+    /// its backend from the old table or the new one, never a mix. An id
+    /// serves one frontend (as the planner allocates them): frontends sharing
+    /// an id would share one table and one generation.
     pub fn upsert_service(&mut self, f: &Frontend, entry: &ServiceEntry<'_>) -> Result<()> {
         let m = self.cfg.maglev_table_size;
         if entry.id == 0 {
@@ -324,12 +333,11 @@ impl ServiceLb {
         if !entry.lut.is_empty() && entry.lut.len() != m as usize {
             return Err(invalid(
                 "Maglev table",
-                format!("{} entries, the table size is {m}", entry.lut.len()),
+                format!("{} slots, the table size is {m}", entry.lut.len()),
             ));
         }
         let v4 = f.addr.is_ipv4();
-        let distinct: BTreeSet<u32> = entry.lut.iter().copied().collect();
-        for id in &distinct {
+        for id in entry.lut.ids() {
             let b = self
                 .backends
                 .get(id, 0)
@@ -351,6 +359,9 @@ impl ServiceLb {
         }
         let key = svc_key(f);
         let previous = self.services.get(&key, 0).ok();
+        // The generation not in use; a frontend new to this id starts with the first.
+        let alt = previous.is_some_and(|p| p.svc_id == entry.id && p.flags & SVC_LUT_ALT == 0);
+        let generation = if alt { LUT_ALT } else { 0 };
 
         let rn = RevNat {
             addr: key.addr,
@@ -361,21 +372,7 @@ impl ServiceLb {
             .insert(entry.id, rn, 0)
             .map_err(|e| Error::map(MAP_REVNAT, "insert", e))?;
         self.sync_source_ranges(entry.id, entry.source_ranges)?;
-        for (i, chunk) in entry.lut.chunks(LUT_CHUNK).enumerate() {
-            let mut v = LutChunk {
-                ids: [0; LUT_CHUNK],
-            };
-            if let Some(dst) = v.ids.get_mut(..chunk.len()) {
-                dst.copy_from_slice(chunk);
-            }
-            let k = LutKey {
-                svc_id: entry.id,
-                chunk: u32::try_from(i).map_err(|_| invalid("Maglev table", "too long"))?,
-            };
-            self.maglev
-                .insert(k, v, 0)
-                .map_err(|e| Error::map(MAP_MAGLEV, "insert", e))?;
-        }
+        let written = self.write_lut(entry.id, generation, entry.lut)?;
         match self
             .flows
             .metrics
@@ -402,23 +399,52 @@ impl ServiceLb {
         if !entry.source_ranges.is_empty() {
             flags |= SVC_SRC_RANGES;
         }
+        if alt {
+            flags |= SVC_LUT_ALT;
+        }
         let v = SvcVal {
             svc_id: entry.id,
             flags,
             affinity_timeout_s: timeout.unwrap_or(0),
-            backend_count: u32::try_from(distinct.len()).unwrap_or(u32::MAX),
+            // At most MAX_BACKENDS (MaglevTable's invariant).
+            backend_count: u32::try_from(entry.lut.ids().len()).unwrap_or(u32::MAX),
         };
         self.services
             .insert(key, v, 0)
             .map_err(|e| Error::map(MAP_SERVICES, "insert", e))?;
-        // A shorter table (none) leaves no stale chunks behind; another id's
-        // state goes entirely.
-        match previous {
-            Some(p) if p.svc_id != entry.id => self.forget_service_id(p.svc_id)?,
-            _ if entry.lut.is_empty() => self.delete_lut(entry.id)?,
-            _ => {}
+        // Another id's state goes entirely; of this id, the other generation and what this
+        // one held past its new end.
+        if let Some(p) = previous
+            && p.svc_id != entry.id
+        {
+            self.forget_service_id(p.svc_id)?;
         }
-        Ok(())
+        self.delete_lut_chunks(entry.id, generation ^ LUT_ALT, 0)?;
+        self.delete_lut_chunks(entry.id, generation, written)
+    }
+
+    /// Writes `lut` as chunks `0..` of `generation`; returns how many.
+    fn write_lut(&mut self, svc_id: u32, generation: u32, lut: &MaglevTable) -> Result<u32> {
+        let mut bytes = Vec::new();
+        lut.encode_into(&mut bytes);
+        let mut n = 0u32;
+        for piece in bytes.chunks(LUT_BYTES) {
+            let mut v = LutChunk {
+                bytes: [0; LUT_BYTES],
+            };
+            if let Some(dst) = v.bytes.get_mut(..piece.len()) {
+                dst.copy_from_slice(piece);
+            }
+            let k = LutKey {
+                svc_id,
+                chunk: n | generation,
+            };
+            self.maglev
+                .insert(k, v, 0)
+                .map_err(|e| Error::map(MAP_MAGLEV, "insert", e))?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     fn zero_metrics(&self) -> Result<PerCpuValues<SvcMetrics>> {
@@ -428,9 +454,14 @@ impl ServiceLb {
             .map_err(|e| Error::map(MAP_METRICS, "build", MapError::IoError(e)))
     }
 
-    fn delete_lut(&mut self, svc_id: u32) -> Result<()> {
-        for chunk in 0..chunks_of(MAGLEV_MAX) {
-            let k = LutKey { svc_id, chunk };
+    /// Deletes chunks `from..` of one generation of a table.
+    fn delete_lut_chunks(&mut self, svc_id: u32, generation: u32, from: u32) -> Result<()> {
+        let last = lut_chunks(rackd_types::maglev::MAX_BACKENDS, MAGLEV_MAX);
+        for chunk in from..last {
+            let k = LutKey {
+                svc_id,
+                chunk: chunk | generation,
+            };
             match self.maglev.remove(&k) {
                 Ok(()) => {}
                 // Chunks are written from 0 up: the first absent one ends them.
@@ -439,6 +470,35 @@ impl ServiceLb {
             }
         }
         Ok(())
+    }
+
+    fn delete_lut(&mut self, svc_id: u32) -> Result<()> {
+        self.delete_lut_chunks(svc_id, 0, 0)?;
+        self.delete_lut_chunks(svc_id, LUT_ALT, 0)
+    }
+
+    /// The table a frontend entry names, `None` when a chunk is missing or its bytes are
+    /// not a table (both mean new flows find no backend).
+    fn read_lut(&self, v: &SvcVal) -> Option<MaglevTable> {
+        let n = usize::try_from(v.backend_count).ok()?;
+        if n == 0 {
+            return Some(MaglevTable::empty());
+        }
+        let m = self.cfg.maglev_table_size;
+        let generation = if v.flags & SVC_LUT_ALT != 0 {
+            LUT_ALT
+        } else {
+            0
+        };
+        let mut bytes = Vec::new();
+        for chunk in 0..lut_chunks(n, m) {
+            let k = LutKey {
+                svc_id: v.svc_id,
+                chunk: chunk | generation,
+            };
+            bytes.extend_from_slice(&self.maglev.get(&k, 0).ok()?.bytes);
+        }
+        MaglevTable::decode(&bytes, n, m as usize).ok()
     }
 
     fn forget_service_id(&mut self, svc_id: u32) -> Result<()> {
@@ -557,24 +617,15 @@ impl ServiceLb {
             let Some(proto) = L4Proto::from_number(k.proto) else {
                 continue; // an address marker
             };
-            let mut counts: BTreeMap<u32, u32> = BTreeMap::new();
-            let m = self.cfg.maglev_table_size as usize;
-            for chunk in 0..chunks_of(self.cfg.maglev_table_size) {
-                let Ok(c) = self.maglev.get(
-                    &LutKey {
-                        svc_id: v.svc_id,
-                        chunk,
-                    },
-                    0,
-                ) else {
-                    break;
-                };
-                let start = chunk as usize * LUT_CHUNK;
-                let n = m.saturating_sub(start).min(LUT_CHUNK);
-                for id in c.ids.iter().take(n) {
-                    *counts.entry(*id).or_default() += 1;
-                }
-            }
+            let mut backends: Vec<(BackendId, u32)> = self
+                .read_lut(&v)
+                .map(|t| t.slots_per_backend())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(id, n)| (BackendId(id), n))
+                .collect();
+            backends.sort_unstable();
             out.push(ServiceDump {
                 frontend: Frontend {
                     addr: ip_of(k.addr),
@@ -586,11 +637,7 @@ impl ServiceLb {
                 affinity_timeout: (v.flags & SVC_AFFINITY != 0)
                     .then(|| Duration::from_secs(u64::from(v.affinity_timeout_s))),
                 source_ranges: v.flags & SVC_SRC_RANGES != 0,
-                backends: counts
-                    .into_iter()
-                    .filter(|(_, n)| v.backend_count > 0 && *n > 0)
-                    .map(|(id, n)| (BackendId(id), n))
-                    .collect(),
+                backends,
             });
         }
         out.sort_by_key(|s| s.frontend);

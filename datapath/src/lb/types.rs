@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use ipnet::IpNet;
+use rackd_types::maglev::MaglevTable;
 
 use super::maps;
 
@@ -24,8 +25,9 @@ pub struct LbSizes {
     pub ct: u32,
     /// NAT entries (LRU), two per translated flow.
     pub nat: u32,
-    /// Maglev LUT chunks of [`super::maps::LUT_CHUNK`] slots: a service takes
-    /// ceil(M / 1000).
+    /// Maglev LUT chunks of [`super::maps::LUT_BYTES`]: a service of N backends takes
+    /// ceil((4 N + M) / 4000) below 256 backends, ceil((4 N + 2 M) / 4000) from 256 on, and
+    /// twice that while its table is rewritten.
     pub lut_chunks: u32,
     /// Frontends (each frontend address also takes one marker entry) and reverse-NAT
     /// entries (Cilium's `--bpf-lb-map-max`).
@@ -47,11 +49,16 @@ impl Default for LbSizes {
 }
 
 impl LbSizes {
-    /// Room for `map_max` frontends and `map_max` backends with Maglev tables of `m` slots
-    /// (the maps are not preallocated: only what is written takes memory).
+    /// Room for `map_max` frontends and `map_max` backends with Maglev tables of `m` slots:
+    /// every frontend's table of up to 255 backends, and two tables of the most backends
+    /// being rewritten (the maps are not preallocated: only what is written takes memory).
     pub fn for_map_max(map_max: u32, m: u32) -> Self {
+        let narrow = super::lut_chunks(rackd_types::maglev::NARROW_MAX, m);
+        let widest = super::lut_chunks(rackd_types::maglev::MAX_BACKENDS, m);
         LbSizes {
-            lut_chunks: map_max.saturating_mul(m.div_ceil(super::maps::LUT_CHUNK as u32)),
+            lut_chunks: map_max
+                .saturating_mul(narrow)
+                .saturating_add(widest.saturating_mul(2)),
             services: map_max.saturating_mul(2),
             backends: map_max,
             ..LbSizes::default()
@@ -106,9 +113,9 @@ pub struct ServiceEntry<'a> {
     pub local_only: bool,
     /// sessionAffinity ClientIP and its timeout.
     pub affinity_timeout: Option<Duration>,
-    /// The Maglev table: M backend ids, or empty for "no backend" (clients
+    /// The Maglev table: M slots, or empty for "no backend" (clients
     /// get a TCP RST / ICMP port unreachable).
-    pub lut: &'a [u32],
+    pub lut: &'a MaglevTable,
     /// loadBalancerSourceRanges; empty = everyone.
     pub source_ranges: &'a [IpNet],
 }

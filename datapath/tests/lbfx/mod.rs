@@ -8,6 +8,7 @@ use std::net::IpAddr;
 
 use datapath::Verdict;
 use datapath::lb::*;
+pub use rackd_types::maglev::MaglevTable;
 
 use crate::common::{self, PinDir};
 use crate::lbpkt::*;
@@ -110,8 +111,9 @@ pub fn fixture() -> Fx {
 
 /// A simple table: slot i -> ids[i % n] (the real Maglev permutation is the
 /// control plane's; the program only reads slots).
-pub fn lut(ids: &[u32]) -> Vec<u32> {
-    (0..M as usize).map(|i| ids[i % ids.len()]).collect()
+pub fn lut(ids: &[u32]) -> MaglevTable {
+    let slots: Vec<u32> = (0..M as usize).map(|i| ids[i % ids.len()]).collect();
+    MaglevTable::from_slot_ids(&slots).unwrap()
 }
 
 pub fn fe(addr: IpAddr, port: u16, proto: L4Proto) -> Frontend {
@@ -132,7 +134,11 @@ pub fn backend(lb: &mut ServiceLb, id: u32, addr: IpAddr, port: u16, proto: L4Pr
 }
 
 pub fn service(lb: &mut ServiceLb, f: Frontend, id: u32, ids: &[u32]) {
-    let table = if ids.is_empty() { Vec::new() } else { lut(ids) };
+    let table = if ids.is_empty() {
+        MaglevTable::empty()
+    } else {
+        lut(ids)
+    };
     lb.upsert_service(
         &f,
         &ServiceEntry {

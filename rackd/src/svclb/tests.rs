@@ -51,7 +51,7 @@ impl LbMaps for FakeMaps {
             }
             Op::UpsertService { frontend, value } => {
                 // Every LUT entry names a backend already written (the plan's order).
-                for id in value.lut.iter() {
+                for id in value.lut.ids() {
                     assert!(
                         self.backends.contains_key(id),
                         "LUT names backend {id} not written"
