@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A/B of one Maglev table (M = 16381, 10 and 100 backends) between the Criterion bench `maglev`
-# of commit OLD (built in a temporary worktree, so its whole crate is OLD's: the table's type
-# may differ) and the working tree's; writes OUT (JSON: both medians with their confidence
+# of commit OLD (built in a temporary worktree with its own target directory, so its whole
+# crate is OLD's: the table's type may differ; a shared target directory let cargo take one
+# tree's artifacts for the other's) and the working tree's; writes OUT (JSON: both medians with their confidence
 # intervals, date, commit, machine). The worktree is removed afterwards, also on failure.
 #
 #   services/benches/maglev_ab.sh OLD OUT
@@ -15,11 +16,18 @@ rmdir "$wt"
 git worktree add -q --detach "$wt" "$old"
 trap 'git worktree remove --force "$wt"' EXIT
 bench() {
-  CARGO_TARGET_DIR="$root/target" cargo bench -q -p rackd-services --bench maglev -- \
-    --warm-up-time 2 --measurement-time 8 --save-baseline "$1" >/dev/null 2>&1
+  CARGO_TARGET_DIR="$1" cargo bench -q -p rackd-services --bench maglev -- \
+    --warm-up-time 2 --measurement-time 8 --save-baseline "$2" >/dev/null 2>&1
 }
-(cd "$wt" && bench ab-old)
-bench ab-new
+(cd "$wt" && bench "$root/target/maglev-ab-old" ab-old)
+bench "$root/target" ab-new
+# Criterion keeps each baseline under its target directory.
+mkdir -p target/criterion/maglev_lookup_table_16381
+for n in 10 100; do
+  rm -rf "target/criterion/maglev_lookup_table_16381/$n/ab-old"
+  cp -r "target/maglev-ab-old/criterion/maglev_lookup_table_16381/$n/ab-old" \
+    "target/criterion/maglev_lookup_table_16381/$n/"
+done
 python3 - "$old" "$out" <<'PY'
 import json, subprocess, sys, platform, datetime, os
 old, out = sys.argv[1], sys.argv[2]

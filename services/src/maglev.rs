@@ -402,9 +402,8 @@ fn fill<P: Position>(cfg: &MaglevConfig, bs: &[&MaglevBackend]) -> Vec<P> {
     entry
 }
 
-/// Slots of a backend's walk looked at per branch: 4 was the fastest of 2, 4, 8 and 16 on
-/// this project's machines (one table at M = 16381 with 10 backends: 200, 162, 191 and
-/// 257 µs, against 228 µs probing one slot per branch).
+/// Slots of a backend's walk looked at per branch: of 2, 4, 8 and 16 tried, 4 was the
+/// fastest (the A/B against one slot per branch: `services/benches/data/`).
 const GROUP: usize = 4;
 
 impl fmt::Display for TableSize {
