@@ -60,14 +60,30 @@ static __always_inline const __u8 *lb_dev_addr(struct __sk_buff *skb, const stru
 	return lb_addr_is_zero(a) ? NULL : a;
 }
 
+/* The chunk of generation `gen` of service `svc_id`'s table that holds byte
+ * `*off`, with `*off` made the offset within it (kept opaque so that the
+ * caller's bounds check reaches the verifier). NULL when absent. */
+static __always_inline const struct lb_lut_chunk *lb_lut_byte(__u32 svc_id, __u32 gen,
+							   __u32 *off)
+{
+	struct lb_lut_key lk = {
+		.svc_id = svc_id,
+		.chunk = (*off / LB_LUT_BYTES) | gen,
+	};
+	__u32 within = *off % LB_LUT_BYTES;
+
+	LB_OPAQUE(within);
+	*off = within;
+	return bpf_map_lookup_elem(&rackd_lb_maglev_v3, &lk);
+}
+
 /* The backend for a new flow of service `svc`: affinity, else Maglev.
  * 0 when none. */
 static __always_inline __u32 lb_select(const struct lb_pkt *p, const struct lb_svc *svc,
 				       const struct lb_config *cfg, __u64 now)
 {
 	struct lb_affinity_key ak = {};
-	struct lb_lut_key lk = {};
-	struct lb_lut_chunk *chunk;
+	const struct lb_lut_chunk *chunk;
 	__u32 id = 0, slot, off, pos, m = cfg->maglev_m, n = svc->backend_count;
 	__u32 gen = svc->flags & LB_SVC_LUT_ALT ? LB_LUT_ALT : 0;
 
@@ -84,16 +100,12 @@ static __always_inline __u32 lb_select(const struct lb_pkt *p, const struct lb_s
 	if (!m || m > LB_MAGLEV_MAX || !n || n > LB_LUT_MAX_BACKENDS)
 		return 0;
 	slot = lb_hash(&p->t, cfg->seed) % m;
-	lk.svc_id = svc->svc_id;
 	/* The slot's position: after the N ids, one or two bytes per slot.
 	 * off < 4 * 65535 + 2 * 131071: no overflow. */
 	off = n * 4 + (n > LB_LUT_NARROW_MAX ? slot * 2 : slot);
-	lk.chunk = (off / LB_LUT_BYTES) | gen;
-	chunk = bpf_map_lookup_elem(&rackd_lb_maglev_v3, &lk);
+	chunk = lb_lut_byte(svc->svc_id, gen, &off);
 	if (!chunk)
 		return 0;
-	off %= LB_LUT_BYTES;
-	LB_OPAQUE(off);
 	if (n > LB_LUT_NARROW_MAX) {
 		/* Even (4N + 2s, and LB_LUT_BYTES is even): never across chunks. */
 		if (off > LB_LUT_BYTES - 2)
@@ -108,12 +120,9 @@ static __always_inline __u32 lb_select(const struct lb_pkt *p, const struct lb_s
 	if (pos >= n)
 		return 0;
 	off = pos * 4;
-	lk.chunk = (off / LB_LUT_BYTES) | gen;
-	chunk = bpf_map_lookup_elem(&rackd_lb_maglev_v3, &lk);
+	chunk = lb_lut_byte(svc->svc_id, gen, &off);
 	if (!chunk)
 		return 0;
-	off %= LB_LUT_BYTES;
-	LB_OPAQUE(off);
 	/* A multiple of 4, as LB_LUT_BYTES is: never across chunks. */
 	if (off > LB_LUT_BYTES - 4)
 		return 0;
