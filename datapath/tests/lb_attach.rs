@@ -311,7 +311,7 @@ fn remote_backend_snat_and_masquerade_for_real() {
     drop(_in);
 }
 
-/// A layout version bump of the load balancer (version 2 changed the Maglev chunks): the
+/// A layout version bump of the load balancer (versions 2 and 3 changed the Maglev table): the
 /// older folder's links are adopted, and every map whose layout did not change is carried
 /// over with its contents, so an established connection goes on through the new program
 /// before the control plane has written anything. The Maglev table starts empty (its old

@@ -35,8 +35,6 @@ pub struct ServiceValue {
     pub affinity_timeout: Option<Duration>,
     /// Allowed client ranges (`None`: everyone; `Some(empty)`: no one).
     pub source_ranges: Option<Vec<IpNet>>,
-    /// Number of distinct backends.
-    pub backend_count: u32,
     /// Maglev table, empty when there is no backend.
     pub lut: Arc<MaglevTable>,
 }
@@ -234,7 +232,6 @@ impl Planner {
                     local_only: new.local_only,
                     affinity_timeout: new.affinity_timeout,
                     source_ranges: new.source_ranges.clone(),
-                    backend_count: u32::try_from(lut_in.len()).unwrap_or(u32::MAX),
                     lut: Arc::new(MaglevTable::empty()),
                 },
             });

@@ -78,7 +78,6 @@ fn expected(desired: &ServiceTable, ids: &IdAllocator) -> Maps {
                 local_only: e.local_only,
                 affinity_timeout: e.affinity_timeout,
                 source_ranges: e.source_ranges.clone(),
-                backend_count: lut_in.len() as u32,
                 lut: Arc::new(lookup_table(&cfg(), &lut_in).unwrap()),
             },
         );
@@ -271,7 +270,6 @@ fn restart_keeps_ids_and_prunes_the_rest() {
             local_only: false,
             affinity_timeout: None,
             source_ranges: None,
-            backend_count: 0,
             lut: Arc::new(MaglevTable::empty()),
         },
     );

@@ -11,8 +11,6 @@
 //! Encoded ([`MaglevTable::encode_into`]), native byte order, as the datapath reads it:
 //! `ids: [u32; N]` then `slots: [u8; M]` (N ≤ 255) or `[u16; M]` (N ≥ 256).
 
-use std::fmt;
-
 /// The most backends a table can hold: positions are two bytes.
 pub const MAX_BACKENDS: usize = 65535;
 
@@ -64,14 +62,16 @@ impl Slots {
 }
 
 /// Why a table was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TableError {
     /// More than [`MAX_BACKENDS`] backends.
+    #[error("{count} backends, a Maglev table holds at most {MAX_BACKENDS}")]
     TooManyBackends {
         /// How many.
         count: usize,
     },
     /// Slots of the wrong width for the number of backends ([`slot_width`]).
+    #[error("{backends} backends take {}-byte slots, not {width}", slot_width(*backends))]
     WrongWidth {
         /// Backends.
         backends: usize,
@@ -79,6 +79,7 @@ pub enum TableError {
         width: usize,
     },
     /// A slot names a position past the id list.
+    #[error("slot {slot} names backend {position} of {backends}")]
     PositionOutOfRange {
         /// The slot.
         slot: usize,
@@ -88,6 +89,7 @@ pub enum TableError {
         backends: usize,
     },
     /// Slots without backends, or backends without slots.
+    #[error("{backends} backends and {slots} slots")]
     Inconsistent {
         /// Backends.
         backends: usize,
@@ -95,6 +97,7 @@ pub enum TableError {
         slots: usize,
     },
     /// An encoded table shorter than its backends and slots need.
+    #[error("{got} bytes, the table needs {needed}")]
     Truncated {
         /// Bytes needed.
         needed: usize,
@@ -102,35 +105,6 @@ pub enum TableError {
         got: usize,
     },
 }
-
-impl fmt::Display for TableError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TableError::TooManyBackends { count } => write!(
-                f,
-                "{count} backends, a Maglev table holds at most {MAX_BACKENDS}"
-            ),
-            TableError::WrongWidth { backends, width } => write!(
-                f,
-                "{backends} backends take {}-byte slots, not {width}",
-                slot_width(*backends)
-            ),
-            TableError::PositionOutOfRange {
-                slot,
-                position,
-                backends,
-            } => write!(f, "slot {slot} names backend {position} of {backends}"),
-            TableError::Inconsistent { backends, slots } => {
-                write!(f, "{backends} backends and {slots} slots")
-            }
-            TableError::Truncated { needed, got } => {
-                write!(f, "{got} bytes, the table needs {needed}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for TableError {}
 
 /// A service's Maglev table: its backends' ids and, per slot, a position among them. Empty
 /// (no backend, no slot) for a frontend without backends.

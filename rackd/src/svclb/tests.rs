@@ -58,7 +58,7 @@ impl LbMaps for FakeMaps {
                     );
                 }
                 self.services
-                    .insert(*frontend, (value.id.0, value.backend_count as usize));
+                    .insert(*frontend, (value.id.0, value.lut.ids().len()));
             }
             Op::DeleteService { frontend, .. } => {
                 self.services.remove(frontend);
