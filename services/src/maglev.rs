@@ -271,6 +271,15 @@ pub fn lookup_table(
     cfg: &MaglevConfig,
     backends: &[MaglevBackend],
 ) -> Result<MaglevTable, TableError> {
+    table_with_tail(cfg, backends, None)
+}
+
+/// [`lookup_table`] with the last `tail` slots found by distances (`None`: [`tail_len`]).
+fn table_with_tail(
+    cfg: &MaglevConfig,
+    backends: &[MaglevBackend],
+    tail: Option<u32>,
+) -> Result<MaglevTable, TableError> {
     let mut bs: Vec<&MaglevBackend> = backends.iter().collect();
     bs.sort_by(|a, b| a.key.cmp(&b.key));
     bs.dedup_by(|a, b| a.key == b.key);
@@ -281,10 +290,11 @@ pub fn lookup_table(
         return Err(TableError::TooManyBackends { count: bs.len() });
     }
     let ids: Vec<u32> = bs.iter().map(|b| b.id).collect();
+    let tail = tail.unwrap_or_else(|| tail_len(cfg.table_size.get(), bs.len()));
     let slots = if slot_width(bs.len()) == 1 {
-        Slots::Narrow(fill::<u8>(cfg, &bs).into_boxed_slice())
+        Slots::Narrow(fill::<u8>(cfg, &bs, tail).into_boxed_slice())
     } else {
-        Slots::Wide(fill::<u16>(cfg, &bs).into_boxed_slice())
+        Slots::Wide(fill::<u16>(cfg, &bs, tail).into_boxed_slice())
     };
     MaglevTable::new(ids, slots)
 }
@@ -313,37 +323,25 @@ impl Position for u16 {
 }
 
 /// Pseudocode 1 over the sorted, deduplicated, non-empty `bs` (fewer than `P::FREE`).
-fn fill<P: Position>(cfg: &MaglevConfig, bs: &[&MaglevBackend]) -> Vec<P> {
+///
+/// The walk finds the first `M - T` slots by probing (one slot at a time while the table is
+/// sparse, then groups of slots per branch); the last `T` ([`tail_len`]) are found
+/// from the free slots' distances along each backend's walk ([`fill_tail`]): the same slot
+/// the probing would reach, without its `M/R` probes per slot when `R` slots are free (the
+/// last 256 slots of M = 16381 took about 60% of the probes, though in groups of four only
+/// about 6% of the time).
+fn fill<P: Position>(cfg: &MaglevConfig, bs: &[&MaglevBackend], tail: u32) -> Vec<P> {
     let m = cfg.table_size.get();
     let mu = m as usize; // u32 → usize: lossless on 32- and 64-bit targets
-    let l = bs.len() as u64;
     let (offs, skips): (Vec<u32>, Vec<u32>) = bs
         .iter()
         .map(|b| offset_and_skip(&b.key, cfg.table_size, cfg.seed.murmur))
         .unzip();
     // Current slot of each backend's permutation walk (`perm[i][next[i]]`).
     let mut pos = offs;
-
-    let weight_sum: u64 = bs.iter().map(|b| u64::from(b.weight)).sum();
-    // Equal weights never skip a turn (see the module's documentation), so the check is
-    // left out for them: Kubernetes backends all weigh the same.
-    let equal = bs
-        .iter()
-        .all(|b| bs.first().is_some_and(|f| f.weight == b.weight));
-    let weighted = !equal && weight_sum / l > 1;
-    // Cilium keeps this counter as a float64 starting at weight/N and compares its
-    // truncation; `floor(w/N) + k * sum` is the same integer for every realistic N (the
-    // float keeps the fraction exact below 2^16 backends).
-    let mut counter: Vec<u64> = bs.iter().map(|b| u64::from(b.weight) / l).collect();
+    let mut turns = Turns::new(bs);
 
     let mut entry = vec![P::FREE; mu];
-    let n_backends = bs.len();
-    // `c + skip` with both below M is below 2M: one conditional subtraction instead of a
-    // 64-bit division per probe (the division was most of the table's cost).
-    let step = |c: u32, skip: u32| -> u32 {
-        let next = c + skip; // < 2M ≤ 262142: no overflow
-        if next >= m { next - m } else { next }
-    };
     // `k * skip mod M` for k in 0..GROUP (the offsets of a group's slots from its first),
     // and `GROUP * skip mod M` (from one group to the next).
     let ahead: Vec<[u32; GROUP]> = skips
@@ -360,21 +358,21 @@ fn fill<P: Position>(cfg: &MaglevConfig, bs: &[&MaglevBackend]) -> Vec<P> {
         .iter()
         .map(|s| u32::try_from(GROUP as u64 * u64::from(*s) % u64::from(m)).unwrap_or(0))
         .collect();
-    let mut turn = 0usize; // n % N, kept incrementally
-    for n in 0..u64::from(m) {
-        let mut i = turn;
-        turn = if turn + 1 == n_backends { 0 } else { turn + 1 };
-        if weighted {
-            // Some backend always qualifies (the sum of the conditions contradicts otherwise),
-            // so this terminates within N steps; the bound only guards the loop.
-            for _ in 0..n_backends {
-                if (n + 1) * u64::from(bs[i].weight) >= counter[i] {
-                    break;
-                }
-                i = (i + 1) % n_backends;
-            }
-            counter[i] += weight_sum;
+    let head = m.saturating_sub(tail);
+    // While the table is sparse, a backend's next slot is almost always free: one probe and
+    // a well-predicted branch beat looking at a group.
+    let sparse = (u64::from(m) * SPARSE_PERMILLE / 1000).min(u64::from(head));
+    for n in 0..sparse {
+        let i = turns.next(n);
+        let mut c = pos[i];
+        while entry[c as usize] != P::FREE {
+            c = step(c, skips[i], m);
         }
+        entry[c as usize] = P::at(i);
+        pos[i] = step(c, skips[i], m);
+    }
+    for n in sparse..u64::from(head) {
+        let i = turns.next(n);
         // M is prime, so the walk visits every slot before repeating: a free one is found
         // (n < M slots are taken).
         let ahead = &ahead[i];
@@ -386,7 +384,7 @@ fn fill<P: Position>(cfg: &MaglevConfig, bs: &[&MaglevBackend]) -> Vec<P> {
             let mut free = 0u32;
             let mut at = [0u32; GROUP];
             for (k, (a, d)) in at.iter_mut().zip(ahead.iter()).enumerate() {
-                let x = step(c, *d);
+                let x = step(c, *d, m);
                 *a = x;
                 free |= u32::from(entry[x as usize] == P::FREE) << k;
             }
@@ -394,17 +392,190 @@ fn fill<P: Position>(cfg: &MaglevConfig, bs: &[&MaglevBackend]) -> Vec<P> {
                 c = at[free.trailing_zeros() as usize % GROUP];
                 break;
             }
-            c = step(c, ahead_group[i]);
+            c = step(c, ahead_group[i], m);
         }
         entry[c as usize] = P::at(i);
-        pos[i] = step(c, skips[i]);
+        pos[i] = step(c, skips[i], m);
     }
+    fill_tail(&mut entry, &mut turns, u64::from(head), &pos, &skips, m);
     entry
+}
+
+/// `c + skip mod M` with both below M: below 2M, so one conditional subtraction instead of
+/// a 64-bit division per probe (the division was most of the table's cost).
+fn step(c: u32, skip: u32, m: u32) -> u32 {
+    let next = c + skip; // < 2M ≤ 262142: no overflow
+    if next >= m { next - m } else { next }
+}
+
+/// Whose turn it is: backend `n mod N`, or with unequal weights Cilium's weighted turn.
+struct Turns<'a> {
+    bs: &'a [&'a MaglevBackend],
+    /// Unequal weights whose mean is above 1 (Cilium's condition for weighted turns).
+    weighted: bool,
+    weight_sum: u64,
+    /// Cilium keeps this counter as a float64 starting at weight/N and compares its
+    /// truncation; `floor(w/N) + k * sum` is the same integer for every realistic N (the
+    /// float keeps the fraction exact below 2^16 backends).
+    counter: Vec<u64>,
+    /// `n mod N`, kept incrementally.
+    turn: usize,
+}
+
+impl<'a> Turns<'a> {
+    fn new(bs: &'a [&'a MaglevBackend]) -> Self {
+        let l = bs.len().max(1) as u64;
+        let weight_sum: u64 = bs.iter().map(|b| u64::from(b.weight)).sum();
+        // Equal weights never skip a turn (see the module's documentation), so the check is
+        // left out for them: Kubernetes backends all weigh the same.
+        let equal = bs
+            .iter()
+            .all(|b| bs.first().is_some_and(|f| f.weight == b.weight));
+        Self {
+            bs,
+            weighted: !equal && weight_sum / l > 1,
+            weight_sum,
+            counter: bs.iter().map(|b| u64::from(b.weight) / l).collect(),
+            turn: 0,
+        }
+    }
+
+    /// The backend that takes the `n`th slot (called for n = 0, 1, 2, ... in order).
+    fn next(&mut self, n: u64) -> usize {
+        let len = self.bs.len();
+        let mut i = self.turn;
+        self.turn = if self.turn + 1 == len {
+            0
+        } else {
+            self.turn + 1
+        };
+        if self.weighted {
+            // Some backend always qualifies (the sum of the conditions contradicts otherwise),
+            // so this terminates within N steps; the bound only guards the loop.
+            for _ in 0..len {
+                if (n + 1) * u64::from(self.bs[i].weight) >= self.counter[i] {
+                    break;
+                }
+                i = (i + 1) % len;
+            }
+            self.counter[i] += self.weight_sum;
+        }
+        i
+    }
+}
+
+/// How many of the last slots [`fill_tail`] finds. Probing for them costs about `M·ln T`;
+/// the tail costs `N·T` distances and removals plus `T²/2` comparisons (vectorised), so `T`
+/// grows with `M` and shrinks with `N`: 256 at M = 16381 with 10 backends, 80 with 100.
+fn tail_len(m: u32, backends: usize) -> u32 {
+    let n = u64::try_from(backends.max(1)).unwrap_or(u64::MAX);
+    let t = (TAIL_FACTOR * u64::from(m) / n).isqrt();
+    u32::try_from(t).unwrap_or(0).min(m / 4)
+}
+
+/// See [`tail_len`]: tuned on the Criterion bench `maglev` (10 and 100 backends at
+/// M = 16381).
+const TAIL_FACTOR: u64 = 40;
+
+/// Fills the free slots left after the first `head` turns. Backend `i`'s walk is at slot
+/// `pos[i]` and every slot it passed is taken, so the slot its probing would take next is
+/// the free slot `e` fewest steps ahead: `(e - pos[i]) * skip_i⁻¹ mod M` (M is prime, so
+/// the inverse exists). Those distances are computed once per (backend, free slot); each
+/// turn takes the nearest free slot of its backend and removes that slot from every row.
+fn fill_tail<P: Position>(
+    entry: &mut [P],
+    turns: &mut Turns<'_>,
+    head: u64,
+    pos: &[u32],
+    skips: &[u32],
+    m: u32,
+) {
+    let mut free: Vec<u32> = (0u32..)
+        .zip(entry.iter())
+        .filter(|(_, p)| **p == P::FREE)
+        .map(|(k, _)| k)
+        .collect();
+    let r = free.len();
+    if r == 0 {
+        return;
+    }
+    let modm = ModM::new(m);
+    // Row i: the distance along backend i's walk to each free slot, in `free`'s order.
+    let mut dist = vec![0u32; r * pos.len()];
+    for (row, (p, s)) in dist.chunks_exact_mut(r).zip(pos.iter().zip(skips)) {
+        let inv = modm.inverse(*s);
+        for (d, e) in row.iter_mut().zip(&free) {
+            let diff = if e >= p { e - p } else { e + m - p };
+            *d = modm.mul(diff, inv);
+        }
+    }
+    let mut live = r;
+    for n in head..u64::from(m) {
+        let i = turns.next(n);
+        let row = &dist[i * r..i * r + live];
+        // Distances of one row are distinct (the walk is a permutation): one minimum.
+        let Some(min) = row.iter().copied().min() else {
+            break; // no free slot: cannot happen, n < M
+        };
+        let Some(k) = row.iter().position(|d| *d == min) else {
+            break;
+        };
+        entry[free[k] as usize] = P::at(i);
+        live -= 1;
+        free.swap(k, live);
+        for row in dist.chunks_exact_mut(r) {
+            row.swap(k, live);
+        }
+    }
+}
+
+/// Arithmetic modulo a table size (below 2^17, so products fit 34 bits): Barrett reduction
+/// with `⌊2^64 / M⌋` instead of a 64-bit division per product.
+struct ModM {
+    m: u64,
+    r: u64,
+}
+
+impl ModM {
+    fn new(m: u32) -> Self {
+        let m = u64::from(m.max(1));
+        Self { m, r: u64::MAX / m }
+    }
+
+    /// `a * b mod M` for `a, b < M`.
+    fn mul(&self, a: u32, b: u32) -> u32 {
+        let x = u64::from(a) * u64::from(b);
+        // ⌊x·r / 2^64⌋ is ⌊x/M⌋ or one less, so the remainder is below 2M.
+        let q = ((u128::from(x) * u128::from(self.r)) >> 64) as u64; // < 2^64 after the shift
+        let mut rem = x - q * self.m;
+        if rem >= self.m {
+            rem -= self.m;
+        }
+        u32::try_from(rem).unwrap_or(0)
+    }
+
+    /// `a⁻¹ mod M` for `a` in `1..M`, M prime (extended Euclid).
+    fn inverse(&self, a: u32) -> u32 {
+        let m = i64::try_from(self.m).unwrap_or(1);
+        let (mut t, mut new_t) = (0i64, 1i64);
+        let (mut r, mut new_r) = (m, i64::from(a));
+        while new_r != 0 {
+            let q = r / new_r;
+            (t, new_t) = (new_t, t - q * new_t);
+            (r, new_r) = (new_r, r - q * new_r);
+        }
+        u32::try_from(if t < 0 { t + m } else { t }).unwrap_or(0)
+    }
 }
 
 /// Slots of a backend's walk looked at per branch: of 2, 4, 8 and 16 tried, 4 was the
 /// fastest (the A/B against one slot per branch: `services/benches/data/`).
 const GROUP: usize = 4;
+
+/// Up to this share of the table taken (per mille), walks probe one slot at a time: 150,
+/// 300, 375 and 450 tried on the Criterion bench `maglev`, 300 the fastest (about 12% off
+/// the table at 10 and 100 backends against groups from the start).
+const SPARSE_PERMILLE: u64 = 300;
 
 impl fmt::Display for TableSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

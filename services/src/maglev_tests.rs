@@ -398,6 +398,65 @@ fn same_table_as_the_papers_pseudocode() {
     }
 }
 
+/// The tail's distances give the slot the probing walk would: with any number of slots left
+/// to them (none, one, half, all but one, all), unweighted and weighted, one and two bytes.
+#[test]
+fn the_tail_takes_the_slots_the_walk_would() {
+    for m in [251u32, 1021] {
+        for n in [1u32, 2, 3, 10, 100, 300] {
+            let bs = backends(n);
+            let w: Vec<_> = bs
+                .iter()
+                .enumerate()
+                .map(|(k, b)| MaglevBackend {
+                    weight: if k % 3 == 0 { 300 } else { 100 },
+                    ..b.clone()
+                })
+                .collect();
+            for input in [&bs, &w] {
+                let want = reference_table(&cfg(m), input);
+                for tail in [0, 1, m / 2, m - 1, m] {
+                    let got: Vec<u32> = table_with_tail(&cfg(m), input, Some(tail))
+                        .unwrap()
+                        .slot_ids()
+                        .collect();
+                    assert_eq!(got, want, "M = {m}, {n} backends, tail {tail}");
+                }
+            }
+        }
+    }
+    // The default tail is in use (the comparisons above are not only of probing).
+    assert!(tail_len(16381, 10) > 0 && tail_len(251, 300) > 0);
+}
+
+#[test]
+fn barrett_products_and_inverses_are_exact() {
+    for m in SUPPORTED_TABLE_SIZES {
+        let modm = ModM::new(m);
+        let mut x = 0x9e37_79b9u32;
+        for _ in 0..2000 {
+            // xorshift: operands spread over 0..M, with M - 1 at the top.
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let (a, b) = (x % m, (x >> 7) % m);
+            assert_eq!(
+                u64::from(modm.mul(a, b)),
+                u64::from(a) * u64::from(b) % u64::from(m)
+            );
+            if a > 0 {
+                assert_eq!(
+                    u64::from(a) * u64::from(modm.inverse(a)) % u64::from(m),
+                    1,
+                    "{a} mod {m}"
+                );
+            }
+        }
+        assert_eq!(modm.mul(m - 1, m - 1), 1);
+        assert_eq!(modm.inverse(m - 1), m - 1);
+    }
+}
+
 #[test]
 fn positions_follow_the_sorted_keys_in_one_or_two_bytes() {
     for (n, width) in [(10u32, 1usize), (255, 1), (256, 2), (400, 2)] {
