@@ -516,6 +516,55 @@ fn state_survives_restart_and_uninstall_removes_it() {
     assert!(!dir.exists());
 }
 
+/// A table naming a backend that is not written, or one of the other family, is refused;
+/// the handle knows the backends written through it, deleted through it, and (after a
+/// restart) those the pinned map holds. Positive controls: the same frontend with a written
+/// backend of its family is accepted, before and after the restart.
+#[test]
+fn a_table_of_unwritten_or_other_family_backends_is_refused() {
+    let mut fx = fixture();
+    let (f4, f6) = (v4(), v6());
+    let front = fe(f4.vip, 80, L4Proto::Tcp);
+    let upsert = |lb: &mut ServiceLb, ids: &[u32]| {
+        let table = lut(ids);
+        lb.upsert_service(
+            &front,
+            &ServiceEntry {
+                id: 7,
+                local_only: false,
+                affinity_timeout: None,
+                lut: &table,
+                source_ranges: &[],
+            },
+        )
+    };
+    let refused = |r: Result<(), datapath::Error>, why: &str| match r {
+        Err(datapath::Error::Invalid { what, reason }) => {
+            assert_eq!((what, reason.as_str()), ("Maglev table", why));
+        }
+        other => panic!("{why}: {other:?}"),
+    };
+    backend(&mut fx.lb, 1, f4.remote, 8080, L4Proto::Tcp, false);
+    backend(&mut fx.lb, 3, f6.remote, 8080, L4Proto::Tcp, false);
+    refused(upsert(&mut fx.lb, &[2]), "backend 2 is not written");
+    refused(
+        upsert(&mut fx.lb, &[1, 3]),
+        "backend 3 is of the other address family",
+    );
+    upsert(&mut fx.lb, &[1]).unwrap();
+    fx.lb.delete_backend(BackendId(1)).unwrap();
+    refused(upsert(&mut fx.lb, &[1]), "backend 1 is not written");
+    backend(&mut fx.lb, 4, f4.remote, 8081, L4Proto::Tcp, false);
+    let root = fx.lb.pin_root().to_path_buf();
+    let mut again = ServiceLb::open_or_create(&root, &small()).unwrap();
+    upsert(&mut again, &[4]).unwrap();
+    refused(upsert(&mut again, &[1]), "backend 1 is not written");
+    refused(
+        upsert(&mut again, &[4, 3]),
+        "backend 3 is of the other address family",
+    );
+}
+
 /// A reader opened from the pins alone (what the daemon's admin API and garbage collector
 /// use beside the controller) sees the flows and counters the programs write and collects
 /// their garbage; a pin root without the load balancer is an error.

@@ -566,7 +566,9 @@ fn decode<T: DeserializeOwned>(
     text: &str,
     value: &Value,
 ) -> Result<T, (String, String, Option<usize>)> {
-    if let Ok(t) = serde_yaml_ng::from_value::<T>(value.clone()) {
+    // From the parsed tree, borrowed (a clone of it was a tenth of a large file's parse);
+    // the text again only to say where it failed.
+    if let Ok(t) = T::deserialize(value) {
         return Ok(t);
     }
     decode_text(text)

@@ -14,6 +14,7 @@
 pub mod ids;
 pub mod maglev;
 pub mod masq;
+mod pending;
 pub mod plan;
 pub mod render;
 pub mod table;

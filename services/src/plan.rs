@@ -19,7 +19,7 @@ use ipnet::IpNet;
 use crate::ids::{BackendId, IdAllocator, IdError, ServiceId};
 use rackd_types::maglev::{MAX_BACKENDS, MaglevTable};
 
-use crate::maglev::{DEFAULT_WEIGHT, MaglevBackend, MaglevConfig, lookup_table};
+use crate::maglev::{DEFAULT_WEIGHT, MaglevBackend, MaglevConfig};
 use crate::table::{Backend, Frontend, ServiceEntry, ServiceTable};
 
 pub use rackd_types::service::BackendValue;
@@ -150,9 +150,16 @@ impl Planner {
         &self.maglev
     }
 
-    /// The operations taking the maps from what was planned so far to `desired`. The caller
-    /// applies them in order (all of them, or it rebuilds the planner from the maps).
+    /// The operations taking the maps from what was planned so far to `desired`, their
+    /// Maglev tables computed. The caller applies them in order (all of them, or it rebuilds
+    /// the planner from the maps).
     pub fn plan(&mut self, desired: &ServiceTable) -> Plan {
+        self.plan_pending(desired).complete()
+    }
+
+    /// [`Planner::plan`] with the Maglev tables still to compute: [`PendingPlan::apply_each`]
+    /// writes the operations while other threads compute the tables ahead of the writes.
+    pub fn plan_pending(&mut self, desired: &ServiceTable) -> PendingPlan {
         let mut touched: BTreeSet<Frontend> = std::mem::take(&mut self.retry);
         touched.extend(
             desired
@@ -162,14 +169,15 @@ impl Planner {
         );
         self.applied = desired.clone();
 
-        let mut plan = Plan::default();
+        let mut failures = Vec::new();
         let mut upserts = Vec::new();
         let mut service_deletes = Vec::new();
         // Entries no longer programmed: their references are dropped after every new one
         // is taken, so a backend moving between frontends keeps its id.
         let mut dropped: Vec<ServiceEntry> = Vec::new();
         let mut backends_touched: BTreeSet<Backend> = BTreeSet::new();
-        let mut lut_inputs: Vec<Vec<MaglevBackend>> = Vec::new();
+        // Computed on other threads from the first few on, while planning goes on.
+        let mut lut_inputs = Tables::new(self.maglev);
 
         for f in touched {
             let old = self.programmed.get(&f);
@@ -192,7 +200,7 @@ impl Planner {
             let id = match self.ids.acquire_service(&f) {
                 Ok(id) => id,
                 Err(error) => {
-                    plan.failures.push(PlanFailure {
+                    failures.push(PlanFailure {
                         frontend: f,
                         error: error.into(),
                     });
@@ -213,7 +221,7 @@ impl Planner {
                     if !had_id {
                         self.ids.release_service(&f);
                     }
-                    plan.failures.push(PlanFailure { frontend: f, error });
+                    failures.push(PlanFailure { frontend: f, error });
                     self.retry.insert(f);
                     continue;
                 }
@@ -224,7 +232,7 @@ impl Planner {
                     *self.local_refs.entry(r.backend).or_default() += 1;
                 }
             }
-            // The table is computed below, for all upserts at once (in parallel).
+            // The table is computed by `lut_inputs`' threads (see `PendingPlan`).
             upserts.push(Op::UpsertService {
                 frontend: f,
                 value: ServiceValue {
@@ -277,20 +285,13 @@ impl Planner {
                 ops.push(Op::UpsertBackend { id, value });
             }
         }
-        let luts = lookup_tables(&self.maglev, &lut_inputs);
-        for (op, lut) in upserts.iter_mut().zip(luts) {
-            if let Op::UpsertService { value, .. } = op {
-                value.lut = lut;
-            }
-        }
         ops.extend(upserts);
         ops.extend(service_deletes);
         for id in freed {
             self.backend_values.remove(&id);
             ops.push(Op::DeleteBackend { id });
         }
-        plan.ops = ops;
-        plan
+        PendingPlan::new(ops, lut_inputs, failures)
     }
 
     /// One reference to each backend of `e` (all or none), with the Maglev input.
@@ -330,34 +331,8 @@ impl Planner {
     }
 }
 
-/// Below this many tables, one thread computes them all (spawning costs more than it saves).
-const PARALLEL_TABLES: usize = 64;
-
-/// The Maglev tables of `inputs`, in order: on every available core when there are many (a
-/// full programming of 27,000 Services at M = 16381 is seconds of CPU on one core).
-fn lookup_tables(cfg: &MaglevConfig, inputs: &[Vec<MaglevBackend>]) -> Vec<Arc<MaglevTable>> {
-    // The plan refused frontends with more backends than a table holds, the only error.
-    let table = |b: &Vec<MaglevBackend>| Arc::new(lookup_table(cfg, b).unwrap_or_default());
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    if threads < 2 || inputs.len() < PARALLEL_TABLES {
-        return inputs.iter().map(table).collect();
-    }
-    let chunk = inputs.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = inputs
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(table).collect::<Vec<Arc<MaglevTable>>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| {
-                // A computing thread cannot panic short of a bug in lookup_table; compute
-                // its part again here rather than lose it.
-                h.join().unwrap_or_default()
-            })
-            .collect()
-    })
-}
+pub use crate::pending::PendingPlan;
+use crate::pending::Tables;
 
 #[cfg(test)]
 #[path = "plan_tests.rs"]

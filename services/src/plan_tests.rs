@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::maglev::TableSize;
+use crate::maglev::{TableSize, lookup_table};
 use crate::table::{BackendRef, L4Proto, ServiceName};
 use proptest::prelude::*;
 use std::net::Ipv4Addr;
@@ -187,6 +187,77 @@ proptest! {
         prop_assert_eq!(&maps, &Maps::default());
         prop_assert_eq!(planner.ids().len(), (0, 0));
     }
+}
+
+/// 300 frontends whose backend sets all differ: 250 distinct tables.
+fn many_frontends() -> ServiceTable {
+    let mut t = ServiceTable::default();
+    for s in 0..150u8 {
+        let svc: ServiceName = ("ns".into(), format!("s{s}"));
+        let backends = (0..1 + s % 5)
+            .map(|k| BackendRef {
+                backend: be(s.wrapping_add(k.wrapping_mul(37))),
+                local: k % 2 == 0,
+            })
+            .collect();
+        let e = ServiceEntry {
+            service: svc.clone(),
+            backends,
+            local_only: false,
+            affinity_timeout: None,
+            source_ranges: None,
+        };
+        t.set_service(&svc, vec![(fe(s, 80), e.clone()), (fe(s, 443), e)]);
+    }
+    t
+}
+
+/// Enough tables for the pipeline's threads (on a machine with two cores or more): every
+/// service upsert gets its own table, in the plan's order, as computed one by one.
+#[test]
+fn tables_computed_ahead_of_the_writes_land_on_their_own_frontends() {
+    let t = many_frontends();
+    let mut planner = Planner::new(cfg(), IdAllocator::new());
+    let pending = planner.plan_pending(&t);
+    assert!(pending.tables.len() >= crate::pending::PARALLEL_TABLES);
+    // Computed on threads wherever there is a second core (CI's machines have two).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(pending.tables.started(), cores >= 2);
+    let mut ops = Vec::new();
+    let done: Result<(), ()> = pending.apply_each(|op| {
+        ops.push(op);
+        Ok(())
+    });
+    assert_eq!(done, Ok(()));
+    let mut maps = Maps::default();
+    maps.apply(&ops);
+    assert_eq!(maps, expected(&t, planner.ids()));
+    // Not one table for everyone: the comparison above tells them apart.
+    let distinct: std::collections::BTreeSet<Vec<u32>> = maps
+        .services
+        .values()
+        .map(|v| v.lut.slot_ids().collect())
+        .collect();
+    assert!(distinct.len() > 100, "{}", distinct.len());
+}
+
+/// The first error stops the writes and is returned; nothing after it is applied.
+#[test]
+fn a_failed_write_stops_the_plan() {
+    let t = many_frontends();
+    let mut planner = Planner::new(cfg(), IdAllocator::new());
+    let pending = planner.plan_pending(&t);
+    let total = pending.len();
+    let mut applied = 0;
+    let r = pending.apply_each(|op| {
+        if matches!(op, Op::UpsertService { .. }) && applied > 120 {
+            return Err("map full");
+        }
+        applied += 1;
+        Ok(())
+    });
+    assert_eq!(r, Err("map full"));
+    assert!(applied > 120 && applied < total, "{applied} of {total}");
 }
 
 #[test]

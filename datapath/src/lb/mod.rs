@@ -121,6 +121,12 @@ pub struct ServiceLb {
     no_masq: LpmTrie<MapData, [u8; 16], u8>,
     flows: FlowMaps,
     egress: EgressMaps,
+    /// Every backend written, by id: whether it is IPv4. What `upsert_service` checks a
+    /// table against without a map lookup per backend (ten system calls per Service of ten
+    /// backends were a fifth of a full programming's); filled from the map at open.
+    backend_v4: std::collections::HashMap<u32, bool>,
+    /// Possible CPUs, for per-CPU values (read once: it is a file read).
+    nr_cpus: usize,
 }
 
 impl std::fmt::Debug for ServiceLb {
@@ -214,7 +220,14 @@ impl ServiceLb {
                 events,
             },
             egress,
+            backend_v4: std::collections::HashMap::new(),
+            nr_cpus: aya::util::nr_cpus()
+                .map_err(|(_, e)| Error::map(MAP_METRICS, "count CPUs", MapError::IoError(e)))?,
         };
+        for item in me.backends.iter() {
+            let (id, v) = item.map_err(|e| Error::map(MAP_BACKENDS, "iterate", e))?;
+            me.backend_v4.insert(id, ip_of(v.addr).is_ipv4());
+        }
         let mut c = me.read_config()?;
         c.maglev_m = cfg.maglev_table_size;
         c.seed = cfg.hash_seed;
@@ -303,14 +316,18 @@ impl ServiceLb {
         };
         self.backends
             .insert(id.0, v, 0)
-            .map_err(|e| Error::map(MAP_BACKENDS, "insert", e))
+            .map_err(|e| Error::map(MAP_BACKENDS, "insert", e))?;
+        self.backend_v4.insert(id.0, b.addr.is_ipv4());
+        Ok(())
     }
 
     /// Deletes a backend (after the LUTs stopped referring to it). Flows
     /// still tracked to it are reset by the program on their next packet
     /// (TCP RST, ICMP unreachable otherwise). Idempotent.
     pub fn delete_backend(&mut self, id: BackendId) -> Result<()> {
-        remove(&mut self.backends, MAP_BACKENDS, &id.0)
+        remove(&mut self.backends, MAP_BACKENDS, &id.0)?;
+        self.backend_v4.remove(&id.0);
+        Ok(())
     }
 
     /// Writes a frontend and what it does: reverse NAT entry, source ranges,
@@ -338,11 +355,13 @@ impl ServiceLb {
         }
         let v4 = f.addr.is_ipv4();
         for id in entry.lut.ids() {
-            let b = self
-                .backends
-                .get(id, 0)
-                .map_err(|_| invalid("Maglev table", format!("backend {id} is not written")))?;
-            if ip_of(b.addr).is_ipv4() != v4 {
+            let Some(b_v4) = self.backend_v4.get(id) else {
+                return Err(invalid(
+                    "Maglev table",
+                    format!("backend {id} is not written"),
+                ));
+            };
+            if *b_v4 != v4 {
                 return Err(invalid(
                     "Maglev table",
                     format!("backend {id} is of the other address family"),
@@ -425,16 +444,19 @@ impl ServiceLb {
 
     /// Writes `lut` as chunks `0..` of `generation`; returns how many.
     fn write_lut(&mut self, svc_id: u32, generation: u32, lut: &MaglevTable) -> Result<u32> {
-        let mut bytes = Vec::new();
-        lut.encode_into(&mut bytes);
+        let total = lut.encoded_len();
+        let mut v = LutChunk {
+            bytes: [0; LUT_BYTES],
+        };
         let mut n = 0u32;
-        for piece in bytes.chunks(LUT_BYTES) {
-            let mut v = LutChunk {
-                bytes: [0; LUT_BYTES],
-            };
-            if let Some(dst) = v.bytes.get_mut(..piece.len()) {
-                dst.copy_from_slice(piece);
+        let mut offset = 0;
+        while offset < total {
+            let filled = lut.encode_part(offset, &mut v.bytes);
+            if let Some(rest) = v.bytes.get_mut(filled..) {
+                rest.fill(0);
             }
+            // At least one byte per chunk (encode_part fills whole chunks until the end).
+            offset += filled.max(1);
             let k = LutKey {
                 svc_id,
                 chunk: n | generation,
@@ -448,9 +470,7 @@ impl ServiceLb {
     }
 
     fn zero_metrics(&self) -> Result<PerCpuValues<SvcMetrics>> {
-        let n = aya::util::nr_cpus()
-            .map_err(|(_, e)| Error::map(MAP_METRICS, "count CPUs", MapError::IoError(e)))?;
-        PerCpuValues::try_from(vec![SvcMetrics::default(); n])
+        PerCpuValues::try_from(vec![SvcMetrics::default(); self.nr_cpus])
             .map_err(|e| Error::map(MAP_METRICS, "build", MapError::IoError(e)))
     }
 

@@ -75,9 +75,13 @@ pub struct DatapathMaps {
 }
 
 impl DatapathMaps {
-    fn err(what: impl Into<String>) -> impl FnOnce(datapath::Error) -> MapsError {
-        let what = what.into();
-        move |source| MapsError { what, source }
+    /// The error's description is only formatted when there is an error (formatting it for
+    /// every write cost a full programming an allocation per map operation).
+    fn err<W: Into<String>>(what: impl FnOnce() -> W) -> impl FnOnce(datapath::Error) -> MapsError {
+        move |source| MapsError {
+            what: what().into(),
+            source,
+        }
     }
 }
 
@@ -90,7 +94,7 @@ impl LbMaps for DatapathMaps {
             } => self
                 .lb
                 .upsert_backend(datapath::lb::BackendId(*id), value)
-                .map_err(Self::err(format!("writing backend {id}"))),
+                .map_err(Self::err(|| format!("writing backend {id}"))),
             Op::UpsertService {
                 frontend,
                 value:
@@ -115,16 +119,16 @@ impl LbMaps for DatapathMaps {
                             source_ranges: &ranges,
                         },
                     )
-                    .map_err(Self::err(format!("writing frontend {frontend}")))
+                    .map_err(Self::err(|| format!("writing frontend {frontend}")))
             }
             Op::DeleteService { frontend, .. } => self
                 .lb
                 .delete_service(frontend)
-                .map_err(Self::err(format!("removing frontend {frontend}"))),
+                .map_err(Self::err(|| format!("removing frontend {frontend}"))),
             Op::DeleteBackend { id: BackendId(id) } => self
                 .lb
                 .delete_backend(datapath::lb::BackendId(*id))
-                .map_err(Self::err(format!("removing backend {id}"))),
+                .map_err(Self::err(|| format!("removing backend {id}"))),
         }
     }
 
@@ -132,14 +136,14 @@ impl LbMaps for DatapathMaps {
         let services = self
             .lb
             .services()
-            .map_err(Self::err("reading the services map"))?
+            .map_err(Self::err(|| "reading the services map"))?
             .into_iter()
             .map(|d| (d.frontend, d.id))
             .collect();
         let backends = self
             .lb
             .backends()
-            .map_err(Self::err("reading the backends map"))?
+            .map_err(Self::err(|| "reading the backends map"))?
             .into_iter()
             .map(|(id, b)| (b.backend(), id.0))
             .collect();
@@ -149,7 +153,7 @@ impl LbMaps for DatapathMaps {
     fn attached(&self) -> Result<Vec<u32>, MapsError> {
         self.lb
             .attached()
-            .map_err(Self::err("listing attached interfaces"))
+            .map_err(Self::err(|| "listing attached interfaces"))
     }
 
     fn attach(
@@ -160,24 +164,24 @@ impl LbMaps for DatapathMaps {
     ) -> Result<(), MapsError> {
         self.lb
             .attach(ifindex)
-            .map_err(Self::err(format!("attaching to ifindex {ifindex}")))?;
+            .map_err(Self::err(|| format!("attaching to ifindex {ifindex}")))?;
         self.lb
             .set_device(ifindex, datapath::lb::DeviceAddrs { v4, v6 })
-            .map_err(Self::err(format!(
-                "setting the addresses of ifindex {ifindex}"
-            )))
+            .map_err(Self::err(|| {
+                format!("setting the addresses of ifindex {ifindex}")
+            }))
     }
 
     fn detach(&mut self, ifindex: u32) -> Result<(), MapsError> {
         self.lb
             .detach(ifindex)
-            .map_err(Self::err(format!("detaching from ifindex {ifindex}")))
+            .map_err(Self::err(|| format!("detaching from ifindex {ifindex}")))
     }
 
     fn set_masquerade(&mut self, m: &datapath::lb::MasqConfig) -> Result<(), MapsError> {
         self.lb
             .set_masquerade(m)
-            .map_err(Self::err("setting masquerade"))
+            .map_err(Self::err(|| "setting masquerade"))
     }
 
     fn set_egress_tunnel(
@@ -186,7 +190,7 @@ impl LbMaps for DatapathMaps {
     ) -> Result<(), MapsError> {
         self.lb
             .set_egress_tunnel(tunnel)
-            .map_err(Self::err("setting the egress gateway's tunnel"))
+            .map_err(Self::err(|| "setting the egress gateway's tunnel"))
     }
 
     fn sync_egress(
@@ -195,7 +199,7 @@ impl LbMaps for DatapathMaps {
     ) -> Result<datapath::lb::EgressSync, MapsError> {
         self.lb
             .sync_egress(rules)
-            .map_err(Self::err("writing the egress gateway policy map"))
+            .map_err(Self::err(|| "writing the egress gateway policy map"))
     }
 }
 

@@ -239,32 +239,36 @@ impl<M: LbMaps> ServiceLbController<M> {
 
     /// Applies `ops` in order, keeping the published ids in step.
     fn apply(&mut self, ops: &[Op]) -> Result<(), MapsError> {
-        for op in ops {
-            if let Err(e) = self.maps.apply(op) {
-                self.rebuild = true;
-                return Err(e);
+        ops.iter().try_for_each(|op| self.apply_one(op))
+    }
+
+    /// Applies one operation, keeping the published ids in step; a failure leaves the maps
+    /// part-way through a plan, so the next run rebuilds the planner from them.
+    fn apply_one(&mut self, op: &Op) -> Result<(), MapsError> {
+        if let Err(e) = self.maps.apply(op) {
+            self.rebuild = true;
+            return Err(e);
+        }
+        match op {
+            Op::UpsertBackend { id, value } => {
+                let b = Backend {
+                    addr: value.addr,
+                    port: value.port,
+                    proto: value.proto,
+                };
+                self.status.backend_ids.insert(b, (*id, value.local));
+                self.backend_by_id.insert(*id, b);
             }
-            match op {
-                Op::UpsertBackend { id, value } => {
-                    let b = Backend {
-                        addr: value.addr,
-                        port: value.port,
-                        proto: value.proto,
-                    };
-                    self.status.backend_ids.insert(b, (*id, value.local));
-                    self.backend_by_id.insert(*id, b);
+            Op::DeleteBackend { id } => {
+                if let Some(b) = self.backend_by_id.remove(id) {
+                    self.status.backend_ids.remove(&b);
                 }
-                Op::DeleteBackend { id } => {
-                    if let Some(b) = self.backend_by_id.remove(id) {
-                        self.status.backend_ids.remove(&b);
-                    }
-                }
-                Op::UpsertService { frontend, value } => {
-                    self.status.service_ids.insert(*frontend, value.id);
-                }
-                Op::DeleteService { frontend, .. } => {
-                    self.status.service_ids.remove(frontend);
-                }
+            }
+            Op::UpsertService { frontend, value } => {
+                self.status.service_ids.insert(*frontend, value.id);
+            }
+            Op::DeleteService { frontend, .. } => {
+                self.status.service_ids.remove(frontend);
             }
         }
         Ok(())
@@ -444,14 +448,16 @@ impl<M: LbMaps> Controller for ServiceLbController<M> {
             self.backend_by_id.clear();
         }
         self.render(snap, &lb.ips, ctx.full);
-        let plan = self.planner.plan(&self.table);
+        // The Maglev tables are computed on other threads while the operations are written
+        // (services' `PendingPlan`).
+        let plan = self.planner.plan_pending(&self.table);
         for f in &plan.failures {
             warn!(error = %f, "frontend not programmed");
         }
-        if !plan.ops.is_empty() {
-            info!(ops = plan.ops.len(), "service datapath: applying");
+        if !plan.is_empty() {
+            info!(ops = plan.len(), "service datapath: applying");
         }
-        self.apply(&plan.ops)?;
+        plan.apply_each(|op| self.apply_one(&op))?;
         if self.prune_pending {
             let prune = self.planner.prune_restored();
             if !prune.ops.is_empty() {
