@@ -566,8 +566,8 @@ fn decode<T: DeserializeOwned>(
     text: &str,
     value: &Value,
 ) -> Result<T, (String, String, Option<usize>)> {
-    // From the parsed tree, borrowed (a clone of it was a tenth of a large file's parse);
-    // the text again only to say where it failed.
+    // From the parsed tree, borrowed (cloning it allocated the whole document again); the
+    // text again only to say where it failed.
     if let Ok(t) = T::deserialize(value) {
         return Ok(t);
     }

@@ -327,9 +327,9 @@ impl Position for u16 {
 /// The walk finds the first `M - T` slots by probing (one slot at a time while the table is
 /// sparse, then groups of slots per branch); the last `T` ([`tail_len`]) are found
 /// from the free slots' distances along each backend's walk ([`fill_tail`]): the same slot
-/// the probing would reach, without its `M/R` probes per slot when `R` slots are free (the
-/// last 256 slots of M = 16381 took about 60% of the probes, though in groups of four only
-/// about 6% of the time).
+/// the probing would reach, without its `M/R` probes per slot when `R` slots are free (by the
+/// harmonic sum, the last 256 slots of M = 16381 take about 60% of the probes, though in
+/// groups of four far less of the time).
 fn fill<P: Position>(cfg: &MaglevConfig, bs: &[&MaglevBackend], tail: u32) -> Vec<P> {
     let m = cfg.table_size.get();
     let mu = m as usize; // u32 → usize: lossless on 32- and 64-bit targets
@@ -573,8 +573,8 @@ impl ModM {
 const GROUP: usize = 4;
 
 /// Up to this share of the table taken (per mille), walks probe one slot at a time: 150,
-/// 300, 375 and 450 tried on the Criterion bench `maglev`, 300 the fastest (about 12% off
-/// the table at 10 and 100 backends against groups from the start).
+/// 300, 375 and 450 tried on the Criterion bench `maglev`, 300 the fastest (the kept A/B of
+/// the change: `services/benches/data/maglev-table-2026-12-07c.json`).
 const SPARSE_PERMILLE: u64 = 300;
 
 impl fmt::Display for TableSize {

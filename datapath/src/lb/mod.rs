@@ -123,7 +123,7 @@ pub struct ServiceLb {
     egress: EgressMaps,
     /// Every backend written, by id: whether it is IPv4. What `upsert_service` checks a
     /// table against without a map lookup per backend (ten system calls per Service of ten
-    /// backends were a fifth of a full programming's); filled from the map at open.
+    /// backends); filled from the map at open.
     backend_v4: std::collections::HashMap<u32, bool>,
     /// Possible CPUs, for per-CPU values (read once: it is a file read).
     nr_cpus: usize,
