@@ -14,11 +14,12 @@ bin=target/release/svc-bench
 
 # A. Programming at full size. kube-proxy's own --noflush full load does not finish at this
 # size with iptables-nft 1.8.9 (it grows faster than linearly), so the full size times the
-# fresh-namespace load without --noflush and kube-proxy's partial (--noflush) update...
+# fresh-namespace load without --noflush and kube-proxy's partial (--noflush) update (up to
+# 300 s each: one load took 173 s on a busy day)...
 for m in 16381 1021; do
   $bin program --services 27000 --backends 10 --reps 2 \
     --system iptables --system bpf-floor --system rackd --system ipvs \
-    --iptables-case full-flush --iptables-case one-change --restore-timeout 150 --lut-size $m \
+    --iptables-case full-flush --iptables-case one-change --restore-timeout 300 --lut-size $m \
     --out "$res/program-27000x10-m$m-$date.json"
 done
 # ...and every case, kube-proxy's exact full load included, at sizes where it finishes.
