@@ -251,11 +251,7 @@ impl<M: LbMaps> ServiceLbController<M> {
         }
         match op {
             Op::UpsertBackend { id, value } => {
-                let b = Backend {
-                    addr: value.addr,
-                    port: value.port,
-                    proto: value.proto,
-                };
+                let b = value.backend();
                 self.status.backend_ids.insert(b, (*id, value.local));
                 self.backend_by_id.insert(*id, b);
             }

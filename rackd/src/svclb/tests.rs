@@ -39,11 +39,7 @@ impl LbMaps for FakeMaps {
         self.ops.push(op.clone());
         match op {
             Op::UpsertBackend { id, value } => {
-                let b = Backend {
-                    addr: value.addr,
-                    port: value.port,
-                    proto: value.proto,
-                };
+                let b = value.backend();
                 self.backends.insert(id.0, (b, value.local));
             }
             Op::DeleteBackend { id } => {
