@@ -121,9 +121,10 @@ pub struct ServiceLb {
     no_masq: LpmTrie<MapData, [u8; 16], u8>,
     flows: FlowMaps,
     egress: EgressMaps,
-    /// Every backend written, by id: whether it is IPv4. What `upsert_service` checks a
-    /// table against without a map lookup per backend (ten system calls per Service of ten
-    /// backends); filled from the map at open.
+    /// Backends known to be written, by id: whether they are IPv4. What `upsert_service`
+    /// checks a table against without a map lookup per backend (ten system calls per Service
+    /// of ten backends). Kept by `upsert_backend` and `delete_backend`; a backend a previous
+    /// run wrote is looked up in the map once, on first use (no pass over the map at open).
     backend_v4: std::collections::HashMap<u32, bool>,
     /// Possible CPUs, for per-CPU values (read once: it is a file read).
     nr_cpus: usize,
@@ -224,10 +225,6 @@ impl ServiceLb {
             nr_cpus: aya::util::nr_cpus()
                 .map_err(|(_, e)| Error::map(MAP_METRICS, "count CPUs", MapError::IoError(e)))?,
         };
-        for item in me.backends.iter() {
-            let (id, v) = item.map_err(|e| Error::map(MAP_BACKENDS, "iterate", e))?;
-            me.backend_v4.insert(id, ip_of(v.addr).is_ipv4());
-        }
         let mut c = me.read_config()?;
         c.maglev_m = cfg.maglev_table_size;
         c.seed = cfg.hash_seed;
@@ -355,13 +352,18 @@ impl ServiceLb {
         }
         let v4 = f.addr.is_ipv4();
         for id in entry.lut.ids() {
-            let Some(b_v4) = self.backend_v4.get(id) else {
-                return Err(invalid(
-                    "Maglev table",
-                    format!("backend {id} is not written"),
-                ));
+            let b_v4 = match self.backend_v4.get(id) {
+                Some(b_v4) => *b_v4,
+                None => {
+                    let b = self.backends.get(id, 0).map_err(|_| {
+                        invalid("Maglev table", format!("backend {id} is not written"))
+                    })?;
+                    let b_v4 = ip_of(b.addr).is_ipv4();
+                    self.backend_v4.insert(*id, b_v4);
+                    b_v4
+                }
             };
-            if *b_v4 != v4 {
+            if b_v4 != v4 {
                 return Err(invalid(
                     "Maglev table",
                     format!("backend {id} is of the other address family"),
