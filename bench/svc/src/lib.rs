@@ -21,6 +21,7 @@ pub mod cleanup;
 pub mod cpu;
 pub mod error;
 pub mod exec;
+pub mod flows;
 pub mod forward;
 pub mod hash;
 pub mod ipvs;

@@ -6,12 +6,14 @@
 //! - [`Test::KeepAlive`]: one connection per worker, request/response in a loop (req/s).
 //! - [`Test::Udp`]: one socket (one flow) per worker, send a datagram, wait for its echo
 //!   (packets/s counted as request/response pairs).
+//! - [`Test::Flows`]: SYNs from a raw socket, each a new flow, counted by their SYN-ACKs
+//!   ([`crate::flows`], its own sender and receiver instead of these workers).
 //!
 //! Called from a thread already inside the client namespace: the workers it spawns start there.
 
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,8 @@ pub enum Test {
     KeepAlive,
     /// UDP request/response.
     Udp,
+    /// New flows' first round trips from a raw socket ([`crate::flows`]).
+    Flows,
 }
 
 impl Test {
@@ -41,6 +45,7 @@ impl Test {
             Test::Connect => "connect",
             Test::KeepAlive => "keep-alive",
             Test::Udp => "udp",
+            Test::Flows => "flows",
         }
     }
 }
@@ -60,6 +65,9 @@ pub struct LoadConfig {
     pub cpus: Vec<usize>,
     /// Per-operation timeout (connect, read, UDP reply).
     pub timeout: Duration,
+    /// `flows` only: the /24 the SYNs come from, local in the client's namespace and routed to
+    /// it ([`crate::topo::Lab::flow_sources`]).
+    pub flow_sources: Option<Ipv4Addr>,
 }
 
 /// What a load run measured.
@@ -161,6 +169,8 @@ fn run_worker(test: Test, target: SocketAddr, cfg: &LoadConfig, start: &Barrier)
             Test::Connect => connect_once(target, cfg.timeout, &mut buf),
             Test::KeepAlive => keepalive_once(&mut keep, target, cfg.timeout, &mut buf),
             Test::Udp => udp_once(&mut udp, target, cfg.timeout, &mut seq, &mut buf),
+            // Run by `crate::flows`, never by these workers.
+            Test::Flows => Err(ErrorKind::Unsupported.into()),
         };
         let done = Instant::now();
         match r {
@@ -235,6 +245,12 @@ fn udp_once(
 
 /// Runs `cfg.workers` workers for `cfg.duration` and merges their results.
 pub fn run(cfg: &LoadConfig) -> Result<LoadResult> {
+    if cfg.test == Test::Flows {
+        let sources = cfg.flow_sources.ok_or_else(|| {
+            Error::Config("the flows test needs a source range routed to the client".into())
+        })?;
+        return crate::flows::run(cfg, sources);
+    }
     if cfg.targets.is_empty() || cfg.workers == 0 {
         return Err(Error::Config(
             "load generator needs targets and workers".into(),

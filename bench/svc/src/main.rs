@@ -75,7 +75,8 @@ enum Cmd {
         /// gateway's, egress-none and egress-rackd, only when asked for).
         #[arg(long = "mode", value_enum)]
         modes: Vec<Mode>,
-        /// Tests (repeatable; default: connect, keep-alive, udp).
+        /// Tests (repeatable; default: connect, keep-alive, udp, flows; flows runs only in the
+        /// modes without SNAT).
         #[arg(long = "test", value_enum)]
         tests: Vec<Test>,
         /// Rounds.
@@ -258,7 +259,7 @@ fn run(cli: Cli) -> svc_bench::Result<()> {
                 modes
             };
             let tests = if tests.is_empty() {
-                vec![Test::Connect, Test::KeepAlive, Test::Udp]
+                vec![Test::Connect, Test::KeepAlive, Test::Udp, Test::Flows]
             } else {
                 tests
             };

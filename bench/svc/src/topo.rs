@@ -44,6 +44,9 @@ pub const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 pub const VIP_PORT: u16 = 80;
 /// The pod CIDR of the masquerade topology.
 pub const POD_CIDR: &str = "10.244.0.0/16";
+/// The `flows` test's sources in the service topology (outside the client's own /24, whose
+/// gateway must stay the node's).
+pub const SERVICE_FLOW_SOURCES: Ipv4Addr = Ipv4Addr::new(10, 10, 9, 0);
 
 /// Which topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +80,23 @@ pub struct Lab {
     pub node_backend_devs: Vec<&'static str>,
     /// Which topology this is.
     pub kind: Kind,
+    /// The /24 the `flows` test sends from: local in the client's namespace (any address in it
+    /// is the client's) and routed to the client by the node. Service topology only (see
+    /// `Mode::runs_flows`).
+    pub flow_sources: Option<Ipv4Addr>,
+}
+
+/// Makes the /24 at `net` the client's: local there, routed to `client_addr` by the node.
+fn route_flow_sources(
+    client: &Netns,
+    node: &Netns,
+    net: Ipv4Addr,
+    client_addr: &str,
+) -> Result<()> {
+    let prefix = format!("{net}/24");
+    client.route_add(&["local", &prefix, "dev", "lo"])?;
+    node.route_add(&[&prefix, "via", client_addr])?;
+    Ok(())
 }
 
 const BACKEND_DEVS: [&str; 2] = ["nb1", "nb2"];
@@ -103,6 +123,7 @@ impl Lab {
         node.addr_add("n0", "10.10.1.1/24")?;
         node.write_sysctls(&[("net.ipv4.ip_forward", "1")])?;
         quiet(&client)?;
+        route_flow_sources(&client, &node, SERVICE_FLOW_SOURCES, "10.10.1.2")?;
         let mut bes = Vec::new();
         let mut addrs = Vec::new();
         let mut devs = Vec::new();
@@ -128,6 +149,7 @@ impl Lab {
             node_client_addr: Ipv4Addr::new(10, 10, 1, 1),
             node_backend_devs: devs,
             kind: Kind::Service,
+            flow_sources: Some(SERVICE_FLOW_SOURCES),
         })
     }
 
@@ -160,6 +182,7 @@ impl Lab {
             node_client_addr: Ipv4Addr::new(10, 244, 1, 1),
             node_backend_devs: vec!["nx0"],
             kind: Kind::Masquerade,
+            flow_sources: None,
         })
     }
 
@@ -200,6 +223,7 @@ impl Lab {
             node_client_addr: Ipv4Addr::new(10, 244, 1, 1),
             node_backend_devs: vec![EGRESS_UNDERLAY_DEV],
             kind: Kind::Egress,
+            flow_sources: None,
         })
     }
 }

@@ -117,7 +117,7 @@ fn forwarding_smoke() {
             Mode::MasqIptables,
             Mode::MasqRackd,
         ],
-        tests: vec![Test::Connect, Test::KeepAlive, Test::Udp],
+        tests: vec![Test::Connect, Test::KeepAlive, Test::Udp, Test::Flows],
         rounds: 1,
         duration_s: 1.0,
         warmup_s: 0.1,
@@ -215,6 +215,39 @@ fn forwarding_smoke() {
             }
         }
     }
+    // New flows: SYN-ACKs came back through the modes without SNAT, each matched to a SYN
+    // sent in the window (a flow counts once), and nothing failed but flows left unanswered;
+    // the SNAT modes do not run the test.
+    for mode in [
+        "rackd-snat",
+        "iptables",
+        "masq-none",
+        "masq-iptables",
+        "masq-rackd",
+    ] {
+        assert!(
+            !r.runs.iter().any(|x| x.mode == mode && x.test == "flows"),
+            "{mode}"
+        );
+    }
+    for mode in ["direct", "rackd", "iptables-local"] {
+        let run = r
+            .runs
+            .iter()
+            .find(|x| x.mode == mode && x.test == "flows")
+            .unwrap_or_else(|| panic!("no {mode}/flows"));
+        let unanswered = run.load.errors.get("no SYN-ACK").copied().unwrap_or(0);
+        assert!(run.load.ops > 1000, "{run:?}");
+        assert!(unanswered * 10 < run.load.ops, "{run:?}");
+        assert_eq!(
+            run.load.errors.len(),
+            usize::from(unanswered > 0),
+            "{run:?}"
+        );
+        assert!(run.load.latency.p50_us > 0.0, "{run:?}");
+        // SYNs are not connections: no backend accepted one.
+        assert_eq!(run.servers.iter().map(|s| s.accepted).sum::<u64>(), 0);
+    }
     let ran = r.runs.iter().any(|x| x.mode == "ipvs");
     let skipped = r.skipped.iter().any(|s| s.system == "ipvs");
     assert!(ran != skipped, "ipvs: ran {ran}, skipped {skipped}");
@@ -243,11 +276,48 @@ fn masquerade_is_needed_without_route_back() {
         duration: Duration::from_millis(300),
         cpus: vec![],
         timeout: Duration::from_millis(100),
+        flow_sources: None,
     };
     let r = lab.client.enter(|| loadgen::run(&cfg)).unwrap().unwrap();
     assert_eq!(r.ops, 0, "{r:?}");
     assert!(!r.errors.is_empty(), "{r:?}");
     drop(srv);
+}
+
+/// The flows test counts SYN-ACKs only: a backend with no listener answers every SYN with a
+/// RST, and none counts (negative control); the same lab with the server listening answers
+/// them (positive control).
+#[test]
+fn flows_count_only_synacks() {
+    let _serial = serial();
+    let lab = Lab::service(1).unwrap();
+    let be = lab.backends.first().unwrap();
+    let cfg = LoadConfig {
+        test: Test::Flows,
+        targets: vec![SocketAddr::V4(SocketAddrV4::new(
+            *lab.backend_addrs.first().unwrap(),
+            server::PORT,
+        ))],
+        workers: 1,
+        duration: Duration::from_millis(300),
+        cpus: vec![],
+        timeout: Duration::from_millis(100),
+        flow_sources: lab.flow_sources,
+    };
+    let r = lab.client.enter(|| loadgen::run(&cfg)).unwrap().unwrap();
+    assert_eq!(r.ops, 0, "{r:?}");
+    assert!(
+        r.errors.get("no SYN-ACK").is_some_and(|n| *n > 1000),
+        "{r:?}"
+    );
+    let srv = Server::start(be, 2, 1, &[]).unwrap();
+    let r = lab.client.enter(|| loadgen::run(&cfg)).unwrap().unwrap();
+    assert!(r.ops > 1000, "{r:?}");
+    // Flows continue where the last run stopped: none is sent twice, so none can be counted
+    // twice, and the counted ones are at most the sent ones.
+    let unanswered = r.errors.get("no SYN-ACK").copied().unwrap_or(0);
+    assert!(unanswered * 10 < r.ops, "{r:?}");
+    assert_eq!(srv.stop().accepted, 0);
 }
 
 fn our_pins() -> Vec<String> {
@@ -348,6 +418,7 @@ fn connects(lab: &Lab) -> loadgen::LoadResult {
         duration: Duration::from_millis(300),
         cpus: vec![],
         timeout: Duration::from_millis(100),
+        flow_sources: None,
     };
     lab.client.enter(|| loadgen::run(&cfg)).unwrap().unwrap()
 }
