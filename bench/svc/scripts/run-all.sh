@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates every results file the README's figures come from, with the commands they were
-# produced by, then prints the tables. Root; ~60 minutes on a 2-vCPU VM. Not part of CI (CI
+# produced by, then prints the tables. Root; ~70 minutes on a 2-vCPU VM. Not part of CI (CI
 # runs the smoke sizes: `cargo test -p svc-bench`).
 #
 #   bench/svc/scripts/run-all.sh [DATE]     # DATE names the files (default: today, UTC)
@@ -34,6 +34,11 @@ $bin chunk-sizes --entries 200000 --reps 5 --out "$res/chunk-sizes-$date.json"
 # B. Forwarding: every mode, 5 rounds x 5 s per test.
 $bin forward --out "$res/forward-$date.json"
 $bin forward --mode masq-none --mode masq-iptables --mode masq-rackd --out "$res/forward-masq-$date.json"
+# New flows/s (the flows test) beside new connections, with 1 and with 1,000 Services loaded.
+$bin forward --mode direct --mode rackd --mode iptables-local --mode ipvs --test connect \
+  --test flows --out "$res/forward-flows-$date.json"
+$bin forward --mode direct --mode rackd --mode iptables-local --mode ipvs --test connect \
+  --test flows --services-loaded 1000 --out "$res/forward-flows-1000svc-$date.json"
 # The egress gateway (issue 17: SNAT throughput at the gateway) on two nodes, with one node's
 # masquerade beside it in the same run so the tunnel's cost shows.
 $bin forward --mode egress-none --mode egress-rackd --mode masq-none --mode masq-rackd \
