@@ -3,9 +3,9 @@
 //!
 //! Why a second new-connection test: in the closed-loop `connect` test most of the CPU goes to
 //! the client's and the server's TCP stacks (socket, connect, accept, close, TIME_WAIT); the
-//! load balancers' share is a few µs out of ~50 per connection, so on two cores no load
+//! load balancers' share is a few µs out of 50-70 per connection, so on two cores no load
 //! balancer can come out more than ~1.3x ahead of another there (the ceiling, no load balancer
-//! at all, is 1.28-1.39x kube-proxy's Local rules). Here the generator writes crafted TCP SYNs
+//! at all, was 1.19-1.39x kube-proxy's Local rules in the runs of 2026-12-07). Here the generator writes crafted TCP SYNs
 //! to a raw socket in batches (`sendmmsg`), each from a fresh (source address, source port),
 //! so every SYN is a new flow for whatever load balancer and conntrack is on the path. The
 //! backends' listeners answer with SYN-ACKs (SYN cookies once their queues are full), which
@@ -21,7 +21,8 @@
 //! Sources: a /24 routed to the client and local there (`ip route add local P dev lo`), hosts
 //! .1-.254 x ports 1024-61023: 15.2 million distinct flows. Runs in one process continue the
 //! index where the last one stopped (warm-up, then the measured run, never reuse a flow) and
-//! start over only when the rest of the range is shorter than one run's maximum.
+//! start over only when the rest of the range is shorter than one run's maximum: a topology
+//! (built fresh for every mode and round) sees a flow at most once.
 //!
 //! The send loop does not pace itself: on a veth path the node's and the backend's packet
 //! processing runs in the sender's own softirq context, so the rate settles where the CPU the
