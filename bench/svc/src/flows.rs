@@ -260,20 +260,6 @@ fn send_loop(sh: &Shared, cpus: &[usize], duration: Duration, start: &Barrier) -
     }; BATCH];
     // SAFETY: an all-zero mmsghdr is valid (null pointers, zero lengths).
     let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-    // The arrays stay where they are until the loop ends: the pointers stay valid.
-    for (((m, iov), buf), name) in msgs
-        .iter_mut()
-        .zip(iovs.iter_mut())
-        .zip(bufs.iter_mut())
-        .zip(names.iter_mut())
-    {
-        iov.iov_base = buf.as_mut_ptr().cast();
-        iov.iov_len = PKT_LEN;
-        m.msg_hdr.msg_iov = iov;
-        m.msg_hdr.msg_iovlen = 1;
-        m.msg_hdr.msg_name = (name as *mut libc::sockaddr_in).cast();
-        m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    }
     let room = u32::try_from(sh.slots.len()).unwrap_or(0);
     let mut out = SendOut {
         sent: 0,
@@ -311,7 +297,22 @@ fn send_loop(sh: &Shared, cpus: &[usize], duration: Duration, start: &Barrier) -
                 s.store(stamp, Ordering::Release);
             }
         }
-        // SAFETY: msgs point at the live arrays above, BATCH entries.
+        // The pointers are taken after the last write through the arrays, right before the
+        // call, and the arrays do not move until it returns.
+        for (((m, iov), buf), name) in msgs
+            .iter_mut()
+            .zip(iovs.iter_mut())
+            .zip(bufs.iter_mut())
+            .zip(names.iter_mut())
+        {
+            iov.iov_base = buf.as_mut_ptr().cast();
+            iov.iov_len = PKT_LEN;
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m.msg_hdr.msg_name = (name as *mut libc::sockaddr_in).cast();
+            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        }
+        // SAFETY: msgs point at the live arrays above, BATCH entries of PKT_LEN bytes each.
         let rc = unsafe { libc::sendmmsg(fd.0, msgs.as_mut_ptr(), BATCH as libc::c_uint, 0) };
         let done = match u32::try_from(rc) {
             Ok(n) => n,
@@ -349,12 +350,6 @@ fn recv_loop(sh: &Shared, fd: &Fd, cpus: &[usize], start: &Barrier) -> RecvOut {
     }; BATCH];
     // SAFETY: an all-zero mmsghdr is valid.
     let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-    for ((m, iov), buf) in msgs.iter_mut().zip(iovs.iter_mut()).zip(bufs.iter_mut()) {
-        iov.iov_base = buf.as_mut_ptr().cast();
-        iov.iov_len = buf.len();
-        m.msg_hdr.msg_iov = iov;
-        m.msg_hdr.msg_iovlen = 1;
-    }
     let mut out = RecvOut {
         ops: 0,
         lat: Vec::with_capacity(1 << 20),
@@ -365,6 +360,13 @@ fn recv_loop(sh: &Shared, fd: &Fd, cpus: &[usize], start: &Barrier) -> RecvOut {
     let cpu0 = cpu::thread_cpu();
     let mut last_reply = Instant::now();
     loop {
+        // As in the send loop: the pointers are taken right before the call.
+        for ((m, iov), buf) in msgs.iter_mut().zip(iovs.iter_mut()).zip(bufs.iter_mut()) {
+            iov.iov_base = buf.as_mut_ptr().cast();
+            iov.iov_len = buf.len();
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+        }
         // SAFETY: msgs point at the live arrays above; a null timeout.
         let rc = unsafe {
             libc::recvmmsg(
