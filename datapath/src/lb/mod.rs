@@ -355,8 +355,14 @@ impl ServiceLb {
             let b_v4 = match self.backend_v4.get(id) {
                 Some(b_v4) => *b_v4,
                 None => {
-                    let b = self.backends.get(id, 0).map_err(|_| {
-                        invalid("Maglev table", format!("backend {id} is not written"))
+                    // Only "not there" means not written; any other failure is the
+                    // map's, and says so.
+                    let b = self.backends.get(id, 0).map_err(|e| {
+                        if not_found(&e) {
+                            invalid("Maglev table", format!("backend {id} is not written"))
+                        } else {
+                            Error::map(MAP_BACKENDS, "look up", e)
+                        }
                     })?;
                     let b_v4 = ip_of(b.addr).is_ipv4();
                     self.backend_v4.insert(*id, b_v4);
