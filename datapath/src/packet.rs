@@ -102,27 +102,45 @@ pub fn arp_announcement(mac: [u8; 6], ip: Ipv4Addr) -> Vec<u8> {
     arp_frame(BROADCAST, mac, 1, mac, ip, [0; 6], ip)
 }
 
-/// ICMPv6 checksum (RFC 4443 §2.3) of `msg` (its checksum field zeroed or
-/// not: pass the message as it is and compare the result with zero to verify).
-pub fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, msg: &[u8]) -> u16 {
-    let mut sum: u64 = 0;
-    let mut add = |bytes: &[u8]| {
-        for pair in bytes.chunks(2) {
-            let hi = u64::from(pair[0]) << 8;
-            let lo = pair.get(1).map_or(0, |b| u64::from(*b));
-            sum += hi | lo;
+/// Adds `data` to an Internet checksum's running sum (RFC 1071: big-endian
+/// 16-bit words, an odd last byte padded with zero). The result is folded to
+/// 16 bits, so sums chain over any length; pieces after the first must start
+/// at an even offset of the checksummed data. Finish with [`checksum_fold`].
+pub fn checksum_add(sum: u32, data: &[u8]) -> u32 {
+    let mut s = u64::from(sum);
+    let mut words = data.chunks_exact(2);
+    for w in &mut words {
+        if let [hi, lo] = w {
+            s += u64::from(u16::from_be_bytes([*hi, *lo]));
         }
-    };
-    // Pseudo-header, RFC 8200 §8.1.
-    add(&src.octets());
-    add(&dst.octets());
-    add(&(msg.len() as u32).to_be_bytes());
-    add(&[0, 0, 0, IPPROTO_ICMPV6]);
-    add(msg);
-    while sum > 0xffff {
+    }
+    if let [last] = words.remainder() {
+        s += u64::from(*last) << 8;
+    }
+    while s >> 16 != 0 {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u32 // ≤ 0xffff after the fold
+}
+
+/// The checksum of a running sum: its carries folded, then its one's
+/// complement. Over data that holds its own checksum, zero means it verifies.
+pub fn checksum_fold(mut sum: u32) -> u16 {
+    while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
+}
+
+/// ICMPv6 checksum (RFC 4443 §2.3) of `msg` (its checksum field zeroed or
+/// not: pass the message as it is and compare the result with zero to verify).
+pub fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, msg: &[u8]) -> u16 {
+    // Pseudo-header, RFC 8200 §8.1.
+    let mut sum = checksum_add(0, &src.octets());
+    sum = checksum_add(sum, &dst.octets());
+    sum = checksum_add(sum, &(msg.len() as u32).to_be_bytes());
+    sum = checksum_add(sum, &[0, 0, 0, IPPROTO_ICMPV6]);
+    checksum_fold(checksum_add(sum, msg))
 }
 
 fn ipv6_header(buf: &mut Vec<u8>, payload_len: usize, src: Ipv6Addr, dst: Ipv6Addr) {
@@ -229,6 +247,24 @@ mod tests {
         assert_eq!(icmpv6_checksum(ip, dst, &f[54..]), 0);
         assert_eq!(f[58], NA_FLAG_OVERRIDE);
         assert_eq!(&f[0..6], &[0x33, 0x33, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn checksum_is_rfc1071s_example() {
+        // RFC 1071 §3: these bytes sum to ddf2, so the checksum is its complement.
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(checksum_add(0, &data), 0xddf2);
+        assert_eq!(checksum_fold(checksum_add(0, &data)), 0x220d);
+        // Chained at an even offset, the same sum; with the checksum appended, zero.
+        assert_eq!(
+            checksum_add(checksum_add(0, &data[..2]), &data[2..]),
+            0xddf2
+        );
+        let mut whole = data.to_vec();
+        whole.extend_from_slice(&0x220du16.to_be_bytes());
+        assert_eq!(checksum_fold(checksum_add(0, &whole)), 0);
+        // A sum that carries out of 32 bits in a plain u32 does not overflow here.
+        assert_eq!(checksum_add(0, &[0xff; 1 << 18]), 0xffff);
     }
 
     #[test]

@@ -35,6 +35,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use datapath::packet::{checksum_add, checksum_fold};
+
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::loadgen::{LoadConfig, LoadResult};
@@ -70,26 +72,6 @@ pub fn flow_source(base: Ipv4Addr, i: u32) -> (Ipv4Addr, u16) {
     let port = FIRST_PORT.saturating_add(u16::try_from(i % PORTS).unwrap_or(0));
     let [a, b, c, _] = base.octets();
     (Ipv4Addr::new(a, b, c, host), port)
-}
-
-fn checksum_add(mut sum: u32, data: &[u8]) -> u32 {
-    let mut pairs = data.chunks_exact(2);
-    for p in &mut pairs {
-        if let [hi, lo] = p {
-            sum += u32::from(u16::from_be_bytes([*hi, *lo]));
-        }
-    }
-    if let [last] = pairs.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    sum
-}
-
-fn checksum_fold(mut sum: u32) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// Writes a TCP SYN (IPv4, DF, TTL 64, MSS 1460, sequence number `seq`) into `buf`. The

@@ -64,24 +64,8 @@ pub fn udp(sport: u16, dport: u16) -> L4 {
     }
 }
 
-/// Internet checksum over `data` starting from `sum`.
-pub fn csum_add(mut sum: u32, data: &[u8]) -> u32 {
-    let mut it = data.chunks_exact(2);
-    for w in &mut it {
-        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    if let [b] = it.remainder() {
-        sum += u32::from(*b) << 8;
-    }
-    sum
-}
-
-pub fn fold(mut sum: u32) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+/// The datapath's Internet checksum, under the names these tests use.
+pub use datapath::packet::{checksum_add as csum_add, checksum_fold as fold};
 
 fn pseudo(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> u32 {
     let mut s = 0;
