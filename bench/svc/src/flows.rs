@@ -58,7 +58,8 @@ const PKT_LEN: usize = 44;
 pub const MAX_FLOWS_PER_RUN: u32 = 1 << 23;
 /// A slot whose flow has been counted.
 const DONE: u32 = u32::MAX;
-/// How long the receiver keeps reading after the send loop ends, when replies stop coming.
+/// After the send loop ends, the receiver stops once no reply has come for this long (or
+/// after the run's timeout at the latest).
 const QUIET: Duration = Duration::from_millis(50);
 /// The receiver's sleep between drains.
 const NAP: Duration = Duration::from_micros(200);
@@ -323,7 +324,7 @@ struct RecvOut {
     cpu: Duration,
 }
 
-fn recv_loop(sh: &Shared, fd: &Fd, cpus: &[usize], start: &Barrier) -> RecvOut {
+fn recv_loop(sh: &Shared, fd: &Fd, cpus: &[usize], timeout: Duration, start: &Barrier) -> RecvOut {
     cpu::pin(cpus);
     let mut bufs = [[0u8; 128]; BATCH];
     let mut iovs: [libc::iovec; BATCH] = [libc::iovec {
@@ -341,6 +342,7 @@ fn recv_loop(sh: &Shared, fd: &Fd, cpus: &[usize], start: &Barrier) -> RecvOut {
     start.wait();
     let cpu0 = cpu::thread_cpu();
     let mut last_reply = Instant::now();
+    let mut stopped: Option<Instant> = None;
     loop {
         // As in the send loop: the pointers are taken right before the call.
         for ((m, iov), buf) in msgs.iter_mut().zip(iovs.iter_mut()).zip(bufs.iter_mut()) {
@@ -384,8 +386,12 @@ fn recv_loop(sh: &Shared, fd: &Fd, cpus: &[usize], start: &Barrier) -> RecvOut {
                 }
             }
         }
-        if sh.stop.load(Ordering::Acquire) && now.duration_since(last_reply) >= QUIET {
-            break;
+        if sh.stop.load(Ordering::Acquire) {
+            // Bounded even if stray packets keep arriving.
+            let since = *stopped.get_or_insert(now);
+            if now.duration_since(last_reply) >= QUIET || now.duration_since(since) >= timeout {
+                break;
+            }
         }
         std::thread::sleep(NAP);
     }
@@ -395,7 +401,8 @@ fn recv_loop(sh: &Shared, fd: &Fd, cpus: &[usize], start: &Barrier) -> RecvOut {
 
 /// Runs the `flows` test: `cfg.targets` (IPv4) get new flows in turn from the /24 at
 /// `sources`, which must be local in the calling thread's namespace and routed to it. The
-/// sender runs on `cfg.cpus`, the receiver on the other CPUs.
+/// sender runs on `cfg.cpus`, the receiver on the other CPUs; the receiver waits at most
+/// `cfg.timeout` for late SYN-ACKs after the window (`cfg.workers` is not used).
 pub fn run(cfg: &LoadConfig, sources: Ipv4Addr) -> Result<LoadResult> {
     let targets: Vec<SocketAddrV4> = cfg
         .targets
@@ -440,10 +447,10 @@ pub fn run(cfg: &LoadConfig, sources: Ipv4Addr) -> Result<LoadResult> {
     };
     let barrier = Arc::new(Barrier::new(3));
     let receiver = {
-        let (sh, b) = (sh.clone(), barrier.clone());
+        let (sh, b, timeout) = (sh.clone(), barrier.clone(), cfg.timeout);
         std::thread::Builder::new()
             .name("flows-rx".into())
-            .spawn(move || recv_loop(&sh, &rx, &rx_cpus, &b))
+            .spawn(move || recv_loop(&sh, &rx, &rx_cpus, timeout, &b))
             .map_err(|source| Error::Net {
                 what: "spawn receiver".into(),
                 source,

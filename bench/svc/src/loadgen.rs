@@ -63,7 +63,8 @@ pub struct LoadConfig {
     pub duration: Duration,
     /// CPUs the workers are pinned to (empty: not pinned).
     pub cpus: Vec<usize>,
-    /// Per-operation timeout (connect, read, UDP reply).
+    /// Per-operation timeout (connect, read, UDP reply; `flows`: the longest wait for late
+    /// SYN-ACKs after the window).
     pub timeout: Duration,
     /// `flows` only: the /24 the SYNs come from, local in the client's namespace and routed to
     /// it ([`crate::topo::Lab::flow_sources`]).
