@@ -282,6 +282,8 @@ pub struct CpuUse {
     pub foreign: Duration,
     /// How much of `foreign` is the instruments' resolution rather than measured work.
     pub resolution: Duration,
+    /// This process's CPU time: the sender's and the receiver's threads.
+    pub peers: Duration,
 }
 
 /// The readings of an interval contradict each other: there is no CPU figure to report.
@@ -383,6 +385,7 @@ impl CpuSample {
             dut: Duration::from_nanos(dut),
             foreign: Duration::from_nanos(to_ns(foreign)),
             resolution: Duration::from_nanos(to_ns(resolution)),
+            peers: Duration::from_nanos(own),
         })
     }
 }
@@ -497,6 +500,7 @@ btime 1700000000
         let (a, b) = interval(1_000, 100, 400, 100);
         let u = a.delta(&b).unwrap();
         assert_eq!(u.dut, Duration::from_millis(400));
+        assert_eq!(u.peers, Duration::from_millis(100));
         assert_eq!(u.resolution, RESOLUTION);
         assert_eq!(u.foreign, Duration::from_millis(500) + RESOLUTION);
     }

@@ -86,8 +86,9 @@ pub struct BenchConfig {
     pub timeout: Duration,
 }
 
-/// Builds the lab, measures the sender ceiling, the floor and every DUT `runs` times
-/// (interleaved: ceiling, floor, DUT A, DUT B, ceiling, ...), and returns every run.
+/// Builds the lab, measures the sender ceiling, the floor, the relay and every DUT `runs`
+/// times (interleaved: ceiling, floor, relay, DUT A, DUT B, ceiling, ...), and returns every
+/// run.
 pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&RunResult)) -> Result<Report, BenchError> {
     let lab = Lab::new()?;
     let t = lab.topo;
@@ -107,6 +108,11 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&RunResult)) -> Result<Re
         report.runs.push(r);
         let start = report::RunStart::now();
         let mut r = floor(&lab, &table.bytes, run, cfg)?;
+        r.start = start;
+        progress(&r);
+        report.runs.push(r);
+        let start = report::RunStart::now();
+        let mut r = relay(&lab, &table.bytes, run, cfg)?;
         r.start = start;
         progress(&r);
         report.runs.push(r);
@@ -143,6 +149,7 @@ fn floor(lab: &Lab, table: &[u8], run: usize, cfg: &BenchConfig) -> Result<RunRe
     let (tx, _rx) = mpsc::channel();
     let (full_tx, _full_rx) = mpsc::channel();
     let expected = cfg.workload.prefixes;
+    let cpu0 = own_cpu_s();
     let (sent, counted) = std::thread::scope(|s| {
         let counter = s.spawn(|| peers::floor_receiver(listener, t.dut_as, expected, full_tx));
         let sender = s.spawn(|| {
@@ -151,6 +158,7 @@ fn floor(lab: &Lab, table: &[u8], run: usize, cfg: &BenchConfig) -> Result<RunRe
         });
         (sender.join(), counter.join())
     });
+    let cpu1 = own_cpu_s();
     let panicked = || BenchError::Panicked { dut: "floor", run };
     let sent = sent.map_err(|_| panicked())??;
     let counted = counted.map_err(|_| panicked())??;
@@ -173,11 +181,114 @@ fn floor(lab: &Lab, table: &[u8], run: usize, cfg: &BenchConfig) -> Result<RunRe
             .first
             .map(|f| f.saturating_duration_since(sent.t0).as_secs_f64()),
         dut_cpu_s: None,
+        peers_cpu_s: cpu0.zip(cpu1).map(|(a, b)| (b - a).max(0.0)),
         foreign_cpu_s: None,
         dut_peak_rss_kib: None,
         received: u64::from(counted.distinct),
         start: report::RunStart::default(),
     })
+}
+
+/// The relay in the DUT's place ([`peers::relay`]): the sender's bytes copied through a
+/// process to the receiver, which counts them as it does behind a DUT. No speaker can be
+/// faster than it: a speaker also parses, stores, decides and encodes.
+fn relay(lab: &Lab, table: &[u8], run: usize, cfg: &BenchConfig) -> Result<RunResult, BenchError> {
+    const NAME: &str = "relay";
+    let t = lab.topo;
+    let bind = |at: SocketAddr| {
+        lab.dut
+            .enter(|| TcpListener::bind(at))?
+            .map_err(|source| BenchError::Peer {
+                role: NAME,
+                what: "listen",
+                source,
+            })
+    };
+    let from_sender = bind(t.dut_for_sender())?;
+    let from_receiver = bind(t.dut_for_receiver())?;
+    let stop = AtomicBool::new(false);
+    let deadline = Instant::now() + cfg.timeout;
+    let rspec = PeerSpec {
+        dut: t.dut_for_receiver(),
+        my_as: t.receiver_as,
+        router_id: t.receiver,
+    };
+    let sspec = PeerSpec {
+        dut: t.dut_for_sender(),
+        my_as: t.sender_as,
+        router_id: t.sender,
+    };
+    let expected = cfg.workload.prefixes;
+    let cpu0 = own_cpu_s();
+    let outcome = std::thread::scope(|s| {
+        let (est_tx, est_rx) = mpsc::channel();
+        let (full_tx, full_rx) = mpsc::channel();
+        let (start_tx, start_rx) = mpsc::channel();
+        let relay =
+            s.spawn(|| peers::relay(&from_sender, &from_receiver, t.dut_as, &stop, deadline));
+        let receiver = s.spawn(|| {
+            let _in = lab.receiver.enter_guard()?;
+            peers::receiver(rspec, expected, &stop, deadline, est_tx, full_tx)
+        });
+        let waited = (|| {
+            let left = || deadline.saturating_duration_since(Instant::now());
+            est_rx
+                .recv_timeout(left())
+                .map_err(|_| "receiver session")?;
+            let sender = s.spawn(|| {
+                let _in = lab.sender.enter_guard()?;
+                peers::sender(sspec, table, false, &stop, deadline, start_tx)
+            });
+            start_rx
+                .recv_timeout(left())
+                .map_err(|_| "sender session")?;
+            let full = full_rx
+                .recv_timeout(left())
+                .map_err(|_| "full table at the receiver")?;
+            Ok((sender, full, own_cpu_s()))
+        })();
+        stop.store(true, Ordering::Relaxed);
+        let rec = receiver.join();
+        let relayed = relay.join();
+        match waited {
+            Ok((sender, full, cpu1)) => Ok((sender.join(), rec, relayed, full, cpu1)),
+            Err(what) => Err((what, joined(rec), joined(relayed))),
+        }
+    });
+    let panicked = || BenchError::Panicked { dut: NAME, run };
+    match outcome {
+        Ok((sent, rec, relayed, full, cpu1)) => {
+            let sent = sent.map_err(|_| panicked())??;
+            let rec = rec.map_err(|_| panicked())??;
+            let relayed = relayed.map_err(|_| panicked())??;
+            Ok(RunResult {
+                dut: NAME,
+                run,
+                convergence_s: full.duration_since(sent.t0).as_secs_f64(),
+                sender_s: sent.written.duration_since(sent.t0).as_secs_f64(),
+                first_s: rec
+                    .first
+                    .map(|f| f.saturating_duration_since(sent.t0).as_secs_f64()),
+                dut_cpu_s: Some(relayed.cpu.as_secs_f64()),
+                // The relay's thread is ours too: its copying is the DUT's share.
+                peers_cpu_s: cpu0
+                    .zip(cpu1)
+                    .map(|(a, b)| (b - a - relayed.cpu.as_secs_f64()).max(0.0)),
+                foreign_cpu_s: None,
+                dut_peak_rss_kib: None,
+                received: u64::from(rec.distinct),
+                start: report::RunStart::default(),
+            })
+        }
+        Err((what, rec, relayed)) => Err(BenchError::Timeout {
+            dut: NAME,
+            run,
+            what,
+            timeout: cfg.timeout,
+            seen: rec,
+            log: format!("relay: {relayed}"),
+        }),
+    }
 }
 
 /// The sender alone into a sink in the DUT's place: how fast can the table be offered at all.
@@ -204,6 +315,7 @@ fn ceiling(
         router_id: t.sender,
     };
     let (tx, _rx) = mpsc::channel();
+    let cpu0 = own_cpu_s();
     let (sent, sunk) = std::thread::scope(|s| {
         let sink = s.spawn(|| peers::sink(listener, t.dut_as));
         let sender = s.spawn(|| {
@@ -212,6 +324,7 @@ fn ceiling(
         });
         (sender.join(), sink.join())
     });
+    let cpu1 = own_cpu_s();
     let panicked = || BenchError::Panicked { dut: "sender", run };
     let sent = sent.map_err(|_| panicked())??;
     let (end, bytes) = sunk.map_err(|_| panicked())??;
@@ -222,11 +335,28 @@ fn ceiling(
         sender_s: sent.written.duration_since(sent.t0).as_secs_f64(),
         first_s: None,
         dut_cpu_s: None,
+        peers_cpu_s: cpu0.zip(cpu1).map(|(a, b)| (b - a).max(0.0)),
         foreign_cpu_s: None,
         dut_peak_rss_kib: None,
         received: bytes,
         start: report::RunStart::default(),
     })
+}
+
+/// This process's CPU clock (the harness's peers run as its threads), seconds.
+fn own_cpu_s() -> Option<f64> {
+    dut::process_cpu_ns(std::process::id())
+        .ok()
+        .map(|ns| Duration::from_nanos(ns).as_secs_f64())
+}
+
+/// What a joined peer thread ended with, for an error message.
+fn joined<T: std::fmt::Debug>(r: std::thread::Result<Result<T, BenchError>>) -> String {
+    match r {
+        Ok(Ok(v)) => format!("{v:?}"),
+        Ok(Err(e)) => format!("error: {e}"),
+        Err(_) => "panicked".into(),
+    }
 }
 
 fn one_run(
@@ -311,27 +441,21 @@ fn one_run(
                     .first
                     .map(|f| f.saturating_duration_since(sent.t0).as_secs_f64()),
                 dut_cpu_s: cpu.map(|c| c.dut.as_secs_f64()),
+                peers_cpu_s: cpu.map(|c| c.peers.as_secs_f64()),
                 foreign_cpu_s: cpu.map(|c| c.foreign.as_secs_f64()),
                 dut_peak_rss_kib: rss,
                 received: u64::from(rec.distinct),
                 start: report::RunStart::default(),
             })
         }
-        Err((what, rec)) => {
-            let seen = match rec {
-                Ok(Ok(r)) => format!("{r:?}"),
-                Ok(Err(e)) => format!("error: {e}"),
-                Err(_) => "panicked".into(),
-            };
-            Err(BenchError::Timeout {
-                dut: name,
-                run,
-                what,
-                timeout: cfg.timeout,
-                seen,
-                log: dut.process.log_tail(),
-            })
-        }
+        Err((what, rec)) => Err(BenchError::Timeout {
+            dut: name,
+            run,
+            what,
+            timeout: cfg.timeout,
+            seen: joined(rec),
+            log: dut.process.log_tail(),
+        }),
     };
     let _ = dut.process.stop();
     result

@@ -371,3 +371,152 @@ pub fn sink(listener: TcpListener, my_as: u32) -> Result<(Instant, u64), BenchEr
         total += n as u64;
     }
 }
+
+/// What the relay did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RelayReport {
+    /// Bytes copied from the sender to the receiver after the sender's handshake.
+    pub bytes: u64,
+    /// CPU time of the copying thread, handshake to the sender's close or `stop`.
+    pub cpu: Duration,
+}
+
+/// Accepts one connection on `listener`, polling so that `stop` and `deadline` are seen.
+fn accept_until(
+    role: &'static str,
+    listener: &TcpListener,
+    stop: &AtomicBool,
+    deadline: Instant,
+) -> Result<TcpStream, BenchError> {
+    listener
+        .set_nonblocking(true)
+        .map_err(io_err(role, "poll the listener"))?;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream
+                    .set_nonblocking(false)
+                    .map_err(io_err(role, "make the socket blocking"))?;
+                return Ok(stream);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                    return Err(BenchError::Handshake {
+                        role,
+                        detail: "no connection in time".into(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(io_err(role, "accept")(e)),
+        }
+    }
+}
+
+/// Reads one whole message with blocking reads and returns its type.
+fn read_whole_message(role: &'static str, stream: &mut TcpStream) -> Result<u8, BenchError> {
+    let mut header = [0u8; 19];
+    io::Read::read_exact(stream, &mut header).map_err(io_err(role, "read the handshake"))?;
+    let len = usize::from(u16::from_be_bytes([header[16], header[17]]));
+    let Some(rest) = len.checked_sub(header.len()) else {
+        return Err(BenchError::Handshake {
+            role,
+            detail: format!("message length {len} below the header's"),
+        });
+    };
+    let mut body = vec![0u8; rest];
+    io::Read::read_exact(stream, &mut body).map_err(io_err(role, "read the handshake"))?;
+    Ok(header[18])
+}
+
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel knows.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// The harness's relay, in the DUT's place: the least any speaker must do with the table,
+/// and nothing more. It reads the sender's stream into its own memory and writes it to the
+/// receiver, one `read` and one `write` per chunk: no parsing, no table, no encoding. Both
+/// peers get OPEN and KEEPALIVE from it at once, as from [`floor_receiver`]; the sender's OPEN
+/// and KEEPALIVE are read off whole and not forwarded (the receiver has its own session with
+/// the relay); everything after them is copied until the sender closes or `stop`.
+///
+/// A DUT's convergence measured against the relay's shows what its routing work costs; the
+/// relay's against the floor, what the extra hop through a process costs on this machine.
+pub fn relay(
+    from_sender: &TcpListener,
+    from_receiver: &TcpListener,
+    my_as: u32,
+    stop: &AtomicBool,
+    deadline: Instant,
+) -> Result<RelayReport, BenchError> {
+    const ROLE: &str = "relay";
+    let mut hello = bgp::open(my_as, HOLD_TIME, Ipv4Addr::new(10, 255, 255, 1));
+    hello.extend_from_slice(&bgp::keepalive());
+
+    let mut downstream = accept_until(ROLE, from_receiver, stop, deadline)?;
+    downstream
+        .set_nodelay(true)
+        .map_err(io_err(ROLE, "set TCP_NODELAY"))?;
+    downstream
+        .write_all(&hello)
+        .map_err(io_err(ROLE, "send OPEN to the receiver"))?;
+    // The receiver's OPEN, KEEPALIVE and keepalives: read and dropped, so it never blocks.
+    let mut drain = downstream
+        .try_clone()
+        .map_err(io_err(ROLE, "clone socket"))?;
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut buf = [0u8; 4096];
+            while matches!(io::Read::read(&mut drain, &mut buf), Ok(n) if n > 0) {}
+        });
+        let result = (|| {
+            let mut upstream = accept_until(ROLE, from_sender, stop, deadline)?;
+            upstream
+                .write_all(&hello)
+                .map_err(io_err(ROLE, "send OPEN to the sender"))?;
+            upstream
+                .set_read_timeout(Some(deadline.saturating_duration_since(Instant::now())))
+                .map_err(io_err(ROLE, "set read timeout"))?;
+            // OPEN then KEEPALIVE (RFC 4271 §8): after that the sender writes the table.
+            while read_whole_message(ROLE, &mut upstream)? != bgp::KEEPALIVE {}
+            upstream
+                .set_read_timeout(Some(TICK))
+                .map_err(io_err(ROLE, "set read timeout"))?;
+            let cpu0 = thread_cpu();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut bytes = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let n = match io::Read::read(&mut upstream, &mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if is_timeout(&e) => continue,
+                    Err(e) => return Err(io_err(ROLE, "read from the sender")(e)),
+                };
+                let chunk = buf.get(..n).unwrap_or_default();
+                downstream
+                    .write_all(chunk)
+                    .map_err(io_err(ROLE, "write to the receiver"))?;
+                bytes += n as u64;
+            }
+            Ok(RelayReport {
+                bytes,
+                cpu: thread_cpu().saturating_sub(cpu0),
+            })
+        })();
+        // Ends the drain thread (and tells the receiver) whatever happened.
+        let _ = downstream.shutdown(Shutdown::Both);
+        result
+    })
+}

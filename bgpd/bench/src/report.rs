@@ -7,7 +7,7 @@ use crate::workload::Workload;
 /// One measured run.
 #[derive(Debug, Clone)]
 pub struct RunResult {
-    /// `bird`, `bgpd`, `sender-ceiling` or `floor`.
+    /// `bird`, `bgpd`, `sender-ceiling`, `floor` or `relay`.
     pub dut: &'static str,
     pub run: usize,
     /// First UPDATE byte sent -> last prefix at the receiver (ceiling: last byte at the sink).
@@ -16,8 +16,12 @@ pub struct RunResult {
     pub sender_s: f64,
     /// First UPDATE byte sent -> first table prefix at the receiver (not for the ceiling).
     pub first_s: Option<f64>,
-    /// DUT utime+stime over the same interval.
+    /// DUT utime+stime over the same interval (the relay: its copying thread's CPU time).
     pub dut_cpu_s: Option<f64>,
+    /// CPU time of the harness's own peers over the same interval: the sender and the
+    /// receiver (the ceiling's sink and the floor's receiver included, the relay's copying
+    /// thread not).
+    pub peers_cpu_s: Option<f64>,
     /// CPU time used meanwhile by neither the DUT nor our peers (other work on the host,
     /// bgperf2's "max foreign cpu"): results with much of it are not comparable.
     pub foreign_cpu_s: Option<f64>,
@@ -156,8 +160,43 @@ pub struct Summary {
     pub sender_s: f64,
     pub first_s: Option<f64>,
     pub dut_cpu_s: Option<f64>,
+    pub peers_cpu_s: Option<f64>,
     pub foreign_cpu_s: Option<f64>,
     pub dut_peak_rss_kib: Option<u64>,
+}
+
+/// The CPU a DUT could use and still converge at issue 18's target, 1.25x the floor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    /// 1.25x the floor's convergence.
+    pub wall_s: f64,
+    /// Every CPU for that long.
+    pub total_cpu_s: f64,
+    /// What the sender and the receiver take (the relay runs' peers: the same bytes in and
+    /// out as behind a DUT).
+    pub peers_cpu_s: f64,
+    /// What moving the bytes through a process takes (the relay's copying thread).
+    pub copy_cpu_s: f64,
+    /// What is left for decoding, storing, deciding and encoding.
+    pub left_cpu_s: f64,
+    pub left_ns_per_prefix: f64,
+}
+
+/// [`Budget`] from the floor's and the relay's medians; `None` without the CPU readings.
+pub fn budget(floor: &Summary, relay: &Summary, cpus: usize, prefixes: u32) -> Option<Budget> {
+    let wall_s = 1.25 * floor.convergence_s;
+    let total_cpu_s = wall_s * f64::from(u32::try_from(cpus).unwrap_or(u32::MAX));
+    let peers_cpu_s = relay.peers_cpu_s?;
+    let copy_cpu_s = relay.dut_cpu_s?;
+    let left_cpu_s = total_cpu_s - peers_cpu_s - copy_cpu_s;
+    Some(Budget {
+        wall_s,
+        total_cpu_s,
+        peers_cpu_s,
+        copy_cpu_s,
+        left_cpu_s,
+        left_ns_per_prefix: left_cpu_s * 1e9 / f64::from(prefixes.max(1)),
+    })
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -198,6 +237,7 @@ impl Report {
             sender_s: median(runs.iter().map(|r| r.sender_s).collect())?,
             first_s: median(runs.iter().filter_map(|r| r.first_s).collect()),
             dut_cpu_s: median(runs.iter().filter_map(|r| r.dut_cpu_s).collect()),
+            peers_cpu_s: median(runs.iter().filter_map(|r| r.peers_cpu_s).collect()),
             foreign_cpu_s: median(runs.iter().filter_map(|r| r.foreign_cpu_s).collect()),
             dut_peak_rss_kib: median(
                 runs.iter()
@@ -224,29 +264,31 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "{:<15} {:>4} {:>14} {:>10} {:>9} {:>11} {:>13} {:>10} {:>14}",
+            "{:<15} {:>4} {:>14} {:>10} {:>9} {:>11} {:>13} {:>13} {:>10} {:>14}",
             "dut",
             "runs",
             "convergence s",
             "sender s",
             "first s",
             "DUT cpu s",
+            "peers cpu s",
             "DUT peak MiB",
             "B/route",
             "foreign cpu s"
         );
-        for dut in ["sender-ceiling", "floor", "bird", "bgpd"] {
+        for dut in ["sender-ceiling", "floor", "relay", "bird", "bgpd"] {
             let Some(m) = self.summary(dut) else { continue };
             let opt = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |v| format!("{v:.p$}"));
             let _ = writeln!(
                 s,
-                "{:<15} {:>4} {:>14.3} {:>10.3} {:>9} {:>11} {:>13} {:>10} {:>14}",
+                "{:<15} {:>4} {:>14.3} {:>10.3} {:>9} {:>11} {:>13} {:>13} {:>10} {:>14}",
                 dut,
                 m.runs,
                 m.convergence_s,
                 m.sender_s,
                 opt(m.first_s, 3),
                 opt(m.dut_cpu_s, 3),
+                opt(m.peers_cpu_s, 3),
                 opt(m.dut_peak_rss_kib.map(|k| k as f64 / 1024.0), 1),
                 opt(
                     m.dut_peak_rss_kib
@@ -289,6 +331,34 @@ impl Report {
                 }
             }
         }
+        if let (Some(f), Some(r)) = (self.summary("floor"), self.summary("relay")) {
+            let _ = writeln!(
+                s,
+                "ratio relay/floor: convergence {} (the extra hop through a process that only copies)",
+                ratio(Some(r.convergence_s), Some(f.convergence_s)),
+            );
+            if let Some(b) = budget(&f, &r, self.machine.nproc, w.prefixes) {
+                let _ = writeln!(
+                    s,
+                    "at 1.25x the floor ({:.3} s) {} CPUs give {:.3} CPU s; the peers take {:.3} and copying the bytes {:.3}: \
+                     {:.3} CPU s ({:.0} ns per prefix) would be left for a speaker's routing work{}",
+                    b.wall_s,
+                    self.machine.nproc,
+                    b.total_cpu_s,
+                    b.peers_cpu_s,
+                    b.copy_cpu_s,
+                    b.left_cpu_s,
+                    b.left_ns_per_prefix,
+                    self.summary("bgpd").and_then(|o| o.dut_cpu_s).map_or(
+                        String::new(),
+                        |c| format!(
+                            "; bgpd uses {c:.3} CPU s ({:.0} ns per prefix)",
+                            c * 1e9 / f64::from(w.prefixes.max(1))
+                        )
+                    ),
+                );
+            }
+        }
         if let (Some(c), Some(b)) = (self.summary("sender-ceiling"), self.summary("bird")) {
             let _ = writeln!(
                 s,
@@ -310,12 +380,12 @@ impl Report {
         let w = &self.workload;
         let m = &self.machine;
         let mut s = String::from(
-            "dut,run,prefixes,attr_sets,seed,convergence_s,sender_s,first_prefix_s,dut_cpu_s,foreign_cpu_s,dut_peak_rss_kib,received,started_utc,load1,commit,nproc,kernel,cpu,note\n",
+            "dut,run,prefixes,attr_sets,seed,convergence_s,sender_s,first_prefix_s,dut_cpu_s,foreign_cpu_s,dut_peak_rss_kib,received,started_utc,load1,commit,nproc,kernel,cpu,note,peers_cpu_s\n",
         );
         for r in &self.runs {
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{:.6},{:.6},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{:.6},{:.6},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 r.dut,
                 r.run,
                 w.prefixes,
@@ -335,6 +405,7 @@ impl Report {
                 field(&m.kernel),
                 field(&m.cpu),
                 field(&self.note),
+                r.peers_cpu_s.map_or(String::new(), |v| format!("{v:.3}")),
             );
         }
         s
@@ -358,6 +429,31 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(utc(1_796_618_096), "2026-12-07T04:34:56Z");
+    }
+
+    #[test]
+    fn budget_is_what_the_cpus_leave() {
+        let summary = |conv: f64, dut: Option<f64>, peers: Option<f64>| Summary {
+            runs: 1,
+            convergence_s: conv,
+            sender_s: conv,
+            first_s: None,
+            dut_cpu_s: dut,
+            peers_cpu_s: peers,
+            foreign_cpu_s: None,
+            dut_peak_rss_kib: None,
+        };
+        let floor = summary(0.04, None, Some(0.05));
+        let relay = summary(0.04, Some(0.01), Some(0.06));
+        let b = budget(&floor, &relay, 2, 1_000_000).unwrap();
+        // 1.25 x 0.04 s on 2 CPUs = 0.1 CPU s, minus 0.06 (peers) and 0.01 (copying).
+        assert!((b.wall_s - 0.05).abs() < 1e-12, "{b:?}");
+        assert!((b.total_cpu_s - 0.1).abs() < 1e-12, "{b:?}");
+        assert!((b.left_cpu_s - 0.03).abs() < 1e-12, "{b:?}");
+        assert!((b.left_ns_per_prefix - 30.0).abs() < 1e-6, "{b:?}");
+        // Without the relay's readings there is no budget to state.
+        assert_eq!(budget(&floor, &summary(0.04, None, Some(0.06)), 2, 1), None);
+        assert_eq!(budget(&floor, &summary(0.04, Some(0.01), None), 2, 1), None);
     }
 
     #[test]

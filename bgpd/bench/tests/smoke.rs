@@ -1,6 +1,7 @@
-//! The harness end to end in smoke mode (10,000 prefixes) against both DUTs, BIRD and our
-//! speaker (the `bgpd-dut` binary Cargo builds for this test): proves the lab, the peers and
-//! the report work, and that the bgpd side still converges, so CI notices when it breaks.
+//! The harness end to end in smoke mode (10,000 prefixes): the ceiling, the floor, the relay
+//! and both DUTs, BIRD and our speaker (the `bgpd-dut` binary Cargo builds for this test):
+//! proves the lab, the peers and the report work, and that the bgpd side still converges, so
+//! CI notices when it breaks.
 //! Needs root and `bird` (Debian package `bird2`). No timing is asserted; the figures come
 //! from `cargo run --release -p bgpd-bench`.
 
@@ -45,12 +46,28 @@ fn smoke_against_bird_and_bgpd() {
             "bird" | "bgpd" => assert_eq!(r.received, 10_000, "{r:?}"),
             // The floor's receiver counted the whole table straight from the sender.
             "floor" => assert_eq!(r.received, 10_000, "{r:?}"),
+            // The receiver counted the whole table through the relay, which copied it (its
+            // thread used CPU: the bytes went through it, not around it).
+            "relay" => {
+                assert_eq!(r.received, 10_000, "{r:?}");
+                assert!(r.dut_cpu_s.is_some_and(|c| c > 0.0), "{r:?}");
+            }
             // The sink counts the handshake too.
             "sender-ceiling" => assert!(r.received as usize > report.table_bytes, "{r:?}"),
             other => panic!("unexpected run {other}"),
         }
     }
     assert!(report.summary("floor").is_some(), "a floor run");
+    assert!(report.summary("relay").is_some(), "a relay run");
+    // The peers' own CPU is read in every run: the CPU budget at the floor target uses it.
+    for r in &report.runs {
+        assert!(r.peers_cpu_s.is_some_and(|c| c > 0.0), "{r:?}");
+    }
+    assert!(
+        report.table().contains("at 1.25x the floor"),
+        "{}",
+        report.table()
+    );
     let csv = report.csv();
     assert_eq!(csv.lines().count(), 1 + report.runs.len(), "{csv}");
     // Every row carries its provenance: start time, commit and machine (issue 18).
