@@ -172,15 +172,24 @@ pub fn process_cpu_ns(pid: u32) -> Result<u64, BenchError> {
         // It returns the error number instead of setting errno.
         return Err(err(std::io::Error::from_raw_os_error(rc)));
     }
+    clock_ns(clock).map_err(err)
+}
+
+/// The CPU clock of the calling thread, in nanoseconds.
+pub fn thread_cpu_ns() -> std::io::Result<u64> {
+    clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+fn clock_ns(clock: libc::clockid_t) -> std::io::Result<u64> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
     if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
-        return Err(err(std::io::Error::last_os_error()));
+        return Err(std::io::Error::last_os_error());
     }
-    let bad = || err(std::io::Error::from(std::io::ErrorKind::InvalidData));
+    let bad = || std::io::Error::from(std::io::ErrorKind::InvalidData);
     let secs = u64::try_from(ts.tv_sec).map_err(|_| bad())?;
     let nanos = u64::try_from(ts.tv_nsec).map_err(|_| bad())?;
     secs.checked_mul(1_000_000_000)

@@ -173,19 +173,8 @@ fn floor(lab: &Lab, table: &[u8], run: usize, cfg: &BenchConfig) -> Result<RunRe
         });
     };
     Ok(RunResult {
-        dut: "floor",
-        run,
-        convergence_s: full.duration_since(sent.t0).as_secs_f64(),
-        sender_s: sent.written.duration_since(sent.t0).as_secs_f64(),
-        first_s: counted
-            .first
-            .map(|f| f.saturating_duration_since(sent.t0).as_secs_f64()),
-        dut_cpu_s: None,
         peers_cpu_s: cpu0.zip(cpu1).map(|(a, b)| (b - a).max(0.0)),
-        foreign_cpu_s: None,
-        dut_peak_rss_kib: None,
-        received: u64::from(counted.distinct),
-        start: report::RunStart::default(),
+        ..received("floor", run, &sent, &counted, full)
     })
 }
 
@@ -262,22 +251,12 @@ fn relay(lab: &Lab, table: &[u8], run: usize, cfg: &BenchConfig) -> Result<RunRe
             let rec = rec.map_err(|_| panicked())??;
             let relayed = relayed.map_err(|_| panicked())??;
             Ok(RunResult {
-                dut: NAME,
-                run,
-                convergence_s: full.duration_since(sent.t0).as_secs_f64(),
-                sender_s: sent.written.duration_since(sent.t0).as_secs_f64(),
-                first_s: rec
-                    .first
-                    .map(|f| f.saturating_duration_since(sent.t0).as_secs_f64()),
                 dut_cpu_s: Some(relayed.cpu.as_secs_f64()),
                 // The relay's thread is ours too: its copying is the DUT's share.
                 peers_cpu_s: cpu0
                     .zip(cpu1)
                     .map(|(a, b)| (b - a - relayed.cpu.as_secs_f64()).max(0.0)),
-                foreign_cpu_s: None,
-                dut_peak_rss_kib: None,
-                received: u64::from(rec.distinct),
-                start: report::RunStart::default(),
+                ..received(NAME, run, &sent, &rec, full)
             })
         }
         Err((what, rec, relayed)) => Err(BenchError::Timeout {
@@ -341,6 +320,32 @@ fn ceiling(
         received: bytes,
         start: report::RunStart::default(),
     })
+}
+
+/// A run's timings from the sender's and the receiver's reports (`full`: when the receiver
+/// had the whole table); the CPU and memory readings are left for the caller.
+fn received(
+    dut: &'static str,
+    run: usize,
+    sent: &peers::SenderReport,
+    rec: &peers::ReceiverReport,
+    full: Instant,
+) -> RunResult {
+    RunResult {
+        dut,
+        run,
+        convergence_s: full.duration_since(sent.t0).as_secs_f64(),
+        sender_s: sent.written.duration_since(sent.t0).as_secs_f64(),
+        first_s: rec
+            .first
+            .map(|f| f.saturating_duration_since(sent.t0).as_secs_f64()),
+        dut_cpu_s: None,
+        peers_cpu_s: None,
+        foreign_cpu_s: None,
+        dut_peak_rss_kib: None,
+        received: u64::from(rec.distinct),
+        start: report::RunStart::default(),
+    }
 }
 
 /// This process's CPU clock (the harness's peers run as its threads), seconds.
@@ -433,19 +438,11 @@ fn one_run(
                     source,
                 })?;
             Ok(RunResult {
-                dut: name,
-                run,
-                convergence_s: full.duration_since(sent.t0).as_secs_f64(),
-                sender_s: sent.written.duration_since(sent.t0).as_secs_f64(),
-                first_s: rec
-                    .first
-                    .map(|f| f.saturating_duration_since(sent.t0).as_secs_f64()),
                 dut_cpu_s: cpu.map(|c| c.dut.as_secs_f64()),
                 peers_cpu_s: cpu.map(|c| c.peers.as_secs_f64()),
                 foreign_cpu_s: cpu.map(|c| c.foreign.as_secs_f64()),
                 dut_peak_rss_kib: rss,
-                received: u64::from(rec.distinct),
-                start: report::RunStart::default(),
+                ..received(name, run, &sent, &rec, full)
             })
         }
         Err((what, rec)) => Err(BenchError::Timeout {

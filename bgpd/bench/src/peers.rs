@@ -429,20 +429,10 @@ fn read_whole_message(role: &'static str, stream: &mut TcpStream) -> Result<u8, 
     Ok(header[18])
 }
 
+/// This thread's CPU time; zero if the clock cannot be read (the relay's CPU figure is then
+/// zero, which the smoke test notices).
 fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel knows.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(
-        u64::try_from(ts.tv_sec).unwrap_or(0),
-        u32::try_from(ts.tv_nsec).unwrap_or(0),
-    )
+    Duration::from_nanos(crate::dut::thread_cpu_ns().unwrap_or(0))
 }
 
 /// The harness's relay, in the DUT's place: the least any speaker must do with the table,
