@@ -1,10 +1,11 @@
 //! The three namespaces: sender -- DUT -- receiver, two veth links.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 
 use netlab::{LabDir, Netns, veth};
 
 use crate::BenchError;
+use crate::peers::PeerSpec;
 
 /// Addresses and ASNs of the lab.
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +53,42 @@ pub struct Lab {
 }
 
 impl Lab {
+    /// A listener at `at` in the DUT's namespace, for a harness role standing in the DUT's
+    /// place (sink, floor, relay).
+    pub fn listen_as_dut(
+        &self,
+        role: &'static str,
+        at: SocketAddr,
+    ) -> Result<TcpListener, BenchError> {
+        self.dut
+            .enter(|| TcpListener::bind(at))?
+            .map_err(|source| BenchError::Peer {
+                role,
+                what: "listen",
+                source,
+            })
+    }
+
+    /// The sender's session: from the sender's namespace to the DUT's sender side.
+    pub fn sender_spec(&self) -> PeerSpec {
+        let t = &self.topo;
+        PeerSpec {
+            dut: t.dut_for_sender(),
+            my_as: t.sender_as,
+            router_id: t.sender,
+        }
+    }
+
+    /// The receiver's session: from the receiver's namespace to the DUT's receiver side.
+    pub fn receiver_spec(&self) -> PeerSpec {
+        let t = &self.topo;
+        PeerSpec {
+            dut: t.dut_for_receiver(),
+            my_as: t.receiver_as,
+            router_id: t.receiver,
+        }
+    }
+
     pub fn new() -> Result<Self, BenchError> {
         let topo = Topology::default();
         let sender = Netns::new("bench-snd")?;

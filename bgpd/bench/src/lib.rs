@@ -10,7 +10,6 @@ pub mod peers;
 pub mod report;
 pub mod workload;
 
-use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -22,7 +21,6 @@ pub use workload::Workload;
 
 use dut::Dut;
 use lab::Lab;
-use peers::PeerSpec;
 
 /// Benchmark errors.
 #[derive(Debug, thiserror::Error)]
@@ -131,21 +129,10 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&RunResult)) -> Result<Re
 /// listens (one TCP hop, no speaker). A DUT's convergence cannot be below it.
 fn floor(lab: &Lab, table: &[u8], run: usize, cfg: &BenchConfig) -> Result<RunResult, BenchError> {
     let t = lab.topo;
-    let listener = lab
-        .dut
-        .enter(|| TcpListener::bind(t.dut_for_sender()))?
-        .map_err(|source| BenchError::Peer {
-            role: "floor",
-            what: "listen",
-            source,
-        })?;
+    let listener = lab.listen_as_dut("floor", t.dut_for_sender())?;
     let stop = AtomicBool::new(false);
     let deadline = Instant::now() + cfg.timeout;
-    let spec = PeerSpec {
-        dut: t.dut_for_sender(),
-        my_as: t.sender_as,
-        router_id: t.sender,
-    };
+    let spec = lab.sender_spec();
     let (tx, _rx) = mpsc::channel();
     let (full_tx, _full_rx) = mpsc::channel();
     let expected = cfg.workload.prefixes;
@@ -184,29 +171,11 @@ fn floor(lab: &Lab, table: &[u8], run: usize, cfg: &BenchConfig) -> Result<RunRe
 fn relay(lab: &Lab, table: &[u8], run: usize, cfg: &BenchConfig) -> Result<RunResult, BenchError> {
     const NAME: &str = "relay";
     let t = lab.topo;
-    let bind = |at: SocketAddr| {
-        lab.dut
-            .enter(|| TcpListener::bind(at))?
-            .map_err(|source| BenchError::Peer {
-                role: NAME,
-                what: "listen",
-                source,
-            })
-    };
-    let from_sender = bind(t.dut_for_sender())?;
-    let from_receiver = bind(t.dut_for_receiver())?;
+    let from_sender = lab.listen_as_dut(NAME, t.dut_for_sender())?;
+    let from_receiver = lab.listen_as_dut(NAME, t.dut_for_receiver())?;
     let stop = AtomicBool::new(false);
     let deadline = Instant::now() + cfg.timeout;
-    let rspec = PeerSpec {
-        dut: t.dut_for_receiver(),
-        my_as: t.receiver_as,
-        router_id: t.receiver,
-    };
-    let sspec = PeerSpec {
-        dut: t.dut_for_sender(),
-        my_as: t.sender_as,
-        router_id: t.sender,
-    };
+    let (rspec, sspec) = (lab.receiver_spec(), lab.sender_spec());
     let expected = cfg.workload.prefixes;
     let cpu0 = own_cpu_s();
     let outcome = std::thread::scope(|s| {
@@ -278,21 +247,10 @@ fn ceiling(
     cfg: &BenchConfig,
 ) -> Result<RunResult, BenchError> {
     let t = lab.topo;
-    let listener = lab
-        .dut
-        .enter(|| TcpListener::bind(t.dut_for_sender()))?
-        .map_err(|source| BenchError::Peer {
-            role: "sink",
-            what: "listen",
-            source,
-        })?;
+    let listener = lab.listen_as_dut("sink", t.dut_for_sender())?;
     let stop = AtomicBool::new(false);
     let deadline = Instant::now() + cfg.timeout;
-    let spec = PeerSpec {
-        dut: t.dut_for_sender(),
-        my_as: t.sender_as,
-        router_id: t.sender,
-    };
+    let spec = lab.sender_spec();
     let (tx, _rx) = mpsc::channel();
     let cpu0 = own_cpu_s();
     let (sent, sunk) = std::thread::scope(|s| {
@@ -377,13 +335,7 @@ fn one_run(
     let expected = cfg.workload.prefixes;
     let stop = AtomicBool::new(false);
     let deadline = Instant::now() + cfg.timeout;
-    let spec = |dut: SocketAddr, my_as, router_id| PeerSpec {
-        dut,
-        my_as,
-        router_id,
-    };
-    let rspec = spec(t.dut_for_receiver(), t.receiver_as, t.receiver);
-    let sspec = spec(t.dut_for_sender(), t.sender_as, t.sender);
+    let (rspec, sspec) = (lab.receiver_spec(), lab.sender_spec());
 
     let outcome = std::thread::scope(|s| {
         let (est_tx, est_rx) = mpsc::channel();
